@@ -1,0 +1,166 @@
+"""The ``cnnzoo`` command: a LightningCLI (``fit``, ``validate``, ``test``, ``predict``) plus zoo commands
+(``models``) that do not drive a Trainer."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from lightning.pytorch import LightningDataModule, Trainer
+from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, RichProgressBar
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+
+from . import _logging
+from .tasks import ClassificationTask
+
+__all__ = ["CnnzooCLI", "main"]
+
+
+def choose_precision(accelerator: Any) -> str:
+    """Mixed precision where the hardware has it, full precision elsewhere: bf16 on GPUs that support it
+    (no loss scaling needed), fp16 with loss scaling on older GPUs, 32-bit on CPU."""
+    name = accelerator if isinstance(accelerator, str) else type(accelerator).__name__.lower()
+    wants_gpu = name in ("auto", "gpu", "cuda") or "cuda" in name
+    if wants_gpu and torch.cuda.is_available():
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+    return "32-true"
+
+
+class CnnzooCLI(LightningCLI):
+    """LightningCLI with cnnzoo's defaults.
+
+    - The data module's ``num_classes``, ``in_chans``, ``image_size`` and ``classes`` are linked into the model,
+      so recipes never repeat them.
+    - Default callbacks, each configurable under its own key: ``checkpoint`` (ModelCheckpoint, best ``val_acc``
+      plus ``last.ckpt``), ``early_stopping`` (EarlyStopping on ``val_loss``), ``progress_bar``
+      (RichProgressBar) and ``lr_monitor`` (LearningRateMonitor).
+    - ``trainer.precision`` left unset is chosen from the hardware at run time.
+    - Every checkpoint is loaded with ``weights_only=True``: a checkpoint cannot run code on load.
+    """
+
+    def __init__(self, args: Any = None, run: bool = True, **kwargs: Any) -> None:
+        kwargs.setdefault("save_config_kwargs", {"overwrite": True})
+        super().__init__(
+            ClassificationTask,
+            LightningDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            seed_everything_default=42,
+            args=args,
+            run=run,
+            auto_configure_optimizers=False,
+            **kwargs,
+        )
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults(
+            {
+                "checkpoint.monitor": "val_acc",
+                "checkpoint.mode": "max",
+                "checkpoint.save_last": True,
+                "checkpoint.filename": "best-{epoch:03d}-{val_acc:.4f}",
+                "checkpoint.auto_insert_metric_name": False,
+            }
+        )
+        parser.add_lightning_class_args(EarlyStopping, "early_stopping")
+        parser.set_defaults({"early_stopping.monitor": "val_loss", "early_stopping.patience": 5})
+        parser.add_lightning_class_args(RichProgressBar, "progress_bar")
+        parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
+        parser.set_defaults({"lr_monitor.logging_interval": "epoch"})
+        for source, target, compute in (
+            ("data.num_classes", "model.init_args.num_classes", None),
+            ("data.in_chans", "model.init_args.in_chans", None),
+            ("data.image_size", "model.init_args.img_size", None),
+            ("data.classes", "model.init_args.class_names", list),
+        ):
+            parser.link_arguments(source, target, compute_fn=compute, apply_on="instantiate")
+
+    def before_instantiate_classes(self) -> None:
+        cfg = self.config[self.subcommand] if self.subcommand else self.config
+        trainer = cfg["trainer"]
+        if trainer.get("precision") is None:
+            trainer["precision"] = choose_precision(trainer.get("accelerator", "auto"))
+            _logging.info(
+                f"precision: {trainer['precision']} (chosen from the hardware; set trainer.precision to override)"
+            )
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        # The default callbacks must not clash with switches the user turned off in the trainer section:
+        # Lightning refuses a ModelCheckpoint with enable_checkpointing=False, and so on.
+        cfg = self._get(self.config_init, "trainer", default={})
+        drop: list[type] = []
+        if cfg.get("enable_checkpointing") is False:
+            drop.append(ModelCheckpoint)
+        if cfg.get("enable_progress_bar") is False:
+            drop.append(RichProgressBar)
+        if cfg.get("logger") is False:
+            drop.append(LearningRateMonitor)
+        extra = [self._get(self.config_init, key) for key in self._parser(self.subcommand).callback_keys]
+        extra = [cb for cb in extra if cb is not None and not isinstance(cb, tuple(drop))]
+        trainer_config = {**cfg, **kwargs}
+        return self._instantiate_trainer(trainer_config, extra)
+
+    def _prepare_subcommand_kwargs(self, subcommand: str) -> dict[str, Any]:
+        kwargs = super()._prepare_subcommand_kwargs(subcommand)
+        if kwargs.get("weights_only") is False:
+            raise ValueError(
+                "cnnzoo loads checkpoints with weights_only=True only: a full unpickle can run arbitrary code. "
+                "Remove --weights_only false; re-save an old checkpoint with plain tensors if it does not load."
+            )
+        if "weights_only" in self._subcommand_method_arguments[subcommand]:
+            kwargs["weights_only"] = True
+        return kwargs
+
+    def after_fit(self) -> None:
+        cb = self.trainer.checkpoint_callback
+        if not isinstance(cb, ModelCheckpoint) or not self.trainer.is_global_zero:
+            return
+        if cb.best_model_path:
+            score = f" ({cb.monitor}={cb.best_model_score:.4f})" if cb.best_model_score is not None else ""
+            print(f"best checkpoint: {cb.best_model_path}{score}")
+        if cb.last_model_path:
+            print(f"last checkpoint: {cb.last_model_path}")
+
+
+def _cmd_models(argv: list[str]) -> int:
+    import argparse
+
+    from .models import commands
+
+    parser = argparse.ArgumentParser(prog="cnnzoo models", description="List the registered models.")
+    parser.add_argument("pattern", nargs="?", default=None, help="shell-style filter, e.g. 'vgg*'")
+    args = parser.parse_args(argv)
+    commands.print_models_table(args.pattern)
+    return 0
+
+
+ZOO_COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
+    "models": (_cmd_models, "print the model registry as a table (name, parameters, default input size)"),
+}
+
+
+def _print_zoo_help() -> None:
+    print("cnnzoo: train, evaluate and load convolutional networks.\n")
+    print("Zoo commands:")
+    for name, (_, text) in ZOO_COMMANDS.items():
+        print(f"  {name:<14}{text}")
+    print("\nTrainer commands (LightningCLI; 'cnnzoo fit --help' shows every option):")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in ZOO_COMMANDS:
+        return ZOO_COMMANDS[args[0]][0](args[1:])
+    if not args or args[0] in ("-h", "--help"):
+        _print_zoo_help()
+        args = ["--help"]
+    # LightningCLI warns when given args that merely repeat sys.argv, so pass them only when they differ.
+    CnnzooCLI(args=None if args == sys.argv[1:] else args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

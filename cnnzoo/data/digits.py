@@ -1,0 +1,84 @@
+"""``DigitsDataModule``: scikit-learn's bundled handwritten digits, the offline default dataset."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .base import InMemoryDataModule, Split, seeded_split
+
+__all__ = ["DigitsDataModule"]
+
+
+def load_digits_arrays() -> tuple[torch.Tensor, torch.Tensor]:
+    """The 1,797 8x8 scans from UCI's optical digits set, shipped inside scikit-learn (no download).
+
+    Returns uint8 images of shape (1797, 1, 8, 8) scaled from the original 0..16 to 0..255, and int64 labels.
+    """
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise ImportError(
+            "DigitsDataModule reads scikit-learn's bundled digits; install it with: pip install 'cnnzoo[digits]'"
+        ) from err
+    x, y = load_digits(return_X_y=True)
+    images = torch.from_numpy(x).view(-1, 1, 8, 8).mul(255.0 / 16.0).round().to(torch.uint8)
+    return images, torch.from_numpy(y).long()
+
+
+class DigitsDataModule(InMemoryDataModule):
+    """1,797 real 8x8 handwritten digits (0-9), upsampled to ``image_size`` for LeNet, split with a fixed seed.
+
+    Args:
+        image_size: side of the upsampled images (28 suits LeNet-5's padded first convolution).
+        val_fraction: fraction of all images held out for validation.
+        test_fraction: fraction of all images held out for testing.
+        batch_size, eval_batch_size, num_workers, pin_memory, persistent_workers, seed: see
+            :class:`~cnnzoo.data.base.InMemoryDataModule`.
+    """
+
+    num_classes = 10
+    in_chans = 1
+    classes = tuple(str(i) for i in range(10))
+    # Statistics of the training split at 28x28 (bilinear upsampling), measured once; like MNIST's (0.1307, 0.3081).
+    mean = (0.3058,)
+    std = (0.3247,)
+    default_image_size = 28
+
+    def __init__(
+        self,
+        image_size: int = 28,
+        val_fraction: float = 0.15,
+        test_fraction: float = 0.15,
+        batch_size: int = 64,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        persistent_workers: bool = False,
+        seed: int = 42,
+    ) -> None:
+        super().__init__(batch_size, eval_batch_size, num_workers, pin_memory, persistent_workers, seed)
+        if image_size < 8:
+            raise ValueError(f"image_size must be >= 8 (the scans are 8x8), got {image_size}")
+        if val_fraction < 0 or test_fraction <= 0 or val_fraction + test_fraction >= 1:
+            raise ValueError(
+                f"need val_fraction >= 0, test_fraction > 0 and their sum < 1; got {val_fraction} and {test_fraction}"
+            )
+        self.image_size = image_size
+        self.val_fraction = val_fraction
+        self.test_fraction = test_fraction
+
+    def load_splits(self) -> dict[str, Split]:
+        images, labels = load_digits_arrays()
+        if self.image_size != 8:
+            images = F.interpolate(images.float(), size=self.image_size, mode="bilinear", align_corners=False)
+            images = images.round().clamp_(0, 255).to(torch.uint8)
+        n = len(labels)
+        n_test = round(n * self.test_fraction)
+        n_val = round(n * self.val_fraction)
+        test_idx, val_idx, train_idx = seeded_split(n, [n_test, n_val, n - n_test - n_val], self.seed)
+        return {
+            "train": (images[train_idx], labels[train_idx]),
+            "val": (images[val_idx], labels[val_idx]),
+            "test": (images[test_idx], labels[test_idx]),
+        }

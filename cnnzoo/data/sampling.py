@@ -1,0 +1,91 @@
+"""Batch sampling for data that already sits in memory as tensors."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sized
+
+import torch
+from torch.utils.data import Dataset, DistributedSampler
+
+__all__ = ["InMemoryBatchSampler", "TensorBatchDataset"]
+
+
+class TensorBatchDataset(Dataset):
+    """Tensors indexed a whole batch at a time.
+
+    ``dataset[list_of_indices]`` returns the batch in one gather. A regular ``TensorDataset`` would be indexed once
+    per image and re-stacked by ``default_collate``, which on small images costs more than the model's forward.
+    """
+
+    def __init__(self, *tensors: torch.Tensor) -> None:
+        if not tensors or any(len(t) != len(tensors[0]) for t in tensors):
+            raise ValueError("TensorBatchDataset needs one or more tensors of equal length")
+        self.tensors = tensors
+
+    def __len__(self) -> int:
+        return len(self.tensors[0])
+
+    def __getitem__(self, index: list[int] | torch.Tensor) -> tuple[torch.Tensor, ...]:
+        idx = torch.as_tensor(index, dtype=torch.long)
+        return tuple(t[idx] for t in self.tensors)
+
+
+class InMemoryBatchSampler(DistributedSampler):
+    """Yields lists of indices, one list per batch, sharded across ranks.
+
+    It subclasses ``DistributedSampler`` on purpose: Lightning leaves a ``DistributedSampler`` alone under DDP
+    instead of wrapping it, and calls ``set_epoch`` on it every epoch. The order of epoch ``e`` is a pure function of
+    ``(seed, e)``, independent of the global RNG, so a run resumed from a checkpoint at epoch ``e`` sees the same
+    order an uninterrupted run would (Lightning's own ``RandomSampler`` draws its seed from the global RNG, which a
+    resume does not restore).
+
+    Training (``shuffle=True``) pads by wrap-around so every rank runs the same number of batches, as DDP needs.
+    Evaluation (``shuffle=False``) never pads: each sample is counted exactly once across ranks, so a DDP metric
+    equals the single-process one.
+    """
+
+    def __init__(
+        self,
+        data: Sized,
+        batch_size: int,
+        *,
+        shuffle: bool,
+        drop_last: bool,
+        seed: int = 0,
+        num_replicas: int = 1,
+        rank: int = 0,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        super().__init__(data, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed, drop_last=False)  # type: ignore[arg-type]
+        self.batch_size = batch_size
+        self.drop_batch_remainder = drop_last
+        self.n = len(data)
+
+    def _rank_indices(self) -> torch.Tensor:
+        if self.shuffle:
+            g = torch.Generator()
+            g.manual_seed(self.seed + self.epoch)
+            order = torch.randperm(self.n, generator=g)
+            per_rank = -(-self.n // self.num_replicas)
+            total = per_rank * self.num_replicas
+            if total > self.n:
+                order = torch.cat([order, order[: total - self.n]])
+        else:
+            order = torch.arange(self.n)
+        return order[self.rank :: self.num_replicas]
+
+    def _num_rank_samples(self) -> int:
+        if self.shuffle:
+            return -(-self.n // self.num_replicas)
+        return len(range(self.rank, self.n, self.num_replicas))
+
+    def __iter__(self) -> Iterator[list[int]]:  # type: ignore[override]
+        indices = self._rank_indices().tolist()
+        stop = len(indices) - len(indices) % self.batch_size if self.drop_batch_remainder else len(indices)
+        for start in range(0, stop, self.batch_size):
+            yield indices[start : start + self.batch_size]
+
+    def __len__(self) -> int:
+        n = self._num_rank_samples()
+        return n // self.batch_size if self.drop_batch_remainder else -(-n // self.batch_size)

@@ -1,0 +1,132 @@
+"""What every cnnzoo model shares: the classifier interface and clear input checks.
+
+The interface mirrors timm (``forward_features``, ``forward_head``, ``get_classifier``, ``reset_classifier``,
+``num_classes=0`` for features) so that code written for one works with the other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+__all__ = ["ZooModel", "conv_output_size"]
+
+
+def conv_output_size(size: int, kernel: int, stride: int = 1, padding: int = 0, dilation: int = 1) -> int:
+    """Spatial output size of a convolution or pooling layer: ``floor((n + 2p - d(k-1) - 1) / s) + 1``.
+
+    This is the arithmetic every head size in cnnzoo is computed from, rather than typed in.
+    """
+    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+
+
+class ZooModel(nn.Module):
+    """Base class of the plain-PyTorch classifiers in :mod:`cnnzoo.models`.
+
+    Subclasses build ``self.classifier`` through :meth:`_make_classifier` and implement :meth:`forward_features`
+    (the convolutional trunk, returning a feature map) and :meth:`forward_pre_logits` (from the feature map to the
+    vector the final linear layer reads).
+
+    Attributes:
+        num_classes: classifier outputs; 0 means the model returns pre-logit features.
+        in_chans: input channels the first convolution expects.
+        img_size: the (square) input size the model was built for.
+        fixed_input_size: ``True`` when the head's flatten fixes the input size to exactly ``img_size``.
+        min_input_size: the smallest input a variable-size model accepts.
+        num_features: length of the feature vector the classifier reads.
+    """
+
+    fixed_input_size: bool = True
+
+    def __init__(self, *, num_classes: int, in_chans: int, img_size: int, min_input_size: int | None = None) -> None:
+        super().__init__()
+        if num_classes < 0:
+            raise ValueError(f"num_classes must be >= 0 (0 returns features), got {num_classes}")
+        if in_chans < 1:
+            raise ValueError(f"in_chans must be >= 1, got {in_chans}")
+        self.num_classes = num_classes
+        self.in_chans = in_chans
+        self.img_size = img_size
+        self.min_input_size = min_input_size if min_input_size is not None else img_size
+        self.num_features = 0
+        self.classifier: nn.Module = nn.Identity()
+
+    # --- classifier -------------------------------------------------------------------------------------------
+    def _make_classifier(self, num_features: int, num_classes: int) -> None:
+        self.num_features = num_features
+        self.num_classes = num_classes
+        self.classifier = nn.Linear(num_features, num_classes) if num_classes > 0 else nn.Identity()
+
+    def get_classifier(self) -> nn.Module:
+        return self.classifier
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace the final layer with a freshly initialised one with ``num_classes`` outputs (0: features)."""
+        if num_classes < 0:
+            raise ValueError(f"num_classes must be >= 0 (0 returns features), got {num_classes}")
+        old = self.classifier
+        self._make_classifier(self.num_features, num_classes)
+        if isinstance(old, nn.Linear):
+            self.classifier.to(device=old.weight.device, dtype=old.weight.dtype)
+
+    # --- input checks -----------------------------------------------------------------------------------------
+    @property
+    def input_size(self) -> tuple[int, int, int]:
+        """The default input as (C, H, W)."""
+        return (self.in_chans, self.img_size, self.img_size)
+
+    def check_input(self, x: torch.Tensor) -> None:
+        """Fail with a message that names the expected and received (C, H, W) and the fix.
+
+        Without this a wrong size surfaces as a matmul shape error deep inside the head, which tells a student
+        nothing about which layer assumed what.
+        """
+        name = type(self).__name__
+        if x.ndim != 4:
+            raise ValueError(
+                f"{name} expects a batch of images shaped (B, C, H, W) = (B, {', '.join(map(str, self.input_size))}); "
+                f"got a tensor of shape {tuple(x.shape)}. Fix: add the batch dimension with x.unsqueeze(0)."
+            )
+        c, h, w = x.shape[1:]
+        if c != self.in_chans:
+            raise ValueError(
+                f"{name} was built for (C, H, W) = {self.input_size} but received {(c, h, w)}: "
+                f"{c} channel(s) instead of {self.in_chans}. Fix: build the model with in_chans={c}, or convert the "
+                f"images to {self.in_chans} channel(s) (the data modules do this with in_chans={self.in_chans})."
+            )
+        if self.fixed_input_size and (h, w) != (self.img_size, self.img_size):
+            raise ValueError(
+                f"{name} was built for (C, H, W) = {self.input_size} but received {(c, h, w)}: its fully connected "
+                f"head was sized for {self.img_size}x{self.img_size} inputs. Fix: resize the images to "
+                f"{self.img_size}x{self.img_size}, or build the model with img_size={h} if it supports that size."
+            )
+        if not self.fixed_input_size and min(h, w) < self.min_input_size:
+            raise ValueError(
+                f"{name} received (C, H, W) = {(c, h, w)}, but its pooling stages need at least "
+                f"{self.min_input_size}x{self.min_input_size}. Fix: resize the images to at least that size."
+            )
+
+    # --- forward ----------------------------------------------------------------------------------------------
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward_pre_logits(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = self.forward_pre_logits(x)
+        return x if pre_logits else self.classifier(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_input(x)
+        return self.forward_head(self.forward_features(x))
+
+
+def check_sizes(name: str, img_size: int, allowed: Sequence[int] | None = None, minimum: int | None = None) -> None:
+    """Reject an ``img_size`` a builder cannot take, at construction time."""
+    if allowed is not None and img_size not in allowed:
+        raise ValueError(f"{name} supports img_size in {sorted(allowed)}, got {img_size}")
+    if minimum is not None and img_size < minimum:
+        raise ValueError(f"{name} needs img_size >= {minimum}, got {img_size}")

@@ -1,0 +1,36 @@
+"""Reports on the registry for the ``cnnzoo models`` command (rich tables; no Lightning)."""
+
+from __future__ import annotations
+
+import torch
+
+from ._registry import create_model, get_model_entrypoint, list_models
+
+__all__ = ["model_summary_rows", "print_models_table"]
+
+
+def model_summary_rows(pattern: str | None = None) -> list[tuple[str, int, tuple[int, int, int], str]]:
+    """(name, parameters, default (C, H, W), first docstring line) per model, built on the meta device so that
+    even VGG-19 costs no memory and no time."""
+    rows = []
+    for name in list_models(pattern):
+        with torch.device("meta"):
+            model = create_model(name)
+        n_params = sum(p.numel() for p in model.parameters())
+        doc = (get_model_entrypoint(name).__doc__ or "").strip().splitlines()
+        rows.append((name, n_params, tuple(model.input_size), doc[0] if doc else ""))  # type: ignore[arg-type]
+    return rows
+
+
+def print_models_table(pattern: str | None = None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="cnnzoo models (10 classes, default channels)")
+    table.add_column("name", style="bold")
+    table.add_column("parameters", justify="right")
+    table.add_column("input (C, H, W)")
+    table.add_column("description")
+    for name, n_params, size, doc in model_summary_rows(pattern):
+        table.add_row(name, f"{n_params:,}", "x".join(map(str, size)), doc)
+    Console().print(table)

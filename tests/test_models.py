@@ -1,0 +1,140 @@
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import cnnzoo
+from cnnzoo.models import ZooModel, conv_output_size, create_model, list_models, register_model
+from cnnzoo.models._registry import _model_entrypoints
+
+ALL_MODELS = list_models()
+
+
+def test_registry_lists_the_issue_models() -> None:
+    expected = [
+        "lenet5",
+        "lenet5_classic",
+        "simple_cnn",
+        "vgg11_bn",
+        "vgg13_bn",
+        "vgg16_bn",
+        "vgg19_bn",
+        "vgg_cifar_small",
+    ]
+    assert set(expected) <= set(ALL_MODELS)
+    assert cnnzoo.list_models() == ALL_MODELS == sorted(ALL_MODELS)
+    assert list_models("vgg*") == ["vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn", "vgg_cifar_small"]
+
+
+@pytest.mark.parametrize("name", ALL_MODELS)
+@pytest.mark.parametrize("in_chans", [1, 3])
+def test_forward_backward_features_reset(name: str, in_chans: int) -> None:
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=7, in_chans=in_chans)
+    assert isinstance(model, ZooModel)
+    x = torch.randn(2, *model.input_size)
+    assert x.shape[1] == in_chans
+    out = model(x)
+    assert out.shape == (2, 7)
+    assert torch.isfinite(out).all()
+    out.square().mean().backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
+    assert not missing, f"parameters without a gradient: {missing}"
+
+    feats = create_model(name, num_classes=0, in_chans=in_chans).eval()(x)
+    assert feats.shape == (2, model.num_features)
+    assert isinstance(model.get_classifier(), nn.Linear)
+
+    model.reset_classifier(4)
+    assert model(x).shape == (2, 4)
+    model.reset_classifier(0)
+    assert model(x).shape == (2, model.num_features)
+
+
+@pytest.mark.parametrize("name", ALL_MODELS)
+def test_wrong_channel_count_is_a_clear_error(name: str) -> None:
+    model = create_model(name, in_chans=1)
+    _c, h, w = model.input_size
+    with pytest.raises(ValueError, match=r"received \(3, .*3 channel\(s\) instead of 1.*in_chans=3"):
+        model(torch.randn(1, 3, h, w))
+
+
+@pytest.mark.parametrize("name", [n for n in ALL_MODELS if create_model(n).fixed_input_size])
+def test_fixed_head_rejects_wrong_size_with_expected_and_received(name: str) -> None:
+    model = create_model(name)
+    c, h, w = model.input_size
+    with pytest.raises(ValueError) as err:
+        model(torch.randn(1, c, h + 8, w + 8))
+    msg = str(err.value)
+    assert f"{(c, h, w)}" in msg and f"{(c, h + 8, w + 8)}" in msg and "resize" in msg
+
+
+def test_vgg_rejects_too_small_input_and_missing_batch_dim() -> None:
+    model = create_model("vgg11_bn")
+    with pytest.raises(ValueError, match="at least 32x32"):
+        model(torch.randn(1, 3, 16, 16))
+    with pytest.raises(ValueError, match="unsqueeze"):
+        model(torch.randn(3, 32, 32))
+
+
+def test_parameter_counts_match_hand_computed_figures() -> None:
+    lenet = create_model("lenet5", num_classes=10, in_chans=1, img_size=28)
+    # conv1 6*25+6, conv2 16*6*25+16, fc 400*120+120, 120*84+84, 84*10+10
+    assert sum(p.numel() for p in lenet.parameters()) == 156 + 2416 + 48120 + 10164 + 850 == 61_706
+    classic = create_model("lenet5_classic")
+    assert sum(p.numel() for p in classic.parameters()) == 61_706
+    with torch.device("meta"):
+        vgg16 = create_model("vgg16_bn", num_classes=1000, img_size=224)
+    assert vgg16.head_type == "imagenet"
+    assert sum(p.numel() for p in vgg16.parameters()) == 138_365_992
+
+
+def test_vgg_head_choice_and_imagenet_forward() -> None:
+    assert create_model("vgg11_bn", img_size=32).head_type == "cifar"
+    assert create_model("vgg11_bn", img_size=32, head="imagenet").head_type == "imagenet"
+    model = create_model("vgg11_bn", num_classes=5, img_size=224).eval()
+    assert model.num_features == 4096
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, 224, 224)).shape == (1, 5)
+
+
+def test_lenet_takes_28_with_padding_or_32_without() -> None:
+    m28, m32 = create_model("lenet5", img_size=28), create_model("lenet5", img_size=32)
+    assert m28.features[0].padding == (2, 2) and m32.features[0].padding == (0, 0)
+    assert m32(torch.randn(1, 1, 32, 32)).shape == (1, 10)
+    with pytest.raises(ValueError, match="img_size"):
+        create_model("lenet5", img_size=30)
+
+
+def test_classic_lenet_uses_sigmoid_and_average_pooling() -> None:
+    kinds = {type(m) for m in create_model("lenet5_classic").modules()}
+    assert nn.Sigmoid in kinds and nn.AvgPool2d in kinds and nn.ReLU not in kinds
+    kinds = {type(m) for m in create_model("lenet5").modules()}
+    assert nn.ReLU in kinds and nn.MaxPool2d in kinds and nn.Sigmoid not in kinds
+
+
+def test_unknown_name_suggests_close_matches() -> None:
+    with pytest.raises(ValueError, match=r"lenet5, lenet5_classic"):
+        create_model("lenet")
+    with pytest.raises(ValueError, match="vgg16_bn"):
+        create_model("vgg16bn")
+
+
+def test_registering_a_name_twice_is_an_error() -> None:
+    def lenet5() -> nn.Module:  # same name as the built-in
+        return nn.Identity()
+
+    with pytest.raises(ValueError, match="already registered"):
+        register_model(lenet5)
+    assert _model_entrypoints["lenet5"] is not lenet5
+
+
+def test_conv_output_size_arithmetic() -> None:
+    assert conv_output_size(28, 5, padding=2) == 28
+    assert conv_output_size(32, 5) == 28
+    assert conv_output_size(28, 3, stride=2, padding=1) == 14
+    assert conv_output_size(7, 3, stride=2, padding=1) == 4
+    x = torch.randn(1, 1, 28, 28)
+    for k, s, p in [(5, 1, 2), (3, 2, 1), (2, 2, 0), (7, 3, 3)]:
+        assert nn.Conv2d(1, 1, k, s, p)(x).shape[-1] == conv_output_size(28, k, s, p)
