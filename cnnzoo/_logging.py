@@ -10,11 +10,12 @@ logger = logging.getLogger("cnnzoo")
 def setup_logging() -> None:
     """Give the ``cnnzoo`` logger a console handler unless the application configured logging itself,
     the same rule Lightning applies to its own logger."""
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.INFO)
     if not logging.getLogger().handlers and not logger.handlers:
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("[cnnzoo] %(message)s"))
         logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
         logger.propagate = False
 
 

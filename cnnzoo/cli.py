@@ -13,6 +13,7 @@ from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, Mode
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from . import _logging
+from .callbacks import PredictionWriter
 from .tasks import ClassificationTask
 
 __all__ = ["CnnzooCLI", "main"]
@@ -69,7 +70,7 @@ class CnnzooCLI(LightningCLI):
         parser.set_defaults({"early_stopping.monitor": "val_loss", "early_stopping.patience": 5})
         parser.add_lightning_class_args(RichProgressBar, "progress_bar")
         parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
-        parser.set_defaults({"lr_monitor.logging_interval": "epoch"})
+        parser.add_lightning_class_args(PredictionWriter, "prediction_writer")
         for source, target, compute in (
             ("data.num_classes", "model.init_args.num_classes", None),
             ("data.in_chans", "model.init_args.in_chans", None),
@@ -98,6 +99,8 @@ class CnnzooCLI(LightningCLI):
             drop.append(RichProgressBar)
         if cfg.get("logger") is False:
             drop.append(LearningRateMonitor)
+        if self.subcommand != "predict":
+            drop.append(PredictionWriter)
         extra = [self._get(self.config_init, key) for key in self._parser(self.subcommand).callback_keys]
         extra = [cb for cb in extra if cb is not None and not isinstance(cb, tuple(drop))]
         trainer_config = {**cfg, **kwargs}
@@ -137,8 +140,36 @@ def _cmd_models(argv: list[str]) -> int:
     return 0
 
 
+def _cmd_show_augment(argv: list[str]) -> int:
+    import argparse
+
+    from torchvision.utils import save_image
+
+    from .data.base import ClassificationDataModule
+    from .data.preview import augmentation_grid
+
+    parser = argparse.ArgumentParser(
+        prog="cnnzoo show-augment",
+        description="Save a grid of augmented training samples: one row per image, the evaluation view first. "
+        "Other options (--config, --data.augment, ...) are those of 'cnnzoo fit'.",
+    )
+    parser.add_argument("--out", default="augment_grid.png", help="PNG file to write")
+    parser.add_argument("--images", type=int, default=8, help="training images (rows)")
+    parser.add_argument("--draws", type=int, default=7, help="augmented draws per image (columns after the first)")
+    args, rest = parser.parse_known_args(argv)
+    cli = CnnzooCLI(args=rest, run=False)
+    dm = cli.datamodule
+    if not isinstance(dm, ClassificationDataModule):
+        raise SystemExit(f"show-augment needs a cnnzoo data module, got {type(dm).__name__}")
+    grid = augmentation_grid(dm, args.images, args.draws)
+    save_image(grid, args.out)
+    print(f"augmentation grid ({dm.augment}, {args.images}x{1 + args.draws}): {args.out}")
+    return 0
+
+
 ZOO_COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "models": (_cmd_models, "print the model registry as a table (name, parameters, default input size)"),
+    "show-augment": (_cmd_show_augment, "save a grid of augmented training samples (--config R --out grid.png)"),
 }
 
 

@@ -19,3 +19,17 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real datasets not found at {SHARED_DATA} (see the README of ../shared/data)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def cifar10_train(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The CIFAR-10 training split from ../shared/data, extracted once per session."""
+    import tarfile
+
+    archive = SHARED_DATA / "cifar10-train.tar.gz"
+    if not archive.is_file():
+        pytest.skip(f"{archive} not found (see the README of ../shared/data)")
+    out = tmp_path_factory.mktemp("cifar10")
+    with tarfile.open(archive) as tar:
+        tar.extractall(out, filter="data")
+    return out / "train"

@@ -1,23 +1,44 @@
-"""``InMemoryDataModule``: the base of the data modules whose datasets fit in memory."""
+"""Base data modules.
+
+``ClassificationDataModule`` holds what every cnnzoo data module shares: the attributes the CLI links into the
+model (``num_classes``, ``in_chans``, ``image_size``, ``classes``), normalisation, augmentation presets and
+batch-level mixing. ``InMemoryDataModule`` adds the fast path for datasets that fit in memory.
+"""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import torch
+import torch.nn.functional as F
 from lightning.pytorch import LightningDataModule
-from torch.utils.data import DataLoader
+from PIL import Image
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from torchvision.transforms import v2
 
 from .. import _logging
 from .sampling import InMemoryBatchSampler, TensorBatchDataset
+from .transforms import (
+    AugmentName,
+    BatchAugment,
+    DataKind,
+    MixCollate,
+    batch_random_erasing,
+    check_preset,
+    sample_augment,
+)
 
-__all__ = ["InMemoryDataModule", "seeded_split"]
+__all__ = ["ClassificationDataModule", "InMemoryDataModule", "convert_channels", "resolve_val_size", "seeded_split"]
 
 Split = tuple[torch.Tensor, torch.Tensor]
+LUMA = (0.299, 0.587, 0.114)
 
 
 def seeded_split(n: int, sizes: list[int], seed: int) -> list[torch.Tensor]:
-    """Split ``range(n)`` into disjoint index sets of the given sizes; the same seed gives the same split."""
+    """Split ``range(n)`` into disjoint, sorted index sets of the given sizes; the same seed gives the same split."""
     if sum(sizes) > n:
         raise ValueError(f"split sizes {sizes} add up to more than the {n} available samples")
     g = torch.Generator()
@@ -41,28 +62,81 @@ def resolve_val_size(n_train: int, val_size: int | None, val_fraction: float) ->
     return round(n_train * val_fraction)
 
 
-class InMemoryDataModule(LightningDataModule):
-    """Images kept as ``uint8`` tensors of shape (N, C, H, W); batches are gathered by index and converted,
-    augmented and normalised on the training device in :meth:`on_after_batch_transfer`.
+def convert_channels(images: torch.Tensor, in_chans: int) -> torch.Tensor:
+    """uint8 (N, C, H, W) to ``in_chans`` channels: gray to RGB repeats the channel, RGB to gray takes luma."""
+    c = images.shape[1]
+    if c == in_chans:
+        return images
+    if c == 1:
+        return images.expand(-1, in_chans, -1, -1).contiguous()
+    if c == 3 and in_chans == 1:
+        w = torch.tensor(LUMA, dtype=torch.float32).view(1, 3, 1, 1)
+        return (images.float() * w).sum(1, keepdim=True).round_().clamp_(0, 255).to(torch.uint8)
+    raise ValueError(f"cannot convert {c}-channel images to {in_chans} channels; use in_chans=1 or 3")
 
-    Subclasses set the class constants and implement :meth:`load_splits`.
+
+def convert_stats(values: Sequence[float], in_chans: int) -> tuple[float, ...]:
+    if len(values) == in_chans:
+        return tuple(values)
+    if len(values) == 1:
+        return tuple(values) * in_chans
+    if len(values) == 3 and in_chans == 1:
+        return (sum(w * v for w, v in zip(LUMA, values, strict=True)),)
+    raise ValueError(f"cannot adapt {len(values)}-channel statistics to {in_chans} channels")
+
+
+def resize_batch(x: torch.Tensor, image_size: int, crop_pct: float | None) -> torch.Tensor:
+    """Resize a (B, C, H, W) batch so that its shorter side is ``image_size / crop_pct``, then center-crop it
+    to ``image_size`` (timm's evaluation geometry; ``crop_pct=None`` means 1)."""
+    h, w = x.shape[-2:]
+    scale_to = math.floor(image_size / (crop_pct or 1.0))
+    if min(h, w) != scale_to:
+        if h <= w:
+            size = (scale_to, max(scale_to, round(w * scale_to / h)))
+        else:
+            size = (max(scale_to, round(h * scale_to / w)), scale_to)
+        dtype = x.dtype
+        x = F.interpolate(x.float(), size=size, mode="bilinear", antialias=True, align_corners=False)
+        if dtype == torch.uint8:
+            x = x.round_().clamp_(0, 255).to(torch.uint8)
+    h, w = x.shape[-2:]
+    if (h, w) != (image_size, image_size):
+        top, left = (h - image_size) // 2, (w - image_size) // 2
+        x = x[..., top : top + image_size, left : left + image_size]
+    return x
+
+
+class ClassificationDataModule(LightningDataModule):
+    """What every cnnzoo data module shares.
 
     Args:
         batch_size: training batch size (per device under DDP).
         eval_batch_size: batch size for validation, test and predict (``None``: ``batch_size``).
-        num_workers: DataLoader worker processes. Gathering a batch from memory is a single indexing operation,
-            so 0 is usually fastest here.
+        num_workers: DataLoader worker processes.
         pin_memory: pin host memory for faster host-to-GPU copies.
         persistent_workers: keep workers alive between epochs (only with ``num_workers > 0``).
-        seed: seed of the split and of the shuffling order.
+        seed: seed of the data split and of the shuffling order.
+        augment: augmentation preset: ``none``, ``standard``, ``jitter``, ``autoaugment``, ``randaugment`` or
+            ``trivialaugment`` (see :mod:`cnnzoo.data.transforms`).
+        train_transform: your own per-image training transform (for example a ``torchvision.transforms.v2``
+            transform), used instead of the preset. It receives uint8 images (PIL or tensor) and returns the same.
+        random_erasing: probability of random erasing on top of the preset (0 turns it off).
+        mixup_alpha: MixUp's Beta(alpha, alpha) parameter (0 turns it off); targets become soft.
+        cutmix_alpha: CutMix's Beta(alpha, alpha) parameter (0 turns it off).
+        image_size: the size images are resized to (``None``: the dataset's own size).
+        in_chans: channels delivered (``None``: the dataset's own); gray and RGB are converted.
+        crop_pct: evaluation resize-then-center-crop ratio as in timm's data config (``None``: no crop).
+        mean: normalisation mean per channel (``None``: the dataset's statistics).
+        std: normalisation std per channel (``None``: the dataset's statistics).
     """
 
-    num_classes: ClassVar[int]
-    in_chans: ClassVar[int]
-    classes: ClassVar[tuple[str, ...]]
-    mean: ClassVar[tuple[float, ...]]
-    std: ClassVar[tuple[float, ...]]
-    default_image_size: ClassVar[int]
+    num_classes: int
+    classes: tuple[str, ...]
+    kind: ClassVar[DataKind] = "natural"
+    native_in_chans: ClassVar[int] = 3
+    native_image_size: ClassVar[int | None] = None
+    native_mean: ClassVar[tuple[float, ...]] = (0.485, 0.456, 0.406)
+    native_std: ClassVar[tuple[float, ...]] = (0.229, 0.224, 0.225)
 
     def __init__(
         self,
@@ -72,22 +146,182 @@ class InMemoryDataModule(LightningDataModule):
         pin_memory: bool = False,
         persistent_workers: bool = False,
         seed: int = 42,
+        augment: AugmentName = "none",
+        train_transform: Callable | None = None,
+        random_erasing: float = 0.0,
+        mixup_alpha: float = 0.0,
+        cutmix_alpha: float = 0.0,
+        image_size: int | None = None,
+        in_chans: int | None = None,
+        crop_pct: float | None = None,
+        mean: list[float] | None = None,
+        std: list[float] | None = None,
     ) -> None:
         super().__init__()
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        check_preset(augment)
+        if not 0.0 <= random_erasing <= 1.0:
+            raise ValueError(f"random_erasing is a probability in [0, 1], got {random_erasing}")
+        if mixup_alpha < 0 or cutmix_alpha < 0:
+            raise ValueError("mixup_alpha and cutmix_alpha must be >= 0 (0 turns them off)")
+        if crop_pct is not None and not 0 < crop_pct <= 1:
+            raise ValueError(f"crop_pct must be in (0, 1], got {crop_pct}")
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
         self.num_workers = num_workers
         self.pin_memory = pin_memory
         self.persistent_workers = persistent_workers and num_workers > 0
         self.seed = seed
-        self.image_size = self.default_image_size
+        self.augment = augment
+        self.train_transform = train_transform
+        self.random_erasing = random_erasing
+        self.mixup_alpha, self.cutmix_alpha = mixup_alpha, cutmix_alpha
+        self.crop_pct = crop_pct
+        self.in_chans = in_chans or self.native_in_chans
+        if self.in_chans not in (1, 3):
+            raise ValueError(f"in_chans must be 1 or 3, got {self.in_chans}")
+        size = image_size or self.native_image_size
+        if size is None:
+            raise ValueError(f"{type(self).__name__} needs image_size")
+        self.image_size: int = size
+        self.mean = tuple(mean) if mean is not None else convert_stats(self.native_mean, self.in_chans)
+        self.std = tuple(std) if std is not None else convert_stats(self.native_std, self.in_chans)
+        if len(self.mean) != self.in_chans or len(self.std) != self.in_chans:
+            raise ValueError(f"mean and std need {self.in_chans} values (one per channel); got {self.mean}, {self.std}")
+
+    # --- transforms ----------------------------------------------------------------------------------------------
+    def augmentation(self) -> Callable:
+        """The per-image training augmentation: the user's ``train_transform`` or the named preset."""
+        if self.train_transform is not None:
+            return self.train_transform
+        return sample_augment(self.augment, self.kind, self.image_size)
+
+    def sample_transform(self, train: bool) -> v2.Transform:
+        """The whole per-image pipeline from a uint8 image (PIL or tensor) to a normalised float tensor."""
+        ops: list[Any] = [v2.ToImage()]
+        if self.in_chans == 1:
+            ops.append(v2.Grayscale(1))
+        else:
+            ops.append(v2.RGB())
+        scale_to = math.floor(self.image_size / (1.0 if train else (self.crop_pct or 1.0)))
+        ops += [v2.Resize(scale_to, antialias=True), v2.CenterCrop(self.image_size)]
+        if train:
+            ops.append(self.augmentation())
+        ops += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(self.mean, self.std)]
+        if train and self.random_erasing > 0:
+            ops.append(v2.RandomErasing(p=self.random_erasing, value=0))
+        return v2.Compose(ops)
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """uint8 (B, C, H, W) -> float, scaled to [0, 1] and standardised with ``mean``/``std``."""
+        mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1)
+        return (x.float().div_(255.0) - mean) / std
+
+    @property
+    def mixing(self) -> MixCollate:
+        if not hasattr(self, "_mixing"):
+            self._mixing = MixCollate(self.num_classes, self.mixup_alpha, self.cutmix_alpha)
+        return self._mixing
+
+    def _training(self) -> bool:
+        return self.trainer is not None and self.trainer.training
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        # Per-sample pipelines deliver normalised floats; only batch-level mixing remains, in training.
+        if isinstance(batch, (list, tuple)) and len(batch) == 2 and self._training() and self.mixing:
+            return tuple(self.mixing(*batch))
+        return batch
+
+    def log_split_sizes(self, sizes: dict[str, int]) -> None:
+        text = ", ".join(f"{k}={v}" for k, v in sizes.items() if v)
+        _logging.info(
+            f"{type(self).__name__}: {text} images, served at {self.in_chans}x{self.image_size}x{self.image_size}"
+        )
+
+
+class _PerSampleDataset(Dataset):
+    """uint8 tensors served one image at a time through PIL, as torchvision's own datasets do."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, transform: Callable) -> None:
+        self.images, self.labels, self.transform = images, labels, transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        img = self.images[i]
+        pil = (
+            Image.fromarray(img[0].numpy(), mode="L")
+            if img.shape[0] == 1
+            else Image.fromarray(img.permute(1, 2, 0).numpy(), mode="RGB")
+        )
+        return self.transform(pil), int(self.labels[i])
+
+
+class InMemoryDataModule(ClassificationDataModule):
+    """Images kept as ``uint8`` tensors of shape (N, C, H, W).
+
+    With ``fast=True`` (the default) batches are gathered by index and resized, augmented and normalised as whole
+    batches on the training device in :meth:`on_after_batch_transfer`. With ``fast=False`` every image goes through
+    PIL and the per-sample torchvision pipeline in the DataLoader workers, the classic path. Both draw
+    augmentations from the same distributions (:mod:`cnnzoo.data.transforms`).
+
+    Subclasses set the class constants and implement :meth:`load_splits`.
+
+    Args:
+        fast: the batched on-device path (``True``) or the per-sample PIL path (``False``).
+
+    The other arguments are :class:`ClassificationDataModule`'s.
+    """
+
+    def __init__(
+        self,
+        batch_size: int = 64,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        persistent_workers: bool = False,
+        seed: int = 42,
+        augment: AugmentName = "none",
+        train_transform: Callable | None = None,
+        random_erasing: float = 0.0,
+        mixup_alpha: float = 0.0,
+        cutmix_alpha: float = 0.0,
+        image_size: int | None = None,
+        in_chans: int | None = None,
+        crop_pct: float | None = None,
+        mean: list[float] | None = None,
+        std: list[float] | None = None,
+        fast: bool = True,
+    ) -> None:
+        super().__init__(
+            batch_size=batch_size,
+            eval_batch_size=eval_batch_size,
+            num_workers=num_workers,
+            pin_memory=pin_memory,
+            persistent_workers=persistent_workers,
+            seed=seed,
+            augment=augment,
+            train_transform=train_transform,
+            random_erasing=random_erasing,
+            mixup_alpha=mixup_alpha,
+            cutmix_alpha=cutmix_alpha,
+            image_size=image_size,
+            in_chans=in_chans,
+            crop_pct=crop_pct,
+            mean=mean,
+            std=std,
+        )
+        self.fast = fast
         self.splits: dict[str, Split] = {}
+        self._batch_augment: nn.Module | None = None
 
     # --- subclass API ------------------------------------------------------------------------------------------
     def load_splits(self) -> dict[str, Split]:
-        """Return ``{"train": (images, labels), "val": ..., "test": ...}`` with uint8 (N, C, H, W) images."""
+        """Return ``{"train": (images, labels), "val": ..., "test": ...}`` with uint8 (N, C, H, W) images in
+        the dataset's native channels; channel conversion and resizing happen here in the base class."""
         raise NotImplementedError
 
     # --- Lightning hooks ----------------------------------------------------------------------------------------
@@ -95,17 +329,17 @@ class InMemoryDataModule(LightningDataModule):
         if self.splits:
             return
         splits = self.load_splits()
-        for name, (images, labels) in splits.items():
-            if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != self.in_chans:
+        for name, (images, labels) in list(splits.items()):
+            if images.dtype != torch.uint8 or images.ndim != 4:
                 raise RuntimeError(
                     f"{type(self).__name__}.load_splits returned {name} images of dtype {images.dtype} and shape "
-                    f"{tuple(images.shape)}; expected uint8 (N, {self.in_chans}, H, W)"
+                    f"{tuple(images.shape)}; expected uint8 (N, C, H, W)"
                 )
             if len(images) != len(labels):
                 raise RuntimeError(f"{name}: {len(images)} images but {len(labels)} labels")
+            splits[name] = (convert_channels(images, self.in_chans), labels)
         self.splits = splits
-        sizes = ", ".join(f"{k}={len(v[1])}" for k, v in splits.items())
-        _logging.info(f"{type(self).__name__}: {sizes} images of {tuple(splits['train'][0].shape[1:])}")
+        self.log_split_sizes({k: len(v[1]) for k, v in splits.items()})
 
     def _loader(self, split: str, train: bool) -> DataLoader:
         if split not in self.splits:
@@ -113,29 +347,28 @@ class InMemoryDataModule(LightningDataModule):
         if split not in self.splits or len(self.splits[split][1]) == 0:
             raise RuntimeError(f"{type(self).__name__} has no {split!r} split")
         images, labels = self.splits[split]
+        batch_size = self.batch_size if train else self.eval_batch_size
+        common = {
+            "num_workers": self.num_workers,
+            "pin_memory": self.pin_memory,
+            "persistent_workers": self.persistent_workers,
+        }
         world, rank = 1, 0
         if self.trainer is not None:
             world, rank = self.trainer.world_size, self.trainer.global_rank
-        batch_size = self.batch_size if train else self.eval_batch_size
         per_rank = -(-len(labels) // world)
+        # Dropping the ragged last training batch keeps BatchNorm away from tiny batches, unless it is the only one.
+        drop_last = train and per_rank >= batch_size
+        if not self.fast:
+            dataset = _PerSampleDataset(images, labels, self.sample_transform(train))
+            sampler = InMemoryBatchSampler(
+                labels, 1, shuffle=train, drop_last=False, seed=self.seed, num_replicas=world, rank=rank, flat=True
+            )
+            return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=drop_last, **common)
         sampler = InMemoryBatchSampler(
-            labels,
-            batch_size,
-            shuffle=train,
-            # Dropping the ragged last batch keeps BatchNorm away from tiny batches, unless it is the only batch.
-            drop_last=train and per_rank >= batch_size,
-            seed=self.seed,
-            num_replicas=world,
-            rank=rank,
+            labels, batch_size, shuffle=train, drop_last=drop_last, seed=self.seed, num_replicas=world, rank=rank
         )
-        return DataLoader(
-            TensorBatchDataset(images, labels),
-            sampler=sampler,
-            batch_size=None,
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-            persistent_workers=self.persistent_workers,
-        )
+        return DataLoader(TensorBatchDataset(images, labels), sampler=sampler, batch_size=None, **common)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", train=True)
@@ -149,17 +382,25 @@ class InMemoryDataModule(LightningDataModule):
     def predict_dataloader(self) -> DataLoader:
         return self._loader("test", train=False)
 
-    def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        """uint8 (B, C, H, W) -> float, scaled to [0, 1] and standardised with the dataset's mean/std."""
-        mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1)
-        return (x.float().div_(255.0) - mean) / std
+    def batch_transform(self, images: torch.Tensor, train: bool) -> torch.Tensor:
+        """The fast path: uint8 (B, C, H, W) on the device -> augmented, normalised float batch."""
+        if train:
+            images = resize_batch(images, self.image_size, None)
+            if self.train_transform is not None:
+                images = torch.stack([self.train_transform(img) for img in images])
+            else:
+                if self._batch_augment is None:
+                    self._batch_augment = BatchAugment(self.augment, self.kind, self.image_size)
+                images = self._batch_augment(images)
+            x = self.normalize(images)
+            return batch_random_erasing(x, self.random_erasing)
+        return self.normalize(resize_batch(images, self.image_size, self.crop_pct))
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         # Float tensors are already model inputs (Lightning sends the model's example_input_array through here).
         if isinstance(batch, torch.Tensor):
-            return self.normalize(batch) if batch.dtype == torch.uint8 else batch
+            return self.batch_transform(batch, train=False) if batch.dtype == torch.uint8 else batch
         images, labels = batch
         if images.dtype == torch.uint8:
-            images = self.normalize(images)
-        return images, labels
+            images = self.batch_transform(images, train=self._training())
+        return super().on_after_batch_transfer((images, labels), dataloader_idx)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 
 from .base import InMemoryDataModule, Split, seeded_split
+from .transforms import AugmentName
 
 __all__ = ["DigitsDataModule"]
 
@@ -27,23 +30,25 @@ def load_digits_arrays() -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class DigitsDataModule(InMemoryDataModule):
-    """1,797 real 8x8 handwritten digits (0-9), upsampled to ``image_size`` for LeNet, split with a fixed seed.
+    """1,797 real 8x8 handwritten digits (0-9), upsampled to ``image_size`` for LeNet, split with a fixed seed
+    into train / val / test (1,257 / 270 / 270 with the default fractions).
 
     Args:
         image_size: side of the upsampled images (28 suits LeNet-5's padded first convolution).
         val_fraction: fraction of all images held out for validation.
         test_fraction: fraction of all images held out for testing.
-        batch_size, eval_batch_size, num_workers, pin_memory, persistent_workers, seed: see
-            :class:`~cnnzoo.data.base.InMemoryDataModule`.
+        batch_size, augment, seed, fast and the rest: the common options of
+            :class:`~cnnzoo.data.base.ClassificationDataModule` and :class:`~cnnzoo.data.base.InMemoryDataModule`.
     """
 
     num_classes = 10
-    in_chans = 1
     classes = tuple(str(i) for i in range(10))
+    kind = "digits"
+    native_in_chans = 1
+    native_image_size = 28
     # Statistics of the training split at 28x28 (bilinear upsampling), measured once; like MNIST's (0.1307, 0.3081).
-    mean = (0.3058,)
-    std = (0.3247,)
-    default_image_size = 28
+    native_mean = (0.3058,)
+    native_std = (0.3247,)
 
     def __init__(
         self,
@@ -56,23 +61,50 @@ class DigitsDataModule(InMemoryDataModule):
         pin_memory: bool = False,
         persistent_workers: bool = False,
         seed: int = 42,
+        augment: AugmentName = "none",
+        train_transform: Callable | None = None,
+        random_erasing: float = 0.0,
+        mixup_alpha: float = 0.0,
+        cutmix_alpha: float = 0.0,
+        in_chans: int | None = None,
+        crop_pct: float | None = None,
+        mean: list[float] | None = None,
+        std: list[float] | None = None,
+        fast: bool = True,
     ) -> None:
-        super().__init__(batch_size, eval_batch_size, num_workers, pin_memory, persistent_workers, seed)
+        super().__init__(
+            batch_size=batch_size,
+            eval_batch_size=eval_batch_size,
+            num_workers=num_workers,
+            pin_memory=pin_memory,
+            persistent_workers=persistent_workers,
+            seed=seed,
+            augment=augment,
+            train_transform=train_transform,
+            random_erasing=random_erasing,
+            mixup_alpha=mixup_alpha,
+            cutmix_alpha=cutmix_alpha,
+            image_size=image_size,
+            in_chans=in_chans,
+            crop_pct=crop_pct,
+            mean=mean,
+            std=std,
+            fast=fast,
+        )
         if image_size < 8:
             raise ValueError(f"image_size must be >= 8 (the scans are 8x8), got {image_size}")
         if val_fraction < 0 or test_fraction <= 0 or val_fraction + test_fraction >= 1:
             raise ValueError(
                 f"need val_fraction >= 0, test_fraction > 0 and their sum < 1; got {val_fraction} and {test_fraction}"
             )
-        self.image_size = image_size
         self.val_fraction = val_fraction
         self.test_fraction = test_fraction
 
     def load_splits(self) -> dict[str, Split]:
         images, labels = load_digits_arrays()
-        if self.image_size != 8:
-            images = F.interpolate(images.float(), size=self.image_size, mode="bilinear", align_corners=False)
-            images = images.round().clamp_(0, 255).to(torch.uint8)
+        # Upsample once at load time: the 8x8 scans are the dataset, 28x28 is how LeNet reads it.
+        images = F.interpolate(images.float(), size=self.image_size, mode="bilinear", align_corners=False)
+        images = images.round().clamp_(0, 255).to(torch.uint8)
         n = len(labels)
         n_test = round(n * self.test_fraction)
         n_val = round(n * self.val_fraction)

@@ -42,6 +42,9 @@ class InMemoryBatchSampler(DistributedSampler):
     Training (``shuffle=True``) pads by wrap-around so every rank runs the same number of batches, as DDP needs.
     Evaluation (``shuffle=False``) never pads: each sample is counted exactly once across ranks, so a DDP metric
     equals the single-process one.
+
+    With ``flat=True`` it yields single indices instead (``batch_size`` is then ignored), for a DataLoader that
+    batches per-sample items itself.
     """
 
     def __init__(
@@ -54,6 +57,7 @@ class InMemoryBatchSampler(DistributedSampler):
         seed: int = 0,
         num_replicas: int = 1,
         rank: int = 0,
+        flat: bool = False,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -61,6 +65,7 @@ class InMemoryBatchSampler(DistributedSampler):
         self.batch_size = batch_size
         self.drop_batch_remainder = drop_last
         self.n = len(data)
+        self.flat = flat
 
     def _rank_indices(self) -> torch.Tensor:
         if self.shuffle:
@@ -80,12 +85,17 @@ class InMemoryBatchSampler(DistributedSampler):
             return -(-self.n // self.num_replicas)
         return len(range(self.rank, self.n, self.num_replicas))
 
-    def __iter__(self) -> Iterator[list[int]]:  # type: ignore[override]
+    def __iter__(self) -> Iterator[list[int] | int]:  # type: ignore[override]
         indices = self._rank_indices().tolist()
+        if self.flat:
+            yield from indices
+            return
         stop = len(indices) - len(indices) % self.batch_size if self.drop_batch_remainder else len(indices)
         for start in range(0, stop, self.batch_size):
             yield indices[start : start + self.batch_size]
 
     def __len__(self) -> int:
         n = self._num_rank_samples()
+        if self.flat:
+            return n
         return n // self.batch_size if self.drop_batch_remainder else -(-n // self.batch_size)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from functools import partial
 from typing import Any, Literal
 
 import torch
@@ -17,6 +18,34 @@ from ..models import ZooModel, create_model
 from ..models._registry import get_model_entrypoint
 
 __all__ = ["ClassificationTask", "ImageClassifier"]
+
+
+def make_metrics(num_classes: int, prefix: str, validate: bool = True, full: bool = True) -> MetricCollection:
+    """Top-1 accuracy and, with ``full``, macro-F1 and (more than 5 classes) top-5 accuracy."""
+    metrics: dict[str, Any] = {
+        "acc": MulticlassAccuracy(num_classes, top_k=1, average="micro", validate_args=validate),
+    }
+    if full:
+        metrics["f1"] = MulticlassF1Score(num_classes, average="macro", validate_args=validate)
+    if full and num_classes > 5:
+        metrics["acc_top5"] = MulticlassAccuracy(num_classes, top_k=5, average="micro", validate_args=validate)
+    # Compute groups share state tensors between metrics, and resetting one member then corrupted the others
+    # (macro-F1 came out as 1.0 next to 98% accuracy); the saving is negligible for a handful of classes.
+    return MetricCollection(metrics, prefix=prefix, compute_groups=False)
+
+
+def _partial_target(factory: Any) -> tuple[Any, set[str]]:
+    """The class a scheduler factory builds and the keyword arguments it fixes (not ``None``).
+
+    Factories are ``functools.partial`` objects, either of the class itself (Python users) or, from
+    LightningCLI/jsonargparse, of an instantiation wrapper whose positional arguments include the class.
+    """
+    if not isinstance(factory, partial):
+        return factory, set()
+    target = factory.func
+    if not isinstance(target, type):
+        target = next((a for a in factory.args if isinstance(a, type)), target)
+    return target, {k for k, v in factory.keywords.items() if v is not None}
 
 
 class ClassificationTask(LightningModule):
@@ -47,19 +76,13 @@ class ClassificationTask(LightningModule):
         self.lr_scheduler_factory = lr_scheduler
         self.lr_scheduler_interval = lr_scheduler_interval
         self.label_smoothing = label_smoothing
-        metrics: dict[str, Any] = {
-            "acc": MulticlassAccuracy(num_classes, top_k=1, average="micro"),
-            "f1": MulticlassF1Score(num_classes, average="macro"),
-        }
-        if num_classes > 5:
-            metrics["acc_top5"] = MulticlassAccuracy(num_classes, top_k=5, average="micro")
-        # Compute groups share state tensors between metrics; Lightning computes and resets each logged metric on
-        # its own, which then corrupts the partners (macro-F1 came out as 1.0 next to 98% accuracy). The saving is
-        # negligible for a handful of classes.
-        collection = MetricCollection(metrics, compute_groups=False)
-        self.train_metrics = collection.clone(prefix="train_")
-        self.val_metrics = collection.clone(prefix="val_")
-        self.test_metrics = collection.clone(prefix="test_")
+        # Training tracks accuracy only, without input validation (a torch.unique scan of the targets): it runs every
+        # step, and F1/top-5 on augmented training batches say little that val_* does not.
+        self.train_metrics = make_metrics(num_classes, "train_", validate=False, full=False)
+        self.val_metrics = make_metrics(num_classes, "val_")
+        self.test_metrics = make_metrics(num_classes, "test_")
+        self._train_loss_sum = None
+        self._train_loss_count = 0
 
     # --- hooks users override ---------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -89,14 +112,55 @@ class ClassificationTask(LightningModule):
         logits = self(x)
         loss = self.compute_loss(logits, y)
         hard = y.argmax(dim=1) if y.is_floating_point() else y
-        metrics = {"train": self.train_metrics, "val": self.val_metrics, "test": self.test_metrics}[stage]
-        metrics.update(logits.detach(), hard)
-        on_step = stage == "train"
-        self.log(
-            f"{stage}_loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, sync_dist=True, batch_size=x.shape[0]
-        )
-        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage != "train")
+        self._metrics(stage).update(logits.detach(), hard)
+        if stage == "train":
+            self._log_train_loss(loss, x.shape[0])
+        else:
+            self.log(f"{stage}_loss", loss, on_epoch=True, prog_bar=True, sync_dist=True, batch_size=x.shape[0])
         return loss
+
+    def _log_train_loss(self, loss: torch.Tensor, batch_size: int) -> None:
+        # Lightning's self.log costs about 1 ms a call on CPU, as much as a LeNet step's data handling, so the
+        # training loss is summed here and handed to it only every log_every_n_steps steps (the rate at which
+        # loggers write anyway) and once per epoch, as train_loss (step values) and train_loss_epoch.
+        detached = loss.detach()
+        if self._train_loss_sum is None:
+            self._train_loss_sum = torch.zeros((), device=detached.device, dtype=torch.float64)
+            self._train_loss_count = 0
+        self._train_loss_sum += detached.double() * batch_size
+        self._train_loss_count += batch_size
+        if self.global_step % max(self.trainer.log_every_n_steps, 1) == 0:
+            self.log("train_loss", detached, on_step=True, on_epoch=False, prog_bar=True)
+
+    def on_train_epoch_start(self) -> None:
+        self._train_loss_sum: torch.Tensor | None = None
+        self._train_loss_count = 0
+
+    def _metrics(self, stage: str) -> MetricCollection:
+        return {"train": self.train_metrics, "val": self.val_metrics, "test": self.test_metrics}[stage]
+
+    def _log_epoch_metrics(self, stage: str) -> None:
+        # Metrics are updated every step but logged once per epoch as computed values. Handing the Metric objects
+        # to self.log makes Lightning move each of them to the device on every step, which cost about 1 ms per
+        # metric per step and a third of LeNet's CPU throughput (benchmarks/train_throughput.py).
+        metrics = self._metrics(stage)
+        if not any(m.update_called for m in metrics.values()):
+            return
+        # torchmetrics synchronises its states across ranks in compute(); no second reduction here.
+        self.log_dict(metrics.compute(), prog_bar=stage != "train", sync_dist=False)
+        metrics.reset()
+
+    def on_train_epoch_end(self) -> None:
+        if self._train_loss_sum is not None and self._train_loss_count:
+            mean = (self._train_loss_sum / self._train_loss_count).float()
+            self.log("train_loss_epoch", mean, on_step=False, on_epoch=True, sync_dist=True)
+        self._log_epoch_metrics("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch_metrics("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch_metrics("test")
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         return self._shared_step(batch, "train")
@@ -122,12 +186,26 @@ class ClassificationTask(LightningModule):
         """What the optimizer receives; override to give parts of the network their own learning rates."""
         return [p for p in self.parameters() if p.requires_grad]
 
+    def build_lr_scheduler(self, optimizer: torch.optim.Optimizer) -> tuple[Any, str]:
+        """The scheduler and its interval. OneCycleLR is a per-step schedule whose length a recipe cannot know
+        (it depends on the dataset size, batch size, world size and ``max_epochs``), so when the recipe gives
+        neither ``total_steps`` nor ``epochs`` it is filled in from ``trainer.estimated_stepping_batches``."""
+        assert self.lr_scheduler_factory is not None
+        factory = self.lr_scheduler_factory
+        target, given = _partial_target(factory)
+        if target is torch.optim.lr_scheduler.OneCycleLR:
+            if not {"total_steps", "epochs"} & given:
+                total = int(self.trainer.estimated_stepping_batches)
+                return factory(optimizer, total_steps=total), "step"
+            return factory(optimizer), "step"
+        return factory(optimizer), self.lr_scheduler_interval
+
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(self.param_groups())
         if self.lr_scheduler_factory is None:
             return optimizer
-        scheduler = self.lr_scheduler_factory(optimizer)
-        config: dict[str, Any] = {"scheduler": scheduler, "interval": self.lr_scheduler_interval}
+        scheduler, interval = self.build_lr_scheduler(optimizer)
+        config: dict[str, Any] = {"scheduler": scheduler, "interval": interval}
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             config["monitor"] = "val_loss"
         return {"optimizer": optimizer, "lr_scheduler": config}

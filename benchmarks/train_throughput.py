@@ -1,0 +1,135 @@
+"""Training throughput of LeNet-5 on MNIST, in images per second, three ways in one process:
+
+  (a) cnnzoo: ImageClassifier + MNISTDataModule under a Lightning Trainer, default fast path (uint8 in memory,
+      batched on-device normalisation);
+  (b) cnnzoo with the per-sample path (PIL + torchvision transforms per image in DataLoader workers);
+  (c) a plain hand-written PyTorch loop over pre-normalised in-memory float tensors (Adam, batch 128).
+
+All three use the same model, batch size, optimiser and data, with augmentation off so that they do the same work.
+Run: python benchmarks/train_throughput.py --data-dir ../shared/data/mnist
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+import warnings
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch import Callback, LightningModule, Trainer, seed_everything
+
+from cnnzoo.data import MNISTDataModule
+from cnnzoo.models import create_model
+from cnnzoo.tasks import ImageClassifier
+
+
+class Throughput(Callback):
+    """Images/s over the training batches after ``warmup`` batches."""
+
+    def __init__(self, warmup: int) -> None:
+        self.warmup, self.images, self.t0, self.t1 = warmup, 0, 0.0, 0.0
+
+    def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: object, batch_idx: int) -> None:
+        if batch_idx == self.warmup:
+            self.t0 = time.perf_counter()
+
+    def on_train_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: object, batch: object, batch_idx: int
+    ) -> None:
+        if batch_idx >= self.warmup:
+            self.images += len(batch[1])  # type: ignore[index]
+            self.t1 = time.perf_counter()
+
+    @property
+    def rate(self) -> float:
+        return self.images / (self.t1 - self.t0)
+
+
+def run_cnnzoo(data_dir: str, steps: int, warmup: int, fast: bool, workers: int, batch: int) -> float:
+    seed_everything(0)
+    dm = MNISTDataModule(
+        data_dir=data_dir,
+        batch_size=batch,
+        augment="none",
+        fast=fast,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+        val_size=0,
+    )
+    model = ImageClassifier(model="lenet5", optimizer=torch.optim.Adam)
+    meter = Throughput(warmup)
+    trainer = Trainer(
+        accelerator="cpu",
+        max_epochs=1,
+        limit_train_batches=steps + warmup,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[meter],
+    )
+    trainer.fit(model, datamodule=dm)
+    return meter.rate
+
+
+def run_plain(data_dir: str, steps: int, warmup: int, batch: int) -> float:
+    seed_everything(0)
+    dm = MNISTDataModule(data_dir=data_dir, val_size=0)
+    dm.setup()
+    images, labels = dm.splits["train"]
+    x_all = dm.normalize(images)  # pre-normalised float tensors, as a hand-written loop would keep them
+    model = create_model("lenet5")
+    opt = torch.optim.Adam(model.parameters())
+    model.train()
+    perm = torch.randperm(len(labels))
+    n, t0 = 0, 0.0
+    for i in range(steps + warmup):
+        if i == warmup:
+            t0 = time.perf_counter()
+        idx = perm[(i * batch) % len(perm) : (i * batch) % len(perm) + batch]
+        x, y = x_all[idx], labels[idx]
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if i >= warmup:
+            n += len(y)
+    return n / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", default=os.path.join("..", "shared", "data", "mnist"))
+    parser.add_argument("--steps", type=int, default=300, help="timed training steps per method")
+    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--workers", type=int, default=2, help="DataLoader workers of the per-sample path (b)")
+    parser.add_argument("--repeats", type=int, default=2, help="runs per method; the best is reported")
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore")
+    import logging
+
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    logging.getLogger("cnnzoo").setLevel(logging.WARNING)
+
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}")
+    rates: dict[str, float] = {}
+    for _ in range(args.repeats):
+        for key, fn in (
+            ("c", lambda: run_plain(args.data_dir, args.steps, args.warmup, args.batch_size)),
+            ("a", lambda: run_cnnzoo(args.data_dir, args.steps, args.warmup, True, 0, args.batch_size)),
+            ("b", lambda: run_cnnzoo(args.data_dir, args.steps, args.warmup, False, args.workers, args.batch_size)),
+        ):
+            rates[key] = max(rates.get(key, 0.0), fn())
+    print(f"(a) cnnzoo, fast in-memory path   : {rates['a']:10.0f} images/s")
+    print(f"(b) cnnzoo, per-sample PIL path   : {rates['b']:10.0f} images/s  ({args.workers} workers)")
+    print(f"(c) plain PyTorch loop            : {rates['c']:10.0f} images/s")
+    print(f"a/c = {rates['a'] / rates['c']:.2f}   b/c = {rates['b'] / rates['c']:.2f}")
+
+
+if __name__ == "__main__":
+    main()

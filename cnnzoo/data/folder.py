@@ -1,0 +1,319 @@
+"""``ImageFolderDataModule``: your own images, one sub-folder per class."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import DataLoader, Dataset
+
+from .base import ClassificationDataModule, seeded_split
+from .sampling import InMemoryBatchSampler
+from .transforms import AugmentName
+
+__all__ = ["IMG_EXTENSIONS", "CorruptImageError", "ImageFolderDataModule", "scan_class_folders"]
+
+IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp", ".gif")
+
+
+class CorruptImageError(RuntimeError):
+    """An image file that cannot be decoded."""
+
+
+def _is_hidden(name: str) -> bool:
+    return name.startswith(".") or name.startswith("__")
+
+
+def list_classes(folder: Path) -> list[str]:
+    """Class sub-folders of ``folder``, sorted, ignoring hidden ones (``.git``, ``.ipynb_checkpoints``)."""
+    if not folder.is_dir():
+        raise FileNotFoundError(f"image folder {folder} does not exist (expected {folder}/<class name>/<images>)")
+    classes = sorted(e.name for e in os.scandir(folder) if e.is_dir() and not _is_hidden(e.name))
+    if not classes:
+        raise FileNotFoundError(
+            f"{folder} has no class sub-folders. Expected {folder}/<class name>/<image files>, one folder per class."
+        )
+    return classes
+
+
+def check_image(path: str) -> str | None:
+    """``None`` if the file decodes fully, else the reason it does not."""
+    try:
+        if os.path.getsize(path) == 0:
+            return "zero-byte file"
+        with Image.open(path) as img:
+            img.load()  # a full decode: verify() alone lets truncated JPEGs through
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as err:
+        return f"{type(err).__name__}: {err}"
+    return None
+
+
+def scan_class_folders(
+    folder: Path, classes: list[str], strict: bool, check_images: bool = True
+) -> list[tuple[str, int]]:
+    """(path, label) for every valid image under ``folder/<class>/``.
+
+    Files without an image extension are ignored. Image files that fail to decode are skipped with one warning
+    that lists them by path, or raise :class:`CorruptImageError` with ``strict=True``. A class folder left with no
+    valid image is an error that names the folder.
+    """
+    candidates: list[tuple[str, int]] = []
+    ignored: list[str] = []
+    for label, name in enumerate(classes):
+        cdir = folder / name
+        if not cdir.is_dir():
+            continue
+        for root, dirs, files in os.walk(cdir, followlinks=True):
+            dirs[:] = sorted(d for d in dirs if not _is_hidden(d))
+            for f in sorted(files):
+                if _is_hidden(f):
+                    continue
+                path = os.path.join(root, f)
+                if f.lower().endswith(IMG_EXTENSIONS):
+                    candidates.append((path, label))
+                else:
+                    ignored.append(path)
+    bad: list[tuple[str, str]] = []
+    if check_images:
+        with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
+            reasons = list(pool.map(check_image, [p for p, _ in candidates], chunksize=64))
+        bad = [(p, r) for (p, _), r in zip(candidates, reasons, strict=True) if r is not None]
+    else:
+        bad = [(p, "zero-byte file") for p, _ in candidates if os.path.getsize(p) == 0]
+    if bad:
+        listing = "\n".join(f"  {p}: {r}" for p, r in bad[:20]) + ("\n  ..." if len(bad) > 20 else "")
+        if strict:
+            raise CorruptImageError(
+                f"{len(bad)} unreadable image(s) under {folder}:\n{listing}\n"
+                "Fix: delete or replace them, or pass strict=False to skip them with a warning."
+            )
+        warnings.warn(f"skipping {len(bad)} unreadable image(s) under {folder}:\n{listing}", stacklevel=3)
+    if ignored:
+        warnings.warn(
+            f"ignored {len(ignored)} file(s) without an image extension under {folder}, e.g. {ignored[0]}",
+            stacklevel=3,
+        )
+    bad_paths = {p for p, _ in bad}
+    samples = [(p, y) for p, y in candidates if p not in bad_paths]
+    counts = torch.bincount(torch.tensor([y for _, y in samples], dtype=torch.long), minlength=len(classes))
+    for label, name in enumerate(classes):
+        if (folder / name).is_dir() and counts[label] == 0:
+            raise FileNotFoundError(
+                f"class folder {folder / name} has no valid images ({', '.join(IMG_EXTENSIONS)}). "
+                "Fix: add images or remove the folder."
+            )
+    return samples
+
+
+class FolderDataset(Dataset):
+    """(path, label) samples decoded with PIL, converted to the wanted channels, then transformed."""
+
+    def __init__(self, samples: list[tuple[str, int]], transform: Callable, in_chans: int, with_path: bool = False):
+        self.samples, self.transform, self.mode, self.with_path = (
+            samples,
+            transform,
+            "L" if in_chans == 1 else "RGB",
+            with_path,
+        )
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> Any:
+        path, label = self.samples[i]
+        try:
+            with Image.open(path) as img:
+                image = img.convert(self.mode)
+        except (OSError, UnidentifiedImageError) as err:
+            raise CorruptImageError(f"cannot decode image {path}: {err}") from err
+        x = self.transform(image)
+        if self.with_path:
+            return {"image": x, "label": label, "path": path}
+        return x, label
+
+
+class ImageFolderDataModule(ClassificationDataModule):
+    """Images in class sub-folders (``<dir>/<class name>/<image>``), decoded per sample with PIL.
+
+    Give either ``train_dir`` (plus optional ``val_dir``/``test_dir``; a missing ``val_dir`` is carved from
+    train with ``val_fraction``) or one ``root`` that is split with ``seed`` into train/val/test by
+    ``val_fraction``/``test_fraction``. ``predict_dir`` is a flat folder of images to classify.
+
+    Class names come from the folder names (sorted) and are exposed as ``classes``/``class_to_idx``; the CLI
+    passes them to the model, so checkpoints and predictions carry them. Hidden folders are ignored. Corrupt,
+    truncated or zero-byte images are reported by path and skipped, or are fatal with ``strict=True``.
+    Grayscale and RGB images are converted to ``in_chans``.
+
+    Args:
+        root: one folder to split into train/val/test.
+        train_dir: training folder.
+        val_dir: validation folder (same class names as train).
+        test_dir: test folder (same class names as train).
+        predict_dir: flat folder of images for ``predict``.
+        val_fraction: fraction held out for validation when there is no ``val_dir``.
+        test_fraction: fraction of ``root`` held out for testing.
+        strict: make unreadable images fatal instead of skipped.
+        check_images: decode every image once at setup to find corrupt files before training starts.
+        image_size: training/evaluation image size (images are resized, and center-cropped for evaluation).
+        in_chans: 1 (grayscale) or 3 (RGB).
+
+    The other arguments are :class:`~cnnzoo.data.base.ClassificationDataModule`'s (ImageNet mean/std by default).
+    """
+
+    def __init__(
+        self,
+        root: str | None = None,
+        train_dir: str | None = None,
+        val_dir: str | None = None,
+        test_dir: str | None = None,
+        predict_dir: str | None = None,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.0,
+        strict: bool = False,
+        check_images: bool = True,
+        image_size: int = 224,
+        in_chans: int = 3,
+        batch_size: int = 32,
+        eval_batch_size: int | None = None,
+        num_workers: int = 2,
+        pin_memory: bool = False,
+        persistent_workers: bool = False,
+        seed: int = 42,
+        augment: AugmentName = "standard",
+        train_transform: Callable | None = None,
+        random_erasing: float = 0.0,
+        mixup_alpha: float = 0.0,
+        cutmix_alpha: float = 0.0,
+        crop_pct: float | None = None,
+        mean: list[float] | None = None,
+        std: list[float] | None = None,
+    ) -> None:
+        super().__init__(
+            batch_size=batch_size,
+            eval_batch_size=eval_batch_size,
+            num_workers=num_workers,
+            pin_memory=pin_memory,
+            persistent_workers=persistent_workers,
+            seed=seed,
+            augment=augment,
+            train_transform=train_transform,
+            random_erasing=random_erasing,
+            mixup_alpha=mixup_alpha,
+            cutmix_alpha=cutmix_alpha,
+            image_size=image_size,
+            in_chans=in_chans,
+            crop_pct=crop_pct,
+            mean=mean,
+            std=std,
+        )
+        if (root is None) == (train_dir is None):
+            raise ValueError("give exactly one of root (split with a seed) or train_dir (with optional val/test dirs)")
+        if root is not None and (val_dir or test_dir):
+            raise ValueError("val_dir/test_dir go with train_dir; with root the splits are carved by fraction")
+        if not 0 <= val_fraction < 1 or not 0 <= test_fraction < 1 or val_fraction + test_fraction >= 1:
+            raise ValueError(f"need fractions in [0, 1) with a sum < 1; got {val_fraction} and {test_fraction}")
+        self.root = Path(root).expanduser() if root else None
+        self.train_dir = Path(train_dir).expanduser() if train_dir else None
+        self.val_dir = Path(val_dir).expanduser() if val_dir else None
+        self.test_dir = Path(test_dir).expanduser() if test_dir else None
+        self.predict_dir = Path(predict_dir).expanduser() if predict_dir else None
+        self.val_fraction, self.test_fraction = val_fraction, test_fraction
+        self.strict, self.check_images = strict, check_images
+        source = self.root or self.train_dir
+        assert source is not None
+        # Class names are read now, not in setup(): the CLI links them into the model at instantiation.
+        self.classes = tuple(list_classes(source))
+        self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
+        self.num_classes = len(self.classes)
+        self.samples: dict[str, list[tuple[str, int]]] = {}
+
+    def _scan(self, folder: Path) -> list[tuple[str, int]]:
+        extra = sorted(set(list_classes(folder)) - set(self.classes))
+        if extra:
+            raise ValueError(
+                f"{folder} has class folders {extra} that the training data ({self.root or self.train_dir}) lacks; "
+                "every split must use the training classes"
+            )
+        return scan_class_folders(folder, list(self.classes), self.strict, self.check_images)
+
+    def setup(self, stage: str | None = None) -> None:
+        if not self.samples:
+            if self.root is not None:
+                all_samples = self._scan(self.root)
+                n = len(all_samples)
+                n_val, n_test = round(n * self.val_fraction), round(n * self.test_fraction)
+                val_idx, test_idx, train_idx = seeded_split(n, [n_val, n_test, n - n_val - n_test], self.seed)
+                self.samples = {
+                    "train": [all_samples[i] for i in train_idx],
+                    "val": [all_samples[i] for i in val_idx],
+                    "test": [all_samples[i] for i in test_idx],
+                }
+            else:
+                assert self.train_dir is not None
+                train = self._scan(self.train_dir)
+                if self.val_dir is not None:
+                    self.samples = {"train": train, "val": self._scan(self.val_dir)}
+                else:
+                    n_val = round(len(train) * self.val_fraction)
+                    val_idx, train_idx = seeded_split(len(train), [n_val, len(train) - n_val], self.seed)
+                    self.samples = {"train": [train[i] for i in train_idx], "val": [train[i] for i in val_idx]}
+                if self.test_dir is not None:
+                    self.samples["test"] = self._scan(self.test_dir)
+            self.log_split_sizes({k: len(v) for k, v in self.samples.items()})
+        if stage == "predict" and "predict" not in self.samples:
+            self.samples["predict"] = self._predict_samples()
+
+    def _predict_samples(self) -> list[tuple[str, int]]:
+        if self.predict_dir is None:
+            raise ValueError("predict needs a folder of images: pass --data.predict_dir DIR")
+        if not self.predict_dir.is_dir():
+            raise FileNotFoundError(f"predict_dir {self.predict_dir} does not exist")
+        files = sorted(
+            str(p)
+            for p in self.predict_dir.iterdir()
+            if p.is_file() and p.suffix.lower() in IMG_EXTENSIONS and not _is_hidden(p.name)
+        )
+        if not files:
+            raise FileNotFoundError(f"predict_dir {self.predict_dir} holds no images ({', '.join(IMG_EXTENSIONS)})")
+        return [(p, -1) for p in files]
+
+    def _loader(self, split: str, train: bool) -> DataLoader:
+        if split not in self.samples:
+            self.setup(split if split == "predict" else None)
+        samples = self.samples.get(split)
+        if not samples:
+            hint = "pass --data.test_dir or use root with test_fraction > 0" if split == "test" else ""
+            raise RuntimeError(f"ImageFolderDataModule has no {split!r} split. {hint}".strip())
+        world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer is not None else (1, 0)
+        sampler = InMemoryBatchSampler(
+            samples, 1, shuffle=train, drop_last=False, seed=self.seed, num_replicas=world, rank=rank, flat=True
+        )
+        dataset = FolderDataset(samples, self.sample_transform(train), self.in_chans, with_path=split == "predict")
+        per_rank = -(-len(samples) // world)
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size if train else self.eval_batch_size,
+            sampler=sampler,
+            drop_last=train and per_rank >= self.batch_size,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.persistent_workers,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("predict", False)

@@ -1,0 +1,42 @@
+"""A grid of augmented training samples, to see what an augmentation preset does."""
+
+from __future__ import annotations
+
+import torch
+from torchvision.utils import make_grid
+
+from .base import ClassificationDataModule, InMemoryDataModule
+
+__all__ = ["augmentation_grid"]
+
+
+def augmentation_grid(
+    dm: ClassificationDataModule, n_images: int = 8, n_augment: int = 7, seed: int = 0
+) -> torch.Tensor:
+    """A (3, H, W) float grid in [0, 1]: one row per training image, the evaluation view first, then
+    ``n_augment`` independent draws of the training augmentation (the same code path training uses)."""
+    dm.setup("fit")
+    torch.manual_seed(seed)
+    rows: list[torch.Tensor] = []
+    if isinstance(dm, InMemoryDataModule) and dm.fast:
+        images = dm.splits["train"][0][:n_images]
+        rows.append(dm.batch_transform(images, train=False))
+        rows += [dm.batch_transform(images, train=True) for _ in range(n_augment)]
+        grid = torch.stack(rows, dim=1)  # (n_images, 1 + n_augment, C, H, W)
+    else:
+        dataset = dm.train_dataloader().dataset
+        eval_tf, train_tf = dm.sample_transform(train=False), dm.sample_transform(train=True)
+        per_image = []
+        for i in range(min(n_images, len(dataset))):
+            dataset.transform = eval_tf
+            views = [dataset[i][0]]
+            dataset.transform = train_tf
+            views += [dataset[i][0] for _ in range(n_augment)]
+            per_image.append(torch.stack(views))
+        grid = torch.stack(per_image)
+    mean = torch.tensor(dm.mean).view(1, 1, -1, 1, 1)
+    std = torch.tensor(dm.std).view(1, 1, -1, 1, 1)
+    grid = (grid * std + mean).clamp(0, 1)
+    if grid.shape[2] == 1:
+        grid = grid.expand(-1, -1, 3, -1, -1)
+    return make_grid(grid.flatten(0, 1), nrow=grid.shape[1], padding=2, pad_value=1.0)

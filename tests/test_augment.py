@@ -1,0 +1,170 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from torchvision.transforms import v2
+
+from cnnzoo.data import AUGMENT_PRESETS, BatchAugment, DigitsDataModule, MNISTDataModule, sample_augment
+from cnnzoo.data.transforms import MixCollate, batch_random_erasing
+from cnnzoo.tasks import ImageClassifier
+
+from .datagen import write_idx
+
+
+def _images(c: int, n: int = 16, size: int = 32) -> torch.Tensor:
+    torch.manual_seed(0)
+    return torch.randint(0, 256, (n, c, size, size), dtype=torch.uint8)
+
+
+@pytest.mark.parametrize("kind", ["natural", "digits"])
+@pytest.mark.parametrize("c", [1, 3])
+def test_none_is_deterministic_and_others_change_pixels(kind: str, c: int) -> None:
+    x = _images(c)
+    assert torch.equal(BatchAugment("none", kind, 32)(x), x)  # type: ignore[arg-type]
+    for name in AUGMENT_PRESETS:
+        if name == "none":
+            continue
+        torch.manual_seed(1)
+        out = BatchAugment(name, kind, 32)(x)  # type: ignore[arg-type]
+        assert out.shape == x.shape and out.dtype == torch.uint8, name
+        assert not torch.equal(out, x), f"{name} changed no pixel"
+        # per-image parameters: the images are not all transformed alike
+        changed = (out != x).flatten(1).float().mean(1)
+        assert changed.std() > 0, name
+
+
+def test_unknown_preset_suggests() -> None:
+    with pytest.raises(ValueError, match="randaugment"):
+        BatchAugment("randaugmnt", "natural", 32)
+
+
+def _impulse(n: int, size: int = 32, c: int = 1) -> torch.Tensor:
+    x = torch.zeros(n, c, size, size, dtype=torch.uint8)
+    x[:, :, 10, 5] = 255
+    return x
+
+
+def _positions(out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    flat = out[:, 0].flatten(1).float()
+    idx = flat.argmax(1)
+    present = flat.max(1).values > 0
+    return (idx // out.shape[-1])[present], (idx % out.shape[-1])[present]
+
+
+def test_batched_standard_crop_flip_matches_torchvision_distribution() -> None:
+    n = 4000
+    torch.manual_seed(0)
+    batched = BatchAugment("standard", "natural", 32)(_impulse(n))
+    per_sample_tf = sample_augment("standard", "natural", 32)
+    torch.manual_seed(0)
+    per_sample = torch.stack([per_sample_tf(img) for img in _impulse(n)])
+    for out in (batched, per_sample):
+        rows, cols = _positions(out)
+        # the crop moves the pixel uniformly by -4..4 rows: 9 offsets at 1/9 each
+        freq = torch.bincount(rows - 6, minlength=9)[:9].float() / len(rows)
+        assert rows.min() >= 6 and rows.max() <= 14
+        assert torch.allclose(freq, torch.full((9,), 1 / 9), atol=0.025), freq
+        flipped = (cols > 15).float().mean()  # column 5 lands left of centre unless flipped
+        assert abs(float(flipped) - 0.5) < 0.04
+
+
+def test_batched_digit_affine_matches_torchvision_ranges_and_never_flips() -> None:
+    n = 3000
+    x = torch.zeros(n, 1, 28, 28, dtype=torch.uint8)
+    x[:, :, 6:22, 4:8] = 255  # a bar on the left
+    torch.manual_seed(0)
+    batched = BatchAugment("standard", "digits", 28)(x)
+    tf = sample_augment("standard", "digits", 28)
+    torch.manual_seed(0)
+    per_sample = torch.stack([tf(img) for img in x[:600]])
+    for out in (batched, per_sample):
+        mass = out.float().sum((1, 2))  # (B, W)
+        centre = (mass * torch.arange(28)).sum(1) / mass.sum(1)
+        # shifts of at most 10% (2.8 px) keep the bar left; a flip would put it near column 21.5
+        assert centre.max() < 9.5 and centre.min() > 2.0
+        assert centre.std() > 0.5
+    assert abs(float(_centre_std(batched)) - float(_centre_std(per_sample))) < 0.25
+    for name in AUGMENT_PRESETS:
+        flips = [m for m in _modules(sample_augment(name, "digits", 28)) if isinstance(m, v2.RandomHorizontalFlip)]
+        assert not flips, f"digits preset {name} flips"
+
+
+def _centre_std(out: torch.Tensor) -> torch.Tensor:
+    mass = out.float().sum((1, 2))
+    return ((mass * torch.arange(out.shape[-1])).sum(1) / mass.sum(1)).std()
+
+
+def _modules(t: object) -> list[object]:
+    return list(t.modules()) if hasattr(t, "modules") else [t]  # type: ignore[union-attr]
+
+
+def test_random_erasing_rate_and_value() -> None:
+    torch.manual_seed(0)
+    x = torch.ones(2000, 3, 16, 16)
+    out = batch_random_erasing(x, p=0.3)
+    erased = (out == 0).flatten(1).any(1).float().mean()
+    assert abs(float(erased) - 0.3) < 0.04
+    assert torch.equal(batch_random_erasing(x, p=0.0), x)
+
+
+def test_mixup_cutmix_give_soft_targets_the_loss_accepts() -> None:
+    mix = MixCollate(10, mixup_alpha=0.2, cutmix_alpha=1.0)
+    assert mix
+    x = torch.randn(8, 1, 28, 28)
+    y = torch.arange(8)
+    _mx, my = mix(x, y)
+    assert my.shape == (8, 10) and torch.allclose(my.sum(1), torch.ones(8))
+    loss = ImageClassifier(model="lenet5").compute_loss(torch.randn(8, 10), my)
+    assert torch.isfinite(loss)
+    assert not MixCollate(10)
+
+
+def test_mixing_only_in_training_and_on_both_paths(tmp_path: Path) -> None:
+    write_idx(tmp_path, "MNIST", n_train=64, n_test=16)
+    for fast in (True, False):
+        dm = MNISTDataModule(data_dir=str(tmp_path), val_size=16, batch_size=16, mixup_alpha=0.4, fast=fast)
+        dm.setup()
+        batch = next(iter(dm.val_dataloader()))
+        _, y = dm.on_after_batch_transfer(batch, 0)  # no trainer: evaluation, hard labels
+        assert y.dtype == torch.long
+        dm._training = lambda: True  # type: ignore[method-assign]
+        x, y = dm.on_after_batch_transfer(next(iter(dm.train_dataloader())), 0)
+        assert x.dtype == torch.float32 and y.shape == (16, 10)
+
+
+def test_user_transform_replaces_the_preset() -> None:
+    dm = DigitsDataModule(train_transform=v2.RandomVerticalFlip(p=1.0))
+    dm.setup()
+    x = dm.splits["train"][0][:4]
+    out = dm.batch_transform(x, train=True)
+    torch.testing.assert_close(out, dm.normalize(x.flip(-2)))
+
+
+def test_show_augment_writes_a_grid(tmp_path: Path) -> None:
+    from cnnzoo.cli import main
+
+    from .conftest import RECIPES
+
+    out = tmp_path / "grid.png"
+    rc = main(
+        [
+            "show-augment",
+            "--config",
+            str(RECIPES / "lenet5_digits.yaml"),
+            "--data.augment",
+            "standard",
+            "--out",
+            str(out),
+            "--images",
+            "3",
+            "--draws",
+            "2",
+        ]
+    )
+    assert rc == 0
+    from PIL import Image
+
+    img = Image.open(out)
+    assert img.size == (3 * 30 + 2, 3 * 30 + 2)  # 28 px tiles with 2 px padding

@@ -1,0 +1,199 @@
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torchvision import datasets
+
+from cnnzoo.data import (
+    CIFAR10DataModule,
+    CIFAR100DataModule,
+    FashionMNISTDataModule,
+    ImageFolderDataModule,
+    MNISTDataModule,
+)
+from cnnzoo.data.folder import CorruptImageError
+
+from .datagen import write_cifar, write_folder, write_idx
+
+
+@pytest.mark.parametrize("cls, folder", [(MNISTDataModule, "MNIST"), (FashionMNISTDataModule, "FashionMNIST")])
+def test_idx_datamodules_on_generated_files(tmp_path: Path, cls: type, folder: str) -> None:
+    write_idx(tmp_path, folder, n_train=100, n_test=40)
+    dm = cls(data_dir=str(tmp_path), val_size=20, batch_size=16)
+    dm.setup("fit")
+    assert {k: len(v[1]) for k, v in dm.splits.items()} == {"train": 80, "val": 20, "test": 40}
+    x, y = next(iter(dm.train_dataloader()))
+    assert x.dtype == torch.uint8 and x.shape == (16, 1, 28, 28)
+    assert y.dtype == torch.long and int(y.min()) >= 0 and int(y.max()) <= 9
+    assert dm.num_classes == len(dm.classes) == 10 and dm.in_chans == 1 and dm.image_size == 28
+
+    # train/val are disjoint, seeded and reproducible
+    again = cls(data_dir=str(tmp_path), val_size=20, seed=42)
+    again.setup()
+    assert torch.equal(again.splits["val"][0], dm.splits["val"][0])
+    other = cls(data_dir=str(tmp_path), val_size=20, seed=7)
+    other.setup()
+    assert not torch.equal(other.splits["val"][1], dm.splits["val"][1])
+    train_rows = {bytes(r.numpy()) for r in dm.splits["train"][0].flatten(1)}
+    assert not train_rows & {bytes(r.numpy()) for r in dm.splits["val"][0].flatten(1)}
+
+
+def test_val_fraction_and_logged_sizes(tmp_path: Path) -> None:
+    import logging
+
+    records: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda r: records.append(r.getMessage())  # type: ignore[method-assign]
+    logging.getLogger("cnnzoo").addHandler(handler)
+    try:
+        write_idx(tmp_path, "MNIST", n_train=100)
+        dm = MNISTDataModule(data_dir=str(tmp_path), val_fraction=0.25)
+        dm.setup()
+    finally:
+        logging.getLogger("cnnzoo").removeHandler(handler)
+    assert len(dm.splits["val"][1]) == 25
+    assert any("train=75, val=25, test=40" in r for r in records)
+
+
+def test_missing_dataset_error_says_where_what_and_how(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError) as err:
+        MNISTDataModule(data_dir=str(tmp_path / "nowhere")).setup()
+    msg = str(err.value)
+    assert str(tmp_path / "nowhere" / "MNIST" / "raw") in msg
+    assert "train-images-idx3" not in msg or "idx3-ubyte" in msg
+    assert "{train,t10k}" in msg and "--data.download true" in msg and "--data.data_dir" in msg
+
+
+def test_cifar10_datamodule_on_generated_batches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_cifar(tmp_path, n_train=60, n_test=20)
+    # The generated batches cannot match the published md5 sums that torchvision checks.
+    monkeypatch.setattr(datasets.CIFAR10, "_check_integrity", lambda self: True)
+    monkeypatch.setattr(datasets.cifar, "check_integrity", lambda *a, **k: True)
+    dm = CIFAR10DataModule(data_dir=str(tmp_path), val_size=10, batch_size=8)
+    dm.setup()
+    x, _ = next(iter(dm.train_dataloader()))
+    assert x.shape == (8, 3, 32, 32) and x.dtype == torch.uint8
+    out, _ = dm.on_after_batch_transfer((x, torch.zeros(8, dtype=torch.long)), 0)
+    assert out.dtype == torch.float32 and out.shape == (8, 3, 32, 32)
+
+
+def test_cifar100_constants() -> None:
+    assert CIFAR100DataModule.num_classes == len(CIFAR100DataModule.classes) == 100
+    assert len(set(CIFAR100DataModule.classes)) == 100
+    assert CIFAR100DataModule.classes[:3] == ("apple", "aquarium_fish", "baby")
+
+
+def test_channel_and_size_conversion_for_big_backbones(tmp_path: Path) -> None:
+    write_idx(tmp_path, "MNIST", n_train=40, n_test=10)
+    dm = MNISTDataModule(data_dir=str(tmp_path), val_size=8, in_chans=3, image_size=64, crop_pct=0.875, batch_size=4)
+    dm.setup()
+    assert dm.in_chans == 3 and len(dm.mean) == 3
+    x, y = next(iter(dm.val_dataloader()))
+    out, _ = dm.on_after_batch_transfer((x, y), 0)
+    assert out.shape == (4, 3, 64, 64)
+    assert torch.equal(out[:, 0], out[:, 1])  # gray replicated to RGB
+
+
+def test_fast_and_per_sample_paths_agree_on_evaluation(tmp_path: Path) -> None:
+    write_idx(tmp_path, "MNIST", n_train=40, n_test=16)
+    fast = MNISTDataModule(data_dir=str(tmp_path), val_size=8, eval_batch_size=16)
+    slow = MNISTDataModule(data_dir=str(tmp_path), val_size=8, eval_batch_size=16, fast=False)
+    fast.setup()
+    slow.setup()
+    xf, yf = fast.on_after_batch_transfer(next(iter(fast.test_dataloader())), 0)
+    xs, ys = slow.on_after_batch_transfer(next(iter(slow.test_dataloader())), 0)
+    assert torch.equal(yf, ys)
+    torch.testing.assert_close(xf, xs, atol=1e-5, rtol=0)
+
+
+# --- image folders ------------------------------------------------------------------------------------------------
+def test_image_folder_hygiene(tmp_path: Path) -> None:
+    root = write_folder(tmp_path / "data", {"cat": 6, "dog": 6}, mode="RGB")
+    write_folder(tmp_path / "data", {"cat": 2}, mode="L", seed=1)  # overwrites two cats with grayscale images
+    (root / ".ipynb_checkpoints").mkdir()
+    (root / ".git" / "objects").mkdir(parents=True)
+    (root / "cat" / "zero.jpg").write_bytes(b"")
+    good = (root / "dog" / "000.png").read_bytes()
+    buf = root / "dog" / "truncated.jpg"
+    Image.fromarray(np.full((64, 64, 3), 128, np.uint8)).save(buf, quality=95)
+    buf.write_bytes(buf.read_bytes()[: len(buf.read_bytes()) // 2])
+    (root / "dog" / "fake.png").write_bytes(b"this is not a png")
+    (root / "dog" / "notes.txt").write_text("not an image")
+    assert good
+
+    dm = ImageFolderDataModule(root=str(root), image_size=16, val_fraction=0.25, num_workers=0, batch_size=4)
+    assert dm.classes == ("cat", "dog") and dm.class_to_idx == {"cat": 0, "dog": 1} and dm.num_classes == 2
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        dm.setup()
+    text = "\n".join(str(w.message) for w in caught)
+    assert "skipping 3 unreadable image(s)" in text
+    for bad in ("zero.jpg", "truncated.jpg", "fake.png"):
+        assert bad in text
+    assert "notes.txt" in text  # reported as ignored, not as an image
+    assert sum(len(v) for v in dm.samples.values()) == 12
+    x, _y = next(iter(dm.train_dataloader()))
+    assert x.shape == (4, 3, 16, 16) and x.dtype == torch.float32  # grayscale files converted to RGB
+
+    with pytest.raises(CorruptImageError, match=r"truncated\.jpg"):
+        ImageFolderDataModule(root=str(root), strict=True, num_workers=0).setup()
+
+
+def test_empty_class_folder_is_an_error_naming_it(tmp_path: Path) -> None:
+    root = write_folder(tmp_path / "d", {"a": 3})
+    (root / "b").mkdir()
+    (root / "b" / "broken.jpg").write_bytes(b"")
+    with (
+        pytest.raises(FileNotFoundError, match=r"class folder .*[/\\]b has no valid images"),
+        warnings.catch_warnings(),
+    ):
+        warnings.simplefilter("ignore")
+        ImageFolderDataModule(root=str(root), num_workers=0).setup()
+
+
+def test_image_folder_explicit_dirs_grayscale_and_class_mismatch(tmp_path: Path) -> None:
+    write_folder(tmp_path / "train", {"x": 4, "y": 4})
+    write_folder(tmp_path / "val", {"x": 2, "y": 2})
+    write_folder(tmp_path / "test", {"x": 2, "y": 1})
+    dm = ImageFolderDataModule(
+        train_dir=str(tmp_path / "train"),
+        val_dir=str(tmp_path / "val"),
+        test_dir=str(tmp_path / "test"),
+        in_chans=1,
+        image_size=12,
+        num_workers=0,
+        batch_size=2,
+    )
+    dm.setup()
+    assert {k: len(v) for k, v in dm.samples.items()} == {"train": 8, "val": 4, "test": 3}
+    x, _ = next(iter(dm.test_dataloader()))
+    assert x.shape == (2, 1, 12, 12)
+    write_folder(tmp_path / "val2", {"x": 1, "z": 1})
+    with pytest.raises(ValueError, match=r"\['z'\]"):
+        ImageFolderDataModule(train_dir=str(tmp_path / "train"), val_dir=str(tmp_path / "val2")).setup()
+    with pytest.raises(ValueError, match="exactly one of root"):
+        ImageFolderDataModule()
+
+
+# --- real data ----------------------------------------------------------------------------------------------------
+def test_real_mnist_from_shared_data(shared_data: Path) -> None:
+    dm = MNISTDataModule(data_dir=str(shared_data / "mnist"), download=False, val_size=0)
+    dm.setup()
+    assert len(dm.splits["train"][1]) + len(dm.splits["val"][1]) == 60_000
+    assert len(dm.splits["test"][1]) == 10_000
+    assert torch.bincount(dm.splits["test"][1]).tolist()[:2] == [980, 1135]  # the published test class counts
+
+
+@pytest.mark.slow
+def test_image_folder_on_real_cifar10_training_split(cifar10_train: Path) -> None:
+    dm = ImageFolderDataModule(root=str(cifar10_train), image_size=32, val_fraction=0.1)
+    assert dm.classes == CIFAR10DataModule.classes
+    dm.setup()
+    labels = [y for split in dm.samples.values() for _, y in split]
+    assert torch.bincount(torch.tensor(labels)).tolist() == [5000] * 10
+    assert (len(dm.samples["train"]), len(dm.samples["val"])) == (45_000, 5_000)

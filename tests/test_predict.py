@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+
+import torch
+
+from cnnzoo.cli import CnnzooCLI
+from cnnzoo.tasks import ImageClassifier
+
+from .datagen import write_folder
+
+QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
+
+
+def test_folder_fit_then_cli_predict_writes_csv_with_class_names(tmp_path: Path) -> None:
+    root = write_folder(tmp_path / "imgs", {"circle": 8, "square": 8, "star": 8}, size=28)
+    pred_dir = tmp_path / "new"
+    pred_dir.mkdir()
+    for i, src in enumerate(sorted((root / "square").iterdir())[:3]):
+        shutil.copy(src, pred_dir / f"img{i}.png")
+    (pred_dir / "readme.txt").write_text("ignored")
+    data = [
+        "--data=cnnzoo.data.ImageFolderDataModule",
+        f"--data.root={root}",
+        "--data.image_size=28",
+        "--data.in_chans=1",
+        "--data.num_workers=0",
+        "--data.batch_size=8",
+    ]
+    model = ["--model=cnnzoo.tasks.ImageClassifier", "--model.model=lenet5"]
+    fit = CnnzooCLI(
+        args=["fit", *model, *data, "--trainer.max_epochs=2", f"--trainer.default_root_dir={tmp_path}", *QUIET]
+    )
+    best = fit.trainer.checkpoint_callback.best_model_path
+    loaded = ImageClassifier.load_from_checkpoint(best, weights_only=True)
+    assert loaded.class_names == ["circle", "square", "star"]  # from the folder names, through the checkpoint
+
+    out = tmp_path / "out" / "preds.csv"
+    CnnzooCLI(
+        args=[
+            "predict",
+            *model,
+            *data,
+            f"--data.predict_dir={pred_dir}",
+            f"--ckpt_path={best}",
+            f"--prediction_writer.output={out}",
+            f"--trainer.default_root_dir={tmp_path}",
+            *QUIET,
+        ]
+    )
+    rows = list(csv.DictReader(out.open()))
+    assert [Path(r["file"]).name for r in rows] == ["img0.png", "img1.png", "img2.png"]
+    for r in rows:
+        assert r["pred_class"] in loaded.class_names
+        assert loaded.class_names[int(r["pred_index"])] == r["pred_class"]
+        assert 0.0 < float(r["prob"]) <= 1.0
+
+
+def test_predict_on_in_memory_test_split_defaults_to_log_dir(tmp_path: Path) -> None:
+    from .conftest import RECIPES
+
+    cli = CnnzooCLI(
+        args=[
+            "predict",
+            "--config",
+            str(RECIPES / "lenet5_digits.yaml"),
+            f"--trainer.default_root_dir={tmp_path}",
+            *QUIET,
+        ]
+    )
+    writer = next(cb for cb in cli.trainer.callbacks if type(cb).__name__ == "PredictionWriter")
+    assert writer.written_to is not None and writer.written_to.startswith(str(tmp_path))
+    with open(writer.written_to) as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 270 and rows[0]["file"] == "#0" and rows[-1]["file"] == "#269"
+    preds = torch.cat([b["preds"] for b in cli.trainer.predict_loop.predictions])
+    assert [int(r["pred_index"]) for r in rows] == preds.tolist()
