@@ -19,7 +19,8 @@ def augmentation_grid(
     torch.manual_seed(seed)
     rows: list[torch.Tensor] = []
     if isinstance(dm, InMemoryDataModule) and dm.fast:
-        images = dm.splits["train"][0][:n_images]
+        train = dm.splits["train"][0]
+        images = train[torch.linspace(0, len(train) - 1, n_images).long()]
         rows.append(dm.batch_transform(images, train=False))
         rows += [dm.batch_transform(images, train=True) for _ in range(n_augment)]
         grid = torch.stack(rows, dim=1)  # (n_images, 1 + n_augment, C, H, W)
@@ -27,7 +28,8 @@ def augmentation_grid(
         dataset = dm.train_dataloader().dataset
         eval_tf, train_tf = dm.sample_transform(train=False), dm.sample_transform(train=True)
         per_image = []
-        for i in range(min(n_images, len(dataset))):
+        # Evenly spaced picks: folder datasets are sorted by class, so the first images would all be one class.
+        for i in torch.linspace(0, len(dataset) - 1, min(n_images, len(dataset))).long().tolist():
             dataset.transform = eval_tf
             views = [dataset[i][0]]
             dataset.transform = train_tf
