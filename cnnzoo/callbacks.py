@@ -8,9 +8,10 @@ from typing import Any
 
 import torch
 from lightning.pytorch import LightningModule, Trainer
-from lightning.pytorch.callbacks import BasePredictionWriter
+from lightning.pytorch.callbacks import BasePredictionWriter, Callback
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-__all__ = ["PredictionWriter"]
+__all__ = ["FiniteLossGuard", "NonFiniteLossError", "PredictionWriter", "PreemptionCheckpoint"]
 
 
 class PredictionWriter(BasePredictionWriter):
@@ -74,3 +75,53 @@ class PredictionWriter(BasePredictionWriter):
                 writer.writerow([file, pred, names[pred] if names else str(pred), f"{prob:.6f}"])
         self.written_to = path
         print(f"predictions: {path} ({len(rows)} rows)")
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite."""
+
+
+class FiniteLossGuard(Callback):
+    """Stops training at the first NaN/inf loss, before the backward pass can write NaN into any weight.
+
+    So no checkpoint, best or last, ever holds a diverged model, and the message says where it happened.
+    EarlyStopping's ``check_finite`` only looks at the monitored validation metric, an epoch later, after the
+    weights are already NaN.
+    """
+
+    def on_before_backward(self, trainer: Trainer, pl_module: LightningModule, loss: torch.Tensor) -> None:
+        if not bool(torch.isfinite(loss.detach()).all()):
+            ckpt = trainer.checkpoint_callback
+            saved = getattr(ckpt, "best_model_path", "") or "none yet"
+            raise NonFiniteLossError(
+                f"train_loss is {float(loss):.4g} at epoch {trainer.current_epoch}, step {trainer.global_step}; "
+                f"training stopped before this step changed any weight (best checkpoint so far: {saved}). "
+                "Fix: lower the learning rate or add warm-up, check the inputs for NaN/inf, or try precision 32."
+            )
+
+
+class PreemptionCheckpoint(Callback):
+    """On SIGTERM (a cluster's preemption notice) or Ctrl-C, saves ``last.ckpt`` in the checkpoint directory
+    before the process exits; ``cnnzoo fit --ckpt_path last`` resumes from it, mid-epoch included.
+
+    Lightning raises ``SIGTERMException`` at the end of the step in progress, so the saved state is consistent.
+    Its own ``OnExceptionCheckpoint`` deletes its file when a run ends normally, which is not what a user who
+    resumes later wants.
+    """
+
+    def __init__(self) -> None:
+        self.saved_to: str | None = None
+
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        if not isinstance(exception, (SIGTERMException, KeyboardInterrupt)) or not trainer.training:
+            return
+        ckpt = trainer.checkpoint_callback
+        dirpath = getattr(ckpt, "dirpath", None) or os.path.join(trainer.default_root_dir, "checkpoints")
+        path = os.path.join(dirpath, "last.ckpt")
+        trainer.save_checkpoint(path)
+        self.saved_to = path
+        if trainer.is_global_zero:
+            print(
+                f"interrupted at epoch {trainer.current_epoch}, step {trainer.global_step}: saved {path}; "
+                "resume with --ckpt_path last"
+            )

@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -13,7 +15,7 @@ from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, Mode
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from . import _logging
-from .callbacks import PredictionWriter
+from .callbacks import FiniteLossGuard, PredictionWriter, PreemptionCheckpoint
 from .tasks import ClassificationTask
 
 __all__ = ["CnnzooCLI", "main"]
@@ -27,6 +29,16 @@ def choose_precision(accelerator: Any) -> str:
     if wants_gpu and torch.cuda.is_available():
         return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
     return "32-true"
+
+
+def _saved_checkpoint_dirpath(ckpt: Path) -> str:
+    """The ModelCheckpoint directory exactly as the interrupted run recorded it. ModelCheckpoint restores its
+    best-k bookkeeping only when the string matches, relative or absolute."""
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    for key, value in state.get("callbacks", {}).items():
+        if key.startswith("ModelCheckpoint") and isinstance(value, dict) and value.get("dirpath"):
+            return str(value["dirpath"])
+    return str(ckpt.parent)
 
 
 class CnnzooCLI(LightningCLI):
@@ -82,11 +94,43 @@ class CnnzooCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         cfg = self.config[self.subcommand] if self.subcommand else self.config
         trainer = cfg["trainer"]
+        # An absolute, symlink-free root makes every checkpoint record its directory the way ModelCheckpoint
+        # normalises an explicit dirpath (realpath), so a resumed run is recognised as the same directory.
+        trainer["default_root_dir"] = os.path.realpath(trainer.get("default_root_dir") or os.getcwd())
+        if cfg.get("ckpt_path") == "last":
+            self._resolve_last_checkpoint(cfg)
         if trainer.get("precision") is None:
             trainer["precision"] = choose_precision(trainer.get("accelerator", "auto"))
             _logging.info(
                 f"precision: {trainer['precision']} (chosen from the hardware; set trainer.precision to override)"
             )
+
+    def _resolve_last_checkpoint(self, cfg: Any) -> None:
+        """``--ckpt_path last``: the newest ``last.ckpt`` of this run's checkpoint directory, or under the root dir.
+
+        Lightning looks for "last" only in the new run's own (new, empty) version directory and silently starts
+        from scratch when it finds nothing there. Here the search covers earlier versions, the resumed run keeps
+        writing checkpoints next to the one it resumed (so ModelCheckpoint restores its best-k state), and a
+        missing checkpoint is an error.
+        """
+        dirpath = cfg.get("checkpoint", {}).get("dirpath")
+        root = Path(cfg["trainer"].get("default_root_dir") or os.getcwd())
+        if dirpath:
+            candidates = list(Path(dirpath).glob("last*.ckpt"))
+            where = str(dirpath)
+        else:
+            candidates = [p for depth in ("*", "*/*", "*/*/*", "*/*/*/*") for p in root.glob(f"{depth}/last*.ckpt")]
+            where = f"{root}/**/checkpoints"
+        if not candidates:
+            raise FileNotFoundError(
+                f"--ckpt_path last: no last.ckpt found under {where}. Nothing to resume: start a fresh run without "
+                "--ckpt_path, or give the path of a checkpoint file (and --trainer.default_root_dir of the run)."
+            )
+        newest = max(candidates, key=lambda p: p.stat().st_mtime)
+        cfg["ckpt_path"] = str(newest)
+        if self.subcommand == "fit" and not dirpath:
+            cfg["checkpoint"]["dirpath"] = _saved_checkpoint_dirpath(newest)
+        _logging.info(f"resuming from {newest}")
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         # The default callbacks must not clash with switches the user turned off in the trainer section:
@@ -103,6 +147,8 @@ class CnnzooCLI(LightningCLI):
             drop.append(PredictionWriter)
         extra = [self._get(self.config_init, key) for key in self._parser(self.subcommand).callback_keys]
         extra = [cb for cb in extra if cb is not None and not isinstance(cb, tuple(drop))]
+        if self.subcommand == "fit":
+            extra += [FiniteLossGuard(), PreemptionCheckpoint()]
         trainer_config = {**cfg, **kwargs}
         return self._instantiate_trainer(trainer_config, extra)
 

@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
 from .. import _logging
-from .sampling import InMemoryBatchSampler, TensorBatchDataset
+from .sampling import InMemoryBatchSampler, ResumableDataLoader, TensorBatchDataset
 from .transforms import (
     AugmentName,
     BatchAugment,
@@ -234,6 +234,56 @@ class ClassificationDataModule(LightningDataModule):
             return tuple(self.mixing(*batch))
         return batch
 
+    def build_loader(self, dataset: Dataset, n: int, train: bool, per_sample: bool) -> DataLoader:
+        """A DataLoader over ``n`` samples with an :class:`InMemoryBatchSampler` sharded for this rank.
+
+        ``per_sample=True``: the dataset returns single samples that the DataLoader collates; otherwise it is
+        indexed with a whole batch of indices at once (:class:`TensorBatchDataset`). Training loaders are
+        resumable mid-epoch and start at the trainer's current epoch, so a resumed run continues the same order.
+        """
+        trainer = self.trainer
+        world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+        batch_size = self.batch_size if train else self.eval_batch_size
+        per_rank = -(-n // world)
+        # Dropping the ragged last training batch keeps BatchNorm away from tiny batches, unless it is the only one.
+        drop_last = train and per_rank >= batch_size
+        sampler = InMemoryBatchSampler(
+            range(n),
+            1 if per_sample else batch_size,
+            shuffle=train,
+            drop_last=False if per_sample else drop_last,
+            seed=self.seed,
+            num_replicas=world,
+            rank=rank,
+            flat=per_sample,
+        )
+        sampler.loader_batch_size = batch_size
+        if trainer is not None:
+            sampler.set_epoch(trainer.current_epoch)
+        common: dict[str, Any] = {
+            "num_workers": self.num_workers,
+            "pin_memory": self.pin_memory,
+            "persistent_workers": self.persistent_workers,
+        }
+        if per_sample:
+            common.update(batch_size=batch_size, drop_last=drop_last)
+        else:
+            common.update(batch_size=None)
+        if not train or trainer is None:
+            return DataLoader(dataset, sampler=sampler, **common)
+
+        def epoch() -> int:
+            # The index of the epoch being run: Lightning's own argument to set_epoch.
+            return trainer.fit_loop.epoch_progress.current.processed
+
+        def batches_done() -> int:
+            # Optimizer steps taken since the start of the current epoch (no gradient accumulation assumed).
+            per_epoch = min(len(loader), trainer.num_training_batches)  # num_training_batches is inf until set
+            return trainer.global_step - epoch() * int(per_epoch)
+
+        loader = ResumableDataLoader(dataset, sampler=sampler, epoch=epoch, batches_done=batches_done, **common)
+        return loader
+
     def log_split_sizes(self, sizes: dict[str, int]) -> None:
         text = ", ".join(f"{k}={v}" for k, v in sizes.items() if v)
         _logging.info(
@@ -347,28 +397,10 @@ class InMemoryDataModule(ClassificationDataModule):
         if split not in self.splits or len(self.splits[split][1]) == 0:
             raise RuntimeError(f"{type(self).__name__} has no {split!r} split")
         images, labels = self.splits[split]
-        batch_size = self.batch_size if train else self.eval_batch_size
-        common = {
-            "num_workers": self.num_workers,
-            "pin_memory": self.pin_memory,
-            "persistent_workers": self.persistent_workers,
-        }
-        world, rank = 1, 0
-        if self.trainer is not None:
-            world, rank = self.trainer.world_size, self.trainer.global_rank
-        per_rank = -(-len(labels) // world)
-        # Dropping the ragged last training batch keeps BatchNorm away from tiny batches, unless it is the only one.
-        drop_last = train and per_rank >= batch_size
-        if not self.fast:
-            dataset = _PerSampleDataset(images, labels, self.sample_transform(train))
-            sampler = InMemoryBatchSampler(
-                labels, 1, shuffle=train, drop_last=False, seed=self.seed, num_replicas=world, rank=rank, flat=True
-            )
-            return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=drop_last, **common)
-        sampler = InMemoryBatchSampler(
-            labels, batch_size, shuffle=train, drop_last=drop_last, seed=self.seed, num_replicas=world, rank=rank
-        )
-        return DataLoader(TensorBatchDataset(images, labels), sampler=sampler, batch_size=None, **common)
+        if self.fast:
+            return self.build_loader(TensorBatchDataset(images, labels), len(labels), train, per_sample=False)
+        dataset = _PerSampleDataset(images, labels, self.sample_transform(train))
+        return self.build_loader(dataset, len(labels), train, per_sample=True)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", train=True)

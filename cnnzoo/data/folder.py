@@ -14,7 +14,6 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset
 
 from .base import ClassificationDataModule, seeded_split
-from .sampling import InMemoryBatchSampler
 from .transforms import AugmentName
 
 __all__ = ["IMG_EXTENSIONS", "CorruptImageError", "ImageFolderDataModule", "scan_class_folders"]
@@ -290,21 +289,8 @@ class ImageFolderDataModule(ClassificationDataModule):
         if not samples:
             hint = "pass --data.test_dir or use root with test_fraction > 0" if split == "test" else ""
             raise RuntimeError(f"ImageFolderDataModule has no {split!r} split. {hint}".strip())
-        world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer is not None else (1, 0)
-        sampler = InMemoryBatchSampler(
-            samples, 1, shuffle=train, drop_last=False, seed=self.seed, num_replicas=world, rank=rank, flat=True
-        )
         dataset = FolderDataset(samples, self.sample_transform(train), self.in_chans, with_path=split == "predict")
-        per_rank = -(-len(samples) // world)
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size if train else self.eval_batch_size,
-            sampler=sampler,
-            drop_last=train and per_rank >= self.batch_size,
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-            persistent_workers=self.persistent_workers,
-        )
+        return self.build_loader(dataset, len(samples), train, per_sample=True)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", True)

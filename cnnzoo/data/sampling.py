@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sized
+from collections.abc import Callable, Iterator, Sized
+from typing import Any
 
 import torch
-from torch.utils.data import Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-__all__ = ["InMemoryBatchSampler", "TensorBatchDataset"]
+__all__ = ["InMemoryBatchSampler", "ResumableDataLoader", "TensorBatchDataset"]
 
 
 class TensorBatchDataset(Dataset):
@@ -66,6 +67,9 @@ class InMemoryBatchSampler(DistributedSampler):
         self.drop_batch_remainder = drop_last
         self.n = len(data)
         self.flat = flat
+        self.loader_batch_size = 1  # the DataLoader's batch size in flat mode, to turn batches into samples
+        # Batches of the current epoch to leave out on the next pass: set when a run resumes mid-epoch.
+        self.skip_batches = 0
 
     def _rank_indices(self) -> torch.Tensor:
         if self.shuffle:
@@ -87,11 +91,12 @@ class InMemoryBatchSampler(DistributedSampler):
 
     def __iter__(self) -> Iterator[list[int] | int]:  # type: ignore[override]
         indices = self._rank_indices().tolist()
+        skip, self.skip_batches = self.skip_batches, 0
         if self.flat:
-            yield from indices
+            yield from indices[skip * self.loader_batch_size :]
             return
         stop = len(indices) - len(indices) % self.batch_size if self.drop_batch_remainder else len(indices)
-        for start in range(0, stop, self.batch_size):
+        for start in range(skip * self.batch_size, stop, self.batch_size):
             yield indices[start : start + self.batch_size]
 
     def __len__(self) -> int:
@@ -99,3 +104,43 @@ class InMemoryBatchSampler(DistributedSampler):
         if self.flat:
             return n
         return n // self.batch_size if self.drop_batch_remainder else -(-n // self.batch_size)
+
+
+class ResumableDataLoader(DataLoader):
+    """A DataLoader that Lightning treats as resumable (it has ``state_dict``/``load_state_dict``).
+
+    - Every new iterator first sets the sampler's epoch from ``epoch`` (a callable reading the Trainer's progress).
+      Lightning calls ``set_epoch`` itself, but with worker processes a resumed run creates its iterator, which
+      starts drawing indices at once, before that call, and so replayed the previous epoch's order.
+    - When a run resumes from a checkpoint saved in the middle of an epoch (on SIGTERM, say), the first pass
+      leaves out the batches the interrupted run already trained on (``batches_done``), so the resumed run sees
+      exactly the batches an uninterrupted run would.
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        epoch: Callable[[], int] | None = None,
+        batches_done: Callable[[], int] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self._epoch = epoch
+        self._batches_done = batches_done
+        self._resume_pending = False
+
+    def state_dict(self) -> dict[str, Any]:
+        sampler = self.sampler if isinstance(self.sampler, InMemoryBatchSampler) else None
+        return {"epoch": sampler.epoch if sampler is not None else 0}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._resume_pending = True
+
+    def __iter__(self) -> Any:
+        if isinstance(self.sampler, InMemoryBatchSampler):
+            if self._epoch is not None:
+                self.sampler.set_epoch(self._epoch())
+            if self._resume_pending and self._batches_done is not None:
+                self.sampler.skip_batches = max(0, self._batches_done())
+        self._resume_pending = False
+        return super().__iter__()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import os
 from functools import partial
 from typing import Any, Literal
 
@@ -18,6 +19,11 @@ from ..models import ZooModel, create_model
 from ..models._registry import get_model_entrypoint
 
 __all__ = ["ClassificationTask", "ImageClassifier"]
+
+
+def step_seed(seed: int, step: int, rank: int) -> int:
+    """A distinct 63-bit seed per (seed, step, rank)."""
+    return (seed * 1_000_003 + step * 8_191 + rank * 131_071 + 12_345) % (2**63)
 
 
 def make_metrics(num_classes: int, prefix: str, validate: bool = True, full: bool = True) -> MetricCollection:
@@ -93,6 +99,16 @@ class ClassificationTask(LightningModule):
         if target.is_floating_point() and target.ndim != 2:
             raise ValueError(f"soft targets must be (B, num_classes) probabilities, got shape {tuple(target.shape)}")
         return F.cross_entropy(logits, target, label_smoothing=self.label_smoothing)
+
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        # With a seed set (seed_everything), every training step reseeds the RNG from (seed, step, rank), so
+        # augmentation and dropout in step k are the same whether or not the run was interrupted and resumed
+        # before it; a restored checkpoint does not carry the RNG state.
+        trainer = self._trainer
+        seed = os.environ.get("PL_GLOBAL_SEED")
+        if trainer is not None and trainer.training and seed is not None:
+            torch.manual_seed(step_seed(int(seed), self.global_step, self.global_rank))
+        return batch
 
     # --- steps --------------------------------------------------------------------------------------------------
     @staticmethod

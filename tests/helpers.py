@@ -1,0 +1,73 @@
+"""Callbacks and modules the tests load through the CLI (by class_path)."""
+
+from __future__ import annotations
+
+import os
+import signal
+from typing import Any
+
+import torch
+from lightning.pytorch import Callback, LightningModule, Trainer
+
+from cnnzoo.tasks import ImageClassifier
+
+
+class SigtermAtStep(Callback):
+    """Sends this process a real SIGTERM after optimizer step ``step`` (a preemption notice)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: Any) -> None:
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+class NaNAtStep(ImageClassifier):
+    """An ImageClassifier whose loss becomes NaN at step ``nan_step``."""
+
+    def __init__(
+        self,
+        nan_step: int = 5,
+        model: str = "lenet5",
+        num_classes: int = 10,
+        in_chans: int = 1,
+        img_size: int | None = None,
+        class_names: list[str] | None = None,
+    ) -> None:
+        super().__init__(
+            model=model, num_classes=num_classes, in_chans=in_chans, img_size=img_size, class_names=class_names
+        )
+        self.nan_step = nan_step
+
+    def compute_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        loss = super().compute_loss(logits, target)
+        if self.training and self.global_step >= self.nan_step:
+            loss = loss * float("nan")
+        return loss
+
+
+class ScriptedValidation(ImageClassifier):
+    """Logs a scripted val_acc/val_loss per epoch: a plateau the test constructs."""
+
+    def __init__(
+        self,
+        val_acc: list[float],
+        model: str = "lenet5",
+        num_classes: int = 10,
+        in_chans: int = 1,
+        img_size: int | None = None,
+        class_names: list[str] | None = None,
+    ) -> None:
+        super().__init__(
+            model=model, num_classes=num_classes, in_chans=in_chans, img_size=img_size, class_names=class_names
+        )
+        self.scripted = val_acc
+
+    def on_validation_epoch_end(self) -> None:
+        self.val_metrics.reset()
+        if self.trainer.sanity_checking:
+            return
+        acc = self.scripted[min(self.current_epoch, len(self.scripted) - 1)]
+        self.log("val_acc", acc)
+        self.log("val_loss", 1.0 - acc)
