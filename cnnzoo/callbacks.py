@@ -94,7 +94,8 @@ class FiniteLossGuard(Callback):
             ckpt = trainer.checkpoint_callback
             saved = getattr(ckpt, "best_model_path", "") or "none yet"
             raise NonFiniteLossError(
-                f"train_loss is {float(loss):.4g} at epoch {trainer.current_epoch}, step {trainer.global_step}; "
+                f"train_loss is {float(loss.detach()):.4g} at epoch {trainer.current_epoch}, "
+                f"step {trainer.global_step}; "
                 f"training stopped before this step changed any weight (best checkpoint so far: {saved}). "
                 "Fix: lower the learning rate or add warm-up, check the inputs for NaN/inf, or try precision 32."
             )

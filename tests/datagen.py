@@ -58,3 +58,19 @@ def write_folder(root: Path, classes: dict[str, int], size: int = 20, mode: str 
             arr[: size // 4] = 40 * k
             Image.fromarray(arr, mode=mode).save(d / f"{i:03d}.png")
     return root
+
+
+def write_cifar100(root: Path, n_train: int = 60, n_test: int = 20, seed: int = 0) -> Path:
+    """CIFAR-100 python-format files under ``root/cifar-100-python``."""
+    rng = np.random.default_rng(seed)
+    d = root / "cifar-100-python"
+    d.mkdir(parents=True, exist_ok=True)
+    for name, n in (("train", n_train), ("test", n_test)):
+        with open(d / name, "wb") as f:
+            data = rng.integers(0, 256, size=(n, 3072), dtype=np.uint8)
+            pickle.dump({"data": data, "fine_labels": [int(v) for v in rng.integers(0, 100, n)]}, f)
+    from cnnzoo.data.torchvision_sets import CIFAR100_CLASSES
+
+    with open(d / "meta", "wb") as f:
+        pickle.dump({"fine_label_names": list(CIFAR100_CLASSES)}, f)
+    return root

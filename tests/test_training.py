@@ -1,0 +1,193 @@
+"""The production Trainer: precision choice, non-finite loss, early stopping, resume and DDP."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from cnnzoo.callbacks import NonFiniteLossError
+from cnnzoo.cli import CnnzooCLI, choose_precision
+from cnnzoo.data import DigitsDataModule
+from cnnzoo.tasks import ImageClassifier
+
+from .conftest import RECIPES, REPO
+
+DIGITS = str(RECIPES / "lenet5_digits.yaml")
+QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
+
+
+def cnnzoo(*args: str, cwd: Path = REPO, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "200"}
+    out = subprocess.run(
+        [sys.executable, "-m", "cnnzoo", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+    )
+    if check and out.returncode != 0:
+        raise AssertionError(f"cnnzoo {' '.join(args)} failed:\n{out.stdout[-3000:]}\n{out.stderr[-5000:]}")
+    return out
+
+
+def test_precision_is_chosen_from_the_hardware() -> None:
+    assert choose_precision("cpu") == "32-true"
+    if not torch.cuda.is_available():
+        assert choose_precision("auto") == "32-true"
+
+
+def test_bf16_mixed_on_cpu_runs_a_recipe_end_to_end(tmp_path: Path) -> None:
+    cli = CnnzooCLI(
+        args=[
+            "fit",
+            "--config",
+            DIGITS,
+            "--trainer.precision=bf16-mixed",
+            "--trainer.max_epochs=1",
+            f"--trainer.default_root_dir={tmp_path}",
+            *QUIET,
+        ]
+    )
+    assert cli.trainer.precision == "bf16-mixed"
+    assert float(cli.trainer.callback_metrics["val_acc"]) > 0.3
+    assert Path(cli.trainer.checkpoint_callback.best_model_path).is_file()
+
+
+def test_nan_loss_stops_the_run_and_never_reaches_a_checkpoint(tmp_path: Path) -> None:
+    # Step 45 falls in the second epoch (39 batches per epoch): epoch 0 has finite checkpoints by then.
+    with pytest.raises(NonFiniteLossError, match=r"train_loss is nan at epoch 1, step 45.*lower the learning rate"):
+        CnnzooCLI(
+            args=[
+                "fit",
+                "--config",
+                DIGITS,
+                "--model=tests.helpers.NaNAtStep",
+                "--model.nan_step=45",
+                "--trainer.max_epochs=3",
+                f"--trainer.default_root_dir={tmp_path}",
+                *QUIET,
+            ]
+        )
+    ckpts = list(tmp_path.rglob("*.ckpt"))
+    assert ckpts, "epoch 0 should have saved its checkpoints"
+    for ckpt in ckpts:
+        state = torch.load(ckpt, weights_only=True)
+        assert state["epoch"] == 0
+        assert all(torch.isfinite(v).all() for v in state["state_dict"].values() if v.is_floating_point())
+
+
+def test_early_stopping_on_a_constructed_plateau_keeps_the_best(tmp_path: Path) -> None:
+    scripted = "[0.5, 0.7, 0.9, 0.8, 0.85, 0.95, 0.99]"
+    cli = CnnzooCLI(
+        args=[
+            "fit",
+            "--config",
+            DIGITS,
+            "--model=tests.helpers.ScriptedValidation",
+            f"--model.val_acc={scripted}",
+            "--early_stopping.monitor=val_acc",
+            "--early_stopping.mode=max",
+            "--early_stopping.patience=2",
+            "--trainer.max_epochs=7",
+            "--trainer.limit_train_batches=2",
+            f"--trainer.default_root_dir={tmp_path}",
+            *QUIET,
+        ]
+    )
+    assert cli.trainer.current_epoch == 5  # epochs 3 and 4 did not beat 0.9: stopped after epoch 4
+    best = Path(cli.trainer.checkpoint_callback.best_model_path)
+    assert best.name == "best-002-0.9000.ckpt"
+    assert float(cli.trainer.checkpoint_callback.best_model_score) == pytest.approx(0.9)
+
+
+def test_ckpt_path_last_without_a_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"no last\.ckpt found under .*Nothing to resume"):
+        CnnzooCLI(
+            args=["fit", "--config", DIGITS, "--ckpt_path=last", f"--trainer.default_root_dir={tmp_path}", *QUIET]
+        )
+
+
+def _assert_same_final_state(a: Path, b: Path) -> None:
+    sa, sb = torch.load(a, weights_only=True), torch.load(b, weights_only=True)
+    assert sa["global_step"] == sb["global_step"] and sa["epoch"] == sb["epoch"]
+    for k, v in sa["state_dict"].items():
+        assert torch.equal(v, sb["state_dict"][k]), k
+    oa, ob = sa["optimizer_states"][0], sb["optimizer_states"][0]
+    assert oa["param_groups"] == ob["param_groups"]
+    for i, state in oa["state"].items():
+        for k, v in state.items():
+            assert torch.equal(v, ob["state"][i][k]), (i, k)
+
+
+RESUME_ARGS = ["--config", DIGITS, "--data.num_workers=2", "--data.augment=standard", *QUIET]
+
+
+@pytest.fixture(scope="module")
+def straight_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("straight")
+    cnnzoo("fit", *RESUME_ARGS, "--trainer.max_epochs=4", f"--trainer.default_root_dir={root}")
+    return next(root.rglob("last.ckpt"))
+
+
+@pytest.mark.slow
+def test_resume_at_epoch_boundary_is_exact(straight_run: Path, tmp_path: Path) -> None:
+    cnnzoo("fit", *RESUME_ARGS, "--trainer.max_epochs=2", f"--trainer.default_root_dir={tmp_path}")
+    out = cnnzoo(
+        "fit", *RESUME_ARGS, "--trainer.max_epochs=4", f"--trainer.default_root_dir={tmp_path}", "--ckpt_path=last"
+    )
+    assert "resuming from" in out.stderr
+    ckpts = sorted(p.name for p in tmp_path.rglob("*.ckpt"))
+    assert ckpts == ["best-003-" + Path(next(straight_run.parent.glob("best-*"))).name.split("-", 2)[2], "last.ckpt"]
+    _assert_same_final_state(straight_run, next(tmp_path.rglob("last.ckpt")))
+
+
+@pytest.mark.slow
+def test_sigterm_mid_epoch_then_resume_matches_uninterrupted(straight_run: Path, tmp_path: Path) -> None:
+    sig = tmp_path / "sigterm.yaml"
+    sig.write_text(
+        "trainer:\n  callbacks:\n    - class_path: tests.helpers.SigtermAtStep\n      init_args: {step: 60}\n"
+    )
+    first = cnnzoo(
+        "fit", *RESUME_ARGS, "--config", str(sig), "--trainer.max_epochs=4", f"--trainer.default_root_dir={tmp_path}"
+    )
+    assert "interrupted at epoch 1, step 60" in first.stdout
+    assert torch.load(next(tmp_path.rglob("last.ckpt")), weights_only=True)["global_step"] == 60
+    cnnzoo("fit", *RESUME_ARGS, "--trainer.max_epochs=4", f"--trainer.default_root_dir={tmp_path}", "--ckpt_path=last")
+    _assert_same_final_state(straight_run, next(tmp_path.rglob("last.ckpt")))
+
+
+@pytest.mark.slow
+def test_ddp_on_two_cpu_processes(tmp_path: Path) -> None:
+    cnnzoo(
+        "fit",
+        "--config",
+        DIGITS,
+        "--trainer.accelerator=cpu",
+        "--trainer.devices=2",
+        "--trainer.strategy=ddp",
+        "--trainer.max_epochs=1",
+        f"--trainer.default_root_dir={tmp_path}",
+        *QUIET,
+    )
+    ckpt_dirs = list(tmp_path.rglob("checkpoints"))
+    assert len(ckpt_dirs) == 1, ckpt_dirs  # only rank 0 writes, one set of checkpoints
+    names = sorted(p.name for p in ckpt_dirs[0].iterdir())
+    assert len(names) == 2 and names[1] == "last.ckpt" and names[0].startswith("best-000-")
+
+    with open(next(tmp_path.rglob("metrics.csv"))) as f:
+        rows = list(csv.DictReader(f))
+    logged_acc = float(next(r["val_acc"] for r in rows if r.get("val_acc")))
+    # cnnzoo does not scale the learning rate with the world size: the recipe's 0.002 is what ran.
+    lrs = {float(r["lr-Adam"]) for r in rows if r.get("lr-Adam")}
+    assert lrs == {0.002}
+
+    model = ImageClassifier.load_from_checkpoint(ckpt_dirs[0] / names[0], weights_only=True).eval()
+    dm = DigitsDataModule()
+    dm.setup()
+    x, y = dm.splits["val"]
+    with torch.no_grad():
+        acc = (model(dm.normalize(x)).argmax(1) == y).float().mean().item()
+    # Evaluation shards are never padded, so the DDP metric is the single-process one.
+    assert logged_acc == pytest.approx(acc, abs=1e-6)
