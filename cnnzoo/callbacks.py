@@ -126,3 +126,72 @@ class PreemptionCheckpoint(Callback):
                 f"interrupted at epoch {trainer.current_epoch}, step {trainer.global_step}: saved {path}; "
                 "resume with --ckpt_path last"
             )
+
+
+class EvalReport(Callback):
+    """After ``cnnzoo validate`` or ``cnnzoo test``, writes what was measured to ``<log dir>/<stage>_report.json``:
+    the metrics, the split and how many examples it held, the data module, the checkpoint's path and sha256, and
+    the command. ``cnnzoo publish`` copies metrics only from such reports of the very file it publishes, so no
+    published number is typed in by hand.
+
+    Args:
+        output: JSON path (``None``: ``<stage>_report.json`` in the run's log directory).
+    """
+
+    def __init__(self, output: str | None = None) -> None:
+        self.output = output
+        self._count = 0
+        self.written_to: str | None = None
+
+    def _start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._count = 0
+
+    def _batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, *args: Any) -> None:
+        labels = batch[1] if isinstance(batch, (list, tuple)) else batch.get("label")
+        self._count += len(labels)
+
+    on_validation_epoch_start = on_test_epoch_start = _start
+    on_validation_batch_end = on_test_batch_end = _batch_end
+
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if trainer.state.fn == "validate":
+            self._write(trainer, pl_module, "validate", "val")
+
+    def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._write(trainer, pl_module, "test", "test")
+
+    def _write(self, trainer: Trainer, pl_module: LightningModule, stage: str, split: str) -> None:
+        import json
+        import sys
+
+        from . import __version__
+        from .models._pretrained import sha256_file
+
+        count = int(trainer.strategy.reduce(torch.tensor(float(self._count)), reduce_op="sum").item())
+        if not trainer.is_global_zero:
+            return
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(f"{split}_")}
+        dm = trainer.datamodule
+        ckpt = trainer.ckpt_path
+        report = {
+            "stage": stage,
+            "split": split,
+            "dataset": type(dm).__name__ if dm is not None else None,
+            "num_examples": count,
+            "metrics": metrics,
+            "checkpoint": os.path.abspath(ckpt) if ckpt else None,
+            "checkpoint_sha256": sha256_file(ckpt) if ckpt and os.path.isfile(ckpt) else None,
+            "command": "cnnzoo " + " ".join(sys.argv[1:]),
+            "versions": {"cnnzoo": __version__, "torch": torch.__version__, "lightning": _lightning_version()},
+        }
+        path = self.output or os.path.join(trainer.log_dir or trainer.default_root_dir, f"{stage}_report.json")
+        with open(path, "w") as f:
+            json.dump(report, f, indent=2)
+        self.written_to = path
+        print(f"{stage} report: {path}")
+
+
+def _lightning_version() -> str:
+    import lightning
+
+    return lightning.__version__

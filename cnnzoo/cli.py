@@ -15,7 +15,7 @@ from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, Mode
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from . import _logging
-from .callbacks import FiniteLossGuard, PredictionWriter, PreemptionCheckpoint
+from .callbacks import EvalReport, FiniteLossGuard, PredictionWriter, PreemptionCheckpoint
 from .tasks import ClassificationTask
 
 __all__ = ["CnnzooCLI", "main"]
@@ -88,6 +88,8 @@ class CnnzooCLI(LightningCLI):
             ("data.in_chans", "model.init_args.in_chans", None),
             ("data.image_size", "model.init_args.img_size", None),
             ("data.classes", "model.init_args.class_names", list),
+            ("data.mean", "model.init_args.mean", list),
+            ("data.std", "model.init_args.std", list),
         ):
             parser.link_arguments(source, target, compute_fn=compute, apply_on="instantiate")
 
@@ -149,6 +151,8 @@ class CnnzooCLI(LightningCLI):
         extra = [cb for cb in extra if cb is not None and not isinstance(cb, tuple(drop))]
         if self.subcommand == "fit":
             extra += [FiniteLossGuard(), PreemptionCheckpoint()]
+        if self.subcommand in ("validate", "test"):
+            extra.append(EvalReport())
         trainer_config = {**cfg, **kwargs}
         return self._instantiate_trainer(trainer_config, extra)
 
@@ -213,7 +217,26 @@ def _cmd_show_augment(argv: list[str]) -> int:
     return 0
 
 
+def _cmd_weights(argv: list[str]) -> int:
+    import argparse
+
+    from .models.commands import print_weights_table
+
+    parser = argparse.ArgumentParser(prog="cnnzoo weights", description="List the published weights.")
+    parser.add_argument("pattern", nargs="?", default=None, help="shell-style filter, e.g. 'lenet5.*'")
+    print_weights_table(parser.parse_args(argv).pattern)
+    return 0
+
+
+def _cmd_publish(argv: list[str]) -> int:
+    from .publish import main as publish_main
+
+    return publish_main(argv)
+
+
 ZOO_COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
+    "weights": (_cmd_weights, "print the published weights (name, classes, input, metrics, size)"),
+    "publish": (_cmd_publish, "turn a training checkpoint into a release: safetensors, metadata JSON, model card"),
     "models": (_cmd_models, "print the model registry as a table (name, parameters, default input size)"),
     "show-augment": (_cmd_show_augment, "save a grid of augmented training samples (--config R --out grid.png)"),
 }

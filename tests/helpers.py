@@ -34,9 +34,17 @@ class NaNAtStep(ImageClassifier):
         in_chans: int = 1,
         img_size: int | None = None,
         class_names: list[str] | None = None,
+        mean: list[float] | None = None,
+        std: list[float] | None = None,
     ) -> None:
         super().__init__(
-            model=model, num_classes=num_classes, in_chans=in_chans, img_size=img_size, class_names=class_names
+            model=model,
+            num_classes=num_classes,
+            in_chans=in_chans,
+            img_size=img_size,
+            class_names=class_names,
+            mean=mean,
+            std=std,
         )
         self.nan_step = nan_step
 
@@ -58,9 +66,17 @@ class ScriptedValidation(ImageClassifier):
         in_chans: int = 1,
         img_size: int | None = None,
         class_names: list[str] | None = None,
+        mean: list[float] | None = None,
+        std: list[float] | None = None,
     ) -> None:
         super().__init__(
-            model=model, num_classes=num_classes, in_chans=in_chans, img_size=img_size, class_names=class_names
+            model=model,
+            num_classes=num_classes,
+            in_chans=in_chans,
+            img_size=img_size,
+            class_names=class_names,
+            mean=mean,
+            std=std,
         )
         self.scripted = val_acc
 

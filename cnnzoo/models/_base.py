@@ -39,6 +39,8 @@ class ZooModel(nn.Module):
     """
 
     fixed_input_size: bool = True
+    # Name of the first convolution, whose weights are adapted when pretrained weights meet another channel count.
+    first_conv: str = "features.0"
 
     def __init__(self, *, num_classes: int, in_chans: int, img_size: int, min_input_size: int | None = None) -> None:
         super().__init__()

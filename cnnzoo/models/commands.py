@@ -34,3 +34,26 @@ def print_models_table(pattern: str | None = None) -> None:
     for name, n_params, size, doc in model_summary_rows(pattern):
         table.add_row(name, f"{n_params:,}", "x".join(map(str, size)), doc)
     Console().print(table)
+
+
+def print_weights_table(pattern: str | None = None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from ._pretrained import get_weights, list_pretrained
+
+    table = Table(title="cnnzoo published weights")
+    for col in ("name", "classes", "input (C, H, W)", "metrics", "size", "default"):
+        table.add_column(col, justify="right" if col == "size" else "left")
+    for name in list_pretrained(pattern):
+        w = get_weights(name)
+        metrics = ", ".join(f"{m['metric']} {m['value']:.4f} ({m['split']}, n={m['num_examples']})" for m in w.metrics)
+        table.add_row(
+            name,
+            f"{w.num_classes}",
+            "x".join(map(str, w.input_size)),
+            metrics or "-",
+            f"{w.num_bytes / 1024:.0f} KiB",
+            "yes" if w.default else "",
+        )
+    Console().print(table)

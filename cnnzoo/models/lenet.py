@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ._base import ZooModel, check_sizes, conv_output_size
+from ._pretrained import register_pretrained
 from ._registry import register_model
 
 __all__ = ["LeNet5", "lenet5", "lenet5_classic"]
@@ -75,3 +76,9 @@ def lenet5(num_classes: int = 10, in_chans: int = 1, img_size: int = 28) -> LeNe
 def lenet5_classic(num_classes: int = 10, in_chans: int = 1, img_size: int = 28) -> LeNet5:
     """The 1998 LeNet-5 as d2l presents it: sigmoid activations and average pooling."""
     return LeNet5(num_classes=num_classes, in_chans=in_chans, img_size=img_size, classic=True)
+
+
+# Published weights (cnnzoo/models/pretrained/<arch.tag>.json, written by `cnnzoo publish`).
+register_pretrained("lenet5.mnist", default=True)
+register_pretrained("lenet5.digits")
+register_pretrained("lenet5_classic.mnist", default=True)

@@ -110,6 +110,13 @@ class ClassificationTask(LightningModule):
             torch.manual_seed(step_seed(int(seed), self.global_step, self.global_rank))
         return batch
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # LightningCLI reads a checkpoint's hyperparameters back into its config (--ckpt_path), which needs the
+        # class path; the CLI records it, a model built in Python did not, so `cnnzoo test` refused such files.
+        hp = checkpoint.get("hyper_parameters")
+        if isinstance(hp, dict) and "_class_path" not in hp:
+            hp["_class_path"] = f"{type(self).__module__}.{type(self).__qualname__}"
+
     # --- steps --------------------------------------------------------------------------------------------------
     @staticmethod
     def _split_batch(batch: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -238,6 +245,9 @@ class ImageClassifier(ClassificationTask):
             model's default.
         drop_rate: dropout probability for models that have dropout (``None``: the model's default).
         class_names: class names in label order, stored in checkpoints so predictions carry names.
+        mean: per-channel mean the data was normalised with; the CLI links it from the data module. It is not
+            used in ``forward``: it is stored so that a checkpoint carries its own inference transforms.
+        std: per-channel std, like ``mean``.
         optimizer: optimiser factory; from YAML, ``class_path: torch.optim.SGD`` with ``init_args``.
         lr_scheduler: learning-rate scheduler factory, or ``None`` for a constant rate.
         lr_scheduler_interval: step the scheduler every ``"epoch"`` or every optimiser ``"step"``.
@@ -256,6 +266,8 @@ class ImageClassifier(ClassificationTask):
         img_size: int | None = None,
         drop_rate: float | None = None,
         class_names: list[str] | None = None,
+        mean: list[float] | None = None,
+        std: list[float] | None = None,
         optimizer: OptimizerCallable = torch.optim.Adam,
         lr_scheduler: LRSchedulerCallable | None = None,
         lr_scheduler_interval: Literal["epoch", "step"] = "epoch",
@@ -277,4 +289,43 @@ class ImageClassifier(ClassificationTask):
             kwargs["drop_rate"] = drop_rate
         self.net: ZooModel = create_model(model, num_classes=num_classes, in_chans=in_chans, **kwargs)  # type: ignore[assignment]
         self.class_names = class_names
+        self.mean, self.std = mean, std
         self.example_input_array = torch.zeros(1, *self.net.input_size)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name: str,
+        num_classes: int | None = None,
+        class_names: list[str] | None = None,
+        optimizer: OptimizerCallable = torch.optim.Adam,
+        lr_scheduler: LRSchedulerCallable | None = None,
+    ) -> ImageClassifier:
+        """An ImageClassifier initialised from published weights (see :func:`cnnzoo.list_pretrained`).
+
+        With ``num_classes`` (and ``class_names``) different from the weights', only the final layer is reset, to
+        fine-tune on a new label set; the class names of the weights are kept otherwise.
+        """
+        from ..models._pretrained import get_weights, load_pretrained
+
+        w = get_weights(name)
+        n = num_classes if num_classes is not None else w.num_classes
+        if class_names is None and n == w.num_classes:
+            class_names = list(w.classes)
+        if class_names is not None and len(class_names) != n:
+            raise ValueError(f"class_names has {len(class_names)} names but the model has {n} classes")
+        net = load_pretrained(w.name, num_classes=n)
+        task = cls(
+            model=w.arch,
+            num_classes=n,
+            in_chans=w.in_chans,
+            img_size=w.model_kwargs.get("img_size"),
+            class_names=class_names,
+            mean=list(w.mean),
+            std=list(w.std),
+            optimizer=optimizer,
+            lr_scheduler=lr_scheduler,
+        )
+        task.net.load_state_dict(net.state_dict())
+        task.pretrained_cfg = w
+        return task

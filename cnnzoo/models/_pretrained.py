@@ -1,0 +1,325 @@
+"""Published weights: the ``arch.tag`` registry, verified downloads and safe loading.
+
+Shaped after torchvision's ``Weights`` (metadata, ``transforms()``, a DEFAULT per architecture) and timm's
+``pretrained_cfg``. Three things are stricter than either of them:
+- every file carries its full sha256 and byte size, checked on download and re-checked on cache hits;
+- weights are safetensors, and anything else goes through ``torch.load(weights_only=True)``, never a full unpickle;
+- class names travel with the weights, so predictions can be named without the training code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import tempfile
+import urllib.request
+import warnings
+from dataclasses import asdict, dataclass, field
+from fnmatch import fnmatch
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ._registry import create_model, unknown_name_error
+
+__all__ = [
+    "Weights",
+    "cache_dir",
+    "download",
+    "get_weights",
+    "list_pretrained",
+    "load_pretrained",
+    "load_state_dict_file",
+    "register_pretrained",
+    "sha256_file",
+]
+
+PRETRAINED_DIR = Path(__file__).parent / "pretrained"
+# Files up to this size are re-hashed on every cache hit; larger ones only have their size checked.
+REVERIFY_MAX_BYTES = 256 * 2**20
+
+
+@dataclass(frozen=True)
+class Weights:
+    """Metadata of one published weights file (``arch.tag``), as written by ``cnnzoo publish``."""
+
+    name: str
+    arch: str
+    file: str
+    sha256: str
+    num_bytes: int
+    num_params: int
+    classes: tuple[str, ...]
+    in_chans: int
+    input_size: tuple[int, int, int]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    url: str | None = None
+    crop_pct: float | None = None
+    metrics: tuple[dict[str, Any], ...] = ()
+    recipe: str | None = None
+    command: str | None = None
+    versions: dict[str, str] = field(default_factory=dict)
+    license: str = "MIT"
+    notes: str = ""
+    default: bool = False
+
+    @property
+    def tag(self) -> str:
+        return self.name.split(".", 1)[1]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def transforms(self) -> Any:
+        """Inference transforms: any PIL image or uint8 tensor to a normalised (C, H, W) float tensor."""
+        from torchvision.transforms import v2
+
+        _, h, _ = self.input_size
+        resize = int(h / self.crop_pct) if self.crop_pct else h
+        return v2.Compose(
+            [
+                v2.ToImage(),
+                v2.Grayscale(1) if self.in_chans == 1 else v2.RGB(),
+                v2.Resize(resize, antialias=True),
+                v2.CenterCrop(h),
+                v2.ToDtype(torch.float32, scale=True),
+                v2.Normalize(list(self.mean), list(self.std)),
+            ]
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("default")
+        return d
+
+    @classmethod
+    def from_json(cls, path: Path, default: bool = False) -> Weights:
+        d = json.loads(Path(path).read_text())
+        for key in ("classes", "input_size", "mean", "std", "metrics"):
+            if key in d and d[key] is not None:
+                d[key] = tuple(d[key])
+        return cls(**d, default=default)
+
+    def local_path(self) -> Path:
+        """The verified local file: the bundled copy, or a cached download."""
+        if self.url is None:
+            path = PRETRAINED_DIR / self.file
+            if not path.is_file():
+                raise FileNotFoundError(f"bundled weights file {path} is missing; reinstall cnnzoo")
+            verify_file(path, self.sha256, self.num_bytes)
+            return path
+        return download(self.url, cache_dir() / self.file, self.sha256, self.num_bytes)
+
+
+_registry: dict[str, Weights] = {}
+
+
+def register_pretrained(name: str, default: bool = False) -> Weights:
+    """Declare published weights ``arch.tag`` from the generated ``pretrained/<arch.tag>.json``."""
+    if name in _registry:
+        raise ValueError(f"weights {name!r} are already registered")
+    w = Weights.from_json(PRETRAINED_DIR / f"{name}.json", default=default)
+    if w.name != name:
+        raise ValueError(f"{name}.json describes {w.name!r}")
+    _registry[name] = w
+    return w
+
+
+def list_pretrained(pattern: str | None = None) -> list[str]:
+    """Published weight names (``arch.tag``), sorted; ``pattern`` is a shell-style wildcard."""
+    names = sorted(_registry)
+    return [n for n in names if fnmatch(n, pattern)] if pattern else names
+
+
+def get_weights(name: str) -> Weights:
+    """Metadata of ``arch.tag``; ``arch`` alone or ``arch.DEFAULT`` gives the architecture's default weights."""
+    arch, _, tag = name.partition(".")
+    if tag in ("", "DEFAULT"):
+        defaults = [w for w in _registry.values() if w.arch == arch and w.default]
+        if defaults:
+            return defaults[0]
+    if name in _registry:
+        return _registry[name]
+    raise unknown_name_error("pretrained weights", name, list(_registry), "cnnzoo.list_pretrained()")
+
+
+# --- files ----------------------------------------------------------------------------------------------------------
+def cache_dir() -> Path:
+    """``$CNNZOO_HOME``, else ``$XDG_CACHE_HOME/cnnzoo``, else ``~/.cache/cnnzoo``."""
+    if os.environ.get("CNNZOO_HOME"):
+        return Path(os.environ["CNNZOO_HOME"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "cnnzoo"
+
+
+def sha256_file(path: Path | str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(2**20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class IntegrityError(ValueError):
+    """A file whose size or sha256 differs from the published one."""
+
+
+def verify_file(path: Path, sha256: str, num_bytes: int | None, full: bool = True) -> None:
+    size = path.stat().st_size
+    if num_bytes is not None and size != num_bytes:
+        raise IntegrityError(f"{path}: {size} bytes, expected {num_bytes}")
+    if full:
+        actual = sha256_file(path)
+        if actual != sha256:
+            raise IntegrityError(f"{path}: sha256 mismatch\n  expected {sha256}\n  actual   {actual}")
+
+
+def download(url: str, dest: Path, sha256: str, num_bytes: int | None = None, progress: bool = True) -> Path:
+    """Download ``url`` to ``dest`` unless a verified copy is already there.
+
+    The bytes go to a temporary file in ``dest``'s directory and are renamed into place only after their size and
+    sha256 match, so an interrupted or corrupted download never leaves a file behind under the final name. A cached
+    file is re-hashed when it is small enough to be cheap, and replaced if it no longer matches.
+    """
+    dest = Path(dest)
+    if dest.is_file():
+        try:
+            verify_file(dest, sha256, num_bytes, full=dest.stat().st_size <= REVERIFY_MAX_BYTES)
+            return dest
+        except IntegrityError as err:
+            warnings.warn(f"cached file failed verification, downloading again: {err}", stacklevel=2)
+            dest.unlink()
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    tmp = Path(tmp_name)
+    h = hashlib.sha256()
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as resp:
+            total = int(resp.headers.get("Content-Length") or 0) or num_bytes
+            with _progress(progress and sys.stderr.isatty(), dest.name, total) as advance:
+                for chunk in iter(lambda: resp.read(2**16), b""):
+                    out.write(chunk)
+                    h.update(chunk)
+                    advance(len(chunk))
+        size = tmp.stat().st_size
+        if num_bytes is not None and size != num_bytes:
+            raise IntegrityError(f"download of {url} is {size} bytes, expected {num_bytes} (connection cut short?)")
+        actual = h.hexdigest()
+        if actual != sha256:
+            raise IntegrityError(
+                f"download of {url} failed verification\n  expected sha256 {sha256}\n"
+                f"  actual   sha256 {actual}\nNothing was saved; the file may be corrupt or replaced."
+            )
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return dest
+
+
+class _progress:
+    """A rich progress bar for a download (a no-op off a terminal)."""
+
+    def __init__(self, enabled: bool, name: str, total: int | None) -> None:
+        self.enabled, self.name, self.total = enabled, name, total
+
+    def __enter__(self) -> Any:
+        if not self.enabled:
+            return lambda n: None
+        from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+        self.bar = Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            transient=True,
+        )
+        self.bar.start()
+        task = self.bar.add_task(self.name, total=self.total)
+        return lambda n: self.bar.advance(task, n)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.enabled:
+            self.bar.stop()
+
+
+def load_state_dict_file(path: Path | str) -> dict[str, torch.Tensor]:
+    """Tensors from a ``.safetensors`` file, or from a ``.pt``/``.pth``/``.ckpt`` through
+    ``torch.load(weights_only=True)``, which refuses any pickle that would build objects or call functions.
+    A Lightning checkpoint gives its ``state_dict``."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    obj = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ValueError(f"{path} holds no state dict of tensors")
+    return obj
+
+
+# --- models ---------------------------------------------------------------------------------------------------------
+def adapt_input_conv(weight: torch.Tensor, in_chans: int) -> torch.Tensor:
+    """First-conv weights for another channel count, as timm does: RGB to gray sums the filters; gray to RGB
+    repeats them and divides by 3, so a gray image replicated to RGB gives the same response."""
+    c = weight.shape[1]
+    if c == in_chans:
+        return weight
+    if in_chans == 1:
+        return weight.sum(dim=1, keepdim=True)
+    repeat = -(-in_chans // c)
+    return weight.repeat(1, repeat, 1, 1)[:, :in_chans] * (c / in_chans)
+
+
+def load_pretrained(name: str, *, num_classes: int | None = None, in_chans: int | None = None) -> nn.Module:
+    """The model of published weights ``name``, in eval mode, with its metadata as ``model.pretrained_cfg``.
+
+    ``num_classes`` different from the weights' resets only the final layer (and says so); ``in_chans`` different
+    from the weights' adapts the first convolution. Every other key must match exactly.
+    """
+    w = get_weights(name)
+    state = load_state_dict_file(w.local_path())
+    model = create_model(w.arch, num_classes=w.num_classes, in_chans=in_chans or w.in_chans, **w.model_kwargs)
+    first = getattr(model, "first_conv", None)
+    if in_chans is not None and in_chans != w.in_chans and first is not None:
+        state[f"{first}.weight"] = adapt_input_conv(state[f"{first}.weight"], in_chans)
+    load_strict(model, state, w.name)
+    if num_classes is not None and num_classes != w.num_classes:
+        model.reset_classifier(num_classes)  # type: ignore[operator]
+        warnings.warn(
+            f"{w.name}: the weights have {w.num_classes} classes; the classifier was reset to {num_classes} "
+            "outputs (randomly initialised). Everything else is pretrained.",
+            stacklevel=2,
+        )
+    model.pretrained_cfg = w  # type: ignore[assignment]
+    return model.eval()
+
+
+def load_strict(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """``load_state_dict(strict=True)`` with an error that lists what is missing, unexpected or mis-shaped."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = [
+        f"{k}: {tuple(state[k].shape)} vs model {tuple(v.shape)}"
+        for k, v in own.items()
+        if k in state and state[k].shape != v.shape
+    ]
+    if missing or unexpected or shapes:
+        parts = [
+            f"missing {missing}" if missing else "",
+            f"unexpected {unexpected}" if unexpected else "",
+            f"shape mismatches {shapes}" if shapes else "",
+        ]
+        raise ValueError(f"{source} does not fit {type(model).__name__}: " + "; ".join(p for p in parts if p))
+    model.load_state_dict(state, strict=True)

@@ -1,0 +1,212 @@
+"""``cnnzoo publish``: a training checkpoint becomes a release artifact.
+
+Writes ``<arch.tag>-<sha256[:8]>.safetensors``, ``<arch.tag>.json`` (the registry entry, ready to drop into
+``cnnzoo/models/pretrained/``) and a model card ``README.md``. Metrics come only from ``validate``/``test`` reports
+(:class:`cnnzoo.callbacks.EvalReport`) measured on the very checkpoint being published.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import __version__
+from .models._pretrained import Weights, load_strict, sha256_file
+from .models._registry import create_model
+
+__all__ = ["main", "publish"]
+
+
+def _metrics_from_reports(reports: list[Path], ckpt_sha: str) -> list[dict[str, Any]]:
+    out = []
+    for path in reports:
+        report = json.loads(Path(path).read_text())
+        if report.get("checkpoint_sha256") != ckpt_sha:
+            raise ValueError(
+                f"{path} was measured on another file (sha256 {report.get('checkpoint_sha256')}), not on the "
+                f"checkpoint being published ({ckpt_sha}). Run 'cnnzoo test --ckpt_path' on this checkpoint."
+            )
+        for metric, value in sorted(report["metrics"].items()):
+            out.append(
+                {
+                    "dataset": report["dataset"],
+                    "split": report["split"],
+                    "metric": metric,
+                    "value": value,
+                    "num_examples": report["num_examples"],
+                    "command": report["command"],
+                }
+            )
+    return out
+
+
+def publish(
+    ckpt: Path,
+    name: str,
+    out: Path,
+    reports: list[Path] = (),  # type: ignore[assignment]
+    recipe: str | None = None,
+    command: str | None = None,
+    license: str = "MIT",
+    notes: str = "",
+    url: str | None = None,
+) -> Weights:
+    arch, dot, tag = name.partition(".")
+    if not dot or not tag:
+        raise ValueError(f"--name must be 'arch.tag' (like lenet5.mnist), got {name!r}")
+    raw = torch.load(ckpt, map_location="cpu", weights_only=True)
+    hp = raw.get("hyper_parameters", {})
+    if hp.get("model") != arch:
+        raise ValueError(f"{ckpt} holds a {hp.get('model')!r} model, but --name says {arch!r}")
+    missing = [k for k in ("class_names", "mean", "std") if not hp.get(k)]
+    if missing:
+        raise ValueError(
+            f"{ckpt} does not record {', '.join(missing)}; weights without them would lose their class names or "
+            "normalisation. Train through the cnnzoo CLI (it links them from the data module) or set them on "
+            "ImageClassifier."
+        )
+    state = {k.removeprefix("net."): v.contiguous() for k, v in raw["state_dict"].items() if k.startswith("net.")}
+    model_kwargs = {"img_size": hp["img_size"]} if hp.get("img_size") else {}
+    model = create_model(arch, num_classes=hp["num_classes"], in_chans=hp["in_chans"], **model_kwargs)
+    load_strict(model, state, str(ckpt))  # the file must rebuild the exact architecture
+
+    out.mkdir(parents=True, exist_ok=True)
+    from safetensors.torch import save_file
+
+    fd, tmp = tempfile.mkstemp(suffix=".safetensors", dir=out)
+    os.close(fd)
+    # One metadata key only: safetensors writes the metadata map in arbitrary order, and a reproducible file (same
+    # checkpoint, same bytes, same sha256) matters more than repeating what the JSON already says.
+    save_file(state, tmp, metadata={"format": "pt"})
+    os.chmod(tmp, 0o644)  # mkstemp creates 0600; a release file is meant to be read by everyone
+    sha = sha256_file(tmp)
+    fname = f"{name}-{sha[:8]}.safetensors"
+    os.replace(tmp, out / fname)
+
+    weights = Weights(
+        name=name,
+        arch=arch,
+        file=fname,
+        url=url,
+        sha256=sha,
+        num_bytes=(out / fname).stat().st_size,
+        num_params=sum(p.numel() for p in model.parameters()),
+        classes=tuple(hp["class_names"]),
+        in_chans=hp["in_chans"],
+        input_size=tuple(model.input_size),  # type: ignore[arg-type]
+        mean=tuple(hp["mean"]),
+        std=tuple(hp["std"]),
+        model_kwargs=model_kwargs,
+        metrics=tuple(_metrics_from_reports(list(reports), sha256_file(ckpt))),
+        recipe=recipe,
+        command=command,
+        versions={
+            "cnnzoo": __version__,
+            "torch": torch.__version__,
+            "lightning": str(raw.get("pytorch-lightning_version", "unknown")),
+        },
+        license=license,
+        notes=notes,
+    )
+    (out / f"{name}.json").write_text(json.dumps(weights.to_dict(), indent=2) + "\n")
+    (out / "README.md").write_text(model_card(weights))
+    return weights
+
+
+def model_card(w: Weights) -> str:
+    rows = (
+        "\n".join(
+            f"| {m['dataset']} | {m['split']} | {m['metric']} | {m['value']:.4f} | {m['num_examples']:,} |"
+            for m in w.metrics
+        )
+        or "| - | - | - | - | - |"
+    )
+    evals = "\n".join(sorted({f"    {m['command']}" for m in w.metrics}))
+    return f"""# {w.name}
+
+`{w.arch}` trained by cnnzoo {w.versions.get("cnnzoo")} (torch {w.versions.get("torch")}, lightning
+{w.versions.get("lightning")}). {w.num_params:,} parameters, {w.num_classes} classes, input
+{w.input_size[0]}x{w.input_size[1]}x{w.input_size[2]}. License: {w.license}.
+
+## Load it
+
+```python
+import cnnzoo
+model = cnnzoo.load_pretrained("{w.name}")          # eval mode, verified sha256
+preprocess = model.pretrained_cfg.transforms()      # resize, center-crop, normalise
+probs = model(preprocess(image).unsqueeze(0)).softmax(1)
+label = model.pretrained_cfg.classes[int(probs.argmax())]
+```
+
+## Measured metrics
+
+Measured by `cnnzoo validate`/`cnnzoo test` on this file:
+
+| dataset | split | metric | value | examples |
+| --- | --- | --- | ---: | ---: |
+{rows}
+
+Evaluation commands:
+
+{evals or "    (none recorded)"}
+
+## How it was made
+
+Recipe: `{w.recipe}`
+
+    {w.command}
+
+## Intended use and limitations
+
+A teaching and baseline model. It saw only its training distribution: {w.num_classes} classes
+({", ".join(w.classes[:10])}{", ..." if w.num_classes > 10 else ""}), at {w.input_size[1]}x{w.input_size[2]} pixels,
+normalised with mean {list(w.mean)} and std {list(w.std)}. Images of other kinds (other scripts, photographs,
+inverted colours, other sizes without resizing) give confident but meaningless answers. It has not been assessed
+for fairness, robustness or calibration, and must not be used for decisions about people.
+{w.notes}
+files: `{w.file}` (sha256 `{w.sha256}`, {w.num_bytes:,} bytes)
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="cnnzoo publish", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("ckpt", type=Path, help="training checkpoint (.ckpt), loaded with weights_only=True")
+    parser.add_argument("--name", required=True, help="arch.tag, e.g. lenet5.mnist")
+    parser.add_argument("--out", required=True, type=Path, help="output directory")
+    parser.add_argument(
+        "--report",
+        action="append",
+        default=[],
+        type=Path,
+        help="a validate/test report JSON of this checkpoint (repeatable)",
+    )
+    parser.add_argument("--recipe", help="recipe file that trained it, e.g. recipes/lenet5_mnist.yaml")
+    parser.add_argument("--command", help="the exact training command")
+    parser.add_argument("--license", default="MIT")
+    parser.add_argument("--notes", default="", help="extra text for the model card")
+    parser.add_argument("--url", help="where the file will be hosted (omit for weights bundled in the package)")
+    parser.add_argument("--push-to-hub", metavar="REPO", help="upload the folder to this Hugging Face Hub repo")
+    args = parser.parse_args(argv)
+    w = publish(
+        args.ckpt, args.name, args.out, args.report, args.recipe, args.command, args.license, args.notes, args.url
+    )
+    print(
+        f"published {w.name}: {args.out / w.file} (sha256 {w.sha256}), {args.out / (w.name + '.json')}, "
+        f"{args.out / 'README.md'}"
+    )
+    if args.push_to_hub:
+        try:
+            from huggingface_hub import HfApi
+        except ImportError as err:
+            raise SystemExit("--push-to-hub needs huggingface_hub: pip install 'cnnzoo[hub]'") from err
+        HfApi().upload_folder(folder_path=str(args.out), repo_id=args.push_to_hub, repo_type="model")
+        print(f"uploaded to https://huggingface.co/{args.push_to_hub}")
+    return 0

@@ -1,0 +1,365 @@
+from __future__ import annotations
+
+import hashlib
+import http.server
+import json
+import os
+import pickle
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import cnnzoo
+from cnnzoo.models import _pretrained
+from cnnzoo.models._pretrained import IntegrityError, Weights, download, load_state_dict_file
+from cnnzoo.tasks import ImageClassifier
+
+GOLDEN = Path(__file__).parent / "golden"
+ALL_WEIGHTS = cnnzoo.list_pretrained()
+
+
+def fixed_input(w: Weights) -> torch.Tensor:
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(2, *w.input_size, generator=g)
+
+
+# --- registry and metadata -------------------------------------------------------------------------------------------
+def test_registry_api_and_default() -> None:
+    assert {"lenet5.mnist", "lenet5.digits"} <= set(ALL_WEIGHTS)
+    assert cnnzoo.get_weights("lenet5").name == "lenet5.mnist"
+    assert cnnzoo.get_weights("lenet5.DEFAULT").name == "lenet5.mnist"
+    assert cnnzoo.list_pretrained("*.digits") == [n for n in ALL_WEIGHTS if n.endswith(".digits")]
+    with pytest.raises(ValueError, match="lenet5.mnist"):
+        cnnzoo.get_weights("lenet5.mnsit")
+
+
+@pytest.mark.parametrize("name", ALL_WEIGHTS)
+def test_metadata_matches_reality(name: str) -> None:
+    w = cnnzoo.get_weights(name)
+    path = w.local_path()
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == w.sha256
+    assert path.stat().st_size == w.num_bytes
+    assert path.name.startswith(f"{name}-{w.sha256[:8]}")
+    model = cnnzoo.load_pretrained(name)
+    assert not model.training
+    assert model.pretrained_cfg is w
+    assert sum(p.numel() for p in model.parameters()) == w.num_params
+    assert model.get_classifier().out_features == w.num_classes == len(w.classes)
+    assert tuple(model.input_size) == w.input_size and len(w.mean) == len(w.std) == w.in_chans
+    assert w.metrics, "published weights must carry measured metrics"
+    for m in w.metrics:
+        assert {"dataset", "split", "metric", "value", "num_examples", "command"} <= set(m)
+        assert m["num_examples"] > 0 and m["command"].startswith("cnnzoo ")
+    assert w.recipe and (Path(__file__).parents[1] / w.recipe).is_file()
+    assert w.command and w.command.startswith("cnnzoo fit --config " + w.recipe)
+    assert {"cnnzoo", "torch", "lightning"} <= set(w.versions) and w.license
+    x = w.transforms()(torch.randint(0, 256, (3, 40, 50), dtype=torch.uint8))
+    assert x.shape == w.input_size
+
+
+@pytest.mark.parametrize("name", ALL_WEIGHTS)
+def test_golden_logits(name: str) -> None:
+    golden = GOLDEN / f"{name}.json"
+    w = cnnzoo.get_weights(name)
+    with torch.no_grad():
+        logits = cnnzoo.load_pretrained(name)(fixed_input(w))
+    if not golden.exists():  # a new weight: record its golden output once, then it is checked forever
+        golden.write_text(json.dumps({"sha256": w.sha256, "logits": logits.tolist()}))
+        pytest.fail(f"recorded {golden}; commit it and rerun")
+    stored = json.loads(golden.read_text())
+    assert stored["sha256"] == w.sha256, "the weights changed: delete the golden file to record the new outputs"
+    torch.testing.assert_close(logits, torch.tensor(stored["logits"]), rtol=1e-4, atol=1e-5)
+
+
+def test_digits_weights_on_real_scans() -> None:
+    from cnnzoo.data import DigitsDataModule
+
+    dm = DigitsDataModule()
+    dm.setup()
+    x, y = dm.splits["test"]
+    model = cnnzoo.load_pretrained("lenet5.digits")
+    w = model.pretrained_cfg
+    batch = torch.stack([w.transforms()(img) for img in x[:16]])
+    assert torch.equal(model(batch).argmax(1), y[:16])
+    assert [w.classes[i] for i in y[:16].tolist()] == [str(i) for i in y[:16].tolist()]
+
+
+def test_mnist_weights_on_real_mnist_images(shared_data: Path) -> None:
+    from torchvision.datasets import MNIST
+
+    ds = MNIST(str(shared_data / "mnist"), train=False, download=False)
+    model = cnnzoo.load_pretrained("lenet5.mnist")
+    tf = model.pretrained_cfg.transforms()
+    x = torch.stack([tf(ds[i][0]) for i in range(8)])  # PIL images, as a user would have them
+    assert model(x).argmax(1).tolist() == [7, 2, 1, 0, 4, 1, 4, 9]  # the first eight test labels
+
+
+def test_new_num_classes_resets_only_the_classifier_and_says_so() -> None:
+    base = cnnzoo.load_pretrained("lenet5.mnist")
+    with pytest.warns(UserWarning, match="classifier was reset to 3 outputs"):
+        model = cnnzoo.load_pretrained("lenet5.mnist", num_classes=3)
+    assert model.get_classifier().out_features == 3
+    for k, v in base.state_dict().items():
+        if not k.startswith("classifier."):
+            assert torch.equal(v, model.state_dict()[k]), k
+    rgb = cnnzoo.load_pretrained("lenet5.mnist", in_chans=3)
+    gray = torch.rand(1, 1, 28, 28)
+    torch.testing.assert_close(rgb(gray.expand(1, 3, 28, 28)), base(gray), rtol=1e-4, atol=1e-5)
+
+
+def test_key_mismatch_is_an_error(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    from cnnzoo.models._pretrained import load_strict
+
+    state = cnnzoo.create_model("lenet5").state_dict()
+    state.pop("features.0.bias")
+    state["extra.weight"] = torch.zeros(1)
+    with pytest.raises(ValueError, match=r"missing \['features.0.bias'\].*unexpected \['extra.weight'\]"):
+        load_strict(cnnzoo.create_model("lenet5"), state, "test")
+    save_file({"w": torch.zeros(1)}, str(tmp_path / "x.safetensors"))
+    assert set(load_state_dict_file(tmp_path / "x.safetensors")) == {"w"}
+
+
+def test_from_pretrained_task() -> None:
+    task = ImageClassifier.from_pretrained("lenet5.digits")
+    assert task.class_names == [str(i) for i in range(10)] and task.mean == [0.3058]
+    x = torch.randn(2, 1, 28, 28)
+    torch.testing.assert_close(task.eval()(x), cnnzoo.load_pretrained("lenet5.digits")(x))
+    with pytest.raises(ValueError, match="class_names has 2 names but the model has 3 classes"):
+        ImageClassifier.from_pretrained("lenet5.digits", num_classes=3, class_names=["a", "b"])
+    with pytest.warns(UserWarning, match="reset"):
+        ft = ImageClassifier.from_pretrained("lenet5.digits", num_classes=3, class_names=["a", "b", "c"])
+    assert ft.class_names == ["a", "b", "c"]
+
+
+# --- downloads ---------------------------------------------------------------------------------------------------
+class _Server:
+    """An http.server on 127.0.0.1 serving files from a dict; can cut a response short."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, bytes] = {}
+        self.requests: list[str] = []
+        self.cut_after: int | None = None
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                server.requests.append(self.path)
+                body = server.files.get(self.path)
+                if body is None:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if server.cut_after is not None:
+                    self.wfile.write(body[: server.cut_after])
+                    self.wfile.flush()
+                    self.connection.shutdown(2)  # drop the connection halfway
+                    return
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
+
+
+@pytest.fixture
+def server() -> Iterator[_Server]:
+    s = _Server()
+    yield s
+    s.httpd.shutdown()
+
+
+def test_download_fills_cache_then_makes_no_request(server: _Server, tmp_path: Path) -> None:
+    body = os.urandom(100_000)
+    server.files["/w.bin"] = body
+    sha = hashlib.sha256(body).hexdigest()
+    dest = tmp_path / "cache" / "w.bin"
+    assert download(server.url("/w.bin"), dest, sha, len(body)).read_bytes() == body
+    assert len(server.requests) == 1
+    download(server.url("/w.bin"), dest, sha, len(body))
+    assert len(server.requests) == 1  # cache hit, re-verified, no request
+    assert [p.name for p in dest.parent.iterdir()] == ["w.bin"]
+
+
+def test_flipped_byte_is_rejected_and_leaves_nothing(server: _Server, tmp_path: Path) -> None:
+    body = bytearray(os.urandom(50_000))
+    sha = hashlib.sha256(body).hexdigest()
+    body[1234] ^= 0xFF
+    server.files["/w.bin"] = bytes(body)
+    with pytest.raises(IntegrityError) as err:
+        download(server.url("/w.bin"), tmp_path / "w.bin", sha, len(body))
+    assert sha in str(err.value) and hashlib.sha256(body).hexdigest() in str(err.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_dropped_connection_leaves_no_partial_file_and_retry_succeeds(server: _Server, tmp_path: Path) -> None:
+    body = os.urandom(200_000)
+    server.files["/w.bin"] = body
+    sha = hashlib.sha256(body).hexdigest()
+    server.cut_after = 70_000
+    with pytest.raises(Exception):  # noqa: B017 - urllib's exact exception differs by platform
+        download(server.url("/w.bin"), tmp_path / "w.bin", sha, len(body))
+    assert list(tmp_path.iterdir()) == []
+    server.cut_after = None
+    assert download(server.url("/w.bin"), tmp_path / "w.bin", sha, len(body)).read_bytes() == body
+
+
+def test_corrupted_cache_file_is_replaced(server: _Server, tmp_path: Path) -> None:
+    body = os.urandom(10_000)
+    server.files["/w.bin"] = body
+    sha = hashlib.sha256(body).hexdigest()
+    dest = tmp_path / "w.bin"
+    dest.write_bytes(body[:-1] + b"x")
+    with pytest.warns(UserWarning, match="failed verification"):
+        download(server.url("/w.bin"), dest, sha, len(body))
+    assert dest.read_bytes() == body
+
+
+def test_registry_entry_with_url_loads_through_the_cache(
+    server: _Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    local = cnnzoo.get_weights("lenet5.digits")
+    server.files["/lenet5.safetensors"] = local.local_path().read_bytes()
+    remote = Weights(**{**local.to_dict(), "name": "lenet5.remote", "url": server.url("/lenet5.safetensors")})
+    monkeypatch.setitem(_pretrained._registry, "lenet5.remote", remote)
+    monkeypatch.setenv("CNNZOO_HOME", str(tmp_path / "home"))
+    model = cnnzoo.load_pretrained("lenet5.remote")
+    assert (tmp_path / "home" / local.file).is_file()
+    x = torch.randn(1, 1, 28, 28)
+    torch.testing.assert_close(model(x), cnnzoo.load_pretrained("lenet5.digits")(x))
+    cnnzoo.load_pretrained("lenet5.remote")
+    assert len(server.requests) == 1
+
+
+# --- unsafe pickles ------------------------------------------------------------------------------------------------
+class _Payload:
+    def __init__(self, sentinel: Path) -> None:
+        self.sentinel = sentinel
+
+    def __reduce__(self) -> tuple:
+        return (os.system, (f"touch {self.sentinel}",))
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".pth", ".ckpt"])
+def test_pickle_payload_is_refused_on_path_and_url(
+    suffix: str, server: _Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sentinel = tmp_path / "SENTINEL"
+    evil = tmp_path / f"evil{suffix}"
+    with open(evil, "wb") as f:
+        pickle.dump({"state_dict": {"w": _Payload(sentinel)}}, f, protocol=2)
+    with pytest.raises(pickle.UnpicklingError):
+        load_state_dict_file(evil)
+    with pytest.raises(pickle.UnpicklingError):
+        ImageClassifier.load_from_checkpoint(evil, weights_only=True)
+
+    body = evil.read_bytes()
+    server.files[f"/evil{suffix}"] = body
+    url_entry = Weights(
+        **{
+            **cnnzoo.get_weights("lenet5.digits").to_dict(),
+            "name": "lenet5.evil",
+            "file": f"evil{suffix}",
+            "url": server.url(f"/evil{suffix}"),
+            "sha256": hashlib.sha256(body).hexdigest(),
+            "num_bytes": len(body),
+        }
+    )
+    monkeypatch.setitem(_pretrained._registry, "lenet5.evil", url_entry)
+    monkeypatch.setenv("CNNZOO_HOME", str(tmp_path / "home"))
+    with pytest.raises(pickle.UnpicklingError):
+        cnnzoo.load_pretrained("lenet5.evil")
+    assert not sentinel.exists()
+
+
+def test_no_torch_load_without_weights_only_in_the_package() -> None:
+    import re
+
+    root = Path(cnnzoo.__file__).parent
+    for path in root.rglob("*.py"):
+        for call in re.findall(r"torch\.load\([^)]*\)", path.read_text()):
+            assert "weights_only=True" in call, f"{path}: {call}"
+
+
+# --- publish -------------------------------------------------------------------------------------------------------
+def test_publish_round_trip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cnnzoo.cli import CnnzooCLI
+    from cnnzoo.publish import publish
+
+    from .conftest import RECIPES
+
+    recipe = str(RECIPES / "lenet5_digits.yaml")
+    quiet = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
+    fit = CnnzooCLI(
+        args=["fit", "--config", recipe, "--trainer.max_epochs=2", f"--trainer.default_root_dir={tmp_path}", *quiet]
+    )
+    ckpt = Path(fit.trainer.checkpoint_callback.best_model_path)
+    test = CnnzooCLI(
+        args=["test", "--config", recipe, f"--ckpt_path={ckpt}", f"--trainer.default_root_dir={tmp_path}", *quiet]
+    )
+    report = Path(next(cb for cb in test.trainer.callbacks if type(cb).__name__ == "EvalReport").written_to)
+    w = publish(ckpt, "lenet5.roundtrip", tmp_path / "out", [report], "recipes/lenet5_digits.yaml", "cnnzoo fit ...")
+    assert (tmp_path / "out" / f"lenet5.roundtrip-{w.sha256[:8]}.safetensors").is_file()
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert "test_acc" in card and "load_pretrained" in card and "limitations" in card.lower()
+    assert w.metrics[0]["value"] == pytest.approx(float(test.trainer.callback_metrics[w.metrics[0]["metric"]]))
+
+    loaded_w = Weights.from_json(tmp_path / "out" / "lenet5.roundtrip.json")
+    monkeypatch.setattr(_pretrained, "PRETRAINED_DIR", tmp_path / "out")
+    monkeypatch.setitem(_pretrained._registry, "lenet5.roundtrip", loaded_w)
+    model = cnnzoo.load_pretrained("lenet5.roundtrip")
+    trained = ImageClassifier.load_from_checkpoint(ckpt, weights_only=True).eval()
+    x = torch.randn(4, 1, 28, 28)
+    assert torch.equal(model(x), trained(x))
+    assert list(model.pretrained_cfg.classes) == trained.class_names
+
+    other_report = json.loads(report.read_text()) | {"checkpoint_sha256": "0" * 64}
+    (tmp_path / "other.json").write_text(json.dumps(other_report))
+    with pytest.raises(ValueError, match="measured on another file"):
+        publish(ckpt, "lenet5.x", tmp_path / "o2", [tmp_path / "other.json"])
+    with pytest.raises(ValueError, match="holds a 'lenet5' model"):
+        publish(ckpt, "vgg11_bn.x", tmp_path / "o3")
+
+
+# --- honest metrics ------------------------------------------------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [n for n in ALL_WEIGHTS if n.endswith((".mnist", ".digits"))])
+def test_bundled_weights_reproduce_their_test_metric(name: str, shared_data: Path, tmp_path: Path) -> None:
+    from cnnzoo.cli import CnnzooCLI
+
+    w = cnnzoo.get_weights(name)
+    task = ImageClassifier.from_pretrained(name)
+    ckpt = tmp_path / "w.ckpt"
+    from lightning.pytorch import Trainer
+
+    trainer = Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.strategy.connect(task)
+    trainer.save_checkpoint(ckpt)
+    data = [] if name.endswith(".digits") else [f"--data.data_dir={shared_data / 'mnist'}"]
+    cli = CnnzooCLI(
+        args=[
+            "test",
+            "--config",
+            w.recipe,
+            *data,
+            f"--ckpt_path={ckpt}",
+            f"--trainer.default_root_dir={tmp_path}",
+            "--trainer.enable_progress_bar=false",
+        ]
+    )
+    expected = next(m["value"] for m in w.metrics if m["metric"] == "test_acc")
+    assert abs(float(cli.trainer.callback_metrics["test_acc"]) - expected) <= 0.001
+    assert isinstance(task.net, nn.Module)
