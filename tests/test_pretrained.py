@@ -33,7 +33,7 @@ def test_registry_api_and_default() -> None:
     assert cnnzoo.get_weights("lenet5").name == "lenet5.mnist"
     assert cnnzoo.get_weights("lenet5.DEFAULT").name == "lenet5.mnist"
     assert cnnzoo.list_pretrained("*.digits") == [n for n in ALL_WEIGHTS if n.endswith(".digits")]
-    with pytest.raises(ValueError, match="lenet5.mnist"):
+    with pytest.raises(ValueError, match=r"lenet5\.mnist"):
         cnnzoo.get_weights("lenet5.mnsit")
 
 
