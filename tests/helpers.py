@@ -87,3 +87,19 @@ class ScriptedValidation(ImageClassifier):
         acc = self.scripted[min(self.current_epoch, len(self.scripted) - 1)]
         self.log("val_acc", acc)
         self.log("val_loss", 1.0 - acc)
+
+
+class AssertReplicasInSync(Callback):
+    """Fails the run if any parameter differs between DDP ranks at the end of each training epoch."""
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        import torch.distributed as dist
+
+        if trainer.world_size < 2:
+            return
+        flat = torch.cat([p.detach().flatten() for p in pl_module.parameters()]).double()
+        gathered = [torch.zeros_like(flat) for _ in range(trainer.world_size)]
+        dist.all_gather(gathered, flat)
+        for other in gathered[1:]:
+            if not torch.equal(other, gathered[0]):
+                raise AssertionError("DDP replicas diverged: parameters differ between ranks")

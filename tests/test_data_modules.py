@@ -197,3 +197,17 @@ def test_image_folder_on_real_cifar10_training_split(cifar10_train: Path) -> Non
     labels = [y for split in dm.samples.values() for _, y in split]
     assert torch.bincount(torch.tensor(labels)).tolist() == [5000] * 10
     assert (len(dm.samples["train"]), len(dm.samples["val"])) == (45_000, 5_000)
+
+
+def test_one_flag_fits_mnist_to_a_timm_backbone(tmp_path: Path) -> None:
+    write_idx(tmp_path, "MNIST", n_train=40, n_test=10)
+    dm = MNISTDataModule(data_dir=str(tmp_path), val_size=8, data_config="resnet18", batch_size=4)
+    assert (dm.image_size, dm.in_chans, dm.crop_pct) == (224, 3, 0.95)
+    assert dm.mean == (0.485, 0.456, 0.406)
+    dm.setup()
+    x, _y = dm.on_after_batch_transfer(next(iter(dm.val_dataloader())), 0)
+    assert x.shape == (4, 3, 224, 224)
+    explicit = MNISTDataModule(data_dir=str(tmp_path), data_config="resnet18", image_size=64)
+    assert explicit.image_size == 64 and explicit.in_chans == 3  # explicit options win
+    with pytest.raises(ValueError, match="resnet18"):
+        MNISTDataModule(data_config="resnet_18")

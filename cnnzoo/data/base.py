@@ -85,6 +85,18 @@ def convert_stats(values: Sequence[float], in_chans: int) -> tuple[float, ...]:
     raise ValueError(f"cannot adapt {len(values)}-channel statistics to {in_chans} channels")
 
 
+def timm_data_config(name: str) -> dict[str, Any]:
+    """timm's preprocessing for model ``name`` (input size, mean/std, crop_pct), without building the model."""
+    import timm
+    from timm.data import resolve_data_config
+
+    if name not in timm.list_models():
+        from ..models._registry import unknown_name_error
+
+        raise unknown_name_error("timm model", name, timm.list_models(), "timm.list_models()")
+    return resolve_data_config({}, pretrained_cfg=timm.models.get_pretrained_cfg(name).to_dict())
+
+
 def resize_batch(x: torch.Tensor, image_size: int, crop_pct: float | None) -> torch.Tensor:
     """Resize a (B, C, H, W) batch so that its shorter side is ``image_size / crop_pct``, then center-crop it
     to ``image_size`` (timm's evaluation geometry; ``crop_pct=None`` means 1)."""
@@ -128,6 +140,9 @@ class ClassificationDataModule(LightningDataModule):
         crop_pct: evaluation resize-then-center-crop ratio as in timm's data config (``None``: no crop).
         mean: normalisation mean per channel (``None``: the dataset's statistics).
         std: normalisation std per channel (``None``: the dataset's statistics).
+        data_config: a timm model name whose preprocessing (input size, crop_pct, mean/std; 3 channels) is used
+            for every one of those options not given explicitly, so one flag fits the data to a backbone:
+            ``--data.data_config resnet18`` feeds 28x28 MNIST to a 224x224 ImageNet network.
     """
 
     num_classes: int
@@ -156,6 +171,7 @@ class ClassificationDataModule(LightningDataModule):
         crop_pct: float | None = None,
         mean: list[float] | None = None,
         std: list[float] | None = None,
+        data_config: str | None = None,
     ) -> None:
         super().__init__()
         if batch_size < 1:
@@ -165,6 +181,14 @@ class ClassificationDataModule(LightningDataModule):
             raise ValueError(f"random_erasing is a probability in [0, 1], got {random_erasing}")
         if mixup_alpha < 0 or cutmix_alpha < 0:
             raise ValueError("mixup_alpha and cutmix_alpha must be >= 0 (0 turns them off)")
+        if data_config is not None:
+            timm_cfg = timm_data_config(data_config)
+            image_size = image_size or timm_cfg["input_size"][-1]
+            in_chans = in_chans or timm_cfg["input_size"][0]
+            crop_pct = crop_pct if crop_pct is not None else timm_cfg["crop_pct"]
+            mean = mean if mean is not None else list(timm_cfg["mean"])
+            std = std if std is not None else list(timm_cfg["std"])
+        self.data_config = data_config
         if crop_pct is not None and not 0 < crop_pct <= 1:
             raise ValueError(f"crop_pct must be in (0, 1], got {crop_pct}")
         self.batch_size = batch_size
@@ -344,6 +368,7 @@ class InMemoryDataModule(ClassificationDataModule):
         crop_pct: float | None = None,
         mean: list[float] | None = None,
         std: list[float] | None = None,
+        data_config: str | None = None,
         fast: bool = True,
     ) -> None:
         super().__init__(
@@ -363,6 +388,7 @@ class InMemoryDataModule(ClassificationDataModule):
             crop_pct=crop_pct,
             mean=mean,
             std=std,
+            data_config=data_config,
         )
         self.fast = fast
         self.splits: dict[str, Split] = {}

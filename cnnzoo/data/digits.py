@@ -70,6 +70,7 @@ class DigitsDataModule(InMemoryDataModule):
         crop_pct: float | None = None,
         mean: list[float] | None = None,
         std: list[float] | None = None,
+        data_config: str | None = None,
         fast: bool = True,
     ) -> None:
         super().__init__(
@@ -89,6 +90,7 @@ class DigitsDataModule(InMemoryDataModule):
             crop_pct=crop_pct,
             mean=mean,
             std=std,
+            data_config=data_config,
             fast=fast,
         )
         if image_size < 8:

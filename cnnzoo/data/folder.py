@@ -159,11 +159,14 @@ class ImageFolderDataModule(ClassificationDataModule):
         test_fraction: fraction of ``root`` held out for testing.
         strict: make unreadable images fatal instead of skipped.
         check_images: decode every image once at setup to find corrupt files before training starts.
-        image_size: training/evaluation image size (images are resized, and center-cropped for evaluation).
-        in_chans: 1 (grayscale) or 3 (RGB).
+        image_size: training/evaluation image size (images are resized, and center-cropped for evaluation);
+            ``None``: 224, or the ``data_config`` backbone's.
+        in_chans: 1 (grayscale) or 3 (RGB); ``None``: 3.
 
     The other arguments are :class:`~cnnzoo.data.base.ClassificationDataModule`'s (ImageNet mean/std by default).
     """
+
+    native_image_size = 224
 
     def __init__(
         self,
@@ -176,8 +179,8 @@ class ImageFolderDataModule(ClassificationDataModule):
         test_fraction: float = 0.0,
         strict: bool = False,
         check_images: bool = True,
-        image_size: int = 224,
-        in_chans: int = 3,
+        image_size: int | None = None,
+        in_chans: int | None = None,
         batch_size: int = 32,
         eval_batch_size: int | None = None,
         num_workers: int = 2,
@@ -192,6 +195,7 @@ class ImageFolderDataModule(ClassificationDataModule):
         crop_pct: float | None = None,
         mean: list[float] | None = None,
         std: list[float] | None = None,
+        data_config: str | None = None,
     ) -> None:
         super().__init__(
             batch_size=batch_size,
@@ -210,6 +214,7 @@ class ImageFolderDataModule(ClassificationDataModule):
             crop_pct=crop_pct,
             mean=mean,
             std=std,
+            data_config=data_config,
         )
         if (root is None) == (train_dir is None):
             raise ValueError("give exactly one of root (split with a seed) or train_dir (with optional val/test dirs)")

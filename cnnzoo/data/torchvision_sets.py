@@ -73,6 +73,7 @@ class TorchvisionDataModule(InMemoryDataModule):
         crop_pct: float | None = None,
         mean: list[float] | None = None,
         std: list[float] | None = None,
+        data_config: str | None = None,
         fast: bool = True,
     ) -> None:
         super().__init__(
@@ -92,6 +93,7 @@ class TorchvisionDataModule(InMemoryDataModule):
             crop_pct=crop_pct,
             mean=mean,
             std=std,
+            data_config=data_config,
             fast=fast,
         )
         self.data_dir = os.path.expanduser(data_dir)

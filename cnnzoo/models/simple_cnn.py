@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from ._base import ZooModel, check_sizes, conv_output_size
+from ._pretrained import register_pretrained
 from ._registry import register_model
 
 __all__ = ["SimpleCNN", "simple_cnn"]
@@ -57,3 +58,7 @@ class SimpleCNN(ZooModel):
 def simple_cnn(num_classes: int = 10, in_chans: int = 1, img_size: int = 28, drop_rate: float = 0.3) -> SimpleCNN:
     """The Fashion-MNIST example CNN: stride-2 convolutions, a dropout-regularised dense head."""
     return SimpleCNN(num_classes=num_classes, in_chans=in_chans, img_size=img_size, drop_rate=drop_rate)
+
+
+# Published weights (cnnzoo/models/pretrained/<arch.tag>.json, written by `cnnzoo publish`).
+register_pretrained("simple_cnn.mnist", default=True)

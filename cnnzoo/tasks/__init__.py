@@ -1,5 +1,6 @@
 """LightningModules: training tasks built on top of the plain models in :mod:`cnnzoo.models`."""
 
 from .classification import ClassificationTask, ImageClassifier
+from .transfer import TimmClassifier, TransferFinetuning
 
-__all__ = ["ClassificationTask", "ImageClassifier"]
+__all__ = ["ClassificationTask", "ImageClassifier", "TimmClassifier", "TransferFinetuning"]

@@ -1,0 +1,251 @@
+from __future__ import annotations
+
+import os
+import pickle
+from functools import partial
+from pathlib import Path
+
+import pytest
+import torch
+from lightning.pytorch import Trainer, seed_everything
+from safetensors.torch import save_file
+from torch.utils.data import DataLoader, TensorDataset
+
+from cnnzoo.tasks import TimmClassifier
+
+FAMILIES = ["resnet18", "efficientnet_b0", "mobilenetv3_small_100", "convnext_atto", "vgg11", "densenet121"]
+
+
+def loaders(n: int = 32, size: int = 32, classes: int = 4) -> tuple[DataLoader, DataLoader]:
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(n, 3, size, size, generator=g), torch.randint(0, classes, (n,), generator=g)
+    ds = TensorDataset(x, y)
+    return DataLoader(ds, batch_size=8, shuffle=True), DataLoader(ds, batch_size=8)
+
+
+def fit(model: TimmClassifier, tmp_path: Path, epochs: int = 1, **kw: object) -> Trainer:
+    train, val = loaders()
+    trainer = Trainer(
+        max_epochs=epochs,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+        limit_val_batches=1,
+        **kw,
+    )
+    trainer.fit(model, train, val)
+    return trainer
+
+
+@pytest.mark.parametrize("backbone", FAMILIES)
+def test_forward_backward_across_timm_families(backbone: str) -> None:
+    model = TimmClassifier(backbone, num_classes=4, strategy="finetune")
+    x = torch.randn(2, 3, 64, 64)
+    out = model(x)
+    assert out.shape == (2, 4) and torch.isfinite(out).all()
+    out.sum().backward()
+    assert all(p.grad is not None for p in model.head_parameters())
+    assert sum(p.grad is not None for p in model.backbone_parameters()) > 0
+
+
+def test_unknown_backbone_suggests() -> None:
+    with pytest.raises(ValueError, match="resnet18"):
+        TimmClassifier("resnet_18")
+
+
+def test_feature_extraction_keeps_backbone_and_bn_stats_bit_identical(tmp_path: Path) -> None:
+    seed_everything(0)
+    model = TimmClassifier("resnet18", num_classes=4, strategy="feature_extraction")
+    before = {k: v.clone() for k, v in model.net.state_dict().items()}
+    fit(model, tmp_path, epochs=2)
+    head = {f"{n}" for n, _ in model.net.get_classifier().named_parameters()}
+    changed = [k for k, v in model.net.state_dict().items() if not torch.equal(v, before[k])]
+    assert changed and all(k.startswith("fc.") for k in changed), changed  # only the head moved
+    assert head  # resnet's head is fc.weight / fc.bias
+    bn = model.net.bn1
+    assert torch.equal(bn.running_mean, before["bn1.running_mean"]) and int(bn.num_batches_tracked) == 0
+
+
+def test_freeze_unfreeze_schedule_groups_and_lrs(tmp_path: Path) -> None:
+    seed_everything(0)
+    model = TimmClassifier(
+        "resnet18",
+        num_classes=4,
+        strategy="freeze_unfreeze",
+        unfreeze_at_epoch=1,
+        unfreeze_top=1,
+        backbone_lr_ratio=0.1,
+        optimizer=partial(torch.optim.SGD, lr=0.1),
+    )
+    seen: dict[int, set[str]] = {}
+
+    class Probe(torch.nn.Module):
+        pass
+
+    from lightning.pytorch import Callback
+
+    class GradProbe(Callback):
+        def on_after_backward(self, trainer: Trainer, pl_module: TimmClassifier) -> None:
+            names = {n for n, p in pl_module.net.named_parameters() if p.grad is not None}
+            seen.setdefault(trainer.current_epoch, set()).update(names)
+
+    before = {k: v.clone() for k, v in model.net.state_dict().items()}
+    trainer = fit(model, tmp_path, epochs=2, callbacks=[GradProbe()])
+    assert seen[0] == {"fc.weight", "fc.bias"}  # epoch 0: no backbone gradient
+    top = {n for n in seen[1] if not n.startswith("fc.")}
+    assert top and all(n.startswith("layer4.") for n in top)  # epoch 1: exactly the top block
+    assert {n for n, _ in model.net.named_parameters() if n.startswith("layer4.")} == top
+    assert torch.equal(model.net.layer1[0].conv1.weight, before["layer1.0.conv1.weight"])
+    groups = trainer.optimizers[0].param_groups
+    assert [g["name"] for g in groups] == ["head", "backbone"]
+    assert groups[0]["lr"] == pytest.approx(0.1) and groups[1]["lr"] == pytest.approx(0.01)
+
+
+def test_one_cycle_keeps_the_backbone_ratio(tmp_path: Path) -> None:
+    model = TimmClassifier(
+        "resnet18",
+        num_classes=4,
+        strategy="finetune",
+        backbone_lr_ratio=0.1,
+        optimizer=partial(torch.optim.SGD, lr=0.1),
+        lr_scheduler=partial(torch.optim.lr_scheduler.OneCycleLR, max_lr=0.2),
+    )
+    trainer = fit(model, tmp_path, epochs=1)
+    sched = trainer.lr_scheduler_configs[0].scheduler
+    head, backbone = (g["max_lr"] for g in sched.optimizer.param_groups)
+    assert head == pytest.approx(0.2) and backbone == pytest.approx(0.02)
+    assert trainer.lr_scheduler_configs[0].interval == "step"
+
+
+def test_resume_after_unfreeze_keeps_groups_and_trainable_blocks(tmp_path: Path) -> None:
+    seed_everything(0)
+    kw = dict(
+        num_classes=4,
+        strategy="freeze_unfreeze",
+        unfreeze_at_epoch=1,
+        unfreeze_top=2,
+        optimizer=partial(torch.optim.SGD, lr=0.1, momentum=0.9),
+    )
+    model = TimmClassifier("resnet18", **kw)  # type: ignore[arg-type]
+    train, val = loaders()
+    trainer = Trainer(
+        max_epochs=2,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+        limit_val_batches=1,
+    )
+    trainer.fit(model, train, val)
+    ckpt = tmp_path / "after_unfreeze.ckpt"
+    trainer.save_checkpoint(ckpt)
+    resumed = TimmClassifier("resnet18", **kw)  # type: ignore[arg-type]
+    t2 = Trainer(
+        max_epochs=3,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+        limit_val_batches=1,
+    )
+    t2.fit(resumed, train, val, ckpt_path=ckpt, weights_only=True)
+    trainable = {n for n, p in resumed.net.named_parameters() if p.requires_grad}
+    assert trainable == {n for n, p in model.net.named_parameters() if p.requires_grad}
+    assert any(n.startswith("layer3.") for n in trainable) and not any(n.startswith("layer1.") for n in trainable)
+    g = t2.optimizers[0].param_groups
+    assert [x["name"] for x in g] == ["head", "backbone"] and g[1]["lr"] == pytest.approx(0.01)
+
+
+# --- weights files ----------------------------------------------------------------------------------------------
+def test_pretrained_path_loads_and_a_new_head_is_reset(tmp_path: Path) -> None:
+    src = TimmClassifier("resnet18", num_classes=10)
+    save_file(src.net.state_dict(), str(tmp_path / "w.safetensors"))
+    torch.save(src.net.state_dict(), tmp_path / "w.pt")
+    for f in ("w.safetensors", "w.pt"):
+        same = TimmClassifier("resnet18", num_classes=10, pretrained=str(tmp_path / f))
+        assert torch.equal(same.net.conv1.weight, src.net.conv1.weight)
+        with pytest.warns(UserWarning, match="classifier starts from a fresh initialisation"):
+            other = TimmClassifier("resnet18", num_classes=3, pretrained=str(tmp_path / f))
+        assert torch.equal(other.net.layer4[1].conv2.weight, src.net.layer4[1].conv2.weight)
+        assert other.net.fc.out_features == 3
+    with pytest.raises(ValueError, match="does not fit"):
+        TimmClassifier("resnet34", num_classes=10, pretrained=str(tmp_path / "w.safetensors"))
+
+
+class _Payload:
+    def __init__(self, sentinel: Path) -> None:
+        self.sentinel = sentinel
+
+    def __reduce__(self) -> tuple:
+        return (os.system, (f"touch {self.sentinel}",))
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".pth", ".ckpt"])
+def test_pickle_payload_in_pretrained_is_refused(tmp_path: Path, suffix: str) -> None:
+    sentinel = tmp_path / "SENTINEL"
+    evil = tmp_path / f"evil{suffix}"
+    with open(evil, "wb") as f:
+        pickle.dump({"conv1.weight": _Payload(sentinel)}, f, protocol=2)
+    with pytest.raises(pickle.UnpicklingError):
+        TimmClassifier("resnet18", pretrained=str(evil))
+    assert not sentinel.exists()
+
+
+def test_url_without_sha256_is_refused() -> None:
+    with pytest.raises(ValueError, match="#sha256="):
+        TimmClassifier("resnet18", pretrained="https://example.invalid/w.pth")
+
+
+def test_cnnzoo_weights_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import hashlib
+
+    import cnnzoo
+    from cnnzoo.models import _pretrained
+
+    src = TimmClassifier("resnet18", num_classes=4)
+    path = tmp_path / "resnet18.toy-0.safetensors"
+    save_file(src.net.state_dict(), str(path))
+    base = cnnzoo.get_weights("lenet5.digits").to_dict()
+    w = _pretrained.Weights(
+        **{
+            **base,
+            "name": "resnet18.toy",
+            "arch": "resnet18",
+            "file": path.name,
+            "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+            "num_bytes": path.stat().st_size,
+        }
+    )
+    monkeypatch.setattr(_pretrained, "PRETRAINED_DIR", tmp_path)
+    monkeypatch.setitem(_pretrained._registry, "resnet18.toy", w)
+    model = TimmClassifier("resnet18", num_classes=4, pretrained="resnet18.toy")
+    assert torch.equal(model.net.fc.weight, src.net.fc.weight)
+
+
+# --- DDP -----------------------------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_freeze_unfreeze_under_two_process_ddp(tmp_path: Path) -> None:
+    from .datagen import write_folder
+    from .test_training import cnnzoo
+
+    root = write_folder(tmp_path / "imgs", {"a": 16, "b": 16}, size=32)
+    cnnzoo(
+        "fit",
+        "--config",
+        "recipes/finetune_resnet18_folder.yaml",
+        f"--data.root={root}",
+        "--data.image_size=32",
+        "--data.num_workers=0",
+        "--data.batch_size=4",
+        "--trainer.max_epochs=2",
+        "--model.unfreeze_at_epoch=1",
+        "--trainer.accelerator=cpu",
+        "--trainer.devices=2",
+        "--trainer.strategy=ddp",
+        "--trainer.callbacks+=tests.helpers.AssertReplicasInSync",
+        f"--trainer.default_root_dir={tmp_path}",
+        "--trainer.enable_progress_bar=false",
+    )
+    assert len(list(tmp_path.rglob("last.ckpt"))) == 1
