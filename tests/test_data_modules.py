@@ -211,3 +211,17 @@ def test_one_flag_fits_mnist_to_a_timm_backbone(tmp_path: Path) -> None:
     assert explicit.image_size == 64 and explicit.in_chans == 3  # explicit options win
     with pytest.raises(ValueError, match="resnet18"):
         MNISTDataModule(data_config="resnet_18")
+
+
+def test_train_subset_is_seeded_and_leaves_val_and_test_alone(tmp_path: Path) -> None:
+    write_idx(tmp_path, "MNIST", n_train=100, n_test=40)
+    dm = MNISTDataModule(data_dir=str(tmp_path), val_size=20, train_subset=30)
+    dm.setup()
+    assert {k: len(v[1]) for k, v in dm.splits.items()} == {"train": 30, "val": 20, "test": 40}
+    full = MNISTDataModule(data_dir=str(tmp_path), val_size=20)
+    full.setup()
+    assert torch.equal(full.splits["val"][0], dm.splits["val"][0])
+    rows = {bytes(r.numpy()) for r in full.splits["train"][0].flatten(1)}
+    assert all(bytes(r.numpy()) in rows for r in dm.splits["train"][0].flatten(1))
+    with pytest.raises(ValueError, match="train_subset"):
+        MNISTDataModule(data_dir=str(tmp_path), val_size=20, train_subset=500).setup()

@@ -25,7 +25,7 @@ def tiny_data_args(data_class: str, tmp_path: Path, monkeypatch: pytest.MonkeyPa
         return []
     if name in ("MNISTDataModule", "FashionMNISTDataModule"):
         write_idx(tmp_path, name.removesuffix("DataModule"), n_train=80, n_test=20)
-        return [f"--data.data_dir={tmp_path}", "--data.val_size=16"]
+        return [f"--data.data_dir={tmp_path}", "--data.val_size=16", "--data.train_subset=null"]
     if name in ("CIFAR10DataModule", "CIFAR100DataModule"):
         (write_cifar if name == "CIFAR10DataModule" else write_cifar100)(tmp_path, n_train=80, n_test=20)
         # Generated batches cannot match the published md5 sums torchvision checks.

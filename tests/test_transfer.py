@@ -249,3 +249,13 @@ def test_freeze_unfreeze_under_two_process_ddp(tmp_path: Path) -> None:
         "--trainer.enable_progress_bar=false",
     )
     assert len(list(tmp_path.rglob("last.ckpt"))) == 1
+
+
+def test_new_head_restarts_a_same_size_classifier(tmp_path: Path) -> None:
+    src = TimmClassifier("resnet18", num_classes=10)
+    save_file(src.net.state_dict(), str(tmp_path / "w.safetensors"))
+    kept = TimmClassifier("resnet18", num_classes=10, pretrained=str(tmp_path / "w.safetensors"))
+    fresh = TimmClassifier("resnet18", num_classes=10, pretrained=str(tmp_path / "w.safetensors"), new_head=True)
+    assert torch.equal(kept.net.fc.weight, src.net.fc.weight)
+    assert not torch.equal(fresh.net.fc.weight, src.net.fc.weight)
+    assert torch.equal(fresh.net.layer4[1].conv2.weight, src.net.layer4[1].conv2.weight)

@@ -57,6 +57,7 @@ class TorchvisionDataModule(InMemoryDataModule):
         download: bool = False,
         val_size: int | None = None,
         val_fraction: float = 0.1,
+        train_subset: int | None = None,
         batch_size: int = 128,
         eval_batch_size: int | None = None,
         num_workers: int = 0,
@@ -100,6 +101,9 @@ class TorchvisionDataModule(InMemoryDataModule):
         self.download = download
         self.val_size = val_size
         self.val_fraction = val_fraction
+        if train_subset is not None and train_subset < 1:
+            raise ValueError(f"train_subset must be >= 1, got {train_subset}")
+        self.train_subset = train_subset
         resolve_val_size(10**9, None, val_fraction)  # validate the fraction now, not after loading
 
     def prepare_data(self) -> None:
@@ -134,6 +138,10 @@ class TorchvisionDataModule(InMemoryDataModule):
         images, labels = self._arrays(train_ds)
         n_val = resolve_val_size(len(labels), self.val_size, self.val_fraction)
         val_idx, train_idx = seeded_split(len(labels), [n_val, len(labels) - n_val], self.seed)
+        if self.train_subset is not None:
+            if self.train_subset > len(train_idx):
+                raise ValueError(f"train_subset={self.train_subset} but the training split has {len(train_idx)}")
+            train_idx = train_idx[seeded_split(len(train_idx), [self.train_subset], self.seed + 1)[0]]
         splits = {"train": (images[train_idx], labels[train_idx]), "val": (images[val_idx], labels[val_idx])}
         splits["test"] = self._arrays(self._open(train=False))
         return splits

@@ -65,7 +65,7 @@ def _state_from(source: str) -> dict[str, torch.Tensor]:
     return load_state_dict_file(source)
 
 
-def load_backbone_weights(net: nn.Module, source: str) -> None:
+def load_backbone_weights(net: nn.Module, source: str, new_head: bool = False) -> None:
     """Load ``source`` into ``net``. A classifier of another size is kept freshly initialised (and that is said);
     any other missing, unexpected or mis-shaped key is an error."""
     from ..models._pretrained import load_strict
@@ -76,7 +76,9 @@ def load_backbone_weights(net: nn.Module, source: str) -> None:
     own = net.state_dict()
     prefix = classifier_prefix(net) + "."
     head_keys = [k for k in own if k.startswith(prefix)]
-    if any(k in state and state[k].shape != own[k].shape for k in head_keys):
+    if new_head:
+        state = {**state, **{k: own[k] for k in head_keys}}
+    elif any(k in state and state[k].shape != own[k].shape for k in head_keys):
         shape = next(tuple(state[k].shape) for k in head_keys if k in state)
         warnings.warn(
             f"{source}: its classifier has shape {shape}, this model's {tuple(own[head_keys[0]].shape)}; the "
@@ -126,6 +128,8 @@ class TimmClassifier(ClassificationTask):
         in_chans: input channels (timm adapts the first convolution); the CLI links it from the data module.
         img_size: input size, linked from the data module (for the model summary; timm CNNs pool globally).
         class_names: class names, linked from the data module and stored in checkpoints.
+        new_head: start the classifier from scratch even when the weights carry one of the right size (transfer to
+            a new label set that happens to have as many classes); a head of another size is always new.
         mean: data normalisation mean, linked and stored so checkpoints carry their transforms.
         std: data normalisation std, likewise.
         strategy: ``feature_extraction`` (backbone frozen throughout, BatchNorm statistics too unless
@@ -152,6 +156,7 @@ class TimmClassifier(ClassificationTask):
         class_names: list[str] | None = None,
         mean: list[float] | None = None,
         std: list[float] | None = None,
+        new_head: bool = False,
         strategy: Strategy = "freeze_unfreeze",
         unfreeze_at_epoch: int = 1,
         unfreeze_top: int | None = None,
@@ -176,7 +181,7 @@ class TimmClassifier(ClassificationTask):
             backbone, pretrained=pretrained is True, num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate
         )
         if isinstance(pretrained, str) and pretrained:
-            load_backbone_weights(self.net, pretrained)
+            load_backbone_weights(self.net, pretrained, new_head=new_head)
         self.class_names, self.mean, self.std = class_names, mean, std
         self.strategy, self.backbone_lr_ratio = strategy, backbone_lr_ratio
         self.finetuning = TransferFinetuning(strategy, unfreeze_at_epoch, unfreeze_top, train_bn)
