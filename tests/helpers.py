@@ -103,3 +103,20 @@ class AssertReplicasInSync(Callback):
         for other in gathered[1:]:
             if not torch.equal(other, gathered[0]):
                 raise AssertionError("DDP replicas diverged: parameters differ between ranks")
+
+
+class PicklePayload:
+    """Unpickling this runs ``touch <sentinel>``: a stand-in for a malicious checkpoint."""
+
+    def __init__(self, sentinel: Any) -> None:
+        self.sentinel = sentinel
+
+    def __reduce__(self) -> tuple:
+        return (os.system, (f"touch {self.sentinel}",))
+
+
+def write_malicious_pickle(path: Any, obj_with_payload: Any) -> None:
+    import pickle
+
+    with open(path, "wb") as f:
+        pickle.dump(obj_with_payload, f, protocol=2)

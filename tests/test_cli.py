@@ -14,6 +14,7 @@ from cnnzoo.data import DigitsDataModule
 from cnnzoo.tasks import ImageClassifier
 
 from .conftest import RECIPES
+from .helpers import PicklePayload, write_malicious_pickle
 
 QUICKSTART = str(RECIPES / "lenet5_digits.yaml")
 QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
@@ -74,19 +75,10 @@ def test_weights_only_cannot_be_switched_off(fitted: tuple[CnnzooCLI, Path], tmp
         )
 
 
-class _Payload:
-    def __init__(self, sentinel: Path) -> None:
-        self.sentinel = sentinel
-
-    def __reduce__(self) -> tuple:
-        return (os.system, (f"touch {self.sentinel}",))
-
-
 def test_malicious_checkpoint_is_refused_and_never_runs(tmp_path: Path) -> None:
     sentinel = tmp_path / "SENTINEL"
     ckpt = tmp_path / "evil.ckpt"
-    with open(ckpt, "wb") as f:
-        pickle.dump({"state_dict": {}, "hyper_parameters": {"x": _Payload(sentinel)}}, f, protocol=2)
+    write_malicious_pickle(ckpt, {"state_dict": {}, "hyper_parameters": {"x": PicklePayload(sentinel)}})
     with pytest.raises(pickle.UnpicklingError):
         run_cli("test", "--config", QUICKSTART, f"--ckpt_path={ckpt}", f"--trainer.default_root_dir={tmp_path}", *QUIET)
     with pytest.raises(pickle.UnpicklingError):

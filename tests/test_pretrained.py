@@ -18,6 +18,8 @@ from cnnzoo.models import _pretrained
 from cnnzoo.models._pretrained import IntegrityError, Weights, download, load_state_dict_file
 from cnnzoo.tasks import ImageClassifier
 
+from .helpers import PicklePayload, write_malicious_pickle
+
 GOLDEN = Path(__file__).parent / "golden"
 ALL_WEIGHTS = cnnzoo.list_pretrained()
 
@@ -245,12 +247,6 @@ def test_registry_entry_with_url_loads_through_the_cache(
 
 
 # --- unsafe pickles ------------------------------------------------------------------------------------------------
-class _Payload:
-    def __init__(self, sentinel: Path) -> None:
-        self.sentinel = sentinel
-
-    def __reduce__(self) -> tuple:
-        return (os.system, (f"touch {self.sentinel}",))
 
 
 @pytest.mark.parametrize("suffix", [".pt", ".pth", ".ckpt"])
@@ -259,8 +255,7 @@ def test_pickle_payload_is_refused_on_path_and_url(
 ) -> None:
     sentinel = tmp_path / "SENTINEL"
     evil = tmp_path / f"evil{suffix}"
-    with open(evil, "wb") as f:
-        pickle.dump({"state_dict": {"w": _Payload(sentinel)}}, f, protocol=2)
+    write_malicious_pickle(evil, {"state_dict": {"w": PicklePayload(sentinel)}})
     with pytest.raises(pickle.UnpicklingError):
         load_state_dict_file(evil)
     with pytest.raises(pickle.UnpicklingError):
@@ -363,3 +358,17 @@ def test_bundled_weights_reproduce_their_test_metric(name: str, shared_data: Pat
     expected = next(m["value"] for m in w.metrics if m["metric"] == "test_acc")
     assert abs(float(cli.trainer.callback_metrics["test_acc"]) - expected) <= 0.001
     assert isinstance(task.net, nn.Module)
+
+
+def test_docs_pretrained_page_is_generated_from_the_registry() -> None:
+    import importlib.util
+
+    path = Path(__file__).parents[1] / "docs" / "gen_pretrained.py"
+    spec = importlib.util.spec_from_file_location("gen_pretrained", path)
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    page = (path.parent / "pretrained.md").read_text()
+    assert page == mod.render(), "docs/pretrained.md is stale: run python docs/gen_pretrained.py"
+    for name in ALL_WEIGHTS:
+        assert f"`{name}`" in page

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import os
 import pickle
 from functools import partial
 from pathlib import Path
@@ -12,6 +11,8 @@ from safetensors.torch import save_file
 from torch.utils.data import DataLoader, TensorDataset
 
 from cnnzoo.tasks import TimmClassifier
+
+from .helpers import PicklePayload, write_malicious_pickle
 
 FAMILIES = ["resnet18", "efficientnet_b0", "mobilenetv3_small_100", "convnext_atto", "vgg11", "densenet121"]
 
@@ -174,20 +175,11 @@ def test_pretrained_path_loads_and_a_new_head_is_reset(tmp_path: Path) -> None:
         TimmClassifier("resnet34", num_classes=10, pretrained=str(tmp_path / "w.safetensors"))
 
 
-class _Payload:
-    def __init__(self, sentinel: Path) -> None:
-        self.sentinel = sentinel
-
-    def __reduce__(self) -> tuple:
-        return (os.system, (f"touch {self.sentinel}",))
-
-
 @pytest.mark.parametrize("suffix", [".pt", ".pth", ".ckpt"])
 def test_pickle_payload_in_pretrained_is_refused(tmp_path: Path, suffix: str) -> None:
     sentinel = tmp_path / "SENTINEL"
     evil = tmp_path / f"evil{suffix}"
-    with open(evil, "wb") as f:
-        pickle.dump({"conv1.weight": _Payload(sentinel)}, f, protocol=2)
+    write_malicious_pickle(evil, {"conv1.weight": PicklePayload(sentinel)})
     with pytest.raises(pickle.UnpicklingError):
         TimmClassifier("resnet18", pretrained=str(evil))
     assert not sentinel.exists()
