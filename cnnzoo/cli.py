@@ -250,8 +250,20 @@ def _print_zoo_help() -> None:
     print("\nTrainer commands (LightningCLI; 'cnnzoo fit --help' shows every option):")
 
 
+def _packaged_recipes(args: list[str]) -> list[str]:
+    """``--config recipes/NAME.yaml`` that does not exist here falls back to the copy shipped in the wheel, so the
+    documented commands also work after a plain ``pip install cnnzoo``."""
+    shipped = Path(__file__).parent / "recipes"
+    out = list(args)
+    for i, arg in enumerate(out[:-1]):
+        if arg == "--config" and not Path(out[i + 1]).exists() and (shipped / Path(out[i + 1]).name).is_file():
+            out[i + 1] = str(shipped / Path(out[i + 1]).name)
+            _logging.info(f"using the recipe shipped with cnnzoo: {out[i + 1]}")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
+    args = _packaged_recipes(list(sys.argv[1:] if argv is None else argv))
     if args and args[0] in ZOO_COMMANDS:
         return ZOO_COMMANDS[args[0]][0](args[1:])
     if not args or args[0] in ("-h", "--help"):

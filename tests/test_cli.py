@@ -110,3 +110,16 @@ def test_console_script_help_and_print_config() -> None:
     assert cfg.returncode == 0, cfg.stderr
     assert "cnnzoo.tasks.ImageClassifier" in cfg.stdout and "lenet5" in cfg.stdout
     assert "early_stopping:" in cfg.stdout and "checkpoint:" in cfg.stdout
+
+
+def test_recipe_paths_fall_back_to_the_shipped_copies(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cnnzoo import cli
+
+    shipped = tmp_path / "pkg" / "recipes"
+    shipped.mkdir(parents=True)
+    (shipped / "lenet5_digits.yaml").write_text("trainer: {max_epochs: 1}\n")
+    monkeypatch.setattr(cli, "__file__", str(tmp_path / "pkg" / "cli.py"))
+    monkeypatch.chdir(tmp_path)
+    args = cli._packaged_recipes(["fit", "--config", "recipes/lenet5_digits.yaml"])
+    assert args[2] == str(shipped / "lenet5_digits.yaml")
+    assert cli._packaged_recipes(["fit", "--config", "recipes/nope.yaml"])[2] == "recipes/nope.yaml"
