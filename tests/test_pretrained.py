@@ -372,3 +372,21 @@ def test_docs_pretrained_page_is_generated_from_the_registry() -> None:
     assert page == mod.render(), "docs/pretrained.md is stale: run python docs/gen_pretrained.py"
     for name in ALL_WEIGHTS:
         assert f"`{name}`" in page
+
+
+def test_cifar_weights_on_real_cifar_images(cifar10_train: Path) -> None:
+    from cnnzoo.data import ImageFolderDataModule
+
+    model = cnnzoo.load_pretrained("vgg_cifar_small.cifar10")
+    w = model.pretrained_cfg
+    dm = ImageFolderDataModule(root=str(cifar10_train), image_size=32, val_fraction=0.1, check_images=False)
+    assert dm.classes == w.classes
+    dm.setup()
+    from PIL import Image
+
+    samples = dm.samples["val"][:300]  # the held-out split the published val_acc was measured on
+    x = torch.stack([w.transforms()(Image.open(p)) for p, _ in samples])
+    with torch.no_grad():
+        acc = (model(x).argmax(1) == torch.tensor([y for _, y in samples])).float().mean().item()
+    published = next(m["value"] for m in w.metrics if m["metric"] == "val_acc")
+    assert acc == pytest.approx(published, abs=0.08)  # 300 of the 5,000 images: within sampling error

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from ._base import ZooModel, check_sizes
+from ._pretrained import register_pretrained
 from ._registry import register_model
 
 __all__ = ["VGG", "VGG_CFGS", "VGGCifarSmall", "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn", "vgg_cifar_small"]
@@ -232,3 +233,7 @@ def vgg_cifar_small(
 ) -> VGGCifarSmall:
     """Compact VGG-style CIFAR net (about 2.4M parameters at 32x32)."""
     return VGGCifarSmall(num_classes=num_classes, in_chans=in_chans, img_size=img_size, drop_rate=drop_rate)
+
+
+# Published weights (cnnzoo/models/pretrained/<arch.tag>.json, written by `cnnzoo publish`).
+register_pretrained("vgg_cifar_small.cifar10", default=True)
