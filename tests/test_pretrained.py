@@ -390,3 +390,33 @@ def test_cifar_weights_on_real_cifar_images(cifar10_train: Path) -> None:
         acc = (model(x).argmax(1) == torch.tensor([y for _, y in samples])).float().mean().item()
     published = next(m["value"] for m in w.metrics if m["metric"] == "val_acc")
     assert acc == pytest.approx(published, abs=0.08)  # 300 of the 5,000 images: within sampling error
+
+
+def test_publish_push_to_hub_uploads_the_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+    import types
+
+    from lightning.pytorch import Trainer
+
+    from cnnzoo.publish import main as publish_main
+
+    calls: list[dict[str, str]] = []
+
+    class FakeApi:
+        def upload_folder(self, **kw: str) -> None:
+            calls.append(kw)
+
+    monkeypatch.setitem(sys.modules, "huggingface_hub", types.SimpleNamespace(HfApi=FakeApi))
+    task = ImageClassifier.from_pretrained("lenet5.digits")
+    trainer = Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.strategy.connect(task)
+    trainer.save_checkpoint(tmp_path / "m.ckpt")
+    out = tmp_path / "release"
+    assert (
+        publish_main(
+            [str(tmp_path / "m.ckpt"), "--name", "lenet5.hub", "--out", str(out), "--push-to-hub", "me/lenet5-hub"]
+        )
+        == 0
+    )
+    assert calls == [{"folder_path": str(out), "repo_id": "me/lenet5-hub", "repo_type": "model"}]
+    assert {p.suffix for p in out.iterdir()} == {".safetensors", ".json", ".md"}
