@@ -21,9 +21,11 @@ def render() -> str:
         "them from those runs' reports and checks the checkpoint's sha256).",
         "",
         "```python",
+        # Written as `ruff format` would leave it, so formatting the docs never makes this page "stale".
         "import cnnzoo",
-        'model = cnnzoo.load_pretrained("lenet5.mnist")        # verified sha256, eval mode',
-        "cfg = model.pretrained_cfg                            # classes, mean/std, metrics, recipe, command",
+        "",
+        'model = cnnzoo.load_pretrained("lenet5.mnist")  # verified sha256, eval mode',
+        "cfg = model.pretrained_cfg  # classes, mean/std, metrics, recipe, command",
         "x = cfg.transforms()(pil_image).unsqueeze(0)",
         "print(cfg.classes[model(x).argmax(1).item()])",
         "```",
