@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import warnings
 from functools import partial
 from typing import Any, Literal
 
@@ -19,6 +20,13 @@ from ..models import ZooModel, create_model
 from ..models._registry import get_model_entrypoint
 
 __all__ = ["ClassificationTask", "ImageClassifier"]
+
+# Lightning warns on every run that the task's `on_before_batch_transfer` (the per-step reseeding below) is used
+# although a data module was passed. That is the intended behaviour, and the warning made users think their data
+# module's hooks were skipped; it names only this hook, so other overlaps still warn.
+warnings.filterwarnings(
+    "ignore", message=r"You have overridden `on_before_batch_transfer` in `LightningModule` but have passed in a"
+)
 
 
 def step_seed(seed: int, step: int, rank: int) -> int:
