@@ -56,6 +56,13 @@ def test_unknown_backbone_suggests() -> None:
         TimmClassifier("resnet_18")
 
 
+def test_class_names_must_match_num_classes_and_are_kept() -> None:
+    with pytest.raises(ValueError, match="class_names has 2 names but num_classes is 3"):
+        TimmClassifier("resnet18", num_classes=3, class_names=["a", "b"])
+    model = TimmClassifier("resnet18", num_classes=2, class_names=["cat", "dog"], mean=[0.5] * 3, std=[0.25] * 3)
+    assert (model.class_names, model.mean, model.std) == (["cat", "dog"], [0.5] * 3, [0.25] * 3)
+
+
 def test_feature_extraction_keeps_backbone_and_bn_stats_bit_identical(tmp_path: Path) -> None:
     seed_everything(0)
     model = TimmClassifier("resnet18", num_classes=4, strategy="feature_extraction")

@@ -80,16 +80,24 @@ class ClassificationTask(LightningModule):
         lr_scheduler: LRSchedulerCallable | None,
         lr_scheduler_interval: Literal["epoch", "step"],
         label_smoothing: float,
+        class_names: list[str] | None = None,
+        mean: list[float] | None = None,
+        std: list[float] | None = None,
     ) -> None:
         super().__init__()
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1 for a classifier, got {num_classes}")
+        if class_names is not None and len(class_names) != num_classes:
+            raise ValueError(
+                f"class_names has {len(class_names)} names but num_classes is {num_classes}; give one name per class"
+            )
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
         self.optimizer_factory = optimizer
         self.lr_scheduler_factory = lr_scheduler
         self.lr_scheduler_interval = lr_scheduler_interval
         self.label_smoothing = label_smoothing
+        self.class_names, self.mean, self.std = class_names, mean, std
         # Training tracks accuracy only, without input validation (a torch.unique scan of the targets): it runs every
         # step, and F1/top-5 on augmented training batches say little that val_* does not.
         self.train_metrics = make_metrics(num_classes, "train_", validate=False, full=False)
@@ -281,12 +289,10 @@ class ImageClassifier(ClassificationTask):
         lr_scheduler_interval: Literal["epoch", "step"] = "epoch",
         label_smoothing: float = 0.0,
     ) -> None:
-        super().__init__(num_classes, optimizer, lr_scheduler, lr_scheduler_interval, label_smoothing)
+        super().__init__(
+            num_classes, optimizer, lr_scheduler, lr_scheduler_interval, label_smoothing, class_names, mean, std
+        )
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
-        if class_names is not None and len(class_names) != num_classes:
-            raise ValueError(
-                f"class_names has {len(class_names)} names but num_classes is {num_classes}; give one name per class"
-            )
         kwargs: dict[str, Any] = {}
         builder_params = inspect.signature(get_model_entrypoint(model)).parameters
         if img_size is not None:
@@ -296,8 +302,6 @@ class ImageClassifier(ClassificationTask):
                 raise ValueError(f"model {model!r} has no dropout; remove drop_rate or pick a model that has it")
             kwargs["drop_rate"] = drop_rate
         self.net: ZooModel = create_model(model, num_classes=num_classes, in_chans=in_chans, **kwargs)  # type: ignore[assignment]
-        self.class_names = class_names
-        self.mean, self.std = mean, std
         self.example_input_array = torch.zeros(1, *self.net.input_size)
 
     @classmethod

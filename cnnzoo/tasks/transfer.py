@@ -168,21 +168,20 @@ class TimmClassifier(ClassificationTask):
         lr_scheduler_interval: Literal["epoch", "step"] = "epoch",
         label_smoothing: float = 0.0,
     ) -> None:
-        super().__init__(num_classes, optimizer, lr_scheduler, lr_scheduler_interval, label_smoothing)
+        super().__init__(
+            num_classes, optimizer, lr_scheduler, lr_scheduler_interval, label_smoothing, class_names, mean, std
+        )
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
         check_backbone(backbone)
         if not 0 < backbone_lr_ratio <= 1:
             raise ValueError(f"backbone_lr_ratio must be in (0, 1], got {backbone_lr_ratio}")
         if unfreeze_top is not None and unfreeze_top < 1:
             raise ValueError(f"unfreeze_top must be >= 1 or None (all blocks), got {unfreeze_top}")
-        if class_names is not None and len(class_names) != num_classes:
-            raise ValueError(f"class_names has {len(class_names)} names but num_classes is {num_classes}")
         self.net = _timm().create_model(
             backbone, pretrained=pretrained is True, num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate
         )
         if isinstance(pretrained, str) and pretrained:
             load_backbone_weights(self.net, pretrained, new_head=new_head)
-        self.class_names, self.mean, self.std = class_names, mean, std
         self.strategy, self.backbone_lr_ratio = strategy, backbone_lr_ratio
         self.finetuning = TransferFinetuning(strategy, unfreeze_at_epoch, unfreeze_top, train_bn)
         size = img_size or self.net.pretrained_cfg.get("input_size", (in_chans, 224, 224))[-1]
