@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import math
 import os
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import torch
+from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter, Callback
+from lightning.pytorch.callbacks import EarlyStopping as _LightningEarlyStopping
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-__all__ = ["FiniteLossGuard", "NonFiniteLossError", "PredictionWriter", "PreemptionCheckpoint"]
+__all__ = [
+    "AtomicCheckpointIO",
+    "EarlyStopping",
+    "FiniteLossGuard",
+    "NonFiniteLossError",
+    "PredictionWriter",
+    "PreemptionCheckpoint",
+    "TrainingDivergedError",
+]
 
 
 class PredictionWriter(BasePredictionWriter):
@@ -53,14 +67,23 @@ class PredictionWriter(BasePredictionWriter):
             paths = [f"#{(start + i) * world + rank}" for i in range(len(preds))]
         self._rows.extend(zip(paths, preds, probs, strict=True))
 
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        # A failure halfway through (a file deleted after the scan, say) keeps the rows already predicted.
+        if trainer.predicting and self._rows and trainer.world_size == 1:
+            self._write(trainer, pl_module, self._rows, partial=True)
+
     def on_predict_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         rows = self._rows
         if trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
             gathered: list[Any] = [None] * trainer.world_size
             torch.distributed.all_gather_object(gathered, rows)
             rows = [r for part in gathered for r in part]
-        if not trainer.is_global_zero:
-            return
+        if trainer.is_global_zero:
+            self._write(trainer, pl_module, rows)
+
+    def _write(
+        self, trainer: Trainer, pl_module: LightningModule, rows: list[tuple[str, int, float]], partial: bool = False
+    ) -> None:
         names = getattr(pl_module, "class_names", None)
         path = self.output or os.path.join(trainer.log_dir or trainer.default_root_dir, "predictions.csv")
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
@@ -74,58 +97,171 @@ class PredictionWriter(BasePredictionWriter):
             for file, pred, prob in sorted(rows, key=key):
                 writer.writerow([file, pred, names[pred] if names else str(pred), f"{prob:.6f}"])
         self.written_to = path
-        print(f"predictions: {path} ({len(rows)} rows)")
+        skipped = getattr(trainer.datamodule, "unreadable", None) or []
+        note = f", {len(skipped)} unreadable file(s) skipped" if skipped else ""
+        note += "; stopped early, the rows predicted so far are saved" if partial else ""
+        print(f"predictions: {path} ({len(rows)} rows{note})", flush=True)
 
 
 class NonFiniteLossError(FloatingPointError):
-    """The training loss became NaN or infinite."""
+    """The training loss, or a gradient, became NaN or infinite."""
+
+
+class TrainingDivergedError(FloatingPointError):
+    """Training ended because the monitored metric became NaN or infinite."""
 
 
 class FiniteLossGuard(Callback):
-    """Stops training at the first NaN/inf loss, before the backward pass can write NaN into any weight.
+    """Stops training at the first NaN/inf loss or gradient, before the optimiser step can write NaN into a weight.
 
     So no checkpoint, best or last, ever holds a diverged model, and the message says where it happened.
     EarlyStopping's ``check_finite`` only looks at the monitored validation metric, an epoch later, after the
-    weights are already NaN.
+    weights are already NaN. Under ``16-mixed`` the gradient scaler expects overflowing gradients now and then and
+    skips those steps itself, so gradients are checked only at the other precisions.
     """
 
     def on_before_backward(self, trainer: Trainer, pl_module: LightningModule, loss: torch.Tensor) -> None:
         if not bool(torch.isfinite(loss.detach()).all()):
-            ckpt = trainer.checkpoint_callback
-            saved = getattr(ckpt, "best_model_path", "") or "none yet"
-            raise NonFiniteLossError(
-                f"train_loss is {float(loss.detach()):.4g} at epoch {trainer.current_epoch}, "
-                f"step {trainer.global_step}; "
-                f"training stopped before this step changed any weight (best checkpoint so far: {saved}). "
-                "Fix: lower the learning rate or add warm-up, check the inputs for NaN/inf, or try precision 32."
-            )
+            self._stop(trainer, f"train_loss is {float(loss.detach()):.4g}")
+
+    def on_before_optimizer_step(self, trainer: Trainer, pl_module: LightningModule, optimizer: Any) -> None:
+        if str(trainer.precision).startswith("16"):
+            return
+        grads = [p.grad for p in pl_module.parameters() if p.grad is not None]
+        if not grads:
+            return
+        # One fused reduction instead of a check per tensor: the norm is non-finite iff some element is.
+        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.detach().float()) for g in grads]))
+        if not bool(torch.isfinite(norm)):
+            bad = next(n for n, p in pl_module.named_parameters() if p.grad is not None and not p.grad.isfinite().all())
+            self._stop(trainer, f"the gradient of {bad} is not finite (the loss was finite)")
+
+    @staticmethod
+    def _stop(trainer: Trainer, what: str) -> None:
+        ckpt = trainer.checkpoint_callback
+        saved = getattr(ckpt, "best_model_path", "") or "none yet"
+        raise NonFiniteLossError(
+            f"{what} at epoch {trainer.current_epoch}, step {trainer.global_step}; "
+            f"training stopped before this step changed any weight (best checkpoint so far: {saved}). "
+            "Fix: lower the learning rate or add warm-up, check the inputs for NaN/inf, or try precision 32."
+        )
+
+
+class EarlyStopping(_LightningEarlyStopping):
+    """Lightning's ``EarlyStopping`` that survives runs without validation metrics, and says why it stopped.
+
+    - Strict monitoring raised "val_loss not available" whenever a check came before any validation had run in
+      this process: ``limit_val_batches=0``, ``max_steps`` shorter than an epoch, or a resume from a checkpoint
+      saved just after an epoch's last step. Those checks are skipped. A monitored name that is missing although
+      validation did log metrics (a typo) is still an error.
+    - When it stops a run, it prints the reason. A stop because the metric became NaN/inf marks the run as
+      diverged, and ``cnnzoo fit`` then exits non-zero.
+    """
+
+    # Class-level defaults rather than an __init__ override, so the CLI still reads Lightning's typed signature.
+    stop_reason: str | None = None
+    diverged: bool = False
+
+    def _run_early_stopping_check(self, trainer: Trainer) -> None:
+        logs = trainer.callback_metrics
+        if self.monitor not in logs and not any(k.startswith("val") for k in logs):
+            return
+        was_stopping = trainer.should_stop
+        super()._run_early_stopping_check(trainer)
+        if trainer.should_stop and not was_stopping:
+            value = logs.get(self.monitor)
+            current = float(value) if value is not None else float("nan")
+            self.diverged = not math.isfinite(current)
+            if self.diverged:
+                self.stop_reason = (
+                    f"early stopping: {self.monitor} = {current} is not finite at epoch {trainer.current_epoch}; "
+                    "the run diverged"
+                )
+            else:
+                self.stop_reason = (
+                    f"early stopping at epoch {trainer.current_epoch}: {self.monitor} did not improve on "
+                    f"{float(self.best_score):.4g} for {self.wait_count} epochs (patience {self.patience}, "
+                    f"min_delta {abs(self.min_delta):g})"
+                )
+            if trainer.is_global_zero:
+                print(self.stop_reason, flush=True)
 
 
 class PreemptionCheckpoint(Callback):
-    """On SIGTERM (a cluster's preemption notice) or Ctrl-C, saves ``last.ckpt`` in the checkpoint directory
-    before the process exits; ``cnnzoo fit --ckpt_path last`` resumes from it, mid-epoch included.
+    """On SIGTERM (a cluster's preemption notice) or Ctrl-C during ``fit``, saves ``last.ckpt`` in the checkpoint
+    directory before the process exits; ``cnnzoo fit --ckpt_path last`` resumes from it, mid-epoch included.
 
-    Lightning raises ``SIGTERMException`` at the end of the step in progress, so the saved state is consistent.
-    Its own ``OnExceptionCheckpoint`` deletes its file when a run ends normally, which is not what a user who
-    resumes later wants.
+    Lightning raises ``SIGTERMException`` at the end of the training step, or of the validation step, in progress,
+    so the saved state is consistent; a notice during validation saves the training state as it was when
+    validation began, and the resumed run validates that epoch again. Its own ``OnExceptionCheckpoint`` deletes its
+    file when a run ends normally, which is not what a user who resumes later wants.
     """
 
     def __init__(self) -> None:
         self.saved_to: str | None = None
 
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
-        if not isinstance(exception, (SIGTERMException, KeyboardInterrupt)) or not trainer.training:
+        if not isinstance(exception, (SIGTERMException, KeyboardInterrupt)) or trainer.state.fn != "fit":
+            return
+        if trainer.sanity_checking:
             return
         ckpt = trainer.checkpoint_callback
         dirpath = getattr(ckpt, "dirpath", None) or os.path.join(trainer.default_root_dir, "checkpoints")
         path = os.path.join(dirpath, "last.ckpt")
-        trainer.save_checkpoint(path)
+        # On save, weights_only=False means "the full training state" (optimiser, loops, callbacks); saying so
+        # silences Lightning's "was not set" notice, which read like an unsafe load.
+        trainer.save_checkpoint(path, weights_only=False)
         self.saved_to = path
         if trainer.is_global_zero:
+            where = "validation of " if trainer.validating else ""
             print(
-                f"interrupted at epoch {trainer.current_epoch}, step {trainer.global_step}: saved {path}; "
-                "resume with --ckpt_path last"
+                f"interrupted during {where}epoch {trainer.current_epoch}, step {trainer.global_step}: saved {path}; "
+                "resume with --ckpt_path last",
+                flush=True,
             )
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Saves a checkpoint so that a kill at any moment leaves either the old file or the new one, never a torn one.
+
+    Lightning's default stages the bytes in ``TMPDIR`` and moves them; across filesystems (common on clusters) that
+    move is a copy over the old ``last.ckpt``, and a kill during it loses both. Here the bytes go to a temporary file
+    in the checkpoint's own directory, are ``fsync``-ed, then renamed over the target with ``os.replace`` (atomic
+    on POSIX and Windows), and the directory is synced. Temporary files left by a killed save of the same target
+    are removed on the next save. Remote paths (``s3://`` ...) keep Lightning's behaviour.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        target = Path(str(path))
+        if "://" in str(path):
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        prefix = f".{target.name}."
+        for stale in target.parent.glob(f"{prefix}*.tmp"):
+            stale.unlink(missing_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=target.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp_name, target)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp_name)
+            raise
+        _fsync_dir(target.parent)
+        return None
+
+
+def _fsync_dir(path: Path) -> None:
+    # Makes the rename itself durable; not possible on every platform (Windows), where the rename still is atomic.
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 class EvalReport(Callback):

@@ -3,22 +3,50 @@
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import os
+import pickle
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
+from lightning.fabric.plugins import CheckpointIO
 from lightning.pytorch import LightningDataModule, Trainer
-from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, RichProgressBar
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from . import _logging
-from .callbacks import EvalReport, FiniteLossGuard, PredictionWriter, PreemptionCheckpoint
+from .callbacks import (
+    AtomicCheckpointIO,
+    EarlyStopping,
+    EvalReport,
+    FiniteLossGuard,
+    NonFiniteLossError,
+    PredictionWriter,
+    PreemptionCheckpoint,
+    TrainingDivergedError,
+)
+from .errors import CheckpointMismatchError, ConfigError
 from .tasks import ClassificationTask
 
-__all__ = ["CnnzooCLI", "main"]
+__all__ = ["CheckpointMismatchError", "CnnzooCLI", "ConfigError", "main"]
+
+TRAINER_COMMANDS = ("fit", "validate", "test", "predict")
+# Model arguments the CLI links from the data module, and the data option that sets each one.
+LINKED_MODEL_ARGS = {
+    "num_classes": "the data's classes (data.classes: a dataset or folder with those classes)",
+    "in_chans": "--data.in_chans",
+    "img_size": "--data.image_size",
+    "class_names": "the data's classes (data.classes: the dataset's labels or the folder names)",
+    "mean": "--data.mean",
+    "std": "--data.std",
+}
+# Model arguments that name a download source: a checkpoint's hyperparameters may never set them.
+DOWNLOAD_ARGS = ("pretrained",)
 
 
 def choose_precision(accelerator: Any) -> str:
@@ -31,14 +59,55 @@ def choose_precision(accelerator: Any) -> str:
     return "32-true"
 
 
-def _saved_checkpoint_dirpath(ckpt: Path) -> str:
+def _read_checkpoint(path: str | Path) -> dict[str, Any]:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        # torch's own message suggests weights_only=False, the one thing that must not be done with such a file.
+        raise CheckpointMismatchError(
+            f"--ckpt_path {path}: refused: the file needs a full unpickle, which can run arbitrary code, and cnnzoo "
+            "never does that; use a checkpoint that cnnzoo fit wrote, or re-save it with plain tensors"
+        ) from None
+    except Exception as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise CheckpointMismatchError(
+            f"--ckpt_path {path}: cannot be read as a checkpoint with weights_only=True ({first}); "
+            "give a checkpoint that cnnzoo fit wrote"
+        ) from None
+
+
+def _saved_checkpoint_dirpath(state: dict[str, Any], ckpt: Path) -> str:
     """The ModelCheckpoint directory exactly as the interrupted run recorded it. ModelCheckpoint restores its
     best-k bookkeeping only when the string matches, relative or absolute."""
-    state = torch.load(ckpt, map_location="cpu", weights_only=True)
     for key, value in state.get("callbacks", {}).items():
         if key.startswith("ModelCheckpoint") and isinstance(value, dict) and value.get("dirpath"):
             return str(value["dirpath"])
     return str(ckpt.parent)
+
+
+def _arch_of(hparams: dict[str, Any]) -> str | None:
+    """The architecture a task's hyperparameters name: ``model`` (ImageClassifier) or ``backbone`` (timm)."""
+    for key in ("model", "backbone"):
+        if isinstance(hparams.get(key), str):
+            return hparams[key]
+    return None
+
+
+def _import_class(class_path: str) -> type | None:
+    module, _, name = class_path.rpartition(".")
+    try:
+        return getattr(__import__(module, fromlist=[name]), name)
+    except (ImportError, AttributeError, ValueError):
+        return None
+
+
+def _same_class(a: str, b: str) -> bool:
+    """Two class paths that name one class (``cnnzoo.tasks.ImageClassifier`` is a re-export of
+    ``cnnzoo.tasks.classification.ImageClassifier``)."""
+    if a == b:
+        return True
+    cls = _import_class(a)
+    return cls is not None and cls is _import_class(b)
 
 
 class CnnzooCLI(LightningCLI):
@@ -52,6 +121,8 @@ class CnnzooCLI(LightningCLI):
     - ``trainer.precision`` left unset is chosen from the hardware at run time.
     - Every checkpoint is loaded with ``weights_only=True``: a checkpoint cannot run code on load.
     """
+
+    _ckpt_state: dict[str, Any] | None = None  # the --ckpt_path checkpoint, read once with weights_only=True
 
     def __init__(self, args: Any = None, run: bool = True, **kwargs: Any) -> None:
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
@@ -93,27 +164,130 @@ class CnnzooCLI(LightningCLI):
         ):
             parser.link_arguments(source, target, compute_fn=compute, apply_on="instantiate")
 
+    # --- checks between parsing and instantiation ------------------------------------------------------------
+    def _parse_ckpt_path(self) -> None:
+        """Lightning's hook that reads ``--ckpt_path``'s hyperparameters into the model config, made safe.
+
+        Before it: model arguments that the data links (``num_classes`` ...) set by hand are refused, and
+        ``validate``/``test``/``predict`` without a checkpoint are refused. Then a checkpoint whose task class
+        differs from the configured one is refused (a data file must not swap the model), and its hyperparameters
+        never set a download source (``pretrained``): the checkpoint's own weights are loaded instead.
+        """
+        sub = self.config.get("subcommand")
+        if not sub:
+            return
+        cfg = self.config[sub]
+        self._check_linked_arguments(cfg)
+        ckpt_path = cfg.get("ckpt_path")
+        if sub in ("validate", "test", "predict") and not ckpt_path and not self._model_has_weights(cfg):
+            raise ConfigError(
+                f"cnnzoo {sub} needs trained weights: add --ckpt_path <checkpoint> (for example the best-*.ckpt "
+                "that cnnzoo fit printed); without one it would evaluate a randomly initialised model"
+            )
+        if not ckpt_path or ckpt_path == "last":
+            return
+        if not Path(ckpt_path).is_file():
+            raise ConfigError(f"--ckpt_path {ckpt_path}: no such file; give a checkpoint path or 'last'")
+        self._ckpt_state = _read_checkpoint(ckpt_path)
+        hparams = dict(self._ckpt_state.get("hyper_parameters") or {})
+        hparams.pop("_instantiator", None)
+        if not hparams:
+            return
+        model_cfg = cfg.get("model")
+        configured = model_cfg.get("class_path") if model_cfg is not None else None
+        saved = hparams.pop("_class_path", None)
+        if configured and saved and not _same_class(saved, configured):
+            raise CheckpointMismatchError(
+                f"--ckpt_path {ckpt_path} was saved by {saved}, but the config trains {configured}; give the config "
+                "that made the checkpoint (its run directory's config.yaml), or --model " + saved
+            )
+        for key in DOWNLOAD_ARGS:
+            if key in hparams:
+                hparams[key] = False
+        if configured is None and saved is None:
+            return
+        update = {sub: {"model": {"class_path": saved or configured, "dict_kwargs": hparams}}}
+        self.config = self.parser.parse_object(update, self.config)
+
+    def _check_linked_arguments(self, cfg: Any) -> None:
+        model_cfg = cfg.get("model")
+        if model_cfg is None or not cfg.get("data"):
+            return
+        cls = _import_class(str(model_cfg.get("class_path", "")))
+        init_args = model_cfg.get("init_args")
+        if cls is None or init_args is None:
+            return
+        params = inspect.signature(cls.__init__).parameters
+        for key, fix in LINKED_MODEL_ARGS.items():
+            if key not in params or params[key].default is inspect.Parameter.empty:
+                continue
+            value = init_args.get(key)
+            if value is not None and value != params[key].default:
+                raise ConfigError(
+                    f"model.{key}={value} is set by hand, but the CLI links it from the data module and would "
+                    f"silently replace it; remove it and set it through {fix}"
+                )
+
+    @staticmethod
+    def _model_has_weights(cfg: Any) -> bool:
+        init_args = (cfg.get("model") or {}).get("init_args") or {}
+        return any(bool(init_args.get(key)) for key in DOWNLOAD_ARGS)
+
     def before_instantiate_classes(self) -> None:
         cfg = self.config[self.subcommand] if self.subcommand else self.config
         trainer = cfg["trainer"]
         # An absolute, symlink-free root makes every checkpoint record its directory the way ModelCheckpoint
         # normalises an explicit dirpath (realpath), so a resumed run is recognised as the same directory.
         trainer["default_root_dir"] = os.path.realpath(trainer.get("default_root_dir") or os.getcwd())
-        if cfg.get("ckpt_path") == "last":
-            self._resolve_last_checkpoint(cfg)
         if trainer.get("precision") is None:
             trainer["precision"] = choose_precision(trainer.get("accelerator", "auto"))
             _logging.info(
                 f"precision: {trainer['precision']} (chosen from the hardware; set trainer.precision to override)"
             )
 
+    def instantiate_classes(self) -> None:
+        super().instantiate_classes()
+        if not self.subcommand:
+            return
+        cfg = self.config[self.subcommand]
+        if cfg.get("ckpt_path") == "last":
+            self._resolve_last_checkpoint(cfg)
+        if self._ckpt_state is not None:
+            self._check_checkpoint_classes(str(cfg.get("ckpt_path")))
+
+    def _data_classes(self) -> list[str] | None:
+        classes = getattr(self.datamodule, "classes", None)
+        return [str(c) for c in classes] if classes else None
+
+    def _check_checkpoint_classes(self, ckpt_path: str) -> None:
+        """The checkpoint's class names against the data's: ``predict`` names its rows with the checkpoint's
+        classes; ``fit``, ``validate`` and ``test`` refuse data whose classes differ."""
+        assert self._ckpt_state is not None
+        saved = (self._ckpt_state.get("hyper_parameters") or {}).get("class_names")
+        if not saved:
+            return
+        saved = [str(c) for c in saved]
+        data = self._data_classes()
+        if self.subcommand == "predict":
+            if data is not None and data != saved:
+                _logging.info(f"predict: rows are named with the checkpoint's classes {saved} (the data has {data})")
+            if hasattr(self.model, "class_names"):
+                self.model.class_names = saved
+            return
+        if data is not None and data != saved:
+            raise CheckpointMismatchError(
+                f"--ckpt_path {ckpt_path} was trained on classes {saved}, but the data has {data}; "
+                "give data with the checkpoint's classes in the same order, or a checkpoint trained on this data"
+            )
+
     def _resolve_last_checkpoint(self, cfg: Any) -> None:
-        """``--ckpt_path last``: the newest ``last.ckpt`` of this run's checkpoint directory, or under the root dir.
+        """``--ckpt_path last``: the newest ``last.ckpt`` of this experiment, in the run's checkpoint directory or
+        under the root dir, whose task class, architecture and classes match the config.
 
         Lightning looks for "last" only in the new run's own (new, empty) version directory and silently starts
         from scratch when it finds nothing there. Here the search covers earlier versions, the resumed run keeps
-        writing checkpoints next to the one it resumed (so ModelCheckpoint restores its best-k state), and a
-        missing checkpoint is an error.
+        writing checkpoints next to the one it resumed (so ModelCheckpoint restores its best-k state), another
+        experiment's checkpoint is never picked, and a missing checkpoint is an error.
         """
         dirpath = cfg.get("checkpoint", {}).get("dirpath")
         root = Path(cfg["trainer"].get("default_root_dir") or os.getcwd())
@@ -124,15 +298,43 @@ class CnnzooCLI(LightningCLI):
             candidates = [p for depth in ("*", "*/*", "*/*/*", "*/*/*/*") for p in root.glob(f"{depth}/last*.ckpt")]
             where = f"{root}/**/checkpoints"
         if not candidates:
-            raise FileNotFoundError(
+            raise ConfigError(
                 f"--ckpt_path last: no last.ckpt found under {where}. Nothing to resume: start a fresh run without "
                 "--ckpt_path, or give the path of a checkpoint file (and --trainer.default_root_dir of the run)."
             )
-        newest = max(candidates, key=lambda p: p.stat().st_mtime)
-        cfg["ckpt_path"] = str(newest)
-        if self.subcommand == "fit" and not dirpath:
-            cfg["checkpoint"]["dirpath"] = _saved_checkpoint_dirpath(newest)
-        _logging.info(f"resuming from {newest}")
+        want_class = f"{type(self.model).__module__}.{type(self.model).__qualname__}"
+        want_arch = _arch_of(dict(getattr(self.model, "hparams", {})))
+        want_classes = self._data_classes()
+        rejected: list[str] = []
+        for path in sorted(candidates, key=lambda p: p.stat().st_mtime, reverse=True):
+            state = _read_checkpoint(path)
+            hp = state.get("hyper_parameters") or {}
+            names = [str(c) for c in hp.get("class_names") or []] or None
+            found = (hp.get("_class_path"), _arch_of(hp), names)
+            if (found[0] and not _same_class(found[0], want_class)) or (want_arch and found[1] != want_arch):
+                rejected.append(f"{path} ({found[0]}, {found[1]})")
+                continue
+            if want_classes and names and names != want_classes:
+                rejected.append(f"{path} (classes {names})")
+                continue
+            self._ckpt_state = state
+            cfg["ckpt_path"] = str(path)
+            if (
+                self.subcommand == "fit"
+                and not dirpath
+                and isinstance(self.trainer.checkpoint_callback, ModelCheckpoint)
+            ):
+                self.trainer.checkpoint_callback.dirpath = _saved_checkpoint_dirpath(state, path)
+            _logging.info(
+                f"resuming from {path} ({want_class.rsplit('.', 1)[-1]} {found[1] or ''}, epoch {state.get('epoch')}, "
+                f"step {state.get('global_step')})"
+            )
+            return
+        raise CheckpointMismatchError(
+            f"--ckpt_path last: none of the {len(candidates)} last.ckpt under {where} belongs to this experiment "
+            f"({want_class}, {want_arch}, classes {want_classes}); found {'; '.join(rejected[:3])}. Give the "
+            "checkpoint path explicitly, or a --trainer.default_root_dir of its own for each experiment."
+        )
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         # The default callbacks must not clash with switches the user turned off in the trainer section:
@@ -154,6 +356,10 @@ class CnnzooCLI(LightningCLI):
         if self.subcommand in ("validate", "test"):
             extra.append(EvalReport())
         trainer_config = {**cfg, **kwargs}
+        plugins = trainer_config.get("plugins")
+        plugins = list(plugins) if isinstance(plugins, (list, tuple)) else ([plugins] if plugins else [])
+        if not any(isinstance(p, CheckpointIO) for p in plugins):
+            trainer_config["plugins"] = [*plugins, AtomicCheckpointIO()]
         return self._instantiate_trainer(trainer_config, extra)
 
     def _prepare_subcommand_kwargs(self, subcommand: str) -> dict[str, Any]:
@@ -165,9 +371,17 @@ class CnnzooCLI(LightningCLI):
             )
         if "weights_only" in self._subcommand_method_arguments[subcommand]:
             kwargs["weights_only"] = True
+        if "ckpt_path" in kwargs and self.config[subcommand].get("ckpt_path"):
+            kwargs["ckpt_path"] = self.config[subcommand]["ckpt_path"]  # "last" resolved after instantiation
         return kwargs
 
     def after_fit(self) -> None:
+        for es in self.trainer.callbacks:
+            if isinstance(es, EarlyStopping) and es.diverged:
+                raise TrainingDivergedError(
+                    f"{es.stop_reason}. Fix: lower the learning rate or add warm-up, or check the data; the last "
+                    "finite checkpoint is kept."
+                )
         cb = self.trainer.checkpoint_callback
         if not isinstance(cb, ModelCheckpoint) or not self.trainer.is_global_zero:
             return
@@ -262,15 +476,49 @@ def _packaged_recipes(args: list[str]) -> list[str]:
     return out
 
 
+def _suggest_command(args: list[str]) -> None:
+    """``cnnzoo trian``: say so in one line, with the nearest command, instead of jsonargparse's usage dump."""
+    if not args or args[0].startswith("-") or args[0] in ZOO_COMMANDS or args[0] in TRAINER_COMMANDS:
+        return
+    known = [*TRAINER_COMMANDS, *ZOO_COMMANDS]
+    aliases = {"train": "fit", "eval": "test", "evaluate": "test", "infer": "predict", "inference": "predict"}
+    close = difflib.get_close_matches(args[0], known, n=1) or [
+        aliases[a] for a in difflib.get_close_matches(args[0], list(aliases), n=1)
+    ]
+    hint = f"did you mean '{close[0]}'? " if close else ""
+    raise ConfigError(f"unknown command '{args[0]}': {hint}commands are {', '.join(known)} ('cnnzoo --help')")
+
+
 def main(argv: list[str] | None = None) -> int:
+    """The ``cnnzoo`` entry point. Exit codes: 0 done, 1 failed (diverged, out of memory), 2 refused input,
+    143 interrupted by SIGTERM after saving ``last.ckpt`` (so a scheduler requeues the job)."""
     args = _packaged_recipes(list(sys.argv[1:] if argv is None else argv))
-    if args and args[0] in ZOO_COMMANDS:
-        return ZOO_COMMANDS[args[0]][0](args[1:])
-    if not args or args[0] in ("-h", "--help"):
-        _print_zoo_help()
-        args = ["--help"]
-    # LightningCLI warns when given args that merely repeat sys.argv, so pass them only when they differ.
-    CnnzooCLI(args=None if args == sys.argv[1:] else args)
+    try:
+        _suggest_command(args)
+        if args and args[0] in ZOO_COMMANDS:
+            return ZOO_COMMANDS[args[0]][0](args[1:])
+        if not args or args[0] in ("-h", "--help"):
+            _print_zoo_help()
+            args = ["--help"]
+        # LightningCLI warns when given args that merely repeat sys.argv, so pass them only when they differ.
+        CnnzooCLI(args=None if args == sys.argv[1:] else args)
+    except SIGTERMException:
+        return 143
+    except ConfigError as err:
+        print(f"cnnzoo: error: {err}", file=sys.stderr)
+        return 2
+    except (NonFiniteLossError, TrainingDivergedError) as err:
+        print(f"cnnzoo: error: {err}", file=sys.stderr)
+        return 1
+    except torch.OutOfMemoryError as err:
+        first = (str(err).strip().splitlines() or ["out of memory"])[0]
+        print(
+            f"cnnzoo: error: out of memory ({first[:200]}). Fix: lower --data.batch_size, use mixed precision "
+            "(--trainer.precision bf16-mixed or 16-mixed), or accumulate gradients "
+            "(--trainer.accumulate_grad_batches 2 with half the batch size).",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

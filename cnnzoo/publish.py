@@ -75,6 +75,8 @@ def publish(
     model_kwargs = {"img_size": hp["img_size"]} if hp.get("img_size") else {}
     model = create_model(arch, num_classes=hp["num_classes"], in_chans=hp["in_chans"], **model_kwargs)
     load_strict(model, state, str(ckpt))  # the file must rebuild the exact architecture
+    # Every check comes before the first file is written, so a refused publish leaves nothing behind.
+    metrics = tuple(_metrics_from_reports(list(reports), sha256_file(ckpt)))
 
     out.mkdir(parents=True, exist_ok=True)
     from safetensors.torch import save_file
@@ -103,7 +105,7 @@ def publish(
         mean=tuple(hp["mean"]),
         std=tuple(hp["std"]),
         model_kwargs=model_kwargs,
-        metrics=tuple(_metrics_from_reports(list(reports), sha256_file(ckpt))),
+        metrics=metrics,
         recipe=recipe,
         command=command,
         versions={

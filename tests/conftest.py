@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import http.server
 import os
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -33,3 +36,47 @@ def cifar10_train(tmp_path_factory: pytest.TempPathFactory) -> Path:
     with tarfile.open(archive) as tar:
         tar.extractall(out, filter="data")
     return out / "train"
+
+
+class LocalServer:
+    """An http.server on 127.0.0.1 serving files from a dict; can cut a response short."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, bytes] = {}
+        self.requests: list[str] = []
+        self.cut_after: int | None = None
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                server.requests.append(self.path)
+                body = server.files.get(self.path)
+                if body is None:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if server.cut_after is not None:
+                    self.wfile.write(body[: server.cut_after])
+                    self.wfile.flush()
+                    self.connection.shutdown(2)  # drop the connection halfway
+                    return
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
+
+
+@pytest.fixture
+def server() -> Iterator[LocalServer]:
+    s = LocalServer()
+    yield s
+    s.httpd.shutdown()

@@ -23,6 +23,58 @@ class SigtermAtStep(Callback):
             os.kill(os.getpid(), signal.SIGTERM)
 
 
+class SigtermDuringValidation(Callback):
+    """Sends this process a real SIGTERM in the first validation batch of epoch ``epoch`` (not the sanity check)."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_validation_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: Any) -> None:
+        if not trainer.sanity_checking and trainer.state.fn == "fit" and trainer.current_epoch == self.epoch:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+class SaveAndExitAtStep(Callback):
+    """Saves ``last.ckpt`` after optimizer step ``step``, as a step checkpoint does, then kills the process with no
+    clean-up at all: a node lost right after that save (just after an epoch's last step, say)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: Any) -> None:
+        if trainer.global_step == self.step:
+            trainer.save_checkpoint(os.path.join(trainer.checkpoint_callback.dirpath, "last.ckpt"))  # type: ignore[union-attr]
+            os._exit(9)
+
+
+class NaNGradAtStep(ImageClassifier):
+    """An ImageClassifier whose loss stays finite but whose first conv gets a NaN gradient from step ``nan_step``."""
+
+    def __init__(
+        self,
+        nan_step: int = 5,
+        model: str = "lenet5",
+        num_classes: int = 10,
+        in_chans: int = 1,
+        img_size: int | None = None,
+        class_names: list[str] | None = None,
+        mean: list[float] | None = None,
+        std: list[float] | None = None,
+    ) -> None:
+        super().__init__(
+            model=model,
+            num_classes=num_classes,
+            in_chans=in_chans,
+            img_size=img_size,
+            class_names=class_names,
+            mean=mean,
+            std=std,
+        )
+        self.nan_step = nan_step
+        first = next(p for p in self.net.parameters() if p.ndim == 4)
+        first.register_hook(lambda g: g * float("nan") if self.global_step >= self.nan_step else g)
+
+
 class NaNAtStep(ImageClassifier):
     """An ImageClassifier whose loss becomes NaN at step ``nan_step``."""
 

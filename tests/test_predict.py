@@ -61,11 +61,16 @@ def test_folder_fit_then_cli_predict_writes_csv_with_class_names(tmp_path: Path)
 def test_predict_on_in_memory_test_split_defaults_to_log_dir(tmp_path: Path) -> None:
     from .conftest import RECIPES
 
+    recipe = str(RECIPES / "lenet5_digits.yaml")
+    trained = CnnzooCLI(
+        args=["fit", "--config", recipe, "--trainer.max_epochs=1", f"--trainer.default_root_dir={tmp_path}", *QUIET]
+    )
     cli = CnnzooCLI(
         args=[
             "predict",
             "--config",
-            str(RECIPES / "lenet5_digits.yaml"),
+            recipe,
+            f"--ckpt_path={trained.trainer.checkpoint_callback.best_model_path}",
             f"--trainer.default_root_dir={tmp_path}",
             *QUIET,
         ]

@@ -1,12 +1,9 @@
 from __future__ import annotations
 
 import hashlib
-import http.server
 import json
 import os
 import pickle
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,6 +15,7 @@ from cnnzoo.models import _pretrained
 from cnnzoo.models._pretrained import IntegrityError, Weights, download, load_state_dict_file
 from cnnzoo.tasks import ImageClassifier
 
+from .conftest import LocalServer
 from .helpers import PicklePayload, write_malicious_pickle
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -140,51 +138,7 @@ def test_from_pretrained_task() -> None:
 
 
 # --- downloads ---------------------------------------------------------------------------------------------------
-class _Server:
-    """An http.server on 127.0.0.1 serving files from a dict; can cut a response short."""
-
-    def __init__(self) -> None:
-        self.files: dict[str, bytes] = {}
-        self.requests: list[str] = []
-        self.cut_after: int | None = None
-        server = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                server.requests.append(self.path)
-                body = server.files.get(self.path)
-                if body is None:
-                    self.send_error(404)
-                    return
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                if server.cut_after is not None:
-                    self.wfile.write(body[: server.cut_after])
-                    self.wfile.flush()
-                    self.connection.shutdown(2)  # drop the connection halfway
-                    return
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
-
-
-@pytest.fixture
-def server() -> Iterator[_Server]:
-    s = _Server()
-    yield s
-    s.httpd.shutdown()
-
-
-def test_download_fills_cache_then_makes_no_request(server: _Server, tmp_path: Path) -> None:
+def test_download_fills_cache_then_makes_no_request(server: LocalServer, tmp_path: Path) -> None:
     body = os.urandom(100_000)
     server.files["/w.bin"] = body
     sha = hashlib.sha256(body).hexdigest()
@@ -196,7 +150,7 @@ def test_download_fills_cache_then_makes_no_request(server: _Server, tmp_path: P
     assert [p.name for p in dest.parent.iterdir()] == ["w.bin"]
 
 
-def test_flipped_byte_is_rejected_and_leaves_nothing(server: _Server, tmp_path: Path) -> None:
+def test_flipped_byte_is_rejected_and_leaves_nothing(server: LocalServer, tmp_path: Path) -> None:
     body = bytearray(os.urandom(50_000))
     sha = hashlib.sha256(body).hexdigest()
     body[1234] ^= 0xFF
@@ -207,7 +161,7 @@ def test_flipped_byte_is_rejected_and_leaves_nothing(server: _Server, tmp_path: 
     assert list(tmp_path.iterdir()) == []
 
 
-def test_dropped_connection_leaves_no_partial_file_and_retry_succeeds(server: _Server, tmp_path: Path) -> None:
+def test_dropped_connection_leaves_no_partial_file_and_retry_succeeds(server: LocalServer, tmp_path: Path) -> None:
     body = os.urandom(200_000)
     server.files["/w.bin"] = body
     sha = hashlib.sha256(body).hexdigest()
@@ -219,7 +173,7 @@ def test_dropped_connection_leaves_no_partial_file_and_retry_succeeds(server: _S
     assert download(server.url("/w.bin"), tmp_path / "w.bin", sha, len(body)).read_bytes() == body
 
 
-def test_corrupted_cache_file_is_replaced(server: _Server, tmp_path: Path) -> None:
+def test_corrupted_cache_file_is_replaced(server: LocalServer, tmp_path: Path) -> None:
     body = os.urandom(10_000)
     server.files["/w.bin"] = body
     sha = hashlib.sha256(body).hexdigest()
@@ -231,7 +185,7 @@ def test_corrupted_cache_file_is_replaced(server: _Server, tmp_path: Path) -> No
 
 
 def test_registry_entry_with_url_loads_through_the_cache(
-    server: _Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    server: LocalServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     local = cnnzoo.get_weights("lenet5.digits")
     server.files["/lenet5.safetensors"] = local.local_path().read_bytes()
@@ -251,14 +205,14 @@ def test_registry_entry_with_url_loads_through_the_cache(
 
 @pytest.mark.parametrize("suffix", [".pt", ".pth", ".ckpt"])
 def test_pickle_payload_is_refused_on_path_and_url(
-    suffix: str, server: _Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    suffix: str, server: LocalServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sentinel = tmp_path / "SENTINEL"
     evil = tmp_path / f"evil{suffix}"
     write_malicious_pickle(evil, {"state_dict": {"w": PicklePayload(sentinel)}})
-    with pytest.raises(pickle.UnpicklingError):
+    with pytest.raises(pickle.UnpicklingError, match="refused to load: the file needs a full unpickle"):
         load_state_dict_file(evil)
-    with pytest.raises(pickle.UnpicklingError):
+    with pytest.raises(pickle.UnpicklingError, match="refused to load: the file needs a full unpickle"):
         ImageClassifier.load_from_checkpoint(evil, weights_only=True)
 
     body = evil.read_bytes()
@@ -275,7 +229,7 @@ def test_pickle_payload_is_refused_on_path_and_url(
     )
     monkeypatch.setitem(_pretrained._registry, "lenet5.evil", url_entry)
     monkeypatch.setenv("CNNZOO_HOME", str(tmp_path / "home"))
-    with pytest.raises(pickle.UnpicklingError):
+    with pytest.raises(pickle.UnpicklingError, match="refused to load: the file needs a full unpickle"):
         cnnzoo.load_pretrained("lenet5.evil")
     assert not sentinel.exists()
 

@@ -53,6 +53,36 @@ def check_image(path: str) -> str | None:
     return None
 
 
+def find_unreadable(paths: list[str], folder: Path, strict: bool, check_images: bool) -> list[tuple[str, str]]:
+    """(path, reason) of the files in ``paths`` that do not decode (only zero-byte ones without ``check_images``),
+    reported in one warning that lists them by path, or raised as :class:`CorruptImageError` with ``strict``."""
+    if check_images:
+        with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
+            reasons = list(pool.map(check_image, paths, chunksize=64))
+        bad = [(p, r) for p, r in zip(paths, reasons, strict=True) if r is not None]
+    else:
+        bad = [(p, "zero-byte file") for p in paths if os.path.getsize(p) == 0]
+    if bad:
+        listing = "\n".join(f"  {p}: {r}" for p, r in bad[:20]) + ("\n  ..." if len(bad) > 20 else "")
+        if strict:
+            raise CorruptImageError(
+                f"{len(bad)} unreadable image(s) under {folder}:\n{listing}\n"
+                "Fix: delete or replace them, or pass strict=False to skip them with a warning."
+            )
+        warnings.warn(f"skipping {len(bad)} unreadable image(s) under {folder}:\n{listing}", stacklevel=3)
+    return bad
+
+
+def report_ignored(ignored: list[str], folder: Path) -> None:
+    if ignored:
+        listing = ", ".join(ignored[:5]) + (", ..." if len(ignored) > 5 else "")
+        warnings.warn(
+            f"ignored {len(ignored)} file(s) without an image extension ({', '.join(IMG_EXTENSIONS)}) under "
+            f"{folder}: {listing}",
+            stacklevel=3,
+        )
+
+
 def scan_class_folders(
     folder: Path, classes: list[str], strict: bool, check_images: bool = True
 ) -> list[tuple[str, int]]:
@@ -78,26 +108,8 @@ def scan_class_folders(
                     candidates.append((path, label))
                 else:
                     ignored.append(path)
-    bad: list[tuple[str, str]] = []
-    if check_images:
-        with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
-            reasons = list(pool.map(check_image, [p for p, _ in candidates], chunksize=64))
-        bad = [(p, r) for (p, _), r in zip(candidates, reasons, strict=True) if r is not None]
-    else:
-        bad = [(p, "zero-byte file") for p, _ in candidates if os.path.getsize(p) == 0]
-    if bad:
-        listing = "\n".join(f"  {p}: {r}" for p, r in bad[:20]) + ("\n  ..." if len(bad) > 20 else "")
-        if strict:
-            raise CorruptImageError(
-                f"{len(bad)} unreadable image(s) under {folder}:\n{listing}\n"
-                "Fix: delete or replace them, or pass strict=False to skip them with a warning."
-            )
-        warnings.warn(f"skipping {len(bad)} unreadable image(s) under {folder}:\n{listing}", stacklevel=3)
-    if ignored:
-        warnings.warn(
-            f"ignored {len(ignored)} file(s) without an image extension under {folder}, e.g. {ignored[0]}",
-            stacklevel=3,
-        )
+    bad = find_unreadable([p for p, _ in candidates], folder, strict, check_images)
+    report_ignored(ignored, folder)
     bad_paths = {p for p, _ in bad}
     samples = [(p, y) for p, y in candidates if p not in bad_paths]
     counts = torch.bincount(torch.tensor([y for _, y in samples], dtype=torch.long), minlength=len(classes))
@@ -236,6 +248,7 @@ class ImageFolderDataModule(ClassificationDataModule):
         self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
         self.num_classes = len(self.classes)
         self.samples: dict[str, list[tuple[str, int]]] = {}
+        self.unreadable: list[tuple[str, str]] = []  # predict files that did not decode, with the reason
 
     def _scan(self, folder: Path) -> list[tuple[str, int]]:
         extra = sorted(set(list_classes(folder)) - set(self.classes))
@@ -278,13 +291,18 @@ class ImageFolderDataModule(ClassificationDataModule):
             raise ValueError("predict needs a folder of images: pass --data.predict_dir DIR")
         if not self.predict_dir.is_dir():
             raise FileNotFoundError(f"predict_dir {self.predict_dir} does not exist")
-        files = sorted(
-            str(p)
-            for p in self.predict_dir.iterdir()
-            if p.is_file() and p.suffix.lower() in IMG_EXTENSIONS and not _is_hidden(p.name)
-        )
+        entries = sorted(p for p in self.predict_dir.iterdir() if p.is_file() and not _is_hidden(p.name))
+        files = [str(p) for p in entries if p.suffix.lower() in IMG_EXTENSIONS]
+        report_ignored([str(p) for p in entries if p.suffix.lower() not in IMG_EXTENSIONS], self.predict_dir)
+        # Decoded once here, as the training files are: a corrupt file is listed and left out instead of
+        # raising inside the loader halfway through and losing every row predicted so far.
+        self.unreadable = find_unreadable(files, self.predict_dir, self.strict, self.check_images)
+        bad = {p for p, _ in self.unreadable}
+        files = [p for p in files if p not in bad]
         if not files:
-            raise FileNotFoundError(f"predict_dir {self.predict_dir} holds no images ({', '.join(IMG_EXTENSIONS)})")
+            raise FileNotFoundError(
+                f"predict_dir {self.predict_dir} holds no readable images ({', '.join(IMG_EXTENSIONS)})"
+            )
         return [(p, -1) for p in files]
 
     def _loader(self, split: str, train: bool) -> DataLoader:

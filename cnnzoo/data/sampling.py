@@ -107,14 +107,18 @@ class InMemoryBatchSampler(DistributedSampler):
 
 
 class ResumableDataLoader(DataLoader):
-    """A DataLoader that Lightning treats as resumable (it has ``state_dict``/``load_state_dict``).
+    """A DataLoader whose iterator starts exactly where an uninterrupted run would be, however early it is made.
 
-    - Every new iterator first sets the sampler's epoch from ``epoch`` (a callable reading the Trainer's progress).
-      Lightning calls ``set_epoch`` itself, but with worker processes a resumed run creates its iterator, which
-      starts drawing indices at once, before that call, and so replayed the previous epoch's order.
-    - When a run resumes from a checkpoint saved in the middle of an epoch (on SIGTERM, say), the first pass
-      leaves out the batches the interrupted run already trained on (``batches_done``), so the resumed run sees
-      exactly the batches an uninterrupted run would.
+    - The real iterator is created at the first ``next()``, not at ``iter()``. Lightning creates the training
+      iterator as soon as anything asks for ``trainer.estimated_stepping_batches`` (a OneCycleLR's length, in
+      ``configure_optimizers``), which is before a checkpoint is restored; an eager iterator then served the
+      resumed epoch in epoch 0's order, from its first batch.
+    - At that first ``next()`` it sets the sampler's epoch from ``epoch`` (a callable reading the Trainer's
+      progress) and leaves out the batches the run has already trained on in that epoch (``batches_done``, zero at
+      an epoch's start), so a run resumed mid-epoch sees exactly the batches an uninterrupted run would.
+    - It has ``state_dict``/``load_state_dict``, so Lightning treats it as resumable; the position itself is read
+      from the Trainer, which is always restored, rather than from the loader state, which is not restored when
+      the iterator was made early.
     """
 
     def __init__(
@@ -127,20 +131,37 @@ class ResumableDataLoader(DataLoader):
         super().__init__(*args, **kwargs)
         self._epoch = epoch
         self._batches_done = batches_done
-        self._resume_pending = False
 
     def state_dict(self) -> dict[str, Any]:
         sampler = self.sampler if isinstance(self.sampler, InMemoryBatchSampler) else None
         return {"epoch": sampler.epoch if sampler is not None else 0}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self._resume_pending = True
+        """Nothing to restore: the position comes from the Trainer when iteration starts."""
 
-    def __iter__(self) -> Any:
+    def _start(self) -> Iterator[Any]:
         if isinstance(self.sampler, InMemoryBatchSampler):
             if self._epoch is not None:
                 self.sampler.set_epoch(self._epoch())
-            if self._resume_pending and self._batches_done is not None:
+            if self._batches_done is not None:
                 self.sampler.skip_batches = max(0, self._batches_done())
-        self._resume_pending = False
         return super().__iter__()
+
+    def __iter__(self) -> Any:
+        return _LazyIterator(self._start)
+
+
+class _LazyIterator:
+    """An iterator that creates the underlying one at its first ``next()``."""
+
+    def __init__(self, start: Callable[[], Iterator[Any]]) -> None:
+        self._start = start
+        self._it: Iterator[Any] | None = None
+
+    def __iter__(self) -> _LazyIterator:
+        return self
+
+    def __next__(self) -> Any:
+        if self._it is None:
+            self._it = self._start()
+        return next(self._it)

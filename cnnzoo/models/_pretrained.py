@@ -2,7 +2,7 @@
 
 Shaped after torchvision's ``Weights`` (metadata, ``transforms()``, a DEFAULT per architecture) and timm's
 ``pretrained_cfg``. Three things are stricter than either of them:
-- every file carries its full sha256 and byte size, checked on download and re-checked on cache hits;
+- every file carries its full sha256 and byte size, checked on download and re-hashed on every cache hit;
 - weights are safetensors, and anything else goes through ``torch.load(weights_only=True)``, never a full unpickle;
 - class names travel with the weights, so predictions can be named without the training code.
 """
@@ -12,6 +12,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
+import re
 import sys
 import tempfile
 import urllib.request
@@ -27,9 +29,12 @@ from torch import nn
 from ._registry import create_model, unknown_name_error
 
 __all__ = [
+    "IntegrityError",
+    "UnsafePickleError",
     "Weights",
     "cache_dir",
     "download",
+    "fetch_url",
     "get_weights",
     "list_pretrained",
     "load_pretrained",
@@ -39,8 +44,8 @@ __all__ = [
 ]
 
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
-# Files up to this size are re-hashed on every cache hit; larger ones only have their size checked.
-REVERIFY_MAX_BYTES = 256 * 2**20
+# A weights URL states its sha256 in the fragment; hex is case-insensitive, so upper case is accepted too.
+_SHA256_FRAGMENT = re.compile(r"sha256=([0-9a-fA-F]{64})")
 
 
 @dataclass(frozen=True)
@@ -119,13 +124,25 @@ class Weights:
 
 
 _registry: dict[str, Weights] = {}
+# Entries whose metadata could not be read, with the reason: one damaged JSON file must not break `import cnnzoo`
+# (and with it every other model); asking for that entry gives the reason instead.
+_broken: dict[str, str] = {}
 
 
-def register_pretrained(name: str, default: bool = False) -> Weights:
-    """Declare published weights ``arch.tag`` from the generated ``pretrained/<arch.tag>.json``."""
+def register_pretrained(name: str, default: bool = False) -> Weights | None:
+    """Declare published weights ``arch.tag`` from the generated ``pretrained/<arch.tag>.json``.
+
+    A missing or malformed JSON file is reported with a warning and the entry is left out (``None``)."""
     if name in _registry:
         raise ValueError(f"weights {name!r} are already registered")
-    w = Weights.from_json(PRETRAINED_DIR / f"{name}.json", default=default)
+    path = PRETRAINED_DIR / f"{name}.json"
+    try:
+        w = Weights.from_json(path, default=default)
+    except (OSError, ValueError, TypeError) as err:
+        reason = f"{path} is unreadable or malformed ({type(err).__name__}: {err}); reinstall cnnzoo"
+        _broken[name] = reason
+        warnings.warn(f"weights {name!r} left out: {reason}", stacklevel=2)
+        return None
     if w.name != name:
         raise ValueError(f"{name}.json describes {w.name!r}")
     _registry[name] = w
@@ -147,6 +164,8 @@ def get_weights(name: str) -> Weights:
             return defaults[0]
     if name in _registry:
         return _registry[name]
+    if name in _broken:
+        raise ValueError(f"weights {name!r} are unavailable: {_broken[name]}")
     raise unknown_name_error("pretrained weights", name, list(_registry), "cnnzoo.list_pretrained()")
 
 
@@ -171,6 +190,10 @@ class IntegrityError(ValueError):
     """A file whose size or sha256 differs from the published one."""
 
 
+class UnsafePickleError(pickle.UnpicklingError):
+    """A weights file that only a full unpickle (able to run code) could load; cnnzoo refuses it."""
+
+
 def verify_file(path: Path, sha256: str, num_bytes: int | None, full: bool = True) -> None:
     size = path.stat().st_size
     if num_bytes is not None and size != num_bytes:
@@ -186,18 +209,25 @@ def download(url: str, dest: Path, sha256: str, num_bytes: int | None = None, pr
 
     The bytes go to a temporary file in ``dest``'s directory and are renamed into place only after their size and
     sha256 match, so an interrupted or corrupted download never leaves a file behind under the final name. A cached
-    file is re-hashed when it is small enough to be cheap, and replaced if it no longer matches.
+    file is re-hashed on every hit, whatever its size, and replaced if it no longer matches.
     """
     dest = Path(dest)
+    sha256 = sha256.lower()
     if dest.is_file():
         try:
-            verify_file(dest, sha256, num_bytes, full=dest.stat().st_size <= REVERIFY_MAX_BYTES)
+            verify_file(dest, sha256, num_bytes)
             return dest
         except IntegrityError as err:
             warnings.warn(f"cached file failed verification, downloading again: {err}", stacklevel=2)
             dest.unlink()
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    except OSError as err:
+        raise PermissionError(
+            f"cannot write the download cache {dest.parent} ({err.strerror or err}); set CNNZOO_HOME to a writable "
+            "folder, e.g. CNNZOO_HOME=$TMPDIR/cnnzoo"
+        ) from err
     tmp = Path(tmp_name)
     h = hashlib.sha256()
     try:
@@ -251,16 +281,60 @@ class _progress:
             self.bar.stop()
 
 
+def fetch_url(source: str) -> Path:
+    """The verified local copy of ``https://.../file#sha256=<64 hex digits>``, downloaded once into the cache.
+
+    A URL without its sha256 is refused: nothing is loaded that was not checked against a published hash."""
+    url, _, frag = source.partition("#")
+    match = _SHA256_FRAGMENT.fullmatch(frag)
+    if not match:
+        hint = " (the fragment must be exactly sha256=<64 hex digits>)" if frag else ""
+        raise ValueError(
+            f"{url}: a URL must state its sha256{hint}, as {url}#sha256=<64 hex digits>, so the download can be "
+            "verified before it is loaded"
+        )
+    digest = match.group(1).lower()
+    name = url.rstrip("/").rsplit("/", 1)[-1] or "weights"
+    return download(url, cache_dir() / "urls" / f"{digest[:16]}-{name}", digest)
+
+
+def is_safetensors_file(path: Path) -> bool:
+    """Sniff the safetensors layout (an 8-byte little-endian header length, then a JSON object), whatever the
+    file is called: a ``.pt`` that is really safetensors must not reach the unpickler."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(9)
+    except OSError:
+        return False
+    return len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < path.stat().st_size
+
+
 def load_state_dict_file(path: Path | str) -> dict[str, torch.Tensor]:
     """Tensors from a ``.safetensors`` file, or from a ``.pt``/``.pth``/``.ckpt`` through
     ``torch.load(weights_only=True)``, which refuses any pickle that would build objects or call functions.
-    A Lightning checkpoint gives its ``state_dict``."""
+    A Lightning checkpoint gives its ``state_dict``. Errors name the file."""
     path = Path(path)
-    if path.suffix == ".safetensors":
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such weights file")
+    if path.suffix == ".safetensors" or is_safetensors_file(path):
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        return load_file(str(path))
-    obj = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as err:
+            raise ValueError(f"{path}: not a readable safetensors file ({err}); re-download or re-export it") from err
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        # torch's own message suggests weights_only=False, the one thing that must not be done with such a file.
+        raise UnsafePickleError(
+            f"{path}: refused to load: the file needs a full unpickle, which can run arbitrary code, and cnnzoo "
+            "never does that. Re-save the weights as plain tensors (safetensors, or torch.save(state_dict)) from "
+            "a trusted environment."
+        ) from None
+    except (RuntimeError, EOFError) as err:
+        raise ValueError(f"{path}: not a readable weights file ({err})") from err
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
@@ -293,6 +367,11 @@ def load_pretrained(name: str, *, num_classes: int | None = None, in_chans: int 
     first = getattr(model, "first_conv", None)
     if in_chans is not None and in_chans != w.in_chans and first is not None:
         state[f"{first}.weight"] = adapt_input_conv(state[f"{first}.weight"], in_chans)
+        warnings.warn(
+            f"{w.name}: the first convolution ({first}) was adapted from {w.in_chans} to {in_chans} input channels "
+            + ("(filters summed over RGB)" if in_chans == 1 else "(filters repeated and scaled)"),
+            stacklevel=2,
+        )
     load_strict(model, state, w.name)
     if num_classes is not None and num_classes != w.num_classes:
         model.reset_classifier(num_classes)  # type: ignore[operator]

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import inspect
 import os
+import pickle
 import warnings
 from functools import partial
-from typing import Any, Literal
+from pathlib import Path
+from typing import IO, Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -16,6 +18,7 @@ from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
+from ..errors import ConfigError
 from ..models import ZooModel, create_model
 from ..models._registry import get_model_entrypoint
 
@@ -62,6 +65,27 @@ def _partial_target(factory: Any) -> tuple[Any, set[str]]:
     return target, {k for k, v in factory.keywords.items() if v is not None}
 
 
+def check_one_cycle(factory: Any, total: int) -> None:
+    """OneCycleLR divides by each phase's length in steps, and a phase of length zero (``pct_start x total_steps``
+    exactly 1, as with 5 steps at ``pct_start=0.2``) fails mid-run with a ZeroDivisionError. Say so before training
+    starts. Shorter, fractional warm-ups run (the smoke tests use 2 steps)."""
+    keywords = factory.keywords if isinstance(factory, partial) else {}
+    params = inspect.signature(torch.optim.lr_scheduler.OneCycleLR).parameters
+    pct_start = keywords.get("pct_start")
+    pct_start = params["pct_start"].default if pct_start is None else pct_start
+    three_phase = bool(keywords.get("three_phase") or False)
+    # The phase ends exactly as OneCycleLR computes them.
+    warmup_end = float(pct_start * total) - 1
+    ends = [warmup_end, 2 * warmup_end, total - 1] if three_phase else [warmup_end, total - 1]
+    starts = [0.0, *ends[:-1]]
+    if any(end == start for start, end in zip(starts, ends, strict=True)):
+        raise ConfigError(
+            f"OneCycleLR over {total} steps with pct_start={pct_start} has a phase of zero steps and would fail "
+            "mid-run: train more steps (--trainer.max_epochs, --trainer.limit_train_batches), change pct_start, "
+            "or drop --model.lr_scheduler for a smoke test"
+        )
+
+
 class ClassificationTask(LightningModule):
     """Shared training logic of the cnnzoo classifiers: loss, metrics, logging names, optimiser wiring and
     ``predict_step``. Subclasses set ``self.net`` in ``__init__`` and may override :meth:`forward`.
@@ -105,6 +129,49 @@ class ClassificationTask(LightningModule):
         self.test_metrics = make_metrics(num_classes, "test_")
         self._train_loss_sum = None
         self._train_loss_count = 0
+
+    @classmethod
+    def load_from_checkpoint(  # type: ignore[override]
+        cls,
+        checkpoint_path: str | Path | IO[bytes],
+        map_location: Any = None,
+        hparams_file: str | Path | None = None,
+        strict: bool | None = None,
+        weights_only: bool | None = True,
+        **kwargs: Any,
+    ) -> Any:
+        """Lightning's ``load_from_checkpoint``, always with ``weights_only=True``.
+
+        Lightning's own default fully unpickles ``http(s)://`` checkpoints and leaves local files to
+        ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``; either lets a crafted ``.ckpt`` run code. Here a URL must end in
+        ``#sha256=<64 hex digits>``: it is downloaded into the cnnzoo cache, verified, then loaded as a local file.
+        """
+        if weights_only is not True:
+            raise ValueError(
+                "cnnzoo loads checkpoints with weights_only=True only: a full unpickle can run arbitrary code. "
+                "Drop the weights_only argument; re-save an old checkpoint with plain tensors if it does not load."
+            )
+        if isinstance(checkpoint_path, (str, Path)) and str(checkpoint_path).startswith(("http://", "https://")):
+            from ..models._pretrained import fetch_url
+
+            checkpoint_path = fetch_url(str(checkpoint_path))
+        try:
+            return super().load_from_checkpoint(
+                checkpoint_path,
+                map_location=map_location,
+                hparams_file=hparams_file,
+                strict=strict,
+                weights_only=True,
+                **kwargs,
+            )
+        except pickle.UnpicklingError:
+            from ..models._pretrained import UnsafePickleError
+
+            # torch's message suggests weights_only=False, the one thing not to do with an untrusted file.
+            raise UnsafePickleError(
+                f"{checkpoint_path}: refused to load: the file needs a full unpickle, which can run arbitrary code, "
+                "and cnnzoo never does that. Use a checkpoint that cnnzoo wrote, or re-save it with plain tensors."
+            ) from None
 
     # --- hooks users override ---------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -235,8 +302,11 @@ class ClassificationTask(LightningModule):
         if target is torch.optim.lr_scheduler.OneCycleLR:
             if not {"total_steps", "epochs"} & given:
                 total = int(self.trainer.estimated_stepping_batches)
+                check_one_cycle(factory, total)
                 return factory(optimizer, total_steps=total), "step"
-            return factory(optimizer), "step"
+            scheduler = factory(optimizer)
+            check_one_cycle(factory, int(scheduler.total_steps))
+            return scheduler, "step"
         return factory(optimizer), self.lr_scheduler_interval
 
     def configure_optimizers(self) -> Any:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import warnings
 from typing import Any, Literal
 
@@ -47,21 +46,12 @@ def classifier_prefix(net: nn.Module) -> str:
 def _state_from(source: str) -> dict[str, torch.Tensor]:
     """Tensors from a cnnzoo weights name, an https:// URL ending in ``#sha256=<hex>``, or a local file.
     Every path goes through safetensors or ``torch.load(weights_only=True)``."""
-    from ..models._pretrained import _registry, cache_dir, download, get_weights, load_state_dict_file
+    from ..models._pretrained import fetch_url, get_weights, list_pretrained, load_state_dict_file
 
-    if source in _registry:
+    if source in list_pretrained():
         return load_state_dict_file(get_weights(source).local_path())
     if source.startswith(("https://", "http://")):
-        url, _, frag = source.partition("#")
-        match = re.fullmatch(r"sha256=([0-9a-f]{64})", frag)
-        if not match:
-            raise ValueError(
-                f"{url}: a weights URL must say its sha256, as {url}#sha256=<64 hex digits>, so the download can "
-                "be verified before it is loaded"
-            )
-        name = url.rstrip("/").rsplit("/", 1)[-1] or "weights"
-        path = download(url, cache_dir() / "urls" / f"{match.group(1)[:16]}-{name}", match.group(1))
-        return load_state_dict_file(path)
+        return load_state_dict_file(fetch_url(source))
     return load_state_dict_file(source)
 
 

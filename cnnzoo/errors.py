@@ -1,0 +1,13 @@
+"""Errors that cnnzoo raises for input it refuses. The CLI prints them as one line, with exit code 2."""
+
+from __future__ import annotations
+
+__all__ = ["CheckpointMismatchError", "ConfigError"]
+
+
+class ConfigError(ValueError):
+    """A command line, config or setting that cnnzoo refuses; the message names the problem and the fix."""
+
+
+class CheckpointMismatchError(ConfigError):
+    """A checkpoint that does not belong to the configured model or data."""

@@ -1,0 +1,511 @@
+"""Hostile and careless input: each test here failed before the fix it covers (issue 15)."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+from cnnzoo.callbacks import AtomicCheckpointIO, NonFiniteLossError, TrainingDivergedError
+from cnnzoo.cli import CnnzooCLI, main
+from cnnzoo.errors import CheckpointMismatchError, ConfigError
+from cnnzoo.models import _pretrained
+from cnnzoo.models._pretrained import UnsafePickleError, download, fetch_url, load_pretrained, load_state_dict_file
+from cnnzoo.tasks import ImageClassifier
+
+from .conftest import RECIPES, REPO, LocalServer
+from .datagen import write_folder
+from .helpers import PicklePayload, write_malicious_pickle
+from .test_training import _assert_same_final_state, cnnzoo
+
+DIGITS = str(RECIPES / "lenet5_digits.yaml")
+QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
+ONE_CYCLE = (
+    "model:\n  init_args:\n    lr_scheduler:\n      class_path: torch.optim.lr_scheduler.OneCycleLR\n"
+    "      init_args: {max_lr: 0.004, pct_start: 0.2}\n"
+)
+
+
+def fit(tmp: Path, *args: str) -> CnnzooCLI:
+    return CnnzooCLI(args=["fit", "--config", DIGITS, f"--trainer.default_root_dir={tmp}", *QUIET, *args])
+
+
+def last_ckpt(root: Path) -> Path:
+    return max(root.rglob("last*.ckpt"), key=lambda p: p.stat().st_mtime)
+
+
+# --- 1. remote code execution through load_from_checkpoint ----------------------------------------------------------
+def test_load_from_checkpoint_url_is_verified_and_never_unpickled(server: LocalServer, tmp_path: Path) -> None:
+    sentinel = tmp_path / "SENTINEL"
+    evil = tmp_path / "evil.ckpt"
+    write_malicious_pickle(evil, {"state_dict": {}, "hyper_parameters": {"x": PicklePayload(sentinel)}})
+    body = evil.read_bytes()
+    server.files["/evil.ckpt"] = body
+    os.environ["CNNZOO_HOME"] = str(tmp_path / "cache")
+    try:
+        with pytest.raises(ValueError, match="must state its sha256"):
+            ImageClassifier.load_from_checkpoint(server.url("/evil.ckpt"))
+        sha = hashlib.sha256(body).hexdigest()
+        with pytest.raises(UnsafePickleError, match="refused to load"):
+            ImageClassifier.load_from_checkpoint(server.url(f"/evil.ckpt#sha256={sha}"))
+    finally:
+        del os.environ["CNNZOO_HOME"]
+    with pytest.raises(ValueError, match="weights_only=True only"):
+        ImageClassifier.load_from_checkpoint(evil, weights_only=False)
+    with pytest.raises(ValueError, match="weights_only=True only"):
+        ImageClassifier.load_from_checkpoint(evil, weights_only=None)
+    assert not sentinel.exists()
+
+
+def test_torch_force_no_weights_only_load_does_not_unpickle(tmp_path: Path) -> None:
+    sentinel = tmp_path / "SENTINEL"
+    evil = tmp_path / "evil.ckpt"
+    write_malicious_pickle(evil, {"state_dict": {}, "hyper_parameters": {"x": PicklePayload(sentinel)}})
+    code = (
+        "import sys\nfrom cnnzoo.tasks import ImageClassifier\n"
+        "try:\n    ImageClassifier.load_from_checkpoint(sys.argv[1])\n"
+        "except Exception as e:\n    print(type(e).__name__)\n"
+    )
+    env = {**os.environ, "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1", "PYTHONPATH": str(REPO)}
+    out = subprocess.run([sys.executable, "-c", code, str(evil)], env=env, capture_output=True, text=True, timeout=300)
+    assert "UnsafePickleError" in out.stdout, out.stderr[-2000:]
+    assert not sentinel.exists()
+
+
+def test_old_torch_gets_one_warning_at_import() -> None:
+    code = (
+        "import warnings, torch\ntorch.__version__ = '2.6.0+cpu'\n"
+        "with warnings.catch_warnings(record=True) as w:\n    warnings.simplefilter('always')\n    import cnnzoo\n"
+        "print(sum('weights-only unpickler' in str(x.message) for x in w))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True
+    )
+    assert out.stdout.strip() == "1", out.stderr[-2000:]
+
+
+# --- 2. exact resume with OneCycleLR --------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def one_cycle_yaml(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("cfg") / "one_cycle.yaml"
+    path.write_text(ONE_CYCLE)
+    return path
+
+
+def test_one_cycle_resume_mid_epoch_is_exact(one_cycle_yaml: Path, tmp_path: Path) -> None:
+    common = ["--config", str(one_cycle_yaml), "--data.augment=standard", "--trainer.max_epochs=3"]
+    fit(tmp_path / "straight", *common)
+    sig = tmp_path / "sig.yaml"
+    sig.write_text(
+        "trainer:\n  callbacks:\n    - class_path: tests.helpers.SigtermAtStep\n      init_args: {step: 50}\n"
+    )
+    with pytest.raises(SIGTERMException):
+        fit(tmp_path / "resumed", *common, "--config", str(sig))
+    assert torch.load(last_ckpt(tmp_path / "resumed"), weights_only=True)["global_step"] == 50
+    fit(tmp_path / "resumed", *common, "--ckpt_path=last")
+    _assert_same_final_state(last_ckpt(tmp_path / "straight"), last_ckpt(tmp_path / "resumed"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("where", ["epoch_boundary", "mid_epoch"])
+def test_lenet5_mnist_one_cycle_resume_is_exact(where: str, shared_data: Path, tmp_path: Path) -> None:
+    recipe = str(RECIPES / "lenet5_mnist.yaml")
+    common = [
+        "--config",
+        recipe,
+        f"--data.data_dir={shared_data / 'mnist'}",
+        "--trainer.limit_train_batches=40",
+        "--trainer.limit_val_batches=5",
+        "--trainer.max_epochs=3",
+        "--data.num_workers=2",
+        *QUIET,
+    ]
+    cnnzoo("fit", *common, f"--trainer.default_root_dir={tmp_path / 'straight'}")
+    root = tmp_path / "resumed"
+    # 40 batches an epoch: step 40 is the last step of epoch 0, step 60 the middle of epoch 1.
+    step = 40 if where == "epoch_boundary" else 60
+    sig = tmp_path / "sig.yaml"
+    sig.write_text(
+        f"trainer:\n  callbacks:\n    - class_path: tests.helpers.SigtermAtStep\n      init_args: {{step: {step}}}\n"
+    )
+    out = cnnzoo("fit", *common, "--config", str(sig), f"--trainer.default_root_dir={root}", check=False)
+    assert out.returncode == 143, out.stderr[-3000:]
+    assert torch.load(last_ckpt(root), weights_only=True)["global_step"] == step
+    cnnzoo("fit", *common, f"--trainer.default_root_dir={root}", "--ckpt_path=last")
+    _assert_same_final_state(last_ckpt(tmp_path / "straight"), last_ckpt(root))
+
+
+# --- 3. class names from the checkpoint -----------------------------------------------------------------------------
+FOLDER_ARGS = [
+    "--data=cnnzoo.data.ImageFolderDataModule",
+    "--data.image_size=28",
+    "--data.in_chans=1",
+    "--data.num_workers=0",
+    "--data.batch_size=8",
+    "--model=cnnzoo.tasks.ImageClassifier",
+    "--model.model=lenet5",
+    *QUIET,
+]
+
+
+@pytest.fixture(scope="module")
+def shapes_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("shapes")
+    root = write_folder(tmp / "shapes", {"circle": 6, "square": 6, "star": 6}, size=28)
+    cli = CnnzooCLI(
+        args=["fit", *FOLDER_ARGS, f"--data.root={root}", "--trainer.max_epochs=1", f"--trainer.default_root_dir={tmp}"]
+    )
+    return Path(cli.trainer.checkpoint_callback.best_model_path)
+
+
+def test_test_on_data_with_other_classes_is_refused(shapes_ckpt: Path, tmp_path: Path) -> None:
+    other = write_folder(tmp_path / "animals", {"cat": 4, "dog": 4, "fox": 4}, size=28)
+    args = [*FOLDER_ARGS, f"--data.root={other}", "--data.test_fraction=0.5", f"--trainer.default_root_dir={tmp_path}"]
+    with pytest.raises(
+        CheckpointMismatchError, match=r"classes \['circle', 'square', 'star'\].*\['cat', 'dog', 'fox'\]"
+    ):
+        CnnzooCLI(args=["test", *args, f"--ckpt_path={shapes_ckpt}"])
+
+
+def test_predict_names_rows_with_the_checkpoints_classes(shapes_ckpt: Path, tmp_path: Path) -> None:
+    other = write_folder(tmp_path / "animals", {"cat": 4, "dog": 4, "fox": 4}, size=28)
+    pred = tmp_path / "pred"
+    pred.mkdir()
+    for i, src in enumerate(sorted((other / "cat").iterdir())):
+        (pred / f"{i}.png").write_bytes(src.read_bytes())
+    out = tmp_path / "preds.csv"
+    CnnzooCLI(
+        args=[
+            "predict",
+            *FOLDER_ARGS,
+            f"--data.root={other}",
+            f"--data.predict_dir={pred}",
+            f"--prediction_writer.output={out}",
+            f"--ckpt_path={shapes_ckpt}",
+            f"--trainer.default_root_dir={tmp_path}",
+        ]
+    )
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 4 and {r["pred_class"] for r in rows} <= {"circle", "square", "star"}
+
+
+# --- 4. no checkpoint, no evaluation --------------------------------------------------------------------------------
+@pytest.mark.parametrize("command", ["validate", "test", "predict"])
+def test_evaluation_without_weights_is_refused(command: str, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=f"cnnzoo {command} needs trained weights: add --ckpt_path"):
+        CnnzooCLI(args=[command, "--config", DIGITS, f"--trainer.default_root_dir={tmp_path}", *QUIET])
+    assert not list(tmp_path.rglob("*.csv")) and not list(tmp_path.rglob("*report.json"))
+
+
+# --- 5. preemption --------------------------------------------------------------------------------------------------
+def test_sigterm_exits_143_after_saving(tmp_path: Path) -> None:
+    sig = tmp_path / "sig.yaml"
+    sig.write_text(
+        "trainer:\n  callbacks:\n    - class_path: tests.helpers.SigtermAtStep\n      init_args: {step: 10}\n"
+    )
+    out = cnnzoo(
+        "fit", "--config", DIGITS, "--config", str(sig), f"--trainer.default_root_dir={tmp_path}", *QUIET, check=False
+    )
+    assert out.returncode == 143, out.stderr[-3000:]
+    assert torch.load(last_ckpt(tmp_path), weights_only=True)["global_step"] == 10
+
+
+def test_sigterm_during_validation_saves_and_resumes_exactly(tmp_path: Path) -> None:
+    fit(tmp_path / "straight", "--trainer.max_epochs=3")
+    sig = tmp_path / "sig.yaml"
+    sig.write_text(
+        "trainer:\n  callbacks:\n    - class_path: tests.helpers.SigtermDuringValidation\n      init_args: {epoch: 1}\n"
+    )
+    root = tmp_path / "resumed"
+    with pytest.raises(SIGTERMException):
+        fit(root, "--trainer.max_epochs=3", "--config", str(sig))
+    saved = torch.load(last_ckpt(root), weights_only=True)
+    assert saved["global_step"] == 2 * 39  # epoch 1's training done, its validation interrupted
+    fit(root, "--trainer.max_epochs=3", "--ckpt_path=last")
+    _assert_same_final_state(last_ckpt(tmp_path / "straight"), last_ckpt(root))
+
+
+# --- 6. early stopping without validation metrics -------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "args", [["--trainer.limit_val_batches=0", "--trainer.max_epochs=2"], ["--trainer.max_steps=10"]], ids=str
+)
+def test_runs_without_validation_metrics_train_and_save(args: list[str], tmp_path: Path) -> None:
+    cli = fit(tmp_path, *args)
+    assert cli.trainer.global_step > 0
+    assert last_ckpt(tmp_path).is_file()
+
+
+def test_resume_after_a_kill_at_an_epochs_last_step(tmp_path: Path) -> None:
+    common = ["--config", DIGITS, f"--trainer.default_root_dir={tmp_path}", "--trainer.max_epochs=2", *QUIET]
+    kill = tmp_path / "kill.yaml"
+    kill.write_text(
+        "trainer:\n  callbacks:\n    - class_path: tests.helpers.SaveAndExitAtStep\n      init_args: {step: 39}\n"
+    )
+    out = cnnzoo("fit", *common, "--config", str(kill), check=False)
+    assert out.returncode == 9
+    assert torch.load(last_ckpt(tmp_path), weights_only=True)["global_step"] == 39
+    cnnzoo("fit", *common, "--ckpt_path=last")
+    assert torch.load(last_ckpt(tmp_path), weights_only=True)["global_step"] == 78
+
+
+def test_a_misspelt_monitor_is_still_an_error(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError, match="val_los"):
+        fit(tmp_path, "--early_stopping.monitor=val_los", "--trainer.max_epochs=1")
+
+
+# --- 7. --ckpt_path last picks only this experiment's run ----------------------------------------------------------
+def test_ckpt_path_last_never_resumes_another_experiment(tmp_path: Path) -> None:
+    short = ["--trainer.max_epochs=1", "--trainer.limit_train_batches=2"]
+    fit(tmp_path, *short, "--model.model=lenet5_classic")
+    with pytest.raises(CheckpointMismatchError, match=r"none of the 1 last.ckpt.*lenet5_classic"):
+        fit(tmp_path, "--trainer.max_epochs=2", "--ckpt_path=last")
+    fit(tmp_path, *short)  # a lenet5 run, then a newer lenet5_classic one
+    time.sleep(0.05)
+    fit(tmp_path, *short, "--model.model=lenet5_classic")
+    cli = fit(tmp_path, "--trainer.max_epochs=2", "--trainer.limit_train_batches=2", "--ckpt_path=last")
+    assert "version_1" in str(cli.config["fit"]["ckpt_path"])
+    assert cli.trainer.global_step == 4
+
+
+# --- 8. unreadable files in predict_dir -----------------------------------------------------------------------------
+def test_corrupt_and_non_image_files_in_predict_dir_are_reported_not_fatal(shapes_ckpt: Path, tmp_path: Path) -> None:
+    root = write_folder(tmp_path / "shapes", {"circle": 6, "square": 6, "star": 6}, size=28)
+    pred = tmp_path / "pred"
+    pred.mkdir()
+    for i, src in enumerate(sorted((root / "star").iterdir())[:3]):
+        (pred / f"ok{i}.png").write_bytes(src.read_bytes())
+    (pred / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
+    (pred / "notes.txt").write_text("not an image")
+    out = tmp_path / "preds.csv"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        CnnzooCLI(
+            args=[
+                "predict",
+                *FOLDER_ARGS,
+                f"--data.root={root}",
+                f"--data.predict_dir={pred}",
+                f"--prediction_writer.output={out}",
+                f"--ckpt_path={shapes_ckpt}",
+                f"--trainer.default_root_dir={tmp_path}",
+            ]
+        )
+    messages = "\n".join(str(w.message) for w in caught)
+    assert "broken.png" in messages and "notes.txt" in messages
+    assert sorted(Path(r["file"]).name for r in csv.DictReader(out.open())) == ["ok0.png", "ok1.png", "ok2.png"]
+
+
+# --- 9. a checkpoint cannot swap the model or set a download source ------------------------------------------------
+def test_checkpoint_with_another_class_path_is_refused(tmp_path: Path) -> None:
+    ckpt = tmp_path / "swap.ckpt"
+    hp = {"_class_path": "cnnzoo.tasks.TimmClassifier", "backbone": "resnet18", "pretrained": "http://127.0.0.1:9/w"}
+    torch.save({"state_dict": {}, "hyper_parameters": hp}, ckpt)
+    with pytest.raises(CheckpointMismatchError, match=r"saved by cnnzoo.tasks.TimmClassifier.*trains"):
+        CnnzooCLI(args=["test", "--config", DIGITS, f"--ckpt_path={ckpt}", f"--trainer.default_root_dir={tmp_path}"])
+
+
+def test_checkpoint_hyperparameters_never_set_a_download_source(server: LocalServer, tmp_path: Path) -> None:
+    ckpt = tmp_path / "swap.ckpt"
+    url = server.url("/w.safetensors") + "#sha256=" + "0" * 64
+    hp = {"_class_path": "cnnzoo.tasks.TimmClassifier", "backbone": "resnet18", "pretrained": url, "num_classes": 10}
+    torch.save({"state_dict": {}, "hyper_parameters": hp, "pytorch-lightning_version": "2.6.0"}, ckpt)
+    args = ["test", "--data=cnnzoo.data.DigitsDataModule", "--model=cnnzoo.tasks.TimmClassifier", *QUIET]
+    with pytest.raises(RuntimeError, match="Missing key"):  # the empty state dict; what matters is what ran before
+        CnnzooCLI(
+            args=[*args, "--model.backbone=resnet18", f"--ckpt_path={ckpt}", f"--trainer.default_root_dir={tmp_path}"]
+        )
+    assert server.requests == []
+
+
+# --- 10. atomic checkpoint writes -----------------------------------------------------------------------------------
+KILL_DURING_SAVE = """
+import sys, time, torch
+from cnnzoo.callbacks import AtomicCheckpointIO
+io = AtomicCheckpointIO()
+target = sys.argv[1]
+io.save_checkpoint({"v": torch.ones(1000)}, target)
+real_save = torch.save
+def slow_save(obj, f, *a, **k):
+    f.write(b"x" * 4096)  # a torn partial write, then the kill arrives
+    f.flush()
+    print("writing", flush=True)
+    time.sleep(60)
+torch.save = slow_save
+io.save_checkpoint({"v": torch.zeros(1000)}, target)
+"""
+
+
+def test_a_kill_during_a_checkpoint_write_keeps_the_previous_file(tmp_path: Path) -> None:
+    target = tmp_path / "ckpts" / "last.ckpt"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILL_DURING_SAVE, str(target)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO), "TMPDIR": str(tmp_path)},
+    )
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "writing"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert torch.equal(torch.load(target, weights_only=True)["v"], torch.ones(1000))  # the old file, whole
+    assert len(list(target.parent.glob(".last.ckpt.*.tmp"))) == 1  # the torn write never replaced it
+    AtomicCheckpointIO().save_checkpoint({"v": torch.full((3,), 2.0)}, target)
+    assert sorted(p.name for p in target.parent.iterdir()) == ["last.ckpt"]  # the leftover is cleaned up
+    assert torch.equal(torch.load(target, weights_only=True)["v"], torch.full((3,), 2.0))
+
+
+def test_the_cli_trainer_saves_through_atomic_io(tmp_path: Path) -> None:
+    cli = CnnzooCLI(args=["--config", DIGITS, f"--trainer.default_root_dir={tmp_path}"], run=False)
+    assert isinstance(cli.trainer.strategy.checkpoint_io, AtomicCheckpointIO)
+
+
+# --- 11. linked arguments set by hand -------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("arg", "fix"),
+    [
+        ("--model.num_classes=5", "data's classes"),
+        ("--model.in_chans=3", "--data.in_chans"),
+        ("--model.img_size=32", "--data.image_size"),
+        ("--model.mean=[0.5]", "--data.mean"),
+        ("--model.class_names=[a,b]", "data's classes"),
+    ],
+)
+def test_setting_a_linked_model_argument_is_an_error(arg: str, fix: str, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=f"is set by hand.*{fix}"):
+        fit(tmp_path, arg)
+
+
+# --- 12. silent divergence ------------------------------------------------------------------------------------------
+def test_non_finite_gradient_under_a_finite_loss_stops_before_the_step(tmp_path: Path) -> None:
+    with pytest.raises(NonFiniteLossError, match=r"gradient of net\.\S+ is not finite.*step 45"):
+        fit(tmp_path, "--model=tests.helpers.NaNGradAtStep", "--model.nan_step=45", "--trainer.max_epochs=3")
+    for ckpt in tmp_path.rglob("*.ckpt"):
+        state = torch.load(ckpt, weights_only=True)["state_dict"]
+        assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
+
+
+def test_early_stopping_says_why_and_a_diverged_run_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    common = ["--model=tests.helpers.ScriptedValidation", "--trainer.limit_train_batches=2", "--trainer.max_epochs=6"]
+    fit(tmp_path / "a", *common, "--model.val_acc=[0.5, 0.5, 0.5]", "--early_stopping.patience=2")
+    assert "early stopping at epoch 2: val_loss did not improve on 0.5 for 2 epochs" in capsys.readouterr().out
+    with pytest.raises(TrainingDivergedError, match="val_loss = nan is not finite"):
+        fit(tmp_path / "b", *common, "--model.val_acc=[0.5, .nan]")
+
+
+# --- 13. few-step one-cycle runs ------------------------------------------------------------------------------------
+def test_one_cycle_too_short_to_warm_up_is_a_clear_error(one_cycle_yaml: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"over 5 steps with pct_start=0.2 has a phase of zero steps"):
+        fit(tmp_path, "--config", str(one_cycle_yaml), "--trainer.limit_train_batches=1", "--trainer.max_epochs=5")
+
+
+# --- 14. smaller ones -----------------------------------------------------------------------------------------------
+def test_broken_safetensors_error_names_the_file(tmp_path: Path) -> None:
+    bad = tmp_path / "w.safetensors"
+    bad.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all")
+    with pytest.raises(ValueError, match=f"{bad}: not a readable safetensors file"):
+        load_state_dict_file(bad)
+
+
+def test_safetensors_named_pt_loads_without_the_unpickler(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    path = tmp_path / "w.pt"
+    save_file({"a": torch.arange(3.0)}, str(path))
+    assert torch.equal(load_state_dict_file(path)["a"], torch.arange(3.0))
+
+
+def test_unwritable_cache_says_how_to_fix_it(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the cache folder should be")
+    with pytest.raises(PermissionError, match=r"cannot write the download cache.*set CNNZOO_HOME"):
+        download("http://127.0.0.1:9/w", blocker / "sub" / "w", "0" * 64)
+
+
+def test_upper_case_sha256_fragment_is_accepted(
+    server: LocalServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    body = os.urandom(1000)
+    server.files["/w.bin"] = body
+    monkeypatch.setenv("CNNZOO_HOME", str(tmp_path))
+    path = fetch_url(server.url("/w.bin") + "#sha256=" + hashlib.sha256(body).hexdigest().upper())
+    assert path.read_bytes() == body
+    with pytest.raises(ValueError, match="exactly sha256=<64 hex digits>"):
+        fetch_url(server.url("/w.bin") + "#SHA-256=abc")
+
+
+def test_adapting_the_first_conv_says_so() -> None:
+    with pytest.warns(UserWarning, match=r"first convolution \(\S+\) was adapted from 1 to 3 input channels"):
+        load_pretrained("lenet5.mnist", in_chans=3)
+
+
+def test_cache_hits_are_rehashed_whatever_their_size(server: LocalServer, tmp_path: Path) -> None:
+    assert not hasattr(_pretrained, "REVERIFY_MAX_BYTES")
+    body = os.urandom(5000)
+    server.files["/w.bin"] = body
+    sha = hashlib.sha256(body).hexdigest()
+    dest = tmp_path / "w.bin"
+    download(server.url("/w.bin"), dest, sha, len(body))
+    dest.write_bytes(bytes(5000))  # same size, other bytes
+    with pytest.warns(UserWarning, match="failed verification"):
+        download(server.url("/w.bin"), dest, sha, len(body))
+    assert dest.read_bytes() == body and len(server.requests) == 2
+
+
+def test_refused_publish_leaves_no_file(shapes_ckpt: Path, tmp_path: Path) -> None:
+    from cnnzoo.publish import publish
+
+    report = tmp_path / "report.json"
+    report.write_text(json.dumps({"checkpoint_sha256": "0" * 64, "metrics": {"test_acc": 1.0}}))
+    with pytest.raises(ValueError, match="measured on another file"):
+        publish(shapes_ckpt, "lenet5.shapes", tmp_path / "out", reports=[report])
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+def test_malformed_bundled_json_leaves_that_entry_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "lenet5.broken.json").write_text("{ not json")
+    monkeypatch.setattr(_pretrained, "PRETRAINED_DIR", tmp_path)
+    monkeypatch.setattr(_pretrained, "_broken", {})
+    with pytest.warns(UserWarning, match=r"lenet5.broken.*left out.*malformed"):
+        assert _pretrained.register_pretrained("lenet5.broken") is None
+    with pytest.raises(ValueError, match=r"unavailable.*lenet5.broken.json"):
+        _pretrained.get_weights("lenet5.broken")
+    assert "lenet5.mnist" in _pretrained.list_pretrained()
+
+
+def test_unknown_command_gets_a_suggestion(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["predcit"]) == 2
+    assert "did you mean 'predict'?" in capsys.readouterr().err
+    assert main(["trian"]) == 2
+    assert "did you mean 'fit'?" in capsys.readouterr().err
+
+
+def test_out_of_memory_gets_advice(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import cnnzoo.cli
+
+    def oom(*args: object, **kwargs: object) -> None:
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(cnnzoo.cli, "CnnzooCLI", oom)
+    assert main(["fit", "--config", DIGITS]) == 1
+    err = capsys.readouterr().err
+    assert "out of memory" in err and "--data.batch_size" in err and "bf16-mixed" in err
+
+
+def test_every_test_the_resume_docs_cite_exists() -> None:
+    import re
+
+    text = (REPO / "docs" / "distributed.md").read_text()
+    cited = set(re.findall(r"`(test_\w+\.py)::(test_\w+)(?:\[[\w-]+\])?`", text))
+    assert len(cited) >= 7
+    for file, name in cited:
+        assert f"def {name}(" in (REPO / "tests" / file).read_text(), f"docs/distributed.md cites {file}::{name}"
