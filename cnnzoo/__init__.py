@@ -16,13 +16,56 @@ if tuple(int(p) for p in _torch.__version__.split("+")[0].split(".")[:2]) < (2, 
         stacklevel=2,
     )
 
+from typing import Any
+
 from ._logging import setup_logging
-from .models import create_model, list_models, register_model
-from .models._pretrained import Weights, get_weights, list_pretrained, load_pretrained
+from .models import Weights, create_model, get_weights, list_models, list_pretrained, load_pretrained, register_model
 
 setup_logging()
 
+# The Lightning layer, importable from the top level but loaded on first use (PEP 562): `import cnnzoo` and
+# `cnnzoo.load_pretrained` stay plain PyTorch and start fast.
+_LAZY = {
+    "ImageClassifier": "cnnzoo.tasks",
+    "TimmClassifier": "cnnzoo.tasks",
+    "ClassificationTask": "cnnzoo.tasks",
+    "ClassificationDataModule": "cnnzoo.data",
+    "DigitsDataModule": "cnnzoo.data",
+    "MNISTDataModule": "cnnzoo.data",
+    "FashionMNISTDataModule": "cnnzoo.data",
+    "CIFAR10DataModule": "cnnzoo.data",
+    "CIFAR100DataModule": "cnnzoo.data",
+    "ImageFolderDataModule": "cnnzoo.data",
+    "CnnzooCLI": "cnnzoo.cli",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'cnnzoo' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
+
+
 __all__ = [
+    "CIFAR10DataModule",
+    "CIFAR100DataModule",
+    "ClassificationDataModule",
+    "ClassificationTask",
+    "CnnzooCLI",
+    "DigitsDataModule",
+    "FashionMNISTDataModule",
+    "ImageClassifier",
+    "ImageFolderDataModule",
+    "MNISTDataModule",
+    "TimmClassifier",
     "Weights",
     "__version__",
     "create_model",

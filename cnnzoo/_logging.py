@@ -1,10 +1,13 @@
 from __future__ import annotations
 
 import logging
-
-from lightning.pytorch.utilities import rank_zero_only
+import os
 
 logger = logging.getLogger("cnnzoo")
+
+# The environment variables Lightning reads for the global rank, in its order. Reading them here, instead of
+# importing Lightning's rank_zero_only, keeps `import cnnzoo` and the model layer free of Lightning.
+_RANK_VARS = ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")
 
 
 def setup_logging() -> None:
@@ -19,6 +22,14 @@ def setup_logging() -> None:
         logger.propagate = False
 
 
-@rank_zero_only
+def global_rank() -> int:
+    for var in _RANK_VARS:
+        if os.environ.get(var, "").isdigit():
+            return int(os.environ[var])
+    return 0
+
+
 def info(msg: str) -> None:
-    logger.info(msg)
+    """Log ``msg`` on the global rank 0 only, like Lightning's ``rank_zero_info``."""
+    if global_rank() == 0:
+        logger.info(msg)

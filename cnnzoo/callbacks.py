@@ -301,7 +301,7 @@ class EvalReport(Callback):
         import sys
 
         from . import __version__
-        from .models._pretrained import sha256_file
+        from .models import sha256_file
 
         count = int(trainer.strategy.reduce(torch.tensor(float(self._count)), reduce_op="sum").item())
         if not trainer.is_global_zero:

@@ -8,6 +8,7 @@ import inspect
 import os
 import pickle
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from . import _logging
+from ._compat import cli_callback_keys, cli_get, cli_instantiate_trainer, cli_subcommand_arguments
 from .callbacks import (
     AtomicCheckpointIO,
     EarlyStopping,
@@ -125,6 +127,12 @@ class CnnzooCLI(LightningCLI):
     _ckpt_state: dict[str, Any] | None = None  # the --ckpt_path checkpoint, read once with weights_only=True
 
     def __init__(self, args: Any = None, run: bool = True, **kwargs: Any) -> None:
+        # Lightning warns on every run that the task's `on_before_batch_transfer` (the per-step reseeding) is used
+        # although a data module was passed. That is intended, and the warning made users think their data
+        # module's hooks were skipped; the filter names only this hook, so other overlaps still warn.
+        warnings.filterwarnings(
+            "ignore", message=r"You have overridden `on_before_batch_transfer` in `LightningModule` but have passed"
+        )
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
         super().__init__(
             ClassificationTask,
@@ -339,7 +347,7 @@ class CnnzooCLI(LightningCLI):
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         # The default callbacks must not clash with switches the user turned off in the trainer section:
         # Lightning refuses a ModelCheckpoint with enable_checkpointing=False, and so on.
-        cfg = self._get(self.config_init, "trainer", default={})
+        cfg = cli_get(self, self.config_init, "trainer", default={})
         drop: list[type] = []
         if cfg.get("enable_checkpointing") is False:
             drop.append(ModelCheckpoint)
@@ -349,7 +357,7 @@ class CnnzooCLI(LightningCLI):
             drop.append(LearningRateMonitor)
         if self.subcommand != "predict":
             drop.append(PredictionWriter)
-        extra = [self._get(self.config_init, key) for key in self._parser(self.subcommand).callback_keys]
+        extra = [cli_get(self, self.config_init, key) for key in cli_callback_keys(self, self.subcommand)]
         extra = [cb for cb in extra if cb is not None and not isinstance(cb, tuple(drop))]
         if self.subcommand == "fit":
             extra += [FiniteLossGuard(), PreemptionCheckpoint()]
@@ -360,7 +368,7 @@ class CnnzooCLI(LightningCLI):
         plugins = list(plugins) if isinstance(plugins, (list, tuple)) else ([plugins] if plugins else [])
         if not any(isinstance(p, CheckpointIO) for p in plugins):
             trainer_config["plugins"] = [*plugins, AtomicCheckpointIO()]
-        return self._instantiate_trainer(trainer_config, extra)
+        return cli_instantiate_trainer(self, trainer_config, extra)
 
     def _prepare_subcommand_kwargs(self, subcommand: str) -> dict[str, Any]:
         kwargs = super()._prepare_subcommand_kwargs(subcommand)
@@ -369,7 +377,7 @@ class CnnzooCLI(LightningCLI):
                 "cnnzoo loads checkpoints with weights_only=True only: a full unpickle can run arbitrary code. "
                 "Remove --weights_only false; re-save an old checkpoint with plain tensors if it does not load."
             )
-        if "weights_only" in self._subcommand_method_arguments[subcommand]:
+        if "weights_only" in cli_subcommand_arguments(self, subcommand):
             kwargs["weights_only"] = True
         if "ckpt_path" in kwargs and self.config[subcommand].get("ckpt_path"):
             kwargs["ckpt_path"] = self.config[subcommand]["ckpt_path"]  # "last" resolved after instantiation

@@ -17,8 +17,7 @@ from typing import Any
 import torch
 
 from . import __version__
-from .models._pretrained import Weights, load_strict, sha256_file
-from .models._registry import create_model
+from .models import Weights, create_model, load_strict, sha256_file
 
 __all__ = ["main", "publish"]
 

@@ -138,3 +138,43 @@ def test_conv_output_size_arithmetic() -> None:
     x = torch.randn(1, 1, 28, 28)
     for k, s, p in [(5, 1, 2), (3, 2, 1), (2, 2, 0), (7, 3, 3)]:
         assert nn.Conv2d(1, 1, k, s, p)(x).shape[-1] == conv_output_size(28, k, s, p)
+
+
+def test_the_model_layer_never_imports_lightning() -> None:
+    import subprocess
+    import sys
+
+    from .conftest import REPO
+
+    code = (
+        "import sys\nimport cnnzoo.models\nimport cnnzoo\nm = cnnzoo.load_pretrained('lenet5.mnist')\n"
+        "cnnzoo.create_model('vgg11_bn', num_classes=10)\n"
+        "print(sorted(k for k in sys.modules if k.split('.')[0] in ('lightning', 'pytorch_lightning', 'torchmetrics')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]"
+
+
+def test_lightning_classes_load_lazily_from_the_top_level() -> None:
+    import cnnzoo
+    from cnnzoo.data import MNISTDataModule
+    from cnnzoo.tasks import ImageClassifier, TimmClassifier
+
+    assert cnnzoo.ImageClassifier is ImageClassifier and cnnzoo.TimmClassifier is TimmClassifier
+    assert cnnzoo.MNISTDataModule is MNISTDataModule
+    assert "ImageClassifier" in dir(cnnzoo)
+    with pytest.raises(AttributeError, match="no attribute 'NoSuchThing'"):
+        _ = cnnzoo.NoSuchThing  # type: ignore[attr-defined]
+
+
+def test_no_module_outside_models_reaches_into_its_private_modules() -> None:
+    import re
+
+    from .conftest import REPO
+
+    for path in (REPO / "cnnzoo").rglob("*.py"):
+        if path.parent.name == "models":
+            continue
+        text = path.read_text()
+        assert not re.search(r"models\._\w+", text), f"{path} imports a private module of cnnzoo.models"

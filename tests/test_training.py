@@ -32,10 +32,22 @@ def cnnzoo(*args: str, cwd: Path = REPO, check: bool = True) -> subprocess.Compl
     return out
 
 
-def test_precision_is_chosen_from_the_hardware() -> None:
-    assert choose_precision("cpu") == "32-true"
-    if not torch.cuda.is_available():
-        assert choose_precision("auto") == "32-true"
+@pytest.mark.parametrize(
+    ("cuda", "bf16", "accelerator", "expected"),
+    [
+        (False, False, "auto", "32-true"),
+        (True, True, "auto", "bf16-mixed"),
+        (True, False, "gpu", "16-mixed"),
+        (True, True, "cuda", "bf16-mixed"),
+        (True, True, "cpu", "32-true"),
+    ],
+)
+def test_precision_is_chosen_from_the_hardware(
+    cuda: bool, bf16: bool, accelerator: str, expected: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16)
+    assert choose_precision(accelerator) == expected
 
 
 def test_bf16_mixed_on_cpu_runs_a_recipe_end_to_end(tmp_path: Path) -> None:

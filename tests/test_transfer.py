@@ -71,7 +71,7 @@ def test_feature_extraction_keeps_backbone_and_bn_stats_bit_identical(tmp_path: 
     head = {f"{n}" for n, _ in model.net.get_classifier().named_parameters()}
     changed = [k for k, v in model.net.state_dict().items() if not torch.equal(v, before[k])]
     assert changed and all(k.startswith("fc.") for k in changed), changed  # only the head moved
-    assert head  # resnet's head is fc.weight / fc.bias
+    assert head == {"weight", "bias"}  # resnet's head is fc
     bn = model.net.bn1
     assert torch.equal(bn.running_mean, before["bn1.running_mean"]) and int(bn.num_batches_tracked) == 0
 
@@ -125,6 +125,23 @@ def test_one_cycle_keeps_the_backbone_ratio(tmp_path: Path) -> None:
     head, backbone = (g["max_lr"] for g in sched.optimizer.param_groups)
     assert head == pytest.approx(0.2) and backbone == pytest.approx(0.02)
     assert trainer.lr_scheduler_configs[0].interval == "step"
+
+
+def test_reduce_on_plateau_monitors_val_loss_with_a_backbone_ratio(tmp_path: Path) -> None:
+    # TimmClassifier had a copy of configure_optimizers that dropped the monitor ReduceLROnPlateau needs.
+    model = TimmClassifier(
+        "resnet18",
+        num_classes=4,
+        strategy="finetune",
+        backbone_lr_ratio=0.1,
+        optimizer=partial(torch.optim.SGD, lr=0.1),
+        lr_scheduler=partial(torch.optim.lr_scheduler.ReduceLROnPlateau, patience=0, factor=0.5),
+    )
+    trainer = fit(model, tmp_path, epochs=1)
+    config = trainer.lr_scheduler_configs[0]
+    assert config.monitor == "val_loss" and config.reduce_on_plateau
+    head, backbone = (g["lr"] for g in trainer.optimizers[0].param_groups)
+    assert backbone == pytest.approx(head * 0.1)
 
 
 def test_resume_after_unfreeze_keeps_groups_and_trainable_blocks(tmp_path: Path) -> None:

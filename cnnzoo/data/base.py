@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
 from .. import _logging
+from .._compat import epoch_in_progress
 from .sampling import InMemoryBatchSampler, ResumableDataLoader, TensorBatchDataset
 from .transforms import (
     AugmentName,
@@ -91,7 +92,7 @@ def timm_data_config(name: str) -> dict[str, Any]:
     from timm.data import resolve_data_config
 
     if name not in timm.list_models():
-        from ..models._registry import unknown_name_error
+        from ..models import unknown_name_error
 
         raise unknown_name_error("timm model", name, timm.list_models(), "timm.list_models()")
     return resolve_data_config({}, pretrained_cfg=timm.models.get_pretrained_cfg(name).to_dict())
@@ -298,7 +299,7 @@ class ClassificationDataModule(LightningDataModule):
 
         def epoch() -> int:
             # The index of the epoch being run: Lightning's own argument to set_epoch.
-            return trainer.fit_loop.epoch_progress.current.processed
+            return epoch_in_progress(trainer)
 
         def batches_done() -> int:
             # Optimizer steps taken since the start of the current epoch (no gradient accumulation assumed).

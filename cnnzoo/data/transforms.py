@@ -56,7 +56,7 @@ def crop_padding(image_size: int) -> int:
 
 def check_preset(name: str) -> None:
     if name not in AUGMENT_PRESETS:
-        from ..models._registry import unknown_name_error
+        from ..models import unknown_name_error
 
         raise unknown_name_error("augmentation preset", name, list(AUGMENT_PRESETS), "cnnzoo.data.AUGMENT_PRESETS")
 

@@ -1,6 +1,7 @@
 """LightningModules: training tasks built on top of the plain models in :mod:`cnnzoo.models`."""
 
-from .classification import ClassificationTask, ImageClassifier
+from .base import ClassificationTask
+from .classification import ImageClassifier
 from .transfer import TimmClassifier, TransferFinetuning
 
 __all__ = ["ClassificationTask", "ImageClassifier", "TimmClassifier", "TransferFinetuning"]

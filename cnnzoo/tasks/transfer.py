@@ -7,13 +7,14 @@ from typing import Any, Literal
 
 import torch
 import torch.distributed as dist
-from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch import LightningModule
 from lightning.pytorch.callbacks import BaseFinetuning
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 from torch.optim import Optimizer
 
-from .classification import ClassificationTask, _partial_target
+from .._compat import attached_trainer
+from .base import ClassificationTask
 
 __all__ = ["TimmClassifier", "TransferFinetuning", "load_backbone_weights"]
 
@@ -30,7 +31,7 @@ def check_backbone(name: str) -> None:
     timm = _timm()
     if name in timm.list_models():
         return
-    from ..models._registry import unknown_name_error
+    from ..models import unknown_name_error
 
     raise unknown_name_error("timm backbone", name, timm.list_models(), "timm.list_models()")
 
@@ -46,7 +47,7 @@ def classifier_prefix(net: nn.Module) -> str:
 def _state_from(source: str) -> dict[str, torch.Tensor]:
     """Tensors from a cnnzoo weights name, an https:// URL ending in ``#sha256=<hex>``, or a local file.
     Every path goes through safetensors or ``torch.load(weights_only=True)``."""
-    from ..models._pretrained import fetch_url, get_weights, list_pretrained, load_state_dict_file
+    from ..models import fetch_url, get_weights, list_pretrained, load_state_dict_file
 
     if source in list_pretrained():
         return load_state_dict_file(get_weights(source).local_path())
@@ -58,7 +59,7 @@ def _state_from(source: str) -> dict[str, torch.Tensor]:
 def load_backbone_weights(net: nn.Module, source: str, new_head: bool = False) -> None:
     """Load ``source`` into ``net``. A classifier of another size is kept freshly initialised (and that is said);
     any other missing, unexpected or mis-shaped key is an error."""
-    from ..models._pretrained import load_strict
+    from ..models import load_strict
 
     state = _state_from(source)
     if state and all(k.startswith("net.") for k in state):  # a cnnzoo Lightning checkpoint
@@ -159,7 +160,14 @@ class TimmClassifier(ClassificationTask):
         label_smoothing: float = 0.0,
     ) -> None:
         super().__init__(
-            num_classes, optimizer, lr_scheduler, lr_scheduler_interval, label_smoothing, class_names, mean, std
+            num_classes=num_classes,
+            optimizer=optimizer,
+            lr_scheduler=lr_scheduler,
+            lr_scheduler_interval=lr_scheduler_interval,
+            label_smoothing=label_smoothing,
+            class_names=class_names,
+            mean=mean,
+            std=std,
         )
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
         check_backbone(backbone)
@@ -212,31 +220,12 @@ class TimmClassifier(ClassificationTask):
         return [self.finetuning]
 
     def param_groups(self) -> list[dict[str, Any]]:
-        """Head and backbone groups, both from the start; the backbone's lr is set in configure_optimizers."""
+        """Head and backbone groups, both from the start (frozen parameters join when unfrozen without a new
+        optimiser); the backbone learns at ``backbone_lr_ratio`` times the head's rate."""
         return [
             {"params": self.head_parameters(), "name": "head"},
-            {"params": self.backbone_parameters(), "name": "backbone"},
+            {"params": self.backbone_parameters(), "name": "backbone", "lr_scale": self.backbone_lr_ratio},
         ]
-
-    def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer_factory(self.param_groups())
-        head, backbone = optimizer.param_groups
-        backbone["lr"] = head["lr"] * self.backbone_lr_ratio
-        if self.lr_scheduler_factory is None:
-            return optimizer
-        scheduler, interval = self.build_lr_scheduler(optimizer)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": interval}}
-
-    def build_lr_scheduler(self, optimizer: torch.optim.Optimizer) -> tuple[Any, str]:
-        target, given = _partial_target(self.lr_scheduler_factory)
-        if target is torch.optim.lr_scheduler.OneCycleLR:
-            # One scalar max_lr would give the backbone the head's peak; keep the ratio per group.
-            max_lr = self.lr_scheduler_factory.keywords["max_lr"]  # type: ignore[union-attr]
-            kwargs: dict[str, Any] = {"max_lr": [max_lr, max_lr * self.backbone_lr_ratio]}
-            if not {"total_steps", "epochs"} & given:
-                kwargs["total_steps"] = int(self.trainer.estimated_stepping_batches)
-            return self.lr_scheduler_factory(optimizer, **kwargs), "step"  # type: ignore[misc]
-        return super().build_lr_scheduler(optimizer)
 
     # --- DDP ----------------------------------------------------------------------------------------------------
     def on_train_start(self) -> None:
@@ -246,7 +235,7 @@ class TimmClassifier(ClassificationTask):
         self._late_params = [p for p in self.net.parameters() if not p.requires_grad]
 
     def on_after_backward(self) -> None:
-        trainer: Trainer | None = self._trainer
+        trainer = attached_trainer(self)
         if not self._late_params or trainer is None or trainer.world_size < 2 or not dist.is_initialized():
             return
         for p in self._late_params:

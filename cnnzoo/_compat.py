@@ -1,0 +1,65 @@
+"""Every use of Lightning's private API, in one place.
+
+cnnzoo needs a few things Lightning has no public API for. Each one is wrapped here (or, for private methods that
+cnnzoo overrides, listed here), and ``tests/test_compat.py`` checks each against the installed Lightning, so an
+upgrade that moves one fails a test that names it instead of misbehaving at run time.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.callbacks import EarlyStopping
+from lightning.pytorch.cli import LightningCLI
+
+__all__ = [
+    "OVERRIDDEN_PRIVATE_METHODS",
+    "attached_trainer",
+    "cli_callback_keys",
+    "cli_get",
+    "cli_instantiate_trainer",
+    "cli_subcommand_arguments",
+    "epoch_in_progress",
+]
+
+# Private methods that cnnzoo's subclasses override, with why:
+# - LightningCLI._parse_ckpt_path: reads --ckpt_path's hyperparameters into the model config; cnnzoo checks the
+#   checkpoint's class and strips download sources there, before the model is built.
+# - LightningCLI._prepare_subcommand_kwargs: the arguments of trainer.fit/test/...; cnnzoo forces weights_only.
+# - EarlyStopping._run_early_stopping_check: the one place every check goes through; cnnzoo skips checks that come
+#   before any validation and records why it stopped.
+OVERRIDDEN_PRIVATE_METHODS: dict[type, tuple[str, ...]] = {
+    LightningCLI: ("_parse_ckpt_path", "_prepare_subcommand_kwargs"),
+    EarlyStopping: ("_run_early_stopping_check",),
+}
+
+
+def cli_get(cli: LightningCLI, config: Any, key: str, default: Any = None) -> Any:
+    """``config[subcommand][key]`` (or ``config[key]`` without a subcommand), as LightningCLI reads it."""
+    return cli._get(config, key, default=default)
+
+
+def cli_callback_keys(cli: LightningCLI, subcommand: str | None) -> list[str]:
+    """The config keys of the callbacks added with ``add_lightning_class_args`` (``checkpoint``, ...)."""
+    return list(cli._parser(subcommand).callback_keys)
+
+
+def cli_instantiate_trainer(cli: LightningCLI, config: dict[str, Any], callbacks: list[Any]) -> Trainer:
+    """LightningCLI's own Trainer construction (it merges the configured callbacks with ``callbacks``)."""
+    return cli._instantiate_trainer(config, callbacks)
+
+
+def cli_subcommand_arguments(cli: LightningCLI, subcommand: str) -> set[str]:
+    """The argument names of the Trainer method a subcommand runs (``fit``: model, datamodule, ckpt_path, ...)."""
+    return set(cli._subcommand_method_arguments[subcommand])
+
+
+def epoch_in_progress(trainer: Trainer) -> int:
+    """The index of the epoch being run, restored on resume: Lightning's own argument to ``set_epoch``."""
+    return int(trainer.fit_loop.epoch_progress.current.processed)
+
+
+def attached_trainer(module: LightningModule) -> Trainer | None:
+    """The Trainer a module is attached to, or ``None`` (``module.trainer`` raises when there is none)."""
+    return module._trainer

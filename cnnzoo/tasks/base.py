@@ -1,0 +1,330 @@
+"""What every cnnzoo task shares: loss, metrics and their logged names, optimiser and scheduler wiring, safe
+checkpoint loading and ``predict_step`` (like torchgeo's ``BaseTask``). Subclasses build ``self.net`` and, where
+parts of the network learn at other rates, override :meth:`ClassificationTask.param_groups`."""
+
+from __future__ import annotations
+
+import inspect
+import os
+import pickle
+from functools import partial
+from pathlib import Path
+from typing import IO, Any, Literal
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch import LightningModule
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from torch import nn
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+
+from .._compat import attached_trainer
+from ..errors import ConfigError
+
+__all__ = ["ClassificationTask", "check_one_cycle", "make_metrics", "step_seed"]
+
+
+def step_seed(seed: int, step: int, rank: int) -> int:
+    """A distinct 63-bit seed per (seed, step, rank)."""
+    return (seed * 1_000_003 + step * 8_191 + rank * 131_071 + 12_345) % (2**63)
+
+
+def make_metrics(num_classes: int, prefix: str, validate: bool = True, full: bool = True) -> MetricCollection:
+    """Top-1 accuracy and, with ``full``, macro-F1 and (more than 5 classes) top-5 accuracy."""
+    metrics: dict[str, Any] = {
+        "acc": MulticlassAccuracy(num_classes, top_k=1, average="micro", validate_args=validate),
+    }
+    if full:
+        metrics["f1"] = MulticlassF1Score(num_classes, average="macro", validate_args=validate)
+    if full and num_classes > 5:
+        metrics["acc_top5"] = MulticlassAccuracy(num_classes, top_k=5, average="micro", validate_args=validate)
+    # Compute groups share state tensors between metrics, and resetting one member then corrupted the others
+    # (macro-F1 came out as 1.0 next to 98% accuracy); the saving is negligible for a handful of classes.
+    return MetricCollection(metrics, prefix=prefix, compute_groups=False)
+
+
+def _partial_target(factory: Any) -> tuple[Any, set[str]]:
+    """The class a scheduler factory builds and the keyword arguments it fixes (not ``None``).
+
+    Factories are ``functools.partial`` objects, either of the class itself (Python users) or, from
+    LightningCLI/jsonargparse, of an instantiation wrapper whose positional arguments include the class.
+    """
+    if not isinstance(factory, partial):
+        return factory, set()
+    target = factory.func
+    if not isinstance(target, type):
+        target = next((a for a in factory.args if isinstance(a, type)), target)
+    return target, {k for k, v in factory.keywords.items() if v is not None}
+
+
+def check_one_cycle(factory: Any, total: int) -> None:
+    """OneCycleLR divides by each phase's length in steps, and a phase of length zero (``pct_start x total_steps``
+    exactly 1, as with 5 steps at ``pct_start=0.2``) fails mid-run with a ZeroDivisionError. Say so before training
+    starts. Shorter, fractional warm-ups run (the smoke tests use 2 steps)."""
+    keywords = factory.keywords if isinstance(factory, partial) else {}
+    params = inspect.signature(torch.optim.lr_scheduler.OneCycleLR).parameters
+    pct_start = keywords.get("pct_start")
+    pct_start = params["pct_start"].default if pct_start is None else pct_start
+    three_phase = bool(keywords.get("three_phase") or False)
+    # The phase ends exactly as OneCycleLR computes them.
+    warmup_end = float(pct_start * total) - 1
+    ends = [warmup_end, 2 * warmup_end, total - 1] if three_phase else [warmup_end, total - 1]
+    starts = [0.0, *ends[:-1]]
+    if any(end == start for start, end in zip(starts, ends, strict=True)):
+        raise ConfigError(
+            f"OneCycleLR over {total} steps with pct_start={pct_start} has a phase of zero steps and would fail "
+            "mid-run: train more steps (--trainer.max_epochs, --trainer.limit_train_batches), change pct_start, "
+            "or drop --model.lr_scheduler for a smoke test"
+        )
+
+
+class ClassificationTask(LightningModule):
+    """Shared training logic of the cnnzoo classifiers: loss, metrics, logging names, optimiser wiring and
+    ``predict_step``. Subclasses set ``self.net`` in ``__init__`` and may override :meth:`forward`.
+
+    Logged names are fixed because other tools (checkpoint monitors, the recipes, the docs) read them:
+    ``train_loss``, ``train_acc``, ``val_loss``, ``val_acc``, ``val_acc_top5`` (more than 5 classes), ``val_f1``,
+    and the same with the ``test_`` prefix.
+    """
+
+    net: nn.Module
+
+    def __init__(
+        self,
+        num_classes: int,
+        optimizer: OptimizerCallable,
+        lr_scheduler: LRSchedulerCallable | None,
+        lr_scheduler_interval: Literal["epoch", "step"],
+        label_smoothing: float,
+        class_names: list[str] | None = None,
+        mean: list[float] | None = None,
+        std: list[float] | None = None,
+    ) -> None:
+        super().__init__()
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1 for a classifier, got {num_classes}")
+        if class_names is not None and len(class_names) != num_classes:
+            raise ValueError(
+                f"class_names has {len(class_names)} names but num_classes is {num_classes}; give one name per class"
+            )
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+        self.optimizer_factory = optimizer
+        self.lr_scheduler_factory = lr_scheduler
+        self.lr_scheduler_interval = lr_scheduler_interval
+        self.label_smoothing = label_smoothing
+        self.class_names, self.mean, self.std = class_names, mean, std
+        # Training tracks accuracy only, without input validation (a torch.unique scan of the targets): it runs every
+        # step, and F1/top-5 on augmented training batches say little that val_* does not.
+        self.train_metrics = make_metrics(num_classes, "train_", validate=False, full=False)
+        self.val_metrics = make_metrics(num_classes, "val_")
+        self.test_metrics = make_metrics(num_classes, "test_")
+        self._train_loss_sum = None
+        self._train_loss_count = 0
+
+    @classmethod
+    def load_from_checkpoint(  # type: ignore[override]
+        cls,
+        checkpoint_path: str | Path | IO[bytes],
+        map_location: Any = None,
+        hparams_file: str | Path | None = None,
+        strict: bool | None = None,
+        weights_only: bool | None = True,
+        **kwargs: Any,
+    ) -> Any:
+        """Lightning's ``load_from_checkpoint``, always with ``weights_only=True``.
+
+        Lightning's own default fully unpickles ``http(s)://`` checkpoints and leaves local files to
+        ``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``; either lets a crafted ``.ckpt`` run code. Here a URL must end in
+        ``#sha256=<64 hex digits>``: it is downloaded into the cnnzoo cache, verified, then loaded as a local file.
+        """
+        if weights_only is not True:
+            raise ValueError(
+                "cnnzoo loads checkpoints with weights_only=True only: a full unpickle can run arbitrary code. "
+                "Drop the weights_only argument; re-save an old checkpoint with plain tensors if it does not load."
+            )
+        if isinstance(checkpoint_path, (str, Path)) and str(checkpoint_path).startswith(("http://", "https://")):
+            from ..models import fetch_url
+
+            checkpoint_path = fetch_url(str(checkpoint_path))
+        try:
+            return super().load_from_checkpoint(
+                checkpoint_path,
+                map_location=map_location,
+                hparams_file=hparams_file,
+                strict=strict,
+                weights_only=True,
+                **kwargs,
+            )
+        except pickle.UnpicklingError:
+            from ..models import UnsafePickleError
+
+            # torch's message suggests weights_only=False, the one thing not to do with an untrusted file.
+            raise UnsafePickleError(
+                f"{checkpoint_path}: refused to load: the file needs a full unpickle, which can run arbitrary code, "
+                "and cnnzoo never does that. Use a checkpoint that cnnzoo wrote, or re-save it with plain tensors."
+            ) from None
+
+    # --- hooks users override ---------------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def compute_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy on class indices or on soft targets (probabilities, as mixup/cutmix produce)."""
+        if target.is_floating_point() and target.ndim != 2:
+            raise ValueError(f"soft targets must be (B, num_classes) probabilities, got shape {tuple(target.shape)}")
+        return F.cross_entropy(logits, target, label_smoothing=self.label_smoothing)
+
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        # With a seed set (seed_everything), every training step reseeds the RNG from (seed, step, rank), so
+        # augmentation and dropout in step k are the same whether or not the run was interrupted and resumed
+        # before it; a restored checkpoint does not carry the RNG state.
+        trainer = attached_trainer(self)
+        seed = os.environ.get("PL_GLOBAL_SEED")
+        if trainer is not None and trainer.training and seed is not None:
+            torch.manual_seed(step_seed(int(seed), self.global_step, self.global_rank))
+        return batch
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # LightningCLI reads a checkpoint's hyperparameters back into its config (--ckpt_path), which needs the
+        # class path; the CLI records it, a model built in Python did not, so `cnnzoo test` refused such files.
+        hp = checkpoint.get("hyper_parameters")
+        if isinstance(hp, dict) and "_class_path" not in hp:
+            hp["_class_path"] = f"{type(self).__module__}.{type(self).__qualname__}"
+
+    # --- steps --------------------------------------------------------------------------------------------------
+    @staticmethod
+    def _split_batch(batch: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if isinstance(batch, torch.Tensor):
+            return batch, None
+        if isinstance(batch, dict):
+            return batch["image"], batch.get("label")
+        if isinstance(batch, (list, tuple)):
+            return batch[0], (batch[1] if len(batch) > 1 else None)
+        raise TypeError(f"unsupported batch type {type(batch).__name__}; expected a tensor, (x, y) or a dict")
+
+    def _shared_step(self, batch: Any, stage: str) -> torch.Tensor:
+        x, y = self._split_batch(batch)
+        if y is None:
+            raise ValueError(f"the {stage} batch carries no labels; {stage} needs (images, labels)")
+        logits = self(x)
+        loss = self.compute_loss(logits, y)
+        hard = y.argmax(dim=1) if y.is_floating_point() else y
+        self._metrics(stage).update(logits.detach(), hard)
+        if stage == "train":
+            self._log_train_loss(loss, x.shape[0])
+        else:
+            self.log(f"{stage}_loss", loss, on_epoch=True, prog_bar=True, sync_dist=True, batch_size=x.shape[0])
+        return loss
+
+    def _log_train_loss(self, loss: torch.Tensor, batch_size: int) -> None:
+        # Lightning's self.log costs about 1 ms a call on CPU, as much as a LeNet step's data handling, so the
+        # training loss is summed here and handed to it only every log_every_n_steps steps (the rate at which
+        # loggers write anyway) and once per epoch, as train_loss (step values) and train_loss_epoch.
+        detached = loss.detach()
+        if self._train_loss_sum is None:
+            self._train_loss_sum = torch.zeros((), device=detached.device, dtype=torch.float64)
+            self._train_loss_count = 0
+        self._train_loss_sum += detached.double() * batch_size
+        self._train_loss_count += batch_size
+        if self.global_step % max(self.trainer.log_every_n_steps, 1) == 0:
+            self.log("train_loss", detached, on_step=True, on_epoch=False, prog_bar=True)
+
+    def on_train_epoch_start(self) -> None:
+        self._train_loss_sum: torch.Tensor | None = None
+        self._train_loss_count = 0
+
+    def _metrics(self, stage: str) -> MetricCollection:
+        return {"train": self.train_metrics, "val": self.val_metrics, "test": self.test_metrics}[stage]
+
+    def _log_epoch_metrics(self, stage: str) -> None:
+        # Metrics are updated every step but logged once per epoch as computed values. Handing the Metric objects
+        # to self.log makes Lightning move each of them to the device on every step, which cost about 1 ms per
+        # metric per step and a third of LeNet's CPU throughput (benchmarks/train_throughput.py).
+        metrics = self._metrics(stage)
+        if not any(m.update_called for m in metrics.values()):
+            return
+        # torchmetrics synchronises its states across ranks in compute(); no second reduction here.
+        self.log_dict(metrics.compute(), prog_bar=stage != "train", sync_dist=False)
+        metrics.reset()
+
+    def on_train_epoch_end(self) -> None:
+        if self._train_loss_sum is not None and self._train_loss_count:
+            mean = (self._train_loss_sum / self._train_loss_count).float()
+            self.log("train_loss_epoch", mean, on_step=False, on_epoch=True, sync_dist=True)
+        self._log_epoch_metrics("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch_metrics("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch_metrics("test")
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        return self._shared_step(batch, "train")
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self._shared_step(batch, "val")
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        self._shared_step(batch, "test")
+
+    def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
+        """Returns ``{"preds": class indices (B,), "probs": softmax probabilities (B, num_classes)}``, plus
+        ``"paths"`` when the batch carries file paths."""
+        x, _ = self._split_batch(batch)
+        probs = self(x).float().softmax(dim=1)
+        out: dict[str, Any] = {"preds": probs.argmax(dim=1), "probs": probs}
+        if isinstance(batch, dict) and "path" in batch:
+            out["paths"] = list(batch["path"])
+        return out
+
+    # --- optimisation -----------------------------------------------------------------------------------------
+    def param_groups(self) -> list[dict[str, Any]]:
+        """What the optimizer receives: parameter groups, each a dict with ``params`` and optionally ``name`` and
+        ``lr_scale``, a factor on the optimiser's learning rate (and on a OneCycleLR's ``max_lr``) for that group.
+
+        Override it to give parts of the network their own rates; :meth:`configure_optimizers` does the rest.
+        """
+        return [{"params": [p for p in self.parameters() if p.requires_grad], "name": "all"}]
+
+    def configure_optimizers(self) -> Any:
+        """The one place where the optimiser and the scheduler are built, for every cnnzoo task.
+
+        Groups with an ``lr_scale`` get ``lr x lr_scale``; OneCycleLR gets a per-group ``max_lr`` with the same
+        factors, and its length from the Trainer when the recipe does not give one; ReduceLROnPlateau monitors
+        ``val_loss``.
+        """
+        groups = self.param_groups()
+        scales = [float(g.pop("lr_scale", 1.0)) for g in groups]
+        optimizer = self.optimizer_factory(groups)
+        for group, scale in zip(optimizer.param_groups, scales, strict=True):
+            group["lr"] = group["lr"] * scale
+        if self.lr_scheduler_factory is None:
+            return optimizer
+        scheduler, interval = self.build_lr_scheduler(optimizer, scales)
+        config: dict[str, Any] = {"scheduler": scheduler, "interval": interval}
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            config["monitor"] = "val_loss"
+        return {"optimizer": optimizer, "lr_scheduler": config}
+
+    def build_lr_scheduler(self, optimizer: torch.optim.Optimizer, scales: list[float]) -> tuple[Any, str]:
+        """The scheduler and its interval. OneCycleLR is a per-step schedule whose length a recipe cannot know
+        (it depends on the dataset size, batch size, world size and ``max_epochs``), so when the recipe gives
+        neither ``total_steps`` nor ``epochs`` it is filled in from ``trainer.estimated_stepping_batches``."""
+        factory = self.lr_scheduler_factory
+        assert factory is not None
+        target, given = _partial_target(factory)
+        if target is not torch.optim.lr_scheduler.OneCycleLR:
+            return factory(optimizer), self.lr_scheduler_interval
+        kwargs: dict[str, Any] = {}
+        if any(scale != 1.0 for scale in scales):
+            # One scalar max_lr would give every group the same peak; keep each group's factor.
+            max_lr = factory.keywords["max_lr"]  # type: ignore[union-attr]
+            kwargs["max_lr"] = [max_lr * scale for scale in scales]
+        if not {"total_steps", "epochs"} & given:
+            kwargs["total_steps"] = int(self.trainer.estimated_stepping_batches)
+        scheduler = factory(optimizer, **kwargs)
+        check_one_cycle(factory, int(scheduler.total_steps))
+        return scheduler, "step"
