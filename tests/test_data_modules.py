@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from torchvision import datasets
 from cnnzoo.data import (
     CIFAR10DataModule,
     CIFAR100DataModule,
+    DigitsDataModule,
     FashionMNISTDataModule,
     ImageFolderDataModule,
     MNISTDataModule,
@@ -226,3 +228,45 @@ def test_train_subset_is_seeded_and_leaves_val_and_test_alone(tmp_path: Path) ->
     assert all(bytes(r.numpy()) in rows for r in dm.splits["train"][0].flatten(1))
     with pytest.raises(ValueError, match="train_subset"):
         MNISTDataModule(data_dir=str(tmp_path), val_size=20, train_subset=500).setup()
+
+
+def _three_eval_paths(dm: Any, images: torch.Tensor, w: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    from PIL import Image
+
+    mode = "L" if images.shape[1] == 1 else "RGB"
+    pils = [Image.fromarray(img.permute(1, 2, 0).squeeze(-1).numpy(), mode=mode) for img in images]
+    weights_path = torch.stack([w.transforms()(p) for p in pils])
+    sample_path = torch.stack([dm.sample_transform(train=False)(p) for p in pils])
+    batch_path = dm.batch_transform(images, train=False)
+    return weights_path, sample_path, batch_path
+
+
+@pytest.mark.parametrize(("image_size", "crop_pct"), [(28, None), (24, 0.875), (32, None)])
+def test_one_eval_transform_for_weights_samples_and_batches(image_size: int, crop_pct: float | None) -> None:
+    import dataclasses
+
+    import cnnzoo
+
+    dm = DigitsDataModule(image_size=28, crop_pct=crop_pct)
+    dm.setup()
+    images = dm.splits["test"][0][:32]  # real scans, as uint8
+    dm = DigitsDataModule(image_size=image_size, crop_pct=crop_pct)  # the size the network sees
+    w = dataclasses.replace(
+        cnnzoo.get_weights("lenet5.digits"), input_size=(1, image_size, image_size), crop_pct=crop_pct
+    )
+    a, b, c = _three_eval_paths(dm, images, w)
+    assert a.shape == (32, 1, image_size, image_size)
+    assert torch.equal(a, b) and torch.equal(b, c)
+
+
+def test_one_eval_transform_on_real_mnist(shared_data: Path) -> None:
+    import dataclasses
+
+    import cnnzoo
+
+    dm = MNISTDataModule(data_dir=str(shared_data / "mnist"), image_size=24, crop_pct=0.875)
+    dm.setup()
+    images = dm.splits["test"][0][:64]
+    w = dataclasses.replace(cnnzoo.get_weights("lenet5.mnist"), input_size=(1, 24, 24), crop_pct=0.875)
+    a, b, c = _three_eval_paths(dm, images, w)
+    assert torch.equal(a, b) and torch.equal(b, c)

@@ -7,12 +7,10 @@ batch-level mixing. ``InMemoryDataModule`` adds the fast path for datasets that 
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 from lightning.pytorch import LightningDataModule
 from PIL import Image
 from torch import nn
@@ -21,7 +19,9 @@ from torchvision.transforms import v2
 
 from .. import _logging
 from .._compat import epoch_in_progress
+from ..presets import ImageClassificationEval, convert_channels, normalize, resize_batch
 from .sampling import InMemoryBatchSampler, ResumableDataLoader, TensorBatchDataset
+from .tensor_ops import Split, convert_stats
 from .transforms import (
     AugmentName,
     BatchAugment,
@@ -30,93 +30,10 @@ from .transforms import (
     batch_random_erasing,
     check_preset,
     sample_augment,
+    timm_data_config,
 )
 
-__all__ = ["ClassificationDataModule", "InMemoryDataModule", "convert_channels", "resolve_val_size", "seeded_split"]
-
-Split = tuple[torch.Tensor, torch.Tensor]
-LUMA = (0.299, 0.587, 0.114)
-
-
-def seeded_split(n: int, sizes: list[int], seed: int) -> list[torch.Tensor]:
-    """Split ``range(n)`` into disjoint, sorted index sets of the given sizes; the same seed gives the same split."""
-    if sum(sizes) > n:
-        raise ValueError(f"split sizes {sizes} add up to more than the {n} available samples")
-    g = torch.Generator()
-    g.manual_seed(seed)
-    perm = torch.randperm(n, generator=g)
-    out, start = [], 0
-    for size in sizes:
-        out.append(perm[start : start + size].sort().values)
-        start += size
-    return out
-
-
-def resolve_val_size(n_train: int, val_size: int | None, val_fraction: float) -> int:
-    """How many training samples become the validation split: ``val_size`` if given, else ``val_fraction``."""
-    if val_size is not None:
-        if not 0 <= val_size < n_train:
-            raise ValueError(f"val_size must be in [0, {n_train}), got {val_size}")
-        return val_size
-    if not 0.0 <= val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
-    return round(n_train * val_fraction)
-
-
-def convert_channels(images: torch.Tensor, in_chans: int) -> torch.Tensor:
-    """uint8 (N, C, H, W) to ``in_chans`` channels: gray to RGB repeats the channel, RGB to gray takes luma."""
-    c = images.shape[1]
-    if c == in_chans:
-        return images
-    if c == 1:
-        return images.expand(-1, in_chans, -1, -1).contiguous()
-    if c == 3 and in_chans == 1:
-        w = torch.tensor(LUMA, dtype=torch.float32).view(1, 3, 1, 1)
-        return (images.float() * w).sum(1, keepdim=True).round_().clamp_(0, 255).to(torch.uint8)
-    raise ValueError(f"cannot convert {c}-channel images to {in_chans} channels; use in_chans=1 or 3")
-
-
-def convert_stats(values: Sequence[float], in_chans: int) -> tuple[float, ...]:
-    if len(values) == in_chans:
-        return tuple(values)
-    if len(values) == 1:
-        return tuple(values) * in_chans
-    if len(values) == 3 and in_chans == 1:
-        return (sum(w * v for w, v in zip(LUMA, values, strict=True)),)
-    raise ValueError(f"cannot adapt {len(values)}-channel statistics to {in_chans} channels")
-
-
-def timm_data_config(name: str) -> dict[str, Any]:
-    """timm's preprocessing for model ``name`` (input size, mean/std, crop_pct), without building the model."""
-    import timm
-    from timm.data import resolve_data_config
-
-    if name not in timm.list_models():
-        from ..models import unknown_name_error
-
-        raise unknown_name_error("timm model", name, timm.list_models(), "timm.list_models()")
-    return resolve_data_config({}, pretrained_cfg=timm.models.get_pretrained_cfg(name).to_dict())
-
-
-def resize_batch(x: torch.Tensor, image_size: int, crop_pct: float | None) -> torch.Tensor:
-    """Resize a (B, C, H, W) batch so that its shorter side is ``image_size / crop_pct``, then center-crop it
-    to ``image_size`` (timm's evaluation geometry; ``crop_pct=None`` means 1)."""
-    h, w = x.shape[-2:]
-    scale_to = math.floor(image_size / (crop_pct or 1.0))
-    if min(h, w) != scale_to:
-        if h <= w:
-            size = (scale_to, max(scale_to, round(w * scale_to / h)))
-        else:
-            size = (max(scale_to, round(h * scale_to / w)), scale_to)
-        dtype = x.dtype
-        x = F.interpolate(x.float(), size=size, mode="bilinear", antialias=True, align_corners=False)
-        if dtype == torch.uint8:
-            x = x.round_().clamp_(0, 255).to(torch.uint8)
-    h, w = x.shape[-2:]
-    if (h, w) != (image_size, image_size):
-        top, left = (h - image_size) // 2, (w - image_size) // 2
-        x = x[..., top : top + image_size, left : left + image_size]
-    return x
+__all__ = ["ClassificationDataModule", "InMemoryDataModule"]
 
 
 class ClassificationDataModule(LightningDataModule):
@@ -222,27 +139,30 @@ class ClassificationDataModule(LightningDataModule):
             return self.train_transform
         return sample_augment(self.augment, self.kind, self.image_size)
 
-    def sample_transform(self, train: bool) -> v2.Transform:
+    @property
+    def eval_transform(self) -> ImageClassificationEval:
+        """The evaluation preprocessing (resize, center-crop, normalise): the same object serves a PIL image, a
+        uint8 image and a uint8 batch, and published weights carry the same preset."""
+        return ImageClassificationEval(self.image_size, self.in_chans, self.mean, self.std, self.crop_pct)
+
+    def sample_transform(self, train: bool) -> Callable:
         """The whole per-image pipeline from a uint8 image (PIL or tensor) to a normalised float tensor."""
+        if not train:
+            return self.eval_transform
         ops: list[Any] = [v2.ToImage()]
         if self.in_chans == 1:
             ops.append(v2.Grayscale(1))
         else:
             ops.append(v2.RGB())
-        scale_to = math.floor(self.image_size / (1.0 if train else (self.crop_pct or 1.0)))
-        ops += [v2.Resize(scale_to, antialias=True), v2.CenterCrop(self.image_size)]
-        if train:
-            ops.append(self.augmentation())
+        ops += [v2.Resize(self.image_size, antialias=True), v2.CenterCrop(self.image_size), self.augmentation()]
         ops += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(self.mean, self.std)]
-        if train and self.random_erasing > 0:
+        if self.random_erasing > 0:
             ops.append(v2.RandomErasing(p=self.random_erasing, value=0))
         return v2.Compose(ops)
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """uint8 (B, C, H, W) -> float, scaled to [0, 1] and standardised with ``mean``/``std``."""
-        mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1)
-        return (x.float().div_(255.0) - mean) / std
+        return normalize(x, self.mean, self.std)
 
     @property
     def mixing(self) -> MixCollate:
@@ -309,6 +229,22 @@ class ClassificationDataModule(LightningDataModule):
         loader = ResumableDataLoader(dataset, sampler=sampler, epoch=epoch, batches_done=batches_done, **common)
         return loader
 
+    def make_loader(self, split: str, train: bool) -> DataLoader:
+        """The DataLoader of ``split`` (``train``, ``val``, ``test`` or ``predict``); subclasses implement it."""
+        raise NotImplementedError
+
+    def train_dataloader(self) -> DataLoader:
+        return self.make_loader("train", train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self.make_loader("val", train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self.make_loader("test", train=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self.make_loader("predict", train=False)
+
     def log_split_sizes(self, sizes: dict[str, int]) -> None:
         text = ", ".join(f"{k}={v}" for k, v in sizes.items() if v)
         _logging.info(
@@ -351,46 +287,8 @@ class InMemoryDataModule(ClassificationDataModule):
     The other arguments are :class:`ClassificationDataModule`'s.
     """
 
-    def __init__(
-        self,
-        batch_size: int = 64,
-        eval_batch_size: int | None = None,
-        num_workers: int = 0,
-        pin_memory: bool = False,
-        persistent_workers: bool = False,
-        seed: int = 42,
-        augment: AugmentName = "none",
-        train_transform: Callable | None = None,
-        random_erasing: float = 0.0,
-        mixup_alpha: float = 0.0,
-        cutmix_alpha: float = 0.0,
-        image_size: int | None = None,
-        in_chans: int | None = None,
-        crop_pct: float | None = None,
-        mean: list[float] | None = None,
-        std: list[float] | None = None,
-        data_config: str | None = None,
-        fast: bool = True,
-    ) -> None:
-        super().__init__(
-            batch_size=batch_size,
-            eval_batch_size=eval_batch_size,
-            num_workers=num_workers,
-            pin_memory=pin_memory,
-            persistent_workers=persistent_workers,
-            seed=seed,
-            augment=augment,
-            train_transform=train_transform,
-            random_erasing=random_erasing,
-            mixup_alpha=mixup_alpha,
-            cutmix_alpha=cutmix_alpha,
-            image_size=image_size,
-            in_chans=in_chans,
-            crop_pct=crop_pct,
-            mean=mean,
-            std=std,
-            data_config=data_config,
-        )
+    def __init__(self, fast: bool = True, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.fast = fast
         self.splits: dict[str, Split] = {}
         self._batch_augment: nn.Module | None = None
@@ -418,7 +316,8 @@ class InMemoryDataModule(ClassificationDataModule):
         self.splits = splits
         self.log_split_sizes({k: len(v[1]) for k, v in splits.items()})
 
-    def _loader(self, split: str, train: bool) -> DataLoader:
+    def make_loader(self, split: str, train: bool) -> DataLoader:
+        split = "test" if split == "predict" else split  # in-memory datasets predict on their test split
         if split not in self.splits:
             self.setup()
         if split not in self.splits or len(self.splits[split][1]) == 0:
@@ -428,18 +327,6 @@ class InMemoryDataModule(ClassificationDataModule):
             return self.build_loader(TensorBatchDataset(images, labels), len(labels), train, per_sample=False)
         dataset = _PerSampleDataset(images, labels, self.sample_transform(train))
         return self.build_loader(dataset, len(labels), train, per_sample=True)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", train=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", train=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", train=False)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader("test", train=False)
 
     def batch_transform(self, images: torch.Tensor, train: bool) -> torch.Tensor:
         """The fast path: uint8 (B, C, H, W) on the device -> augmented, normalised float batch."""
@@ -453,7 +340,7 @@ class InMemoryDataModule(ClassificationDataModule):
                 images = self._batch_augment(images)
             x = self.normalize(images)
             return batch_random_erasing(x, self.random_erasing)
-        return self.normalize(resize_batch(images, self.image_size, self.crop_pct))
+        return self.eval_transform(images)
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         # Float tensors are already model inputs (Lightning sends the model's example_input_array through here).

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from .base import InMemoryDataModule, Split, seeded_split
-from .transforms import AugmentName
+from .base import InMemoryDataModule
+from .tensor_ops import Split, seeded_split
 
 __all__ = ["DigitsDataModule"]
 
@@ -37,7 +37,7 @@ class DigitsDataModule(InMemoryDataModule):
         image_size: side of the upsampled images (28 suits LeNet-5's padded first convolution).
         val_fraction: fraction of all images held out for validation.
         test_fraction: fraction of all images held out for testing.
-        batch_size, augment, seed, fast and the rest: the common options of
+        **kwargs: the common options (``batch_size``, ``augment``, ``seed``, ``fast`` ...) of
             :class:`~cnnzoo.data.base.ClassificationDataModule` and :class:`~cnnzoo.data.base.InMemoryDataModule`.
     """
 
@@ -55,44 +55,9 @@ class DigitsDataModule(InMemoryDataModule):
         image_size: int = 28,
         val_fraction: float = 0.15,
         test_fraction: float = 0.15,
-        batch_size: int = 64,
-        eval_batch_size: int | None = None,
-        num_workers: int = 0,
-        pin_memory: bool = False,
-        persistent_workers: bool = False,
-        seed: int = 42,
-        augment: AugmentName = "none",
-        train_transform: Callable | None = None,
-        random_erasing: float = 0.0,
-        mixup_alpha: float = 0.0,
-        cutmix_alpha: float = 0.0,
-        in_chans: int | None = None,
-        crop_pct: float | None = None,
-        mean: list[float] | None = None,
-        std: list[float] | None = None,
-        data_config: str | None = None,
-        fast: bool = True,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            batch_size=batch_size,
-            eval_batch_size=eval_batch_size,
-            num_workers=num_workers,
-            pin_memory=pin_memory,
-            persistent_workers=persistent_workers,
-            seed=seed,
-            augment=augment,
-            train_transform=train_transform,
-            random_erasing=random_erasing,
-            mixup_alpha=mixup_alpha,
-            cutmix_alpha=cutmix_alpha,
-            image_size=image_size,
-            in_chans=in_chans,
-            crop_pct=crop_pct,
-            mean=mean,
-            std=std,
-            data_config=data_config,
-            fast=fast,
-        )
+        super().__init__(image_size=image_size, **kwargs)
         if image_size < 8:
             raise ValueError(f"image_size must be >= 8 (the scans are 8x8), got {image_size}")
         if val_fraction < 0 or test_fraction <= 0 or val_fraction + test_fraction >= 1:

@@ -13,7 +13,8 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset
 
-from .base import ClassificationDataModule, seeded_split
+from .base import ClassificationDataModule
+from .tensor_ops import seeded_split
 from .transforms import AugmentName
 
 __all__ = ["IMG_EXTENSIONS", "CorruptImageError", "ImageFolderDataModule", "scan_class_folders"]
@@ -171,11 +172,12 @@ class ImageFolderDataModule(ClassificationDataModule):
         test_fraction: fraction of ``root`` held out for testing.
         strict: make unreadable images fatal instead of skipped.
         check_images: decode every image once at setup to find corrupt files before training starts.
-        image_size: training/evaluation image size (images are resized, and center-cropped for evaluation);
-            ``None``: 224, or the ``data_config`` backbone's.
-        in_chans: 1 (grayscale) or 3 (RGB); ``None``: 3.
-
-    The other arguments are :class:`~cnnzoo.data.base.ClassificationDataModule`'s (ImageNet mean/std by default).
+        batch_size: training batch size (per device under DDP).
+        num_workers: DataLoader worker processes (images are decoded per sample).
+        augment: augmentation preset (see :mod:`cnnzoo.data.transforms`).
+        **kwargs: the other options of :class:`~cnnzoo.data.base.ClassificationDataModule` (ImageNet mean/std by
+            default; ``image_size`` ``None`` means 224, or the ``data_config`` backbone's; ``in_chans`` ``None``
+            means 3).
     """
 
     native_image_size = 224
@@ -191,43 +193,12 @@ class ImageFolderDataModule(ClassificationDataModule):
         test_fraction: float = 0.0,
         strict: bool = False,
         check_images: bool = True,
-        image_size: int | None = None,
-        in_chans: int | None = None,
         batch_size: int = 32,
-        eval_batch_size: int | None = None,
         num_workers: int = 2,
-        pin_memory: bool = False,
-        persistent_workers: bool = False,
-        seed: int = 42,
         augment: AugmentName = "standard",
-        train_transform: Callable | None = None,
-        random_erasing: float = 0.0,
-        mixup_alpha: float = 0.0,
-        cutmix_alpha: float = 0.0,
-        crop_pct: float | None = None,
-        mean: list[float] | None = None,
-        std: list[float] | None = None,
-        data_config: str | None = None,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            batch_size=batch_size,
-            eval_batch_size=eval_batch_size,
-            num_workers=num_workers,
-            pin_memory=pin_memory,
-            persistent_workers=persistent_workers,
-            seed=seed,
-            augment=augment,
-            train_transform=train_transform,
-            random_erasing=random_erasing,
-            mixup_alpha=mixup_alpha,
-            cutmix_alpha=cutmix_alpha,
-            image_size=image_size,
-            in_chans=in_chans,
-            crop_pct=crop_pct,
-            mean=mean,
-            std=std,
-            data_config=data_config,
-        )
+        super().__init__(batch_size=batch_size, num_workers=num_workers, augment=augment, **kwargs)
         if (root is None) == (train_dir is None):
             raise ValueError("give exactly one of root (split with a seed) or train_dir (with optional val/test dirs)")
         if root is not None and (val_dir or test_dir):
@@ -305,7 +276,7 @@ class ImageFolderDataModule(ClassificationDataModule):
             )
         return [(p, -1) for p in files]
 
-    def _loader(self, split: str, train: bool) -> DataLoader:
+    def make_loader(self, split: str, train: bool) -> DataLoader:
         if split not in self.samples:
             self.setup(split if split == "predict" else None)
         samples = self.samples.get(split)
@@ -314,15 +285,3 @@ class ImageFolderDataModule(ClassificationDataModule):
             raise RuntimeError(f"ImageFolderDataModule has no {split!r} split. {hint}".strip())
         dataset = FolderDataset(samples, self.sample_transform(train), self.in_chans, with_path=split == "predict")
         return self.build_loader(dataset, len(samples), train, per_sample=True)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", False)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader("predict", False)

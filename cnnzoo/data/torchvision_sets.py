@@ -9,7 +9,8 @@ from typing import Any, ClassVar
 import torch
 from torchvision import datasets
 
-from .base import InMemoryDataModule, Split, resolve_val_size, seeded_split
+from .base import InMemoryDataModule
+from .tensor_ops import Split, resolve_val_size, seeded_split
 from .transforms import AugmentName, DataKind
 
 __all__ = [
@@ -59,44 +60,10 @@ class TorchvisionDataModule(InMemoryDataModule):
         val_fraction: float = 0.1,
         train_subset: int | None = None,
         batch_size: int = 128,
-        eval_batch_size: int | None = None,
-        num_workers: int = 0,
-        pin_memory: bool = False,
-        persistent_workers: bool = False,
-        seed: int = 42,
         augment: AugmentName = "standard",
-        train_transform: Callable | None = None,
-        random_erasing: float = 0.0,
-        mixup_alpha: float = 0.0,
-        cutmix_alpha: float = 0.0,
-        image_size: int | None = None,
-        in_chans: int | None = None,
-        crop_pct: float | None = None,
-        mean: list[float] | None = None,
-        std: list[float] | None = None,
-        data_config: str | None = None,
-        fast: bool = True,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            batch_size=batch_size,
-            eval_batch_size=eval_batch_size,
-            num_workers=num_workers,
-            pin_memory=pin_memory,
-            persistent_workers=persistent_workers,
-            seed=seed,
-            augment=augment,
-            train_transform=train_transform,
-            random_erasing=random_erasing,
-            mixup_alpha=mixup_alpha,
-            cutmix_alpha=cutmix_alpha,
-            image_size=image_size,
-            in_chans=in_chans,
-            crop_pct=crop_pct,
-            mean=mean,
-            std=std,
-            data_config=data_config,
-            fast=fast,
-        )
+        super().__init__(batch_size=batch_size, augment=augment, **kwargs)
         self.data_dir = os.path.expanduser(data_dir)
         self.download = download
         self.val_size = val_size

@@ -24,7 +24,7 @@ to normalised batches and produce soft targets.
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -182,3 +182,15 @@ class MixCollate:
         if self.op is None:
             return images, labels
         return self.op(images, labels)
+
+
+def timm_data_config(name: str) -> dict[str, Any]:
+    """timm's preprocessing for model ``name`` (input size, mean/std, crop_pct), without building the model."""
+    import timm
+    from timm.data import resolve_data_config
+
+    if name not in timm.list_models():
+        from ..models import unknown_name_error
+
+        raise unknown_name_error("timm model", name, timm.list_models(), "timm.list_models()")
+    return resolve_data_config({}, pretrained_cfg=timm.models.get_pretrained_cfg(name).to_dict())

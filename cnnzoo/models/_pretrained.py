@@ -83,21 +83,11 @@ class Weights:
         return len(self.classes)
 
     def transforms(self) -> Any:
-        """Inference transforms: any PIL image or uint8 tensor to a normalised (C, H, W) float tensor."""
-        from torchvision.transforms import v2
+        """Inference transforms: a PIL image, a uint8 image or a uint8 batch to normalised float input, the same
+        preset (:class:`cnnzoo.presets.ImageClassificationEval`) the data modules evaluate with."""
+        from ..presets import ImageClassificationEval
 
-        _, h, _ = self.input_size
-        resize = int(h / self.crop_pct) if self.crop_pct else h
-        return v2.Compose(
-            [
-                v2.ToImage(),
-                v2.Grayscale(1) if self.in_chans == 1 else v2.RGB(),
-                v2.Resize(resize, antialias=True),
-                v2.CenterCrop(h),
-                v2.ToDtype(torch.float32, scale=True),
-                v2.Normalize(list(self.mean), list(self.std)),
-            ]
-        )
+        return ImageClassificationEval(self.input_size[-1], self.in_chans, self.mean, self.std, self.crop_pct)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

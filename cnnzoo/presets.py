@@ -1,0 +1,116 @@
+"""The one evaluation transform of cnnzoo, shared by published weights (``Weights.transforms()``), the data
+modules' per-sample path and their batched on-device path, so all three give the same tensor.
+
+Like torchvision's ``ImageClassification`` preset: resize the shorter side to ``image_size / crop_pct``, center-crop
+``image_size``, scale to [0, 1] and normalise. Plain PyTorch; no Lightning.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["LUMA", "ImageClassificationEval", "convert_channels", "normalize", "resize_batch"]
+
+LUMA = (0.299, 0.587, 0.114)
+
+
+def convert_channels(images: torch.Tensor, in_chans: int) -> torch.Tensor:
+    """uint8 (N, C, H, W) to ``in_chans`` channels: gray to RGB repeats the channel, RGB to gray takes luma."""
+    c = images.shape[1]
+    if c == in_chans:
+        return images
+    if c == 1:
+        return images.expand(-1, in_chans, -1, -1).contiguous()
+    if c == 3 and in_chans == 1:
+        w = torch.tensor(LUMA, dtype=torch.float32).view(1, 3, 1, 1)
+        return (images.float() * w).sum(1, keepdim=True).round_().clamp_(0, 255).to(torch.uint8)
+    raise ValueError(f"cannot convert {c}-channel images to {in_chans} channels; use in_chans=1 or 3")
+
+
+def resize_batch(x: torch.Tensor, image_size: int, crop_pct: float | None) -> torch.Tensor:
+    """Resize a (B, C, H, W) batch so that its shorter side is ``image_size / crop_pct``, then center-crop it
+    to ``image_size`` (timm's evaluation geometry; ``crop_pct=None`` means 1)."""
+    h, w = x.shape[-2:]
+    scale_to = math.floor(image_size / (crop_pct or 1.0))
+    if min(h, w) != scale_to:
+        if h <= w:
+            size = (scale_to, max(scale_to, round(w * scale_to / h)))
+        else:
+            size = (max(scale_to, round(h * scale_to / w)), scale_to)
+        dtype = x.dtype
+        x = F.interpolate(x.float(), size=size, mode="bilinear", antialias=True, align_corners=False)
+        if dtype == torch.uint8:
+            x = x.round_().clamp_(0, 255).to(torch.uint8)
+    h, w = x.shape[-2:]
+    if (h, w) != (image_size, image_size):
+        top, left = (h - image_size) // 2, (w - image_size) // 2
+        x = x[..., top : top + image_size, left : left + image_size]
+    return x
+
+
+def normalize(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """uint8 (B, C, H, W) -> float, scaled to [0, 1] and standardised with ``mean``/``std``."""
+    m = torch.tensor(mean, device=x.device).view(1, -1, 1, 1)
+    s = torch.tensor(std, device=x.device).view(1, -1, 1, 1)
+    return (x.float().div_(255.0) - m) / s
+
+
+class ImageClassificationEval(nn.Module):
+    """Evaluation preprocessing: a PIL image, a uint8 (C, H, W) image or a uint8 (B, C, H, W) batch in, a
+    normalised float tensor of the same rank out.
+
+    Args:
+        image_size: side of the square the network sees.
+        in_chans: 1 (grayscale) or 3 (RGB); other inputs are converted.
+        mean: per-channel normalisation mean.
+        std: per-channel normalisation std.
+        crop_pct: the resize-then-center-crop ratio (``None``: resize straight to ``image_size``).
+    """
+
+    def __init__(
+        self,
+        image_size: int,
+        in_chans: int,
+        mean: Sequence[float],
+        std: Sequence[float],
+        crop_pct: float | None = None,
+    ) -> None:
+        super().__init__()
+        if len(mean) != in_chans or len(std) != in_chans:
+            raise ValueError(f"mean and std need {in_chans} values (one per channel); got {mean}, {std}")
+        self.image_size, self.in_chans, self.crop_pct = image_size, in_chans, crop_pct
+        self.mean, self.std = tuple(mean), tuple(std)
+
+    def forward(self, img: Any) -> torch.Tensor:
+        single = not isinstance(img, torch.Tensor) or img.ndim == 3
+        x = self._to_uint8(img)
+        if x.ndim == 3:
+            x = x.unsqueeze(0)
+        x = normalize(
+            resize_batch(convert_channels(x, self.in_chans), self.image_size, self.crop_pct), self.mean, self.std
+        )
+        return x[0] if single else x
+
+    def _to_uint8(self, img: Any) -> torch.Tensor:
+        if isinstance(img, torch.Tensor):
+            if img.dtype != torch.uint8:
+                raise TypeError(f"expected uint8 image tensors (0-255), got {img.dtype}; convert with (x * 255).byte()")
+            return img
+        from PIL import Image
+        from torchvision.transforms.functional import pil_to_tensor
+
+        if not isinstance(img, Image.Image):
+            raise TypeError(f"expected a PIL image or a uint8 tensor, got {type(img).__name__}")
+        return pil_to_tensor(img.convert("L" if self.in_chans == 1 else "RGB"))
+
+    def extra_repr(self) -> str:
+        return (
+            f"image_size={self.image_size}, in_chans={self.in_chans}, crop_pct={self.crop_pct}, "
+            f"mean={self.mean}, std={self.std}"
+        )

@@ -1,0 +1,83 @@
+"""One signature per data-module option: subclasses forward the common options with ``**kwargs`` to the typed
+parent, and the CLI still lists every option with its type and default."""
+
+from __future__ import annotations
+
+import inspect
+import re
+from typing import Any
+
+import pytest
+import yaml
+
+import cnnzoo.data as data
+from cnnzoo.cli import CnnzooCLI
+from cnnzoo.data import ClassificationDataModule
+
+MODULES = sorted(
+    (
+        cls
+        for cls in vars(data).values()
+        if inspect.isclass(cls) and issubclass(cls, ClassificationDataModule) and not inspect.isabstract(cls)
+        if cls.__name__.endswith("DataModule") and cls.__init__ is not ClassificationDataModule.__init__
+        if cls.__name__ not in ("InMemoryDataModule", "TorchvisionDataModule")
+    ),
+    key=lambda c: c.__name__,
+)
+
+
+def effective_options(cls: type) -> dict[str, inspect.Parameter]:
+    """Every option a class takes: its own parameters, then its parents' that it forwards through ``**kwargs``."""
+    options: dict[str, inspect.Parameter] = {}
+    for klass in cls.__mro__:
+        if "__init__" not in vars(klass) or klass.__module__.startswith("lightning"):
+            continue
+        params = list(inspect.signature(klass.__init__).parameters.values())[1:]
+        for p in params:
+            if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
+                options.setdefault(p.name, p)
+        if not any(p.kind == p.VAR_KEYWORD for p in params):
+            break
+    return options
+
+
+def test_the_module_list_covers_every_data_module() -> None:
+    names = {c.__name__ for c in MODULES}
+    assert names >= {"DigitsDataModule", "MNISTDataModule", "CIFAR10DataModule", "ImageFolderDataModule"}
+
+
+@pytest.mark.parametrize("cls", MODULES, ids=lambda c: c.__name__)
+def test_subclasses_declare_only_their_own_options(cls: type) -> None:
+    own = [p for p in inspect.signature(cls.__init__).parameters.values() if p.name != "self"]
+    assert own[-1].kind == inspect.Parameter.VAR_KEYWORD, f"{cls.__name__} should forward the rest with **kwargs"
+    parent = effective_options(ClassificationDataModule)
+    for p in own[:-1]:
+        if p.name in parent:  # repeating a parent's option is allowed only to change its default
+            assert p.default != parent[p.name].default, f"{cls.__name__}.{p.name} repeats the parent's default"
+
+
+@pytest.mark.parametrize("cls", MODULES, ids=lambda c: c.__name__)
+def test_help_and_print_config_list_every_option(cls: type, capsys: pytest.CaptureFixture[str]) -> None:
+    path = f"{cls.__module__}.{cls.__name__}"
+    with pytest.raises(SystemExit):
+        CnnzooCLI(args=["fit", "--data.help", path])
+    text = re.sub(r"\s+", " ", capsys.readouterr().out)
+    listed = {
+        m.group(1): m.group(2)
+        for m in re.finditer(r"--data\.(\w+) (?:[A-Z_]+ |\{[^}]*\} )?.*?\(type: .*?, default: (.*?)\)", text)
+    }
+    options = effective_options(cls)
+    assert set(listed) == set(options), f"--help of {cls.__name__}: {set(options) ^ set(listed)}"
+    for name, p in options.items():
+        shown = listed[name]
+        expected: Any = p.default
+        assert shown == (str(expected) if expected is not None else "null"), (name, shown, expected)
+
+    extra = ["--data.root=x"] if cls.__name__ == "ImageFolderDataModule" else []
+    with pytest.raises(SystemExit):
+        CnnzooCLI(args=["fit", f"--data={path}", *extra, "--print_config"])
+    printed = yaml.safe_load(capsys.readouterr().out)["data"]["init_args"]
+    assert set(printed) == set(options)
+    for name, p in options.items():
+        if name not in ("root",):
+            assert printed[name] == p.default, (name, printed[name], p.default)
