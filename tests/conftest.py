@@ -3,8 +3,9 @@ from __future__ import annotations
 import http.server
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -80,3 +81,19 @@ def server() -> Iterator[LocalServer]:
     s = LocalServer()
     yield s
     s.httpd.shutdown()
+
+
+@pytest.fixture
+def registered() -> Iterator[Callable[[Any], Any]]:
+    """``registered(weights)`` adds a weights entry through the public API, removed again after the test."""
+    from cnnzoo.models import register_weights, unregister_weights
+
+    names: list[str] = []
+
+    def add(weights: Any) -> Any:
+        names.append(weights.name)
+        return register_weights(weights)
+
+    yield add
+    for name in names:
+        unregister_weights(name)

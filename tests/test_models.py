@@ -5,8 +5,7 @@ import torch
 from torch import nn
 
 import cnnzoo
-from cnnzoo.models import ZooModel, conv_output_size, create_model, list_models, register_model
-from cnnzoo.models._registry import _model_entrypoints
+from cnnzoo.models import ZooModel, conv_output_size, create_model, get_model_entrypoint, list_models, register_model
 
 ALL_MODELS = list_models()
 
@@ -127,7 +126,7 @@ def test_registering_a_name_twice_is_an_error() -> None:
 
     with pytest.raises(ValueError, match="already registered"):
         register_model(lenet5)
-    assert _model_entrypoints["lenet5"] is not lenet5
+    assert get_model_entrypoint("lenet5") is not lenet5
 
 
 def test_conv_output_size_arithmetic() -> None:
@@ -178,3 +177,13 @@ def test_no_module_outside_models_reaches_into_its_private_modules() -> None:
             continue
         text = path.read_text()
         assert not re.search(r"models\._\w+", text), f"{path} imports a private module of cnnzoo.models"
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_first_conv_and_classifier_names_exist_in_the_state_dict(name: str) -> None:
+    # timm's pretrained_cfg test: the weights code adapts `first_conv` and resets `classifier_name` by name.
+    model = create_model(name)
+    state = model.state_dict()
+    assert f"{model.first_conv}.weight" in state and state[f"{model.first_conv}.weight"].ndim == 4
+    assert f"{model.classifier_name}.weight" in state
+    assert model.get_submodule(model.classifier_name) is model.get_classifier()

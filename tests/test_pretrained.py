@@ -5,6 +5,7 @@ import json
 import os
 import pickle
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -184,12 +185,12 @@ def test_corrupted_cache_file_is_replaced(server: LocalServer, tmp_path: Path) -
 
 
 def test_registry_entry_with_url_loads_through_the_cache(
-    server: LocalServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    server: LocalServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, registered: Any
 ) -> None:
     local = cnnzoo.get_weights("lenet5.digits")
     server.files["/lenet5.safetensors"] = local.local_path().read_bytes()
     remote = Weights(**{**local.to_dict(), "name": "lenet5.remote", "url": server.url("/lenet5.safetensors")})
-    monkeypatch.setitem(_pretrained._registry, "lenet5.remote", remote)
+    registered(remote)
     monkeypatch.setenv("CNNZOO_HOME", str(tmp_path / "home"))
     model = cnnzoo.load_pretrained("lenet5.remote")
     assert (tmp_path / "home" / local.file).is_file()
@@ -204,7 +205,7 @@ def test_registry_entry_with_url_loads_through_the_cache(
 
 @pytest.mark.parametrize("suffix", [".pt", ".pth", ".ckpt"])
 def test_pickle_payload_is_refused_on_path_and_url(
-    suffix: str, server: LocalServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    suffix: str, server: LocalServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, registered: Any
 ) -> None:
     sentinel = tmp_path / "SENTINEL"
     evil = tmp_path / f"evil{suffix}"
@@ -226,7 +227,7 @@ def test_pickle_payload_is_refused_on_path_and_url(
             "num_bytes": len(body),
         }
     )
-    monkeypatch.setitem(_pretrained._registry, "lenet5.evil", url_entry)
+    registered(url_entry)
     monkeypatch.setenv("CNNZOO_HOME", str(tmp_path / "home"))
     with pytest.raises(pickle.UnpicklingError, match="refused to load: the file needs a full unpickle"):
         cnnzoo.load_pretrained("lenet5.evil")
@@ -243,7 +244,7 @@ def test_no_torch_load_without_weights_only_in_the_package() -> None:
 
 
 # --- publish -------------------------------------------------------------------------------------------------------
-def test_publish_round_trip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_publish_round_trip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, registered: Any) -> None:
     from cnnzoo.cli import CnnzooCLI
     from cnnzoo.publish import publish
 
@@ -267,7 +268,7 @@ def test_publish_round_trip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
 
     loaded_w = Weights.from_json(tmp_path / "out" / "lenet5.roundtrip.json")
     monkeypatch.setattr(_pretrained, "PRETRAINED_DIR", tmp_path / "out")
-    monkeypatch.setitem(_pretrained._registry, "lenet5.roundtrip", loaded_w)
+    registered(loaded_w)
     model = cnnzoo.load_pretrained("lenet5.roundtrip")
     trained = ImageClassifier.load_from_checkpoint(ckpt, weights_only=True).eval()
     x = torch.randn(4, 1, 28, 28)

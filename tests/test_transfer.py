@@ -3,6 +3,7 @@ from __future__ import annotations
 import pickle
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -214,7 +215,7 @@ def test_url_without_sha256_is_refused() -> None:
         TimmClassifier("resnet18", pretrained="https://example.invalid/w.pth")
 
 
-def test_cnnzoo_weights_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cnnzoo_weights_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, registered: Any) -> None:
     import hashlib
 
     import cnnzoo
@@ -235,7 +236,7 @@ def test_cnnzoo_weights_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
         }
     )
     monkeypatch.setattr(_pretrained, "PRETRAINED_DIR", tmp_path)
-    monkeypatch.setitem(_pretrained._registry, "resnet18.toy", w)
+    registered(w)
     model = TimmClassifier("resnet18", num_classes=4, pretrained="resnet18.toy")
     assert torch.equal(model.net.fc.weight, src.net.fc.weight)
 

@@ -15,7 +15,9 @@ from ._pretrained import (
     load_state_dict_file,
     load_strict,
     register_pretrained,
+    register_weights,
     sha256_file,
+    unregister_weights,
 )
 from ._registry import create_model, get_model_entrypoint, is_model, list_models, register_model, unknown_name_error
 
@@ -52,9 +54,11 @@ __all__ = [
     "load_strict",
     "register_model",
     "register_pretrained",
+    "register_weights",
     "sha256_file",
     "simple_cnn",
     "unknown_name_error",
+    "unregister_weights",
     "vgg11_bn",
     "vgg13_bn",
     "vgg16_bn",

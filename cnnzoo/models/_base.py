@@ -25,9 +25,10 @@ def conv_output_size(size: int, kernel: int, stride: int = 1, padding: int = 0, 
 class ZooModel(nn.Module):
     """Base class of the plain-PyTorch classifiers in :mod:`cnnzoo.models`.
 
-    Subclasses build ``self.classifier`` through :meth:`_make_classifier` and implement :meth:`forward_features`
-    (the convolutional trunk, returning a feature map) and :meth:`forward_pre_logits` (from the feature map to the
-    vector the final linear layer reads).
+    Subclasses build ``self.features`` (the convolutional trunk, returning a feature map), ``self.head`` (from the
+    feature map to the vector the final linear layer reads) and ``self.classifier`` through
+    :meth:`_make_classifier`; the forward methods here run them. A model laid out otherwise overrides
+    :meth:`forward_features` and :meth:`forward_pre_logits`.
 
     Attributes:
         num_classes: classifier outputs; 0 means the model returns pre-logit features.
@@ -39,8 +40,12 @@ class ZooModel(nn.Module):
     """
 
     fixed_input_size: bool = True
-    # Name of the first convolution, whose weights are adapted when pretrained weights meet another channel count.
+    # Name of the first convolution, whose weights are adapted when pretrained weights meet another channel count,
+    # and of the final layer, which is reset for another class count (timm's pretrained_cfg keys).
     first_conv: str = "features.0"
+    classifier_name: str = "classifier"
+    features: nn.Module
+    head: nn.Module
 
     def __init__(self, *, num_classes: int, in_chans: int, img_size: int, min_input_size: int | None = None) -> None:
         super().__init__()
@@ -110,12 +115,27 @@ class ZooModel(nn.Module):
                 f"{self.min_input_size}x{self.min_input_size}. Fix: resize the images to at least that size."
             )
 
+    # --- dropout ----------------------------------------------------------------------------------------------
+    @property
+    def has_dropout(self) -> bool:
+        return any(isinstance(m, nn.Dropout) for m in self.modules())
+
+    def set_drop_rate(self, drop_rate: float) -> None:
+        """Set the probability of every dropout layer; a model without dropout refuses, naming the fix."""
+        if not 0.0 <= drop_rate < 1.0:
+            raise ValueError(f"drop_rate must be in [0, 1), got {drop_rate}")
+        if not self.has_dropout:
+            raise ValueError(f"{type(self).__name__} has no dropout; remove drop_rate or pick a model that has it")
+        for m in self.modules():
+            if isinstance(m, nn.Dropout):
+                m.p = drop_rate
+
     # --- forward ----------------------------------------------------------------------------------------------
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        return self.features(x)
 
     def forward_pre_logits(self, x: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        return self.head(x)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         x = self.forward_pre_logits(x)

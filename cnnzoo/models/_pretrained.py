@@ -40,7 +40,9 @@ __all__ = [
     "load_pretrained",
     "load_state_dict_file",
     "register_pretrained",
+    "register_weights",
     "sha256_file",
+    "unregister_weights",
 ]
 
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
@@ -135,8 +137,26 @@ def register_pretrained(name: str, default: bool = False) -> Weights | None:
         return None
     if w.name != name:
         raise ValueError(f"{name}.json describes {w.name!r}")
-    _registry[name] = w
-    return w
+    return register_weights(w)
+
+
+def register_weights(weights: Weights) -> Weights:
+    """Add a :class:`Weights` entry to the registry, for example weights your own package serves by URL (with its
+    sha256), so that ``load_pretrained("arch.tag")`` finds them. A name can be registered once."""
+    if weights.name in _registry:
+        raise ValueError(f"weights {weights.name!r} are already registered")
+    arch, dot, tag = weights.name.partition(".")
+    if not dot or not tag or arch != weights.arch:
+        raise ValueError(f"weights names are 'arch.tag' with arch = {weights.arch!r}, got {weights.name!r}")
+    _registry[weights.name] = weights
+    return weights
+
+
+def unregister_weights(name: str) -> Weights:
+    """Remove an entry added with :func:`register_weights` (or a bundled one) and return it."""
+    if name not in _registry:
+        raise unknown_name_error("pretrained weights", name, list(_registry), "cnnzoo.list_pretrained()")
+    return _registry.pop(name)
 
 
 def list_pretrained(pattern: str | None = None) -> list[str]:

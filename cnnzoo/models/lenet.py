@@ -13,7 +13,6 @@ Each output unit of the second pooling layer sees a 16x16 patch of the input (it
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 from ._base import ZooModel, check_sizes, conv_output_size
@@ -58,12 +57,6 @@ class LeNet5(ZooModel):
             act(),
         )
         self._make_classifier(84, num_classes)
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x)
-
-    def forward_pre_logits(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(x)
 
 
 @register_model

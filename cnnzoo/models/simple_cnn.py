@@ -6,7 +6,6 @@ stride 2 halves the map (28 -> 14 -> 7 -> 4), so the network learns how to downs
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 from ._base import ZooModel, check_sizes, conv_output_size
@@ -46,12 +45,6 @@ class SimpleCNN(ZooModel):
             nn.Dropout(drop_rate),
         )
         self._make_classifier(512, num_classes)
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x)
-
-    def forward_pre_logits(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(x)
 
 
 @register_model

@@ -12,9 +12,8 @@ the CIFAR head (global average pool of the 512-channel map and one linear layer)
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-import torch
 from torch import nn
 
 from ._base import ZooModel, check_sizes
@@ -125,63 +124,29 @@ class VGG(ZooModel):
         super()._make_classifier(num_features, num_classes)
         init_weights(self.classifier)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x)
-
-    def forward_pre_logits(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(x)
-
-
-def _vgg(cfg: str, num_classes: int, in_chans: int, img_size: int, head: HeadType, drop_rate: float | None) -> VGG:
-    return VGG(cfg, num_classes=num_classes, in_chans=in_chans, img_size=img_size, head=head, drop_rate=drop_rate)
-
 
 @register_model
-def vgg11_bn(
-    num_classes: int = 10,
-    in_chans: int = 3,
-    img_size: int = 32,
-    head: HeadType = "auto",
-    drop_rate: float | None = None,
-) -> VGG:
+def vgg11_bn(**kwargs: Any) -> VGG:
     """VGG-11 (configuration A) with BatchNorm."""
-    return _vgg("A", num_classes, in_chans, img_size, head, drop_rate)
+    return VGG("A", **kwargs)
 
 
 @register_model
-def vgg13_bn(
-    num_classes: int = 10,
-    in_chans: int = 3,
-    img_size: int = 32,
-    head: HeadType = "auto",
-    drop_rate: float | None = None,
-) -> VGG:
+def vgg13_bn(**kwargs: Any) -> VGG:
     """VGG-13 (configuration B) with BatchNorm."""
-    return _vgg("B", num_classes, in_chans, img_size, head, drop_rate)
+    return VGG("B", **kwargs)
 
 
 @register_model
-def vgg16_bn(
-    num_classes: int = 10,
-    in_chans: int = 3,
-    img_size: int = 32,
-    head: HeadType = "auto",
-    drop_rate: float | None = None,
-) -> VGG:
+def vgg16_bn(**kwargs: Any) -> VGG:
     """VGG-16 (configuration D) with BatchNorm. 138,365,992 parameters with the 1000-class ImageNet head."""
-    return _vgg("D", num_classes, in_chans, img_size, head, drop_rate)
+    return VGG("D", **kwargs)
 
 
 @register_model
-def vgg19_bn(
-    num_classes: int = 10,
-    in_chans: int = 3,
-    img_size: int = 32,
-    head: HeadType = "auto",
-    drop_rate: float | None = None,
-) -> VGG:
+def vgg19_bn(**kwargs: Any) -> VGG:
     """VGG-19 (configuration E) with BatchNorm."""
-    return _vgg("E", num_classes, in_chans, img_size, head, drop_rate)
+    return VGG("E", **kwargs)
 
 
 class VGGCifarSmall(ZooModel):
@@ -219,12 +184,6 @@ class VGGCifarSmall(ZooModel):
             nn.Dropout(drop_rate),
         )
         self._make_classifier(1024, num_classes)
-
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x)
-
-    def forward_pre_logits(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(x)
 
 
 @register_model

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import inspect
 from typing import Any, Literal
 
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
-from ..models import ZooModel, create_model, get_model_entrypoint
+from ..models import ZooModel, create_model
 from .base import ClassificationTask
 
 __all__ = ["ImageClassifier"]
@@ -64,15 +63,13 @@ class ImageClassifier(ClassificationTask):
             std=std,
         )
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
-        kwargs: dict[str, Any] = {}
-        builder_params = inspect.signature(get_model_entrypoint(model)).parameters
-        if img_size is not None:
-            kwargs["img_size"] = img_size
+        kwargs: dict[str, Any] = {} if img_size is None else {"img_size": img_size}
+        net = create_model(model, num_classes=num_classes, in_chans=in_chans, **kwargs)
+        if not isinstance(net, ZooModel):
+            raise TypeError(f"model {model!r} builds a {type(net).__name__}; ImageClassifier needs a cnnzoo ZooModel")
         if drop_rate is not None:
-            if "drop_rate" not in builder_params:
-                raise ValueError(f"model {model!r} has no dropout; remove drop_rate or pick a model that has it")
-            kwargs["drop_rate"] = drop_rate
-        self.net: ZooModel = create_model(model, num_classes=num_classes, in_chans=in_chans, **kwargs)  # type: ignore[assignment]
+            net.set_drop_rate(drop_rate)
+        self.net: ZooModel = net
         self.example_input_array = torch.zeros(1, *self.net.input_size)
 
     @classmethod
