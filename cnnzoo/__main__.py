@@ -1,3 +1,5 @@
+"""``python -m cnnzoo``: the same as the ``cnnzoo`` command."""
+
 import sys
 
 from .cli import main

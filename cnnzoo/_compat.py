@@ -57,7 +57,8 @@ def cli_subcommand_arguments(cli: LightningCLI, subcommand: str) -> set[str]:
 
 def epoch_in_progress(trainer: Trainer) -> int:
     """The index of the epoch being run, restored on resume: Lightning's own argument to ``set_epoch``."""
-    return int(trainer.fit_loop.epoch_progress.current.processed)
+    # Typed as the base tracker; at run time it is a _ProcessedTracker, which has `processed`.
+    return int(trainer.fit_loop.epoch_progress.current.processed)  # type: ignore[attr-defined]
 
 
 def attached_trainer(module: LightningModule) -> Trainer | None:

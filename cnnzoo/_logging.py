@@ -11,8 +11,11 @@ _RANK_VARS = ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")
 
 
 def setup_logging() -> None:
-    """Give the ``cnnzoo`` logger a console handler unless the application configured logging itself,
-    the same rule Lightning applies to its own logger."""
+    """Attach a console handler to the ``cnnzoo`` logger.
+
+    Give the ``cnnzoo`` logger a console handler unless the application configured logging itself,
+    the same rule Lightning applies to its own logger.
+    """
     if logger.level == logging.NOTSET:
         logger.setLevel(logging.INFO)
     if not logging.getLogger().handlers and not logger.handlers:

@@ -16,6 +16,7 @@ from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter, Callback
 from lightning.pytorch.callbacks import EarlyStopping as _LightningEarlyStopping
 from lightning.pytorch.utilities.exceptions import SIGTERMException
+from typing_extensions import override
 
 __all__ = [
     "AtomicCheckpointIO",
@@ -29,7 +30,9 @@ __all__ = [
 
 
 class PredictionWriter(BasePredictionWriter):
-    """Writes ``predict`` results to a CSV file with one row per image: ``file`` (path, or ``#index`` for
+    """Write ``predict`` results to a CSV file.
+
+    Writes ``predict`` results to a CSV file with one row per image: ``file`` (path, or ``#index`` for
     in-memory datasets), ``pred_index``, ``pred_class`` (the checkpoint's class name) and ``prob``.
 
     Under DDP every rank's rows are gathered and only rank 0 writes, sorted by file.
@@ -44,9 +47,11 @@ class PredictionWriter(BasePredictionWriter):
         self._rows: list[tuple[str, int, float]] = []
         self.written_to: str | None = None
 
+    @override
     def on_predict_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._rows = []
 
+    @override
     def write_on_batch_end(
         self,
         trainer: Trainer,
@@ -67,11 +72,13 @@ class PredictionWriter(BasePredictionWriter):
             paths = [f"#{(start + i) * world + rank}" for i in range(len(preds))]
         self._rows.extend(zip(paths, preds, probs, strict=True))
 
+    @override
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
         # A failure halfway through (a file deleted after the scan, say) keeps the rows already predicted.
         if trainer.predicting and self._rows and trainer.world_size == 1:
             self._write(trainer, pl_module, self._rows, partial=True)
 
+    @override
     def on_predict_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         rows = self._rows
         if trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
@@ -97,7 +104,7 @@ class PredictionWriter(BasePredictionWriter):
             for file, pred, prob in sorted(rows, key=key):
                 writer.writerow([file, pred, names[pred] if names else str(pred), f"{prob:.6f}"])
         self.written_to = path
-        skipped = getattr(trainer.datamodule, "unreadable", None) or []
+        skipped = getattr(_datamodule(trainer), "unreadable", None) or []
         note = f", {len(skipped)} unreadable file(s) skipped" if skipped else ""
         note += "; stopped early, the rows predicted so far are saved" if partial else ""
         print(f"predictions: {path} ({len(rows)} rows{note})", flush=True)
@@ -120,10 +127,12 @@ class FiniteLossGuard(Callback):
     skips those steps itself, so gradients are checked only at the other precisions.
     """
 
+    @override
     def on_before_backward(self, trainer: Trainer, pl_module: LightningModule, loss: torch.Tensor) -> None:
         if not bool(torch.isfinite(loss.detach()).all()):
             self._stop(trainer, f"train_loss is {float(loss.detach()):.4g}")
 
+    @override
     def on_before_optimizer_step(self, trainer: Trainer, pl_module: LightningModule, optimizer: Any) -> None:
         if str(trainer.precision).startswith("16"):
             return
@@ -188,7 +197,9 @@ class EarlyStopping(_LightningEarlyStopping):
 
 
 class PreemptionCheckpoint(Callback):
-    """On SIGTERM (a cluster's preemption notice) or Ctrl-C during ``fit``, saves ``last.ckpt`` in the checkpoint
+    """Save ``last.ckpt`` when a fit is preempted.
+
+    On SIGTERM (a cluster's preemption notice) or Ctrl-C during ``fit``, saves ``last.ckpt`` in the checkpoint
     directory before the process exits; ``cnnzoo fit --ckpt_path last`` resumes from it, mid-epoch included.
 
     Lightning raises ``SIGTERMException`` at the end of the training step, or of the validation step, in progress,
@@ -200,6 +211,7 @@ class PreemptionCheckpoint(Callback):
     def __init__(self) -> None:
         self.saved_to: str | None = None
 
+    @override
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
         if not isinstance(exception, (SIGTERMException, KeyboardInterrupt)) or trainer.state.fn != "fit":
             return
@@ -231,6 +243,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     are removed on the next save. Remote paths (``s3://`` ...) keep Lightning's behaviour.
     """
 
+    @override
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
         target = Path(str(path))
         if "://" in str(path):
@@ -265,7 +278,9 @@ def _fsync_dir(path: Path) -> None:
 
 
 class EvalReport(Callback):
-    """After ``cnnzoo validate`` or ``cnnzoo test``, writes what was measured to ``<log dir>/<stage>_report.json``:
+    """Write what ``validate``/``test`` measured to a JSON report.
+
+    After ``cnnzoo validate`` or ``cnnzoo test``, writes what was measured to ``<log dir>/<stage>_report.json``:
     the metrics, the split and how many examples it held, the data module, the checkpoint's path and sha256, and
     the command. ``cnnzoo publish`` copies metrics only from such reports of the very file it publishes, so no
     published number is typed in by hand.
@@ -282,12 +297,22 @@ class EvalReport(Callback):
     def _start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._count = 0
 
-    def _batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, *args: Any) -> None:
+    on_validation_epoch_start = on_test_epoch_start = _start
+
+    @override
+    def on_validation_batch_end(
+        self,
+        trainer: Trainer,
+        pl_module: LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
         labels = batch[1] if isinstance(batch, (list, tuple)) else batch.get("label")
         self._count += len(labels)
 
-    on_validation_epoch_start = on_test_epoch_start = _start
-    on_validation_batch_end = on_test_batch_end = _batch_end
+    on_test_batch_end = on_validation_batch_end
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.state.fn == "validate":
@@ -307,7 +332,7 @@ class EvalReport(Callback):
         if not trainer.is_global_zero:
             return
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(f"{split}_")}
-        dm = trainer.datamodule
+        dm = _datamodule(trainer)
         ckpt = trainer.ckpt_path
         report = {
             "stage": stage,
@@ -325,6 +350,11 @@ class EvalReport(Callback):
             json.dump(report, f, indent=2)
         self.written_to = path
         print(f"{stage} report: {path}")
+
+
+def _datamodule(trainer: Trainer) -> Any:
+    # Lightning's data connector sets `trainer.datamodule` at run time, where a type checker cannot see it.
+    return getattr(trainer, "datamodule", None)
 
 
 def _lightning_version() -> str:

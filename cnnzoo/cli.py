@@ -1,5 +1,8 @@
-"""The ``cnnzoo`` command: a LightningCLI (``fit``, ``validate``, ``test``, ``predict``) plus zoo commands
-(``models``) that do not drive a Trainer."""
+"""The ``cnnzoo`` command.
+
+The ``cnnzoo`` command: a LightningCLI (``fit``, ``validate``, ``test``, ``predict``) plus zoo commands
+(``models``) that do not drive a Trainer.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ from lightning.pytorch import LightningDataModule, Trainer
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities.exceptions import SIGTERMException
+from typing_extensions import override
 
 from . import _logging
 from ._compat import cli_callback_keys, cli_get, cli_instantiate_trainer, cli_subcommand_arguments
@@ -52,8 +56,11 @@ DOWNLOAD_ARGS = ("pretrained",)
 
 
 def choose_precision(accelerator: Any) -> str:
-    """Mixed precision where the hardware has it, full precision elsewhere: bf16 on GPUs that support it
-    (no loss scaling needed), fp16 with loss scaling on older GPUs, 32-bit on CPU."""
+    """Choose the training precision from the hardware.
+
+    Mixed precision where the hardware has it, full precision elsewhere: bf16 on GPUs that support it
+    (no loss scaling needed), fp16 with loss scaling on older GPUs, 32-bit on CPU.
+    """
     name = accelerator if isinstance(accelerator, str) else type(accelerator).__name__.lower()
     wants_gpu = name in ("auto", "gpu", "cuda") or "cuda" in name
     if wants_gpu and torch.cuda.is_available():
@@ -79,8 +86,11 @@ def _read_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def _saved_checkpoint_dirpath(state: dict[str, Any], ckpt: Path) -> str:
-    """The ModelCheckpoint directory exactly as the interrupted run recorded it. ModelCheckpoint restores its
-    best-k bookkeeping only when the string matches, relative or absolute."""
+    """The ModelCheckpoint directory the interrupted run recorded.
+
+    The ModelCheckpoint directory exactly as the interrupted run recorded it. ModelCheckpoint restores its
+    best-k bookkeeping only when the string matches, relative or absolute.
+    """
     for key, value in state.get("callbacks", {}).items():
         if key.startswith("ModelCheckpoint") and isinstance(value, dict) and value.get("dirpath"):
             return str(value["dirpath"])
@@ -104,8 +114,11 @@ def _import_class(class_path: str) -> type | None:
 
 
 def _same_class(a: str, b: str) -> bool:
-    """Two class paths that name one class (``cnnzoo.tasks.ImageClassifier`` is a re-export of
-    ``cnnzoo.tasks.classification.ImageClassifier``)."""
+    """Whether two class paths name one class.
+
+    Two class paths that name one class (``cnnzoo.tasks.ImageClassifier`` is a re-export of
+    ``cnnzoo.tasks.classification.ImageClassifier``).
+    """
     if a == b:
         return True
     cls = _import_class(a)
@@ -146,6 +159,7 @@ class CnnzooCLI(LightningCLI):
             **kwargs,
         )
 
+    @override
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults(
@@ -225,7 +239,7 @@ class CnnzooCLI(LightningCLI):
         init_args = model_cfg.get("init_args")
         if cls is None or init_args is None:
             return
-        params = inspect.signature(cls.__init__).parameters
+        params = inspect.signature(cls).parameters
         for key, fix in LINKED_MODEL_ARGS.items():
             if key not in params or params[key].default is inspect.Parameter.empty:
                 continue
@@ -241,6 +255,7 @@ class CnnzooCLI(LightningCLI):
         init_args = (cfg.get("model") or {}).get("init_args") or {}
         return any(bool(init_args.get(key)) for key in DOWNLOAD_ARGS)
 
+    @override
     def before_instantiate_classes(self) -> None:
         cfg = self.config[self.subcommand] if self.subcommand else self.config
         trainer = cfg["trainer"]
@@ -253,6 +268,7 @@ class CnnzooCLI(LightningCLI):
                 f"precision: {trainer['precision']} (chosen from the hardware; set trainer.precision to override)"
             )
 
+    @override
     def instantiate_classes(self) -> None:
         super().instantiate_classes()
         if not self.subcommand:
@@ -268,8 +284,11 @@ class CnnzooCLI(LightningCLI):
         return [str(c) for c in classes] if classes else None
 
     def _check_checkpoint_classes(self, ckpt_path: str) -> None:
-        """The checkpoint's class names against the data's: ``predict`` names its rows with the checkpoint's
-        classes; ``fit``, ``validate`` and ``test`` refuse data whose classes differ."""
+        """Compare the checkpoint's class names with the data's.
+
+        The checkpoint's class names against the data's: ``predict`` names its rows with the checkpoint's
+        classes; ``fit``, ``validate`` and ``test`` refuse data whose classes differ.
+        """
         assert self._ckpt_state is not None
         saved = (self._ckpt_state.get("hyper_parameters") or {}).get("class_names")
         if not saved:
@@ -289,7 +308,9 @@ class CnnzooCLI(LightningCLI):
             )
 
     def _resolve_last_checkpoint(self, cfg: Any) -> None:
-        """``--ckpt_path last``: the newest ``last.ckpt`` of this experiment, in the run's checkpoint directory or
+        """Resolve ``--ckpt_path last`` to this experiment's newest ``last.ckpt``.
+
+        ``--ckpt_path last``: the newest ``last.ckpt`` of this experiment, in the run's checkpoint directory or
         under the root dir, whose task class, architecture and classes match the config.
 
         Lightning looks for "last" only in the new run's own (new, empty) version directory and silently starts
@@ -344,6 +365,7 @@ class CnnzooCLI(LightningCLI):
             "checkpoint path explicitly, or a --trainer.default_root_dir of its own for each experiment."
         )
 
+    @override
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         # The default callbacks must not clash with switches the user turned off in the trainer section:
         # Lightning refuses a ModelCheckpoint with enable_checkpointing=False, and so on.
@@ -384,7 +406,9 @@ class CnnzooCLI(LightningCLI):
         return kwargs
 
     def after_fit(self) -> None:
-        for es in self.trainer.callbacks:
+        """After ``fit`` (LightningCLI calls ``after_<subcommand>``): fail a diverged run, print the checkpoints."""
+        # Lightning's callback connector sets `trainer.callbacks` at run time, where a type checker cannot see it.
+        for es in getattr(self.trainer, "callbacks", []):
             if isinstance(es, EarlyStopping) and es.diverged:
                 raise TrainingDivergedError(
                     f"{es.stop_reason}. Fix: lower the learning rate or add warm-up, or check the data; the last "
@@ -473,8 +497,11 @@ def _print_zoo_help() -> None:
 
 
 def _packaged_recipes(args: list[str]) -> list[str]:
-    """``--config recipes/NAME.yaml`` that does not exist here falls back to the copy shipped in the wheel, so the
-    documented commands also work after a plain ``pip install cnnzoo``."""
+    """Fall back to the recipes shipped in the wheel.
+
+    ``--config recipes/NAME.yaml`` that does not exist here falls back to the copy shipped in the wheel, so the
+    documented commands also work after a plain ``pip install cnnzoo``.
+    """
     shipped = Path(__file__).parent / "recipes"
     out = list(args)
     for i, arg in enumerate(out[:-1]):
@@ -498,8 +525,11 @@ def _suggest_command(args: list[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The ``cnnzoo`` entry point. Exit codes: 0 done, 1 failed (diverged, out of memory), 2 refused input,
-    143 interrupted by SIGTERM after saving ``last.ckpt`` (so a scheduler requeues the job)."""
+    """Run the ``cnnzoo`` command line; returns the exit status.
+
+    The ``cnnzoo`` entry point. Exit codes: 0 done, 1 failed (diverged, out of memory), 2 refused input,
+    143 interrupted by SIGTERM after saving ``last.ckpt`` (so a scheduler requeues the job).
+    """
     args = _packaged_recipes(list(sys.argv[1:] if argv is None else argv))
     try:
         _suggest_command(args)

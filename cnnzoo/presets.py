@@ -1,4 +1,6 @@
-"""The one evaluation transform of cnnzoo, shared by published weights (``Weights.transforms()``), the data
+"""The one evaluation transform of cnnzoo.
+
+The one evaluation transform of cnnzoo, shared by published weights (``Weights.transforms()``), the data
 modules' per-sample path and their batched on-device path, so all three give the same tensor.
 
 Like torchvision's ``ImageClassification`` preset: resize the shorter side to ``image_size / crop_pct``, center-crop
@@ -14,6 +16,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from typing_extensions import override
 
 __all__ = ["LUMA", "ImageClassificationEval", "convert_channels", "normalize", "resize_batch"]
 
@@ -34,8 +37,11 @@ def convert_channels(images: torch.Tensor, in_chans: int) -> torch.Tensor:
 
 
 def resize_batch(x: torch.Tensor, image_size: int, crop_pct: float | None) -> torch.Tensor:
-    """Resize a (B, C, H, W) batch so that its shorter side is ``image_size / crop_pct``, then center-crop it
-    to ``image_size`` (timm's evaluation geometry; ``crop_pct=None`` means 1)."""
+    """Resize the shorter side, then center-crop a batch.
+
+    Resize a (B, C, H, W) batch so that its shorter side is ``image_size / crop_pct``, then center-crop it
+    to ``image_size`` (timm's evaluation geometry; ``crop_pct=None`` means 1).
+    """
     h, w = x.shape[-2:]
     scale_to = math.floor(image_size / (crop_pct or 1.0))
     if min(h, w) != scale_to:
@@ -62,7 +68,9 @@ def normalize(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> t
 
 
 class ImageClassificationEval(nn.Module):
-    """Evaluation preprocessing: a PIL image, a uint8 (C, H, W) image or a uint8 (B, C, H, W) batch in, a
+    """Evaluation preprocessing for images and batches.
+
+    Evaluation preprocessing: a PIL image, a uint8 (C, H, W) image or a uint8 (B, C, H, W) batch in, a
     normalised float tensor of the same rank out.
 
     Args:
@@ -87,6 +95,7 @@ class ImageClassificationEval(nn.Module):
         self.image_size, self.in_chans, self.crop_pct = image_size, in_chans, crop_pct
         self.mean, self.std = tuple(mean), tuple(std)
 
+    @override
     def forward(self, img: Any) -> torch.Tensor:
         single = not isinstance(img, torch.Tensor) or img.ndim == 3
         x = self._to_uint8(img)
@@ -109,6 +118,7 @@ class ImageClassificationEval(nn.Module):
             raise TypeError(f"expected a PIL image or a uint8 tensor, got {type(img).__name__}")
         return pil_to_tensor(img.convert("L" if self.in_chans == 1 else "RGB"))
 
+    @override
     def extra_repr(self) -> str:
         return (
             f"image_size={self.image_size}, in_chans={self.in_chans}, crop_pct={self.crop_pct}, "

@@ -56,6 +56,22 @@ def publish(
     notes: str = "",
     url: str | None = None,
 ) -> Weights:
+    """Turn a training checkpoint into a release: safetensors weights, the registry JSON and a model card.
+
+    Args:
+        ckpt: a checkpoint written by ``cnnzoo fit`` (it records classes, mean and std).
+        name: the ``arch.tag`` name; ``arch`` must be the checkpoint's model.
+        out: the output folder.
+        reports: ``validate``/``test`` reports of this very file; their metrics are copied into the metadata.
+        recipe: the recipe that trained it.
+        command: the command that trained it.
+        license: the weights' license.
+        notes: free text for the model card.
+        url: where the file will be served, if not bundled.
+
+    Returns:
+        The :class:`~cnnzoo.models.Weights` entry that was written.
+    """
     arch, dot, tag = name.partition(".")
     if not dot or not tag:
         raise ValueError(f"--name must be 'arch.tag' (like lenet5.mnist), got {name!r}")
@@ -176,6 +192,7 @@ files: `{w.file}` (sha256 `{w.sha256}`, {w.num_bytes:,} bytes)
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``cnnzoo publish``: parse the command line and publish; returns the exit status."""
     parser = argparse.ArgumentParser(
         prog="cnnzoo publish", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

@@ -50,26 +50,8 @@ class SaveAndExitAtStep(Callback):
 class NaNGradAtStep(ImageClassifier):
     """An ImageClassifier whose loss stays finite but whose first conv gets a NaN gradient from step ``nan_step``."""
 
-    def __init__(
-        self,
-        nan_step: int = 5,
-        model: str = "lenet5",
-        num_classes: int = 10,
-        in_chans: int = 1,
-        img_size: int | None = None,
-        class_names: list[str] | None = None,
-        mean: list[float] | None = None,
-        std: list[float] | None = None,
-    ) -> None:
-        super().__init__(
-            model=model,
-            num_classes=num_classes,
-            in_chans=in_chans,
-            img_size=img_size,
-            class_names=class_names,
-            mean=mean,
-            std=std,
-        )
+    def __init__(self, nan_step: int = 5, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.nan_step = nan_step
         first = next(p for p in self.net.parameters() if p.ndim == 4)
         first.register_hook(lambda g: g * float("nan") if self.global_step >= self.nan_step else g)
@@ -78,26 +60,8 @@ class NaNGradAtStep(ImageClassifier):
 class NaNAtStep(ImageClassifier):
     """An ImageClassifier whose loss becomes NaN at step ``nan_step``."""
 
-    def __init__(
-        self,
-        nan_step: int = 5,
-        model: str = "lenet5",
-        num_classes: int = 10,
-        in_chans: int = 1,
-        img_size: int | None = None,
-        class_names: list[str] | None = None,
-        mean: list[float] | None = None,
-        std: list[float] | None = None,
-    ) -> None:
-        super().__init__(
-            model=model,
-            num_classes=num_classes,
-            in_chans=in_chans,
-            img_size=img_size,
-            class_names=class_names,
-            mean=mean,
-            std=std,
-        )
+    def __init__(self, nan_step: int = 5, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.nan_step = nan_step
 
     def compute_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -110,26 +74,8 @@ class NaNAtStep(ImageClassifier):
 class ScriptedValidation(ImageClassifier):
     """Logs a scripted val_acc/val_loss per epoch: a plateau the test constructs."""
 
-    def __init__(
-        self,
-        val_acc: list[float],
-        model: str = "lenet5",
-        num_classes: int = 10,
-        in_chans: int = 1,
-        img_size: int | None = None,
-        class_names: list[str] | None = None,
-        mean: list[float] | None = None,
-        std: list[float] | None = None,
-    ) -> None:
-        super().__init__(
-            model=model,
-            num_classes=num_classes,
-            in_chans=in_chans,
-            img_size=img_size,
-            class_names=class_names,
-            mean=mean,
-            std=std,
-        )
+    def __init__(self, val_acc: list[float], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.scripted = val_acc
 
     def on_validation_epoch_end(self) -> None:

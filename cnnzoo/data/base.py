@@ -16,6 +16,7 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
+from typing_extensions import override
 
 from .. import _logging
 from .._compat import epoch_in_progress
@@ -141,8 +142,11 @@ class ClassificationDataModule(LightningDataModule):
 
     @property
     def eval_transform(self) -> ImageClassificationEval:
-        """The evaluation preprocessing (resize, center-crop, normalise): the same object serves a PIL image, a
-        uint8 image and a uint8 batch, and published weights carry the same preset."""
+        """The evaluation preset for this data module.
+
+        The evaluation preprocessing (resize, center-crop, normalise): the same object serves a PIL image, a
+        uint8 image and a uint8 batch, and published weights carry the same preset.
+        """
         return ImageClassificationEval(self.image_size, self.in_chans, self.mean, self.std, self.crop_pct)
 
     def sample_transform(self, train: bool) -> Callable:
@@ -166,6 +170,7 @@ class ClassificationDataModule(LightningDataModule):
 
     @property
     def mixing(self) -> MixCollate:
+        """Batch-level MixUp/CutMix, built once (a no-op when both alphas are 0)."""
         if not hasattr(self, "_mixing"):
             self._mixing = MixCollate(self.num_classes, self.mixup_alpha, self.cutmix_alpha)
         return self._mixing
@@ -173,6 +178,7 @@ class ClassificationDataModule(LightningDataModule):
     def _training(self) -> bool:
         return self.trainer is not None and self.trainer.training
 
+    @override
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         # Per-sample pipelines deliver normalised floats; only batch-level mixing remains, in training.
         if isinstance(batch, (list, tuple)) and len(batch) == 2 and self._training() and self.mixing:
@@ -233,19 +239,24 @@ class ClassificationDataModule(LightningDataModule):
         """The DataLoader of ``split`` (``train``, ``val``, ``test`` or ``predict``); subclasses implement it."""
         raise NotImplementedError
 
+    @override
     def train_dataloader(self) -> DataLoader:
         return self.make_loader("train", train=True)
 
+    @override
     def val_dataloader(self) -> DataLoader:
         return self.make_loader("val", train=False)
 
+    @override
     def test_dataloader(self) -> DataLoader:
         return self.make_loader("test", train=False)
 
+    @override
     def predict_dataloader(self) -> DataLoader:
         return self.make_loader("predict", train=False)
 
     def log_split_sizes(self, sizes: dict[str, int]) -> None:
+        """Log the size of each split and the shape the images are served at."""
         text = ", ".join(f"{k}={v}" for k, v in sizes.items() if v)
         _logging.info(
             f"{type(self).__name__}: {text} images, served at {self.in_chans}x{self.image_size}x{self.image_size}"
@@ -295,11 +306,15 @@ class InMemoryDataModule(ClassificationDataModule):
 
     # --- subclass API ------------------------------------------------------------------------------------------
     def load_splits(self) -> dict[str, Split]:
-        """Return ``{"train": (images, labels), "val": ..., "test": ...}`` with uint8 (N, C, H, W) images in
-        the dataset's native channels; channel conversion and resizing happen here in the base class."""
+        """Load the splits as uint8 tensors.
+
+        Return ``{"train": (images, labels), "val": ..., "test": ...}`` with uint8 (N, C, H, W) images in
+        the dataset's native channels; channel conversion and resizing happen here in the base class.
+        """
         raise NotImplementedError
 
     # --- Lightning hooks ----------------------------------------------------------------------------------------
+    @override
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
             return
@@ -316,6 +331,7 @@ class InMemoryDataModule(ClassificationDataModule):
         self.splits = splits
         self.log_split_sizes({k: len(v[1]) for k, v in splits.items()})
 
+    @override
     def make_loader(self, split: str, train: bool) -> DataLoader:
         split = "test" if split == "predict" else split  # in-memory datasets predict on their test split
         if split not in self.splits:
@@ -342,6 +358,7 @@ class InMemoryDataModule(ClassificationDataModule):
             return batch_random_erasing(x, self.random_erasing)
         return self.eval_transform(images)
 
+    @override
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         # Float tensors are already model inputs (Lightning sends the model's example_input_array through here).
         if isinstance(batch, torch.Tensor):

@@ -30,7 +30,9 @@ def load_digits_arrays() -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class DigitsDataModule(InMemoryDataModule):
-    """1,797 real 8x8 handwritten digits (0-9), upsampled to ``image_size`` for LeNet, split with a fixed seed
+    """scikit-learn's handwritten digits, offline.
+
+    1,797 real 8x8 handwritten digits (0-9), upsampled to ``image_size`` for LeNet, split with a fixed seed
     into train / val / test (1,257 / 270 / 270 with the default fractions).
 
     Args:
@@ -68,6 +70,7 @@ class DigitsDataModule(InMemoryDataModule):
         self.test_fraction = test_fraction
 
     def load_splits(self) -> dict[str, Split]:
+        """The 8x8 scans upsampled to ``image_size``, split into train/val/test with ``seed``."""
         images, labels = load_digits_arrays()
         # Upsample once at load time: the 8x8 scans are the dataset, 28x28 is how LeNet reads it.
         images = F.interpolate(images.float(), size=self.image_size, mode="bilinear", align_corners=False)

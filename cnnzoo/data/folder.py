@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset
+from typing_extensions import override
 
 from .base import ClassificationDataModule
 from .tensor_ops import seeded_split
@@ -55,8 +56,11 @@ def check_image(path: str) -> str | None:
 
 
 def find_unreadable(paths: list[str], folder: Path, strict: bool, check_images: bool) -> list[tuple[str, str]]:
-    """(path, reason) of the files in ``paths`` that do not decode (only zero-byte ones without ``check_images``),
-    reported in one warning that lists them by path, or raised as :class:`CorruptImageError` with ``strict``."""
+    """Find the files that do not decode.
+
+    (path, reason) of the files in ``paths`` that do not decode (only zero-byte ones without ``check_images``),
+    reported in one warning that lists them by path, or raised as :class:`CorruptImageError` with ``strict``.
+    """
     if check_images:
         with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
             reasons = list(pool.map(check_image, paths, chunksize=64))
@@ -126,7 +130,9 @@ def scan_class_folders(
 class FolderDataset(Dataset):
     """(path, label) samples decoded with PIL, converted to the wanted channels, then transformed."""
 
-    def __init__(self, samples: list[tuple[str, int]], transform: Callable, in_chans: int, with_path: bool = False):
+    def __init__(
+        self, samples: list[tuple[str, int]], transform: Callable, in_chans: int, with_path: bool = False
+    ) -> None:
         self.samples, self.transform, self.mode, self.with_path = (
             samples,
             transform,
@@ -230,6 +236,7 @@ class ImageFolderDataModule(ClassificationDataModule):
             )
         return scan_class_folders(folder, list(self.classes), self.strict, self.check_images)
 
+    @override
     def setup(self, stage: str | None = None) -> None:
         if not self.samples:
             if self.root is not None:
@@ -276,6 +283,7 @@ class ImageFolderDataModule(ClassificationDataModule):
             )
         return [(p, -1) for p in files]
 
+    @override
     def make_loader(self, split: str, train: bool) -> DataLoader:
         if split not in self.samples:
             self.setup(split if split == "predict" else None)

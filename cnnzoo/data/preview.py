@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torchvision.utils import make_grid
 
@@ -13,8 +15,11 @@ __all__ = ["augmentation_grid"]
 def augmentation_grid(
     dm: ClassificationDataModule, n_images: int = 8, n_augment: int = 7, seed: int = 0
 ) -> torch.Tensor:
-    """A (3, H, W) float grid in [0, 1]: one row per training image, the evaluation view first, then
-    ``n_augment`` independent draws of the training augmentation (the same code path training uses)."""
+    """A grid of augmented training samples.
+
+    A (3, H, W) float grid in [0, 1]: one row per training image, the evaluation view first, then
+    ``n_augment`` independent draws of the training augmentation (the same code path training uses).
+    """
     dm.setup("fit")
     torch.manual_seed(seed)
     rows: list[torch.Tensor] = []
@@ -25,7 +30,7 @@ def augmentation_grid(
         rows += [dm.batch_transform(images, train=True) for _ in range(n_augment)]
         grid = torch.stack(rows, dim=1)  # (n_images, 1 + n_augment, C, H, W)
     else:
-        dataset = dm.train_dataloader().dataset
+        dataset: Any = dm.train_dataloader().dataset  # a per-sample dataset with a settable `transform`
         eval_tf, train_tf = dm.sample_transform(train=False), dm.sample_transform(train=True)
         per_image = []
         # Evenly spaced picks: folder datasets are sorted by class, so the first images would all be one class.

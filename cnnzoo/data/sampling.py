@@ -89,7 +89,7 @@ class InMemoryBatchSampler(DistributedSampler):
             return -(-self.n // self.num_replicas)
         return len(range(self.rank, self.n, self.num_replicas))
 
-    def __iter__(self) -> Iterator[list[int] | int]:  # type: ignore[override]
+    def __iter__(self) -> Iterator[list[int] | int]:  # yields whole batches of indices, or single ones (flat)
         indices = self._rank_indices().tolist()
         skip, self.skip_batches = self.skip_batches, 0
         if self.flat:
@@ -133,6 +133,7 @@ class ResumableDataLoader(DataLoader):
         self._batches_done = batches_done
 
     def state_dict(self) -> dict[str, Any]:
+        """The loader state Lightning saves; its presence is what marks the loader as resumable."""
         sampler = self.sampler if isinstance(self.sampler, InMemoryBatchSampler) else None
         return {"epoch": sampler.epoch if sampler is not None else 0}
 

@@ -1,5 +1,8 @@
-"""Tensor helpers of the data layer: seeded splits, channel conversion and batch resizing. No data-module classes
-live here, so they can be used (and tested) without Lightning."""
+"""Tensor helpers of the data layer.
+
+Tensor helpers of the data layer: seeded splits, channel conversion and batch resizing. No data-module classes
+live here, so they can be used (and tested) without Lightning.
+"""
 
 from __future__ import annotations
 
@@ -40,6 +43,7 @@ def resolve_val_size(n_train: int, val_size: int | None, val_fraction: float) ->
 
 
 def convert_stats(values: Sequence[float], in_chans: int) -> tuple[float, ...]:
+    """Per-channel statistics for ``in_chans`` channels: repeated for gray to RGB, luma-weighted for RGB to gray."""
     if len(values) == in_chans:
         return tuple(values)
     if len(values) == 1:

@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 
 import torch
 from torchvision import datasets
+from typing_extensions import override
 
 from .base import InMemoryDataModule
 from .tensor_ops import Split, resolve_val_size, seeded_split
@@ -73,6 +74,7 @@ class TorchvisionDataModule(InMemoryDataModule):
         self.train_subset = train_subset
         resolve_val_size(10**9, None, val_fraction)  # validate the fraction now, not after loading
 
+    @override
     def prepare_data(self) -> None:
         if self.download:
             for train in (True, False):
@@ -98,6 +100,7 @@ class TorchvisionDataModule(InMemoryDataModule):
         return images.contiguous(), torch.as_tensor(ds.targets, dtype=torch.long)
 
     def load_splits(self) -> dict[str, Split]:
+        """The torchvision files as uint8 tensors, with a seeded validation split carved from train."""
         train_ds = self._open(train=True)
         names = tuple(getattr(train_ds, "classes", ()))
         if len(names) != self.num_classes:
@@ -121,7 +124,7 @@ class MNISTDataModule(TorchvisionDataModule):
     folder = os.path.join("MNIST", "raw")
     layout = "  MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte  (the four IDX files, .gz optional)"
     num_classes = 10
-    classes = tuple(str(i) for i in range(10))
+    classes: tuple[str, ...] = tuple(str(i) for i in range(10))
     kind: ClassVar[DataKind] = "digits"
     native_in_chans = 1
     native_image_size = 28
@@ -135,7 +138,18 @@ class FashionMNISTDataModule(MNISTDataModule):
     dataset_class = datasets.FashionMNIST
     folder = os.path.join("FashionMNIST", "raw")
     layout = "  FashionMNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte  (the four IDX files, .gz optional)"
-    classes = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+    classes: tuple[str, ...] = (
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
+    )
     # Clothes are not digits: horizontal flips are label-preserving here.
     kind: ClassVar[DataKind] = "natural"
     native_mean = (0.2860,)
@@ -153,7 +167,18 @@ class CIFAR10DataModule(TorchvisionDataModule):
     folder = "cifar-10-batches-py"
     layout = "  cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}  (the python version of CIFAR-10)"
     num_classes = 10
-    classes = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+    classes: tuple[str, ...] = (
+        "airplane",
+        "automobile",
+        "bird",
+        "cat",
+        "deer",
+        "dog",
+        "frog",
+        "horse",
+        "ship",
+        "truck",
+    )
     native_in_chans = 3
     native_image_size = 32
     native_mean = (0.4914, 0.4822, 0.4465)

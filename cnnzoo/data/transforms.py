@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torchvision.transforms import v2
+from typing_extensions import override
 
 __all__ = [
     "AUGMENT_PRESETS",
@@ -85,8 +86,11 @@ def sample_augment(name: str, kind: DataKind, image_size: int) -> v2.Transform:
 
 
 def _batch_random_crop_flip(x: torch.Tensor, padding: int, flip: bool) -> torch.Tensor:
-    """Per-image random crop of a zero-padded batch plus per-image horizontal flip: torchvision's
-    ``RandomCrop(size, padding)`` and ``RandomHorizontalFlip()`` for a whole batch in one gather."""
+    """Random crop and horizontal flip, batch-wise.
+
+    Per-image random crop of a zero-padded batch plus per-image horizontal flip: torchvision's
+    ``RandomCrop(size, padding)`` and ``RandomHorizontalFlip()`` for a whole batch in one gather.
+    """
     b, _, h, w = x.shape
     padded = F.pad(x, (padding, padding, padding, padding))
     dev = x.device
@@ -103,8 +107,11 @@ def _batch_random_crop_flip(x: torch.Tensor, padding: int, flip: bool) -> torch.
 
 
 def _batch_affine(x: torch.Tensor, degrees: float, translate: float) -> torch.Tensor:
-    """Per-image rotation within ±``degrees`` and whole-pixel shift within ±``translate`` of the size (the
-    distribution of torchvision's ``RandomAffine``), bilinear, zero fill, via one ``grid_sample``."""
+    """Random affine (rotation and shift), batch-wise.
+
+    Per-image rotation within ±``degrees`` and whole-pixel shift within ±``translate`` of the size (the
+    distribution of torchvision's ``RandomAffine``), bilinear, zero fill, via one ``grid_sample``.
+    """
     b, _, h, w = x.shape
     dev = x.device
     angle = (torch.rand(b, device=dev) * 2 - 1) * math.radians(degrees)
@@ -121,8 +128,11 @@ def _batch_affine(x: torch.Tensor, degrees: float, translate: float) -> torch.Te
 def batch_random_erasing(
     x: torch.Tensor, p: float, scale: tuple[float, float] = (0.02, 0.33), ratio: tuple[float, float] = (0.3, 3.3)
 ) -> torch.Tensor:
-    """Per-image random erasing of a normalised batch (value 0, i.e. the dataset mean), with torchvision's
-    ``RandomErasing`` defaults for area and aspect ratio."""
+    """Random erasing, batch-wise.
+
+    Per-image random erasing of a normalised batch (value 0, i.e. the dataset mean), with torchvision's
+    ``RandomErasing`` defaults for area and aspect ratio.
+    """
     if p <= 0:
         return x
     b, _, h, w = x.shape
@@ -151,6 +161,7 @@ class BatchAugment(nn.Module):
         self.name, self.kind, self.image_size = name, kind, image_size
         self.per_sample = sample_augment(name, kind, image_size)
 
+    @override
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dtype != torch.uint8:
             raise TypeError(f"BatchAugment expects uint8 images, got {x.dtype}")
@@ -179,13 +190,14 @@ class MixCollate:
         return self.op is not None
 
     def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mix a batch: images blended or patched, targets turned into soft labels."""
         if self.op is None:
             return images, labels
         return self.op(images, labels)
 
 
 def timm_data_config(name: str) -> dict[str, Any]:
-    """timm's preprocessing for model ``name`` (input size, mean/std, crop_pct), without building the model."""
+    """Timm's preprocessing for model ``name`` (input size, mean/std, crop_pct), without building the model."""
     import timm
     from timm.data import resolve_data_config
 
@@ -193,4 +205,5 @@ def timm_data_config(name: str) -> dict[str, Any]:
         from ..models import unknown_name_error
 
         raise unknown_name_error("timm model", name, timm.list_models(), "timm.list_models()")
-    return resolve_data_config({}, pretrained_cfg=timm.models.get_pretrained_cfg(name).to_dict())
+    cfg = timm.models.get_pretrained_cfg(name)
+    return resolve_data_config({}, pretrained_cfg=cfg.to_dict() if cfg is not None else {})

@@ -85,8 +85,11 @@ class Weights:
         return len(self.classes)
 
     def transforms(self) -> Any:
-        """Inference transforms: a PIL image, a uint8 image or a uint8 batch to normalised float input, the same
-        preset (:class:`cnnzoo.presets.ImageClassificationEval`) the data modules evaluate with."""
+        """The inference transforms of these weights.
+
+        Inference transforms: a PIL image, a uint8 image or a uint8 batch to normalised float input, the same
+        preset (:class:`cnnzoo.presets.ImageClassificationEval`) the data modules evaluate with.
+        """
         from ..presets import ImageClassificationEval
 
         return ImageClassificationEval(self.input_size[-1], self.in_chans, self.mean, self.std, self.crop_pct)
@@ -124,7 +127,8 @@ _broken: dict[str, str] = {}
 def register_pretrained(name: str, default: bool = False) -> Weights | None:
     """Declare published weights ``arch.tag`` from the generated ``pretrained/<arch.tag>.json``.
 
-    A missing or malformed JSON file is reported with a warning and the entry is left out (``None``)."""
+    A missing or malformed JSON file is reported with a warning and the entry is left out (``None``).
+    """
     if name in _registry:
         raise ValueError(f"weights {name!r} are already registered")
     path = PRETRAINED_DIR / f"{name}.json"
@@ -141,8 +145,11 @@ def register_pretrained(name: str, default: bool = False) -> Weights | None:
 
 
 def register_weights(weights: Weights) -> Weights:
-    """Add a :class:`Weights` entry to the registry, for example weights your own package serves by URL (with its
-    sha256), so that ``load_pretrained("arch.tag")`` finds them. A name can be registered once."""
+    """Add a weights entry to the registry.
+
+    Add a :class:`Weights` entry to the registry, for example weights your own package serves by URL (with its
+    sha256), so that ``load_pretrained("arch.tag")`` finds them. A name can be registered once.
+    """
     if weights.name in _registry:
         raise ValueError(f"weights {weights.name!r} are already registered")
     arch, dot, tag = weights.name.partition(".")
@@ -243,7 +250,7 @@ def download(url: str, dest: Path, sha256: str, num_bytes: int | None = None, pr
     try:
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as resp:
             total = int(resp.headers.get("Content-Length") or 0) or num_bytes
-            with _progress(progress and sys.stderr.isatty(), dest.name, total) as advance:
+            with _Progress(progress and sys.stderr.isatty(), dest.name, total) as advance:
                 for chunk in iter(lambda: resp.read(2**16), b""):
                     out.write(chunk)
                     h.update(chunk)
@@ -264,7 +271,7 @@ def download(url: str, dest: Path, sha256: str, num_bytes: int | None = None, pr
     return dest
 
 
-class _progress:
+class _Progress:
     """A rich progress bar for a download (a no-op off a terminal)."""
 
     def __init__(self, enabled: bool, name: str, total: int | None) -> None:
@@ -294,7 +301,8 @@ class _progress:
 def fetch_url(source: str) -> Path:
     """The verified local copy of ``https://.../file#sha256=<64 hex digits>``, downloaded once into the cache.
 
-    A URL without its sha256 is refused: nothing is loaded that was not checked against a published hash."""
+    A URL without its sha256 is refused: nothing is loaded that was not checked against a published hash.
+    """
     url, _, frag = source.partition("#")
     match = _SHA256_FRAGMENT.fullmatch(frag)
     if not match:
@@ -309,8 +317,11 @@ def fetch_url(source: str) -> Path:
 
 
 def is_safetensors_file(path: Path) -> bool:
-    """Sniff the safetensors layout (an 8-byte little-endian header length, then a JSON object), whatever the
-    file is called: a ``.pt`` that is really safetensors must not reach the unpickler."""
+    """Whether a file is safetensors, whatever its name.
+
+    Sniff the safetensors layout (an 8-byte little-endian header length, then a JSON object), whatever the
+    file is called: a ``.pt`` that is really safetensors must not reach the unpickler.
+    """
     try:
         with open(path, "rb") as f:
             head = f.read(9)
@@ -320,9 +331,12 @@ def is_safetensors_file(path: Path) -> bool:
 
 
 def load_state_dict_file(path: Path | str) -> dict[str, torch.Tensor]:
-    """Tensors from a ``.safetensors`` file, or from a ``.pt``/``.pth``/``.ckpt`` through
+    """Load a state dict without unpickling code.
+
+    Tensors from a ``.safetensors`` file, or from a ``.pt``/``.pth``/``.ckpt`` through
     ``torch.load(weights_only=True)``, which refuses any pickle that would build objects or call functions.
-    A Lightning checkpoint gives its ``state_dict``. Errors name the file."""
+    A Lightning checkpoint gives its ``state_dict``. Errors name the file.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such weights file")
@@ -354,8 +368,11 @@ def load_state_dict_file(path: Path | str) -> dict[str, torch.Tensor]:
 
 # --- models ---------------------------------------------------------------------------------------------------------
 def adapt_input_conv(weight: torch.Tensor, in_chans: int) -> torch.Tensor:
-    """First-conv weights for another channel count, as timm does: RGB to gray sums the filters; gray to RGB
-    repeats them and divides by 3, so a gray image replicated to RGB gives the same response."""
+    """Adapt first-conv weights to another channel count.
+
+    First-conv weights for another channel count, as timm does: RGB to gray sums the filters; gray to RGB
+    repeats them and divides by 3, so a gray image replicated to RGB gives the same response.
+    """
     c = weight.shape[1]
     if c == in_chans:
         return weight

@@ -10,8 +10,11 @@ __all__ = ["model_summary_rows", "print_models_table"]
 
 
 def model_summary_rows(pattern: str | None = None) -> list[tuple[str, int, tuple[int, int, int], str]]:
-    """(name, parameters, default (C, H, W), first docstring line) per model, built on the meta device so that
-    even VGG-19 costs no memory and no time."""
+    """One row per registered model.
+
+    (name, parameters, default (C, H, W), first docstring line) per model, built on the meta device so that
+    even VGG-19 costs no memory and no time.
+    """
     rows = []
     for name in list_models(pattern):
         with torch.device("meta"):
@@ -23,6 +26,7 @@ def model_summary_rows(pattern: str | None = None) -> list[tuple[str, int, tuple
 
 
 def print_models_table(pattern: str | None = None) -> None:
+    """Print the registry as a rich table (name, parameters, default input, description)."""
     from rich.console import Console
     from rich.table import Table
 

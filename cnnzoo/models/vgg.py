@@ -1,4 +1,6 @@
-"""VGG with BatchNorm (Simonyan & Zisserman, 2014; BatchNorm added after each convolution), and a compact
+"""VGG with BatchNorm, and a compact CIFAR-10 VGG-style net.
+
+VGG with BatchNorm (Simonyan & Zisserman, 2014; BatchNorm added after each convolution), and a compact
 CIFAR-10 VGG-style net.
 
 The architecture is data: each configuration lists output widths for 3x3 convolutions (padding 1, so the size is
@@ -51,7 +53,7 @@ def make_layers(cfg: list[int | str], in_chans: int, batch_norm: bool = True) ->
 
 
 def init_weights(module: nn.Module) -> None:
-    """torchvision's VGG initialisation: He-normal convolutions, N(0, 0.01) linear layers, unit BatchNorm."""
+    """Torchvision's VGG initialisation: He-normal convolutions, N(0, 0.01) linear layers, unit BatchNorm."""
     for m in module.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -150,7 +152,9 @@ def vgg19_bn(**kwargs: Any) -> VGG:
 
 
 class VGGCifarSmall(ZooModel):
-    """The compact CIFAR-10 net of the classic tutorial: three blocks of two 3x3 conv + ReLU + BatchNorm
+    """The compact CIFAR-10 net of the classic tutorial.
+
+    The compact CIFAR-10 net of the classic tutorial: three blocks of two 3x3 conv + ReLU + BatchNorm
     (32, 64, 128 filters), each followed by a 2x2 max-pool, then dropout, a dense 1024 layer and the classifier.
 
     Args:

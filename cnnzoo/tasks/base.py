@@ -1,6 +1,9 @@
-"""What every cnnzoo task shares: loss, metrics and their logged names, optimiser and scheduler wiring, safe
+"""What every cnnzoo task shares.
+
+What every cnnzoo task shares: loss, metrics and their logged names, optimiser and scheduler wiring, safe
 checkpoint loading and ``predict_step`` (like torchgeo's ``BaseTask``). Subclasses build ``self.net`` and, where
-parts of the network learn at other rates, override :meth:`ClassificationTask.param_groups`."""
+parts of the network learn at other rates, override :meth:`ClassificationTask.param_groups`.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+from typing_extensions import override
 
 from .._compat import attached_trainer
 from ..errors import ConfigError
@@ -59,9 +63,12 @@ def _partial_target(factory: Any) -> tuple[Any, set[str]]:
 
 
 def check_one_cycle(factory: Any, total: int) -> None:
-    """OneCycleLR divides by each phase's length in steps, and a phase of length zero (``pct_start x total_steps``
+    """Refuse a OneCycleLR schedule that would fail mid-run.
+
+    OneCycleLR divides by each phase's length in steps, and a phase of length zero (``pct_start x total_steps``
     exactly 1, as with 5 steps at ``pct_start=0.2``) fails mid-run with a ZeroDivisionError. Say so before training
-    starts. Shorter, fractional warm-ups run (the smoke tests use 2 steps)."""
+    starts. Shorter, fractional warm-ups run (the smoke tests use 2 steps).
+    """
     keywords = factory.keywords if isinstance(factory, partial) else {}
     params = inspect.signature(torch.optim.lr_scheduler.OneCycleLR).parameters
     pct_start = keywords.get("pct_start")
@@ -80,7 +87,9 @@ def check_one_cycle(factory: Any, total: int) -> None:
 
 
 class ClassificationTask(LightningModule):
-    """Shared training logic of the cnnzoo classifiers: loss, metrics, logging names, optimiser wiring and
+    """The shared training logic of the cnnzoo classifiers.
+
+    Shared training logic of the cnnzoo classifiers: loss, metrics, logging names, optimiser wiring and
     ``predict_step``. Subclasses set ``self.net`` in ``__init__`` and may override :meth:`forward`.
 
     Logged names are fixed because other tools (checkpoint monitors, the recipes, the docs) read them:
@@ -120,11 +129,11 @@ class ClassificationTask(LightningModule):
         self.train_metrics = make_metrics(num_classes, "train_", validate=False, full=False)
         self.val_metrics = make_metrics(num_classes, "val_")
         self.test_metrics = make_metrics(num_classes, "test_")
-        self._train_loss_sum = None
+        self._train_loss_sum: torch.Tensor | None = None
         self._train_loss_count = 0
 
     @classmethod
-    def load_from_checkpoint(  # type: ignore[override]
+    def load_from_checkpoint(
         cls,
         checkpoint_path: str | Path | IO[bytes],
         map_location: Any = None,
@@ -167,6 +176,7 @@ class ClassificationTask(LightningModule):
             ) from None
 
     # --- hooks users override ---------------------------------------------------------------------------------
+    @override
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
@@ -176,6 +186,7 @@ class ClassificationTask(LightningModule):
             raise ValueError(f"soft targets must be (B, num_classes) probabilities, got shape {tuple(target.shape)}")
         return F.cross_entropy(logits, target, label_smoothing=self.label_smoothing)
 
+    @override
     def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         # With a seed set (seed_everything), every training step reseeds the RNG from (seed, step, rank), so
         # augmentation and dropout in step k are the same whether or not the run was interrupted and resumed
@@ -186,6 +197,7 @@ class ClassificationTask(LightningModule):
             torch.manual_seed(step_seed(int(seed), self.global_step, self.global_rank))
         return batch
 
+    @override
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # LightningCLI reads a checkpoint's hyperparameters back into its config (--ckpt_path), which needs the
         # class path; the CLI records it, a model built in Python did not, so `cnnzoo test` refused such files.
@@ -228,11 +240,14 @@ class ClassificationTask(LightningModule):
             self._train_loss_count = 0
         self._train_loss_sum += detached.double() * batch_size
         self._train_loss_count += batch_size
-        if self.global_step % max(self.trainer.log_every_n_steps, 1) == 0:
+        # Lightning's connectors set these Trainer attributes at run time, where a type checker cannot see them.
+        every = int(getattr(self.trainer, "log_every_n_steps", 50))
+        if self.global_step % max(every, 1) == 0:
             self.log("train_loss", detached, on_step=True, on_epoch=False, prog_bar=True)
 
+    @override
     def on_train_epoch_start(self) -> None:
-        self._train_loss_sum: torch.Tensor | None = None
+        self._train_loss_sum = None
         self._train_loss_count = 0
 
     def _metrics(self, stage: str) -> MetricCollection:
@@ -249,30 +264,39 @@ class ClassificationTask(LightningModule):
         self.log_dict(metrics.compute(), prog_bar=stage != "train", sync_dist=False)
         metrics.reset()
 
+    @override
     def on_train_epoch_end(self) -> None:
         if self._train_loss_sum is not None and self._train_loss_count:
             mean = (self._train_loss_sum / self._train_loss_count).float()
             self.log("train_loss_epoch", mean, on_step=False, on_epoch=True, sync_dist=True)
         self._log_epoch_metrics("train")
 
+    @override
     def on_validation_epoch_end(self) -> None:
         self._log_epoch_metrics("val")
 
+    @override
     def on_test_epoch_end(self) -> None:
         self._log_epoch_metrics("test")
 
+    @override
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         return self._shared_step(batch, "train")
 
+    @override
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         self._shared_step(batch, "val")
 
+    @override
     def test_step(self, batch: Any, batch_idx: int) -> None:
         self._shared_step(batch, "test")
 
     def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
-        """Returns ``{"preds": class indices (B,), "probs": softmax probabilities (B, num_classes)}``, plus
-        ``"paths"`` when the batch carries file paths."""
+        """Predicted classes and probabilities for a batch.
+
+        Returns ``{"preds": class indices (B,), "probs": softmax probabilities (B, num_classes)}``, plus
+        ``"paths"`` when the batch carries file paths.
+        """
         x, _ = self._split_batch(batch)
         probs = self(x).float().softmax(dim=1)
         out: dict[str, Any] = {"preds": probs.argmax(dim=1), "probs": probs}
@@ -282,7 +306,9 @@ class ClassificationTask(LightningModule):
 
     # --- optimisation -----------------------------------------------------------------------------------------
     def param_groups(self) -> list[dict[str, Any]]:
-        """What the optimizer receives: parameter groups, each a dict with ``params`` and optionally ``name`` and
+        """The parameter groups the optimiser receives.
+
+        What the optimizer receives: parameter groups, each a dict with ``params`` and optionally ``name`` and
         ``lr_scale``, a factor on the optimiser's learning rate (and on a OneCycleLR's ``max_lr``) for that group.
 
         Override it to give parts of the network their own rates; :meth:`configure_optimizers` does the rest.
@@ -310,9 +336,12 @@ class ClassificationTask(LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": config}
 
     def build_lr_scheduler(self, optimizer: torch.optim.Optimizer, scales: list[float]) -> tuple[Any, str]:
-        """The scheduler and its interval. OneCycleLR is a per-step schedule whose length a recipe cannot know
+        """Build the learning-rate scheduler and its interval.
+
+        The scheduler and its interval. OneCycleLR is a per-step schedule whose length a recipe cannot know
         (it depends on the dataset size, batch size, world size and ``max_epochs``), so when the recipe gives
-        neither ``total_steps`` nor ``epochs`` it is filled in from ``trainer.estimated_stepping_batches``."""
+        neither ``total_steps`` nor ``epochs`` it is filled in from ``trainer.estimated_stepping_batches``.
+        """
         factory = self.lr_scheduler_factory
         assert factory is not None
         target, given = _partial_target(factory)
@@ -321,10 +350,18 @@ class ClassificationTask(LightningModule):
         kwargs: dict[str, Any] = {}
         if any(scale != 1.0 for scale in scales):
             # One scalar max_lr would give every group the same peak; keep each group's factor.
-            max_lr = factory.keywords["max_lr"]  # type: ignore[union-attr]
+            max_lr = factory.keywords["max_lr"] if isinstance(factory, partial) else None
+            if max_lr is None:
+                raise ConfigError("OneCycleLR with per-group learning-rate scales needs max_lr in the recipe")
             kwargs["max_lr"] = [max_lr * scale for scale in scales]
         if not {"total_steps", "epochs"} & given:
             kwargs["total_steps"] = int(self.trainer.estimated_stepping_batches)
-        scheduler = factory(optimizer, **kwargs)
-        check_one_cycle(factory, int(scheduler.total_steps))
+            check_one_cycle(factory, kwargs["total_steps"])
+        try:
+            scheduler = factory(optimizer, **kwargs)
+        except ZeroDivisionError:  # a recipe's own total_steps/epochs with a zero-length phase
+            raise ConfigError(
+                "OneCycleLR: a phase of the schedule has zero steps (pct_start x total_steps = 1); change pct_start, "
+                "total_steps or epochs"
+            ) from None
         return scheduler, "step"

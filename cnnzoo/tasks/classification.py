@@ -7,7 +7,7 @@ from typing import Any, Literal
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
-from ..models import ZooModel, create_model
+from ..models import Weights, ZooModel, create_model
 from .base import ClassificationTask
 
 __all__ = ["ImageClassifier"]
@@ -36,6 +36,9 @@ class ImageClassifier(ClassificationTask):
     hyperparameters: checkpoints then hold primitives only and load with ``weights_only=True``. The CLI's saved
     ``config.yaml`` records them.
     """
+
+    # Set by from_pretrained: the metadata of the weights the network started from.
+    pretrained_cfg: Weights | None = None
 
     def __init__(
         self,

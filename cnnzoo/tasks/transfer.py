@@ -12,6 +12,7 @@ from lightning.pytorch.callbacks import BaseFinetuning
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 from torch.optim import Optimizer
+from typing_extensions import override
 
 from .._compat import attached_trainer
 from .base import ClassificationTask
@@ -21,7 +22,7 @@ __all__ = ["TimmClassifier", "TransferFinetuning", "load_backbone_weights"]
 Strategy = Literal["feature_extraction", "finetune", "freeze_unfreeze"]
 
 
-def _timm():
+def _timm() -> Any:
     import timm
 
     return timm
@@ -36,7 +37,7 @@ def check_backbone(name: str) -> None:
     raise unknown_name_error("timm backbone", name, timm.list_models(), "timm.list_models()")
 
 
-def classifier_prefix(net: nn.Module) -> str:
+def classifier_prefix(net: Any) -> str:
     head = net.get_classifier()
     for name, module in net.named_modules():
         if module is head:
@@ -45,8 +46,11 @@ def classifier_prefix(net: nn.Module) -> str:
 
 
 def _state_from(source: str) -> dict[str, torch.Tensor]:
-    """Tensors from a cnnzoo weights name, an https:// URL ending in ``#sha256=<hex>``, or a local file.
-    Every path goes through safetensors or ``torch.load(weights_only=True)``."""
+    """Tensors from a weights name, a verified URL or a file.
+
+    Tensors from a cnnzoo weights name, an https:// URL ending in ``#sha256=<hex>``, or a local file.
+    Every path goes through safetensors or ``torch.load(weights_only=True)``.
+    """
     from ..models import fetch_url, get_weights, list_pretrained, load_state_dict_file
 
     if source in list_pretrained():
@@ -57,8 +61,11 @@ def _state_from(source: str) -> dict[str, torch.Tensor]:
 
 
 def load_backbone_weights(net: nn.Module, source: str, new_head: bool = False) -> None:
-    """Load ``source`` into ``net``. A classifier of another size is kept freshly initialised (and that is said);
-    any other missing, unexpected or mis-shaped key is an error."""
+    """Load weights into a timm network.
+
+    Load ``source`` into ``net``. A classifier of another size is kept freshly initialised (and that is said);
+    any other missing, unexpected or mis-shaped key is an error.
+    """
     from ..models import load_strict
 
     state = _state_from(source)
@@ -90,17 +97,19 @@ class TransferFinetuning(BaseFinetuning):
     ``unfreeze_at_epoch``, so a resumed run re-applies the unfreeze that ``freeze_before_training`` undid.
     """
 
-    def __init__(self, strategy: Strategy, unfreeze_at_epoch: int, unfreeze_top: int | None, train_bn: bool):
+    def __init__(self, strategy: Strategy, unfreeze_at_epoch: int, unfreeze_top: int | None, train_bn: bool) -> None:
         super().__init__()
         self.strategy, self.unfreeze_at_epoch = strategy, unfreeze_at_epoch
         self.unfreeze_top, self.train_bn = unfreeze_top, train_bn
         self.unfrozen = False
 
+    @override
     def freeze_before_training(self, pl_module: LightningModule) -> None:
         if self.strategy in ("feature_extraction", "freeze_unfreeze"):
             self.freeze(pl_module.backbone_modules(), train_bn=self.train_bn)  # type: ignore[operator]
         self.unfrozen = False
 
+    @override
     def finetune_function(self, pl_module: LightningModule, epoch: int, optimizer: Optimizer) -> None:
         if self.strategy == "freeze_unfreeze" and epoch >= self.unfreeze_at_epoch and not self.unfrozen:
             self.make_trainable(pl_module.top_blocks(self.unfreeze_top))  # type: ignore[operator]
@@ -136,6 +145,10 @@ class TimmClassifier(ClassificationTask):
         lr_scheduler_interval: ``"epoch"`` or ``"step"``.
         label_smoothing: cross-entropy label smoothing.
     """
+
+    # A timm network: typed loosely because its API (get_classifier, group_matcher, pretrained_cfg) is timm's,
+    # not nn.Module's.
+    net: Any
 
     def __init__(
         self,
@@ -188,18 +201,21 @@ class TimmClassifier(ClassificationTask):
 
     @property
     def data_config(self) -> dict[str, Any]:
-        """timm's preprocessing for this backbone (input size, mean/std, interpolation, crop_pct)."""
+        """Timm's preprocessing for this backbone (input size, mean/std, interpolation, crop_pct)."""
         return _timm().data.resolve_data_config({}, model=self.net)
 
     # --- parts of the network ------------------------------------------------------------------------------------
     def head_parameters(self) -> list[nn.Parameter]:
+        """The parameters of the new classifier head."""
         return list(self.net.get_classifier().parameters())
 
     def backbone_parameters(self) -> list[nn.Parameter]:
+        """Every parameter that is not the head's."""
         head = {id(p) for p in self.head_parameters()}
         return [p for p in self.net.parameters() if id(p) not in head]
 
     def backbone_modules(self) -> list[nn.Module]:
+        """The backbone's leaf modules (what freezing and unfreezing act on)."""
         head = set(self.net.get_classifier().modules())
         return [m for m in self.net.modules() if not list(m.children()) and m not in head]
 
@@ -216,24 +232,30 @@ class TimmClassifier(ClassificationTask):
         return [self.net.get_submodule(name) for name in sorted(chosen)]
 
     # --- optimisation -------------------------------------------------------------------------------------------
+    @override
     def configure_callbacks(self) -> list[Any]:
         return [self.finetuning]
 
     def param_groups(self) -> list[dict[str, Any]]:
-        """Head and backbone groups, both from the start (frozen parameters join when unfrozen without a new
-        optimiser); the backbone learns at ``backbone_lr_ratio`` times the head's rate."""
+        """Head and backbone parameter groups.
+
+        Head and backbone groups, both from the start (frozen parameters join when unfrozen without a new
+        optimiser); the backbone learns at ``backbone_lr_ratio`` times the head's rate.
+        """
         return [
             {"params": self.head_parameters(), "name": "head"},
             {"params": self.backbone_parameters(), "name": "backbone", "lr_scale": self.backbone_lr_ratio},
         ]
 
     # --- DDP ----------------------------------------------------------------------------------------------------
+    @override
     def on_train_start(self) -> None:
         # DDP registers only the parameters that required grad when it wrapped the model; the ones unfrozen later
         # would be updated from each rank's own gradient and drift apart (the DDP failure of Lightning #20340).
         # Their gradients are averaged here instead.
         self._late_params = [p for p in self.net.parameters() if not p.requires_grad]
 
+    @override
     def on_after_backward(self) -> None:
         trainer = attached_trainer(self)
         if not self._late_params or trainer is None or trainer.world_size < 2 or not dist.is_initialized():
