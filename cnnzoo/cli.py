@@ -44,10 +44,10 @@ __all__ = ["CheckpointMismatchError", "CnnzooCLI", "ConfigError", "main"]
 TRAINER_COMMANDS = ("fit", "validate", "test", "predict")
 # Model arguments the CLI links from the data module, and the data option that sets each one.
 LINKED_MODEL_ARGS = {
-    "num_classes": "the data's classes (data.classes: a dataset or folder with those classes)",
+    "num_classes": "the data's classes (data.class_names: a dataset or folder with those classes)",
     "in_chans": "--data.in_chans",
-    "img_size": "--data.image_size",
-    "class_names": "the data's classes (data.classes: the dataset's labels or the folder names)",
+    "img_size": "--data.img_size",
+    "class_names": "the data's classes (data.class_names: the dataset's labels or the folder names)",
     "mean": "--data.mean",
     "std": "--data.std",
 }
@@ -128,7 +128,7 @@ def _same_class(a: str, b: str) -> bool:
 class CnnzooCLI(LightningCLI):
     """LightningCLI with cnnzoo's defaults.
 
-    - The data module's ``num_classes``, ``in_chans``, ``image_size`` and ``classes`` are linked into the model,
+    - The data module's ``num_classes``, ``in_chans``, ``img_size`` and ``class_names`` are linked into the model,
       so recipes never repeat them.
     - Default callbacks, each configurable under its own key: ``checkpoint`` (ModelCheckpoint, best ``val_acc``
       plus ``last.ckpt``), ``early_stopping`` (EarlyStopping on ``val_loss``), ``progress_bar``
@@ -179,8 +179,8 @@ class CnnzooCLI(LightningCLI):
         for source, target, compute in (
             ("data.num_classes", "model.init_args.num_classes", None),
             ("data.in_chans", "model.init_args.in_chans", None),
-            ("data.image_size", "model.init_args.img_size", None),
-            ("data.classes", "model.init_args.class_names", list),
+            ("data.img_size", "model.init_args.img_size", None),
+            ("data.class_names", "model.init_args.class_names", list),
             ("data.mean", "model.init_args.mean", list),
             ("data.std", "model.init_args.std", list),
         ):
@@ -280,7 +280,7 @@ class CnnzooCLI(LightningCLI):
             self._check_checkpoint_classes(str(cfg.get("ckpt_path")))
 
     def _data_classes(self) -> list[str] | None:
-        classes = getattr(self.datamodule, "classes", None)
+        classes = getattr(self.datamodule, "class_names", None)
         return [str(c) for c in classes] if classes else None
 
     def _check_checkpoint_classes(self, ckpt_path: str) -> None:

@@ -3,8 +3,8 @@
 The one evaluation transform of cnnzoo, shared by published weights (``Weights.transforms()``), the data
 modules' per-sample path and their batched on-device path, so all three give the same tensor.
 
-Like torchvision's ``ImageClassification`` preset: resize the shorter side to ``image_size / crop_pct``, center-crop
-``image_size``, scale to [0, 1] and normalise. Plain PyTorch; no Lightning.
+Like torchvision's ``ImageClassification`` preset: resize the shorter side to ``img_size / crop_pct``, center-crop
+``img_size``, scale to [0, 1] and normalise. Plain PyTorch; no Lightning.
 """
 
 from __future__ import annotations
@@ -36,14 +36,14 @@ def convert_channels(images: torch.Tensor, in_chans: int) -> torch.Tensor:
     raise ValueError(f"cannot convert {c}-channel images to {in_chans} channels; use in_chans=1 or 3")
 
 
-def resize_batch(x: torch.Tensor, image_size: int, crop_pct: float | None) -> torch.Tensor:
+def resize_batch(x: torch.Tensor, img_size: int, crop_pct: float | None) -> torch.Tensor:
     """Resize the shorter side, then center-crop a batch.
 
-    Resize a (B, C, H, W) batch so that its shorter side is ``image_size / crop_pct``, then center-crop it
-    to ``image_size`` (timm's evaluation geometry; ``crop_pct=None`` means 1).
+    Resize a (B, C, H, W) batch so that its shorter side is ``img_size / crop_pct``, then center-crop it
+    to ``img_size`` (timm's evaluation geometry; ``crop_pct=None`` means 1).
     """
     h, w = x.shape[-2:]
-    scale_to = math.floor(image_size / (crop_pct or 1.0))
+    scale_to = math.floor(img_size / (crop_pct or 1.0))
     if min(h, w) != scale_to:
         if h <= w:
             size = (scale_to, max(scale_to, round(w * scale_to / h)))
@@ -54,9 +54,9 @@ def resize_batch(x: torch.Tensor, image_size: int, crop_pct: float | None) -> to
         if dtype == torch.uint8:
             x = x.round_().clamp_(0, 255).to(torch.uint8)
     h, w = x.shape[-2:]
-    if (h, w) != (image_size, image_size):
-        top, left = (h - image_size) // 2, (w - image_size) // 2
-        x = x[..., top : top + image_size, left : left + image_size]
+    if (h, w) != (img_size, img_size):
+        top, left = (h - img_size) // 2, (w - img_size) // 2
+        x = x[..., top : top + img_size, left : left + img_size]
     return x
 
 
@@ -74,16 +74,16 @@ class ImageClassificationEval(nn.Module):
     normalised float tensor of the same rank out.
 
     Args:
-        image_size: side of the square the network sees.
+        img_size: side of the square the network sees.
         in_chans: 1 (grayscale) or 3 (RGB); other inputs are converted.
         mean: per-channel normalisation mean.
         std: per-channel normalisation std.
-        crop_pct: the resize-then-center-crop ratio (``None``: resize straight to ``image_size``).
+        crop_pct: the resize-then-center-crop ratio (``None``: resize straight to ``img_size``).
     """
 
     def __init__(
         self,
-        image_size: int,
+        img_size: int,
         in_chans: int,
         mean: Sequence[float],
         std: Sequence[float],
@@ -92,7 +92,7 @@ class ImageClassificationEval(nn.Module):
         super().__init__()
         if len(mean) != in_chans or len(std) != in_chans:
             raise ValueError(f"mean and std need {in_chans} values (one per channel); got {mean}, {std}")
-        self.image_size, self.in_chans, self.crop_pct = image_size, in_chans, crop_pct
+        self.img_size, self.in_chans, self.crop_pct = img_size, in_chans, crop_pct
         self.mean, self.std = tuple(mean), tuple(std)
 
     @override
@@ -102,7 +102,7 @@ class ImageClassificationEval(nn.Module):
         if x.ndim == 3:
             x = x.unsqueeze(0)
         x = normalize(
-            resize_batch(convert_channels(x, self.in_chans), self.image_size, self.crop_pct), self.mean, self.std
+            resize_batch(convert_channels(x, self.in_chans), self.img_size, self.crop_pct), self.mean, self.std
         )
         return x[0] if single else x
 
@@ -121,6 +121,6 @@ class ImageClassificationEval(nn.Module):
     @override
     def extra_repr(self) -> str:
         return (
-            f"image_size={self.image_size}, in_chans={self.in_chans}, crop_pct={self.crop_pct}, "
+            f"img_size={self.img_size}, in_chans={self.in_chans}, crop_pct={self.crop_pct}, "
             f"mean={self.mean}, std={self.std}"
         )

@@ -114,7 +114,7 @@ def publish(
         sha256=sha,
         num_bytes=(out / fname).stat().st_size,
         num_params=sum(p.numel() for p in model.parameters()),
-        classes=tuple(hp["class_names"]),
+        class_names=tuple(hp["class_names"]),
         in_chans=hp["in_chans"],
         input_size=tuple(model.input_size),  # type: ignore[arg-type]
         mean=tuple(hp["mean"]),
@@ -158,7 +158,7 @@ import cnnzoo
 model = cnnzoo.load_pretrained("{w.name}")          # eval mode, verified sha256
 preprocess = model.pretrained_cfg.transforms()      # resize, center-crop, normalise
 probs = model(preprocess(image).unsqueeze(0)).softmax(1)
-label = model.pretrained_cfg.classes[int(probs.argmax())]
+label = model.pretrained_cfg.class_names[int(probs.argmax())]
 ```
 
 ## Measured metrics
@@ -182,7 +182,7 @@ Recipe: `{w.recipe}`
 ## Intended use and limitations
 
 A teaching and baseline model. It saw only its training distribution: {w.num_classes} classes
-({", ".join(w.classes[:10])}{", ..." if w.num_classes > 10 else ""}), at {w.input_size[1]}x{w.input_size[2]} pixels,
+({", ".join(w.class_names[:10])}{", ..." if w.num_classes > 10 else ""}), at {w.input_size[1]}x{w.input_size[2]} pixels,
 normalised with mean {list(w.mean)} and std {list(w.std)}. Images of other kinds (other scripts, photographs,
 inverted colours, other sizes without resizing) give confident but meaningless answers. It has not been assessed
 for fairness, robustness or calibration, and must not be used for decisions about people.

@@ -27,7 +27,7 @@ def render() -> str:
         'model = cnnzoo.load_pretrained("lenet5.mnist")  # verified sha256, eval mode',
         "cfg = model.pretrained_cfg  # classes, mean/std, metrics, recipe, command",
         "x = cfg.transforms()(pil_image).unsqueeze(0)",
-        "print(cfg.classes[model(x).argmax(1).item()])",
+        "print(cfg.class_names[model(x).argmax(1).item()])",
         "```",
         "",
         "`cnnzoo weights` prints the same registry as a table.",
@@ -48,7 +48,7 @@ def render() -> str:
         lines += [
             f"### {name}",
             "",
-            f"- recipe: `{w.recipe}`; classes: {', '.join(w.classes)}",
+            f"- recipe: `{w.recipe}`; classes: {', '.join(w.class_names)}",
             f"- training: `{w.command}`",
             f"- evaluated on: {'; '.join(datasets)}",
             f"- {w.notes}" if w.notes else "",

@@ -13,7 +13,7 @@ from cnnzoo.tasks import ImageClassifier
 def _quick_fit(tmp_path: Path, **model_kwargs: object) -> tuple[ImageClassifier, DigitsDataModule, Trainer]:
     seed_everything(0)
     dm = DigitsDataModule(batch_size=64)
-    model = ImageClassifier(model="lenet5", class_names=list(dm.classes), **model_kwargs)  # type: ignore[arg-type]
+    model = ImageClassifier(model="lenet5", class_names=list(dm.class_names), **model_kwargs)  # type: ignore[arg-type]
     trainer = Trainer(
         max_epochs=1,
         limit_train_batches=5,

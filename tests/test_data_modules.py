@@ -33,7 +33,7 @@ def test_idx_datamodules_on_generated_files(tmp_path: Path, cls: type, folder: s
     x, y = next(iter(dm.train_dataloader()))
     assert x.dtype == torch.uint8 and x.shape == (16, 1, 28, 28)
     assert y.dtype == torch.long and int(y.min()) >= 0 and int(y.max()) <= 9
-    assert dm.num_classes == len(dm.classes) == 10 and dm.in_chans == 1 and dm.image_size == 28
+    assert dm.num_classes == len(dm.class_names) == 10 and dm.in_chans == 1 and dm.img_size == 28
 
     # train/val are disjoint, seeded and reproducible
     again = cls(data_dir=str(tmp_path), val_size=20, seed=42)
@@ -86,14 +86,14 @@ def test_cifar10_datamodule_on_generated_batches(tmp_path: Path, monkeypatch: py
 
 
 def test_cifar100_constants() -> None:
-    assert CIFAR100DataModule.num_classes == len(CIFAR100DataModule.classes) == 100
-    assert len(set(CIFAR100DataModule.classes)) == 100
-    assert CIFAR100DataModule.classes[:3] == ("apple", "aquarium_fish", "baby")
+    assert CIFAR100DataModule.num_classes == len(CIFAR100DataModule.class_names) == 100
+    assert len(set(CIFAR100DataModule.class_names)) == 100
+    assert CIFAR100DataModule.class_names[:3] == ("apple", "aquarium_fish", "baby")
 
 
 def test_channel_and_size_conversion_for_big_backbones(tmp_path: Path) -> None:
     write_idx(tmp_path, "MNIST", n_train=40, n_test=10)
-    dm = MNISTDataModule(data_dir=str(tmp_path), val_size=8, in_chans=3, image_size=64, crop_pct=0.875, batch_size=4)
+    dm = MNISTDataModule(data_dir=str(tmp_path), val_size=8, in_chans=3, img_size=64, crop_pct=0.875, batch_size=4)
     dm.setup()
     assert dm.in_chans == 3 and len(dm.mean) == 3
     x, y = next(iter(dm.val_dataloader()))
@@ -127,8 +127,8 @@ def test_image_folder_hygiene(tmp_path: Path) -> None:
     (root / "dog" / "fake.png").write_bytes(b"this is not a png")
     (root / "dog" / "notes.txt").write_text("not an image")
 
-    dm = ImageFolderDataModule(root=str(root), image_size=16, val_fraction=0.25, num_workers=0, batch_size=4)
-    assert dm.classes == ("cat", "dog") and dm.class_to_idx == {"cat": 0, "dog": 1} and dm.num_classes == 2
+    dm = ImageFolderDataModule(root=str(root), img_size=16, val_fraction=0.25, num_workers=0, batch_size=4)
+    assert dm.class_names == ("cat", "dog") and dm.class_to_idx == {"cat": 0, "dog": 1} and dm.num_classes == 2
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         dm.setup()
@@ -168,7 +168,7 @@ def test_image_folder_explicit_dirs_grayscale_and_class_mismatch(tmp_path: Path)
         val_dir=str(tmp_path / "val"),
         test_dir=str(tmp_path / "test"),
         in_chans=1,
-        image_size=12,
+        img_size=12,
         num_workers=0,
         batch_size=2,
     )
@@ -194,8 +194,8 @@ def test_real_mnist_from_shared_data(shared_data: Path) -> None:
 
 @pytest.mark.slow
 def test_image_folder_on_real_cifar10_training_split(cifar10_train: Path) -> None:
-    dm = ImageFolderDataModule(root=str(cifar10_train), image_size=32, val_fraction=0.1)
-    assert dm.classes == CIFAR10DataModule.classes
+    dm = ImageFolderDataModule(root=str(cifar10_train), img_size=32, val_fraction=0.1)
+    assert dm.class_names == CIFAR10DataModule.class_names
     dm.setup()
     labels = [y for split in dm.samples.values() for _, y in split]
     assert torch.bincount(torch.tensor(labels)).tolist() == [5000] * 10
@@ -205,13 +205,13 @@ def test_image_folder_on_real_cifar10_training_split(cifar10_train: Path) -> Non
 def test_one_flag_fits_mnist_to_a_timm_backbone(tmp_path: Path) -> None:
     write_idx(tmp_path, "MNIST", n_train=40, n_test=10)
     dm = MNISTDataModule(data_dir=str(tmp_path), val_size=8, data_config="resnet18", batch_size=4)
-    assert (dm.image_size, dm.in_chans, dm.crop_pct) == (224, 3, 0.95)
+    assert (dm.img_size, dm.in_chans, dm.crop_pct) == (224, 3, 0.95)
     assert dm.mean == (0.485, 0.456, 0.406)
     dm.setup()
     x, _y = dm.on_after_batch_transfer(next(iter(dm.val_dataloader())), 0)
     assert x.shape == (4, 3, 224, 224)
-    explicit = MNISTDataModule(data_dir=str(tmp_path), data_config="resnet18", image_size=64)
-    assert explicit.image_size == 64 and explicit.in_chans == 3  # explicit options win
+    explicit = MNISTDataModule(data_dir=str(tmp_path), data_config="resnet18", img_size=64)
+    assert explicit.img_size == 64 and explicit.in_chans == 3  # explicit options win
     with pytest.raises(ValueError, match="resnet18"):
         MNISTDataModule(data_config="resnet_18")
 
@@ -241,21 +241,19 @@ def _three_eval_paths(dm: Any, images: torch.Tensor, w: Any) -> tuple[torch.Tens
     return weights_path, sample_path, batch_path
 
 
-@pytest.mark.parametrize(("image_size", "crop_pct"), [(28, None), (24, 0.875), (32, None)])
-def test_one_eval_transform_for_weights_samples_and_batches(image_size: int, crop_pct: float | None) -> None:
+@pytest.mark.parametrize(("img_size", "crop_pct"), [(28, None), (24, 0.875), (32, None)])
+def test_one_eval_transform_for_weights_samples_and_batches(img_size: int, crop_pct: float | None) -> None:
     import dataclasses
 
     import cnnzoo
 
-    dm = DigitsDataModule(image_size=28, crop_pct=crop_pct)
+    dm = DigitsDataModule(img_size=28, crop_pct=crop_pct)
     dm.setup()
     images = dm.splits["test"][0][:32]  # real scans, as uint8
-    dm = DigitsDataModule(image_size=image_size, crop_pct=crop_pct)  # the size the network sees
-    w = dataclasses.replace(
-        cnnzoo.get_weights("lenet5.digits"), input_size=(1, image_size, image_size), crop_pct=crop_pct
-    )
+    dm = DigitsDataModule(img_size=img_size, crop_pct=crop_pct)  # the size the network sees
+    w = dataclasses.replace(cnnzoo.get_weights("lenet5.digits"), input_size=(1, img_size, img_size), crop_pct=crop_pct)
     a, b, c = _three_eval_paths(dm, images, w)
-    assert a.shape == (32, 1, image_size, image_size)
+    assert a.shape == (32, 1, img_size, img_size)
     assert torch.equal(a, b) and torch.equal(b, c)
 
 
@@ -264,7 +262,7 @@ def test_one_eval_transform_on_real_mnist(shared_data: Path) -> None:
 
     import cnnzoo
 
-    dm = MNISTDataModule(data_dir=str(shared_data / "mnist"), image_size=24, crop_pct=0.875)
+    dm = MNISTDataModule(data_dir=str(shared_data / "mnist"), img_size=24, crop_pct=0.875)
     dm.setup()
     images = dm.splits["test"][0][:64]
     w = dataclasses.replace(cnnzoo.get_weights("lenet5.mnist"), input_size=(1, 24, 24), crop_pct=0.875)

@@ -81,3 +81,30 @@ def test_help_and_print_config_list_every_option(cls: type, capsys: pytest.Captu
     for name, p in options.items():
         if name not in ("root",):
             assert printed[name] == p.default, (name, printed[name], p.default)
+
+
+def test_old_names_keep_working_with_a_deprecation_warning(tmp_path: Any) -> None:
+    import json
+
+    import cnnzoo
+    from cnnzoo.data import DigitsDataModule
+    from cnnzoo.models import Weights
+
+    with pytest.warns(FutureWarning, match="image_size is deprecated.*use img_size"):
+        dm = DigitsDataModule(image_size=20)
+    assert dm.img_size == 20
+    with pytest.warns(FutureWarning, match="use class_names"):
+        assert dm.classes == dm.class_names
+    w = cnnzoo.get_weights("lenet5.digits")
+    with pytest.warns(FutureWarning, match="use class_names"):
+        assert w.classes == w.class_names
+    old = {**w.to_dict(), "classes": list(w.class_names)}
+    del old["class_names"]
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    with pytest.warns(FutureWarning, match="'classes' is deprecated"):
+        assert Weights.from_json(tmp_path / "old.json").class_names == w.class_names
+    with pytest.warns(FutureWarning, match="image_size is deprecated"):
+        cli = CnnzooCLI(
+            args=["--data=cnnzoo.data.DigitsDataModule", "--data.image_size=32", "--model=ImageClassifier"], run=False
+        )
+    assert cli.model.hparams.img_size == 32  # the link still carries the size into the model

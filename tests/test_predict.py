@@ -24,7 +24,7 @@ def test_folder_fit_then_cli_predict_writes_csv_with_class_names(tmp_path: Path)
     data = [
         "--data=cnnzoo.data.ImageFolderDataModule",
         f"--data.root={root}",
-        "--data.image_size=28",
+        "--data.img_size=28",
         "--data.in_chans=1",
         "--data.num_workers=0",
         "--data.batch_size=8",

@@ -48,7 +48,7 @@ def test_metadata_matches_reality(name: str) -> None:
     assert not model.training
     assert model.pretrained_cfg is w
     assert sum(p.numel() for p in model.parameters()) == w.num_params
-    assert model.get_classifier().out_features == w.num_classes == len(w.classes)
+    assert model.get_classifier().out_features == w.num_classes == len(w.class_names)
     assert tuple(model.input_size) == w.input_size and len(w.mean) == len(w.std) == w.in_chans
     assert w.metrics, "published weights must carry measured metrics"
     for m in w.metrics:
@@ -85,7 +85,7 @@ def test_digits_weights_on_real_scans() -> None:
     w = model.pretrained_cfg
     batch = torch.stack([w.transforms()(img) for img in x[:16]])
     assert torch.equal(model(batch).argmax(1), y[:16])
-    assert [w.classes[i] for i in y[:16].tolist()] == [str(i) for i in y[:16].tolist()]
+    assert [w.class_names[i] for i in y[:16].tolist()] == [str(i) for i in y[:16].tolist()]
 
 
 def test_mnist_weights_on_real_mnist_images(shared_data: Path) -> None:
@@ -273,7 +273,7 @@ def test_publish_round_trip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reg
     trained = ImageClassifier.load_from_checkpoint(ckpt, weights_only=True).eval()
     x = torch.randn(4, 1, 28, 28)
     assert torch.equal(model(x), trained(x))
-    assert list(model.pretrained_cfg.classes) == trained.class_names
+    assert list(model.pretrained_cfg.class_names) == trained.class_names
 
     other_report = json.loads(report.read_text()) | {"checkpoint_sha256": "0" * 64}
     (tmp_path / "other.json").write_text(json.dumps(other_report))
@@ -311,7 +311,7 @@ def test_bundled_weights_reproduce_their_test_metric(name: str, shared_data: Pat
     )
     expected = next(m["value"] for m in w.metrics if m["metric"] == "test_acc")
     assert abs(float(cli.trainer.callback_metrics["test_acc"]) - expected) <= 0.001
-    assert task.class_names == list(w.classes) and task.mean == list(w.mean)
+    assert task.class_names == list(w.class_names) and task.mean == list(w.mean)
 
 
 def test_docs_pretrained_page_is_generated_from_the_registry() -> None:
@@ -334,8 +334,8 @@ def test_cifar_weights_on_real_cifar_images(cifar10_train: Path) -> None:
 
     model = cnnzoo.load_pretrained("vgg_cifar_small.cifar10")
     w = model.pretrained_cfg
-    dm = ImageFolderDataModule(root=str(cifar10_train), image_size=32, val_fraction=0.1, check_images=False)
-    assert dm.classes == w.classes
+    dm = ImageFolderDataModule(root=str(cifar10_train), img_size=32, val_fraction=0.1, check_images=False)
+    assert dm.class_names == w.class_names
     dm.setup()
     from PIL import Image
 

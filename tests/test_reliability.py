@@ -149,7 +149,7 @@ def test_lenet5_mnist_one_cycle_resume_is_exact(where: str, shared_data: Path, t
 # --- 3. class names from the checkpoint -----------------------------------------------------------------------------
 FOLDER_ARGS = [
     "--data=cnnzoo.data.ImageFolderDataModule",
-    "--data.image_size=28",
+    "--data.img_size=28",
     "--data.in_chans=1",
     "--data.num_workers=0",
     "--data.batch_size=8",
@@ -375,7 +375,7 @@ def test_the_cli_trainer_saves_through_atomic_io(tmp_path: Path) -> None:
     [
         ("--model.num_classes=5", "data's classes"),
         ("--model.in_chans=3", "--data.in_chans"),
-        ("--model.img_size=32", "--data.image_size"),
+        ("--model.img_size=32", "--data.img_size"),
         ("--model.mean=[0.5]", "--data.mean"),
         ("--model.class_names=[a,b]", "data's classes"),
     ],

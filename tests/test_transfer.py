@@ -253,7 +253,7 @@ def test_freeze_unfreeze_under_two_process_ddp(tmp_path: Path) -> None:
         "--config",
         "recipes/finetune_resnet18_folder.yaml",
         f"--data.root={root}",
-        "--data.image_size=32",
+        "--data.img_size=32",
         "--data.num_workers=0",
         "--data.batch_size=4",
         "--trainer.max_epochs=2",

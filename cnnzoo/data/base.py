@@ -1,12 +1,13 @@
 """Base data modules.
 
 ``ClassificationDataModule`` holds what every cnnzoo data module shares: the attributes the CLI links into the
-model (``num_classes``, ``in_chans``, ``image_size``, ``classes``), normalisation, augmentation presets and
+model (``num_classes``, ``in_chans``, ``img_size``, ``class_names``), normalisation, augmentation presets and
 batch-level mixing. ``InMemoryDataModule`` adds the fast path for datasets that fit in memory.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -54,21 +55,22 @@ class ClassificationDataModule(LightningDataModule):
         random_erasing: probability of random erasing on top of the preset (0 turns it off).
         mixup_alpha: MixUp's Beta(alpha, alpha) parameter (0 turns it off); targets become soft.
         cutmix_alpha: CutMix's Beta(alpha, alpha) parameter (0 turns it off).
-        image_size: the size images are resized to (``None``: the dataset's own size).
+        img_size: the size images are resized to (``None``: the dataset's own size).
         in_chans: channels delivered (``None``: the dataset's own); gray and RGB are converted.
         crop_pct: evaluation resize-then-center-crop ratio as in timm's data config (``None``: no crop).
         mean: normalisation mean per channel (``None``: the dataset's statistics).
         std: normalisation std per channel (``None``: the dataset's statistics).
+        image_size: deprecated name of ``img_size``, accepted until cnnzoo 0.3 for saved configs.
         data_config: a timm model name whose preprocessing (input size, crop_pct, mean/std; 3 channels) is used
             for every one of those options not given explicitly, so one flag fits the data to a backbone:
             ``--data.data_config resnet18`` feeds 28x28 MNIST to a 224x224 ImageNet network.
     """
 
     num_classes: int
-    classes: tuple[str, ...]
+    class_names: tuple[str, ...]
     kind: ClassVar[DataKind] = "natural"
     native_in_chans: ClassVar[int] = 3
-    native_image_size: ClassVar[int | None] = None
+    native_img_size: ClassVar[int | None] = None
     native_mean: ClassVar[tuple[float, ...]] = (0.485, 0.456, 0.406)
     native_std: ClassVar[tuple[float, ...]] = (0.229, 0.224, 0.225)
 
@@ -85,14 +87,23 @@ class ClassificationDataModule(LightningDataModule):
         random_erasing: float = 0.0,
         mixup_alpha: float = 0.0,
         cutmix_alpha: float = 0.0,
-        image_size: int | None = None,
+        img_size: int | None = None,
         in_chans: int | None = None,
         crop_pct: float | None = None,
         mean: list[float] | None = None,
         std: list[float] | None = None,
         data_config: str | None = None,
+        image_size: int | None = None,
     ) -> None:
         super().__init__()
+        if image_size is not None:
+            warnings.warn(
+                "data option image_size is deprecated and will be removed in cnnzoo 0.3; use img_size "
+                "(--data.img_size), the name models, tasks and weights use",
+                FutureWarning,
+                stacklevel=2,
+            )
+            img_size = image_size
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         check_preset(augment)
@@ -102,7 +113,7 @@ class ClassificationDataModule(LightningDataModule):
             raise ValueError("mixup_alpha and cutmix_alpha must be >= 0 (0 turns them off)")
         if data_config is not None:
             timm_cfg = timm_data_config(data_config)
-            image_size = image_size or timm_cfg["input_size"][-1]
+            img_size = img_size or timm_cfg["input_size"][-1]
             in_chans = in_chans or timm_cfg["input_size"][0]
             crop_pct = crop_pct if crop_pct is not None else timm_cfg["crop_pct"]
             mean = mean if mean is not None else list(timm_cfg["mean"])
@@ -124,21 +135,31 @@ class ClassificationDataModule(LightningDataModule):
         self.in_chans = in_chans or self.native_in_chans
         if self.in_chans not in (1, 3):
             raise ValueError(f"in_chans must be 1 or 3, got {self.in_chans}")
-        size = image_size or self.native_image_size
+        size = img_size or self.native_img_size
         if size is None:
-            raise ValueError(f"{type(self).__name__} needs image_size")
-        self.image_size: int = size
+            raise ValueError(f"{type(self).__name__} needs img_size")
+        self.img_size: int = size
         self.mean = tuple(mean) if mean is not None else convert_stats(self.native_mean, self.in_chans)
         self.std = tuple(std) if std is not None else convert_stats(self.native_std, self.in_chans)
         if len(self.mean) != self.in_chans or len(self.std) != self.in_chans:
             raise ValueError(f"mean and std need {self.in_chans} values (one per channel); got {self.mean}, {self.std}")
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """Deprecated name of :attr:`class_names` (until cnnzoo 0.3)."""
+        warnings.warn(
+            "DataModule.classes is deprecated and will be removed in cnnzoo 0.3; use class_names",
+            FutureWarning,
+            stacklevel=2,
+        )
+        return self.class_names
 
     # --- transforms ----------------------------------------------------------------------------------------------
     def augmentation(self) -> Callable:
         """The per-image training augmentation: the user's ``train_transform`` or the named preset."""
         if self.train_transform is not None:
             return self.train_transform
-        return sample_augment(self.augment, self.kind, self.image_size)
+        return sample_augment(self.augment, self.kind, self.img_size)
 
     @property
     def eval_transform(self) -> ImageClassificationEval:
@@ -147,7 +168,7 @@ class ClassificationDataModule(LightningDataModule):
         The evaluation preprocessing (resize, center-crop, normalise): the same object serves a PIL image, a
         uint8 image and a uint8 batch, and published weights carry the same preset.
         """
-        return ImageClassificationEval(self.image_size, self.in_chans, self.mean, self.std, self.crop_pct)
+        return ImageClassificationEval(self.img_size, self.in_chans, self.mean, self.std, self.crop_pct)
 
     def sample_transform(self, train: bool) -> Callable:
         """The whole per-image pipeline from a uint8 image (PIL or tensor) to a normalised float tensor."""
@@ -158,7 +179,7 @@ class ClassificationDataModule(LightningDataModule):
             ops.append(v2.Grayscale(1))
         else:
             ops.append(v2.RGB())
-        ops += [v2.Resize(self.image_size, antialias=True), v2.CenterCrop(self.image_size), self.augmentation()]
+        ops += [v2.Resize(self.img_size, antialias=True), v2.CenterCrop(self.img_size), self.augmentation()]
         ops += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(self.mean, self.std)]
         if self.random_erasing > 0:
             ops.append(v2.RandomErasing(p=self.random_erasing, value=0))
@@ -259,7 +280,7 @@ class ClassificationDataModule(LightningDataModule):
         """Log the size of each split and the shape the images are served at."""
         text = ", ".join(f"{k}={v}" for k, v in sizes.items() if v)
         _logging.info(
-            f"{type(self).__name__}: {text} images, served at {self.in_chans}x{self.image_size}x{self.image_size}"
+            f"{type(self).__name__}: {text} images, served at {self.in_chans}x{self.img_size}x{self.img_size}"
         )
 
 
@@ -347,12 +368,12 @@ class InMemoryDataModule(ClassificationDataModule):
     def batch_transform(self, images: torch.Tensor, train: bool) -> torch.Tensor:
         """The fast path: uint8 (B, C, H, W) on the device -> augmented, normalised float batch."""
         if train:
-            images = resize_batch(images, self.image_size, None)
+            images = resize_batch(images, self.img_size, None)
             if self.train_transform is not None:
                 images = torch.stack([self.train_transform(img) for img in images])
             else:
                 if self._batch_augment is None:
-                    self._batch_augment = BatchAugment(self.augment, self.kind, self.image_size)
+                    self._batch_augment = BatchAugment(self.augment, self.kind, self.img_size)
                 images = self._batch_augment(images)
             x = self.normalize(images)
             return batch_random_erasing(x, self.random_erasing)

@@ -32,11 +32,11 @@ def load_digits_arrays() -> tuple[torch.Tensor, torch.Tensor]:
 class DigitsDataModule(InMemoryDataModule):
     """scikit-learn's handwritten digits, offline.
 
-    1,797 real 8x8 handwritten digits (0-9), upsampled to ``image_size`` for LeNet, split with a fixed seed
+    1,797 real 8x8 handwritten digits (0-9), upsampled to ``img_size`` for LeNet, split with a fixed seed
     into train / val / test (1,257 / 270 / 270 with the default fractions).
 
     Args:
-        image_size: side of the upsampled images (28 suits LeNet-5's padded first convolution).
+        img_size: side of the upsampled images (28 suits LeNet-5's padded first convolution).
         val_fraction: fraction of all images held out for validation.
         test_fraction: fraction of all images held out for testing.
         **kwargs: the common options (``batch_size``, ``augment``, ``seed``, ``fast`` ...) of
@@ -44,24 +44,24 @@ class DigitsDataModule(InMemoryDataModule):
     """
 
     num_classes = 10
-    classes = tuple(str(i) for i in range(10))
+    class_names = tuple(str(i) for i in range(10))
     kind = "digits"
     native_in_chans = 1
-    native_image_size = 28
+    native_img_size = 28
     # Statistics of the training split at 28x28 (bilinear upsampling), measured once; like MNIST's (0.1307, 0.3081).
     native_mean = (0.3058,)
     native_std = (0.3247,)
 
     def __init__(
         self,
-        image_size: int = 28,
+        img_size: int = 28,
         val_fraction: float = 0.15,
         test_fraction: float = 0.15,
         **kwargs: Any,
     ) -> None:
-        super().__init__(image_size=image_size, **kwargs)
-        if image_size < 8:
-            raise ValueError(f"image_size must be >= 8 (the scans are 8x8), got {image_size}")
+        super().__init__(img_size=img_size, **kwargs)
+        if self.img_size < 8:
+            raise ValueError(f"img_size must be >= 8 (the scans are 8x8), got {self.img_size}")
         if val_fraction < 0 or test_fraction <= 0 or val_fraction + test_fraction >= 1:
             raise ValueError(
                 f"need val_fraction >= 0, test_fraction > 0 and their sum < 1; got {val_fraction} and {test_fraction}"
@@ -70,10 +70,10 @@ class DigitsDataModule(InMemoryDataModule):
         self.test_fraction = test_fraction
 
     def load_splits(self) -> dict[str, Split]:
-        """The 8x8 scans upsampled to ``image_size``, split into train/val/test with ``seed``."""
+        """The 8x8 scans upsampled to ``img_size``, split into train/val/test with ``seed``."""
         images, labels = load_digits_arrays()
         # Upsample once at load time: the 8x8 scans are the dataset, 28x28 is how LeNet reads it.
-        images = F.interpolate(images.float(), size=self.image_size, mode="bilinear", align_corners=False)
+        images = F.interpolate(images.float(), size=self.img_size, mode="bilinear", align_corners=False)
         images = images.round().clamp_(0, 255).to(torch.uint8)
         n = len(labels)
         n_test = round(n * self.test_fraction)

@@ -163,7 +163,7 @@ class ImageFolderDataModule(ClassificationDataModule):
     train with ``val_fraction``) or one ``root`` that is split with ``seed`` into train/val/test by
     ``val_fraction``/``test_fraction``. ``predict_dir`` is a flat folder of images to classify.
 
-    Class names come from the folder names (sorted) and are exposed as ``classes``/``class_to_idx``; the CLI
+    Class names come from the folder names (sorted) and are exposed as ``class_names``/``class_to_idx``; the CLI
     passes them to the model, so checkpoints and predictions carry them. Hidden folders are ignored. Corrupt,
     truncated or zero-byte images are reported by path and skipped, or are fatal with ``strict=True``.
     Grayscale and RGB images are converted to ``in_chans``.
@@ -182,11 +182,11 @@ class ImageFolderDataModule(ClassificationDataModule):
         num_workers: DataLoader worker processes (images are decoded per sample).
         augment: augmentation preset (see :mod:`cnnzoo.data.transforms`).
         **kwargs: the other options of :class:`~cnnzoo.data.base.ClassificationDataModule` (ImageNet mean/std by
-            default; ``image_size`` ``None`` means 224, or the ``data_config`` backbone's; ``in_chans`` ``None``
+            default; ``img_size`` ``None`` means 224, or the ``data_config`` backbone's; ``in_chans`` ``None``
             means 3).
     """
 
-    native_image_size = 224
+    native_img_size = 224
 
     def __init__(
         self,
@@ -221,20 +221,20 @@ class ImageFolderDataModule(ClassificationDataModule):
         source = self.root or self.train_dir
         assert source is not None
         # Class names are read now, not in setup(): the CLI links them into the model at instantiation.
-        self.classes = tuple(list_classes(source))
-        self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
-        self.num_classes = len(self.classes)
+        self.class_names = tuple(list_classes(source))
+        self.class_to_idx = {c: i for i, c in enumerate(self.class_names)}
+        self.num_classes = len(self.class_names)
         self.samples: dict[str, list[tuple[str, int]]] = {}
         self.unreadable: list[tuple[str, str]] = []  # predict files that did not decode, with the reason
 
     def _scan(self, folder: Path) -> list[tuple[str, int]]:
-        extra = sorted(set(list_classes(folder)) - set(self.classes))
+        extra = sorted(set(list_classes(folder)) - set(self.class_names))
         if extra:
             raise ValueError(
                 f"{folder} has class folders {extra} that the training data ({self.root or self.train_dir}) lacks; "
                 "every split must use the training classes"
             )
-        return scan_class_folders(folder, list(self.classes), self.strict, self.check_images)
+        return scan_class_folders(folder, list(self.class_names), self.strict, self.check_images)
 
     @override
     def setup(self, stage: str | None = None) -> None:

@@ -124,10 +124,10 @@ class MNISTDataModule(TorchvisionDataModule):
     folder = os.path.join("MNIST", "raw")
     layout = "  MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte  (the four IDX files, .gz optional)"
     num_classes = 10
-    classes: tuple[str, ...] = tuple(str(i) for i in range(10))
+    class_names: tuple[str, ...] = tuple(str(i) for i in range(10))
     kind: ClassVar[DataKind] = "digits"
     native_in_chans = 1
-    native_image_size = 28
+    native_img_size = 28
     native_mean = (0.1307,)
     native_std = (0.3081,)
 
@@ -138,7 +138,7 @@ class FashionMNISTDataModule(MNISTDataModule):
     dataset_class = datasets.FashionMNIST
     folder = os.path.join("FashionMNIST", "raw")
     layout = "  FashionMNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte  (the four IDX files, .gz optional)"
-    classes: tuple[str, ...] = (
+    class_names: tuple[str, ...] = (
         "T-shirt/top",
         "Trouser",
         "Pullover",
@@ -167,7 +167,7 @@ class CIFAR10DataModule(TorchvisionDataModule):
     folder = "cifar-10-batches-py"
     layout = "  cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}  (the python version of CIFAR-10)"
     num_classes = 10
-    classes: tuple[str, ...] = (
+    class_names: tuple[str, ...] = (
         "airplane",
         "automobile",
         "bird",
@@ -180,7 +180,7 @@ class CIFAR10DataModule(TorchvisionDataModule):
         "truck",
     )
     native_in_chans = 3
-    native_image_size = 32
+    native_img_size = 32
     native_mean = (0.4914, 0.4822, 0.4465)
     native_std = (0.2470, 0.2435, 0.2616)
 
@@ -192,6 +192,6 @@ class CIFAR100DataModule(CIFAR10DataModule):
     folder = "cifar-100-python"
     layout = "  cifar-100-python/{train,test,meta}  (the python version of CIFAR-100)"
     num_classes = 100
-    classes = CIFAR100_CLASSES
+    class_names = CIFAR100_CLASSES
     native_mean = (0.5071, 0.4865, 0.4409)
     native_std = (0.2673, 0.2564, 0.2762)

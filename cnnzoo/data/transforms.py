@@ -50,9 +50,9 @@ DIGIT_DEGREES = 10.0
 DIGIT_TRANSLATE = 0.1
 
 
-def crop_padding(image_size: int) -> int:
+def crop_padding(img_size: int) -> int:
     """Zero padding of the ``standard`` random crop: 4 pixels at CIFAR's 32, scaled with the image."""
-    return max(1, image_size // 8)
+    return max(1, img_size // 8)
 
 
 def check_preset(name: str) -> None:
@@ -62,7 +62,7 @@ def check_preset(name: str) -> None:
         raise unknown_name_error("augmentation preset", name, list(AUGMENT_PRESETS), "cnnzoo.data.AUGMENT_PRESETS")
 
 
-def sample_augment(name: str, kind: DataKind, image_size: int) -> v2.Transform:
+def sample_augment(name: str, kind: DataKind, img_size: int) -> v2.Transform:
     """The per-sample form of preset ``name`` (geometric and colour operations only, before normalisation)."""
     check_preset(name)
     flip: list[nn.Module] = [] if kind == "digits" else [v2.RandomHorizontalFlip()]
@@ -74,7 +74,7 @@ def sample_augment(name: str, kind: DataKind, image_size: int) -> v2.Transform:
             return v2.RandomAffine(
                 degrees=DIGIT_DEGREES, translate=(DIGIT_TRANSLATE, DIGIT_TRANSLATE), interpolation=bilinear
             )
-        return v2.Compose([v2.RandomCrop(image_size, padding=crop_padding(image_size)), *flip])
+        return v2.Compose([v2.RandomCrop(img_size, padding=crop_padding(img_size)), *flip])
     if name == "jitter":
         return v2.Compose([v2.ColorJitter(0.2, 0.2, 0.2, 0.2), *flip, v2.RandomRotation(15, interpolation=bilinear)])
     if name == "autoaugment":
@@ -155,11 +155,11 @@ def batch_random_erasing(
 class BatchAugment(nn.Module):
     """Preset ``name`` applied to a uint8 (B, C, H, W) batch on its device, independently per image."""
 
-    def __init__(self, name: str, kind: DataKind, image_size: int) -> None:
+    def __init__(self, name: str, kind: DataKind, img_size: int) -> None:
         super().__init__()
         check_preset(name)
-        self.name, self.kind, self.image_size = name, kind, image_size
-        self.per_sample = sample_augment(name, kind, image_size)
+        self.name, self.kind, self.img_size = name, kind, img_size
+        self.per_sample = sample_augment(name, kind, img_size)
 
     @override
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -60,7 +60,7 @@ class Weights:
     sha256: str
     num_bytes: int
     num_params: int
-    classes: tuple[str, ...]
+    class_names: tuple[str, ...]
     in_chans: int
     input_size: tuple[int, int, int]
     mean: tuple[float, ...]
@@ -81,8 +81,14 @@ class Weights:
         return self.name.split(".", 1)[1]
 
     @property
+    def classes(self) -> tuple[str, ...]:
+        """Deprecated name of :attr:`class_names` (until cnnzoo 0.3)."""
+        warnings.warn("Weights.classes is deprecated (until cnnzoo 0.3); use class_names", FutureWarning, stacklevel=2)
+        return self.class_names
+
+    @property
     def num_classes(self) -> int:
-        return len(self.classes)
+        return len(self.class_names)
 
     def transforms(self) -> Any:
         """The inference transforms of these weights.
@@ -102,7 +108,14 @@ class Weights:
     @classmethod
     def from_json(cls, path: Path, default: bool = False) -> Weights:
         d = json.loads(Path(path).read_text())
-        for key in ("classes", "input_size", "mean", "std", "metrics"):
+        if "classes" in d:  # the key before 0.2; published files may still carry it
+            warnings.warn(
+                f"{path}: the key 'classes' is deprecated (until cnnzoo 0.3); re-publish, or rename it 'class_names'",
+                FutureWarning,
+                stacklevel=2,
+            )
+            d["class_names"] = d.pop("classes")
+        for key in ("class_names", "input_size", "mean", "std", "metrics"):
             if key in d and d[key] is not None:
                 d[key] = tuple(d[key])
         return cls(**d, default=default)

@@ -94,7 +94,7 @@ class ImageClassifier(ClassificationTask):
         w = get_weights(name)
         n = num_classes if num_classes is not None else w.num_classes
         if class_names is None and n == w.num_classes:
-            class_names = list(w.classes)
+            class_names = list(w.class_names)
         if class_names is not None and len(class_names) != n:
             raise ValueError(f"class_names has {len(class_names)} names but the model has {n} classes")
         net = load_pretrained(w.name, num_classes=n)
