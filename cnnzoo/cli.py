@@ -196,7 +196,8 @@ class CnnzooCLI(LightningCLI):
         never set a download source (``pretrained``): the checkpoint's own weights are loaded instead.
         """
         sub = self.config.get("subcommand")
-        if not sub:
+        if not sub:  # run=False: the config has no subcommand level and no checkpoint to read
+            self._check_linked_arguments(self.config)
             return
         cfg = self.config[sub]
         self._check_linked_arguments(cfg)

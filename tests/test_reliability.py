@@ -509,3 +509,46 @@ def test_every_test_the_resume_docs_cite_exists() -> None:
     assert len(cited) >= 7
     for file, name in cited:
         assert f"def {name}(" in (REPO / "tests" / file).read_text(), f"docs/distributed.md cites {file}::{name}"
+
+
+def test_linked_arguments_are_checked_without_a_subcommand_too(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"model\.num_classes=5 is set by hand"):
+        CnnzooCLI(args=["--config", DIGITS, "--model.num_classes=5"], run=False)
+
+
+def test_a_failure_halfway_through_predict_keeps_the_rows_already_predicted(shapes_ckpt: Path, tmp_path: Path) -> None:
+    from cnnzoo.data.folder import CorruptImageError
+
+    root = write_folder(tmp_path / "shapes", {"circle": 6, "square": 6, "star": 6}, size=28)
+    pred = tmp_path / "pred"
+    pred.mkdir()
+    for i, src in enumerate(sorted((root / "star").iterdir())[:4]):
+        (pred / f"ok{i}.png").write_bytes(src.read_bytes())
+    (pred / "z.png").write_bytes(b"not a png, and not checked at setup")  # fails only when the loader decodes it
+    out = tmp_path / "preds.csv"
+    with pytest.raises(CorruptImageError, match=r"z\.png"):
+        CnnzooCLI(
+            args=[
+                "predict",
+                *FOLDER_ARGS,
+                "--data.batch_size=2",
+                "--data.check_images=false",
+                f"--data.root={root}",
+                f"--data.predict_dir={pred}",
+                f"--prediction_writer.output={out}",
+                f"--ckpt_path={shapes_ckpt}",
+                f"--trainer.default_root_dir={tmp_path}",
+            ]
+        )
+    assert sorted(Path(r["file"]).name for r in csv.DictReader(out.open())) == [f"ok{i}.png" for i in range(4)]
+
+
+def test_a_diverged_fit_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["fit", "--config", DIGITS, f"--trainer.default_root_dir={tmp_path}", *QUIET]
+    args += [
+        "--model=tests.helpers.ScriptedValidation",
+        "--model.val_acc=[0.5, .nan]",
+        "--trainer.limit_train_batches=2",
+    ]
+    assert main(args) == 1
+    assert "cnnzoo: error: early stopping: val_loss = nan is not finite" in capsys.readouterr().err
