@@ -119,7 +119,7 @@ def test_recipe_paths_fall_back_to_the_shipped_copies(tmp_path: Path, monkeypatc
     shipped = tmp_path / "pkg" / "recipes"
     shipped.mkdir(parents=True)
     (shipped / "lenet5_digits.yaml").write_text("trainer: {max_epochs: 1}\n")
-    monkeypatch.setattr(cli, "__file__", str(tmp_path / "pkg" / "cli.py"))
+    monkeypatch.setattr(cli, "RECIPES_DIR", shipped)
     monkeypatch.chdir(tmp_path)
     args = cli._packaged_recipes(["fit", "--config", "recipes/lenet5_digits.yaml"])
     assert args[2] == str(shipped / "lenet5_digits.yaml")
