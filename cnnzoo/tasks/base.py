@@ -313,7 +313,8 @@ class ClassificationTask(LightningModule):
 
         Override it to give parts of the network their own rates; :meth:`configure_optimizers` does the rest.
         """
-        return [{"params": [p for p in self.parameters() if p.requires_grad], "name": "all"}]
+        # No "name" key: LearningRateMonitor would then log lr-Adam/all instead of lr-Adam.
+        return [{"params": [p for p in self.parameters() if p.requires_grad]}]
 
     def configure_optimizers(self) -> Any:
         """The one place where the optimiser and the scheduler are built, for every cnnzoo task.
