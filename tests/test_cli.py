@@ -79,7 +79,7 @@ def test_malicious_checkpoint_is_refused_and_never_runs(tmp_path: Path) -> None:
     sentinel = tmp_path / "SENTINEL"
     ckpt = tmp_path / "evil.ckpt"
     write_malicious_pickle(ckpt, {"state_dict": {}, "hyper_parameters": {"x": PicklePayload(sentinel)}})
-    with pytest.raises(CheckpointMismatchError, match="refused: the file needs a full unpickle") as info:
+    with pytest.raises(CheckpointMismatchError, match="refused to load: the file needs a full unpickle") as info:
         run_cli("test", "--config", QUICKSTART, f"--ckpt_path={ckpt}", f"--trainer.default_root_dir={tmp_path}", *QUIET)
     assert "weights_only=False" not in str(info.value)
     with pytest.raises(pickle.UnpicklingError):

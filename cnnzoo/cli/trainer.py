@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import inspect
 import os
-import pickle
 import warnings
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from ..callbacks import (
     TrainingDivergedError,
 )
 from ..errors import CheckpointMismatchError, ConfigError
+from ..models import UnsafePickleError, torch_load_weights_only
 from ..tasks import ClassificationTask
 
 __all__ = ["CnnzooCLI", "choose_precision"]
@@ -64,13 +64,9 @@ def choose_precision(accelerator: Any) -> str:
 
 def _read_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        # torch's own message suggests weights_only=False, the one thing that must not be done with such a file.
-        raise CheckpointMismatchError(
-            f"--ckpt_path {path}: refused: the file needs a full unpickle, which can run arbitrary code, and cnnzoo "
-            "never does that; use a checkpoint that cnnzoo fit wrote, or re-save it with plain tensors"
-        ) from None
+        return torch_load_weights_only(path)
+    except UnsafePickleError as err:
+        raise CheckpointMismatchError(f"--ckpt_path {err}") from None
     except Exception as err:
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise CheckpointMismatchError(

@@ -17,6 +17,7 @@ from ._pretrained import (
     register_pretrained,
     register_weights,
     sha256_file,
+    torch_load_weights_only,
     unregister_weights,
 )
 from ._registry import create_model, get_model_entrypoint, is_model, list_models, register_model, unknown_name_error
@@ -57,6 +58,7 @@ __all__ = [
     "register_weights",
     "sha256_file",
     "simple_cnn",
+    "torch_load_weights_only",
     "unknown_name_error",
     "unregister_weights",
     "vgg11_bn",

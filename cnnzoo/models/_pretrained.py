@@ -42,6 +42,7 @@ __all__ = [
     "register_pretrained",
     "register_weights",
     "sha256_file",
+    "torch_load_weights_only",
     "unregister_weights",
 ]
 
@@ -223,6 +224,26 @@ class IntegrityError(ValueError):
 class UnsafePickleError(pickle.UnpicklingError):
     """A weights file that only a full unpickle (able to run code) could load; cnnzoo refuses it."""
 
+    def __init__(self, path: Path | str) -> None:
+        # torch's own message suggests weights_only=False, the one thing that must not be done with such a file.
+        super().__init__(
+            f"{path}: refused to load: the file needs a full unpickle, which can run arbitrary code, and cnnzoo "
+            "never does that. Re-save the weights as plain tensors (safetensors, or torch.save(state_dict)) from "
+            "a trusted environment."
+        )
+
+
+def torch_load_weights_only(path: Path | str) -> Any:
+    """``torch.load(path, weights_only=True)`` onto the CPU, never a full unpickle.
+
+    A file that needs one raises :class:`UnsafePickleError` instead of torch's error, which advises
+    ``weights_only=False``.
+    """
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise UnsafePickleError(path) from None
+
 
 def verify_file(path: Path, sha256: str, num_bytes: int | None, full: bool = True) -> None:
     size = path.stat().st_size
@@ -362,14 +383,7 @@ def load_state_dict_file(path: Path | str) -> dict[str, torch.Tensor]:
         except (SafetensorError, OSError, ValueError) as err:
             raise ValueError(f"{path}: not a readable safetensors file ({err}); re-download or re-export it") from err
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        # torch's own message suggests weights_only=False, the one thing that must not be done with such a file.
-        raise UnsafePickleError(
-            f"{path}: refused to load: the file needs a full unpickle, which can run arbitrary code, and cnnzoo "
-            "never does that. Re-save the weights as plain tensors (safetensors, or torch.save(state_dict)) from "
-            "a trusted environment."
-        ) from None
+        obj = torch_load_weights_only(path)
     except (RuntimeError, EOFError) as err:
         raise ValueError(f"{path}: not a readable weights file ({err})") from err
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):

@@ -169,11 +169,7 @@ class ClassificationTask(LightningModule):
         except pickle.UnpicklingError:
             from ..models import UnsafePickleError
 
-            # torch's message suggests weights_only=False, the one thing not to do with an untrusted file.
-            raise UnsafePickleError(
-                f"{checkpoint_path}: refused to load: the file needs a full unpickle, which can run arbitrary code, "
-                "and cnnzoo never does that. Use a checkpoint that cnnzoo wrote, or re-save it with plain tensors."
-            ) from None
+            raise UnsafePickleError(str(checkpoint_path)) from None
 
     # --- hooks users override ---------------------------------------------------------------------------------
     @override
