@@ -36,15 +36,18 @@ from ..tasks import ClassificationTask
 
 __all__ = ["CnnzooCLI", "choose_precision"]
 
-# Model arguments the CLI links from the data module, and the data option that sets each one.
-LINKED_MODEL_ARGS = {
-    "num_classes": "the data's classes (data.class_names: a dataset or folder with those classes)",
-    "in_chans": "--data.in_chans",
-    "img_size": "--data.img_size",
-    "class_names": "the data's classes (data.class_names: the dataset's labels or the folder names)",
-    "mean": "--data.mean",
-    "std": "--data.std",
-}
+# The arguments the CLI links from the data module into the model (data and model use the same names), with the
+# conversion and how a user sets each one. One table serves the links and the check that refuses setting a linked
+# argument by hand.
+_CLASSES_FIX = "the data's classes (data.class_names: the dataset's labels, or the folder names)"
+LINKS: tuple[tuple[str, Any, str], ...] = (
+    ("num_classes", None, _CLASSES_FIX),
+    ("in_chans", None, "--data.in_chans"),
+    ("img_size", None, "--data.img_size"),
+    ("class_names", list, _CLASSES_FIX),
+    ("mean", list, "--data.mean"),
+    ("std", list, "--data.std"),
+)
 # Model arguments that name a download source: a checkpoint's hyperparameters may never set them.
 DOWNLOAD_ARGS = ("pretrained",)
 
@@ -166,15 +169,8 @@ class CnnzooCLI(LightningCLI):
         parser.add_lightning_class_args(RichProgressBar, "progress_bar")
         parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
         parser.add_lightning_class_args(PredictionWriter, "prediction_writer")
-        for source, target, compute in (
-            ("data.num_classes", "model.init_args.num_classes", None),
-            ("data.in_chans", "model.init_args.in_chans", None),
-            ("data.img_size", "model.init_args.img_size", None),
-            ("data.class_names", "model.init_args.class_names", list),
-            ("data.mean", "model.init_args.mean", list),
-            ("data.std", "model.init_args.std", list),
-        ):
-            parser.link_arguments(source, target, compute_fn=compute, apply_on="instantiate")
+        for name, compute, _ in LINKS:
+            parser.link_arguments(f"data.{name}", f"model.init_args.{name}", compute_fn=compute, apply_on="instantiate")
 
     # --- checks between parsing and instantiation ------------------------------------------------------------
     def _parse_ckpt_path(self) -> None:
@@ -231,7 +227,7 @@ class CnnzooCLI(LightningCLI):
         if cls is None or init_args is None:
             return
         params = inspect.signature(cls).parameters
-        for key, fix in LINKED_MODEL_ARGS.items():
+        for key, _, fix in LINKS:
             if key not in params or params[key].default is inspect.Parameter.empty:
                 continue
             value = init_args.get(key)
