@@ -552,3 +552,10 @@ def test_a_diverged_fit_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[st
     ]
     assert main(args) == 1
     assert "cnnzoo: error: early stopping: val_loss = nan is not finite" in capsys.readouterr().err
+
+
+def test_one_cycle_with_a_recipe_total_of_zero_length_phase_is_a_clear_error(tmp_path: Path) -> None:
+    cfg = tmp_path / "one_cycle_total.yaml"
+    cfg.write_text(ONE_CYCLE.replace("pct_start: 0.2}", "pct_start: 0.2, total_steps: 5}"))
+    with pytest.raises(ConfigError, match=r"over 5 steps with pct_start=0.2 has a phase of zero steps"):
+        fit(tmp_path, "--config", str(cfg), "--trainer.max_steps=5")

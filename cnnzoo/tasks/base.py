@@ -335,7 +335,7 @@ class ClassificationTask(LightningModule):
     def build_lr_scheduler(self, optimizer: torch.optim.Optimizer, scales: list[float]) -> tuple[Any, str]:
         """Build the learning-rate scheduler and its interval.
 
-        The scheduler and its interval. OneCycleLR is a per-step schedule whose length a recipe cannot know
+        OneCycleLR is a per-step schedule whose length a recipe cannot know
         (it depends on the dataset size, batch size, world size and ``max_epochs``), so when the recipe gives
         neither ``total_steps`` nor ``epochs`` it is filled in from ``trainer.estimated_stepping_batches``.
         """
@@ -344,21 +344,19 @@ class ClassificationTask(LightningModule):
         target, given = _partial_target(factory)
         if target is not torch.optim.lr_scheduler.OneCycleLR:
             return factory(optimizer), self.lr_scheduler_interval
+        keywords: dict[str, Any] = dict(factory.keywords) if isinstance(factory, partial) else {}
         kwargs: dict[str, Any] = {}
         if any(scale != 1.0 for scale in scales):
             # One scalar max_lr would give every group the same peak; keep each group's factor.
-            max_lr = factory.keywords["max_lr"] if isinstance(factory, partial) else None
-            if max_lr is None:
+            if keywords.get("max_lr") is None:
                 raise ConfigError("OneCycleLR with per-group learning-rate scales needs max_lr in the recipe")
-            kwargs["max_lr"] = [max_lr * scale for scale in scales]
+            kwargs["max_lr"] = [keywords["max_lr"] * scale for scale in scales]
         if not {"total_steps", "epochs"} & given:
             kwargs["total_steps"] = int(self.trainer.estimated_stepping_batches)
-            check_one_cycle(factory, kwargs["total_steps"])
-        try:
-            scheduler = factory(optimizer, **kwargs)
-        except ZeroDivisionError:  # a recipe's own total_steps/epochs with a zero-length phase
-            raise ConfigError(
-                "OneCycleLR: a phase of the schedule has zero steps (pct_start x total_steps = 1); change pct_start, "
-                "total_steps or epochs"
-            ) from None
-        return scheduler, "step"
+        # The length the schedule will have, checked before OneCycleLR is built: it divides by its phase lengths.
+        total = kwargs.get("total_steps") or keywords.get("total_steps")
+        if total is None and keywords.get("epochs") and keywords.get("steps_per_epoch"):
+            total = keywords["epochs"] * keywords["steps_per_epoch"]
+        if total is not None:
+            check_one_cycle(factory, int(total))
+        return factory(optimizer, **kwargs), "step"
