@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
+from functools import cached_property
 from typing import Any, ClassVar
 
 import torch
@@ -161,7 +162,7 @@ class ClassificationDataModule(LightningDataModule):
             return self.train_transform
         return sample_augment(self.augment, self.kind, self.img_size)
 
-    @property
+    @cached_property
     def eval_transform(self) -> ImageClassificationEval:
         """The evaluation preset for this data module.
 
