@@ -13,8 +13,7 @@ _RANK_VARS = ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")
 def setup_logging() -> None:
     """Attach a console handler to the ``cnnzoo`` logger.
 
-    Give the ``cnnzoo`` logger a console handler unless the application configured logging itself,
-    the same rule Lightning applies to its own logger.
+    Only when the application configured no logging itself: the same rule Lightning applies to its own logger.
     """
     if logger.level == logging.NOTSET:
         logger.setLevel(logging.INFO)

@@ -32,7 +32,7 @@ __all__ = [
 class PredictionWriter(BasePredictionWriter):
     """Write ``predict`` results to a CSV file.
 
-    Writes ``predict`` results to a CSV file with one row per image: ``file`` (path, or ``#index`` for
+    One row per image: ``file`` (path, or ``#index`` for
     in-memory datasets), ``pred_index``, ``pred_class`` (the checkpoint's class name) and ``prob``.
 
     Under DDP every rank's rows are gathered and only rank 0 writes, sorted by file.

@@ -1,6 +1,6 @@
 """The one evaluation transform of cnnzoo.
 
-The one evaluation transform of cnnzoo, shared by published weights (``Weights.transforms()``), the data
+Shared by published weights (``Weights.transforms()``), the data
 modules' per-sample path and their batched on-device path, so all three give the same tensor.
 
 Like torchvision's ``ImageClassification`` preset: resize the shorter side to ``img_size / crop_pct``, center-crop

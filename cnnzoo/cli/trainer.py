@@ -81,7 +81,7 @@ def _read_checkpoint(path: str | Path) -> dict[str, Any]:
 def _saved_checkpoint_dirpath(state: dict[str, Any], ckpt: Path) -> str:
     """The ModelCheckpoint directory the interrupted run recorded.
 
-    The ModelCheckpoint directory exactly as the interrupted run recorded it. ModelCheckpoint restores its
+    Exactly as recorded: ModelCheckpoint restores its
     best-k bookkeeping only when the string matches, relative or absolute.
     """
     for key, value in state.get("callbacks", {}).items():
@@ -109,7 +109,7 @@ def _import_class(class_path: str) -> type | None:
 def _same_class(a: str, b: str) -> bool:
     """Whether two class paths name one class.
 
-    Two class paths that name one class (``cnnzoo.tasks.ImageClassifier`` is a re-export of
+    ``cnnzoo.tasks.ImageClassifier``, for example, is a re-export of
     ``cnnzoo.tasks.classification.ImageClassifier``).
     """
     if a == b:
@@ -273,7 +273,7 @@ class CnnzooCLI(LightningCLI):
     def _check_checkpoint_classes(self, ckpt_path: str) -> None:
         """Compare the checkpoint's class names with the data's.
 
-        The checkpoint's class names against the data's: ``predict`` names its rows with the checkpoint's
+        ``predict`` names its rows with the checkpoint's
         classes; ``fit``, ``validate`` and ``test`` refuse data whose classes differ.
         """
         assert self._ckpt_state is not None

@@ -58,8 +58,8 @@ def check_image(path: str) -> str | None:
 def find_unreadable(paths: list[str], folder: Path, strict: bool, check_images: bool) -> list[tuple[str, str]]:
     """Find the files that do not decode.
 
-    (path, reason) of the files in ``paths`` that do not decode (only zero-byte ones without ``check_images``),
-    reported in one warning that lists them by path, or raised as :class:`CorruptImageError` with ``strict``.
+    Returns (path, reason) pairs (only zero-byte files without ``check_images``), reported in one warning that
+    lists them by path, or raised as :class:`CorruptImageError` with ``strict``.
     """
     if check_images:
         with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:

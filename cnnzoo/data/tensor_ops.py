@@ -1,7 +1,7 @@
 """Tensor helpers of the data layer.
 
-Tensor helpers of the data layer: seeded splits, channel conversion and batch resizing. No data-module classes
-live here, so they can be used (and tested) without Lightning.
+Seeded splits, validation sizes and statistics conversion, apart from the data-module classes that use them.
+Channel conversion and resizing live in :mod:`cnnzoo.presets`, which the weights API shares.
 """
 
 from __future__ import annotations

@@ -161,8 +161,8 @@ def register_pretrained(name: str, default: bool = False) -> Weights | None:
 def register_weights(weights: Weights) -> Weights:
     """Add a weights entry to the registry.
 
-    Add a :class:`Weights` entry to the registry, for example weights your own package serves by URL (with its
-    sha256), so that ``load_pretrained("arch.tag")`` finds them. A name can be registered once.
+    For example weights your own package serves by URL (with their sha256), so that
+    ``load_pretrained("arch.tag")`` finds them. A name can be registered once.
     """
     if weights.name in _registry:
         raise ValueError(f"weights {weights.name!r} are already registered")
@@ -397,7 +397,7 @@ def load_state_dict_file(path: Path | str) -> dict[str, torch.Tensor]:
 def adapt_input_conv(weight: torch.Tensor, in_chans: int) -> torch.Tensor:
     """Adapt first-conv weights to another channel count.
 
-    First-conv weights for another channel count, as timm does: RGB to gray sums the filters; gray to RGB
+    As timm does it: RGB to gray sums the filters; gray to RGB
     repeats them and divides by 3, so a gray image replicated to RGB gives the same response.
     """
     c = weight.shape[1]

@@ -154,7 +154,7 @@ def vgg19_bn(**kwargs: Any) -> VGG:
 class VGGCifarSmall(ZooModel):
     """The compact CIFAR-10 net of the classic tutorial.
 
-    The compact CIFAR-10 net of the classic tutorial: three blocks of two 3x3 conv + ReLU + BatchNorm
+    Three blocks of two 3x3 conv + ReLU + BatchNorm
     (32, 64, 128 filters), each followed by a 2x2 max-pool, then dropout, a dense 1024 layer and the classifier.
 
     Args:

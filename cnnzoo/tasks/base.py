@@ -1,6 +1,6 @@
 """What every cnnzoo task shares.
 
-What every cnnzoo task shares: loss, metrics and their logged names, optimiser and scheduler wiring, safe
+Loss, metrics and their logged names, optimiser and scheduler wiring, safe
 checkpoint loading and ``predict_step`` (like torchgeo's ``BaseTask``). Subclasses build ``self.net`` and, where
 parts of the network learn at other rates, override :meth:`ClassificationTask.param_groups`.
 """
@@ -89,8 +89,8 @@ def check_one_cycle(factory: Any, total: int) -> None:
 class ClassificationTask(LightningModule):
     """The shared training logic of the cnnzoo classifiers.
 
-    Shared training logic of the cnnzoo classifiers: loss, metrics, logging names, optimiser wiring and
-    ``predict_step``. Subclasses set ``self.net`` in ``__init__`` and may override :meth:`forward`.
+    Loss, metrics, logging names, optimiser wiring and ``predict_step``. Subclasses set ``self.net`` in
+    ``__init__`` and may override :meth:`forward`.
 
     Logged names are fixed because other tools (checkpoint monitors, the recipes, the docs) read them:
     ``train_loss``, ``train_acc``, ``val_loss``, ``val_acc``, ``val_acc_top5`` (more than 5 classes), ``val_f1``,

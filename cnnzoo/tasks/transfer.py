@@ -48,8 +48,7 @@ def classifier_prefix(net: Any) -> str:
 def _state_from(source: str) -> dict[str, torch.Tensor]:
     """Tensors from a weights name, a verified URL or a file.
 
-    Tensors from a cnnzoo weights name, an https:// URL ending in ``#sha256=<hex>``, or a local file.
-    Every path goes through safetensors or ``torch.load(weights_only=True)``.
+    The URL must end in ``#sha256=<hex>``. Every path goes through safetensors or ``torch.load(weights_only=True)``.
     """
     from ..models import fetch_url, get_weights, list_pretrained, load_state_dict_file
 
@@ -239,7 +238,7 @@ class TimmClassifier(ClassificationTask):
     def param_groups(self) -> list[dict[str, Any]]:
         """Head and backbone parameter groups.
 
-        Head and backbone groups, both from the start (frozen parameters join when unfrozen without a new
+        Both from the start (frozen parameters join when unfrozen without a new
         optimiser); the backbone learns at ``backbone_lr_ratio`` times the head's rate.
         """
         return [
