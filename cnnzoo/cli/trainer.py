@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -392,20 +393,68 @@ class CnnzooCLI(LightningCLI):
             kwargs["ckpt_path"] = self.config[subcommand]["ckpt_path"]  # "last" resolved after instantiation
         return kwargs
 
+    def before_fit(self) -> None:
+        """Before ``fit`` (LightningCLI calls ``before_<subcommand>``): start the wall clock of the fit report."""
+        self._fit_started = time.monotonic()
+
     def after_fit(self) -> None:
-        """After ``fit`` (LightningCLI calls ``after_<subcommand>``): fail a diverged run, print the checkpoints."""
+        """After ``fit`` (LightningCLI calls ``after_<subcommand>``).
+
+        Fail a diverged run; otherwise print the checkpoints and a one-line summary, and write ``fit_report.json``.
+        """
         # Lightning's callback connector sets `trainer.callbacks` at run time, where a type checker cannot see it.
-        for es in getattr(self.trainer, "callbacks", []):
-            if isinstance(es, EarlyStopping) and es.diverged:
+        stops = [cb for cb in getattr(self.trainer, "callbacks", []) if isinstance(cb, EarlyStopping)]
+        for es in stops:
+            if es.diverged:
                 raise TrainingDivergedError(
                     f"{es.stop_reason}. Fix: lower the learning rate or add warm-up, or check the data; the last "
                     "finite checkpoint is kept."
                 )
-        cb = self.trainer.checkpoint_callback
-        if not isinstance(cb, ModelCheckpoint) or not self.trainer.is_global_zero:
+        if not self.trainer.is_global_zero:
             return
-        if cb.best_model_path:
-            score = f" ({cb.monitor}={cb.best_model_score:.4f})" if cb.best_model_score is not None else ""
-            print(f"best checkpoint: {cb.best_model_path}{score}")
-        if cb.last_model_path:
+        cb = self.trainer.checkpoint_callback
+        best: dict[str, Any] | None = None
+        if isinstance(cb, ModelCheckpoint) and cb.best_model_path:
+            score = float(cb.best_model_score) if cb.best_model_score is not None else None
+            epoch = _read_checkpoint(cb.best_model_path).get("epoch")
+            best = {"monitor": cb.monitor, "score": score, "epoch": epoch, "path": cb.best_model_path}
+            shown = f" ({cb.monitor}={score:.4f}, epoch {epoch})" if score is not None else ""
+            print(f"best checkpoint: {cb.best_model_path}{shown}")
+        if isinstance(cb, ModelCheckpoint) and cb.last_model_path:
             print(f"last checkpoint: {cb.last_model_path}")
+        self._write_fit_report(best, next((es.stop_reason for es in stops if es.stop_reason), None))
+
+    def _write_fit_report(self, best: dict[str, Any] | None, stop_reason: str | None) -> None:
+        """``<log dir>/fit_report.json``: what the fit measured, for the docs' result files and ``publish``."""
+        import json
+        import sys
+
+        import lightning
+
+        from .. import __version__
+
+        trainer = self.trainer
+        wall = time.monotonic() - getattr(self, "_fit_started", time.monotonic())
+        report = {
+            "stage": "fit",
+            "command": "cnnzoo " + " ".join(sys.argv[1:]),
+            "wall_s": round(wall, 1),
+            "epochs": trainer.current_epoch,
+            "global_step": trainer.global_step,
+            "stop_reason": stop_reason,
+            "best": best,
+            "hardware": {
+                "accelerator": type(trainer.accelerator).__name__,
+                "num_devices": trainer.num_devices,
+                "cpu_count": os.cpu_count(),
+                "precision": str(trainer.precision),
+            },
+            "versions": {"cnnzoo": __version__, "torch": torch.__version__, "lightning": lightning.__version__},
+        }
+        path = os.path.join(trainer.log_dir or trainer.default_root_dir, "fit_report.json")
+        with open(path, "w") as f:
+            json.dump(report, f, indent=2)
+        summary = f"fit: {trainer.current_epoch} epochs, {trainer.global_step} steps in {wall:.0f} s"
+        if best is not None and best["score"] is not None:
+            summary += f"; best {best['monitor']} {best['score']:.4f} at epoch {best['epoch']}"
+        print(f"{summary}; report: {path}")

@@ -1,0 +1,109 @@
+"""Shared by the training benchmarks: run a ``cnnzoo`` command, time it, and collect the reports it wrote.
+
+Every figure that the docs show about a training run comes from here: the process wall time measured around the
+command, and the ``fit_report.json`` / ``test_report.json`` / ``validate_report.json`` that the CLI itself wrote.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "data"
+MNIST = "../shared/data/mnist"
+CIFAR_ROOT = "data/cifar10/train"
+
+
+def ensure_cifar() -> None:
+    """Unpack the CIFAR-10 training JPEGs from ``../shared/data`` into ``data/cifar10`` (once)."""
+    if (REPO / CIFAR_ROOT).is_dir():
+        return
+    (REPO / "data" / "cifar10").mkdir(parents=True, exist_ok=True)
+    with tarfile.open(SHARED / "cifar10-train.tar.gz") as tar:
+        tar.extractall(REPO / "data" / "cifar10", filter="data")
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "cpu_count": os.cpu_count(),
+        "processor": platform.processor() or platform.machine(),
+        "python": platform.python_version(),
+    }
+
+
+def cnnzoo(args: list[str], log: Path) -> float:
+    """Run ``cnnzoo <args>`` from the repository root and return its wall time; output goes to ``log``."""
+    cmd = [sys.executable, "-m", "cnnzoo", *args]
+    print("$ cnnzoo " + shlex.join(args), flush=True)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    with open(log, "w") as out:
+        proc = subprocess.run(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, check=False)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"cnnzoo {shlex.join(args)} failed ({proc.returncode}); see {log}")
+    return wall
+
+
+def newest(root: Path, name: str) -> dict[str, Any]:
+    paths = sorted((REPO / root).glob(f"lightning_logs/version_*/{name}"), key=lambda p: p.stat().st_mtime)
+    if not paths:
+        raise SystemExit(f"no {name} under {root}")
+    return json.loads(paths[-1].read_text())
+
+
+def fit_and_evaluate(recipe: str, flags: list[str], root: str, stage: str = "test") -> dict[str, Any]:
+    """``cnnzoo fit`` a recipe into ``root``, then ``cnnzoo <stage>`` its best checkpoint; both reports, timed."""
+    base = ["--config", f"recipes/{recipe}.yaml", *flags]
+    quiet = ["--trainer.enable_progress_bar", "false"]
+    fit_args = ["fit", *base, "--trainer.default_root_dir", root, *quiet]
+    load = os.getloadavg()[0]
+    fit_wall = cnnzoo(fit_args, REPO / root / "fit.log")
+    fit = newest(Path(root), "fit_report.json")
+    best = os.path.relpath(fit["best"]["path"], REPO)
+    eval_root = f"{root}/{stage}"
+    eval_args = [stage, *base, "--ckpt_path", best, "--trainer.default_root_dir", eval_root, *quiet]
+    eval_wall = cnnzoo(eval_args, REPO / root / f"{stage}.log")
+    report = newest(Path(eval_root), f"{stage}_report.json")
+    fit["best"]["path"] = best
+    return {
+        "recipe": f"recipes/{recipe}.yaml",
+        "fit": {
+            "command": "cnnzoo " + shlex.join(fit_args),
+            "process_wall_s": round(fit_wall, 1),
+            "fit_wall_s": fit["wall_s"],
+            "epochs": fit["epochs"],
+            "global_step": fit["global_step"],
+            "stop_reason": fit["stop_reason"],
+            "best": fit["best"],
+            "load_average_at_start": round(load, 2),
+        },
+        "eval": {
+            "command": "cnnzoo " + shlex.join(eval_args),
+            "process_wall_s": round(eval_wall, 1),
+            "split": report["split"],
+            "dataset": report["dataset"],
+            "num_examples": report["num_examples"],
+            "metrics": report["metrics"],
+        },
+        "versions": fit["versions"],
+        "hardware": {**fit["hardware"], **machine()},
+        "measured_on": time.strftime("%Y-%m-%d"),
+    }
+
+
+def update(path: Path, key: str, entry: dict[str, Any]) -> None:
+    """Merge one entry into a results file, so a subset can be re-measured without losing the others."""
+    data = json.loads(path.read_text()) if path.is_file() else {}
+    data[key] = entry
+    path.write_text(json.dumps(dict(sorted(data.items())), indent=2) + "\n")
+    print(f"wrote {key} to {path}", flush=True)
