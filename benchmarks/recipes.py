@@ -29,8 +29,9 @@ OUT = Path(__file__).parent / "results" / "recipes.json"
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("recipes", nargs="*", default=list(RECIPES), choices=list(RECIPES))
+    parser.add_argument("recipes", nargs="*", choices=list(RECIPES))
     args = parser.parse_args()
+    args.recipes = args.recipes or list(RECIPES)
     for recipe in args.recipes:
         flags, stage = RECIPES[recipe]
         if CIFAR_ROOT in flags:

@@ -75,8 +75,9 @@ RUNS: dict[str, tuple[str, list[str]]] = {
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("runs", nargs="*", default=["pretrain", *RUNS], choices=["pretrain", *RUNS])
+    parser.add_argument("runs", nargs="*", choices=["pretrain", *RUNS])
     args = parser.parse_args()
+    args.runs = args.runs or ["pretrain", *RUNS]
     import json
 
     if "pretrain" in args.runs:

@@ -342,6 +342,8 @@ class EvalReport(Callback):
             "metrics": metrics,
             "checkpoint": os.path.abspath(ckpt) if ckpt else None,
             "checkpoint_sha256": sha256_file(ckpt) if ckpt and os.path.isfile(ckpt) else None,
+            # Evaluated from published weights (`--model.init_args.pretrained`) rather than a checkpoint.
+            "weights": _weights_record(pl_module) if not ckpt else None,
             "command": "cnnzoo " + " ".join(sys.argv[1:]),
             "versions": {"cnnzoo": __version__, "torch": torch.__version__, "lightning": _lightning_version()},
         }
@@ -350,6 +352,13 @@ class EvalReport(Callback):
             json.dump(report, f, indent=2)
         self.written_to = path
         print(f"{stage} report: {path}")
+
+
+def _weights_record(pl_module: LightningModule) -> dict[str, Any] | None:
+    w = getattr(pl_module, "pretrained_cfg", None)
+    if w is None or not hasattr(w, "sha256"):
+        return None
+    return {"name": w.name, "sha256": w.sha256, "file": w.file}
 
 
 def _datamodule(trainer: Trainer) -> Any:

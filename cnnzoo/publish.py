@@ -22,26 +22,18 @@ from .models import Weights, create_model, load_strict, sha256_file
 __all__ = ["main", "publish"]
 
 
-def _metrics_from_reports(reports: list[Path], ckpt_sha: str) -> list[dict[str, Any]]:
+def _evaluations_from_reports(reports: list[Path], sha256: str) -> list[dict[str, Any]]:
+    """One evaluation per ``validate``/``test`` report, each measured on the file with this sha256."""
     out = []
     for path in reports:
         report = json.loads(Path(path).read_text())
-        if report.get("checkpoint_sha256") != ckpt_sha:
+        measured = report.get("checkpoint_sha256")
+        if measured != sha256:
             raise ValueError(
-                f"{path} was measured on another file (sha256 {report.get('checkpoint_sha256')}), not on the "
-                f"checkpoint being published ({ckpt_sha}). Run 'cnnzoo test --ckpt_path' on this checkpoint."
+                f"{path} was measured on another file (sha256 {measured}), not on the checkpoint being published "
+                f"({sha256}). Run 'cnnzoo test --ckpt_path' on this checkpoint."
             )
-        for metric, value in sorted(report["metrics"].items()):
-            out.append(
-                {
-                    "dataset": report["dataset"],
-                    "split": report["split"],
-                    "metric": metric,
-                    "value": value,
-                    "num_examples": report["num_examples"],
-                    "command": report["command"],
-                }
-            )
+        out.append({k: report[k] for k in ("dataset", "split", "num_examples", "command", "metrics")})
     return out
 
 
@@ -91,7 +83,7 @@ def publish(
     model = create_model(arch, num_classes=hp["num_classes"], in_chans=hp["in_chans"], **model_kwargs)
     load_strict(model, state, str(ckpt))  # the file must rebuild the exact architecture
     # Every check comes before the first file is written, so a refused publish leaves nothing behind.
-    metrics = tuple(_metrics_from_reports(list(reports), sha256_file(ckpt)))
+    evaluations = tuple(_evaluations_from_reports(list(reports), sha256_file(ckpt)))
 
     out.mkdir(parents=True, exist_ok=True)
     from safetensors.torch import save_file
@@ -120,7 +112,7 @@ def publish(
         mean=tuple(hp["mean"]),
         std=tuple(hp["std"]),
         model_kwargs=model_kwargs,
-        metrics=metrics,
+        evaluations=evaluations,
         recipe=recipe,
         command=command,
         versions={
@@ -144,7 +136,7 @@ def model_card(w: Weights) -> str:
         )
         or "| - | - | - | - | - |"
     )
-    evals = "\n".join(sorted({f"    {m['command']}" for m in w.metrics}))
+    evals = "\n".join(f"    {e['command']}" for e in w.evaluations)
     return f"""# {w.name}
 
 `{w.arch}` trained by cnnzoo {w.versions.get("cnnzoo")} (torch {w.versions.get("torch")}, lightning

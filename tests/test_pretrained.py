@@ -132,7 +132,7 @@ def test_from_pretrained_task() -> None:
     torch.testing.assert_close(task.eval()(x), cnnzoo.load_pretrained("lenet5.digits")(x))
     with pytest.raises(ValueError, match="class_names has 2 names but the model has 3 classes"):
         ImageClassifier.from_pretrained("lenet5.digits", num_classes=3, class_names=["a", "b"])
-    with pytest.warns(UserWarning, match="reset"):
+    with pytest.warns(UserWarning, match="classifier starts from a fresh initialisation"):
         ft = ImageClassifier.from_pretrained("lenet5.digits", num_classes=3, class_names=["a", "b", "c"])
     assert ft.class_names == ["a", "b", "c"]
 

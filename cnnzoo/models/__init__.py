@@ -10,15 +10,18 @@ from ._pretrained import (
     download,
     fetch_url,
     get_weights,
+    is_weights_entry,
     list_pretrained,
     load_pretrained,
     load_state_dict_file,
     load_strict,
+    load_weights_into,
     register_pretrained,
     register_weights,
     sha256_file,
     torch_load_weights_only,
     unregister_weights,
+    weights_from_source,
 )
 from ._registry import create_model, get_model_entrypoint, is_model, list_models, register_model, unknown_name_error
 
@@ -46,6 +49,7 @@ __all__ = [
     "get_model_entrypoint",
     "get_weights",
     "is_model",
+    "is_weights_entry",
     "lenet5",
     "lenet5_classic",
     "list_models",
@@ -53,6 +57,7 @@ __all__ = [
     "load_pretrained",
     "load_state_dict_file",
     "load_strict",
+    "load_weights_into",
     "register_model",
     "register_pretrained",
     "register_weights",
@@ -66,4 +71,5 @@ __all__ = [
     "vgg16_bn",
     "vgg19_bn",
     "vgg_cifar_small",
+    "weights_from_source",
 ]

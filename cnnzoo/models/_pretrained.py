@@ -18,7 +18,7 @@ import sys
 import tempfile
 import urllib.request
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
@@ -36,14 +36,17 @@ __all__ = [
     "download",
     "fetch_url",
     "get_weights",
+    "is_weights_entry",
     "list_pretrained",
     "load_pretrained",
     "load_state_dict_file",
+    "load_weights_into",
     "register_pretrained",
     "register_weights",
     "sha256_file",
     "torch_load_weights_only",
     "unregister_weights",
+    "weights_from_source",
 ]
 
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
@@ -69,13 +72,17 @@ class Weights:
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     url: str | None = None
     crop_pct: float | None = None
-    metrics: tuple[dict[str, Any], ...] = ()
+    # One entry per `cnnzoo validate`/`test` run on these weights: dataset, split, num_examples, the command that
+    # measured it (runnable as written) and its metrics by name.
+    evaluations: tuple[dict[str, Any], ...] = ()
     recipe: str | None = None
     command: str | None = None
     versions: dict[str, str] = field(default_factory=dict)
     license: str = "MIT"
     notes: str = ""
     default: bool = False
+    # Where the file of weights loaded from a folder, a JSON file or the Hub lives; not part of the metadata.
+    root: str | None = field(default=None, compare=False, repr=False)
 
     @property
     def tag(self) -> str:
@@ -86,6 +93,19 @@ class Weights:
         """Deprecated name of :attr:`class_names` (until cnnzoo 0.3)."""
         warnings.warn("Weights.classes is deprecated (until cnnzoo 0.3); use class_names", FutureWarning, stacklevel=2)
         return self.class_names
+
+    @property
+    def metrics(self) -> tuple[dict[str, Any], ...]:
+        """Every measured value, one row per metric: dataset, split, metric, value, num_examples and command."""
+        return tuple(
+            {k: e[k] for k in ("dataset", "split", "num_examples", "command")} | {"metric": name, "value": value}
+            for e in self.evaluations
+            for name, value in sorted(e["metrics"].items())
+        )
+
+    def metric(self, name: str) -> float | None:
+        """The value of one metric (``"test_acc"``), or ``None`` when it was not measured."""
+        return next((e["metrics"][name] for e in self.evaluations if name in e["metrics"]), None)
 
     @property
     def num_classes(self) -> int:
@@ -104,11 +124,17 @@ class Weights:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d.pop("default")
+        d.pop("root")
         return d
 
     @classmethod
-    def from_json(cls, path: Path, default: bool = False) -> Weights:
-        d = json.loads(Path(path).read_text())
+    def from_json(cls, path: Path, default: bool = False, root: str | None = None) -> Weights:
+        try:
+            d = json.loads(Path(path).read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path} is not valid JSON ({err})") from None
+        if not isinstance(d, dict) or not {"name", "arch", "file", "sha256"} <= set(d):
+            raise ValueError(f"{path} is not a cnnzoo weights entry (the JSON that cnnzoo publish writes)")
         if "classes" in d:  # the key before 0.2; published files may still carry it
             warnings.warn(
                 f"{path}: the key 'classes' is deprecated (until cnnzoo 0.3); re-publish, or rename it 'class_names'",
@@ -116,13 +142,32 @@ class Weights:
                 stacklevel=2,
             )
             d["class_names"] = d.pop("classes")
-        for key in ("class_names", "input_size", "mean", "std", "metrics"):
+        if "metrics" in d:  # one row per metric before 0.2
+            warnings.warn(
+                f"{path}: the key 'metrics' is deprecated (until cnnzoo 0.3); re-publish to get 'evaluations'",
+                FutureWarning,
+                stacklevel=2,
+            )
+            d["evaluations"] = _group_metric_rows(d.pop("metrics") or [])
+        for key in ("class_names", "input_size", "mean", "std", "evaluations"):
             if key in d and d[key] is not None:
                 d[key] = tuple(d[key])
-        return cls(**d, default=default)
+        known = {f.name for f in fields(cls)} - {"default", "root"}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"{path}: unknown keys {unknown}; it was written by a newer cnnzoo, so upgrade cnnzoo")
+        return cls(**d, default=default, root=root)
 
     def local_path(self) -> Path:
-        """The verified local file: the bundled copy, or a cached download."""
+        """The verified local file: the bundled copy, the published folder's file, or a cached download."""
+        if self.root is not None and not self.root.startswith(("https://", "http://")):
+            path = Path(self.root) / self.file
+            if not path.is_file():
+                raise FileNotFoundError(f"{path} is missing: {self.name}'s JSON names it as its weights file")
+            verify_file(path, self.sha256, self.num_bytes)
+            return path
+        if self.root is not None and self.url is None:  # a JSON fetched by URL, its weights file beside it
+            return download(f"{self.root}/{self.file}", cache_dir() / self.file, self.sha256, self.num_bytes)
         if self.url is None:
             path = PRETRAINED_DIR / self.file
             if not path.is_file():
@@ -130,6 +175,18 @@ class Weights:
             verify_file(path, self.sha256, self.num_bytes)
             return path
         return download(self.url, cache_dir() / self.file, self.sha256, self.num_bytes)
+
+
+def _group_metric_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Old one-row-per-metric metadata as evaluations: one per (dataset, split, command)."""
+    groups: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for m in rows:
+        key = (m["dataset"], m["split"], m["num_examples"], m["command"])
+        entry = groups.setdefault(
+            key, dict(zip(("dataset", "split", "num_examples", "command"), key, strict=True), metrics={})
+        )
+        entry["metrics"][m["metric"]] = m["value"]
+    return list(groups.values())
 
 
 _registry: dict[str, Weights] = {}
@@ -197,7 +254,101 @@ def get_weights(name: str) -> Weights:
         return _registry[name]
     if name in _broken:
         raise ValueError(f"weights {name!r} are unavailable: {_broken[name]}")
+    if is_weights_source(name):
+        return weights_from_source(name)
     raise unknown_name_error("pretrained weights", name, list(_registry), "cnnzoo.list_pretrained()")
+
+
+SOURCES_HELP = (
+    "a weights name (cnnzoo.list_pretrained()), a folder that cnnzoo publish wrote, its .json or .safetensors, "
+    "an https://...#sha256=<hex> URL of either, or hf-hub:org/repo[@revision]"
+)
+
+
+def is_weights_source(source: str) -> bool:
+    """Whether ``source`` names weights outside the registry: a path, a URL or ``hf-hub:``."""
+    return source.startswith(("hf-hub:", "https://", "http://")) or "/" in source or Path(source).exists()
+
+
+def weights_from_source(source: str | Path) -> Weights:
+    """The metadata of published weights outside the registry; the file itself is verified when it is loaded.
+
+    ``source`` is a folder written by ``cnnzoo publish``, its ``<arch.tag>.json``, its ``.safetensors`` (the JSON
+    beside it is read), an ``https://...#sha256=<hex>`` URL of the JSON or of the ``.safetensors``, or
+    ``hf-hub:org/repo[@revision]``. Every route checks the weights file's sha256 before loading it.
+    """
+    text = str(source)
+    if text.startswith("hf-hub:"):
+        return weights_from_source(_hf_hub_folder(text.removeprefix("hf-hub:")))
+    if text.startswith(("https://", "http://")):
+        return _weights_from_url(text)
+    path = Path(text).expanduser()
+    if path.is_dir():
+        entries = [p for p in sorted(path.glob("*.json")) if _looks_like_weights_json(p)]
+        if len(entries) != 1:
+            found = "no weights JSON" if not entries else f"{len(entries)} weights JSON files"
+            raise ValueError(f"{path}: {found} in the folder; give the folder of one cnnzoo publish, or its .json")
+        path = entries[0]
+    if path.suffix == ".json" and path.is_file():
+        return Weights.from_json(path, root=str(path.parent))
+    if path.suffix == ".safetensors" and path.is_file():
+        for entry in sorted(path.parent.glob("*.json")):
+            if _looks_like_weights_json(entry) and json.loads(entry.read_text()).get("file") == path.name:
+                return Weights.from_json(entry, root=str(path.parent))
+        raise ValueError(
+            f"{path}: no weights JSON beside it names this file, so its architecture and classes are unknown; "
+            "keep the JSON that cnnzoo publish wrote next to it"
+        )
+    raise FileNotFoundError(f"{source}: no such weights; give {SOURCES_HELP}")
+
+
+def _looks_like_weights_json(path: Path) -> bool:
+    try:
+        d = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(d, dict) and {"name", "arch", "file", "sha256"} <= set(d)
+
+
+def _weights_from_url(source: str) -> Weights:
+    """Weights metadata from ``https://.../<arch.tag>.json#sha256=`` or ``.../<file>.safetensors#sha256=``.
+
+    For a ``.safetensors`` URL the JSON beside it (``<arch.tag>.json``) must name a file with that very sha256.
+    """
+    url, _, _ = source.partition("#")
+    base = url.rsplit("/", 1)[0]
+    if url.endswith(".json"):
+        return Weights.from_json(fetch_url(source), root=base)
+    if not url.endswith(".safetensors"):
+        raise ValueError(f"{url}: a weights URL ends in .json or .safetensors (with #sha256=<hex>)")
+    digest = _SHA256_FRAGMENT.fullmatch(source.partition("#")[2])
+    if digest is None:
+        raise ValueError(f"{url}: a URL must state its sha256, as {url}#sha256=<64 hex digits>")
+    name = url.rsplit("/", 1)[1].rsplit("-", 1)[0]
+    meta = f"{base}/{name}.json"
+    with tempfile.TemporaryDirectory(prefix="cnnzoo-meta-") as tmp:
+        local = Path(tmp) / f"{name}.json"
+        try:
+            with urllib.request.urlopen(meta, timeout=60) as resp:
+                local.write_bytes(resp.read())
+        except OSError as err:
+            raise ValueError(f"{meta}: cannot read the weights JSON beside {url} ({err})") from None
+        w = Weights.from_json(local, root=base)
+    if w.sha256 != digest.group(1).lower() or url.rsplit("/", 1)[1] != w.file:
+        raise IntegrityError(f"{meta} describes {w.file} (sha256 {w.sha256}), not {url}")
+    return w
+
+
+def _hf_hub_folder(spec: str) -> Path:
+    """Download (or reuse from huggingface_hub's cache) the JSON and safetensors files of a Hub repository."""
+    repo, _, revision = spec.partition("@")
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:
+        raise ImportError("hf-hub: weights need huggingface_hub: pip install 'cnnzoo[hub]'") from None
+    return Path(
+        snapshot_download(repo, revision=revision or None, allow_patterns=["*.json", "*.safetensors", "README.md"])
+    )
 
 
 # --- files ----------------------------------------------------------------------------------------------------------
@@ -409,13 +560,21 @@ def adapt_input_conv(weight: torch.Tensor, in_chans: int) -> torch.Tensor:
     return weight.repeat(1, repeat, 1, 1)[:, :in_chans] * (c / in_chans)
 
 
-def load_pretrained(name: str, *, num_classes: int | None = None, in_chans: int | None = None) -> nn.Module:
-    """The model of published weights ``name``, in eval mode, with its metadata as ``model.pretrained_cfg``.
+def load_pretrained(
+    name: str | Path | Weights, *, num_classes: int | None = None, in_chans: int | None = None
+) -> nn.Module:
+    """The model of published weights, in eval mode, with their metadata as ``model.pretrained_cfg``.
 
-    ``num_classes`` different from the weights' resets only the final layer (and says so); ``in_chans`` different
-    from the weights' adapts the first convolution. Every other key must match exactly.
+    Args:
+        name: a weights name (``"lenet5.mnist"``, or ``"lenet5"`` for its default), a folder that ``cnnzoo
+            publish`` wrote, its ``.json`` or ``.safetensors``, an ``https://...#sha256=<hex>`` URL of either, or
+            ``hf-hub:org/repo[@revision]``. The weights file's sha256 is checked on every route.
+        num_classes: a size other than the weights' resets only the final layer (and says so).
+        in_chans: a channel count other than the weights' adapts the first convolution.
+
+    Every other key must match exactly.
     """
-    w = get_weights(name)
+    w = name if isinstance(name, Weights) else get_weights(str(name))
     state = load_state_dict_file(w.local_path())
     model = create_model(w.arch, num_classes=w.num_classes, in_chans=in_chans or w.in_chans, **w.model_kwargs)
     first = getattr(model, "first_conv", None)
@@ -436,6 +595,81 @@ def load_pretrained(name: str, *, num_classes: int | None = None, in_chans: int 
         )
     model.pretrained_cfg = w  # type: ignore[assignment]
     return model.eval()
+
+
+def is_weights_entry(source: str) -> bool:
+    """Whether ``source`` is published weights with metadata (rather than a bare weights or checkpoint file)."""
+    if source in _registry or source.startswith("hf-hub:") or source.endswith(".DEFAULT"):
+        return True
+    path = source.partition("#")[0]
+    if path.endswith(".json"):
+        return True
+    local = Path(path).expanduser()
+    if local.is_dir():
+        return True
+    if local.suffix == ".safetensors" and local.is_file():
+        return any(
+            _looks_like_weights_json(p) and json.loads(p.read_text()).get("file") == local.name
+            for p in local.parent.glob("*.json")
+        )
+    return path.endswith(".safetensors") and path.startswith(("https://", "http://"))
+
+
+def load_weights_into(
+    net: nn.Module,
+    source: str,
+    *,
+    head_prefix: str,
+    first_conv: str | None = None,
+    new_head: bool = False,
+) -> Weights | None:
+    """Load weights into a network that is about to be fine-tuned; returns their metadata, if they have any.
+
+    Args:
+        net: the network, already built for the new task (its classes and input channels).
+        source: any source :func:`load_pretrained` takes, or a bare weights file (``.safetensors``, or ``.pt`` /
+            ``.pth`` / ``.ckpt`` read with ``torch.load(weights_only=True)``; a cnnzoo Lightning checkpoint gives
+            its network), or an ``https://...#sha256=<hex>`` URL of one.
+        head_prefix: the classifier's state-dict prefix (``"classifier."``). A classifier of another size starts
+            from a fresh initialisation, and that is said; so does any classifier with ``new_head``.
+        first_conv: the first convolution's name; weights for another channel count are adapted as timm does.
+        new_head: start the classifier fresh even when the weights carry one of the right size.
+
+    Any other missing, unexpected or mis-shaped key is an error.
+    """
+    w: Weights | None = None
+    if is_weights_entry(source):
+        w = get_weights(source)
+        state = load_state_dict_file(w.local_path())
+    elif source.startswith(("https://", "http://")):
+        state = load_state_dict_file(fetch_url(source))
+    else:
+        state = load_state_dict_file(source)
+    if state and all(k.startswith("net.") for k in state):  # a cnnzoo Lightning checkpoint
+        state = {k[4:]: v for k, v in state.items()}
+    own = net.state_dict()
+    if first_conv is not None and f"{first_conv}.weight" in state:
+        key = f"{first_conv}.weight"
+        if state[key].dim() == 4 and state[key].shape[1] != own[key].shape[1]:
+            state[key] = adapt_input_conv(state[key], own[key].shape[1])
+            warnings.warn(
+                f"{source}: the first convolution ({first_conv}) was adapted from {state[key].shape[1]} to "
+                f"{own[key].shape[1]} input channels",
+                stacklevel=3,
+            )
+    head_keys = [k for k in own if k.startswith(head_prefix)]
+    if new_head:
+        state = {**state, **{k: own[k] for k in head_keys}}
+    elif any(k in state and state[k].shape != own[k].shape for k in head_keys):
+        shape = next(tuple(state[k].shape) for k in head_keys if k in state and state[k].shape != own[k].shape)
+        warnings.warn(
+            f"{source}: its classifier has shape {shape}, this model's {tuple(own[head_keys[0]].shape)}; the "
+            "classifier starts from a fresh initialisation, everything else is loaded.",
+            stacklevel=3,
+        )
+        state = {**state, **{k: own[k] for k in head_keys}}
+    load_strict(net, state, source)
+    return w
 
 
 def load_strict(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:

@@ -75,16 +75,38 @@ def get_model_entrypoint(name: str) -> Callable[..., nn.Module]:
         raise unknown_name_error("model", name, list(_model_entrypoints), "cnnzoo.list_models()") from None
 
 
-def create_model(name: str, *, num_classes: int | None = None, in_chans: int | None = None, **kwargs: Any) -> nn.Module:
-    """Build a registered model.
+def create_model(
+    name: str,
+    pretrained: bool | str = False,
+    *,
+    num_classes: int | None = None,
+    in_chans: int | None = None,
+    **kwargs: Any,
+) -> nn.Module:
+    """Build a registered model, as timm's ``create_model`` does.
 
     Args:
-        name: a name from :func:`list_models`.
+        name: a name from :func:`list_models`, or ``arch.tag`` for those weights (as ``pretrained="tag"``).
+        pretrained: ``True`` for the architecture's default weights, a tag (``"mnist"``) for ``arch.tag``;
+            ``False`` for random initialisation. The model comes back in training mode, with the weights'
+            metadata as ``model.pretrained_cfg``.
         num_classes: size of the classifier; ``0`` returns pooled features instead of logits. ``None`` keeps the
-            builder's default.
+            builder's (or the weights') default. With weights, another size resets only the classifier.
         in_chans: number of input channels (1 for grayscale, 3 for RGB). ``None`` keeps the builder's default.
         **kwargs: passed on to the builder (for example ``img_size`` or ``drop_rate``).
     """
+    arch, dot, tag = name.partition(".")
+    if dot:
+        name, pretrained = arch, tag
+    if pretrained:
+        from ._pretrained import get_weights, load_pretrained
+
+        get_model_entrypoint(name)  # an unknown architecture gets the model error, not the weights error
+        w = get_weights(f"{name}.{'DEFAULT' if pretrained is True else pretrained}")
+        differ = {k: v for k, v in kwargs.items() if w.model_kwargs.get(k, v) != v}
+        if differ:
+            raise ValueError(f"{w.name} was trained with {w.model_kwargs}; it cannot be built with {differ}")
+        return load_pretrained(w, num_classes=num_classes, in_chans=in_chans).train()
     fn = get_model_entrypoint(name)
     if num_classes is not None:
         kwargs["num_classes"] = num_classes

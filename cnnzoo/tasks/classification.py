@@ -7,7 +7,7 @@ from typing import Any, Literal
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
-from ..models import Weights, ZooModel, create_model
+from ..models import Weights, ZooModel, create_model, load_weights_into
 from .base import ClassificationTask
 
 __all__ = ["ImageClassifier"]
@@ -18,6 +18,12 @@ class ImageClassifier(ClassificationTask):
 
     Args:
         model: registered model name, e.g. ``"lenet5"`` or ``"vgg11_bn"``.
+        pretrained: weights to start from: ``True`` for the model's default weights, a weights name
+            (``"lenet5.mnist"``), a folder that ``cnnzoo publish`` wrote (or its ``.json`` / ``.safetensors``), an
+            ``https://...#sha256=<hex>`` URL, ``hf-hub:org/repo``, or a bare weights or checkpoint file (read
+            without unpickling). A classifier of another size starts fresh, and the run says so. Class names,
+            mean and std the data does not give come from the weights. ``False``: random initialisation.
+        new_head: start the classifier fresh even when the weights have as many classes (a new label set).
         num_classes: number of classes; the CLI links it from the data module.
         in_chans: input channels; the CLI links it from the data module.
         img_size: input size the model is built for; the CLI links it from the data module. ``None`` keeps the
@@ -43,6 +49,8 @@ class ImageClassifier(ClassificationTask):
     def __init__(
         self,
         model: str = "lenet5",
+        pretrained: bool | str = False,
+        new_head: bool = False,
         num_classes: int = 10,
         in_chans: int = 1,
         img_size: int | None = None,
@@ -55,6 +63,13 @@ class ImageClassifier(ClassificationTask):
         lr_scheduler_interval: Literal["epoch", "step"] = "epoch",
         label_smoothing: float = 0.0,
     ) -> None:
+        weights = _weights_metadata(model, pretrained)
+        if weights is not None and not new_head and num_classes == weights.num_classes:
+            # Plain-Python fine-tuning or evaluation without a data module keeps the weights' own metadata; the
+            # CLI links these from the data, which wins.
+            class_names = class_names if class_names is not None else list(weights.class_names)
+            mean = mean if mean is not None else list(weights.mean)
+            std = std if std is not None else list(weights.std)
         super().__init__(
             num_classes=num_classes,
             optimizer=optimizer,
@@ -73,6 +88,12 @@ class ImageClassifier(ClassificationTask):
         if drop_rate is not None:
             net.set_drop_rate(drop_rate)
         self.net: ZooModel = net
+        if pretrained:
+            source = f"{model}.DEFAULT" if pretrained is True else str(pretrained)
+            found = load_weights_into(
+                net, source, head_prefix=net.classifier_name + ".", first_conv=net.first_conv, new_head=new_head
+            )
+            self.pretrained_cfg = found or weights
         self.example_input_array = torch.zeros(1, *self.net.input_size)
 
     @classmethod
@@ -89,17 +110,15 @@ class ImageClassifier(ClassificationTask):
         With ``num_classes`` (and ``class_names``) different from the weights', only the final layer is reset, to
         fine-tune on a new label set; the class names of the weights are kept otherwise.
         """
-        from ..models import get_weights, load_pretrained
+        from ..models import get_weights
 
         w = get_weights(name)
         n = num_classes if num_classes is not None else w.num_classes
-        if class_names is None and n == w.num_classes:
-            class_names = list(w.class_names)
         if class_names is not None and len(class_names) != n:
             raise ValueError(f"class_names has {len(class_names)} names but the model has {n} classes")
-        net = load_pretrained(w.name, num_classes=n)
-        task = cls(
+        return cls(
             model=w.arch,
+            pretrained=name,
             num_classes=n,
             in_chans=w.in_chans,
             img_size=w.model_kwargs.get("img_size"),
@@ -109,6 +128,20 @@ class ImageClassifier(ClassificationTask):
             optimizer=optimizer,
             lr_scheduler=lr_scheduler,
         )
-        task.net.load_state_dict(net.state_dict())
-        task.pretrained_cfg = w
-        return task
+
+
+def _weights_metadata(model: str, pretrained: bool | str) -> Weights | None:
+    """The metadata of ``pretrained`` when it names published weights (not a bare file); checks the architecture."""
+    if not pretrained:
+        return None
+    from ..models import get_weights, is_weights_entry
+
+    source = f"{model}.DEFAULT" if pretrained is True else str(pretrained)
+    if not is_weights_entry(source):
+        return None
+    w = get_weights(source)
+    if w.arch != model:
+        raise ValueError(
+            f"pretrained={pretrained!r} holds {w.arch} weights, but model is {model!r}; set model: {w.arch}"
+        )
+    return w

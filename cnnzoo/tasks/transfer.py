@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from typing import Any, Literal
 
 import torch
@@ -17,7 +16,7 @@ from typing_extensions import override
 from .._compat import attached_trainer
 from .base import ClassificationTask
 
-__all__ = ["TimmClassifier", "TransferFinetuning", "load_backbone_weights"]
+__all__ = ["TimmClassifier", "TransferFinetuning"]
 
 Strategy = Literal["feature_extraction", "finetune", "freeze_unfreeze"]
 
@@ -43,47 +42,6 @@ def classifier_prefix(net: Any) -> str:
         if module is head:
             return name
     raise ValueError("the classifier returned by get_classifier() is not a submodule of the network")
-
-
-def _state_from(source: str) -> dict[str, torch.Tensor]:
-    """Tensors from a weights name, a verified URL or a file.
-
-    The URL must end in ``#sha256=<hex>``. Every path goes through safetensors or ``torch.load(weights_only=True)``.
-    """
-    from ..models import fetch_url, get_weights, list_pretrained, load_state_dict_file
-
-    if source in list_pretrained():
-        return load_state_dict_file(get_weights(source).local_path())
-    if source.startswith(("https://", "http://")):
-        return load_state_dict_file(fetch_url(source))
-    return load_state_dict_file(source)
-
-
-def load_backbone_weights(net: nn.Module, source: str, new_head: bool = False) -> None:
-    """Load weights into a timm network.
-
-    Load ``source`` into ``net``. A classifier of another size is kept freshly initialised (and that is said);
-    any other missing, unexpected or mis-shaped key is an error.
-    """
-    from ..models import load_strict
-
-    state = _state_from(source)
-    if state and all(k.startswith("net.") for k in state):  # a cnnzoo Lightning checkpoint
-        state = {k[4:]: v for k, v in state.items()}
-    own = net.state_dict()
-    prefix = classifier_prefix(net) + "."
-    head_keys = [k for k in own if k.startswith(prefix)]
-    if new_head:
-        state = {**state, **{k: own[k] for k in head_keys}}
-    elif any(k in state and state[k].shape != own[k].shape for k in head_keys):
-        shape = next(tuple(state[k].shape) for k in head_keys if k in state)
-        warnings.warn(
-            f"{source}: its classifier has shape {shape}, this model's {tuple(own[head_keys[0]].shape)}; the "
-            "classifier starts from a fresh initialisation, everything else is loaded.",
-            stacklevel=3,
-        )
-        state = {**state, **{k: own[k] for k in head_keys}}
-    load_strict(net, state, source)
 
 
 class TransferFinetuning(BaseFinetuning):
@@ -191,7 +149,9 @@ class TimmClassifier(ClassificationTask):
             backbone, pretrained=pretrained is True, num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate
         )
         if isinstance(pretrained, str) and pretrained:
-            load_backbone_weights(self.net, pretrained, new_head=new_head)
+            from ..models import load_weights_into
+
+            load_weights_into(self.net, pretrained, head_prefix=classifier_prefix(self.net) + ".", new_head=new_head)
         self.strategy, self.backbone_lr_ratio = strategy, backbone_lr_ratio
         self.finetuning = TransferFinetuning(strategy, unfreeze_at_epoch, unfreeze_top, train_bn)
         size = img_size or self.net.pretrained_cfg.get("input_size", (in_chans, 224, 224))[-1]
