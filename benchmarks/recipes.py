@@ -29,8 +29,11 @@ OUT = Path(__file__).parent / "results" / "recipes.json"
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("recipes", nargs="*", choices=list(RECIPES))
+    parser.add_argument("recipes", nargs="*", help="default: all of " + ", ".join(RECIPES))
     args = parser.parse_args()
+    unknown = set(args.recipes) - set(list(RECIPES))
+    if unknown:
+        parser.error(f"unknown: {sorted(unknown)}")
     args.recipes = args.recipes or list(RECIPES)
     for recipe in args.recipes:
         flags, stage = RECIPES[recipe]

@@ -75,8 +75,11 @@ RUNS: dict[str, tuple[str, list[str]]] = {
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("runs", nargs="*", choices=["pretrain", *RUNS])
+    parser.add_argument("runs", nargs="*", help="default: all of " + ", ".join(["pretrain", *RUNS]))
     args = parser.parse_args()
+    unknown = set(args.runs) - set(["pretrain", *RUNS])
+    if unknown:
+        parser.error(f"unknown: {sorted(unknown)}")
     args.runs = args.runs or ["pretrain", *RUNS]
     import json
 
