@@ -7,13 +7,16 @@
 
 All three use the same model, batch size, optimiser and data, with augmentation off so that they do the same work.
 Run: python benchmarks/train_throughput.py --data-dir ../shared/data/mnist
+Writes ``benchmarks/results/train_throughput.json``, which ``docs/generate.py`` renders into ``docs/data.md``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
+import sys
 import time
 import warnings
 
@@ -109,6 +112,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers of the per-sample path (b)")
     parser.add_argument("--repeats", type=int, default=2, help="runs per method; the best is reported")
+    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "train_throughput.json"))
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     import logging
@@ -129,6 +133,21 @@ def main() -> None:
     print(f"(b) cnnzoo, per-sample PIL path   : {rates['b']:10.0f} images/s  ({args.workers} workers)")
     print(f"(c) plain PyTorch loop            : {rates['c']:10.0f} images/s")
     print(f"a/c = {rates['a'] / rates['c']:.2f}   b/c = {rates['b'] / rates['c']:.2f}")
+    result = {
+        "benchmark": "train_throughput",
+        "command": "python benchmarks/train_throughput.py " + " ".join(sys.argv[1:]),
+        "images_per_s": {"cnnzoo_fast": rates["a"], "cnnzoo_per_sample": rates["b"], "plain_loop": rates["c"]},
+        "settings": {k: getattr(args, k) for k in ("steps", "warmup", "batch_size", "workers", "repeats")},
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "processor": platform.processor() or platform.machine(),
+        "load_average_at_end": round(os.getloadavg()[0], 2),
+    }
+    with open(args.out, "w") as f:
+        json.dump(result, f, indent=2)
+        f.write("\n")
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

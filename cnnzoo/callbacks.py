@@ -7,6 +7,7 @@ import csv
 import math
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from typing_extensions import override
 __all__ = [
     "AtomicCheckpointIO",
     "EarlyStopping",
+    "EpochLog",
     "FiniteLossGuard",
     "NonFiniteLossError",
     "PredictionWriter",
@@ -277,6 +279,54 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
+def format_metrics(metrics: dict[str, Any]) -> str:
+    """``name value`` pairs with 4 significant digits: losses first, then training, then the rest."""
+    keys = sorted(metrics, key=lambda k: (not k.endswith("loss"), not k.startswith("train"), k))
+    return "  ".join(f"{k} {float(metrics[k]):.4g}" for k in keys)
+
+
+class EpochLog(Callback):
+    """One line per epoch with its metrics, for logs that are not a terminal (CI, ``nohup``, a file).
+
+    The CLI adds it when there is no progress bar: when stdout is not a terminal, or with
+    ``--trainer.enable_progress_bar false``. Rich's live bar writes redraws and wrapped columns into such logs.
+    """
+
+    def __init__(self) -> None:
+        self._started = time.monotonic()
+        self._pending: tuple[int, float] | None = None
+
+    @override
+    def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._flush(trainer)
+        self._started = time.monotonic()
+
+    @override
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        # Lightning runs this hook before the module's own on_train_epoch_end, which logs the epoch's training
+        # metrics; the line is printed once they exist, when the next epoch or the fit starts or ends.
+        if not trainer.sanity_checking:
+            self._pending = (trainer.current_epoch, time.monotonic() - self._started)
+
+    @override
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._flush(trainer)
+
+    def _flush(self, trainer: Trainer) -> None:
+        if self._pending is None or not trainer.is_global_zero:
+            self._pending = None
+            return
+        epoch, took = self._pending
+        self._pending = None
+        logged = trainer.callback_metrics
+        metrics = {k: v for k, v in logged.items() if k.startswith("val_") or k in ("train_acc",)}
+        if "train_loss_epoch" in logged:
+            metrics["train_loss"] = logged["train_loss_epoch"]
+        lrs = [g["lr"] for opt in trainer.optimizers for g in opt.param_groups]
+        lr = f"  lr {lrs[0]:.4g}" if lrs else ""
+        print(f"epoch {epoch}  {format_metrics(metrics)}{lr}  ({took:.1f} s)", flush=True)
+
+
 class EvalReport(Callback):
     """Write what ``validate``/``test`` measured to a JSON report.
 
@@ -351,7 +401,7 @@ class EvalReport(Callback):
         with open(path, "w") as f:
             json.dump(report, f, indent=2)
         self.written_to = path
-        print(f"{stage} report: {path}")
+        print(f"{stage} on {count:,} images: {format_metrics(metrics)}\n{stage} report: {path}")
 
 
 def _weights_record(pl_module: LightningModule) -> dict[str, Any] | None:

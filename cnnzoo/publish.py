@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from . import __version__
-from .models import Weights, create_model, load_strict, sha256_file
+from .models import Weights, build_model, load_strict, sha256_file, torch_load_weights_only
 
 __all__ = ["main", "publish"]
 
@@ -67,10 +67,12 @@ def publish(
     arch, dot, tag = name.partition(".")
     if not dot or not tag:
         raise ValueError(f"--name must be 'arch.tag' (like lenet5.mnist), got {name!r}")
-    raw = torch.load(ckpt, map_location="cpu", weights_only=True)
+    raw = torch_load_weights_only(ckpt)
     hp = raw.get("hyper_parameters", {})
-    if hp.get("model") != arch:
-        raise ValueError(f"{ckpt} holds a {hp.get('model')!r} model, but --name says {arch!r}")
+    # An ImageClassifier names a cnnzoo model; a TimmClassifier a timm backbone.
+    builder, held = ("timm", hp.get("backbone")) if "backbone" in hp else ("cnnzoo", hp.get("model"))
+    if held != arch:
+        raise ValueError(f"{ckpt} holds a {held!r} model, but --name says {arch!r}; use --name {held}.{tag}")
     missing = [k for k in ("class_names", "mean", "std") if not hp.get(k)]
     if missing:
         raise ValueError(
@@ -79,9 +81,19 @@ def publish(
             "ImageClassifier."
         )
     state = {k.removeprefix("net."): v.contiguous() for k, v in raw["state_dict"].items() if k.startswith("net.")}
-    model_kwargs = {"img_size": hp["img_size"]} if hp.get("img_size") else {}
-    model = create_model(arch, num_classes=hp["num_classes"], in_chans=hp["in_chans"], **model_kwargs)
+    model_kwargs = {"img_size": hp["img_size"]} if hp.get("img_size") and builder == "cnnzoo" else {}
+    probe = Weights(
+        name=name, arch=arch, file="", sha256="", num_bytes=0, num_params=0, class_names=tuple(hp["class_names"]),
+        in_chans=hp["in_chans"], input_size=(hp["in_chans"], 0, 0), mean=(), std=(), model_kwargs=model_kwargs,
+        builder=builder,
+    )  # fmt: skip
+    model = build_model(probe)
     load_strict(model, state, str(ckpt))  # the file must rebuild the exact architecture
+    if builder == "timm":
+        size = hp.get("img_size") or model.pretrained_cfg["input_size"][-1]  # type: ignore[index]
+        input_size = (hp["in_chans"], size, size)
+    else:
+        input_size = tuple(model.input_size)  # type: ignore[arg-type]
     # Every check comes before the first file is written, so a refused publish leaves nothing behind.
     evaluations = tuple(_evaluations_from_reports(list(reports), sha256_file(ckpt)))
 
@@ -108,7 +120,7 @@ def publish(
         num_params=sum(p.numel() for p in model.parameters()),
         class_names=tuple(hp["class_names"]),
         in_chans=hp["in_chans"],
-        input_size=tuple(model.input_size),  # type: ignore[arg-type]
+        input_size=input_size,  # type: ignore[arg-type]
         mean=tuple(hp["mean"]),
         std=tuple(hp["std"]),
         model_kwargs=model_kwargs,
@@ -122,6 +134,7 @@ def publish(
         },
         license=license,
         notes=notes,
+        builder=builder,
     )
     (out / f"{name}.json").write_text(json.dumps(weights.to_dict(), indent=2) + "\n")
     (out / "README.md").write_text(model_card(weights))

@@ -50,10 +50,13 @@ def test_metadata_matches_reality(name: str) -> None:
     assert sum(p.numel() for p in model.parameters()) == w.num_params
     assert model.get_classifier().out_features == w.num_classes == len(w.class_names)
     assert tuple(model.input_size) == w.input_size and len(w.mean) == len(w.std) == w.in_chans
-    assert w.metrics, "published weights must carry measured metrics"
-    for m in w.metrics:
-        assert {"dataset", "split", "metric", "value", "num_examples", "command"} <= set(m)
-        assert m["num_examples"] > 0 and m["command"].startswith("cnnzoo ")
+    assert w.evaluations, "published weights must carry measured metrics"
+    for e in w.evaluations:
+        assert set(e) == {"dataset", "split", "num_examples", "command", "metrics"} and e["num_examples"] > 0
+        assert e["command"].startswith(f"cnnzoo {'test' if e['split'] == 'test' else 'validate'} --config {w.recipe}")
+        assert e["command"].endswith(f"--model.init_args.pretrained {name}"), "evaluate the published file itself"
+        assert all(k.startswith(e["split"] + "_") for k in e["metrics"])
+    assert len({e["command"] for e in w.evaluations}) == len(w.evaluations), "one command per evaluation"
     assert w.recipe and (Path(__file__).parents[1] / w.recipe).is_file()
     assert w.command and w.command.startswith("cnnzoo fit --config " + w.recipe)
     assert {"cnnzoo", "torch", "lightning"} <= set(w.versions) and w.license
@@ -285,47 +288,31 @@ def test_publish_round_trip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reg
 
 # --- honest metrics ------------------------------------------------------------------------------------------------
 @pytest.mark.slow
-@pytest.mark.parametrize("name", [n for n in ALL_WEIGHTS if n.endswith((".mnist", ".digits"))])
-def test_bundled_weights_reproduce_their_test_metric(name: str, shared_data: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("name", "index"),
+    [
+        (n, i)
+        for n in ALL_WEIGHTS
+        if n.endswith((".mnist", ".digits"))
+        for i in range(len(cnnzoo.get_weights(n).evaluations))
+    ],
+)
+def test_stored_evaluation_commands_reproduce_the_published_metrics(
+    name: str, index: int, shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each evaluation command in the metadata runs as written, from the repository root, and gives its figures."""
+    import shlex
+
     from cnnzoo.cli import CnnzooCLI
 
-    w = cnnzoo.get_weights(name)
-    task = ImageClassifier.from_pretrained(name)
-    ckpt = tmp_path / "w.ckpt"
-    from lightning.pytorch import Trainer
-
-    trainer = Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
-    trainer.strategy.connect(task)
-    trainer.save_checkpoint(ckpt)
-    data = [] if name.endswith(".digits") else [f"--data.data_dir={shared_data / 'mnist'}"]
-    cli = CnnzooCLI(
-        args=[
-            "test",
-            "--config",
-            w.recipe,
-            *data,
-            f"--ckpt_path={ckpt}",
-            f"--trainer.default_root_dir={tmp_path}",
-            "--trainer.enable_progress_bar=false",
-        ]
-    )
-    expected = next(m["value"] for m in w.metrics if m["metric"] == "test_acc")
-    assert abs(float(cli.trainer.callback_metrics["test_acc"]) - expected) <= 0.001
-    assert task.class_names == list(w.class_names) and task.mean == list(w.mean)
-
-
-def test_docs_pretrained_page_is_generated_from_the_registry() -> None:
-    import importlib.util
-
-    path = Path(__file__).parents[1] / "docs" / "gen_pretrained.py"
-    spec = importlib.util.spec_from_file_location("gen_pretrained", path)
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    page = (path.parent / "pretrained.md").read_text()
-    assert page == mod.render(), "docs/pretrained.md is stale: run python docs/gen_pretrained.py"
-    for name in ALL_WEIGHTS:
-        assert f"`{name}`" in page
+    evaluation = cnnzoo.get_weights(name).evaluations[index]
+    args = shlex.split(evaluation["command"])
+    assert args[0] == "cnnzoo" and "--ckpt_path" not in args and "../runs" not in evaluation["command"]
+    monkeypatch.chdir(Path(__file__).parents[1])
+    output = [f"--trainer.default_root_dir={tmp_path}", "--trainer.enable_progress_bar=false"]
+    cli = CnnzooCLI(args=[*args[1:], *output])
+    for metric, value in evaluation["metrics"].items():
+        assert float(cli.trainer.callback_metrics[metric]) == pytest.approx(value, abs=1e-6), metric
 
 
 @pytest.mark.slow  # unpacks the whole CIFAR-10 training split
@@ -343,7 +330,7 @@ def test_cifar_weights_on_real_cifar_images(cifar10_train: Path) -> None:
     x = torch.stack([w.transforms()(Image.open(p)) for p, _ in samples])
     with torch.no_grad():
         acc = (model(x).argmax(1) == torch.tensor([y for _, y in samples])).float().mean().item()
-    published = next(m["value"] for m in w.metrics if m["metric"] == "val_acc")
+    published = w.metric("val_acc")
     assert acc == pytest.approx(published, abs=0.08)  # 300 of the 5,000 images: within sampling error
 
 

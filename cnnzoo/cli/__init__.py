@@ -7,6 +7,8 @@ Trainer commands are a LightningCLI (:mod:`cnnzoo.cli.trainer`); zoo commands (`
 from __future__ import annotations
 
 import difflib
+import json
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -17,8 +19,32 @@ from ..errors import CheckpointMismatchError, ConfigError
 
 __all__ = ["CheckpointMismatchError", "CnnzooCLI", "ConfigError", "choose_precision", "main"]
 
-# The recipes the wheel ships (pyproject's force-include puts the repository's recipes/ here).
+# The recipes the wheel ships (pyproject's force-include puts the repository's recipes/ here); an editable install
+# reads the repository's own folder.
 RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"
+_SOURCE_RECIPES_DIR = Path(__file__).resolve().parents[2] / "recipes"
+
+
+def recipes_dir() -> Path:
+    """The folder of the recipes shipped with cnnzoo (inside the wheel, or the source checkout's ``recipes/``)."""
+    return RECIPES_DIR if RECIPES_DIR.is_dir() else _SOURCE_RECIPES_DIR
+
+
+def recipe_summary(path: Path) -> str:
+    """The first sentence of a recipe's leading comment block: what ``cnnzoo recipes`` and the docs show."""
+    comment = []
+    for line in path.read_text().splitlines():
+        if not line.startswith("#"):
+            break
+        comment.append(line[1:].strip())
+    text = " ".join(comment)
+    return re.split(r"(?<=\.)\s+(?=[A-Z])", text, maxsplit=1)[0]
+
+
+def list_recipes() -> list[tuple[str, Path, str]]:
+    """``(name, path, summary)`` for every shipped recipe, sorted by name."""
+    return [(p.stem, p, recipe_summary(p)) for p in sorted(recipes_dir().glob("*.yaml"))]
+
 
 TRAINER_COMMANDS = {
     "fit": "train a model (checkpoints, early stopping, resume with --ckpt_path last)",
@@ -86,7 +112,69 @@ def _cmd_publish(argv: list[str]) -> int:
     return publish_main(argv)
 
 
+def _weights_arguments(args: list[str]) -> list[str]:
+    """``--weights SOURCE`` (``predict``, ``test``, ``validate``) as the model and data options it stands for.
+
+    With a recipe (``--config``), it is ``--model.init_args.pretrained SOURCE``. Without one, ``predict`` needs no
+    training data at all: the model is the weights' architecture, and an image-folder data module that only
+    predicts gets its classes, input size and normalisation from the weights' metadata.
+    """
+    flag = next((i for i, a in enumerate(args) if a == "--weights" or a.startswith("--weights=")), None)
+    if flag is None:
+        return args
+    if args[flag] == "--weights":
+        if flag + 1 >= len(args):
+            raise ConfigError("--weights needs a value: a weights name, a published folder, a URL or hf-hub:org/repo")
+        source, rest = args[flag + 1], args[:flag] + args[flag + 2 :]
+    else:
+        source, rest = args[flag].partition("=")[2], args[:flag] + args[flag + 1 :]
+    if args[0] not in ("predict", "test", "validate"):
+        raise ConfigError(
+            f"--weights goes with predict, test or validate; to fine-tune: fit --model.init_args.pretrained {source}"
+        )
+    if any(a in ("--config", "-c") or a.startswith(("--config=", "-c=")) for a in rest):
+        return [*rest, "--model.init_args.pretrained", source]
+    if args[0] != "predict":
+        raise ConfigError(f"cnnzoo {args[0]} --weights also needs the data: add --config <recipe> (cnnzoo recipes)")
+    from ..models import get_weights
+
+    try:
+        w = get_weights(source)
+    except (ValueError, FileNotFoundError) as err:
+        raise ConfigError(f"--weights {source}: {err}") from None
+    timm = w.builder == "timm"
+    model = ["--model", "cnnzoo.tasks.TimmClassifier" if timm else "cnnzoo.tasks.ImageClassifier"]
+    model += [f"--model.init_args.{'backbone' if timm else 'model'}", w.arch, "--model.init_args.pretrained", source]
+    data = [
+        "--data",
+        "cnnzoo.data.ImageFolderDataModule",
+        "--data.init_args.class_names",
+        json.dumps(list(w.class_names)),
+    ]
+    data += ["--data.init_args.img_size", str(w.input_size[-1]), "--data.init_args.in_chans", str(w.in_chans)]
+    data += ["--data.init_args.mean", json.dumps(list(w.mean)), "--data.init_args.std", json.dumps(list(w.std))]
+    if w.crop_pct is not None:
+        data += ["--data.init_args.crop_pct", str(w.crop_pct)]
+    return [rest[0], *model, *data, *rest[1:]]
+
+
+def _cmd_recipes(argv: list[str]) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="cnnzoo recipes", description="List the recipes shipped with cnnzoo; run one with --config NAME."
+    )
+    parser.parse_args(argv)
+    recipes = list_recipes()
+    width = max(len(name) for name, _, _ in recipes)
+    for name, _, summary in recipes:
+        print(f"{name:<{width}}  {summary}")
+    print(f"\n{len(recipes)} recipes in {recipes_dir()}; run one with: cnnzoo fit --config NAME")
+    return 0
+
+
 ZOO_COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
+    "recipes": (_cmd_recipes, "list the shipped recipes, each with what it trains"),
     "weights": (_cmd_weights, "print the published weights (name, classes, input, metrics, size)"),
     "publish": (_cmd_publish, "turn a training checkpoint into a release: safetensors, metadata JSON, model card"),
     "models": (_cmd_models, "print the model registry as a table (name, parameters, default input size)"),
@@ -106,18 +194,31 @@ def _print_zoo_help() -> None:
     print("\n  --version     print the version and exit")
 
 
-def _packaged_recipes(args: list[str]) -> list[str]:
-    """Fall back to the recipes shipped in the wheel.
+def _resolve_recipe(value: str) -> str:
+    """A ``--config`` value as given, or the shipped recipe it names (``recipes/NAME.yaml``, ``NAME``)."""
+    if Path(value).exists():
+        return value
+    name = Path(value).name
+    shipped = recipes_dir() / (name if name.endswith((".yaml", ".yml")) else f"{name}.yaml")
+    if not shipped.is_file():
+        return value
+    _logging.info(f"using the recipe shipped with cnnzoo: {shipped}")
+    return str(shipped)
 
-    ``--config recipes/NAME.yaml`` that does not exist here falls back to the copy shipped in the wheel, so the
-    documented commands also work after a plain ``pip install cnnzoo``.
+
+def _packaged_recipes(args: list[str]) -> list[str]:
+    """Fall back to the recipes shipped with cnnzoo.
+
+    A ``--config``/``-c`` (also ``--config=``) naming a recipe that does not exist here, as ``recipes/NAME.yaml`` or
+    a bare ``NAME``, falls back to the shipped copy, so the documented commands work after ``pip install cnnzoo``.
     """
-    shipped = RECIPES_DIR
     out = list(args)
-    for i, arg in enumerate(out[:-1]):
-        if arg == "--config" and not Path(out[i + 1]).exists() and (shipped / Path(out[i + 1]).name).is_file():
-            out[i + 1] = str(shipped / Path(out[i + 1]).name)
-            _logging.info(f"using the recipe shipped with cnnzoo: {out[i + 1]}")
+    for i, arg in enumerate(out):
+        if arg in ("--config", "-c") and i + 1 < len(out):
+            out[i + 1] = _resolve_recipe(out[i + 1])
+        elif arg.startswith(("--config=", "-c=")):
+            flag, _, value = arg.partition("=")
+            out[i] = f"{flag}={_resolve_recipe(value)}"
     return out
 
 
@@ -144,6 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _packaged_recipes(list(sys.argv[1:] if argv is None else argv))
     try:
         _suggest_command(args)
+        if args and args[0] in TRAINER_COMMANDS:
+            args = _weights_arguments(args)
         if args and args[0] in ("-V", "--version"):
             print(f"cnnzoo {__version__}")
             return 0
@@ -158,16 +261,51 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+# jsonargparse's lines that say how it searched, not what is wrong.
+_UNION = "Does not validate against any of the Union subtypes"
+_NOISE = re.compile(rf"^({_UNION}|Subtypes: |Errors:$|Given value|- Expected a )")
+
+
+def condense_parse_error(message: str) -> str:
+    """Condense jsonargparse's multi-line parse error into one line: the key, the class tried, what it refused."""
+    lines = [ln.strip() for ln in message.strip().splitlines()]
+    kept = [ln.removeprefix("- ") for ln in lines if ln and not _NOISE.match(ln)]
+    text = " ".join(kept)
+    text = re.sub(r'Parser key "([^"]+)":', r"\1:", text)
+    return re.sub(r"Problem with given class_path '([^']+)':", r"\1:", text)
+
+
 def _run_trainer_command(args: list[str]) -> int:
     import torch
+    from jsonargparse import ArgumentError
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     from ..callbacks import NonFiniteLossError, TrainingDivergedError
 
+    verbose = "--verbose" in args
+    args = [a for a in args if a != "--verbose"]
     try:
-        # LightningCLI warns when given args that merely repeat sys.argv, so pass them only when they differ.
+        # LightningCLI warns when it is given args while sys.argv holds others (after the recipe fallback, say), so
+        # the resolved arguments become sys.argv, which the reports also record as the command.
+        sys.argv = [sys.argv[0], *args]
         cli_class = globals().get("CnnzooCLI") or __getattr__("CnnzooCLI")
-        cli_class(args=None if args == sys.argv[1:] else args)
+        cli_class(args=None)
+    except ArgumentError as err:
+        message = str(err) if verbose else condense_parse_error(str(err))
+        hint = "" if verbose else "; --verbose shows the full message"
+        print(f"cnnzoo: error: {message}\n(cnnzoo {args[0]} --help lists every option{hint})", file=sys.stderr)
+        return 2
+    except (ValueError, TypeError) as err:
+        # jsonargparse wraps an error raised while it builds the model or the data module in "Does not validate
+        # against any of the Union subtypes" and a dump of the whole config; the cause is what the user must read.
+        cause: BaseException = err
+        while cause.__cause__ is not None:
+            cause = cause.__cause__
+        if verbose or not str(err).startswith(_UNION) or cause is err:
+            raise
+        first = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+        print(f"cnnzoo: error: {first}\n(--verbose shows the full traceback)", file=sys.stderr)
+        return 2
     except SIGTERMException:
         return 143
     except (NonFiniteLossError, TrainingDivergedError) as err:

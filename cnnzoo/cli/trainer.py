@@ -7,7 +7,9 @@ The LightningCLI lives here, apart from :mod:`cnnzoo.cli`, so that the zoo comma
 from __future__ import annotations
 
 import inspect
+import logging
 import os
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -25,6 +27,7 @@ from .._compat import cli_callback_keys, cli_get, cli_instantiate_trainer, cli_s
 from ..callbacks import (
     AtomicCheckpointIO,
     EarlyStopping,
+    EpochLog,
     EvalReport,
     FiniteLossGuard,
     PredictionWriter,
@@ -51,6 +54,32 @@ LINKS: tuple[tuple[str, Any, str], ...] = (
 )
 # Model arguments that name a download source: a checkpoint's hyperparameters may never set them.
 DOWNLOAD_ARGS = ("pretrained",)
+
+
+class _DropAdvert(logging.Filter):
+    """Drops the litlogger advertisement that Lightning logs on every run."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.getMessage()).startswith("💡 Tip:")
+
+
+def default_loggers(root: str) -> list[Any]:
+    """CSV always, TensorBoard too when it is installed, in one ``lightning_logs/version_N`` folder.
+
+    Explicit loggers keep Lightning's paragraph about the removed tensorboardX dependency out of every run.
+    """
+    from lightning.pytorch.loggers import CSVLogger
+
+    csv = CSVLogger(root, name="lightning_logs")
+    loggers: list[Any] = [csv]
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        return loggers
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    loggers.append(TensorBoardLogger(root, name="lightning_logs", version=csv.version, default_hp_metric=False))
+    return loggers
 
 
 def choose_precision(accelerator: Any) -> str:
@@ -140,7 +169,16 @@ class CnnzooCLI(LightningCLI):
         warnings.filterwarnings(
             "ignore", message=r"You have overridden `on_before_batch_transfer` in `LightningModule` but have passed"
         )
+        # Lightning's own use of torch's pytree API warns on every run (fixed upstream, not ours to act on).
+        warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+        for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+            log = logging.getLogger(name)
+            if not any(isinstance(f, _DropAdvert) for f in log.filters):
+                log.addFilter(_DropAdvert())
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
+        # Parse errors are raised, not printed after a full usage dump, so `cnnzoo` can show them first, in one line.
+        quiet_errors = {"exit_on_error": False}
+        kwargs.setdefault("parser_kwargs", {**quiet_errors, **{sub: quiet_errors for sub in self.subcommands()}})
         super().__init__(
             ClassificationTask,
             LightningDataModule,
@@ -358,22 +396,37 @@ class CnnzooCLI(LightningCLI):
         # The default callbacks must not clash with switches the user turned off in the trainer section:
         # Lightning refuses a ModelCheckpoint with enable_checkpointing=False, and so on.
         cfg = cli_get(self, self.config_init, "trainer", default={})
+        # Rich's live bar writes redraws into a log file; there, each epoch prints one line instead (EpochLog).
+        interactive = sys.stdout.isatty()
+        if cfg.get("enable_progress_bar") is None and not interactive:
+            kwargs["enable_progress_bar"] = False
+        bar = kwargs.get("enable_progress_bar", cfg.get("enable_progress_bar"))
         drop: list[type] = []
         if cfg.get("enable_checkpointing") is False:
             drop.append(ModelCheckpoint)
-        if cfg.get("enable_progress_bar") is False:
+        if bar is False:
             drop.append(RichProgressBar)
         if cfg.get("logger") is False:
             drop.append(LearningRateMonitor)
         if self.subcommand != "predict":
             drop.append(PredictionWriter)
+        if self.subcommand != "fit":
+            # Checkpointing, early stopping and LR monitoring mean nothing when evaluating or predicting, and
+            # ModelCheckpoint warned there about its restored state.
+            drop += [ModelCheckpoint, EarlyStopping, LearningRateMonitor]
+            kwargs["enable_checkpointing"] = False
+            warnings.filterwarnings("ignore", message=r"Be aware that when using `ckpt_path`, callbacks used to create")
         extra = [cli_get(self, self.config_init, key) for key in cli_callback_keys(self, self.subcommand)]
         extra = [cb for cb in extra if cb is not None and not isinstance(cb, tuple(drop))]
         if self.subcommand == "fit":
             extra += [FiniteLossGuard(), PreemptionCheckpoint()]
+            if bar is False:
+                extra.append(EpochLog())
         if self.subcommand in ("validate", "test"):
             extra.append(EvalReport())
         trainer_config = {**cfg, **kwargs}
+        if trainer_config.get("logger") in (None, True):
+            trainer_config["logger"] = default_loggers(trainer_config.get("default_root_dir") or os.getcwd())
         plugins = trainer_config.get("plugins")
         plugins = list(plugins) if isinstance(plugins, (list, tuple)) else ([plugins] if plugins else [])
         if not any(isinstance(p, CheckpointIO) for p in plugins):
@@ -389,6 +442,8 @@ class CnnzooCLI(LightningCLI):
             )
         if "weights_only" in cli_subcommand_arguments(self, subcommand):
             kwargs["weights_only"] = True
+        if subcommand in ("validate", "test"):
+            kwargs["verbose"] = False  # EvalReport prints the metrics, with 4 significant digits
         if "ckpt_path" in kwargs and self.config[subcommand].get("ckpt_path"):
             kwargs["ckpt_path"] = self.config[subcommand]["ckpt_path"]  # "last" resolved after instantiation
         return kwargs
@@ -422,6 +477,10 @@ class CnnzooCLI(LightningCLI):
             print(f"best checkpoint: {cb.best_model_path}{shown}")
         if isinstance(cb, ModelCheckpoint) and cb.last_model_path:
             print(f"last checkpoint: {cb.last_model_path}")
+        log_dir = self.trainer.log_dir or self.trainer.default_root_dir
+        if best is not None and os.path.isfile(os.path.join(log_dir, "config.yaml")):
+            config = os.path.relpath(os.path.join(log_dir, "config.yaml"))
+            print(f"next: cnnzoo test --config {config} --ckpt_path {os.path.relpath(best['path'])}")
         self._write_fit_report(best, next((es.stop_reason for es in stops if es.stop_reason), None))
 
     def _write_fit_report(self, best: dict[str, Any] | None, stop_reason: str | None) -> None:

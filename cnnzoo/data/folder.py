@@ -174,6 +174,8 @@ class ImageFolderDataModule(ClassificationDataModule):
         val_dir: validation folder (same class names as train).
         test_dir: test folder (same class names as train).
         predict_dir: flat folder of images for ``predict``.
+        class_names: the class names of a model that only predicts: with them, ``predict_dir`` needs no training
+            folder (``cnnzoo predict --weights`` sets them from the weights).
         val_fraction: fraction held out for validation when there is no ``val_dir``.
         test_fraction: fraction of ``root`` held out for testing.
         strict: make unreadable images fatal instead of skipped.
@@ -195,6 +197,7 @@ class ImageFolderDataModule(ClassificationDataModule):
         val_dir: str | None = None,
         test_dir: str | None = None,
         predict_dir: str | None = None,
+        class_names: list[str] | None = None,
         val_fraction: float = 0.1,
         test_fraction: float = 0.0,
         strict: bool = False,
@@ -205,8 +208,12 @@ class ImageFolderDataModule(ClassificationDataModule):
         **kwargs: Any,
     ) -> None:
         super().__init__(batch_size=batch_size, num_workers=num_workers, augment=augment, **kwargs)
-        if (root is None) == (train_dir is None):
-            raise ValueError("give exactly one of root (split with a seed) or train_dir (with optional val/test dirs)")
+        predict_only = root is None and train_dir is None and predict_dir is not None and class_names is not None
+        if (root is None) == (train_dir is None) and not predict_only:
+            raise ValueError(
+                "give exactly one of root (split with a seed) or train_dir (with optional val/test dirs), or "
+                "predict_dir with class_names to predict only"
+            )
         if root is not None and (val_dir or test_dir):
             raise ValueError("val_dir/test_dir go with train_dir; with root the splits are carved by fraction")
         if not 0 <= val_fraction < 1 or not 0 <= test_fraction < 1 or val_fraction + test_fraction >= 1:
@@ -219,9 +226,13 @@ class ImageFolderDataModule(ClassificationDataModule):
         self.val_fraction, self.test_fraction = val_fraction, test_fraction
         self.strict, self.check_images = strict, check_images
         source = self.root or self.train_dir
-        assert source is not None
+        if source is not None and class_names is not None and list(class_names) != list_classes(source):
+            raise ValueError(
+                f"class_names {list(class_names)} differ from the class folders of {source} {list_classes(source)}; "
+                "drop class_names, the folders name the classes"
+            )
         # Class names are read now, not in setup(): the CLI links them into the model at instantiation.
-        self.class_names = tuple(list_classes(source))
+        self.class_names = tuple(list_classes(source) if source is not None else class_names or ())
         self.class_to_idx = {c: i for i, c in enumerate(self.class_names)}
         self.num_classes = len(self.class_names)
         self.samples: dict[str, list[tuple[str, int]]] = {}
@@ -238,6 +249,11 @@ class ImageFolderDataModule(ClassificationDataModule):
 
     @override
     def setup(self, stage: str | None = None) -> None:
+        if self.root is None and self.train_dir is None:  # predict only
+            if stage != "predict":
+                raise ValueError(f"{stage}: this data module only predicts; give root or train_dir to {stage}")
+            self.samples.setdefault("predict", self._predict_samples())
+            return
         if not self.samples:
             if self.root is not None:
                 all_samples = self._scan(self.root)

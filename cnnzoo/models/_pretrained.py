@@ -32,6 +32,7 @@ __all__ = [
     "IntegrityError",
     "UnsafePickleError",
     "Weights",
+    "build_model",
     "cache_dir",
     "download",
     "fetch_url",
@@ -80,6 +81,8 @@ class Weights:
     versions: dict[str, str] = field(default_factory=dict)
     license: str = "MIT"
     notes: str = ""
+    # Which library builds `arch`: cnnzoo's registry, or timm for a published TimmClassifier.
+    builder: str = "cnnzoo"
     default: bool = False
     # Where the file of weights loaded from a folder, a JSON file or the Hub lives; not part of the metadata.
     root: str | None = field(default=None, compare=False, repr=False)
@@ -110,6 +113,36 @@ class Weights:
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    # timm reads `model.pretrained_cfg` as a dict (timm.data.resolve_data_config, create_transform); these methods
+    # give it timm's keys, so a cnnzoo model's metadata works there too.
+    def _timm_cfg(self) -> dict[str, Any]:
+        return {
+            "architecture": self.arch,
+            "tag": self.tag,
+            "input_size": self.input_size,
+            "interpolation": "bilinear",
+            "crop_pct": self.crop_pct or 1.0,
+            "crop_mode": "center",
+            "mean": self.mean,
+            "std": self.std,
+            "num_classes": self.num_classes,
+            "license": self.license,
+        }
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """Dict-style access to timm's ``pretrained_cfg`` keys (``input_size``, ``mean``, ``crop_pct`` ...)."""
+        return self._timm_cfg().get(key, default)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._timm_cfg()[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._timm_cfg()
+
+    def keys(self) -> Any:
+        """Timm's ``pretrained_cfg`` keys."""
+        return self._timm_cfg().keys()
 
     def transforms(self) -> Any:
         """The inference transforms of these weights.
@@ -560,6 +593,20 @@ def adapt_input_conv(weight: torch.Tensor, in_chans: int) -> torch.Tensor:
     return weight.repeat(1, repeat, 1, 1)[:, :in_chans] * (c / in_chans)
 
 
+def build_model(w: Weights, in_chans: int | None = None, num_classes: int | None = None) -> nn.Module:
+    """The untrained network that ``w``'s file fits: a cnnzoo model, or a timm one for a published TimmClassifier."""
+    n = w.num_classes if num_classes is None else num_classes
+    if w.builder == "timm":
+        try:
+            import timm
+        except ImportError:
+            raise ImportError(f"{w.name} is a timm {w.arch}: pip install timm") from None
+        return timm.create_model(w.arch, pretrained=False, num_classes=n, in_chans=in_chans or w.in_chans)
+    if w.builder != "cnnzoo":
+        raise ValueError(f"{w.name}: unknown builder {w.builder!r} (cnnzoo or timm); upgrade cnnzoo")
+    return create_model(w.arch, num_classes=n, in_chans=in_chans or w.in_chans, **w.model_kwargs)
+
+
 def load_pretrained(
     name: str | Path | Weights, *, num_classes: int | None = None, in_chans: int | None = None
 ) -> nn.Module:
@@ -576,8 +623,8 @@ def load_pretrained(
     """
     w = name if isinstance(name, Weights) else get_weights(str(name))
     state = load_state_dict_file(w.local_path())
-    model = create_model(w.arch, num_classes=w.num_classes, in_chans=in_chans or w.in_chans, **w.model_kwargs)
-    first = getattr(model, "first_conv", None)
+    model = build_model(w, in_chans=in_chans or w.in_chans)
+    first = getattr(model, "first_conv", None) or (getattr(model, "pretrained_cfg", None) or {}).get("first_conv")
     if in_chans is not None and in_chans != w.in_chans and first is not None:
         state[f"{first}.weight"] = adapt_input_conv(state[f"{first}.weight"], in_chans)
         warnings.warn(

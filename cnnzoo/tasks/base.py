@@ -201,6 +201,16 @@ class ClassificationTask(LightningModule):
         if isinstance(hp, dict) and "_class_path" not in hp:
             hp["_class_path"] = f"{type(self).__module__}.{type(self).__qualname__}"
 
+    @override
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Kept to compare with the schedule this run builds: a OneCycleLR restored into a longer run runs out of
+        # steps mid-run ("Tried to step N times"), so build_lr_scheduler refuses it before the first step.
+        schedulers = checkpoint.get("lr_schedulers") or []
+        self._restored_total_steps = next(
+            (int(s["total_steps"]) for s in schedulers if isinstance(s, dict) and "total_steps" in s), None
+        )
+        self._restored_epoch = checkpoint.get("epoch")
+
     # --- steps --------------------------------------------------------------------------------------------------
     @staticmethod
     def _split_batch(batch: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -359,4 +369,12 @@ class ClassificationTask(LightningModule):
             total = keywords["epochs"] * keywords["steps_per_epoch"]
         if total is not None:
             check_one_cycle(factory, int(total))
+        restored = getattr(self, "_restored_total_steps", None)
+        if restored is not None and total is not None and int(total) != restored:
+            raise ConfigError(
+                f"the checkpoint's OneCycleLR schedule is {restored} steps long, this run's would be {int(total)} "
+                "(--trainer.max_epochs or the data changed), and a one-cycle schedule cannot be stretched mid-run. "
+                "Resume with the original --trainer.max_epochs, or train on from the checkpoint's weights with a new "
+                "schedule: cnnzoo fit ... --model.init_args.pretrained <checkpoint> (no --ckpt_path)"
+            )
         return factory(optimizer, **kwargs), "step"

@@ -1,0 +1,350 @@
+"""Renders every generated part of the docs from the code and from committed result files.
+
+Nothing measured is typed into the Markdown. Each figure comes from one of:
+
+- the model registry and the weights metadata (``cnnzoo/models/pretrained/*.json``, written by ``cnnzoo publish``
+  and re-measured by ``benchmarks/evaluate_weights.py``);
+- ``benchmarks/results/*.json``, written by the benchmark that measured it (``recipes.py``,
+  ``transfer_mnist1k.py``, ``train_throughput.py``).
+
+``docs/pretrained.md`` is generated whole. Other pages keep their prose, and the generator fills the blocks between
+``<!-- generated: NAME -->`` and ``<!-- end generated -->``. ``tests/test_docs.py`` fails when a page is stale.
+
+    python docs/generate.py           # rewrite the pages
+    python docs/generate.py --check   # exit 1, naming the stale pages
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+import cnnzoo
+from cnnzoo.cli import recipe_summary
+from cnnzoo.models.commands import model_summary_rows
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+BLOCK = re.compile(r"(<!-- generated: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- end generated -->)", re.S)
+NOT_MEASURED = "not measured here"
+
+
+def results(name: str) -> dict[str, Any]:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _machine(entry: dict[str, Any]) -> str:
+    hw = entry.get("hardware", {})
+    return f"{hw.get('cpu_count', '?')}-core CPU" if hw.get("accelerator") == "CPUAccelerator" else "GPU"
+
+
+# --- README and index: the quick start -------------------------------------------------------------------------------
+def quickstart_line() -> str:
+    r = results("recipes").get("lenet5_digits")
+    when = f"{r['fit']['process_wall_s']:.0f} s on a {_machine(r)}" if r else "time not measured"
+    return (
+        f"Train LeNet-5 on real handwritten digits (offline; {when}, measured by `benchmarks/recipes.py`), "
+        "from a clone of this repository:\n"
+    )
+
+
+def quickstart_figures() -> str:
+    r = results("recipes").get("lenet5_digits")
+    if not r:
+        return f"Timing and accuracy: {NOT_MEASURED}.\n"
+    fit, ev = r["fit"], r["eval"]
+    m = ev["metrics"]
+    return (
+        f"Measured by `benchmarks/recipes.py` on a {_machine(r)}: the run stopped after {fit['epochs']} epochs "
+        f"({fit['stop_reason'] or 'epoch budget'}) in {fit['process_wall_s']:.0f} s. Best `val_acc` "
+        f"{fit['best']['score']:.3f} at epoch {fit['best']['epoch']}; on the {ev['num_examples']} test images "
+        f"`test_acc` {m['test_acc']:.3f}, `test_f1` {m['test_f1']:.3f}.\n"
+    )
+
+
+def models_table() -> str:
+    lines = ["| name | parameters | input (C, H, W) | what it is |", "| --- | ---: | --- | --- |"]
+    for name, n_params, size, doc in model_summary_rows():
+        lines.append(f"| `{name}` | {n_params:,} | {'x'.join(map(str, size))} | {doc} |")
+    return "\n".join(lines) + "\n"
+
+
+# --- recipes -----------------------------------------------------------------------------------------------------
+def _init(node: Any) -> dict[str, Any]:
+    return (node or {}).get("init_args", {}) if isinstance(node, dict) else {}
+
+
+def _short(class_path: str | None) -> str:
+    return (class_path or "").rsplit(".", 1)[-1]
+
+
+def _recipe_columns(path: Path) -> tuple[str, str, str, str]:
+    cfg = yaml.safe_load(path.read_text())
+    model = cfg.get("model", {})
+    args = _init(model)
+    arch = args.get("model") or (f"timm {args['backbone']}" if "backbone" in args else "lenet5")
+    data = _short(cfg.get("data", {}).get("class_path"))
+    opt = args.get("optimizer", {})
+    opt_text = f"{_short(opt.get('class_path'))} {_init(opt).get('lr', '')}".strip()
+    sched = args.get("lr_scheduler")
+    if sched:
+        opt_text += f", {_short(sched.get('class_path'))}"
+    budget = f"{cfg.get('trainer', {}).get('max_epochs', '?')} epochs"
+    patience = (cfg.get("early_stopping") or {}).get("patience")
+    if patience is not None:
+        budget += f", patience {patience}"
+    return arch, data, opt_text, budget
+
+
+def _measured(entry: dict[str, Any] | None) -> str:
+    if not entry:
+        return NOT_MEASURED
+    fit, ev = entry["fit"], entry["eval"]
+    metric = f"{ev['split']}_acc"
+    return (
+        f"{fit['process_wall_s']:.0f} s on a {_machine(entry)}, {fit['epochs']} epochs; "
+        f"{metric} {ev['metrics'][metric]:.4f} (n={ev['num_examples']:,})"
+    )
+
+
+def recipes_table() -> str:
+    measured = results("recipes")
+    lines = [
+        "| recipe | what it is | model | data | optimiser, schedule | budget | measured here |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for path in sorted((ROOT / "recipes").glob("*.yaml")):
+        first = recipe_summary(path)
+        arch, data, opt, budget = _recipe_columns(path)
+        lines.append(
+            f"| `{path.stem}` | {first} | {arch} | {data} | {opt} | {budget} | {_measured(measured.get(path.stem))} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def mnist_recipe_row() -> str:
+    lines = ["| recipe | command | measured |", "| --- | --- | --- |"]
+    for key in ("lenet5_mnist", "simple_cnn_mnist"):
+        entry = results("recipes").get(key)
+        command = entry["fit"]["command"] if entry else f"cnnzoo fit --config recipes/{key}.yaml"
+        lines.append(f"| `{key}.yaml` | `{command}` | {_measured(entry)} |")
+    return "\n".join(lines) + "\n"
+
+
+def throughput_table() -> str:
+    r = results("train_throughput")
+    if not r:
+        return "Not measured yet: run `python benchmarks/train_throughput.py`.\n"
+    rates = r["images_per_s"]
+    plain = rates["plain_loop"]
+    rows = [
+        ("(a) cnnzoo, fast path (Lightning Trainer)", rates["cnnzoo_fast"]),
+        (f"(b) cnnzoo, per-sample PIL path, {r['settings']['workers']} workers", rates["cnnzoo_per_sample"]),
+        ("(c) hand-written PyTorch loop over pre-normalised tensors", plain),
+    ]
+    lines = [
+        f"Measured with `{r['command'].strip()}` (torch {r['torch']}, {r['cpu_count']} CPU cores, batch "
+        f"{r['settings']['batch_size']}, best of {r['settings']['repeats']}):",
+        "",
+        "| path | images/s | vs plain loop |",
+        "| --- | ---: | ---: |",
+    ]
+    lines += [f"| {name} | {rate:,.0f} | {rate / plain:.2f} |" for name, rate in rows]
+    return "\n".join(lines) + "\n"
+
+
+# --- transfer learning -------------------------------------------------------------------------------------------
+TRANSFER_ORDER = ("scratch", "feature_extraction", "finetune_0.1x", "finetune_1x", "freeze_unfreeze_0.1x")
+
+
+def _acc(entry: dict[str, Any]) -> float:
+    return float(entry["eval"]["metrics"]["test_acc"])
+
+
+def transfer_table() -> str:
+    r = results("transfer_mnist1k")
+    if not all(k in r for k in ("pretrain", *TRANSFER_ORDER)):
+        return "Not measured yet: run `python benchmarks/transfer_mnist1k.py`.\n"
+    pre = r["pretrain"]
+    lines = [
+        f"Step 1 took {pre['fit']['process_wall_s']:,.0f} s on a {_machine(pre)} and reached "
+        f"`{pre['eval']['split']}_acc` {pre['eval']['metrics']['val_acc']:.4f} on the "
+        f"{pre['eval']['num_examples']:,} held-out CIFAR-10 images (best of {pre['fit']['epochs']} epochs, at epoch "
+        f"{pre['fit']['best']['epoch']}): a weak backbone on purpose. Its command:",
+        "",
+        f"    {pre['fit']['command']}",
+        "",
+        "| run | MNIST test_acc | images tested | fit wall time | fit command |",
+        "| --- | ---: | ---: | ---: | --- |",
+    ]
+    for key in TRANSFER_ORDER:
+        e = r[key]
+        lines.append(
+            f"| {e['description']} | {_acc(e):.4f} | {e['eval']['num_examples']:,} | "
+            f"{e['fit']['process_wall_s']:,.0f} s | `{e['fit']['command']}` |"
+        )
+    lines += [
+        "",
+        "Each row's figure is `test_acc` from the `test_report.json` of `cnnzoo test` on that run's best checkpoint",
+        "(the `eval.command` in `benchmarks/results/transfer_mnist1k.json`). The load average at each start is",
+        "recorded there too: wall times on this shared machine are rough.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def transfer_findings() -> str:
+    r = results("transfer_mnist1k")
+    if not all(k in r for k in ("pretrain", *TRANSFER_ORDER)):
+        return ""
+    acc = {k: _acc(r[k]) for k in TRANSFER_ORDER}
+    updating = [k for k in TRANSFER_ORDER if k not in ("scratch", "feature_extraction")]
+    lo, hi = min(acc[k] for k in updating), max(acc[k] for k in updating)
+    beat = sum(acc[k] > acc["scratch"] for k in updating)
+    small, large = acc["finetune_0.1x"], acc["finetune_1x"]
+    lines = [
+        f"- **Pretrained features against training from scratch.** {beat} of the {len(updating)} strategies that "
+        f"update the backbone ({lo:.4f} to {hi:.4f}) beat the same network from random init "
+        f"({acc['scratch']:.4f}), although the pretraining was short and on very different images.",
+        f"- **Backbone learning rate.** Fine-tuning with the backbone at 1x the head's rate reached {large:.4f}; at "
+        f"0.1x, {small:.4f}. "
+        + (
+            "The small rate did not win here, against the textbook advice: the backbone is weak and its features "
+            "come from colour photographs, so MNIST gains from moving them far."
+            if large >= small
+            else "The small rate won, as the textbook advice says."
+        )
+        + " With strong ImageNet features and data close to ImageNet, 0.1x or lower is the safer start.",
+        f"- **Feature extraction** reached {acc['feature_extraction']:.4f}. Frozen CIFAR-10 features, BatchNorm "
+        "statistics included, separate handwritten digits far worse than features that may move; with a domain this "
+        "far from the pretraining data, let the backbone (or at least its BatchNorm layers, `train_bn: true`) train.",
+        "- Each row is one seed: differences under about one point are within what a second seed could change.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+# --- published weights (a whole page) ----------------------------------------------------------------------------
+def _metric(w: cnnzoo.Weights, key: str) -> str:
+    value = w.metric(key)
+    if value is None:
+        return "-"
+    n = next(e["num_examples"] for e in w.evaluations if key in e["metrics"])
+    return f"{value:.4f} (n={n:,})"
+
+
+def pretrained_page() -> str:
+    recipes = results("recipes")
+    lines: list[str | None] = [
+        "# Published weights",
+        "",
+        "Generated by `python docs/generate.py` from the registry (`cnnzoo/models/pretrained/*.json`). Each figure",
+        "is what the evaluation command shown under it measured on the published file;",
+        "`benchmarks/evaluate_weights.py` re-runs those commands and refuses a figure that moved.",
+        "",
+        "```python",
+        # Written as `ruff format` would leave it, so formatting the docs never makes this page "stale".
+        "import cnnzoo",
+        "",
+        'model = cnnzoo.load_pretrained("lenet5.mnist")  # verified sha256, eval mode',
+        "cfg = model.pretrained_cfg  # classes, mean/std, metrics, recipe, command",
+        "x = cfg.transforms()(pil_image).unsqueeze(0)",
+        "print(cfg.class_names[model(x).argmax(1).item()])",
+        "```",
+        "",
+        "`cnnzoo weights` prints the same registry as a table.",
+        "",
+        "| name | params | input | test_acc | val_acc | size | default |",
+        "| --- | ---: | --- | --- | --- | ---: | --- |",
+    ]
+    for name in cnnzoo.list_pretrained():
+        w = cnnzoo.get_weights(name)
+        lines.append(
+            f"| `{name}` | {w.num_params:,} | {'x'.join(map(str, w.input_size))} | {_metric(w, 'test_acc')} | "
+            f"{_metric(w, 'val_acc')} | {w.num_bytes / 1024:.0f} KiB | {'yes' if w.default else ''} |"
+        )
+    lines += ["", "## How each was made", ""]
+    for name in cnnzoo.list_pretrained():
+        w = cnnzoo.get_weights(name)
+        stem = Path(w.recipe or "").stem
+        lines += [
+            f"### {name}",
+            "",
+            f"- recipe: `{w.recipe}`; classes: {', '.join(w.class_names)}",
+            f"- training: `{w.command}`",
+            f"- the recipe re-run by `benchmarks/recipes.py`: {_measured(recipes.get(stem))}",
+        ]
+        for e in w.evaluations:
+            lines.append(f"- {e['split']} ({e['dataset']}, {e['num_examples']:,} images): `{e['command']}`")
+        lines += [
+            f"- {w.notes}" if w.notes else None,
+            f"- file: `{w.file}` (sha256 `{w.sha256}`), trained with torch {w.versions.get('torch')}, "
+            f"lightning {w.versions.get('lightning')}",
+            "",
+        ]
+    lines += [
+        "Not published: a larger VGG-BN (vgg11_bn/vgg16_bn) on CIFAR-10. No GPU was available when these",
+        "weights were trained, and a CPU budget would not train it to a useful accuracy; the registry does not",
+        "promise it.",
+        "",
+    ]
+    return "\n".join(line for line in lines if line is not None)
+
+
+# --- driver ------------------------------------------------------------------------------------------------------
+BLOCKS: dict[str, Callable[[], str]] = {
+    "quickstart-line": quickstart_line,
+    "quickstart-figures": quickstart_figures,
+    "models-table": models_table,
+    "recipes-table": recipes_table,
+    "mnist-recipes": mnist_recipe_row,
+    "train-throughput": throughput_table,
+    "transfer-table": transfer_table,
+    "transfer-findings": transfer_findings,
+}
+PAGES = ("README.md", "docs/index.md", "docs/recipes.md", "docs/data.md", "docs/transfer_learning.md")
+
+
+def fill(text: str, where: str) -> str:
+    def one(match: re.Match[str]) -> str:
+        name = match.group("name")
+        if name not in BLOCKS:
+            raise SystemExit(f"{where}: unknown generated block {name!r}; known: {', '.join(BLOCKS)}")
+        return match.group(1) + BLOCKS[name]() + match.group(4)
+
+    return BLOCK.sub(one, text)
+
+
+def render_all() -> dict[Path, str]:
+    """Every generated page, as it should read now."""
+    pages = {ROOT / "docs" / "pretrained.md": pretrained_page()}
+    for rel in PAGES:
+        path = ROOT / rel
+        pages[path] = fill(path.read_text(), rel)
+    return pages
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="only report stale pages (exit 1)")
+    args = parser.parse_args()
+    stale = [path for path, text in render_all().items() if not path.is_file() or path.read_text() != text]
+    if args.check:
+        for path in stale:
+            print(f"stale: {path.relative_to(ROOT)} (run python docs/generate.py)")
+        return 1 if stale else 0
+    for path, text in render_all().items():
+        if path in stale:
+            path.write_text(text)
+            print(f"wrote {path.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

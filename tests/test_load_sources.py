@@ -1,0 +1,230 @@
+"""Published weights load back from wherever they were published: folder, JSON, safetensors, URL and the Hub."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+import torch
+
+import cnnzoo
+from cnnzoo.models import IntegrityError
+from cnnzoo.tasks import ImageClassifier
+
+from .conftest import LocalServer
+
+NAME = "lenet5.digits"
+
+
+@pytest.fixture
+def published(tmp_path: Path) -> Path:
+    """A folder laid out as ``cnnzoo publish`` writes it, holding a copy of bundled weights."""
+    w = cnnzoo.get_weights(NAME)
+    out = tmp_path / "published"
+    out.mkdir()
+    shutil.copy(w.local_path(), out / w.file)
+    (out / f"{NAME}.json").write_text(json.dumps(w.to_dict(), indent=2))
+    (out / "README.md").write_text("# model card\n")
+    return out
+
+
+def same_as_bundled(model: torch.nn.Module, metadata: bool = True) -> None:
+    x = torch.randn(3, 1, 28, 28)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), cnnzoo.load_pretrained(NAME)(x), rtol=0, atol=0)
+    assert not model.training and (not metadata or model.pretrained_cfg.name == NAME)
+
+
+@pytest.mark.parametrize("form", ["folder", "json", "safetensors"])
+def test_load_pretrained_from_a_published_folder(published: Path, form: str) -> None:
+    w = cnnzoo.get_weights(NAME)
+    source = {"folder": published, "json": published / f"{NAME}.json", "safetensors": published / w.file}[form]
+    same_as_bundled(cnnzoo.load_pretrained(str(source)))
+
+
+def test_a_tampered_published_file_is_refused(published: Path) -> None:
+    w = cnnzoo.get_weights(NAME)
+    data = bytearray((published / w.file).read_bytes())
+    data[-1] ^= 0xFF
+    (published / w.file).write_bytes(bytes(data))
+    with pytest.raises(IntegrityError, match="sha256 mismatch"):
+        cnnzoo.load_pretrained(str(published))
+
+
+def test_sources_without_metadata_say_what_is_missing(published: Path, tmp_path: Path) -> None:
+    w = cnnzoo.get_weights(NAME)
+    (published / f"{NAME}.json").unlink()
+    with pytest.raises(ValueError, match="no weights JSON beside it"):
+        cnnzoo.load_pretrained(str(published / w.file))
+    with pytest.raises(ValueError, match="no weights JSON in the folder"):
+        cnnzoo.load_pretrained(str(published))
+    with pytest.raises(FileNotFoundError, match="hf-hub:org/repo"):
+        cnnzoo.load_pretrained(str(tmp_path / "nothing.json"))
+    (tmp_path / "bad.json").write_text('{"name": "x"}')
+    with pytest.raises(ValueError, match="not a cnnzoo weights entry"):
+        cnnzoo.load_pretrained(str(tmp_path / "bad.json"))
+
+
+def test_load_pretrained_from_urls_checks_every_file(published: Path, server: LocalServer, tmp_path: Path) -> None:
+    os.environ["CNNZOO_HOME"] = str(tmp_path / "cache")
+    try:
+        w = cnnzoo.get_weights(NAME)
+        meta = (published / f"{NAME}.json").read_bytes()
+        server.files = {f"/w/{NAME}.json": meta, f"/w/{w.file}": (published / w.file).read_bytes()}
+        json_url = server.url(f"/w/{NAME}.json") + "#sha256=" + hashlib.sha256(meta).hexdigest()
+        same_as_bundled(cnnzoo.load_pretrained(json_url))
+        same_as_bundled(cnnzoo.load_pretrained(server.url(f"/w/{w.file}") + f"#sha256={w.sha256}"))
+        with pytest.raises(IntegrityError, match="describes"):
+            cnnzoo.load_pretrained(server.url(f"/w/{w.file}") + "#sha256=" + "0" * 64)
+        with pytest.raises(ValueError, match="must state its sha256"):
+            cnnzoo.load_pretrained(server.url(f"/w/{NAME}.json"))
+    finally:
+        del os.environ["CNNZOO_HOME"]
+
+
+def test_image_classifier_fine_tunes_a_published_folder(published: Path) -> None:
+    task = ImageClassifier(model="lenet5", pretrained=str(published))
+    assert task.class_names == [str(i) for i in range(10)] and task.pretrained_cfg.name == NAME
+    same_as_bundled(task.net.eval(), metadata=False)
+    with pytest.warns(UserWarning, match="classifier starts from a fresh initialisation"):
+        new = ImageClassifier(model="lenet5", pretrained=str(published), num_classes=3, class_names=list("abc"))
+    assert new.class_names == ["a", "b", "c"]
+    with pytest.raises(ValueError, match="holds lenet5 weights, but model is 'simple_cnn'"):
+        ImageClassifier(model="simple_cnn", pretrained=str(published))
+
+
+def test_create_model_pretrained_as_timm_users_type_it() -> None:
+    default = cnnzoo.create_model("lenet5", pretrained=True)
+    assert default.training and default.pretrained_cfg.name == cnnzoo.get_weights("lenet5").name
+    tagged = cnnzoo.create_model("lenet5", pretrained="digits", num_classes=4)
+    assert tagged.pretrained_cfg.name == NAME and tagged.get_classifier().out_features == 4
+    assert cnnzoo.create_model("lenet5.digits").pretrained_cfg.name == NAME
+    with pytest.raises(ValueError, match="unknown pretrained weights"):
+        cnnzoo.create_model("lenet5", pretrained="nope")
+    with pytest.raises(ValueError, match="cannot be built with"):
+        cnnzoo.create_model("lenet5", pretrained="digits", img_size=32)
+
+
+class HubStandIn:
+    """The three Hugging Face Hub endpoints ``snapshot_download`` calls: revision info, tree, resolve."""
+
+    def __init__(self, repo: str, files: dict[str, bytes]) -> None:
+        self.repo, self.files, self.commit = repo, files, "c" * 40
+        self.requests: list[str] = []
+        hub = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def route(self, head: bool) -> None:
+                path = urlparse(self.path).path
+                hub.requests.append(f"{self.command} {path}")
+                api = f"/api/models/{hub.repo}/"
+                if path.startswith(api + "revision/"):
+                    siblings = [{"rfilename": f} for f in hub.files]
+                    return self.send(json.dumps({"id": hub.repo, "sha": hub.commit, "siblings": siblings}), head)
+                if path.startswith(api + "tree/"):
+                    tree = [
+                        {"type": "file", "path": f, "size": len(b), "oid": hashlib.sha1(b).hexdigest()}
+                        for f, b in hub.files.items()
+                    ]
+                    return self.send(json.dumps(tree), head)
+                name = path.removeprefix(f"/{hub.repo}/resolve/").partition("/")[2]
+                if path.startswith(f"/{hub.repo}/resolve/") and name in hub.files:
+                    body = hub.files[name]
+                    etag = f'"{hashlib.sha1(body).hexdigest()}"'
+                    return self.send(body, head, {"X-Repo-Commit": hub.commit, "ETag": etag})
+                self.send_error(404)
+
+            def send(self, body: str | bytes, head: bool, headers: dict[str, str] | None = None) -> None:
+                data = body.encode() if isinstance(body, str) else body
+                self.send_response(200)
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if not head:
+                    self.wfile.write(data)
+
+            def do_GET(self) -> None:
+                self.route(head=False)
+
+            def do_HEAD(self) -> None:
+                self.route(head=True)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.endpoint = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+
+@pytest.fixture
+def hub(published: Path) -> Iterator[HubStandIn]:
+    pytest.importorskip("huggingface_hub")
+    stand_in = HubStandIn("org/lenet5-digits", {p.name: p.read_bytes() for p in published.iterdir()})
+    yield stand_in
+    stand_in.httpd.shutdown()
+
+
+def test_load_pretrained_from_the_hub_uses_its_download_and_cache(hub: HubStandIn, tmp_path: Path) -> None:
+    # huggingface_hub reads its endpoint when it is imported, so the loads run in a fresh interpreter.
+    env = {**os.environ, "HF_ENDPOINT": hub.endpoint, "HF_HUB_CACHE": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "0"}
+    code = (
+        "import cnnzoo, torch; torch.manual_seed(0); x = torch.randn(2, 1, 28, 28)\n"
+        "m = cnnzoo.load_pretrained('hf-hub:org/lenet5-digits')\n"
+        f"ref = cnnzoo.load_pretrained('{NAME}')\n"
+        "assert torch.equal(m(x), ref(x)) and m.pretrained_cfg.name == ref.pretrained_cfg.name\n"
+        "m = cnnzoo.load_pretrained('hf-hub:org/lenet5-digits@main'); print('ok')\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and "ok" in run.stdout, run.stderr[-2000:]
+    downloads = [r for r in hub.requests if r.startswith("GET") and "/resolve/" in r]
+    assert sorted(downloads) == sorted(f"GET /org/lenet5-digits/resolve/{hub.commit}/{f}" for f in hub.files)
+
+
+def test_a_timm_classifier_checkpoint_publishes_and_loads_back(tmp_path: Path) -> None:
+    import timm.data
+    from lightning.pytorch import Trainer
+
+    from cnnzoo.publish import publish
+    from cnnzoo.tasks import TimmClassifier
+
+    task = TimmClassifier(
+        "resnet18", num_classes=3, img_size=32, class_names=["a", "b", "c"], mean=[0.5] * 3, std=[0.25] * 3
+    )
+    trainer = Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.strategy.connect(task)
+    trainer.save_checkpoint(tmp_path / "t.ckpt")
+    with pytest.raises(ValueError, match=r"use --name resnet18\.tiny"):
+        publish(tmp_path / "t.ckpt", "lenet5.tiny", tmp_path / "refused")
+    w = publish(tmp_path / "t.ckpt", "resnet18.tiny", tmp_path / "out")
+    assert w.builder == "timm" and w.input_size == (3, 32, 32) and w.class_names == ("a", "b", "c")
+
+    model = cnnzoo.load_pretrained(str(tmp_path / "out"))
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), task.net.eval()(x), rtol=0, atol=0)
+    assert timm.data.resolve_data_config({}, model=model)["input_size"] == (3, 32, 32)
+    again = TimmClassifier("resnet18", pretrained=str(tmp_path / "out"), num_classes=3)
+    torch.testing.assert_close(again.net.eval()(x), model(x), rtol=0, atol=0)
+
+
+def test_pretrained_cfg_is_what_timm_expects() -> None:
+    import timm.data
+
+    model = cnnzoo.load_pretrained("lenet5.mnist")
+    cfg = timm.data.resolve_data_config({}, model=model)
+    w = model.pretrained_cfg
+    assert cfg["input_size"] == w.input_size and cfg["mean"] == w.mean and cfg["std"] == w.std
+    assert cfg["interpolation"] == "bilinear" and cfg["crop_pct"] == 1.0
+    assert w["num_classes"] == 10 and "mean" in w and w.get("missing", 7) == 7
