@@ -5,7 +5,7 @@ evaluation, the epochs run, the best validation score and its epoch, the early-s
 metrics, all copied from the reports that ``cnnzoo fit`` / ``cnnzoo test`` wrote. ``docs/generate.py`` renders the
 recipe table and the quick-start figures from it. Runs go to ``runs/recipes/<recipe>`` (git-ignored).
 
-    python benchmarks/recipes.py                   # every recipe below, about 45 minutes on 2 CPU cores
+    python benchmarks/recipes.py                   # every recipe below, about an hour on 2 CPU cores
     python benchmarks/recipes.py lenet5_digits     # one of them
 """
 
@@ -19,6 +19,7 @@ from _runs import CIFAR_ROOT, MNIST, ensure_cifar, fit_and_evaluate, update
 # recipe -> (extra flags, evaluation stage). The CIFAR-10 folder has no test split here, so it is validated.
 RECIPES: dict[str, tuple[list[str], str]] = {
     "lenet5_digits": ([], "test"),
+    "finetune_lenet5_mnist_digits": ([], "test"),
     "lenet5_mnist": (["--data.data_dir", MNIST], "test"),
     "lenet5_classic_mnist": (["--data.data_dir", MNIST], "test"),
     "simple_cnn_mnist": (["--data.data_dir", MNIST], "test"),

@@ -230,6 +230,33 @@ def transfer_findings() -> str:
     return "\n".join(lines) + "\n"
 
 
+def finetune_digits() -> str:
+    r = results("recipes")
+    rows = [("from scratch", "lenet5_digits"), ("fine-tuned from `lenet5.mnist`", "finetune_lenet5_mnist_digits")]
+    if not all(key in r for _, key in rows):
+        return "Not measured yet: run `python benchmarks/recipes.py lenet5_digits finetune_lenet5_mnist_digits`.\n"
+    lines = [
+        "| start | recipe | best epoch | best val_acc | test_acc (n) | epochs run | fit wall time |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for label, key in rows:
+        e = r[key]
+        fit, ev = e["fit"], e["eval"]
+        lines.append(
+            f"| {label} | `{key}` | {fit['best']['epoch']} | {fit['best']['score']:.4f} | "
+            f"{ev['metrics']['test_acc']:.4f} ({ev['num_examples']}) | {fit['epochs']} | "
+            f"{fit['process_wall_s']:.0f} s |"
+        )
+    a, b = (r[key]["eval"]["metrics"]["test_acc"] * r[key]["eval"]["num_examples"] for _, key in rows)
+    lines += [
+        "",
+        f"On these {r['lenet5_digits']['eval']['num_examples']} test images the two differ by {abs(round(b - a))} "
+        "image(s): within what another seed could change. The checkpoint is chosen on val_acc; early stopping "
+        "watches val_loss.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 # --- published weights (a whole page) ----------------------------------------------------------------------------
 def _metric(w: cnnzoo.Weights, key: str) -> str:
     value = w.metric(key)
@@ -289,6 +316,19 @@ def pretrained_page() -> str:
             "",
         ]
     lines += [
+        "## Publishing your own, and loading it back",
+        "",
+        "```bash",
+        "cnnzoo test --config <run>/config.yaml --ckpt_path <best.ckpt>      # writes test_report.json",
+        "cnnzoo publish <best.ckpt> --name lenet5.mine --out published --report <test_report.json>",
+        "cnnzoo predict --weights published --data.predict_dir my_pngs/     # no training data needed",
+        "```",
+        "",
+        "`cnnzoo.load_pretrained` (and `pretrained:` of both tasks, and `--weights`) takes a weights name, that",
+        "folder, its `.json` or `.safetensors`, an `https://...#sha256=<hex>` URL of either, or",
+        "`hf-hub:org/repo[@revision]` after `cnnzoo publish ... --push-to-hub org/repo`. Every route checks the",
+        "file's sha256 and never unpickles. `TimmClassifier` checkpoints publish too (`builder: timm`).",
+        "",
         "Not published: a larger VGG-BN (vgg11_bn/vgg16_bn) on CIFAR-10. No GPU was available when these",
         "weights were trained, and a CPU budget would not train it to a useful accuracy; the registry does not",
         "promise it.",
@@ -307,6 +347,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "train-throughput": throughput_table,
     "transfer-table": transfer_table,
     "transfer-findings": transfer_findings,
+    "finetune-digits": finetune_digits,
 }
 PAGES = ("README.md", "docs/index.md", "docs/recipes.md", "docs/data.md", "docs/transfer_learning.md")
 

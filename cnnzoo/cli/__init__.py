@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 import re
 import sys
 from collections.abc import Callable
@@ -242,6 +243,9 @@ def main(argv: list[str] | None = None) -> int:
     ``last.ckpt`` (so a scheduler requeues the job). Zoo commands, ``--help`` and ``--version`` never import
     Lightning, so they answer fast.
     """
+    # As `python -m cnnzoo` does: the current directory is importable, so `--model mymod.MyTask` finds mymod.py.
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     args = _packaged_recipes(list(sys.argv[1:] if argv is None else argv))
     try:
         _suggest_command(args)
@@ -263,13 +267,13 @@ def main(argv: list[str] | None = None) -> int:
 
 # jsonargparse's lines that say how it searched, not what is wrong.
 _UNION = "Does not validate against any of the Union subtypes"
-_NOISE = re.compile(rf"^({_UNION}|Subtypes: |Errors:$|Given value|- Expected a )")
+_NOISE = re.compile(r"^(Subtypes: |Errors:$|Given value|Expected a <class 'NoneType'>)")
 
 
 def condense_parse_error(message: str) -> str:
     """Condense jsonargparse's multi-line parse error into one line: the key, the class tried, what it refused."""
-    lines = [ln.strip() for ln in message.strip().splitlines()]
-    kept = [ln.removeprefix("- ") for ln in lines if ln and not _NOISE.match(ln)]
+    lines = [ln.strip().removeprefix("- ").replace(_UNION, "").strip() for ln in message.strip().splitlines()]
+    kept = [ln for ln in lines if ln and not _NOISE.match(ln)]
     text = " ".join(kept)
     text = re.sub(r'Parser key "([^"]+)":', r"\1:", text)
     return re.sub(r"Problem with given class_path '([^']+)':", r"\1:", text)
@@ -287,19 +291,22 @@ def _run_trainer_command(args: list[str]) -> int:
     try:
         # LightningCLI warns when it is given args while sys.argv holds others (after the recipe fallback, say), so
         # the resolved arguments become sys.argv, which the reports also record as the command.
-        sys.argv = [sys.argv[0], *args]
+        saved_argv, sys.argv = sys.argv, [sys.argv[0], *args]
         cli_class = globals().get("CnnzooCLI") or __getattr__("CnnzooCLI")
-        cli_class(args=None)
+        try:
+            cli_class(args=None)
+        finally:
+            sys.argv = saved_argv
     except ArgumentError as err:
         message = str(err) if verbose else condense_parse_error(str(err))
         hint = "" if verbose else "; --verbose shows the full message"
         print(f"cnnzoo: error: {message}\n(cnnzoo {args[0]} --help lists every option{hint})", file=sys.stderr)
         return 2
-    except (ValueError, TypeError) as err:
+    except (ValueError, TypeError, OSError) as err:
         # jsonargparse wraps an error raised while it builds the model or the data module in "Does not validate
         # against any of the Union subtypes" and a dump of the whole config; the cause is what the user must read.
         cause: BaseException = err
-        while cause.__cause__ is not None:
+        while str(cause).startswith(_UNION) and cause.__cause__ is not None:
             cause = cause.__cause__
         if verbose or not str(err).startswith(_UNION) or cause is err:
             raise

@@ -23,6 +23,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from typing_extensions import override
 
 from .. import _logging
+from .. import data as _data  # noqa: F401  (imported so --data MNISTDataModule resolves by short name)
 from .._compat import cli_callback_keys, cli_get, cli_instantiate_trainer, cli_subcommand_arguments
 from ..callbacks import (
     AtomicCheckpointIO,
@@ -54,6 +55,12 @@ LINKS: tuple[tuple[str, Any, str], ...] = (
 )
 # Model arguments that name a download source: a checkpoint's hyperparameters may never set them.
 DOWNLOAD_ARGS = ("pretrained",)
+
+
+def _short_path(path: str) -> str:
+    """``path`` relative to the current directory when it lies below it, else absolute."""
+    rel = os.path.relpath(path)
+    return path if rel.startswith("..") else rel
 
 
 class _DropAdvert(logging.Filter):
@@ -479,8 +486,8 @@ class CnnzooCLI(LightningCLI):
             print(f"last checkpoint: {cb.last_model_path}")
         log_dir = self.trainer.log_dir or self.trainer.default_root_dir
         if best is not None and os.path.isfile(os.path.join(log_dir, "config.yaml")):
-            config = os.path.relpath(os.path.join(log_dir, "config.yaml"))
-            print(f"next: cnnzoo test --config {config} --ckpt_path {os.path.relpath(best['path'])}")
+            config, ckpt = _short_path(os.path.join(log_dir, "config.yaml")), _short_path(best["path"])
+            print(f"next: cnnzoo test --config {config} --ckpt_path {ckpt}")
         self._write_fit_report(best, next((es.stop_reason for es in stops if es.stop_reason), None))
 
     def _write_fit_report(self, best: dict[str, Any] | None, stop_reason: str | None) -> None:

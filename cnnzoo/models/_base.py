@@ -69,6 +69,22 @@ class ZooModel(nn.Module):
     def get_classifier(self) -> nn.Module:
         return self.classifier
 
+    def blocks(self) -> list[list[nn.Module]]:
+        """The network below the classifier as blocks, bottom to top, for gradual unfreezing.
+
+        Each block is one weight layer (a convolution or a linear layer) with the layers that follow it up to the
+        next weight layer: its BatchNorm, activation, pooling and dropout.
+        """
+        head = self.get_classifier()
+        groups: list[list[nn.Module]] = []
+        for module in self.modules():
+            if list(module.children()) or module is head:
+                continue
+            if isinstance(module, (nn.Conv2d, nn.Linear)) or not groups:
+                groups.append([])
+            groups[-1].append(module)
+        return groups
+
     def reset_classifier(self, num_classes: int) -> None:
         """Replace the final layer with a freshly initialised one with ``num_classes`` outputs (0: features)."""
         if num_classes < 0:

@@ -15,10 +15,13 @@ from pathlib import Path
 from typing import IO, Any, Literal
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from lightning.pytorch import LightningModule
+from lightning.pytorch.callbacks import BaseFinetuning
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
+from torch.optim import Optimizer
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 from typing_extensions import override
@@ -26,7 +29,7 @@ from typing_extensions import override
 from .._compat import attached_trainer
 from ..errors import ConfigError
 
-__all__ = ["ClassificationTask", "check_one_cycle", "make_metrics", "step_seed"]
+__all__ = ["ClassificationTask", "Strategy", "TransferFinetuning", "check_one_cycle", "make_metrics", "step_seed"]
 
 
 def step_seed(seed: int, step: int, rank: int) -> int:
@@ -86,11 +89,45 @@ def check_one_cycle(factory: Any, total: int) -> None:
         )
 
 
+Strategy = Literal["feature_extraction", "finetune", "freeze_unfreeze"]
+
+
+class TransferFinetuning(BaseFinetuning):
+    """Freezing and unfreezing for the transfer strategies of every cnnzoo task, on Lightning's ``BaseFinetuning``.
+
+    Unlike ``BackboneFinetuning`` it never adds parameter groups: the task creates the head and backbone groups
+    up front (with the backbone's smaller learning rate), and unfreezing only flips ``requires_grad``. Adding
+    groups mid-run is what broke OneCycleLR and ReduceLROnPlateau (Lightning Flash #1321, Lightning #8720) and
+    let Flash give the backbone the head's rate. ``finetune_function`` unfreezes for every epoch at or after
+    ``unfreeze_at_epoch``, so a resumed run re-applies the unfreeze that ``freeze_before_training`` undid.
+    """
+
+    def __init__(self, strategy: Strategy, unfreeze_at_epoch: int, unfreeze_top: int | None, train_bn: bool) -> None:
+        super().__init__()
+        self.strategy, self.unfreeze_at_epoch = strategy, unfreeze_at_epoch
+        self.unfreeze_top, self.train_bn = unfreeze_top, train_bn
+        self.unfrozen = False
+
+    @override
+    def freeze_before_training(self, pl_module: LightningModule) -> None:
+        if self.strategy in ("feature_extraction", "freeze_unfreeze"):
+            self.freeze(pl_module.backbone_modules(), train_bn=self.train_bn)  # type: ignore[operator]
+        self.unfrozen = False
+
+    @override
+    def finetune_function(self, pl_module: LightningModule, epoch: int, optimizer: Optimizer) -> None:
+        if self.strategy == "freeze_unfreeze" and epoch >= self.unfreeze_at_epoch and not self.unfrozen:
+            self.make_trainable(pl_module.top_blocks(self.unfreeze_top))  # type: ignore[operator]
+            self.unfrozen = True
+
+
 class ClassificationTask(LightningModule):
     """The shared training logic of the cnnzoo classifiers.
 
-    Loss, metrics, logging names, optimiser wiring and ``predict_step``. Subclasses set ``self.net`` in
-    ``__init__`` and may override :meth:`forward`.
+    Loss, metrics, logging names, optimiser wiring, ``predict_step`` and the transfer strategies (``strategy``:
+    ``finetune``, ``feature_extraction`` or ``freeze_unfreeze``, with a ``backbone_lr_ratio``), which every task
+    documents among its arguments. Subclasses set ``self.net`` (with ``get_classifier()``) in ``__init__``, say
+    what their blocks are in :meth:`block_groups`, and may override :meth:`forward`.
 
     Logged names are fixed because other tools (checkpoint monitors, the recipes, the docs) read them:
     ``train_loss``, ``train_acc``, ``val_loss``, ``val_acc``, ``val_acc_top5`` (more than 5 classes), ``val_f1``,
@@ -109,8 +146,20 @@ class ClassificationTask(LightningModule):
         class_names: list[str] | None = None,
         mean: list[float] | None = None,
         std: list[float] | None = None,
+        strategy: Strategy = "finetune",
+        unfreeze_at_epoch: int = 1,
+        unfreeze_top: int | None = None,
+        backbone_lr_ratio: float = 1.0,
+        train_bn: bool = False,
     ) -> None:
         super().__init__()
+        if not 0 < backbone_lr_ratio <= 1:
+            raise ValueError(f"backbone_lr_ratio must be in (0, 1], got {backbone_lr_ratio}")
+        if unfreeze_top is not None and unfreeze_top < 1:
+            raise ValueError(f"unfreeze_top must be >= 1 or None (all blocks), got {unfreeze_top}")
+        self.strategy, self.backbone_lr_ratio = strategy, backbone_lr_ratio
+        self.finetuning = TransferFinetuning(strategy, unfreeze_at_epoch, unfreeze_top, train_bn)
+        self._late_params: list[nn.Parameter] = []
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1 for a classifier, got {num_classes}")
         if class_names is not None and len(class_names) != num_classes:
@@ -200,6 +249,34 @@ class ClassificationTask(LightningModule):
         hp = checkpoint.get("hyper_parameters")
         if isinstance(hp, dict) and "_class_path" not in hp:
             hp["_class_path"] = f"{type(self).__module__}.{type(self).__qualname__}"
+
+    @override
+    def setup(self, stage: str) -> None:
+        """Take class names, mean and std from the data module where they were not given.
+
+        The CLI links them; in plain Python (``Trainer().fit(task, datamodule=dm)``) this records them, so the
+        checkpoint can be published and names its predictions.
+        """
+        trainer = attached_trainer(self)
+        dm = getattr(trainer, "datamodule", None) if trainer is not None else None
+        if dm is None:
+            return
+        n = self.hparams.get("num_classes")
+        names = getattr(dm, "class_names", None)
+        if names is not None and n is not None and len(names) != n:
+            raise ValueError(
+                f"the data module has {len(names)} classes, the model {n}: build the model with num_classes="
+                f"{len(names)} (the CLI links it from the data)"
+            )
+        found = {
+            "class_names": [str(c) for c in names] if names is not None else None,
+            "mean": [float(v) for v in getattr(dm, "mean", None) or []] or None,
+            "std": [float(v) for v in getattr(dm, "std", None) or []] or None,
+        }
+        for key, value in found.items():
+            if getattr(self, key, None) is None and value is not None:
+                setattr(self, key, value)
+                self.hparams[key] = value
 
     @override
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -310,17 +387,72 @@ class ClassificationTask(LightningModule):
             out["paths"] = list(batch["path"])
         return out
 
+    # --- parts of the network, for transfer learning --------------------------------------------------------------
+    def head_parameters(self) -> list[nn.Parameter]:
+        """The parameters of the classifier (the final layer)."""
+        return list(self.net.get_classifier().parameters())  # type: ignore[operator]
+
+    def backbone_parameters(self) -> list[nn.Parameter]:
+        """Every parameter that is not the classifier's."""
+        head = {id(p) for p in self.head_parameters()}
+        return [p for p in self.net.parameters() if id(p) not in head]
+
+    def backbone_modules(self) -> list[nn.Module]:
+        """The backbone's leaf modules (what freezing and unfreezing act on)."""
+        head = set(self.net.get_classifier().modules())  # type: ignore[operator]
+        return [m for m in self.net.modules() if not list(m.children()) and m not in head]
+
+    def block_groups(self) -> list[list[nn.Module]]:
+        """The backbone as blocks, bottom to top, for ``unfreeze_top``. Each task says what its blocks are."""
+        raise NotImplementedError(f"{type(self).__name__} has no block_groups(); use unfreeze_top: null (all blocks)")
+
+    def top_blocks(self, k: int | None) -> list[nn.Module]:
+        """The backbone's top ``k`` blocks (all when ``None``)."""
+        if k is None:
+            return self.backbone_modules()
+        return [m for group in self.block_groups()[-k:] for m in group]
+
     # --- optimisation -----------------------------------------------------------------------------------------
+    @override
+    def configure_callbacks(self) -> list[Any]:
+        # Freezing is the only thing the callback does, so a plain fine-tune runs without it.
+        return [] if self.strategy == "finetune" else [self.finetuning]
+
     def param_groups(self) -> list[dict[str, Any]]:
         """The parameter groups the optimiser receives.
 
         What the optimizer receives: parameter groups, each a dict with ``params`` and optionally ``name`` and
         ``lr_scale``, a factor on the optimiser's learning rate (and on a OneCycleLR's ``max_lr``) for that group.
+        With a transfer strategy or a ``backbone_lr_ratio`` below 1 there are two, ``head`` and ``backbone``, from
+        the start: frozen parameters join when unfrozen, without a new optimiser, at the backbone's rate.
 
         Override it to give parts of the network their own rates; :meth:`configure_optimizers` does the rest.
         """
-        # No "name" key: LearningRateMonitor would then log lr-Adam/all instead of lr-Adam.
-        return [{"params": [p for p in self.parameters() if p.requires_grad]}]
+        if self.strategy == "finetune" and self.backbone_lr_ratio == 1.0:
+            # No "name" key: LearningRateMonitor would then log lr-Adam/all instead of lr-Adam.
+            return [{"params": [p for p in self.parameters() if p.requires_grad]}]
+        return [
+            {"params": self.head_parameters(), "name": "head"},
+            {"params": self.backbone_parameters(), "name": "backbone", "lr_scale": self.backbone_lr_ratio},
+        ]
+
+    # --- DDP ----------------------------------------------------------------------------------------------------
+    @override
+    def on_train_start(self) -> None:
+        # DDP registers only the parameters that required grad when it wrapped the model; the ones unfrozen later
+        # would be updated from each rank's own gradient and drift apart (the DDP failure of Lightning #20340).
+        # Their gradients are averaged here instead.
+        self._late_params = [p for p in self.net.parameters() if not p.requires_grad]
+
+    @override
+    def on_after_backward(self) -> None:
+        trainer = attached_trainer(self)
+        if not self._late_params or trainer is None or trainer.world_size < 2 or not dist.is_initialized():
+            return
+        for p in self._late_params:
+            if p.grad is not None:
+                dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+                p.grad.div_(trainer.world_size)
 
     def configure_optimizers(self) -> Any:
         """The one place where the optimiser and the scheduler are built, for every cnnzoo task.

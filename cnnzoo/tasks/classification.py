@@ -6,9 +6,11 @@ from typing import Any, Literal
 
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from torch import nn
+from typing_extensions import override
 
 from ..models import Weights, ZooModel, create_model, load_weights_into
-from .base import ClassificationTask
+from .base import ClassificationTask, Strategy
 
 __all__ = ["ImageClassifier"]
 
@@ -33,6 +35,14 @@ class ImageClassifier(ClassificationTask):
         mean: per-channel mean the data was normalised with; the CLI links it from the data module. It is not
             used in ``forward``: it is stored so that a checkpoint carries its own inference transforms.
         std: per-channel std, like ``mean``.
+        strategy: ``finetune`` (everything trains), ``feature_extraction`` (only the classifier trains; BatchNorm
+            statistics stay frozen unless ``train_bn``) or ``freeze_unfreeze`` (the classifier first, then the top
+            blocks from ``unfreeze_at_epoch``), as for :class:`~cnnzoo.tasks.TimmClassifier`.
+        unfreeze_at_epoch: epoch at which ``freeze_unfreeze`` unfreezes.
+        unfreeze_top: how many top blocks ``freeze_unfreeze`` unfreezes (a block is a conv or linear layer with
+            what follows it, :meth:`cnnzoo.models.ZooModel.blocks`); ``None``: all.
+        backbone_lr_ratio: the learning rate of everything below the classifier relative to the classifier's.
+        train_bn: let BatchNorm layers of a frozen backbone keep training.
         optimizer: optimiser factory; from YAML, ``class_path: torch.optim.SGD`` with ``init_args``.
         lr_scheduler: learning-rate scheduler factory, or ``None`` for a constant rate.
         lr_scheduler_interval: step the scheduler every ``"epoch"`` or every optimiser ``"step"``.
@@ -58,6 +68,11 @@ class ImageClassifier(ClassificationTask):
         class_names: list[str] | None = None,
         mean: list[float] | None = None,
         std: list[float] | None = None,
+        strategy: Strategy = "finetune",
+        unfreeze_at_epoch: int = 1,
+        unfreeze_top: int | None = None,
+        backbone_lr_ratio: float = 1.0,
+        train_bn: bool = False,
         optimizer: OptimizerCallable = torch.optim.Adam,
         lr_scheduler: LRSchedulerCallable | None = None,
         lr_scheduler_interval: Literal["epoch", "step"] = "epoch",
@@ -79,22 +94,41 @@ class ImageClassifier(ClassificationTask):
             class_names=class_names,
             mean=mean,
             std=std,
+            strategy=strategy,
+            unfreeze_at_epoch=unfreeze_at_epoch,
+            unfreeze_top=unfreeze_top,
+            backbone_lr_ratio=backbone_lr_ratio,
+            train_bn=train_bn,
         )
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
         kwargs: dict[str, Any] = {} if img_size is None else {"img_size": img_size}
         net = create_model(model, num_classes=num_classes, in_chans=in_chans, **kwargs)
-        if not isinstance(net, ZooModel):
-            raise TypeError(f"model {model!r} builds a {type(net).__name__}; ImageClassifier needs a cnnzoo ZooModel")
+        # A plain nn.Module from register_model trains too; what needs ZooModel's interface says so when asked.
         if drop_rate is not None:
+            if not isinstance(net, ZooModel):
+                raise TypeError(f"drop_rate needs a cnnzoo ZooModel; {model!r} builds a {type(net).__name__}")
             net.set_drop_rate(drop_rate)
-        self.net: ZooModel = net
+        self.net = net
         if pretrained:
             source = f"{model}.DEFAULT" if pretrained is True else str(pretrained)
             found = load_weights_into(
-                net, source, head_prefix=net.classifier_name + ".", first_conv=net.first_conv, new_head=new_head
+                net,
+                source,
+                head_prefix=_classifier_name(net) + ".",
+                first_conv=getattr(net, "first_conv", None),
+                new_head=new_head,
             )
             self.pretrained_cfg = found or weights
-        self.example_input_array = torch.zeros(1, *self.net.input_size)
+        size = getattr(net, "input_size", None) or ((in_chans, img_size, img_size) if img_size else None)
+        if size is not None:
+            self.example_input_array = torch.zeros(1, *size)
+
+    @override
+    def block_groups(self) -> list[list[nn.Module]]:
+        """A ZooModel's blocks (:meth:`~cnnzoo.models.ZooModel.blocks`): each weight layer and what follows it."""
+        if not isinstance(self.net, ZooModel):
+            raise NotImplementedError(f"{type(self.net).__name__} has no blocks(); use unfreeze_top: null (all)")
+        return self.net.blocks()
 
     @classmethod
     def from_pretrained(
@@ -128,6 +162,21 @@ class ImageClassifier(ClassificationTask):
             optimizer=optimizer,
             lr_scheduler=lr_scheduler,
         )
+
+
+def _classifier_name(net: nn.Module) -> str:
+    """The classifier's module name: ZooModel's ``classifier_name``, or the module ``get_classifier()`` returns."""
+    name = getattr(net, "classifier_name", None)
+    if isinstance(name, str):
+        return name
+    head = net.get_classifier() if callable(getattr(net, "get_classifier", None)) else None  # type: ignore[operator]
+    found = next((n for n, m in net.named_modules() if m is head and n), None)
+    if found is None:
+        raise TypeError(
+            f"{type(net).__name__} has no classifier_name or get_classifier(): subclass cnnzoo.models.ZooModel so "
+            "that pretrained weights know which layer to replace"
+        )
+    return found
 
 
 def _weights_metadata(model: str, pretrained: bool | str) -> Weights | None:

@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Literal
 
 import torch
-import torch.distributed as dist
-from lightning.pytorch import LightningModule
-from lightning.pytorch.callbacks import BaseFinetuning
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
-from torch.optim import Optimizer
 from typing_extensions import override
 
-from .._compat import attached_trainer
-from .base import ClassificationTask
+from .base import ClassificationTask, Strategy, TransferFinetuning
 
 __all__ = ["TimmClassifier", "TransferFinetuning"]
-
-Strategy = Literal["feature_extraction", "finetune", "freeze_unfreeze"]
 
 
 def _timm() -> Any:
@@ -36,41 +30,42 @@ def check_backbone(name: str) -> None:
     raise unknown_name_error("timm backbone", name, timm.list_models(), "timm.list_models()")
 
 
+class PretrainedUnavailableError(OSError):
+    """timm's pretrained weights are neither in the local cache nor downloadable (offline)."""
+
+
+def create_timm_model(backbone: str, pretrained: bool, num_classes: int, in_chans: int, drop_rate: float) -> Any:
+    """``timm.create_model``; offline without cached weights, one line that says so and what to do instead."""
+    timm = _timm()
+    if not pretrained:
+        return timm.create_model(backbone, num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate)
+    # huggingface_hub logs every retry of every request (some 60 lines over a minute offline); its final error is
+    # what matters, and it is reported below.
+    hub_log = logging.getLogger("huggingface_hub")
+    level = hub_log.level
+    hub_log.setLevel(logging.CRITICAL)
+    try:
+        return timm.create_model(
+            backbone, pretrained=True, num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate
+        )
+    except (OSError, RuntimeError) as err:
+        from huggingface_hub.constants import HF_HUB_CACHE
+
+        raise PretrainedUnavailableError(
+            f"{backbone}: timm's pretrained weights are not in the local cache ({HF_HUB_CACHE}) and could not be "
+            f"downloaded ({type(err).__name__}). Connect once to fill the cache, give pretrained a local weights "
+            "file or URL with #sha256=, or set pretrained: false"
+        ) from err
+    finally:
+        hub_log.setLevel(level)
+
+
 def classifier_prefix(net: Any) -> str:
     head = net.get_classifier()
     for name, module in net.named_modules():
         if module is head:
             return name
     raise ValueError("the classifier returned by get_classifier() is not a submodule of the network")
-
-
-class TransferFinetuning(BaseFinetuning):
-    """Freezing and unfreezing for :class:`TimmClassifier`, on Lightning's ``BaseFinetuning``.
-
-    Unlike ``BackboneFinetuning`` it never adds parameter groups: the task creates the head and backbone groups
-    up front (with the backbone's smaller learning rate), and unfreezing only flips ``requires_grad``. Adding
-    groups mid-run is what broke OneCycleLR and ReduceLROnPlateau (Lightning Flash #1321, Lightning #8720) and
-    let Flash give the backbone the head's rate. ``finetune_function`` unfreezes for every epoch at or after
-    ``unfreeze_at_epoch``, so a resumed run re-applies the unfreeze that ``freeze_before_training`` undid.
-    """
-
-    def __init__(self, strategy: Strategy, unfreeze_at_epoch: int, unfreeze_top: int | None, train_bn: bool) -> None:
-        super().__init__()
-        self.strategy, self.unfreeze_at_epoch = strategy, unfreeze_at_epoch
-        self.unfreeze_top, self.train_bn = unfreeze_top, train_bn
-        self.unfrozen = False
-
-    @override
-    def freeze_before_training(self, pl_module: LightningModule) -> None:
-        if self.strategy in ("feature_extraction", "freeze_unfreeze"):
-            self.freeze(pl_module.backbone_modules(), train_bn=self.train_bn)  # type: ignore[operator]
-        self.unfrozen = False
-
-    @override
-    def finetune_function(self, pl_module: LightningModule, epoch: int, optimizer: Optimizer) -> None:
-        if self.strategy == "freeze_unfreeze" and epoch >= self.unfreeze_at_epoch and not self.unfrozen:
-            self.make_trainable(pl_module.top_blocks(self.unfreeze_top))  # type: ignore[operator]
-            self.unfrozen = True
 
 
 class TimmClassifier(ClassificationTask):
@@ -138,25 +133,21 @@ class TimmClassifier(ClassificationTask):
             class_names=class_names,
             mean=mean,
             std=std,
+            strategy=strategy,
+            unfreeze_at_epoch=unfreeze_at_epoch,
+            unfreeze_top=unfreeze_top,
+            backbone_lr_ratio=backbone_lr_ratio,
+            train_bn=train_bn,
         )
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
         check_backbone(backbone)
-        if not 0 < backbone_lr_ratio <= 1:
-            raise ValueError(f"backbone_lr_ratio must be in (0, 1], got {backbone_lr_ratio}")
-        if unfreeze_top is not None and unfreeze_top < 1:
-            raise ValueError(f"unfreeze_top must be >= 1 or None (all blocks), got {unfreeze_top}")
-        self.net = _timm().create_model(
-            backbone, pretrained=pretrained is True, num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate
-        )
+        self.net = create_timm_model(backbone, pretrained is True, num_classes, in_chans, drop_rate)
         if isinstance(pretrained, str) and pretrained:
             from ..models import load_weights_into
 
             load_weights_into(self.net, pretrained, head_prefix=classifier_prefix(self.net) + ".", new_head=new_head)
-        self.strategy, self.backbone_lr_ratio = strategy, backbone_lr_ratio
-        self.finetuning = TransferFinetuning(strategy, unfreeze_at_epoch, unfreeze_top, train_bn)
         size = img_size or self.net.pretrained_cfg.get("input_size", (in_chans, 224, 224))[-1]
         self.example_input_array = torch.zeros(1, in_chans, size, size)
-        self._late_params: list[nn.Parameter] = []
 
     @property
     def data_config(self) -> dict[str, Any]:
@@ -164,62 +155,18 @@ class TimmClassifier(ClassificationTask):
         return _timm().data.resolve_data_config({}, model=self.net)
 
     # --- parts of the network ------------------------------------------------------------------------------------
-    def head_parameters(self) -> list[nn.Parameter]:
-        """The parameters of the new classifier head."""
-        return list(self.net.get_classifier().parameters())
-
-    def backbone_parameters(self) -> list[nn.Parameter]:
-        """Every parameter that is not the head's."""
-        head = {id(p) for p in self.head_parameters()}
-        return [p for p in self.net.parameters() if id(p) not in head]
-
-    def backbone_modules(self) -> list[nn.Module]:
-        """The backbone's leaf modules (what freezing and unfreezing act on)."""
-        head = set(self.net.get_classifier().modules())
-        return [m for m in self.net.modules() if not list(m.children()) and m not in head]
-
-    def top_blocks(self, k: int | None) -> list[nn.Module]:
-        """The backbone's top ``k`` blocks (all when ``None``), by timm's coarse ``group_matcher``."""
-        if k is None:
-            return self.backbone_modules()
+    @override
+    def block_groups(self) -> list[list[nn.Module]]:
+        """The backbone's blocks by timm's coarse ``group_matcher``: ``layer4`` for a ResNet, a stage for ConvNeXt."""
         from timm.models import group_parameters
 
         head = classifier_prefix(self.net) + "."
         groups = group_parameters(self.net, self.net.group_matcher(coarse=True))
         blocks = [names for names in groups.values() if not all(n.startswith(head) for n in names)]
-        chosen = {n.rsplit(".", 1)[0] for names in blocks[-k:] for n in names if not n.startswith(head)}
-        return [self.net.get_submodule(name) for name in sorted(chosen)]
-
-    # --- optimisation -------------------------------------------------------------------------------------------
-    @override
-    def configure_callbacks(self) -> list[Any]:
-        return [self.finetuning]
-
-    def param_groups(self) -> list[dict[str, Any]]:
-        """Head and backbone parameter groups.
-
-        Both from the start (frozen parameters join when unfrozen without a new
-        optimiser); the backbone learns at ``backbone_lr_ratio`` times the head's rate.
-        """
         return [
-            {"params": self.head_parameters(), "name": "head"},
-            {"params": self.backbone_parameters(), "name": "backbone", "lr_scale": self.backbone_lr_ratio},
+            [
+                self.net.get_submodule(name)
+                for name in sorted({n.rsplit(".", 1)[0] for n in names if not n.startswith(head)})
+            ]
+            for names in blocks
         ]
-
-    # --- DDP ----------------------------------------------------------------------------------------------------
-    @override
-    def on_train_start(self) -> None:
-        # DDP registers only the parameters that required grad when it wrapped the model; the ones unfrozen later
-        # would be updated from each rank's own gradient and drift apart (the DDP failure of Lightning #20340).
-        # Their gradients are averaged here instead.
-        self._late_params = [p for p in self.net.parameters() if not p.requires_grad]
-
-    @override
-    def on_after_backward(self) -> None:
-        trainer = attached_trainer(self)
-        if not self._late_params or trainer is None or trainer.world_size < 2 or not dist.is_initialized():
-            return
-        for p in self._late_params:
-            if p.grad is not None:
-                dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
-                p.grad.div_(trainer.world_size)

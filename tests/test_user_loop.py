@@ -1,0 +1,246 @@
+"""The loop a user lives in: recipes, readable runs, errors first, extending a run, predicting from weights."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+import cnnzoo
+from cnnzoo import cli
+from cnnzoo.cli import main
+
+from .conftest import RECIPES
+
+QUIET = ["--trainer.enable_model_summary=false"]
+
+
+def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_recipes_command_lists_every_shipped_recipe(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(["recipes"], capsys)
+    assert code == 0
+    for path in RECIPES.glob("*.yaml"):
+        line = next(ln for ln in out.splitlines() if ln.startswith(path.stem + " "))
+        assert cli.recipe_summary(path) in line and line.split()[0] == path.stem
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        ["--config", "recipes/lenet5_digits.yaml"],
+        ["-c", "lenet5_digits"],
+        ["--config=lenet5_digits.yaml"],
+        ["-c", "recipes/lenet5_digits"],
+    ],
+)
+def test_recipe_fallback_takes_every_spelling(
+    spelling: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    args = cli._packaged_recipes(["fit", *spelling])
+    assert str(cli.recipes_dir() / "lenet5_digits.yaml") in " ".join(args)
+
+
+def test_a_bad_model_argument_is_one_line_first(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, _, err = run(
+        ["fit", "-c", "lenet5_digits", "--model.init_args.model", "lenet6", f"--trainer.default_root_dir={tmp_path}"],
+        capsys,
+    )
+    assert code == 2 and "Traceback" not in err
+    message, hint = err.strip().splitlines()[-2:]  # the last thing printed, with nothing after it but the hint
+    assert message == (
+        "cnnzoo: error: unknown model 'lenet6'. Did you mean: lenet5? See cnnzoo.list_models() for every name."
+    )
+    assert hint == "(--verbose shows the full traceback)"
+
+
+def test_a_parse_error_is_condensed_without_the_usage_dump(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(["predict", "-c", "lenet5_mnist", "--data.predict_dir", "imgs"], capsys)
+    assert code == 2 and "usage:" not in err and len(err.strip().splitlines()) == 2
+    assert err.startswith("cnnzoo: error: data: cnnzoo.data.MNISTDataModule: Option 'predict_dir' is not accepted")
+
+
+def test_quick_start_log_is_readable_off_a_terminal(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, out, err = run(
+        ["fit", "-c", "lenet5_digits", "--trainer.max_epochs=3", f"--trainer.default_root_dir={tmp_path}", *QUIET],
+        capsys,
+    )
+    assert code == 0, err
+    epochs = [ln for ln in out.splitlines() if ln.startswith("epoch ")]
+    assert [ln.split()[1] for ln in epochs] == ["0", "1", "2"]
+    assert all("train_loss" in ln and "val_acc" in ln and "train_acc" in ln for ln in epochs)
+    value = epochs[-1].split("val_acc ")[1].split()[0]
+    assert len(value.replace("0.", "", 1)) <= 4, "metrics print with 4 significant digits"
+    assert "━" not in out and "💡" not in out + err and "tensorboardX" not in out + err and "LeafSpec" not in err
+    next_cmd = next(ln for ln in out.splitlines() if ln.startswith("next: cnnzoo test --config "))
+    report = json.loads(next(tmp_path.glob("lightning_logs/version_*/fit_report.json")).read_text())
+    assert report["epochs"] == 3 and report["best"]["path"].endswith(next_cmd.rsplit(" ", 1)[1].lstrip("./"))
+    assert (Path(report["best"]["path"]).parent.parent / "metrics.csv").is_file(), "every run logs to CSV"
+
+    # The next command runs as printed, quietly: no checkpoint directory, no checkpoint-callback warnings.
+    code, out, err = run([*next_cmd.removeprefix("next: cnnzoo ").split(), *QUIET], capsys)
+    assert code == 0, err
+    assert "test on 270 images: test_loss" in out and "Be aware" not in err and "dirpath has changed" not in err
+
+
+def test_extending_a_one_cycle_run_fails_at_once(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    common = [
+        "-c",
+        "lenet5_digits",
+        "--model.init_args.lr_scheduler=torch.optim.lr_scheduler.OneCycleLR",
+        "--model.init_args.lr_scheduler.max_lr=0.004",
+        f"--trainer.default_root_dir={tmp_path}",
+        "--trainer.limit_train_batches=5",
+        *QUIET,
+    ]
+    assert run(["fit", *common, "--trainer.max_epochs=1"], capsys)[0] == 0
+    code, out, err = run(["fit", *common, "--trainer.max_epochs=3", "--ckpt_path=last"], capsys)
+    assert code == 2 and "epoch 1" not in out
+    assert (
+        "OneCycleLR schedule is 5 steps long, this run's would be 15" in err and "--model.init_args.pretrained" in err
+    )
+    # Extending a run without a one-cycle schedule works, and continues from the checkpoint's epoch.
+    plain = [a for a in common if "lr_scheduler" not in a]
+    assert run(["fit", *plain, "--trainer.max_epochs=1"], capsys)[0] == 0
+    code, out, err = run(["fit", *plain, "--trainer.max_epochs=3", "--ckpt_path=last"], capsys)
+    assert code == 0, err
+    assert [ln.split()[1] for ln in out.splitlines() if ln.startswith("epoch ")] == ["1", "2"]
+
+
+def test_predict_from_weights_needs_no_training_data(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    images = tmp_path / "imgs"
+    images.mkdir()
+    g = torch.Generator().manual_seed(0)
+    for i in range(5):
+        pixels = (torch.rand(28, 28, generator=g) * 255).to(torch.uint8).numpy()
+        Image.fromarray(pixels, mode="L").save(images / f"{i}.png")
+    (images / "broken.png").write_bytes(b"not an image")
+    out_csv = tmp_path / "preds.csv"
+    argv = [
+        "predict",
+        "--weights",
+        "lenet5.mnist",
+        f"--data.predict_dir={images}",
+        f"--trainer.default_root_dir={tmp_path}",
+    ]
+    with pytest.warns(UserWarning, match="broken.png"):
+        code, _, err = run([*argv, f"--prediction_writer.output={out_csv}"], capsys)
+    assert code == 0, err
+    rows = list(csv.DictReader(out_csv.open()))
+    assert sorted(Path(r["file"]).name for r in rows) == [f"{i}.png" for i in range(5)]
+    assert {r["pred_class"] for r in rows} <= set(cnnzoo.get_weights("lenet5.mnist").class_names)
+    assert not list(tmp_path.glob("**/checkpoints")), "prediction leaves no checkpoint folders behind"
+    code, _, err = run(["test", "--weights", "lenet5.mnist"], capsys)
+    assert code == 2 and "add --config <recipe>" in err
+
+
+def test_the_current_directory_is_importable_and_data_modules_have_short_names(tmp_path: Path) -> None:
+    (tmp_path / "mymod.py").write_text(
+        "from cnnzoo.tasks import ImageClassifier\n\n\nclass MyTask(ImageClassifier):\n    pass\n"
+    )
+    run_ = subprocess.run(
+        [sys.executable, "-c", "import sys; from cnnzoo.cli import main; sys.exit(main())", "fit", "--model",
+         "mymod.MyTask", "--data", "DigitsDataModule", "--trainer.fast_dev_run=1", *QUIET],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert run_.returncode == 0, run_.stderr[-2000:]
+    assert "fit: 1 epochs" in run_.stdout
+
+
+def test_plain_python_training_records_the_data_metadata(tmp_path: Path) -> None:
+    from lightning.pytorch import Trainer
+
+    from cnnzoo.data import DigitsDataModule
+    from cnnzoo.publish import publish
+    from cnnzoo.tasks import ImageClassifier
+
+    dm, task = DigitsDataModule(), ImageClassifier(model="lenet5")
+    trainer = Trainer(max_steps=2, limit_val_batches=1, logger=False, enable_progress_bar=False,
+                      enable_model_summary=False, default_root_dir=tmp_path)  # fmt: skip
+    trainer.fit(task, datamodule=dm)
+    assert task.class_names == [str(i) for i in range(10)] and task.mean == list(dm.mean)
+    trainer.save_checkpoint(tmp_path / "m.ckpt")
+    w = publish(tmp_path / "m.ckpt", "lenet5.plain", tmp_path / "out")
+    assert w.class_names == tuple(task.class_names) and w.std == tuple(dm.std)
+    with pytest.raises(ValueError, match="the data module has 10 classes, the model 3"):
+        Trainer(max_steps=1, logger=False, enable_progress_bar=False).fit(
+            ImageClassifier(model="lenet5", num_classes=3), datamodule=DigitsDataModule()
+        )
+
+
+def test_image_classifier_shares_the_transfer_strategies() -> None:
+    from cnnzoo.tasks import ImageClassifier
+
+    task = ImageClassifier(
+        model="lenet5", pretrained="lenet5.mnist", strategy="freeze_unfreeze", unfreeze_top=2, backbone_lr_ratio=0.1
+    )
+    blocks = task.net.blocks()
+    assert [type(b[0]).__name__ for b in blocks] == ["Conv2d", "Conv2d", "Linear", "Linear"]
+    assert type(blocks[1][-1]).__name__ == "Flatten", "a block keeps the layers after its weight layer"
+    groups = task.param_groups()
+    assert [g["name"] for g in groups] == ["head", "backbone"] and groups[1]["lr_scale"] == 0.1
+    cb = task.configure_callbacks()[0]
+    cb.freeze_before_training(task)
+    assert not any(p.requires_grad for p in task.backbone_parameters())
+    assert all(p.requires_grad for p in task.head_parameters())
+    cb.finetune_function(task, epoch=1, optimizer=torch.optim.SGD(task.parameters(), lr=0.1))
+    trainable = {n for n, p in task.net.named_parameters() if p.requires_grad}
+    assert trainable == {"classifier.weight", "classifier.bias", "head.1.weight", "head.1.bias", "head.3.weight",
+                         "head.3.bias"}  # fmt: skip
+    assert ImageClassifier(model="lenet5").configure_callbacks() == []
+
+
+def test_register_model_with_a_plain_module_trains_and_says_what_it_lacks(
+    registered_model: object, tmp_path: Path
+) -> None:
+    from cnnzoo.tasks import ImageClassifier
+
+    task = ImageClassifier(model="plain_mlp", img_size=28)
+    assert task(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+    with pytest.raises(TypeError, match="drop_rate needs a cnnzoo ZooModel"):
+        ImageClassifier(model="plain_mlp", drop_rate=0.1)
+    with pytest.raises(TypeError, match=r"subclass cnnzoo\.models\.ZooModel"):
+        ImageClassifier(model="plain_mlp", pretrained=str(tmp_path / "weights.pt"))
+
+
+@pytest.fixture
+def registered_model() -> object:
+    from cnnzoo.models import _registry
+
+    @cnnzoo.register_model
+    def plain_mlp(num_classes: int = 10, in_chans: int = 1, img_size: int = 28) -> torch.nn.Module:
+        return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(in_chans * img_size**2, num_classes))
+
+    yield plain_mlp
+    _registry._model_entrypoints.pop("plain_mlp")
+    _registry._model_to_module.pop("plain_mlp")
+
+
+def test_offline_timm_pretrained_is_one_clear_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import huggingface_hub.constants as hub
+
+    monkeypatch.setattr(hub, "HF_HUB_OFFLINE", True)  # as offline as this machine, without a minute of retries
+    monkeypatch.setattr(hub, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    (tmp_path / "imgs" / "a").mkdir(parents=True)
+    (tmp_path / "imgs" / "b").mkdir()
+    for cls in ("a", "b"):
+        Image.new("RGB", (32, 32)).save(tmp_path / "imgs" / cls / "0.png")
+    argv = ["fit", "-c", "finetune_resnet18_folder", "--model.init_args.pretrained=true"]
+    argv += [f"--data.root={tmp_path / 'imgs'}", f"--trainer.default_root_dir={tmp_path}"]
+    code, _, err = run(argv, capsys)
+    assert code == 2 and "Traceback" not in err
+    assert "cnnzoo: error: resnet18: timm's pretrained weights are not in the local cache" in err
+    assert "pretrained: false" in err
