@@ -37,6 +37,7 @@ _LAZY = {
     "CIFAR100DataModule": "cnnzoo.data",
     "ImageFolderDataModule": "cnnzoo.data",
     "CnnzooCLI": "cnnzoo.cli",
+    "summary": "cnnzoo.analysis.summary",
 }
 
 
@@ -74,4 +75,5 @@ __all__ = [
     "list_pretrained",
     "load_pretrained",
     "register_model",
+    "summary",
 ]

@@ -71,10 +71,20 @@ def quickstart_figures() -> str:
 
 
 def models_table() -> str:
-    lines = ["| name | parameters | input (C, H, W) | what it is |", "| --- | ---: | --- | --- |"]
+    lines = [
+        "| name | parameters | multiply-adds | input (C, H, W) | receptive field | what it is |",
+        "| --- | ---: | ---: | --- | ---: | --- |",
+    ]
     for name, n_params, size, doc in model_summary_rows():
-        lines.append(f"| `{name}` | {n_params:,} | {'x'.join(map(str, size))} | {doc} |")
+        s = cnnzoo.summary(name)
+        spatial = [r for r in s.rows if r.receptive_field and not r.receptive_field.startswith("n/a")]
+        rf = f"{spatial[-1].receptive_field} px" if spatial else "-"
+        lines.append(f"| `{name}` | {n_params:,} | {s.mult_adds:,} | {'x'.join(map(str, size))} | {rf} | {doc} |")
     return "\n".join(lines) + "\n"
+
+
+def lenet5_summary() -> str:
+    return "```text\n" + cnnzoo.summary("lenet5").to_markdown() + "```\n"
 
 
 # --- recipes -----------------------------------------------------------------------------------------------------
@@ -342,6 +352,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "quickstart-line": quickstart_line,
     "quickstart-figures": quickstart_figures,
     "models-table": models_table,
+    "lenet5-summary": lenet5_summary,
     "recipes-table": recipes_table,
     "mnist-recipes": mnist_recipe_row,
     "train-throughput": throughput_table,

@@ -139,7 +139,7 @@ def test_conv_output_size_arithmetic() -> None:
         assert nn.Conv2d(1, 1, k, s, p)(x).shape[-1] == conv_output_size(28, k, s, p)
 
 
-def test_the_model_layer_never_imports_lightning() -> None:
+def test_the_model_layer_and_summary_never_import_lightning() -> None:
     import subprocess
     import sys
 
@@ -148,6 +148,7 @@ def test_the_model_layer_never_imports_lightning() -> None:
     code = (
         "import sys\nimport cnnzoo.models\nimport cnnzoo\nm = cnnzoo.load_pretrained('lenet5.mnist')\n"
         "cnnzoo.create_model('vgg11_bn', num_classes=10)\n"
+        "cnnzoo.summary('lenet5')\n"
         "print(sorted(k for k in sys.modules if k.split('.')[0] in ('lightning', 'pytorch_lightning', 'torchmetrics')))"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)

@@ -84,10 +84,7 @@ def _cmd_show_augment(argv: list[str]) -> int:
     parser.add_argument("--images", type=int, default=8, help="training images (rows)")
     parser.add_argument("--draws", type=int, default=7, help="augmented draws per image (columns after the first)")
     args, rest = parser.parse_known_args(argv)
-    from .trainer import CnnzooCLI
-
-    cli = CnnzooCLI(args=rest, run=False)
-    dm = cli.datamodule
+    dm = _configured_cli(rest).datamodule
     if not isinstance(dm, ClassificationDataModule):
         raise SystemExit(f"show-augment needs a cnnzoo data module, got {type(dm).__name__}")
     grid = augmentation_grid(dm, args.images, args.draws)
@@ -174,8 +171,101 @@ def _cmd_recipes(argv: list[str]) -> int:
     return 0
 
 
+def _cmd_summary(argv: list[str]) -> int:
+    import argparse
+
+    from ..analysis.summary import _BYTES, summary
+
+    parser = argparse.ArgumentParser(
+        prog="cnnzoo summary",
+        description="A layer table: kernel/stride/padding/dilation, output shape, parameters, multiply-adds, and "
+        "each output's receptive field, jump and start. Give a model name (cnnzoo or timm), --config RECIPE (and "
+        "any 'cnnzoo fit' option), or --ckpt_path CHECKPOINT.",
+    )
+    with_config = any(a in ("-c", "--config") or a.startswith(("-c=", "--config=")) for a in argv)
+    if not with_config:  # with a recipe, every other argument is a `cnnzoo fit` option
+        parser.add_argument("model", nargs="?", help="a registered model (cnnzoo models) or a timm backbone name")
+    parser.add_argument("--ckpt_path", "--ckpt-path", help="a checkpoint that cnnzoo fit wrote")
+    parser.add_argument("--input-size", nargs=3, type=int, metavar=("C", "H", "W"), help="default: the model's")
+    parser.add_argument("--batch-size", type=int, default=1, help="for multiply-adds and activation memory")
+    parser.add_argument("--precision", default="32-true", choices=list(_BYTES), help="for the memory totals")
+    parser.add_argument("--format", default="table", choices=["table", "json", "markdown"])
+    args, rest = parser.parse_known_args(argv)
+    size = tuple(args.input_size) if args.input_size else None
+    target: Any
+    if args.ckpt_path:
+        target = _task_from_checkpoint(args.ckpt_path)
+    elif with_config:
+        target = _configured_cli(rest).model
+    elif getattr(args, "model", None):
+        if rest:
+            raise ConfigError(f"cnnzoo summary: unknown options {' '.join(rest)} (cnnzoo summary --help)")
+        target = args.model
+    else:
+        raise ConfigError("cnnzoo summary needs a model name, --config RECIPE or --ckpt_path CHECKPOINT")
+    if not isinstance(target, str):  # a task: summarise its network, at the input it was built for
+        example = getattr(target, "example_input_array", None)
+        size = size or (tuple(example.shape[1:]) if example is not None else None)
+        target = target.net
+    try:
+        table = summary(target, input_size=size, batch_size=args.batch_size, precision=args.precision)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    if args.format == "json":
+        print(table.to_json())
+    elif args.format == "markdown":
+        print(table.to_markdown(), end="")
+    else:
+        from rich.console import Console
+
+        Console().print(table)
+    return 0
+
+
+def _configured_cli(args: list[str]) -> Any:
+    """A CnnzooCLI that parses and builds model and data from ``args`` without running a Trainer command."""
+    from jsonargparse import ArgumentError
+
+    from .trainer import CnnzooCLI
+
+    saved, sys.argv = sys.argv, [sys.argv[0], *args]  # LightningCLI warns when args and sys.argv disagree
+    try:
+        return CnnzooCLI(args=None, run=False)
+    except ArgumentError as err:
+        raise ConfigError(condense_parse_error(str(err))) from None
+    except (ValueError, TypeError, OSError) as err:
+        cause = instantiation_cause(err)
+        if cause is None:
+            raise
+        raise ConfigError((str(cause).strip().splitlines() or [type(cause).__name__])[0]) from None
+    finally:
+        sys.argv = saved
+
+
+def instantiation_cause(err: BaseException) -> BaseException | None:
+    """The error behind jsonargparse's "does not validate" wrapper, raised while building the model or data."""
+    cause: BaseException = err
+    while str(cause).startswith(_UNION) and cause.__cause__ is not None:
+        cause = cause.__cause__
+    return None if cause is err else cause
+
+
+def _task_from_checkpoint(path: str) -> Any:
+    from ..models import torch_load_weights_only
+
+    if not Path(path).is_file():
+        raise ConfigError(f"--ckpt_path {path}: no such file")
+    hparams = torch_load_weights_only(path).get("hyper_parameters") or {}
+    class_path = hparams.get("_class_path") or "cnnzoo.tasks.ImageClassifier"
+    module, _, name = class_path.rpartition(".")
+    import importlib
+
+    return getattr(importlib.import_module(module), name).load_from_checkpoint(path, map_location="cpu")
+
+
 ZOO_COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "recipes": (_cmd_recipes, "list the shipped recipes, each with what it trains"),
+    "summary": (_cmd_summary, "a layer table with convolution arithmetic and receptive fields (NAME, --config)"),
     "weights": (_cmd_weights, "print the published weights (name, classes, input, metrics, size)"),
     "publish": (_cmd_publish, "turn a training checkpoint into a release: safetensors, metadata JSON, model card"),
     "models": (_cmd_models, "print the model registry as a table (name, parameters, default input size)"),
@@ -305,10 +395,8 @@ def _run_trainer_command(args: list[str]) -> int:
     except (ValueError, TypeError, OSError) as err:
         # jsonargparse wraps an error raised while it builds the model or the data module in "Does not validate
         # against any of the Union subtypes" and a dump of the whole config; the cause is what the user must read.
-        cause: BaseException = err
-        while str(cause).startswith(_UNION) and cause.__cause__ is not None:
-            cause = cause.__cause__
-        if verbose or not str(err).startswith(_UNION) or cause is err:
+        cause = instantiation_cause(err)
+        if verbose or cause is None:
             raise
         first = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
         print(f"cnnzoo: error: {first}\n(--verbose shows the full traceback)", file=sys.stderr)

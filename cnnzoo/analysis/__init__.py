@@ -1,0 +1,1 @@
+"""Looking inside networks: layer tables with convolution arithmetic and receptive fields."""

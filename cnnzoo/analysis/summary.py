@@ -1,0 +1,268 @@
+"""``cnnzoo.summary``: a layer table with convolution arithmetic, parameters, multiply-adds and receptive fields.
+
+torchinfo runs the forward pass with its hooks and gives each layer's output shape, parameter count and
+multiply-adds: it is maintained, handles nested and reused modules, and counts multiply-adds per layer type the way
+papers do (``out_elements x kernel_elements x in_channels / groups`` for a convolution), so cnnzoo does not
+re-implement that bookkeeping. cnnzoo adds the columns no peer gives: kernel / stride / padding / dilation, frozen
+parameters, and the receptive field, jump and start of each layer's output
+(:mod:`cnnzoo.analysis.receptive_field`), computed in the same forward pass.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from .receptive_field import Field, ReceptiveFieldTracker
+
+__all__ = ["LayerRow", "ModelSummary", "summary"]
+
+Precision = Literal["32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true"]
+# Bytes per parameter (mixed precision keeps fp32 master weights) and per activation element.
+_BYTES: dict[str, tuple[int, int]] = {
+    "32-true": (4, 4),
+    "16-mixed": (4, 2),
+    "bf16-mixed": (4, 2),
+    "16-true": (2, 2),
+    "bf16-true": (2, 2),
+    "64-true": (8, 8),
+}
+
+
+@dataclass
+class LayerRow:
+    """One layer of the table."""
+
+    name: str
+    type: str
+    kernel: str = ""
+    stride: str = ""
+    padding: str = ""
+    dilation: str = ""
+    output_shape: list[int] = field(default_factory=list)
+    params: int = 0
+    frozen_params: int = 0
+    mult_adds: int = 0
+    receptive_field: str = ""
+    jump: str = ""
+    start: str = ""
+
+
+@dataclass
+class ModelSummary:
+    """The table and its totals; print it, or take :meth:`to_dict`, :meth:`to_json`, :meth:`to_markdown`."""
+
+    model: str
+    input_size: tuple[int, ...]
+    batch_size: int
+    precision: str
+    rows: list[LayerRow]
+    total_params: int
+    trainable_params: int
+    frozen_params: int
+    mult_adds: int
+    param_bytes: int
+    activation_bytes: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """Rows, totals and the conventions of the receptive-field columns, as plain data."""
+        d = asdict(self)
+        d["conventions"] = {
+            "receptive_field": "input pixels seen by one unit of the layer's output (height x width)",
+            "jump": "input pixels between neighbouring units (the effective stride)",
+            "start": "centre of the first unit's field in input pixels; the first pixel's centre is 0.5",
+            "mult_adds": f"for a batch of {self.batch_size}",
+            "activation_bytes": "outputs of every layer, kept for the backward pass",
+        }
+        return d
+
+    def to_json(self) -> str:
+        """:meth:`to_dict` as indented JSON."""
+        return json.dumps(self.to_dict(), indent=2)
+
+    def totals_lines(self) -> list[str]:
+        """Parameters, multiply-adds and memory, one line each."""
+        mb = 1024**2
+        return [
+            f"parameters: {self.total_params:,} ({self.trainable_params:,} trainable, {self.frozen_params:,} frozen)",
+            f"multiply-adds: {self.mult_adds:,} (batch of {self.batch_size})",
+            f"memory at {self.precision}: parameters {self.param_bytes / mb:.2f} MiB, activations "
+            f"{self.activation_bytes / mb:.2f} MiB (batch of {self.batch_size})",
+        ]
+
+    def to_markdown(self) -> str:
+        """The table in Markdown, for docs and model cards."""
+        cols = ("layer", "type", "kernel", "stride", "padding", "dilation", "output", "params", "frozen", "mult-adds")
+        head = "| " + " | ".join((*cols, "RF", "jump", "start")) + " |"
+        lines = [
+            f"`{self.model}`, input {'x'.join(map(str, self.input_size))}",
+            "",
+            head,
+            "| --- | --- | --- | --- | --- | --- | --- | ---: | ---: | ---: | --- | --- | --- |",
+        ]
+        for r in self.rows:
+            shape = "x".join(map(str, r.output_shape[1:]))
+            lines.append(
+                f"| {r.name} | {r.type} | {r.kernel} | {r.stride} | {r.padding} | {r.dilation} | {shape} | "
+                f"{r.params:,} | {r.frozen_params:,} | {r.mult_adds:,} | {r.receptive_field} | {r.jump} | {r.start} |"
+            )
+        return "\n".join([*lines, "", *(f"- {t}" for t in self.totals_lines())]) + "\n"
+
+    def __rich__(self) -> Any:
+        from rich.console import Group
+        from rich.table import Table
+        from rich.text import Text
+
+        table = Table(title=f"{self.model}, input {'x'.join(map(str, self.input_size))}", title_justify="left")
+        for col, justify in (("layer", "left"), ("type", "left"), ("k / s / p / d", "left"), ("output", "left"),
+                             ("params", "right"), ("frozen", "right"), ("mult-adds", "right"), ("RF", "right"),
+                             ("jump", "right"), ("start", "right")):  # fmt: skip
+            table.add_column(col, justify=justify)  # type: ignore[arg-type]
+        for r in self.rows:
+            ksp = " / ".join((r.kernel, r.stride, r.padding, r.dilation)) if r.kernel else ""
+            table.add_row(r.name, r.type, ksp, "x".join(map(str, r.output_shape[1:])), f"{r.params:,}",
+                          f"{r.frozen_params:,}" if r.frozen_params else "", f"{r.mult_adds:,}",
+                          r.receptive_field, r.jump, r.start)  # fmt: skip
+        return Group(table, *(Text(t) for t in self.totals_lines()))
+
+    def __str__(self) -> str:
+        return self.to_markdown()
+
+
+def _axes(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (tuple, list)):
+        return str(value[0]) if len(set(value)) == 1 else "x".join(map(str, value))
+    return str(value)
+
+
+def _geometry(module: nn.Module) -> dict[str, str]:
+    if isinstance(module, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
+        stride = module.stride if module.stride is not None else module.kernel_size
+        return {
+            "kernel": _axes(module.kernel_size),
+            "stride": _axes(stride),
+            "padding": _axes(module.padding),
+            "dilation": _axes(getattr(module, "dilation", 1)),
+        }
+    return {}
+
+
+def _resolve(model_or_name: nn.Module | str) -> tuple[nn.Module, str]:
+    if isinstance(model_or_name, nn.Module):
+        return model_or_name, type(model_or_name).__name__
+    from ..models import create_model, is_model, list_models, unknown_name_error
+
+    if is_model(model_or_name):
+        return create_model(model_or_name), model_or_name
+    import importlib.util
+
+    if importlib.util.find_spec("timm") is not None:
+        import timm
+
+        if model_or_name in timm.list_models():
+            return timm.create_model(model_or_name, pretrained=False), model_or_name
+    raise unknown_name_error("model", model_or_name, list_models(), "cnnzoo.list_models() or timm.list_models()")
+
+
+def _default_input(model: nn.Module) -> tuple[int, ...]:
+    size = getattr(model, "input_size", None)
+    if size is not None:
+        return tuple(int(v) for v in size)
+    cfg = getattr(model, "pretrained_cfg", None)
+    if cfg is not None and cfg.get("input_size"):
+        return tuple(int(v) for v in cfg["input_size"])
+    raise ValueError("give input_size=(C, H, W): the model does not say which input it takes")
+
+
+def summary(
+    model_or_name: nn.Module | str,
+    input_size: tuple[int, ...] | None = None,
+    batch_size: int = 1,
+    precision: Precision = "32-true",
+) -> ModelSummary:
+    """Summarise a network layer by layer, with its convolution arithmetic and receptive fields.
+
+    Args:
+        model_or_name: a module, a registered cnnzoo model name or a timm model name.
+        input_size: ``(C, H, W)``; ``None`` takes the model's own (``input_size``, or timm's ``pretrained_cfg``).
+        batch_size: the batch size for multiply-adds and activation memory.
+        precision: a Lightning precision, for the memory totals.
+
+    Returns:
+        The table: print it (a rich table in a terminal), or take ``to_json()`` / ``to_markdown()``.
+    """
+    import torchinfo
+
+    if precision not in _BYTES:
+        raise ValueError(f"precision must be one of {', '.join(_BYTES)}, got {precision!r}")
+    model, name = _resolve(model_or_name)
+    size = tuple(input_size) if input_size is not None else _default_input(model)
+    if len(size) != 3:
+        raise ValueError(f"input_size is (C, H, W), got {size}")
+    was_training = model.training
+    model.eval()
+    x = torch.zeros(batch_size, *size)
+    leaves = {id(m): n for n, m in model.named_modules() if not list(m.children())}
+    outputs: dict[int, torch.Tensor] = {}
+    hooks = [
+        m.register_forward_hook(lambda mod, _i, out: outputs.setdefault(id(mod), out))
+        for m in model.modules()
+        if id(m) in leaves
+    ]
+    tracker = ReceptiveFieldTracker()
+    tracker.watch(x)
+    try:
+        with tracker, torch.no_grad():
+            columns = ("output_size", "num_params", "mult_adds")
+            stats = torchinfo.summary(model, input_data=x, verbose=0, depth=100, col_names=columns)
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    rows: list[LayerRow] = []
+    for info in stats.summary_list:
+        module = info.module
+        if id(module) not in leaves or not info.executed:
+            continue
+        out = outputs.get(id(module))
+        f: Field | None = tracker.field(out) if isinstance(out, torch.Tensor) else None
+        own = list(module.parameters(recurse=False))
+        rows.append(
+            LayerRow(
+                name=leaves[id(module)],
+                type=type(module).__name__,
+                **_geometry(module),
+                output_shape=[int(v) for v in (info.output_size or [])],
+                params=sum(p.numel() for p in own),
+                frozen_params=sum(p.numel() for p in own if not p.requires_grad),
+                mult_adds=int(info.macs),
+                receptive_field=f.text("size") if f else "",
+                jump=f.text("jump") if f and not f.broken else "",
+                start=f.text("start") if f and not f.broken else "",
+            )
+        )
+    params = list(model.parameters())
+    total = sum(p.numel() for p in params)
+    trainable = sum(p.numel() for p in params if p.requires_grad)
+    param_bytes, act_bytes = _BYTES[precision]
+    activations = sum(math.prod(r.output_shape) for r in rows if r.output_shape)  # the batch is in the shape
+    return ModelSummary(
+        model=name,
+        input_size=size,
+        batch_size=batch_size,
+        precision=precision,
+        rows=rows,
+        total_params=total,
+        trainable_params=trainable,
+        frozen_params=total - trainable,
+        mult_adds=sum(r.mult_adds for r in rows),
+        param_bytes=total * param_bytes,
+        activation_bytes=activations * act_bytes,
+    )

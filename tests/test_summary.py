@@ -1,0 +1,178 @@
+"""`cnnzoo summary`: convolution arithmetic and receptive fields, by hand and by measurement."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import cnnzoo
+from cnnzoo.analysis.receptive_field import empirical_field
+from cnnzoo.analysis.summary import ModelSummary, summary
+from cnnzoo.cli import main
+
+
+def rows(s: ModelSummary) -> dict[str, tuple[str, str, str]]:
+    return {r.name: (r.receptive_field, r.jump, r.start) for r in s.rows}
+
+
+def test_lenet5_matches_the_hand_arithmetic_of_its_docstring() -> None:
+    s = summary("lenet5")
+    got = rows(s)
+    assert got["features.0"] == ("5", "1", "0.5")  # 5x5 conv, padding 2: 28 -> 28
+    assert got["features.2"] == ("6", "2", "1")  # 2x2 pool: 28 -> 14
+    assert got["features.3"] == ("14", "2", "5")  # 5x5 conv: 14 -> 10
+    assert got["features.5"] == ("16", "4", "6")  # 2x2 pool: 10 -> 5, each unit sees 16x16 input pixels
+    assert [r.output_shape for r in s.rows][:6:5] == [[1, 6, 28, 28], [1, 16, 5, 5]]
+    assert got["head.0"][0] == "n/a (flatten)" and got["classifier"][0].startswith("n/a")
+    assert s.total_params == sum(p.numel() for p in cnnzoo.create_model("lenet5").parameters())
+    conv = next(r for r in s.rows if r.name == "features.0")
+    assert (conv.kernel, conv.stride, conv.padding, conv.dilation) == ("5", "1", "2", "1")
+    assert conv.mult_adds == 6 * 28 * 28 * (5 * 5 * 1 + 1)  # per output: 25 multiply-adds and the bias
+
+
+def vgg_block() -> nn.Module:
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+        nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+        nn.AvgPool2d(2),
+    )  # fmt: skip
+
+
+def strided_dilated() -> nn.Module:
+    return nn.Sequential(nn.Conv2d(3, 4, 3, stride=2, dilation=2, padding=2), nn.Conv2d(4, 4, 3), nn.AvgPool2d(3, 1))
+
+
+class TwoBranches(nn.Module):
+    """A residual add and a concatenation of branches with different kernels."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 4, 3, padding=1)
+        self.a = nn.Conv2d(4, 4, 3, padding=1)
+        self.b = nn.Conv2d(4, 4, 5, padding=2)
+        self.pool = nn.AvgPool2d(2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        y = x + self.a(x)
+        return self.pool(torch.cat([y, self.b(x)], dim=1))
+
+
+def test_hand_values_for_a_vgg_block_and_a_strided_dilated_stack() -> None:
+    got = rows(summary(vgg_block(), input_size=(3, 32, 32)))
+    assert [got[k] for k in ("0", "3", "6")] == [("3", "1", "0.5"), ("5", "1", "0.5"), ("6", "2", "1")]
+    got = rows(summary(strided_dilated(), input_size=(3, 33, 33)))
+    # dilation 2 makes the 3x3 kernel span 5 pixels; stride 2 doubles the jump for every later layer
+    assert got["0"] == ("5", "2", "0.5") and got["1"] == ("9", "2", "2.5") and got["2"] == ("13", "2", "4.5")
+    got = rows(summary(TwoBranches(), input_size=(3, 32, 32)))
+    assert got["a"][0] == "5" and got["b"][0] == "7" and got["pool"] == ("8", "2", "1")
+
+
+def positive(model: nn.Module) -> nn.Module:
+    """Positive weights and no normalisation shift: no unit's gradient cancels, so the measured field is full."""
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(0.1)
+    return model.eval()
+
+
+def output_of(name: str) -> Callable[[nn.Module, torch.Tensor], torch.Tensor]:
+    def run(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        captured: list[torch.Tensor] = []
+        handle = model.get_submodule(name).register_forward_hook(lambda m, i, o: captured.append(o))
+        model(x)
+        handle.remove()
+        return captured[0]
+
+    return run
+
+
+@pytest.mark.parametrize(
+    ("build", "size", "layer"),
+    [(vgg_block, 32, "6"), (strided_dilated, 33, "2"), (TwoBranches, 32, "pool")],
+    ids=["vgg_block", "strided_dilated", "branches"],
+)
+def test_arithmetic_equals_the_measured_field(build: Callable[[], nn.Module], size: int, layer: str) -> None:
+    model = positive(build())
+    s = summary(model, input_size=(3, size, size))
+    computed = int(rows(s)[layer][0])
+    assert empirical_field(model, torch.rand(1, 3, size, size) + 0.1, output_of(layer)) == (computed, computed)
+
+
+@pytest.mark.parametrize("name", cnnzoo.list_models())
+def test_every_registered_model_summarises_and_no_field_is_smaller_than_measured(name: str) -> None:
+    model = cnnzoo.create_model(name).eval()
+    s = summary(model)
+    assert s.total_params == sum(p.numel() for p in model.parameters())
+    assert s.mult_adds > 0 and s.activation_bytes > 0
+    spatial = [r for r in s.rows if r.receptive_field and not r.receptive_field.startswith("n/a")]
+    assert spatial, "the convolutional part has numbers"
+    last = spatial[-1]
+    x = torch.rand(1, *model.input_size)
+    measured = empirical_field(model, x, output_of(last.name))
+    computed = [int(v) for v in last.receptive_field.split("x")] * (1 if "x" in last.receptive_field else 2)
+    assert measured[0] <= computed[0] and measured[1] <= computed[-1]
+    after = s.rows[s.rows.index(last) + 1 :]
+    assert all(r.receptive_field.startswith("n/a") for r in after if r.output_shape and len(r.output_shape) < 4)
+
+
+def test_a_timm_residual_network_merges_its_branches() -> None:
+    got = rows(summary("resnet18", input_size=(3, 64, 64)))
+    assert got["conv1"] == ("7", "2", "0.5") and got["maxpool"] == ("11", "4", "0.5")
+    assert got["layer1.0.act2"][0] == "27"  # two 3x3 convs at jump 4 on 11, merged with the identity shortcut
+    assert got["global_pool.pool"][0] == "n/a (global pooling)"
+
+
+def test_non_global_adaptive_pooling_says_so() -> None:
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.AdaptiveAvgPool2d(4), nn.Conv2d(2, 2, 1))
+    got = rows(summary(model, input_size=(1, 16, 16)))
+    assert got["1"][0] == "n/a (adaptive pooling)" and got["2"][0] == "n/a (adaptive pooling)"
+
+
+def test_totals_count_frozen_parameters_and_memory() -> None:
+    model = cnnzoo.create_model("lenet5")
+    for p in model.features.parameters():
+        p.requires_grad_(False)
+    s = summary(model, batch_size=8, precision="16-mixed")
+    frozen = sum(p.numel() for p in model.features.parameters())
+    assert s.frozen_params == frozen and s.trainable_params == s.total_params - frozen
+    assert next(r for r in s.rows if r.name == "features.0").frozen_params == 156
+    assert s.param_bytes == 4 * s.total_params  # mixed precision keeps fp32 weights
+    assert s.activation_bytes == 2 * 8 * sum(
+        torch.Size(r.output_shape[1:]).numel() for r in summary(model).rows
+    )  # fp16 activations, batch 8
+    assert s.mult_adds == 8 * summary(model).mult_adds
+
+
+def test_cli_summary_formats(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert main(["summary", "lenet5", "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["rows"][5]["receptive_field"] == "16" and data["conventions"]["start"]
+    assert main(["summary", "vgg11_bn", "--format", "markdown", "--input-size", "3", "64", "64"]) == 0
+    md = capsys.readouterr().out
+    assert md.startswith("`vgg11_bn`, input 3x64x64") and "| features.0 | Conv2d | 3 | 1 | 1 | 1 |" in md
+    assert main(["summary", "-c", "lenet5_digits", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["input_size"] == [1, 28, 28]
+    assert main(["summary", "lenet6"]) == 2
+    assert "Did you mean: lenet5" in capsys.readouterr().err
+
+
+def test_cli_summary_of_a_checkpoint(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    from lightning.pytorch import Trainer
+
+    from cnnzoo.tasks import ImageClassifier
+
+    task = ImageClassifier(model="simple_cnn", num_classes=3)
+    trainer = Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.strategy.connect(task)
+    trainer.save_checkpoint(tmp_path / "m.ckpt")
+    assert main(["summary", "--ckpt_path", str(tmp_path / "m.ckpt"), "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["rows"][-1]["output_shape"] == [1, 3] and data["total_params"] == sum(
+        p.numel() for p in task.net.parameters()
+    )
