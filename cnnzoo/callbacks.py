@@ -40,7 +40,8 @@ class PredictionWriter(BasePredictionWriter):
     Under DDP every rank's rows are gathered and only rank 0 writes, sorted by file.
 
     Args:
-        output: CSV path; ``None`` writes ``predictions.csv`` in the run's log directory.
+        output: CSV path; ``None`` writes ``predictions.csv`` in the run's log directory (the CLI's prediction runs
+            log nothing, so there it is ``--trainer.default_root_dir``).
     """
 
     def __init__(self, output: str | None = None) -> None:

@@ -432,6 +432,11 @@ class CnnzooCLI(LightningCLI):
         if self.subcommand in ("validate", "test"):
             extra.append(EvalReport())
         trainer_config = {**cfg, **kwargs}
+        if self.subcommand == "predict":
+            # A prediction run logs nothing: no lightning_logs/version_N holding only a copy of the config.
+            self.save_config_callback = None
+            if trainer_config.get("logger") is None:
+                trainer_config["logger"] = False
         if trainer_config.get("logger") in (None, True):
             trainer_config["logger"] = default_loggers(trainer_config.get("default_root_dir") or os.getcwd())
         plugins = trainer_config.get("plugins")
