@@ -83,6 +83,23 @@ def models_table() -> str:
     return "\n".join(lines) + "\n"
 
 
+def receptive_fields() -> str:
+    lines = [
+        "| model | input | last spatial layer | its output | receptive field | jump | multiply-adds |",
+        "| --- | --- | --- | --- | ---: | ---: | ---: |",
+    ]
+    for name, size in (("lenet5", None), ("vgg16_bn", (3, 32, 32)), ("vgg16_bn", (3, 224, 224)),
+                       ("resnet18", (3, 224, 224))):  # fmt: skip
+        s = cnnzoo.summary(name, input_size=size)
+        last = [r for r in s.rows if r.receptive_field and not r.receptive_field.startswith("n/a")][-1]
+        lines.append(
+            f"| `{name}` | {'x'.join(map(str, s.input_size))} | `{last.name}` ({last.type}) | "
+            f"{'x'.join(map(str, last.output_shape[1:]))} | {last.receptive_field} px | {last.jump} px | "
+            f"{s.mult_adds:,} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def lenet5_summary() -> str:
     return "```text\n" + cnnzoo.summary("lenet5").to_markdown() + "```\n"
 
@@ -353,6 +370,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "quickstart-figures": quickstart_figures,
     "models-table": models_table,
     "lenet5-summary": lenet5_summary,
+    "receptive-fields": receptive_fields,
     "recipes-table": recipes_table,
     "mnist-recipes": mnist_recipe_row,
     "train-throughput": throughput_table,
@@ -360,7 +378,14 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "transfer-findings": transfer_findings,
     "finetune-digits": finetune_digits,
 }
-PAGES = ("README.md", "docs/index.md", "docs/recipes.md", "docs/data.md", "docs/transfer_learning.md")
+PAGES = (
+    "README.md",
+    "docs/index.md",
+    "docs/recipes.md",
+    "docs/data.md",
+    "docs/transfer_learning.md",
+    "docs/looking_inside.md",
+)
 
 
 def fill(text: str, where: str) -> str:
