@@ -38,6 +38,7 @@ _LAZY = {
     "ImageFolderDataModule": "cnnzoo.data",
     "CnnzooCLI": "cnnzoo.cli",
     "summary": "cnnzoo.analysis.summary",
+    "report": "cnnzoo.analysis.report",
 }
 
 
@@ -75,5 +76,6 @@ __all__ = [
     "list_pretrained",
     "load_pretrained",
     "register_model",
+    "report",
     "summary",
 ]

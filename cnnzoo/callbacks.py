@@ -21,6 +21,7 @@ from typing_extensions import override
 
 __all__ = [
     "AtomicCheckpointIO",
+    "ConfusionMatrixLogger",
     "EarlyStopping",
     "EpochLog",
     "FiniteLossGuard",
@@ -326,6 +327,63 @@ class EpochLog(Callback):
         lrs = [g["lr"] for opt in trainer.optimizers for g in opt.param_groups]
         lr = f"  lr {lrs[0]:.4g}" if lrs else ""
         print(f"epoch {epoch}  {format_metrics(metrics)}{lr}  ({took:.1f} s)", flush=True)
+
+
+class ConfusionMatrixLogger(Callback):
+    """Log the validation confusion matrix every epoch to the active loggers.
+
+    TensorBoard gets it as an image (``val_confusion``, with the ``report`` extra's matplotlib); the CSV logger as
+    ``confusion/epoch=N.csv`` beside ``metrics.csv`` (rows: true class, columns: predicted). Add it with
+    ``--trainer.callbacks+=cnnzoo.callbacks.ConfusionMatrixLogger``.
+    """
+
+    def __init__(self) -> None:
+        self._matrix: torch.Tensor | None = None
+
+    @override
+    def on_validation_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        n = int(pl_module.hparams.get("num_classes", 0))
+        self._matrix = torch.zeros(n, n, dtype=torch.long, device=pl_module.device)
+
+    @override
+    def on_validation_batch_end(
+        self,
+        trainer: Trainer,
+        pl_module: LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        if self._matrix is None or not isinstance(outputs, dict) or "logits" not in outputs:
+            return
+        n = self._matrix.shape[0]
+        target, preds = outputs["target"].long(), outputs["logits"].argmax(1)
+        self._matrix += torch.bincount(target * n + preds, minlength=n * n).view(n, n)
+
+    @override
+    def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self._matrix is None or trainer.sanity_checking:
+            return
+        matrix = trainer.strategy.reduce(self._matrix.float(), reduce_op="sum").long().cpu()
+        if not trainer.is_global_zero:
+            return
+        from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+        names = [str(c) for c in (getattr(pl_module, "class_names", None) or range(matrix.shape[0]))]
+        for logger in trainer.loggers:
+            if isinstance(logger, CSVLogger) and logger.log_dir:
+                folder = Path(logger.log_dir) / "confusion"
+                folder.mkdir(parents=True, exist_ok=True)
+                with open(folder / f"epoch={trainer.current_epoch}.csv", "w", newline="") as f:
+                    writer = csv.writer(f)
+                    writer.writerow(["true \\ predicted", *names])
+                    writer.writerows([name, *row] for name, row in zip(names, matrix.tolist(), strict=True))
+            elif isinstance(logger, TensorBoardLogger):
+                from .analysis.report import confusion_figure
+
+                fig = confusion_figure(matrix, names)
+                logger.experiment.add_figure("val_confusion", fig, global_step=trainer.current_epoch)
 
 
 class EvalReport(Callback):

@@ -100,6 +100,37 @@ def receptive_fields() -> str:
     return "\n".join(lines) + "\n"
 
 
+REPORT_DIR = ROOT / "docs" / "images" / "report_lenet5_mnist"
+REPORT_FIGURES = (
+    ("confusion.png", "Confusion matrix, counts and row-normalised"),
+    ("mistakes.png", "The most confident mistakes"),
+    ("filters.png", "First-layer filters"),
+    ("feature_maps.png", "Feature maps of one test image"),
+    ("grad_cam.png", "Grad-CAM on the last convolution, four right and four wrong"),
+)
+
+
+def lenet5_report() -> str:
+    path = REPORT_DIR / "report.json"
+    if not path.is_file():
+        return "Not made yet: run the command below.\n"
+    r = json.loads(path.read_text())
+    lines = [
+        f"Made by `{r['command']}` in {r['seconds']:g} s on the CPU: {r['num_examples']:,} test images, accuracy "
+        f"{r['accuracy']:.4f}. Grad-CAM looks at `{r['grad_cam_layer']}`.",
+        "",
+        "| class | precision | recall | F1 | support |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for name, c in r["per_class"].items():
+        lines.append(f"| {name} | {c['precision']:.4f} | {c['recall']:.4f} | {c['f1']:.4f} | {c['support']:,} |")
+    lines.append("")
+    for file, caption in REPORT_FIGURES:
+        if (REPORT_DIR / file).is_file():
+            lines += [f"![{caption}](images/report_lenet5_mnist/{file})", ""]
+    return "\n".join(lines)
+
+
 def lenet5_summary() -> str:
     return "```text\n" + cnnzoo.summary("lenet5").to_markdown() + "```\n"
 
@@ -371,6 +402,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "models-table": models_table,
     "lenet5-summary": lenet5_summary,
     "receptive-fields": receptive_fields,
+    "lenet5-report": lenet5_report,
     "recipes-table": recipes_table,
     "mnist-recipes": mnist_recipe_row,
     "train-throughput": throughput_table,

@@ -63,3 +63,16 @@ def test_recipe_results_were_measured_with_the_recipe_they_name() -> None:
         assert entry["fit"]["command"].startswith(f"cnnzoo fit --config recipes/{name}.yaml")
         assert entry["eval"]["command"].split()[1] in ("test", "validate")
         assert entry["eval"]["metrics"] and entry["eval"]["num_examples"] > 0
+
+
+@pytest.mark.parametrize("page", sorted(p.name for p in (ROOT / "docs").glob("*.md")))
+def test_every_image_a_page_shows_exists(page: str) -> None:
+    text = (ROOT / "docs" / page).read_text()
+    for target in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text):
+        assert (ROOT / "docs" / target).is_file(), f"docs/{page} shows {target}, which does not exist"
+
+
+def test_the_docs_report_agrees_with_the_published_metric() -> None:
+    report = json.loads((ROOT / "docs" / "images" / "report_lenet5_mnist" / "report.json").read_text())
+    assert report["accuracy"] == pytest.approx(cnnzoo.get_weights("lenet5.mnist").metric("test_acc"), abs=1e-6)
+    assert report["num_examples"] == 10_000 and "--model.init_args.pretrained lenet5.mnist" in report["command"]

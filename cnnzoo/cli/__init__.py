@@ -222,6 +222,48 @@ def _cmd_summary(argv: list[str]) -> int:
     return 0
 
 
+def _cmd_report(argv: list[str]) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="cnnzoo report",
+        description="One self-contained HTML page (and its PNGs) on what a trained model gets right and wrong: "
+        "learning curves, confusion matrix, per-class P/R/F1, confident mistakes, first-layer filters, feature "
+        "maps and Grad-CAM. Give --config RECIPE (any 'cnnzoo fit' option goes with it) and --ckpt_path, or "
+        "published weights with --model.init_args.pretrained NAME.",
+    )
+    parser.add_argument("--ckpt_path", "--ckpt-path", help="a checkpoint that cnnzoo fit wrote")
+    parser.add_argument("--split", choices=["val", "test"], default="val")
+    parser.add_argument("--out", default="report", help="output folder (report.html, PNGs, report.json)")
+    parser.add_argument("--target_layer", "--target-layer", help="Grad-CAM layer; default: the last convolution")
+    parser.add_argument("--max-images", type=int, default=256, help="images kept for the figures")
+    args, rest = parser.parse_known_args(argv)
+    if not rest:
+        raise ConfigError("cnnzoo report needs the data: --config <recipe> (cnnzoo recipes), and --ckpt_path")
+    cli = _configured_cli(rest)
+    from ..analysis.report import ReportError, report
+
+    if args.ckpt_path:
+        task = _task_from_checkpoint(args.ckpt_path)
+    elif getattr(cli.model, "pretrained_cfg", None) is not None or cli.model.hparams.get("pretrained"):
+        task = cli.model
+    else:
+        raise ConfigError(
+            "cnnzoo report needs trained weights: --ckpt_path <checkpoint>, or --model.init_args.pretrained <weights>"
+        )
+    try:
+        path = report(task, cli.datamodule, Path(args.out), args.split, args.ckpt_path, args.target_layer,
+                      args.max_images, title=Path(args.ckpt_path).name if args.ckpt_path else None)  # fmt: skip
+    except (ReportError, ValueError) as err:
+        raise ConfigError(str(err).strip().splitlines()[0]) from None
+    record = path.parent / "report.json"
+    record.write_text(
+        json.dumps({**json.loads(record.read_text()), "command": "cnnzoo report " + " ".join(argv)}, indent=2) + "\n"
+    )
+    print(f"report: {path}")
+    return 0
+
+
 def _configured_cli(args: list[str]) -> Any:
     """A CnnzooCLI that parses and builds model and data from ``args`` without running a Trainer command."""
     from jsonargparse import ArgumentError
@@ -266,6 +308,7 @@ def _task_from_checkpoint(path: str) -> Any:
 ZOO_COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "recipes": (_cmd_recipes, "list the shipped recipes, each with what it trains"),
     "summary": (_cmd_summary, "a layer table with convolution arithmetic and receptive fields (NAME, --config)"),
+    "report": (_cmd_report, "an HTML report of a trained model: curves, confusion, mistakes, filters, Grad-CAM"),
     "weights": (_cmd_weights, "print the published weights (name, classes, input, metrics, size)"),
     "publish": (_cmd_publish, "turn a training checkpoint into a release: safetensors, metadata JSON, model card"),
     "models": (_cmd_models, "print the model registry as a table (name, parameters, default input size)"),

@@ -299,7 +299,7 @@ class ClassificationTask(LightningModule):
             return batch[0], (batch[1] if len(batch) > 1 else None)
         raise TypeError(f"unsupported batch type {type(batch).__name__}; expected a tensor, (x, y) or a dict")
 
-    def _shared_step(self, batch: Any, stage: str) -> torch.Tensor:
+    def _shared_step(self, batch: Any, stage: str) -> dict[str, torch.Tensor]:
         x, y = self._split_batch(batch)
         if y is None:
             raise ValueError(f"the {stage} batch carries no labels; {stage} needs (images, labels)")
@@ -311,7 +311,7 @@ class ClassificationTask(LightningModule):
             self._log_train_loss(loss, x.shape[0])
         else:
             self.log(f"{stage}_loss", loss, on_epoch=True, prog_bar=True, sync_dist=True, batch_size=x.shape[0])
-        return loss
+        return {"loss": loss, "logits": logits.detach(), "target": hard}
 
     def _log_train_loss(self, loss: torch.Tensor, batch_size: int) -> None:
         # Lightning's self.log costs about 1 ms a call on CPU, as much as a LeNet step's data handling, so the
@@ -364,15 +364,17 @@ class ClassificationTask(LightningModule):
 
     @override
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        return self._shared_step(batch, "train")
+        return self._shared_step(batch, "train")["loss"]
 
     @override
-    def validation_step(self, batch: Any, batch_idx: int) -> None:
-        self._shared_step(batch, "val")
+    def validation_step(self, batch: Any, batch_idx: int) -> dict[str, torch.Tensor]:
+        """The loss, and the logits and targets that callbacks (``ConfusionMatrixLogger``) receive as outputs."""
+        return self._shared_step(batch, "val")
 
     @override
-    def test_step(self, batch: Any, batch_idx: int) -> None:
-        self._shared_step(batch, "test")
+    def test_step(self, batch: Any, batch_idx: int) -> dict[str, torch.Tensor]:
+        """As :meth:`validation_step`, on the test split."""
+        return self._shared_step(batch, "test")
 
     def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
         """Predicted classes and probabilities for a batch.

@@ -1,0 +1,176 @@
+"""`cnnzoo report`: a real tiny run, every section, the numbers checked, and the page opened in Chromium."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+from cnnzoo.analysis.report import SECTIONS, ReportError, report
+from cnnzoo.cli import main
+
+pytest.importorskip("matplotlib")
+pytest.importorskip("torchcam")
+
+QUIET = ["--trainer.enable_model_summary=false"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The digits recipe for a few epochs: its best checkpoint, with metrics.csv in its run folder."""
+    root = tmp_path_factory.mktemp("run")
+    assert (
+        main(["fit", "-c", "lenet5_digits", "--trainer.max_epochs=3", f"--trainer.default_root_dir={root}", *QUIET])
+        == 0
+    )
+    fit = json.loads(next(root.glob("lightning_logs/version_0/fit_report.json")).read_text())
+    return Path(fit["best"]["path"])
+
+
+@pytest.fixture(scope="module")
+def made(run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("report")
+    assert (
+        main(["report", "-c", "lenet5_digits", "--ckpt_path", str(run), "--out", str(out), "--max-images", "64"]) == 0
+    )
+    return out
+
+
+def test_the_report_has_every_section_with_its_figure(made: Path) -> None:
+    page = (made / "report.html").read_text()
+    for section in SECTIONS:
+        assert f'<section id="{section}">' in page
+    pngs = {p.name for p in made.glob("*.png")}
+    assert pngs == {"curves.png", "confusion.png", "mistakes.png", "filters.png", "feature_maps.png", "grad_cam.png"}
+    assert page.count('src="data:image/png;base64,') == len(pngs), "every figure is embedded"
+    assert "http://" not in page and "https://" not in page, "the page needs no network"
+
+
+def test_the_reported_numbers_are_the_validation_run(
+    run: Path, made: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    summary = json.loads((made / "report.json").read_text())
+    argv = ["validate", "-c", "lenet5_digits", f"--ckpt_path={run}", f"--trainer.default_root_dir={tmp_path}"]
+    assert main([*argv, *QUIET]) == 0
+    measured = json.loads(next(tmp_path.glob("lightning_logs/*/validate_report.json")).read_text())
+    assert summary["num_examples"] == measured["num_examples"] == sum(map(sum, summary["confusion"]))
+    assert summary["accuracy"] == pytest.approx(measured["metrics"]["val_acc"], abs=1e-6)
+    f1 = sum(c["f1"] for c in summary["per_class"].values()) / len(summary["per_class"])
+    assert f1 == pytest.approx(measured["metrics"]["val_f1"], abs=1e-4)
+
+
+def test_a_checkpoint_without_logged_metrics_still_renders(run: Path, tmp_path: Path) -> None:
+    lone = tmp_path / "elsewhere" / "checkpoints" / "best.ckpt"
+    lone.parent.mkdir(parents=True)
+    shutil.copy(run, lone)
+    assert main(["report", "-c", "lenet5_digits", "--ckpt_path", str(lone), "--out", str(tmp_path / "r")]) == 0
+    page = (tmp_path / "r" / "report.html").read_text()
+    assert "No learning curves: no logged metrics were found" in page and not (tmp_path / "r" / "curves.png").exists()
+
+
+def test_bad_input_gets_one_line(run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["report", "-c", "lenet5_digits", "--ckpt_path", str(run), "--out", str(tmp_path / "r")]
+    assert main([*argv, "--data.img_size=32"]) == 2
+    assert "LeNet5 was built for (C, H, W) = (1, 28, 28) but received (1, 32, 32)" in capsys.readouterr().err
+    assert main([*argv, "--target_layer", "nope"]) == 2
+    assert "--target_layer 'nope' is not a layer of LeNet5" in capsys.readouterr().err
+    assert main(["report", "-c", "lenet5_digits", "--out", str(tmp_path / "r")]) == 2
+    assert "needs trained weights" in capsys.readouterr().err
+
+    from cnnzoo.data import DigitsDataModule
+    from cnnzoo.tasks import ImageClassifier
+
+    task = ImageClassifier.load_from_checkpoint(run)
+    task.class_names = [f"c{i}" for i in range(10)]
+    with pytest.raises(ReportError, match="trained on classes"):
+        report(task, DigitsDataModule(), tmp_path / "x")
+    mlp = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))
+    mlp.class_names = [str(i) for i in range(10)]  # type: ignore[assignment]
+    with pytest.raises(ReportError, match="has no Conv2d layer"):
+        report(mlp, DigitsDataModule(), tmp_path / "y")
+
+
+def test_a_timm_classifier_reports_with_grad_cam_on_its_last_stage(tmp_path: Path) -> None:
+    from cnnzoo.data import DigitsDataModule
+    from cnnzoo.tasks import TimmClassifier
+
+    dm = DigitsDataModule(img_size=32)
+    task = TimmClassifier("resnet18", num_classes=10, in_chans=1, img_size=32, class_names=list(dm.class_names))
+    path = report(task, dm, tmp_path / "timm", max_images=16, progress=False)
+    assert json.loads((path.parent / "report.json").read_text())["grad_cam_layer"] == "layer4.1.conv2"
+
+
+CHECK = """<script>
+window.addEventListener('load', () => {
+  const imgs = [...document.images];
+  document.body.dataset.images = imgs.length;
+  document.body.dataset.broken = imgs.filter(i => !(i.complete && i.naturalWidth > 0)).length;
+  document.body.dataset.sections = [...document.querySelectorAll('section')].map(s => s.id).join(',');
+});
+</script>"""
+
+
+def open_in_chromium(page: Path, tmp_path: Path) -> tuple[dict[str, str], list[str]]:
+    """The body's data attributes after load (set by CHECK) and the console messages, from headless Chromium."""
+    copy = tmp_path / f"checked-{page.name}"
+    copy.write_text(page.read_text().replace("</body>", CHECK + "</body>"))
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0"]
+    run = subprocess.run(
+        ["chromium", *flags, "--virtual-time-budget=10000", "--dump-dom", copy.as_uri()],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    body = re.search(r"<body([^>]*)>", run.stdout)
+    attrs = dict(re.findall(r'data-(\w+)="([^"]*)"', body.group(1))) if body else {}
+    console = [ln for ln in run.stderr.splitlines() if ":CONSOLE" in ln]
+    return attrs, console
+
+
+@pytest.mark.skipif(
+    shutil.which("chromium") is None and not os.environ.get("CI"),
+    reason="Debian's chromium is not installed (apt-get install chromium); CI installs it",
+)
+def test_the_page_in_a_real_browser(made: Path, tmp_path: Path) -> None:
+    attrs, console = open_in_chromium(made / "report.html", tmp_path)
+    assert attrs.get("sections") == ",".join(SECTIONS)
+    assert int(attrs["images"]) == 6 and attrs["broken"] == "0", attrs
+    assert console == [], console
+    shot = tmp_path / "report.png"
+    subprocess.run(
+        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1200,3600",
+         f"--screenshot={shot}", (made / "report.html").as_uri()],
+        capture_output=True, timeout=120, check=True,
+    )  # fmt: skip
+    assert shot.stat().st_size > 50_000
+    # The check itself can fail: a broken image and a script error are seen.
+    bad = tmp_path / "bad.html"
+    bad.write_text(
+        '<html><body><img src="data:image/png;base64,AAAA"><script>throw new Error("boom")</script></body></html>'
+    )
+    attrs, console = open_in_chromium(bad, tmp_path)
+    assert attrs["broken"] == "1" and any("boom" in line for line in console)
+
+
+def test_confusion_matrix_logger_writes_one_table_per_epoch(tmp_path: Path) -> None:
+    argv = ["fit", "-c", "lenet5_digits", "--trainer.max_epochs=2", f"--trainer.default_root_dir={tmp_path}"]
+    assert main([*argv, "--trainer.callbacks+=cnnzoo.callbacks.ConfusionMatrixLogger", *QUIET]) == 0
+    tables = sorted(tmp_path.glob("lightning_logs/version_0/confusion/epoch=*.csv"))
+    assert [t.name for t in tables] == ["epoch=0.csv", "epoch=1.csv"]
+    rows = [line.split(",") for line in tables[-1].read_text().splitlines()]
+    assert rows[0][1:] == [str(i) for i in range(10)] and len(rows) == 11
+    assert sum(int(v) for r in rows[1:] for v in r[1:]) == 270, "every validation image counted once"
+
+
+def test_a_missing_extra_says_which_install_fixes_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from cnnzoo.analysis import report as module
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    with pytest.raises(ImportError, match=r"pip install 'cnnzoo\[report\]'"):
+        module._plt()
