@@ -39,6 +39,7 @@ _LAZY = {
     "CnnzooCLI": "cnnzoo.cli",
     "summary": "cnnzoo.analysis.summary",
     "report": "cnnzoo.analysis.report",
+    "export": "cnnzoo.deploy",
 }
 
 
@@ -71,6 +72,7 @@ __all__ = [
     "Weights",
     "__version__",
     "create_model",
+    "export",
     "get_weights",
     "list_models",
     "list_pretrained",

@@ -264,6 +264,42 @@ def _cmd_report(argv: list[str]) -> int:
     return 0
 
 
+def _cmd_export(argv: list[str]) -> int:
+    import argparse
+
+    from ..deploy import SUFFIX, ExportError, export
+
+    parser = argparse.ArgumentParser(
+        prog="cnnzoo export",
+        description="Export a network to ONNX, TorchScript or torch.export, check it against eager PyTorch on a "
+        "fixed batch, and write a JSON sidecar (classes, input size, mean/std, transform) beside it.",
+    )
+    parser.add_argument(
+        "source", help="weights name, published folder/JSON/safetensors, URL#sha256=, hf-hub:, or .ckpt"
+    )
+    parser.add_argument("--format", choices=list(SUFFIX), default="onnx")
+    parser.add_argument("--out", help="output file (default: the source's name in the current directory)")
+    parser.add_argument("--opset", type=int, default=18, help="ONNX opset")
+    parser.add_argument("--bake-normalization", action="store_true", help="the graph takes uint8 pixels")
+    parser.add_argument("--images", help="a folder of images for the check (default: a seeded random batch)")
+    parser.add_argument("--tolerance", type=float, default=1e-4, help="largest accepted |exported - eager|")
+    parser.add_argument("--config", help="the run's config.yaml, for a checkpoint that does not name its model")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    args = parser.parse_args(argv)
+    out = args.out or Path(args.source.rstrip("/")).name.removesuffix(".ckpt").removesuffix(".safetensors")
+    try:
+        options = {"opset": args.opset, "bake_normalization": args.bake_normalization, "overwrite": args.overwrite}
+        options |= {"images": args.images, "tolerance": args.tolerance, "config": args.config}
+        result = export(args.source, out, args.format, **options)
+    except ExportError as err:
+        raise ConfigError(str(err)) from None
+    print(
+        f"exported {result.path} ({result.exporter}) in {result.seconds:.1f} s; max |exported - eager| = "
+        f"{result.max_abs_diff:.3g}; metadata: {result.sidecar}"
+    )
+    return 0
+
+
 def _configured_cli(args: list[str]) -> Any:
     """A CnnzooCLI that parses and builds model and data from ``args`` without running a Trainer command."""
     from jsonargparse import ArgumentError
@@ -309,6 +345,7 @@ ZOO_COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "recipes": (_cmd_recipes, "list the shipped recipes, each with what it trains"),
     "summary": (_cmd_summary, "a layer table with convolution arithmetic and receptive fields (NAME, --config)"),
     "report": (_cmd_report, "an HTML report of a trained model: curves, confusion, mistakes, filters, Grad-CAM"),
+    "export": (_cmd_export, "export to ONNX, TorchScript or torch.export, checked against eager, with metadata"),
     "weights": (_cmd_weights, "print the published weights (name, classes, input, metrics, size)"),
     "publish": (_cmd_publish, "turn a training checkpoint into a release: safetensors, metadata JSON, model card"),
     "models": (_cmd_models, "print the model registry as a table (name, parameters, default input size)"),

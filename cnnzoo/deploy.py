@@ -1,0 +1,322 @@
+"""``cnnzoo export``: a trained network as ONNX, TorchScript or a ``torch.export`` program, checked against eager.
+
+The input is anything :func:`cnnzoo.load_pretrained` takes (a weights name, a published folder, its ``.json`` or
+``.safetensors``, a URL with its sha256, ``hf-hub:``) or a checkpoint that ``cnnzoo fit`` wrote, which records its
+task, model and classes. Every export is run once more on a fixed batch, and its outputs are compared with eager
+PyTorch: the largest absolute difference is printed and stored, and the command fails above the tolerance. A JSON
+sidecar beside the file carries what a consumer needs: class names, input size, mean/std and the transform.
+With ``bake_normalization`` the graph itself scales and normalises, so a consumer feeds uint8 RGB (or gray) pixels.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import time
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import __version__
+
+__all__ = ["ExportError", "ExportResult", "export"]
+
+Format = Literal["onnx", "torchscript", "pt2"]
+SUFFIX: dict[str, str] = {"onnx": ".onnx", "torchscript": ".pt", "pt2": ".pt2"}
+
+
+class ExportError(ValueError):
+    """An export that cannot be made, or that disagrees with eager PyTorch; the message names the fix."""
+
+
+@dataclass
+class ExportResult:
+    """Where the export went and how close it came to eager PyTorch."""
+
+    path: Path
+    sidecar: Path
+    exporter: str
+    max_abs_diff: float
+    seconds: float
+
+
+class Normalized(nn.Module):
+    """``uint8`` pixels in, logits out: scaling by 1/255 and normalising inside the graph."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    def __init__(self, net: nn.Module, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+        super().__init__()
+        self.net = net
+        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1) * 255.0)
+        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1) * 255.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net((x.float() - self.mean) / self.std)
+
+
+def _load(source: str, config: str | None) -> tuple[nn.Module, dict[str, Any]]:
+    """The network and its metadata (class names, input size, mean, std, crop_pct) from any source."""
+    path = Path(source)
+    if path.suffix in (".ckpt", ".pt", ".pth") and path.is_file():
+        from .models import torch_load_weights_only
+
+        state = torch_load_weights_only(path)
+        hparams = state.get("hyper_parameters") if isinstance(state, dict) else None
+        if not hparams or not hparams.get("_class_path"):
+            if config is None:
+                raise ExportError(
+                    f"{source} does not say which model it holds: pass the run's config "
+                    "(--config <run>/config.yaml), or export published weights"
+                )
+            from .cli import _configured_cli
+            from .models import load_state_dict_file
+
+            task = _configured_cli(["--config", config]).model
+            task.load_state_dict(load_state_dict_file(path))
+        else:
+            import importlib
+
+            module, _, name = hparams["_class_path"].rpartition(".")
+            task = getattr(importlib.import_module(module), name).load_from_checkpoint(path, map_location="cpu")
+        example = getattr(task, "example_input_array", None)
+        size = tuple(example.shape[1:]) if example is not None else None
+        meta: dict[str, Any] = {
+            "class_names": list(task.class_names or []),
+            "input_size": list(size) if size else None,
+            "mean": list(task.mean or []),
+            "std": list(task.std or []),
+            "crop_pct": None,
+            "source": str(source),
+        }
+        return task.net.eval(), meta
+    from .models import Weights, load_pretrained
+
+    model = load_pretrained(source)
+    w: Weights = model.pretrained_cfg  # type: ignore[assignment]  # set by load_pretrained
+    return model.eval(), {
+        "class_names": list(w.class_names),
+        "input_size": list(w.input_size),
+        "mean": list(w.mean),
+        "std": list(w.std),
+        "crop_pct": w.crop_pct,
+        "source": w.name,
+        "sha256": w.sha256,
+    }
+
+
+def _batch(meta: dict[str, Any], images: str | None, n: int, baked: bool) -> torch.Tensor:
+    """A fixed batch: real images from a folder through the evaluation transform, or a seeded random one."""
+    from .presets import ImageClassificationEval
+
+    c, h, _ = meta["input_size"]
+    if images:
+        from PIL import Image
+
+        files = sorted(p for p in Path(images).iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))[:n]
+        if not files:
+            raise ExportError(f"--images {images}: no .png/.jpg images to check the export on")
+        mode = "L" if c == 1 else "RGB"
+        pixels = torch.stack([torch.as_tensor(np.asarray(Image.open(f).convert(mode).resize((h, h)))) for f in files])
+        pixels = pixels.unsqueeze(1) if pixels.dim() == 3 else pixels.permute(0, 3, 1, 2)
+    else:
+        pixels = torch.randint(0, 256, (n, c, h, h), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    from .presets import resize_batch
+
+    pixels = resize_batch(pixels, h, meta.get("crop_pct"))
+    if baked:
+        return pixels
+    return ImageClassificationEval(h, c, meta["mean"], meta["std"], meta.get("crop_pct"))(pixels)
+
+
+def _run_exported(fmt: str, path: Path, x: torch.Tensor) -> torch.Tensor:
+    if fmt == "onnx":
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise ImportError("checking an ONNX export needs onnxruntime: pip install 'cnnzoo[onnx]'") from None
+        options = ort.SessionOptions()
+        options.log_severity_level = 3  # errors only: its optimiser's warnings about old opsets are not the user's
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        name = session.get_inputs()[0].name
+        return torch.from_numpy(session.run(None, {name: x.numpy()})[0])
+    if fmt == "torchscript":
+        return torch.jit.load(str(path))(x)
+    return torch.export.load(str(path)).module()(x)
+
+
+def _write(fmt: str, module: nn.Module, x: torch.Tensor, path: Path, opset: int) -> str:
+    """Write the file; return which exporter made it."""
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    if fmt == "pt2":
+        program = torch.export.export(module, (x,), dynamic_shapes={"x": {0: batch}})
+        torch.export.save(program, str(path))
+        return "torch.export"
+    if fmt == "torchscript":
+        try:
+            torch.jit.save(torch.jit.script(module), str(path))
+            return "torch.jit.script"
+        except Exception:  # scripting fails on Python it cannot compile; tracing records one run instead
+            torch.jit.save(torch.jit.trace(module, x), str(path))
+            return "torch.jit.trace"
+    try:
+        import onnx  # noqa: F401
+    except ImportError:
+        raise ImportError("ONNX export needs onnx and onnxscript: pip install 'cnnzoo[onnx]'") from None
+    dynamo_error: str
+    try:
+        torch.onnx.export(
+            module, (x,), str(path), dynamo=True, opset_version=opset, dynamic_shapes={"x": {0: batch}},
+            input_names=["x"], output_names=["logits"], external_data=False, verbose=False,
+        )  # fmt: skip
+        written = _onnx_opset(path)
+        if written == opset:
+            return f"torch.onnx (dynamo), opset {opset}"
+        # The dynamo exporter writes its own opset when it cannot convert the graph down to the one asked for.
+        dynamo_error = f"it could only write opset {written}"
+    except Exception as err:
+        dynamo_error = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+    try:  # the TorchScript-based exporter still handles graphs and opsets that dynamo cannot
+        torch.onnx.export(
+            module, (x,), str(path), dynamo=False, opset_version=opset, input_names=["x"],
+            output_names=["logits"], dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}},
+        )  # fmt: skip
+        return f"torch.onnx (TorchScript-based), opset {opset}"
+    except Exception as err:
+        path.unlink(missing_ok=True)
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise ExportError(
+            f"ONNX export at opset {opset} failed: {first[:300]} (dynamo exporter: {dynamo_error}). An op may need a "
+            "newer opset: try --opset 18 (the default) or later"
+        ) from None
+
+
+@contextlib.contextmanager
+def _quiet_exporters() -> Iterator[None]:
+    """The exporters' progress lines, warnings and logged tracebacks: the outcome is reported once, at the end."""
+    loggers = [logging.getLogger(name) for name in ("torch.onnx", "torch.export", "onnxscript", "onnx_ir")]
+    levels = [log.level for log in loggers]
+    for log in loggers:
+        log.setLevel(logging.CRITICAL)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for log, level in zip(loggers, levels, strict=True):
+            log.setLevel(level)
+
+
+def _onnx_opset(path: Path) -> int:
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+
+
+def export(
+    source: str,
+    out: str | Path,
+    format: Format = "onnx",
+    *,
+    opset: int = 18,
+    bake_normalization: bool = False,
+    overwrite: bool = False,
+    images: str | None = None,
+    tolerance: float = 1e-4,
+    config: str | None = None,
+) -> ExportResult:
+    """Export a network and check it against eager PyTorch.
+
+    Args:
+        source: a weights name, a published folder / JSON / safetensors / URL / ``hf-hub:``, or a checkpoint.
+        out: the output file (its suffix is added when missing: ``.onnx``, ``.pt``, ``.pt2``).
+        format: ``onnx``, ``torchscript`` or ``pt2`` (``torch.export``).
+        opset: the ONNX opset.
+        bake_normalization: the graph takes uint8 pixels and normalises them itself.
+        overwrite: replace an existing output file.
+        images: a folder of images for the check (default: a seeded random batch).
+        tolerance: the largest absolute difference in logits accepted against eager PyTorch.
+        config: the run's config, for a checkpoint that does not record its model.
+
+    Returns:
+        The paths, the exporter used and the measured difference.
+    """
+    if format not in SUFFIX:
+        raise ExportError(f"--format must be one of {', '.join(SUFFIX)}, got {format!r}")
+    path = Path(out)
+    if path.suffix != SUFFIX[format]:
+        path = path.with_name(path.name + SUFFIX[format])
+    sidecar = path.with_suffix(path.suffix + ".json")
+    if path.exists() and not overwrite:
+        raise ExportError(f"{path} already exists: pass --overwrite to replace it, or choose another --out")
+    started = time.monotonic()
+    net, meta = _load(source, config)
+    if not meta["input_size"]:
+        raise ExportError(f"{source}: its input size is unknown; export it from a checkpoint that cnnzoo fit wrote")
+    module: nn.Module = Normalized(net, tuple(meta["mean"]), tuple(meta["std"])) if bake_normalization else net
+    module.eval()
+    x = _batch(meta, images, 8, bake_normalization)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with torch.no_grad(), _quiet_exporters():
+        exporter = _write(format, module, x[:2], path, opset)
+        reference = module(x)
+    try:
+        got = _run_exported(format, path, x)
+    except ImportError:
+        raise
+    except Exception as err:  # the runtime's own error type (onnxruntime raises pybind11 exceptions)
+        path.unlink(missing_ok=True)
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        hint = "an op may need a newer opset: try --opset 18 (the default) or later" if format == "onnx" else ""
+        raise ExportError(f"the exported {format} file does not run: {first[:300]}; {hint}".rstrip("; ")) from None
+    diff = float((got.float() - reference.float()).abs().max())
+    seconds = time.monotonic() - started
+    c, h, w = meta["input_size"]
+    sidecar.write_text(
+        json.dumps(
+            {
+                "file": path.name,
+                "format": format,
+                "exporter": exporter,
+                "class_names": meta["class_names"],
+                "input": {
+                    "shape": ["batch", c, h, w],
+                    "dtype": "uint8" if bake_normalization else "float32",
+                    "layout": "NCHW, RGB" if c == 3 else "NCHW, gray",
+                },
+                "mean": meta["mean"],
+                "std": meta["std"],
+                "crop_pct": meta["crop_pct"],
+                "transform": (
+                    f"resize the shorter side to {h} / crop_pct (bilinear, antialiased), center-crop {h}x{w}"
+                    + (
+                        "; the graph scales by 1/255 and normalises"
+                        if bake_normalization
+                        else ", scale to [0, 1], subtract mean and divide by std per channel"
+                    )
+                ),
+                "output": "logits (apply softmax for probabilities), one per class name",
+                "check": {"images": images or "seeded random batch", "max_abs_diff": diff, "tolerance": tolerance},
+                "source": meta["source"],
+                "versions": {"cnnzoo": __version__, "torch": torch.__version__},
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    if diff > tolerance:
+        raise ExportError(
+            f"{path}: the export differs from eager PyTorch by {diff:.3g} (tolerance {tolerance:g}); it was kept for "
+            "inspection. Try another format, or raise --tolerance if the difference is expected (reduced precision)"
+        )
+    return ExportResult(path, sidecar, exporter, diff, seconds)

@@ -1,0 +1,113 @@
+"""`cnnzoo export`: ONNX, TorchScript and torch.export, each checked against eager PyTorch, with metadata."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+import cnnzoo
+from cnnzoo.cli import main
+from cnnzoo.deploy import ExportError, export
+
+pytest.importorskip("onnxruntime")
+FAST_ONNX = {"lenet5.mnist", "vgg_cifar_small.cifar10"}
+
+
+@pytest.mark.parametrize(
+    ("name", "fmt"),
+    [
+        pytest.param(n, f, marks=[pytest.mark.slow] if f == "onnx" and n not in FAST_ONNX else [])
+        for n in cnnzoo.list_pretrained()
+        for f in ("onnx", "torchscript", "pt2")
+    ],
+)
+def test_every_published_weight_exports_and_matches_eager(name: str, fmt: str, tmp_path: Path) -> None:
+    result = export(name, tmp_path / name, fmt)  # type: ignore[arg-type]
+    assert result.path.is_file() and result.max_abs_diff <= 1e-4
+    meta = json.loads(result.sidecar.read_text())
+    w = cnnzoo.get_weights(name)
+    assert meta["class_names"] == list(w.class_names) and meta["input"]["shape"][1:] == list(w.input_size)
+    assert meta["mean"] == list(w.mean) and meta["check"]["max_abs_diff"] == result.max_abs_diff
+
+
+def test_baked_normalization_takes_uint8_pixels(tmp_path: Path) -> None:
+    from cnnzoo.deploy import _run_exported
+
+    plain = export("lenet5.mnist", tmp_path / "plain", "pt2")
+    baked = export("lenet5.mnist", tmp_path / "baked", "pt2", bake_normalization=True)
+    pixels = torch.randint(0, 256, (3, 1, 28, 28), dtype=torch.uint8)
+    normalised = cnnzoo.get_weights("lenet5.mnist").transforms()(pixels)
+    torch.testing.assert_close(
+        _run_exported("pt2", baked.path, pixels), _run_exported("pt2", plain.path, normalised), atol=1e-5, rtol=0
+    )
+    assert json.loads(baked.sidecar.read_text())["input"]["dtype"] == "uint8"
+
+
+def test_an_onnx_export_runs_any_batch_size_and_real_images(tmp_path: Path) -> None:
+    from cnnzoo.deploy import _run_exported
+
+    images = tmp_path / "imgs"
+    images.mkdir()
+    for i in range(5):
+        Image.fromarray((torch.rand(28, 28) * 255).to(torch.uint8).numpy()).save(images / f"{i}.png")
+    result = export("lenet5.mnist", tmp_path / "m", "onnx", images=str(images))
+    assert json.loads(result.sidecar.read_text())["check"]["images"] == str(images)
+    model = cnnzoo.load_pretrained("lenet5.mnist")
+    for batch in (1, 13):
+        x = torch.randn(batch, 1, 28, 28)
+        torch.testing.assert_close(_run_exported("onnx", result.path, x), model(x), atol=1e-4, rtol=0)
+
+
+def test_bad_input_gets_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    export("lenet5.mnist", tmp_path / "m", "pt2")
+    with pytest.raises(ExportError, match="already exists: pass --overwrite"):
+        export("lenet5.mnist", tmp_path / "m", "pt2")
+    assert export("lenet5.mnist", tmp_path / "m", "pt2", overwrite=True).path.is_file()
+    torch.save(cnnzoo.create_model("lenet5").state_dict(), tmp_path / "bare.pt")
+    with pytest.raises(ExportError, match="does not say which model it holds: pass the run's config"):
+        export(str(tmp_path / "bare.pt"), tmp_path / "x", "pt2")
+    assert main(["export", "lenet5.mnist", "--opset", "6", "--out", str(tmp_path / "old")]) == 2
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("cnnzoo: error: ") and "opset" in last and "--opset 18" in last
+    assert not (tmp_path / "old.onnx").exists()
+
+
+def test_a_checkpoint_exports_with_the_metadata_it_recorded(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from lightning.pytorch import Trainer
+
+    from cnnzoo.tasks import ImageClassifier
+
+    task = ImageClassifier(model="lenet5", num_classes=3, class_names=["a", "b", "c"], mean=[0.5], std=[0.25])
+    trainer = Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.strategy.connect(task)
+    trainer.save_checkpoint(tmp_path / "run.ckpt")
+    assert main(["export", str(tmp_path / "run.ckpt"), "--format", "torchscript", "--out", str(tmp_path / "m")]) == 0
+    assert "max |exported - eager| = 0" in capsys.readouterr().out
+    meta = json.loads((tmp_path / "m.pt.json").read_text())
+    assert (
+        meta["class_names"] == ["a", "b", "c"]
+        and meta["mean"] == [0.5]
+        and meta["input"]["shape"] == ["batch", 1, 28, 28]
+    )
+
+
+@pytest.mark.slow  # the dynamo ONNX exporter takes tens of seconds per timm backbone on a CPU
+@pytest.mark.parametrize("backbone", ["resnet18", "efficientnet_b0"])
+def test_timm_classifier_checkpoints_export_to_onnx(backbone: str, tmp_path: Path) -> None:
+    from lightning.pytorch import Trainer
+
+    from cnnzoo.tasks import TimmClassifier
+
+    task = TimmClassifier(
+        backbone, num_classes=4, img_size=64, class_names=list("abcd"), mean=[0.5] * 3, std=[0.25] * 3
+    )
+    trainer = Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.strategy.connect(task)
+    trainer.save_checkpoint(tmp_path / "t.ckpt")
+    result = export(str(tmp_path / "t.ckpt"), tmp_path / backbone, "onnx", tolerance=1e-3)
+    assert result.max_abs_diff <= 1e-3
