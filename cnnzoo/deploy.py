@@ -27,7 +27,7 @@ from torch import nn
 
 from . import __version__
 
-__all__ = ["ExportError", "ExportResult", "export"]
+__all__ = ["ExportError", "ExportResult", "export", "predict_onnx"]
 
 Format = Literal["onnx", "torchscript", "pt2"]
 SUFFIX: dict[str, str] = {"onnx": ".onnx", "torchscript": ".pt", "pt2": ".pt2"}
@@ -126,7 +126,7 @@ def _batch(meta: dict[str, Any], images: str | None, n: int, baked: bool) -> tor
         if not files:
             raise ExportError(f"--images {images}: no .png/.jpg images to check the export on")
         mode = "L" if c == 1 else "RGB"
-        pixels = torch.stack([torch.as_tensor(np.asarray(Image.open(f).convert(mode).resize((h, h)))) for f in files])
+        pixels = torch.stack([torch.as_tensor(np.array(Image.open(f).convert(mode).resize((h, h)))) for f in files])
         pixels = pixels.unsqueeze(1) if pixels.dim() == 3 else pixels.permute(0, 3, 1, 2)
     else:
         pixels = torch.randint(0, 256, (n, c, h, h), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
@@ -320,3 +320,60 @@ def export(
             "inspection. Try another format, or raise --tolerance if the difference is expected (reduced precision)"
         )
     return ExportResult(path, sidecar, exporter, diff, seconds)
+
+
+def predict_onnx(model: str | Path, folder: str | Path, output: str | Path, batch_size: int = 64) -> int:
+    """Classify a folder of images with an exported ONNX file in ONNX Runtime; write the same CSV as ``predict``.
+
+    The file's JSON sidecar (written by :func:`export`) gives the classes, input size, normalisation and whether
+    the graph takes uint8 pixels. Unreadable images are reported by path and skipped. Returns the rows written.
+    """
+    import csv
+
+    from PIL import Image
+
+    from .data.folder import IMG_EXTENSIONS, find_unreadable, report_ignored
+    from .presets import ImageClassificationEval
+
+    path = Path(model)
+    sidecar = path.with_suffix(path.suffix + ".json")
+    if not sidecar.is_file():
+        raise ExportError(f"{path}: no {sidecar.name} beside it; export it with cnnzoo export, which writes one")
+    meta = json.loads(sidecar.read_text())
+    c, h = meta["input"]["shape"][1], meta["input"]["shape"][2]
+    baked = meta["input"]["dtype"] == "uint8"
+    transform = ImageClassificationEval(h, c, meta["mean"], meta["std"], meta.get("crop_pct"))
+    root = Path(folder)
+    if not root.is_dir():
+        raise ExportError(f"--data.predict_dir {root}: no such folder")
+    entries = sorted(p for p in root.iterdir() if p.is_file() and not p.name.startswith("."))
+    files = [str(p) for p in entries if p.suffix.lower() in IMG_EXTENSIONS]
+    report_ignored([str(p) for p in entries if p.suffix.lower() not in IMG_EXTENSIONS], root)
+    bad = {p for p, _ in find_unreadable(files, root, strict=False, check_images=True)}
+    files = [f for f in files if f not in bad]
+    rows: list[tuple[str, int, float]] = []
+    mode = "L" if c == 1 else "RGB"
+    for start in range(0, len(files), batch_size):
+        chunk = files[start : start + batch_size]
+        pixels = [torch.as_tensor(np.array(Image.open(f).convert(mode))) for f in chunk]
+        pixels = [p.unsqueeze(0) if p.dim() == 2 else p.permute(2, 0, 1) for p in pixels]
+        if baked:
+            from .presets import resize_batch
+
+            x = torch.stack([resize_batch(p.unsqueeze(0), h, meta.get("crop_pct"))[0] for p in pixels])
+        else:
+            x = torch.stack([transform(p) for p in pixels])
+        probs = _run_exported("onnx", path, x).float().softmax(1)
+        conf, pred = probs.max(1)
+        rows += [(f, int(i), float(q)) for f, i, q in zip(chunk, pred, conf, strict=True)]
+    out = Path(output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    names = meta["class_names"]
+    with open(out, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["file", "pred_index", "pred_class", "prob"])
+        for file, index, prob in rows:
+            writer.writerow([file, index, names[index], f"{prob:.6f}"])
+    skipped = f", {len(bad)} unreadable file(s) skipped" if bad else ""
+    print(f"predictions: {out} ({len(rows)} rows{skipped}; ONNX Runtime)", flush=True)
+    return len(rows)

@@ -111,3 +111,32 @@ def test_timm_classifier_checkpoints_export_to_onnx(backbone: str, tmp_path: Pat
     trainer.save_checkpoint(tmp_path / "t.ckpt")
     result = export(str(tmp_path / "t.ckpt"), tmp_path / backbone, "onnx", tolerance=1e-3)
     assert result.max_abs_diff <= 1e-3
+
+
+def test_predict_with_onnx_runtime_writes_the_same_csv(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import csv
+
+    images = tmp_path / "imgs"
+    images.mkdir()
+    g = torch.Generator().manual_seed(1)
+    for i in range(6):
+        Image.fromarray((torch.rand(28, 28, generator=g) * 255).to(torch.uint8).numpy()).save(images / f"{i}.png")
+    (images / "broken.png").write_bytes(b"not an image")
+    common = ["--weights", "lenet5.mnist", "--data.predict_dir", str(images)]
+    with pytest.warns(UserWarning, match="broken.png"):
+        assert (
+            main(
+                ["predict", "--backend", "onnxruntime", *common, "--prediction_writer.output", str(tmp_path / "o.csv")]
+            )
+            == 0
+        )
+    with pytest.warns(UserWarning, match="broken.png"):
+        argv = ["predict", "--backend", "torch", *common, f"--trainer.default_root_dir={tmp_path}"]
+        assert main([*argv, "--prediction_writer.output", str(tmp_path / "t.csv")]) == 0
+    ort_rows = list(csv.DictReader((tmp_path / "o.csv").open()))
+    torch_rows = list(csv.DictReader((tmp_path / "t.csv").open()))
+    assert len(ort_rows) == len(torch_rows) == 6
+    for a, b in zip(ort_rows, torch_rows, strict=True):
+        assert (a["file"], a["pred_class"]) == (b["file"], b["pred_class"])
+        assert float(a["prob"]) == pytest.approx(float(b["prob"]), abs=1e-4)
+    assert (tmp_path / "lenet5.mnist.onnx.json").is_file(), "the export it ran is kept, with its metadata"

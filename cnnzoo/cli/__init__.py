@@ -156,6 +156,39 @@ def _weights_arguments(args: list[str]) -> list[str]:
     return [rest[0], *model, *data, *rest[1:]]
 
 
+def _predict_backend(argv: list[str]) -> int:
+    """``cnnzoo predict --backend torch|onnxruntime``: ``torch`` is the Trainer path; ``onnxruntime`` runs an export."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="cnnzoo predict --backend onnxruntime")
+    parser.add_argument("--backend", choices=["torch", "onnxruntime"], required=True)
+    parser.add_argument("--weights", required=True, help="an exported .onnx file (cnnzoo export), or weights to export")
+    parser.add_argument("--data.predict_dir", dest="predict_dir", required=True)
+    parser.add_argument("--prediction_writer.output", dest="output", default="predictions.csv")
+    parser.add_argument("--batch-size", type=int, default=64)
+    args, rest = parser.parse_known_args(argv)
+    if args.backend == "torch":
+        argv = ["predict", "--weights", args.weights, "--data.predict_dir", args.predict_dir]
+        return _run_trainer_command(_weights_arguments([*argv, "--prediction_writer.output", args.output, *rest]))
+    if rest:
+        raise ConfigError(f"predict --backend onnxruntime takes no Trainer options: {' '.join(rest)}")
+    import importlib.util
+
+    if importlib.util.find_spec("onnxruntime") is None:
+        raise ConfigError("--backend onnxruntime needs ONNX Runtime: pip install 'cnnzoo[onnx]'")
+    from ..deploy import ExportError, export, predict_onnx
+
+    model = args.weights
+    try:
+        if not model.endswith(".onnx"):  # weights, not an export yet: export them next to the CSV, checked
+            target = Path(args.output).with_name(Path(model.rstrip("/")).name + ".onnx")
+            model = str(export(model, target, "onnx", overwrite=True).path)
+        predict_onnx(model, args.predict_dir, args.output, args.batch_size)
+    except ExportError as err:
+        raise ConfigError(str(err)) from None
+    return 0
+
+
 def _cmd_recipes(argv: list[str]) -> int:
     import argparse
 
@@ -419,6 +452,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _packaged_recipes(list(sys.argv[1:] if argv is None else argv))
     try:
         _suggest_command(args)
+        if args and args[0] == "predict" and any(a.startswith("--backend") for a in args):
+            return _predict_backend(args[1:])
         if args and args[0] in TRAINER_COMMANDS:
             args = _weights_arguments(args)
         if args and args[0] in ("-V", "--version"):
