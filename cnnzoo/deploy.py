@@ -27,7 +27,7 @@ from torch import nn
 
 from . import __version__
 
-__all__ = ["ExportError", "ExportResult", "export", "predict_onnx"]
+__all__ = ["ExportError", "ExportResult", "export", "load_exported", "predict_onnx"]
 
 Format = Literal["onnx", "torchscript", "pt2"]
 SUFFIX: dict[str, str] = {"onnx": ".onnx", "torchscript": ".pt", "pt2": ".pt2"}
@@ -99,7 +99,23 @@ def _load(source: str, config: str | None) -> tuple[nn.Module, dict[str, Any]]:
             "source": str(source),
         }
         return task.net.eval(), meta
-    from .models import Weights, load_pretrained
+    from .models import Weights, create_model, get_weights, is_model, load_pretrained
+
+    if is_model(source):
+        try:
+            get_weights(source)  # an architecture name stands for its default weights
+        except ValueError:
+            # No published weights: random initialisation, to try the export of the architecture.
+            net = create_model(source).eval()
+            chans = int(getattr(net, "in_chans", 1))
+            return net, {
+                "class_names": [str(i) for i in range(int(getattr(net, "num_classes", 0)))],
+                "input_size": list(getattr(net, "input_size", [])),
+                "mean": [0.5] * chans,
+                "std": [0.5] * chans,
+                "crop_pct": None,
+                "source": f"{source} (random initialisation: no published weights)",
+            }
 
     model = load_pretrained(source)
     w: Weights = model.pretrained_cfg  # type: ignore[assignment]  # set by load_pretrained
@@ -138,20 +154,25 @@ def _batch(meta: dict[str, Any], images: str | None, n: int, baked: bool) -> tor
     return ImageClassificationEval(h, c, meta["mean"], meta["std"], meta.get("crop_pct"))(pixels)
 
 
-def _run_exported(fmt: str, path: Path, x: torch.Tensor) -> torch.Tensor:
+def load_exported(fmt: str, path: Path | str) -> Any:
+    """A callable ``tensor -> logits`` for an exported file; ONNX runs in one reused ONNX Runtime session."""
     if fmt == "onnx":
         try:
             import onnxruntime as ort
         except ImportError:
-            raise ImportError("checking an ONNX export needs onnxruntime: pip install 'cnnzoo[onnx]'") from None
+            raise ImportError("running an ONNX export needs onnxruntime: pip install 'cnnzoo[onnx]'") from None
         options = ort.SessionOptions()
         options.log_severity_level = 3  # errors only: its optimiser's warnings about old opsets are not the user's
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         name = session.get_inputs()[0].name
-        return torch.from_numpy(session.run(None, {name: x.numpy()})[0])
+        return lambda x: torch.from_numpy(session.run(None, {name: x.numpy()})[0])
     if fmt == "torchscript":
-        return torch.jit.load(str(path))(x)
-    return torch.export.load(str(path)).module()(x)
+        return torch.jit.load(str(path))
+    return torch.export.load(str(path)).module()
+
+
+def _run_exported(fmt: str, path: Path, x: torch.Tensor) -> torch.Tensor:
+    return load_exported(fmt, path)(x)
 
 
 def _write(fmt: str, module: nn.Module, x: torch.Tensor, path: Path, opset: int) -> str:
@@ -352,6 +373,7 @@ def predict_onnx(model: str | Path, folder: str | Path, output: str | Path, batc
     bad = {p for p, _ in find_unreadable(files, root, strict=False, check_images=True)}
     files = [f for f in files if f not in bad]
     rows: list[tuple[str, int, float]] = []
+    run = load_exported("onnx", path)
     mode = "L" if c == 1 else "RGB"
     for start in range(0, len(files), batch_size):
         chunk = files[start : start + batch_size]
@@ -363,7 +385,7 @@ def predict_onnx(model: str | Path, folder: str | Path, output: str | Path, batc
             x = torch.stack([resize_batch(p.unsqueeze(0), h, meta.get("crop_pct"))[0] for p in pixels])
         else:
             x = torch.stack([transform(p) for p in pixels])
-        probs = _run_exported("onnx", path, x).float().softmax(1)
+        probs = run(x).float().softmax(1)
         conf, pred = probs.max(1)
         rows += [(f, int(i), float(q)) for f, i, q in zip(chunk, pred, conf, strict=True)]
     out = Path(output)

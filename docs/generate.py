@@ -131,6 +131,39 @@ def lenet5_report() -> str:
     return "\n".join(lines)
 
 
+def predict_throughput() -> str:
+    r = results("predict_throughput")
+    if not r:
+        return "Not measured yet: run `python benchmarks/predict_throughput.py`.\n"
+    p = r["predict"]
+    lines = [
+        f"Measured with `{r['command'].strip()}` (torch {r['torch']}, {r['cpu_count']} CPU cores, "
+        f"{r['threads']} threads), whole processes timed, imports included:",
+        "",
+        "| {:,} MNIST test PNGs, batch {}, {} workers | seconds | images/s |".format(
+            p["images"], r["batch_size"], r["workers"]
+        ),
+        "| --- | ---: | ---: |",
+        f"| `cnnzoo predict --weights lenet5.mnist` | {p['cnnzoo_predict_s']:.1f} | {p['cnnzoo_images_per_s']:,.0f} |",
+        f"| bare loop: ImageFolder, DataLoader, `inference_mode` | {p['bare_loop_s']:.1f} | "
+        f"{p['bare_images_per_s']:,.0f} |",
+        "",
+        f"Ratio cnnzoo / bare loop: {p['ratio']:.2f}.",
+        "",
+        "Images per second, median of timed iterations after a warm-up:",
+        "",
+        "| model | batch | eager | TorchScript | ONNX Runtime |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for model, rows in r.get("backends", {}).items():
+        for batch, v in rows.items():
+            lines.append(
+                f"| `{model}` | {batch.split()[-1]} | {v['eager']:,.0f} | {v['torchscript']:,.0f} | "
+                f"{v['onnxruntime']:,.0f} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
 def lenet5_summary() -> str:
     return "```text\n" + cnnzoo.summary("lenet5").to_markdown() + "```\n"
 
@@ -403,6 +436,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "lenet5-summary": lenet5_summary,
     "receptive-fields": receptive_fields,
     "lenet5-report": lenet5_report,
+    "predict-throughput": predict_throughput,
     "recipes-table": recipes_table,
     "mnist-recipes": mnist_recipe_row,
     "train-throughput": throughput_table,
@@ -417,6 +451,7 @@ PAGES = (
     "docs/data.md",
     "docs/transfer_learning.md",
     "docs/looking_inside.md",
+    "docs/export.md",
 )
 
 

@@ -140,3 +140,16 @@ def test_predict_with_onnx_runtime_writes_the_same_csv(tmp_path: Path, capsys: p
         assert (a["file"], a["pred_class"]) == (b["file"], b["pred_class"])
         assert float(a["prob"]) == pytest.approx(float(b["prob"]), abs=1e-4)
     assert (tmp_path / "lenet5.mnist.onnx.json").is_file(), "the export it ran is kept, with its metadata"
+
+
+@pytest.mark.parametrize(
+    ("name", "fmt"),
+    [
+        pytest.param(n, f, marks=[pytest.mark.slow] if f == "onnx" or n.startswith("vgg1") else [])
+        for n in cnnzoo.list_models()
+        for f in ("onnx", "torchscript", "pt2")
+    ],
+)
+def test_every_registered_model_exports_in_every_format(name: str, fmt: str, tmp_path: Path) -> None:
+    result = export(name, tmp_path / name, fmt)  # type: ignore[arg-type]
+    assert result.max_abs_diff <= 1e-4, "reloaded and compared with eager inside export()"
