@@ -28,6 +28,7 @@ __all__ = [
     "NonFiniteLossError",
     "PredictionWriter",
     "PreemptionCheckpoint",
+    "SpeedSwitches",
     "TrainingDivergedError",
 ]
 
@@ -384,6 +385,44 @@ class ConfusionMatrixLogger(Callback):
 
                 fig = confusion_figure(matrix, names)
                 logger.experiment.add_figure("val_confusion", fig, global_step=trainer.current_epoch)
+
+
+def _to_channels_last(module: torch.nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...]:
+    x = args[0]
+    if isinstance(x, torch.Tensor) and x.dim() == 4:
+        return (x.contiguous(memory_format=torch.channels_last), *args[1:])
+    return args
+
+
+class SpeedSwitches(Callback):
+    """Speed switches from YAML (``speed:`` in a recipe): the channels-last memory format and ``torch.compile``.
+
+    Neither is on by default: whether they pay depends on the model and the hardware, and
+    ``benchmarks/speed_switches.py`` measures both (the table is in ``docs/export.md``). ``compile`` uses
+    ``nn.Module.compile``, which compiles in place, so checkpoints keep their keys; the first steps wait for the
+    compilation.
+
+    Args:
+        channels_last: keep weights and inputs in NHWC, which cuDNN's and oneDNN's convolutions prefer.
+        compile: ``torch.compile`` the network.
+        compile_mode: ``torch.compile``'s ``mode`` (``None``, ``"reduce-overhead"``, ``"max-autotune"``).
+    """
+
+    def __init__(self, channels_last: bool = False, compile: bool = False, compile_mode: str | None = None) -> None:
+        self.channels_last, self.compile, self.compile_mode = channels_last, compile, compile_mode
+        self._done: set[int] = set()
+
+    @override
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        net = getattr(pl_module, "net", pl_module)
+        if id(net) in self._done:
+            return
+        self._done.add(id(net))
+        if self.channels_last:
+            net.to(memory_format=torch.channels_last)
+            net.register_forward_pre_hook(_to_channels_last)
+        if self.compile:
+            net.compile(mode=self.compile_mode)
 
 
 class EvalReport(Callback):

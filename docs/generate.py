@@ -164,6 +164,26 @@ def predict_throughput() -> str:
     return "\n".join(lines) + "\n"
 
 
+def speed_switches() -> str:
+    r = results("speed_switches")
+    if not r:
+        return "Not measured yet: run `python benchmarks/speed_switches.py`.\n"
+    lines = [
+        f"Measured with `{r['command'].strip()}` (torch {r['torch']}, {r['cpu_count']} CPU cores, {r['threads']} "
+        "threads): images/s, median after a warm-up; training at batch 128 (SGD), inference at batch 64.",
+        "",
+        "| model | switch | training | inference | first training step |",
+        "| --- | --- | ---: | ---: | ---: |",
+    ]
+    for model, rows in r["models"].items():
+        for name, v in rows.items():
+            lines.append(
+                f"| `{model}` | {name} | {v['train_images_per_s']:,.0f} | {v['inference_images_per_s']:,.0f} | "
+                f"{v['first_train_step_s']:.2f} s |"
+            )
+    return "\n".join(lines) + "\n"
+
+
 def lenet5_summary() -> str:
     return "```text\n" + cnnzoo.summary("lenet5").to_markdown() + "```\n"
 
@@ -437,6 +457,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "receptive-fields": receptive_fields,
     "lenet5-report": lenet5_report,
     "predict-throughput": predict_throughput,
+    "speed-switches": speed_switches,
     "recipes-table": recipes_table,
     "mnist-recipes": mnist_recipe_row,
     "train-throughput": throughput_table,

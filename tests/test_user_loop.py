@@ -244,3 +244,25 @@ def test_offline_timm_pretrained_is_one_clear_line(
     assert code == 2 and "Traceback" not in err
     assert "cnnzoo: error: resnet18: timm's pretrained weights are not in the local cache" in err
     assert "pretrained: false" in err
+
+
+@pytest.mark.parametrize(
+    "switch", ["channels_last", pytest.param("compile", marks=pytest.mark.slow)]
+)  # compiling takes a minute on a CPU
+def test_speed_switches_train_and_keep_checkpoints_loadable(
+    switch: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from cnnzoo.tasks import ImageClassifier
+
+    argv = ["fit", "-c", "lenet5_digits", "--trainer.max_epochs=1", f"--speed.{switch}=true"]
+    code, _, err = run([*argv, f"--trainer.default_root_dir={tmp_path}", *QUIET], capsys)
+    assert code == 0, err
+    ckpt = next(tmp_path.glob("lightning_logs/version_0/checkpoints/last.ckpt"))
+    state = torch.load(ckpt, weights_only=True)["state_dict"]
+    assert set(state) == set(ImageClassifier(model="lenet5").state_dict()), "the switch leaves the keys alone"
+    task = ImageClassifier.load_from_checkpoint(ckpt).eval()
+    x = torch.randn(2, 1, 28, 28)
+    with torch.no_grad():
+        expected = task(x)
+        task.net.to(memory_format=torch.channels_last)
+        torch.testing.assert_close(task(x.contiguous(memory_format=torch.channels_last)), expected)

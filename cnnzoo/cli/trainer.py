@@ -33,6 +33,7 @@ from ..callbacks import (
     FiniteLossGuard,
     PredictionWriter,
     PreemptionCheckpoint,
+    SpeedSwitches,
     TrainingDivergedError,
 )
 from ..errors import CheckpointMismatchError, ConfigError
@@ -215,6 +216,7 @@ class CnnzooCLI(LightningCLI):
         parser.add_lightning_class_args(RichProgressBar, "progress_bar")
         parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
         parser.add_lightning_class_args(PredictionWriter, "prediction_writer")
+        parser.add_lightning_class_args(SpeedSwitches, "speed")
         for name, compute, _ in LINKS:
             parser.link_arguments(f"data.{name}", f"model.init_args.{name}", compute_fn=compute, apply_on="instantiate")
 

@@ -1,0 +1,99 @@
+"""The speed switches (``speed.channels_last``, ``speed.compile``) measured, not assumed.
+
+For lenet5 and vgg_cifar_small, an ``ImageClassifier`` is prepared by ``cnnzoo.callbacks.SpeedSwitches`` exactly as
+the CLI prepares it, then timed: training steps (SGD, batch 128) and inference (``inference_mode``, batch 64), in
+images per second, the median of timed iterations after a warm-up. The time the first compiled step waits is
+recorded too. Writes ``benchmarks/results/speed_switches.json``, which ``docs/generate.py`` renders.
+
+    python benchmarks/speed_switches.py
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from cnnzoo.callbacks import SpeedSwitches
+from cnnzoo.tasks import ImageClassifier
+
+OUT = Path(__file__).parent / "results" / "speed_switches.json"
+MODELS = {"lenet5": (1, 28), "vgg_cifar_small": (3, 32)}
+VARIANTS = {"eager": {}, "channels_last": {"channels_last": True}, "compile": {"compile": True}}
+
+
+def median_rate(fn: object, n: int, warmup: int, iters: int) -> float:
+    for _ in range(warmup):
+        fn()  # type: ignore[operator]
+    times = []
+    for _ in range(iters):
+        start = time.perf_counter()
+        fn()  # type: ignore[operator]
+        times.append(time.perf_counter() - start)
+    return n / statistics.median(times)
+
+
+def measure(model: str, variant: dict[str, bool]) -> dict[str, float]:
+    chans, size = MODELS[model]
+    torch.manual_seed(0)
+    task = ImageClassifier(model=model, in_chans=chans, img_size=size)
+    SpeedSwitches(**variant).setup(None, task, "fit")  # type: ignore[arg-type]
+    net = task.net.train()
+    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+    x, y = torch.randn(128, chans, size, size), torch.randint(0, 10, (128,))
+
+    def train_step() -> None:
+        loss = F.cross_entropy(net(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    start = time.perf_counter()
+    train_step()
+    first = time.perf_counter() - start
+    train = median_rate(train_step, 128, 2, 10)
+    net.eval()
+    xe = torch.randn(64, chans, size, size)
+    with torch.inference_mode():
+        start = time.perf_counter()
+        net(xe)
+        first_eval = time.perf_counter() - start
+        infer = median_rate(lambda: net(xe), 64, 3, 20)
+    return {
+        "train_images_per_s": round(train, 1),
+        "inference_images_per_s": round(infer, 1),
+        "first_train_step_s": round(first, 2),
+        "first_inference_s": round(first_eval, 2),
+    }
+
+
+def main() -> None:
+    warnings.filterwarnings("ignore")
+    result: dict[str, object] = {
+        "benchmark": "speed_switches",
+        "command": "python benchmarks/speed_switches.py " + " ".join(sys.argv[1:]),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "load_average_at_start": round(os.getloadavg()[0], 2),
+        "models": {},
+    }
+    for model in MODELS:
+        rows = {}
+        for name, variant in VARIANTS.items():
+            rows[name] = measure(model, variant)
+            print(model, name, rows[name], flush=True)
+        result["models"][model] = rows  # type: ignore[index]
+    OUT.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {OUT}")
+
+
+if __name__ == "__main__":
+    main()
