@@ -164,6 +164,27 @@ def predict_throughput() -> str:
     return "\n".join(lines) + "\n"
 
 
+def export_matrix() -> str:
+    r = results("export_matrix")
+    if not r:
+        return "Not measured yet: run `python benchmarks/export_matrix.py`.\n"
+    formats = ["onnx", "torchscript", "pt2"]
+    lines = [
+        f"Made by `{r['command'].strip()}` (torch {r['torch']}): each cell is the exporter and the largest "
+        f"|exported - eager| on the check batch (tolerance {r['tolerance']:g}), or why it failed.",
+        "",
+        "| model | ONNX | TorchScript | torch.export |",
+        "| --- | --- | --- | --- |",
+    ]
+    for model, cells in r["models"].items():
+        shown = []
+        for fmt in formats:
+            c = cells[fmt]
+            shown.append(f"{c['exporter']}, {c['max_abs_diff']:.1e}" if c["ok"] else f"fails: {c['reason']}")
+        lines.append(f"| `{model}` | " + " | ".join(shown) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def speed_switches() -> str:
     r = results("speed_switches")
     if not r:
@@ -458,6 +479,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "lenet5-report": lenet5_report,
     "predict-throughput": predict_throughput,
     "speed-switches": speed_switches,
+    "export-matrix": export_matrix,
     "recipes-table": recipes_table,
     "mnist-recipes": mnist_recipe_row,
     "train-throughput": throughput_table,
