@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 BLOCK = re.compile(r"(<!-- generated: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- end generated -->)", re.S)
 NOT_MEASURED = "not measured here"
+TRANSFER_RECIPES = ("pretrain_resnet18_cifar10_folder", "transfer_resnet18_mnist1k")
 
 
 def results(name: str) -> dict[str, Any]:
@@ -256,9 +257,10 @@ def recipes_table() -> str:
     for path in sorted((ROOT / "recipes").glob("*.yaml")):
         first = recipe_summary(path)
         arch, data, opt, budget = _recipe_columns(path)
-        lines.append(
-            f"| `{path.stem}` | {first} | {arch} | {data} | {opt} | {budget} | {_measured(measured.get(path.stem))} |"
-        )
+        shown = _measured(measured.get(path.stem))
+        if shown == NOT_MEASURED and path.stem in TRANSFER_RECIPES:
+            shown = "measured in [transfer_learning.md](transfer_learning.md)"
+        lines.append(f"| `{path.stem}` | {first} | {arch} | {data} | {opt} | {budget} | {shown} |")
     return "\n".join(lines) + "\n"
 
 
