@@ -90,14 +90,22 @@ class PredictionWriter(BasePredictionWriter):
             gathered: list[Any] = [None] * trainer.world_size
             torch.distributed.all_gather_object(gathered, rows)
             rows = [r for part in gathered for r in part]
+        # Trainer.log_dir broadcasts from rank 0 under DDP, so every rank asks before only rank 0 writes.
+        log_dir = trainer.log_dir or trainer.default_root_dir
         if trainer.is_global_zero:
-            self._write(trainer, pl_module, rows)
+            self._write(trainer, pl_module, rows, log_dir=log_dir)
 
     def _write(
-        self, trainer: Trainer, pl_module: LightningModule, rows: list[tuple[str, int, float]], partial: bool = False
+        self,
+        trainer: Trainer,
+        pl_module: LightningModule,
+        rows: list[tuple[str, int, float]],
+        partial: bool = False,
+        log_dir: str | None = None,
     ) -> None:
         names = getattr(pl_module, "class_names", None)
-        path = self.output or os.path.join(trainer.log_dir or trainer.default_root_dir, "predictions.csv")
+        folder = log_dir or trainer.default_root_dir  # on_exception: one process, no log_dir broadcast needed
+        path = self.output or os.path.join(folder, "predictions.csv")
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
 
         def key(r: tuple[str, int, float]) -> Any:
@@ -477,6 +485,7 @@ class EvalReport(Callback):
         from .models import sha256_file
 
         count = int(trainer.strategy.reduce(torch.tensor(float(self._count)), reduce_op="sum").item())
+        log_dir = trainer.log_dir or trainer.default_root_dir  # a broadcast under DDP: every rank asks
         if not trainer.is_global_zero:
             return
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(f"{split}_")}
@@ -495,7 +504,7 @@ class EvalReport(Callback):
             "command": "cnnzoo " + " ".join(sys.argv[1:]),
             "versions": {"cnnzoo": __version__, "torch": torch.__version__, "lightning": _lightning_version()},
         }
-        path = self.output or os.path.join(trainer.log_dir or trainer.default_root_dir, f"{stage}_report.json")
+        path = self.output or os.path.join(log_dir, f"{stage}_report.json")
         with open(path, "w") as f:
             json.dump(report, f, indent=2)
         self.written_to = path

@@ -479,6 +479,8 @@ class CnnzooCLI(LightningCLI):
                     f"{es.stop_reason}. Fix: lower the learning rate or add warm-up, or check the data; the last "
                     "finite checkpoint is kept."
                 )
+        # Trainer.log_dir broadcasts from rank 0 under DDP: every rank must ask, before the others stop here.
+        log_dir = self.trainer.log_dir or self.trainer.default_root_dir
         if not self.trainer.is_global_zero:
             return
         cb = self.trainer.checkpoint_callback
@@ -491,13 +493,12 @@ class CnnzooCLI(LightningCLI):
             print(f"best checkpoint: {cb.best_model_path}{shown}")
         if isinstance(cb, ModelCheckpoint) and cb.last_model_path:
             print(f"last checkpoint: {cb.last_model_path}")
-        log_dir = self.trainer.log_dir or self.trainer.default_root_dir
         if best is not None and os.path.isfile(os.path.join(log_dir, "config.yaml")):
             config, ckpt = _short_path(os.path.join(log_dir, "config.yaml")), _short_path(best["path"])
             print(f"next: cnnzoo test --config {config} --ckpt_path {ckpt}")
-        self._write_fit_report(best, next((es.stop_reason for es in stops if es.stop_reason), None))
+        self._write_fit_report(best, next((es.stop_reason for es in stops if es.stop_reason), None), log_dir)
 
-    def _write_fit_report(self, best: dict[str, Any] | None, stop_reason: str | None) -> None:
+    def _write_fit_report(self, best: dict[str, Any] | None, stop_reason: str | None, log_dir: str) -> None:
         """``<log dir>/fit_report.json``: what the fit measured, for the docs' result files and ``publish``."""
         import json
         import sys
@@ -524,7 +525,7 @@ class CnnzooCLI(LightningCLI):
             },
             "versions": {"cnnzoo": __version__, "torch": torch.__version__, "lightning": lightning.__version__},
         }
-        path = os.path.join(trainer.log_dir or trainer.default_root_dir, "fit_report.json")
+        path = os.path.join(log_dir, "fit_report.json")
         with open(path, "w") as f:
             json.dump(report, f, indent=2)
         summary = f"fit: {trainer.current_epoch} epochs, {trainer.global_step} steps in {wall:.0f} s"
