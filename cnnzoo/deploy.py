@@ -84,10 +84,9 @@ def _load(source: str, config: str | None) -> tuple[nn.Module, dict[str, Any]]:
             task = _configured_cli(["--config", config]).model
             task.load_state_dict(load_state_dict_file(path))
         else:
-            import importlib
+            from .cli import _task_from_checkpoint  # the one place that rebuilds a task from its checkpoint
 
-            module, _, name = hparams["_class_path"].rpartition(".")
-            task = getattr(importlib.import_module(module), name).load_from_checkpoint(path, map_location="cpu")
+            task = _task_from_checkpoint(str(path))
         example = getattr(task, "example_input_array", None)
         size = tuple(example.shape[1:]) if example is not None else None
         meta: dict[str, Any] = {
