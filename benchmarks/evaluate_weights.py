@@ -44,6 +44,8 @@ def main() -> None:
         evaluations = []
         for split in splits:
             eval_args = [STAGE[split], *fit_args, "--model.init_args.pretrained", entry["name"]]
+            if entry.get("tta", "none") != "none":  # the augmentation the published figures were measured with
+                eval_args += ["--model.init_args.tta", entry["tta"]]
             with tempfile.TemporaryDirectory() as tmp:
                 cnnzoo(eval_args, Path(tmp) / "eval.log")
             report = newest(Path("."), f"{STAGE[split]}_report.json")

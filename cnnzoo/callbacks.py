@@ -25,6 +25,7 @@ __all__ = [
     "EarlyStopping",
     "EpochLog",
     "FiniteLossGuard",
+    "Lookahead",
     "NonFiniteLossError",
     "PredictionWriter",
     "PreemptionCheckpoint",
@@ -50,11 +51,12 @@ class PredictionWriter(BasePredictionWriter):
         super().__init__(write_interval="batch")
         self.output = output
         self._rows: list[tuple[str, int, float]] = []
+        self._unreadable: list[tuple[str, str]] = []  # files the loader could not decode, with the reason
         self.written_to: str | None = None
 
     @override
     def on_predict_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._rows = []
+        self._rows, self._unreadable = [], []
 
     @override
     def write_on_batch_end(
@@ -75,7 +77,12 @@ class PredictionWriter(BasePredictionWriter):
             start = len(self._rows)
             world, rank = trainer.world_size, trainer.global_rank
             paths = [f"#{(start + i) * world + rank}" for i in range(len(preds))]
-        self._rows.extend(zip(paths, preds, probs, strict=True))
+        errors = prediction.get("errors") or [""] * len(preds)
+        for path, pred, prob, error in zip(paths, preds, probs, errors, strict=True):
+            if error:
+                self._unreadable.append((path, error))
+            else:
+                self._rows.append((path, pred, prob))
 
     @override
     def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
@@ -85,11 +92,18 @@ class PredictionWriter(BasePredictionWriter):
 
     @override
     def on_predict_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        rows = self._rows
+        rows, unreadable = self._rows, self._unreadable
         if trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
             gathered: list[Any] = [None] * trainer.world_size
-            torch.distributed.all_gather_object(gathered, rows)
-            rows = [r for part in gathered for r in part]
+            torch.distributed.all_gather_object(gathered, (rows, unreadable))
+            rows = [r for part in gathered for r in part[0]]
+            unreadable = [u for part in gathered for u in part[1]]
+        self._unreadable = sorted(unreadable)
+        if trainer.is_global_zero and unreadable:
+            from .data.folder import report_unreadable
+
+            dm = _datamodule(trainer)
+            report_unreadable(self._unreadable, getattr(dm, "predict_dir", None) or Path("."), strict=False)
         # Trainer.log_dir broadcasts from rank 0 under DDP, so every rank asks before only rank 0 writes.
         log_dir = trainer.log_dir or trainer.default_root_dir
         if trainer.is_global_zero:
@@ -117,7 +131,7 @@ class PredictionWriter(BasePredictionWriter):
             for file, pred, prob in sorted(rows, key=key):
                 writer.writerow([file, pred, names[pred] if names else str(pred), f"{prob:.6f}"])
         self.written_to = path
-        skipped = getattr(_datamodule(trainer), "unreadable", None) or []
+        skipped = [*(getattr(_datamodule(trainer), "unreadable", None) or []), *self._unreadable]
         note = f", {len(skipped)} unreadable file(s) skipped" if skipped else ""
         note += "; stopped early, the rows predicted so far are saved" if partial else ""
         print(f"predictions: {path} ({len(rows)} rows{note})", flush=True)
@@ -431,6 +445,68 @@ class SpeedSwitches(Callback):
             net.register_forward_pre_hook(_to_channels_last)
         if self.compile:
             net.compile(mode=self.compile_mode)
+
+
+class Lookahead(Callback):
+    """airbench's lookahead weight averaging (Jordan, 2024, section 3.5; Zhang et al., 2019).
+
+    Every ``every`` optimiser steps an exponential moving average of the weights (parameters and BatchNorm
+    statistics) moves towards the trained weights, and the trained weights are then reset to it. Its decay grows
+    over the run as ``decay x (step / total) ** power``: early steps hardly average, late ones average strongly.
+    At the last step the network takes the average.
+
+    cnnzoo writes its own rather than use Lightning's ``EMAWeightAveraging``: that keeps the average in a separate
+    copy, swapped in for evaluation, and never writes it back into the weights being trained, which is the part of
+    lookahead that airbench's per-epoch accuracy was measured with.
+
+    Args:
+        every: optimiser steps between updates.
+        decay: the largest decay, reached at the last step (airbench: ``0.95 ** 5``).
+        power: how the decay grows with the run's progress.
+    """
+
+    def __init__(self, every: int = 5, decay: float = 0.95**5, power: float = 3.0) -> None:
+        if every < 1 or not 0 <= decay < 1 or power < 0:
+            raise ValueError(f"Lookahead needs every >= 1, 0 <= decay < 1, power >= 0; got {every}, {decay}, {power}")
+        self.every, self.decay, self.power = every, decay, power
+        self.average: dict[str, torch.Tensor] = {}
+
+    @staticmethod
+    def _weights(pl_module: LightningModule) -> dict[str, torch.Tensor]:
+        # named_parameters/named_buffers list a tensor once even when two modules share it (state_dict would not).
+        named = [*pl_module.named_parameters(), *pl_module.named_buffers()]
+        return {k: v.data for k, v in named if v.is_floating_point()}
+
+    @override
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if not self.average:  # a resumed run restored it from the checkpoint
+            self.average = {k: v.detach().clone() for k, v in self._weights(pl_module).items()}
+        else:
+            weights = self._weights(pl_module)
+            self.average = {k: v.to(weights[k]) for k, v in self.average.items()}
+
+    @override
+    def on_train_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        step, total = trainer.global_step, trainer.estimated_stepping_batches
+        last = step >= total
+        if step % self.every and not last:
+            return
+        decay = 1.0 if last else self.decay * (step / total) ** self.power
+        with torch.no_grad():
+            for key, weight in self._weights(pl_module).items():
+                average = self.average[key]
+                average.lerp_(weight, 1 - decay)
+                weight.copy_(average)
+
+    @override
+    def state_dict(self) -> dict[str, Any]:
+        return {"average": dict(self.average)}
+
+    @override
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.average = dict(state_dict.get("average", {}))
 
 
 class EvalReport(Callback):

@@ -1,6 +1,6 @@
 """``cnnzoo export``: a trained network as ONNX, TorchScript or a ``torch.export`` program, checked against eager.
 
-The input is anything :func:`cnnzoo.load_pretrained` takes (a weights name, a published folder, its ``.json`` or
+The input is anything `cnnzoo.load_pretrained` takes (a weights name, a published folder, its ``.json`` or
 ``.safetensors``, a URL with its sha256, ``hf-hub:``) or a checkpoint that ``cnnzoo fit`` wrote, which records its
 task, model and classes. Every export is run once more on a fixed batch, and its outputs are compared with eager
 PyTorch: the largest absolute difference is printed and stored, and the command fails above the tolerance. A JSON
@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from . import __version__
@@ -174,11 +175,39 @@ def _run_exported(fmt: str, path: Path, x: torch.Tensor) -> torch.Tensor:
     return load_exported(fmt, path)(x)
 
 
-def _write(fmt: str, module: nn.Module, x: torch.Tensor, path: Path, opset: int) -> str:
-    """Write the file; return which exporter made it."""
+def _check_dynamic_size(net: nn.Module, source: str, x: torch.Tensor) -> int:
+    """The smallest input side a dynamic-size export accepts; refuse a model whose head fixes its input size."""
+    h, w = x.shape[-2:]
+    if getattr(net, "fixed_input_size", False):
+        raise ExportError(
+            f"{source}: {type(net).__name__}'s dense head was sized for {h}x{w} inputs, so its height and width "
+            f"cannot be dynamic. Export without --dynamic-size (the batch axis stays dynamic) and resize images to "
+            f"{h}x{w}"
+        )
+    return max(2, int(getattr(net, "min_input_size", 2) or 2))
+
+
+def _write(fmt: str, module: nn.Module, x: torch.Tensor, path: Path, opset: int, min_size: int | None = None) -> str:
+    """Write the file; return which exporter made it. ``min_size``: height and width are dynamic too."""
     batch = torch.export.Dim("batch", min=1, max=4096)
+    axes: dict[int, Any] = {0: batch}
+    names = {0: "batch"}
+    if min_size is not None:
+        axes |= {2: torch.export.Dim("height", min=min_size, max=8192)}
+        axes |= {3: torch.export.Dim("width", min=min_size, max=8192)}
+        names |= {2: "height", 3: "width"}
     if fmt == "pt2":
-        program = torch.export.export(module, (x,), dynamic_shapes={"x": {0: batch}})
+        try:
+            program = torch.export.export(module, (x,), dynamic_shapes={"x": axes})
+        except Exception as err:
+            lines = [ln.strip() for ln in str(err).strip().splitlines() if ln.strip()]
+            reason = next((ln for ln in lines if ln.startswith("- ")), lines[0] if lines else type(err).__name__)
+            if min_size is None:
+                raise ExportError(f"torch.export failed: {reason[:300]}") from None
+            raise ExportError(
+                f"torch.export cannot keep height and width dynamic for this model ({reason[:300]}). Export "
+                "without --dynamic-size (the batch axis stays dynamic), or use --format onnx"
+            ) from None
         torch.export.save(program, str(path))
         return "torch.export"
     if fmt == "torchscript":
@@ -195,7 +224,7 @@ def _write(fmt: str, module: nn.Module, x: torch.Tensor, path: Path, opset: int)
     dynamo_error: str
     try:
         torch.onnx.export(
-            module, (x,), str(path), dynamo=True, opset_version=opset, dynamic_shapes={"x": {0: batch}},
+            module, (x,), str(path), dynamo=True, opset_version=opset, dynamic_shapes={"x": axes},
             input_names=["x"], output_names=["logits"], external_data=False, verbose=False,
         )  # fmt: skip
         written = _onnx_opset(path)
@@ -208,7 +237,7 @@ def _write(fmt: str, module: nn.Module, x: torch.Tensor, path: Path, opset: int)
     try:  # the TorchScript-based exporter still handles graphs and opsets that dynamo cannot
         torch.onnx.export(
             module, (x,), str(path), dynamo=False, opset_version=opset, input_names=["x"],
-            output_names=["logits"], dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}},
+            output_names=["logits"], dynamic_axes={"x": names, "logits": {0: "batch"}},
         )  # fmt: skip
         return f"torch.onnx (TorchScript-based), opset {opset}"
     except Exception as err:
@@ -254,6 +283,7 @@ def export(
     images: str | None = None,
     tolerance: float = 1e-4,
     config: str | None = None,
+    dynamic_size: bool = False,
 ) -> ExportResult:
     """Export a network and check it against eager PyTorch.
 
@@ -267,6 +297,8 @@ def export(
         images: a folder of images for the check (default: a seeded random batch).
         tolerance: the largest absolute difference in logits accepted against eager PyTorch.
         config: the run's config, for a checkpoint that does not record its model.
+        dynamic_size: make height and width dynamic as well as the batch (checked at a second size); a model whose
+            dense head fixes its input size is refused.
 
     Returns:
         The paths, the exporter used and the measured difference.
@@ -286,9 +318,10 @@ def export(
     module: nn.Module = Normalized(net, tuple(meta["mean"]), tuple(meta["std"])) if bake_normalization else net
     module.eval()
     x = _batch(meta, images, 8, bake_normalization)
+    min_size = _check_dynamic_size(net, source, x) if dynamic_size else None
     path.parent.mkdir(parents=True, exist_ok=True)
     with torch.no_grad(), _quiet_exporters():
-        exporter = _write(format, module, x[:2], path, opset)
+        exporter = _write(format, module, x[:2], path, opset, min_size)
         reference = module(x)
     try:
         got = _run_exported(format, path, x)
@@ -300,6 +333,19 @@ def export(
         hint = "an op may need a newer opset: try --opset 18 (the default) or later" if format == "onnx" else ""
         raise ExportError(f"the exported {format} file does not run: {first[:300]}; {hint}".rstrip("; ")) from None
     diff = float((got.float() - reference.float()).abs().max())
+    if min_size is not None:
+        # The second size is where a graph that recorded one shape (a trace, a reshape to a constant) shows it.
+        other = F.interpolate(x.float(), scale_factor=1.25, mode="nearest").to(x.dtype)
+        try:
+            with torch.no_grad():
+                diff = max(diff, float((_run_exported(format, path, other) - module(other)).abs().max()))
+        except Exception as err:
+            path.unlink(missing_ok=True)
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            raise ExportError(
+                f"the {format} export of {source} does not run at another input size ({tuple(other.shape[1:])}): "
+                f"{first[:300]}. Export without --dynamic-size (the batch axis stays dynamic)"
+            ) from None
     seconds = time.monotonic() - started
     c, h, w = meta["input_size"]
     sidecar.write_text(
@@ -310,7 +356,8 @@ def export(
                 "exporter": exporter,
                 "class_names": meta["class_names"],
                 "input": {
-                    "shape": ["batch", c, h, w],
+                    "shape": ["batch", c, "height", "width"] if min_size else ["batch", c, h, w],
+                    **({"min_size": min_size} if min_size else {}),
                     "dtype": "uint8" if bake_normalization else "float32",
                     "layout": "NCHW, RGB" if c == 3 else "NCHW, gray",
                 },
@@ -345,7 +392,7 @@ def export(
 def predict_onnx(model: str | Path, folder: str | Path, output: str | Path, batch_size: int = 64) -> int:
     """Classify a folder of images with an exported ONNX file in ONNX Runtime; write the same CSV as ``predict``.
 
-    The file's JSON sidecar (written by :func:`export`) gives the classes, input size, normalisation and whether
+    The file's JSON sidecar (written by `export`) gives the classes, input size, normalisation and whether
     the graph takes uint8 pixels. Unreadable images are reported by path and skipped. Returns the rows written.
     """
     import csv

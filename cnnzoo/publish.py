@@ -2,7 +2,7 @@
 
 Writes ``<arch.tag>-<sha256[:8]>.safetensors``, ``<arch.tag>.json`` (the registry entry, ready to drop into
 ``cnnzoo/models/pretrained/``) and a model card ``README.md``. Metrics come only from ``validate``/``test`` reports
-(:class:`cnnzoo.callbacks.EvalReport`) measured on the very checkpoint being published.
+(`cnnzoo.callbacks.EvalReport`) measured on the very checkpoint being published.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ def publish(
     license: str = "MIT",
     notes: str = "",
     url: str | None = None,
+    tta: str = "none",
 ) -> Weights:
     """Turn a training checkpoint into a release: safetensors weights, the registry JSON and a model card.
 
@@ -60,9 +61,10 @@ def publish(
         license: the weights' license.
         notes: free text for the model card.
         url: where the file will be served, if not bundled.
+        tta: the test-time augmentation the reports were measured with (``--model.init_args.tta``).
 
     Returns:
-        The :class:`~cnnzoo.models.Weights` entry that was written.
+        The `Weights` entry that was written.
     """
     arch, dot, tag = name.partition(".")
     if not dot or not tag:
@@ -96,6 +98,11 @@ def publish(
         input_size = tuple(model.input_size)  # type: ignore[arg-type]
     # Every check comes before the first file is written, so a refused publish leaves nothing behind.
     evaluations = tuple(_evaluations_from_reports(list(reports), sha256_file(ckpt)))
+    if tta not in ("none", "mirror", "mirror_translate"):
+        raise ValueError(f"--tta must be none, mirror or mirror_translate, got {tta!r}")
+    for e in evaluations:
+        if e["command"] and f"tta {tta}" not in e["command"] and f"tta={tta}" not in e["command"] and tta != "none":
+            raise ValueError(f"--tta {tta}, but the report's command ({e['command']}) did not set it")
 
     out.mkdir(parents=True, exist_ok=True)
     from safetensors.torch import save_file
@@ -125,6 +132,7 @@ def publish(
         std=tuple(hp["std"]),
         model_kwargs=model_kwargs,
         evaluations=evaluations,
+        tta=tta,
         recipe=recipe,
         command=command,
         versions={
@@ -150,6 +158,7 @@ def model_card(w: Weights) -> str:
         or "| - | - | - | - | - |"
     )
     evals = "\n".join(f"    {e['command']}" for e in w.evaluations)
+    tta_note = f" (test-time augmentation: {w.tta}, as `--model.init_args.tta {w.tta}`)" if w.tta != "none" else ""
     return f"""# {w.name}
 
 `{w.arch}` trained by cnnzoo {w.versions.get("cnnzoo")} (torch {w.versions.get("torch")}, lightning
@@ -174,7 +183,7 @@ Measured by `cnnzoo validate`/`cnnzoo test` on this file:
 | --- | --- | --- | ---: | ---: |
 {rows}
 
-Evaluation commands:
+Evaluation commands{tta_note}:
 
 {evals or "    (none recorded)"}
 
@@ -216,10 +225,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--license", default="MIT")
     parser.add_argument("--notes", default="", help="extra text for the model card")
     parser.add_argument("--url", help="where the file will be hosted (omit for weights bundled in the package)")
+    parser.add_argument(
+        "--tta",
+        default="none",
+        choices=["none", "mirror", "mirror_translate"],
+        help="the test-time augmentation the --report metrics were measured with",
+    )
     parser.add_argument("--push-to-hub", metavar="REPO", help="upload the folder to this Hugging Face Hub repo")
     args = parser.parse_args(argv)
     w = publish(
-        args.ckpt, args.name, args.out, args.report, args.recipe, args.command, args.license, args.notes, args.url
+        args.ckpt,
+        args.name,
+        args.out,
+        args.report,
+        args.recipe,
+        args.command,
+        args.license,
+        args.notes,
+        args.url,
+        tta=args.tta,
     )
     print(
         f"published {w.name}: {args.out / w.file} (sha256 {w.sha256}), {args.out / (w.name + '.json')}, "

@@ -210,6 +210,100 @@ def lenet5_summary() -> str:
     return "```text\n" + cnnzoo.summary("lenet5").to_markdown() + "```\n"
 
 
+def vgg_fast_summary() -> str:
+    return "```text\n" + cnnzoo.summary("vgg_cifar_fast").to_markdown() + "```\n"
+
+
+# The zoo's own subcommands; fit/validate/test/predict are LightningCLI's, whose --help lists every option.
+CLI_COMMANDS = ("recipes", "models", "summary", "report", "export", "weights", "publish", "show-augment")
+
+
+def cli_help() -> str:
+    """``cnnzoo --help`` and each zoo subcommand's, at a fixed width so the page does not depend on the terminal."""
+    import contextlib
+    import io
+    import os
+
+    from cnnzoo.cli import main as cli_main
+
+    os.environ["COLUMNS"] = "100"
+    parts = []
+    for args in ([], *([c] for c in CLI_COMMANDS)):
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out), contextlib.suppress(SystemExit):
+            cli_main([*args, "--help"])
+        title = f"cnnzoo {' '.join(args)} --help".replace("  ", " ")
+        parts.append(f"## `{title}`\n\n```text\n{out.getvalue().rstrip()}\n```\n")
+    return "\n".join(parts)
+
+
+# --- the fast CIFAR recipe -------------------------------------------------------------------------------------------
+def fast_cifar() -> str:
+    r = results("fast_cifar")
+    if not r:
+        return f"Sample efficiency: {NOT_MEASURED} (run `python benchmarks/fast_cifar.py`).\n"
+    first = r["first_epoch_at_target_without_tta"]
+    target = f"{r['target']:.0%}"
+    reached = (
+        f"Validation accuracy without test-time augmentation first reached {target} after epoch {first}."
+        if first
+        else f"Validation accuracy without test-time augmentation did not reach {target} in any epoch."
+    )
+    lines = [
+        f"Measured by `{r['command'].strip()}` on a {r['hardware'].get('cpu_count', '?')}-core CPU: "
+        f"`{r['fit']['command']}` ran {r['fit']['epochs']} epochs ({r['fit']['global_step']} steps) in "
+        f"{r['fit']['wall_s'] / 60:.0f} minutes. Validation is the {r['split']}. {reached}",
+        "",
+        "| epoch | " + " | ".join(str(e["epoch"] + 1) for e in r["per_epoch"]) + " |",
+        "| --- | " + " | ".join("---:" for _ in r["per_epoch"]) + " |",
+        "| val_acc | " + " | ".join(f"{e['val_acc']:.4f}" for e in r["per_epoch"]) + " |",
+        "",
+        "The last checkpoint (the lookahead average) evaluated with each test-time augmentation:",
+        "",
+        "| tta | val_acc | val_loss | images | wall time |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for level, t in r["tta"].items():
+        lines.append(
+            f"| `{level}` | {t['val_acc']:.4f} | {t['val_loss']:.4f} | {t['num_examples']:,} | "
+            f"{t['process_wall_s']:.0f} s |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def cifar_throughput() -> str:
+    r = results("cifar_throughput")
+    if not r:
+        return f"Throughput: {NOT_MEASURED} (run `python benchmarks/cifar_throughput.py`).\n"
+    ips, cost, over = r["images_per_s"], r["cpu_cost"], r["per_epoch_overhead_s"]
+    comp = cost["compile"]
+    compiled = (
+        f"| plain loop, channels_last, `torch.compile` | {comp['images_per_s']:.1f} | {comp['s_per_epoch']:.0f} s |"
+        if comp.get("images_per_s")
+        else f"| plain loop, `torch.compile` | did not run here: {comp.get('error') or 'skipped'} | |"
+    )
+    lines = [
+        f"Measured by `{r['command'].strip()}` on a {r['cpu_count']}-core CPU ({r['threads']} threads), batch "
+        f"{r['batch_size']}, `{r['model']}`:",
+        "",
+        "| how it trains | images/s | one epoch of 45,000 |",
+        "| --- | ---: | ---: |",
+        f"| `cnnzoo fit` with the CLI's defaults | {ips['cnnzoo_fit']:.1f} | "
+        f"{r['train_images_per_epoch'] / ips['cnnzoo_fit']:.0f} s |",
+        f"| bare Lightning `Trainer` | {ips['bare_trainer']:.1f} | "
+        f"{r['train_images_per_epoch'] / ips['bare_trainer']:.0f} s |",
+        f"| plain PyTorch loop, channels_last | {cost['channels_last']['images_per_s']:.1f} | "
+        f"{cost['channels_last']['s_per_epoch']:.0f} s |",
+        f"| plain PyTorch loop, NCHW | {cost['nchw']['images_per_s']:.1f} | {cost['nchw']['s_per_epoch']:.0f} s |",
+        compiled,
+        "",
+        f"`cnnzoo fit` / plain loop = {r['ratio_fit_to_plain']:.3f}. Per epoch, validating the 5,000 held-out "
+        f"images took {over['validation']:.1f} s, and validation plus checkpoint saving and logging "
+        f"{over['validation_checkpoint_logging']:.1f} s.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 # --- recipes -----------------------------------------------------------------------------------------------------
 def _init(node: Any) -> dict[str, Any]:
     return (node or {}).get("init_args", {}) if isinstance(node, dict) else {}
@@ -411,24 +505,27 @@ def pretrained_page() -> str:
         "",
         "```python",
         # Written as `ruff format` would leave it, so formatting the docs never makes this page "stale".
+        "from PIL import Image",
+        "",
         "import cnnzoo",
         "",
         'model = cnnzoo.load_pretrained("lenet5.mnist")  # verified sha256, eval mode',
         "cfg = model.pretrained_cfg  # classes, mean/std, metrics, recipe, command",
+        'pil_image = Image.new("L", (40, 40))  # any image: the transform resizes and converts it',
         "x = cfg.transforms()(pil_image).unsqueeze(0)",
         "print(cfg.class_names[model(x).argmax(1).item()])",
         "```",
         "",
         "`cnnzoo weights` prints the same registry as a table.",
         "",
-        "| name | params | input | test_acc | val_acc | size | default |",
-        "| --- | ---: | --- | --- | --- | ---: | --- |",
+        "| name | params | input | test_acc | val_acc | test-time augmentation | size | default |",
+        "| --- | ---: | --- | --- | --- | --- | ---: | --- |",
     ]
     for name in cnnzoo.list_pretrained():
         w = cnnzoo.get_weights(name)
         lines.append(
             f"| `{name}` | {w.num_params:,} | {'x'.join(map(str, w.input_size))} | {_metric(w, 'test_acc')} | "
-            f"{_metric(w, 'val_acc')} | {w.num_bytes / 1024:.0f} KiB | {'yes' if w.default else ''} |"
+            f"{_metric(w, 'val_acc')} | {w.tta} | {w.num_bytes / 1024:.0f} KiB | {'yes' if w.default else ''} |"
         )
     lines += ["", "## How each was made", ""]
     for name in cnnzoo.list_pretrained():
@@ -488,6 +585,10 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "transfer-table": transfer_table,
     "transfer-findings": transfer_findings,
     "finetune-digits": finetune_digits,
+    "vgg-fast-summary": vgg_fast_summary,
+    "cli-help": cli_help,
+    "fast-cifar": fast_cifar,
+    "cifar-throughput": cifar_throughput,
 }
 PAGES = (
     "README.md",
@@ -497,6 +598,9 @@ PAGES = (
     "docs/transfer_learning.md",
     "docs/looking_inside.md",
     "docs/export.md",
+    "docs/quickstart.md",
+    "docs/convolution_arithmetic.md",
+    "docs/api/cli.md",
 )
 
 

@@ -153,3 +153,17 @@ def test_predict_with_onnx_runtime_writes_the_same_csv(tmp_path: Path, capsys: p
 def test_every_registered_model_exports_in_every_format(name: str, fmt: str, tmp_path: Path) -> None:
     result = export(name, tmp_path / name, fmt)  # type: ignore[arg-type]
     assert result.max_abs_diff <= 1e-4, "reloaded and compared with eager inside export()"
+
+
+def test_dynamic_height_and_width_export_runs_at_other_sizes_or_says_why_not(tmp_path: Path) -> None:
+    from cnnzoo.deploy import load_exported
+
+    result = export("vgg_cifar_fast", tmp_path / "dyn", "onnx", dynamic_size=True)
+    sidecar = json.loads(result.sidecar.read_text())
+    assert sidecar["input"]["shape"] == ["batch", 3, "height", "width"] and sidecar["input"]["min_size"] == 9
+    run = load_exported("onnx", result.path)
+    assert run(torch.zeros(2, 3, 48, 40)).shape == (2, 10)
+    with pytest.raises(ExportError, match=r"dense head was sized for 28x28 inputs.*without --dynamic-size"):
+        export("lenet5", tmp_path / "lenet", "onnx", dynamic_size=True)
+    with pytest.raises(ExportError, match=r"torch.export cannot keep height and width dynamic.*--format onnx"):
+        export("vgg_cifar_fast", tmp_path / "dyn", "pt2", dynamic_size=True)

@@ -34,7 +34,7 @@ def tiny_data_args(data_class: str, tmp_path: Path, monkeypatch: pytest.MonkeyPa
         return [f"--data.data_dir={tmp_path}", "--data.val_size=16"]
     if name == "ImageFolderDataModule":
         root = write_folder(tmp_path / "images", {"a": 12, "b": 12, "c": 12}, size=40)
-        return [f"--data.root={root}", "--data.num_workers=0"]
+        return [f"--data.root={root}", "--data.num_workers=0", f"--data.cache_dir={tmp_path / 'cache'}"]
     raise AssertionError(f"no tiny-data generator for {data_class}; add one to tests/test_recipes.py")
 
 
@@ -63,7 +63,8 @@ def test_recipe_fits_on_tiny_data(recipe: Path, tmp_path: Path, monkeypatch: pyt
 def test_recipes_state_only_what_differs() -> None:
     for recipe in ALL_RECIPES:
         cfg = yaml.safe_load(recipe.read_text())
-        assert set(cfg) <= {"trainer", "model", "data", "early_stopping", "checkpoint", "seed_everything"}, recipe
+        allowed = {"trainer", "model", "data", "early_stopping", "checkpoint", "speed", "seed_everything"}
+        assert set(cfg) <= allowed, recipe
         init = cfg["model"].get("init_args", {})
         for linked in ("num_classes", "in_chans", "img_size", "class_names"):
             assert linked not in init, f"{recipe.name} repeats {linked}, which the data module provides"

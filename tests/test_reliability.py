@@ -533,6 +533,7 @@ def test_a_failure_halfway_through_predict_keeps_the_rows_already_predicted(shap
                 *FOLDER_ARGS,
                 "--data.batch_size=2",
                 "--data.check_images=false",
+                "--data.strict=true",
                 f"--data.root={root}",
                 f"--data.predict_dir={pred}",
                 f"--prediction_writer.output={out}",

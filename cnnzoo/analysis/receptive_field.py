@@ -108,7 +108,7 @@ _CONCAT = {"cat", "concat", "concatenate", "stack"}
 
 
 class ReceptiveFieldTracker(TorchFunctionMode):
-    """Tracks the :class:`Field` of every 4-D tensor computed while the mode is active.
+    """Tracks the `Field` of every 4-D tensor computed while the mode is active.
 
     Usage::
 

@@ -5,7 +5,7 @@ multiply-adds: it is maintained, handles nested and reused modules, and counts m
 papers do (``out_elements x kernel_elements x in_channels / groups`` for a convolution), so cnnzoo does not
 re-implement that bookkeeping. cnnzoo adds the columns no peer gives: kernel / stride / padding / dilation, frozen
 parameters, and the receptive field, jump and start of each layer's output
-(:mod:`cnnzoo.analysis.receptive_field`), computed in the same forward pass.
+(`cnnzoo.analysis.receptive_field`), computed in the same forward pass.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ class LayerRow:
 
 @dataclass
 class ModelSummary:
-    """The table and its totals; print it, or take :meth:`to_dict`, :meth:`to_json`, :meth:`to_markdown`."""
+    """The table and its totals; print it, or take `to_dict`, `to_json`, `to_markdown`."""
 
     model: str
     input_size: tuple[int, ...]
@@ -82,7 +82,7 @@ class ModelSummary:
         return d
 
     def to_json(self) -> str:
-        """:meth:`to_dict` as indented JSON."""
+        """`to_dict` as indented JSON."""
         return json.dumps(self.to_dict(), indent=2)
 
     def totals_lines(self) -> list[str]:

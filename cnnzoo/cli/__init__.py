@@ -1,6 +1,6 @@
 """The ``cnnzoo`` command.
 
-Trainer commands are a LightningCLI (:mod:`cnnzoo.cli.trainer`); zoo commands (``models``, ``weights``, ``publish``,
+Trainer commands are a LightningCLI (`cnnzoo.cli.trainer`); zoo commands (``models``, ``weights``, ``publish``,
 ``show-augment``) do not drive a Trainer and start without importing Lightning.
 """
 
@@ -318,11 +318,15 @@ def _cmd_export(argv: list[str]) -> int:
     parser.add_argument("--tolerance", type=float, default=1e-4, help="largest accepted |exported - eager|")
     parser.add_argument("--config", help="the run's config.yaml, for a checkpoint that does not name its model")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    parser.add_argument(
+        "--dynamic-size", action="store_true", help="dynamic height and width too (models without a sized dense head)"
+    )
     args = parser.parse_args(argv)
     out = args.out or Path(args.source.rstrip("/")).name.removesuffix(".ckpt").removesuffix(".safetensors")
     try:
         options = {"opset": args.opset, "bake_normalization": args.bake_normalization, "overwrite": args.overwrite}
         options |= {"images": args.images, "tolerance": args.tolerance, "config": args.config}
+        options |= {"dynamic_size": args.dynamic_size}
         result = export(args.source, out, args.format, **options)
     except ExportError as err:
         raise ConfigError(str(err)) from None

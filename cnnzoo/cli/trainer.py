@@ -1,6 +1,6 @@
 """The Trainer commands of ``cnnzoo`` (``fit``, ``validate``, ``test``, ``predict``): ``CnnzooCLI``.
 
-The LightningCLI lives here, apart from :mod:`cnnzoo.cli`, so that the zoo commands (``models``, ``weights``,
+The LightningCLI lives here, apart from `cnnzoo.cli`, so that the zoo commands (``models``, ``weights``,
 ``--version``) start without importing Lightning.
 """
 

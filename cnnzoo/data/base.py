@@ -22,14 +22,16 @@ from typing_extensions import override
 
 from .. import _logging
 from .._compat import epoch_in_progress
+from ..errors import ConfigError
 from ..presets import ImageClassificationEval, convert_channels, normalize, resize_batch
-from .sampling import InMemoryBatchSampler, ResumableDataLoader, TensorBatchDataset
+from .sampling import AlternatingFlipDataset, InMemoryBatchSampler, ResumableDataLoader, TensorBatchDataset
 from .tensor_ops import Split, convert_stats
 from .transforms import (
     AugmentName,
     BatchAugment,
     DataKind,
     MixCollate,
+    batch_cutout,
     batch_random_erasing,
     check_preset,
     sample_augment,
@@ -49,8 +51,12 @@ class ClassificationDataModule(LightningDataModule):
         pin_memory: pin host memory for faster host-to-GPU copies.
         persistent_workers: keep workers alive between epochs (only with ``num_workers > 0``).
         seed: seed of the data split and of the shuffling order.
-        augment: augmentation preset: ``none``, ``standard``, ``jitter``, ``autoaugment``, ``randaugment`` or
-            ``trivialaugment`` (see :mod:`cnnzoo.data.transforms`).
+        augment: augmentation preset: ``none``, ``standard``, ``translate``, ``jitter``, ``autoaugment``,
+            ``randaugment`` or ``trivialaugment`` (see `cnnzoo.data.transforms`).
+        alternating_flip: flip each training image in every other epoch instead of at random (airbench's
+            alternating flip: every image is seen both ways within two epochs); it replaces the preset's random
+            flip. Batched in-memory path only.
+        cutout: side of a square cut out of each training image (0 turns it off). Batched in-memory path only.
         train_transform: your own per-image training transform (for example a ``torchvision.transforms.v2``
             transform), used instead of the preset. It receives uint8 images (PIL or tensor) and returns the same.
         random_erasing: probability of random erasing on top of the preset (0 turns it off).
@@ -86,6 +92,8 @@ class ClassificationDataModule(LightningDataModule):
         augment: AugmentName = "none",
         train_transform: Callable | None = None,
         random_erasing: float = 0.0,
+        alternating_flip: bool = False,
+        cutout: int = 0,
         mixup_alpha: float = 0.0,
         cutmix_alpha: float = 0.0,
         img_size: int | None = None,
@@ -110,6 +118,8 @@ class ClassificationDataModule(LightningDataModule):
         check_preset(augment)
         if not 0.0 <= random_erasing <= 1.0:
             raise ValueError(f"random_erasing is a probability in [0, 1], got {random_erasing}")
+        if cutout < 0:
+            raise ValueError(f"cutout is a square's side in pixels (0 turns it off), got {cutout}")
         if mixup_alpha < 0 or cutmix_alpha < 0:
             raise ValueError("mixup_alpha and cutmix_alpha must be >= 0 (0 turns them off)")
         if data_config is not None:
@@ -131,6 +141,8 @@ class ClassificationDataModule(LightningDataModule):
         self.augment = augment
         self.train_transform = train_transform
         self.random_erasing = random_erasing
+        self.alternating_flip, self.cutout = alternating_flip, cutout
+        self._batch_augment: nn.Module | None = None
         self.mixup_alpha, self.cutmix_alpha = mixup_alpha, cutmix_alpha
         self.crop_pct = crop_pct
         self.in_chans = in_chans or self.native_in_chans
@@ -147,7 +159,7 @@ class ClassificationDataModule(LightningDataModule):
 
     @property
     def classes(self) -> tuple[str, ...]:
-        """Deprecated name of :attr:`class_names` (until cnnzoo 0.3)."""
+        """Deprecated name of `class_names` (until cnnzoo 0.3)."""
         warnings.warn(
             "DataModule.classes is deprecated and will be removed in cnnzoo 0.3; use class_names",
             FutureWarning,
@@ -200,18 +212,78 @@ class ClassificationDataModule(LightningDataModule):
     def _training(self) -> bool:
         return self.trainer is not None and self.trainer.training
 
+    def batch_transform(self, images: torch.Tensor, train: bool) -> torch.Tensor:
+        """The batched path: uint8 (B, C, H, W) on the device -> augmented, normalised float batch."""
+        if train:
+            images = resize_batch(images, self.img_size, None)
+            if self.train_transform is not None:
+                images = torch.stack([self.train_transform(img) for img in images])
+            else:
+                if self._batch_augment is None:
+                    flip = not self.alternating_flip
+                    self._batch_augment = BatchAugment(self.augment, self.kind, self.img_size, flip=flip)
+                images = self._batch_augment(images)
+            x = self.normalize(images)
+            return batch_cutout(batch_random_erasing(x, self.random_erasing), self.cutout)
+        return self.eval_transform(images)
+
+    def check_batched_options(self, batched: bool) -> None:
+        """Refuse the options that only the batched in-memory path implements on the per-sample path."""
+        if batched:
+            return
+        used = [name for name, on in (("alternating_flip", self.alternating_flip), ("cutout", self.cutout)) if on]
+        if used:
+            raise ConfigError(
+                f"{', '.join(used)} needs the batched in-memory path, which {type(self).__name__} is not using: "
+                "turn it on (fast: true for in-memory datasets, in_memory: true for image folders) or drop the option"
+            )
+
     @override
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        # Per-sample pipelines deliver normalised floats; only batch-level mixing remains, in training.
+        # uint8 batches come from the batched path and are augmented and normalised here, on the device; float
+        # tensors are already model inputs (per-sample pipelines, and Lightning's example_input_array).
+        if isinstance(batch, torch.Tensor):
+            return self.batch_transform(batch, train=False) if batch.dtype == torch.uint8 else batch
+        if isinstance(batch, (list, tuple)) and len(batch) == 2 and batch[0].dtype == torch.uint8:
+            batch = (self.batch_transform(batch[0], train=self._training()), batch[1])
+        # Batch-level mixing comes last, in training only.
         if isinstance(batch, (list, tuple)) and len(batch) == 2 and self._training() and self.mixing:
             return tuple(self.mixing(*batch))
         return batch
 
+    def whitening_images(self, n: int = 5000) -> torch.Tensor:
+        """The first ``n`` training images, normalised and not augmented: what a whitening layer is set from.
+
+        The training split is read in its fixed (unshuffled) order with the evaluation transform, so every rank
+        and every run gets the same images.
+        """
+        name = type(self).__name__
+        try:
+            self.setup("fit")
+            loader = self.make_loader("train", train=False)
+        except (RuntimeError, ValueError, FileNotFoundError) as err:
+            raise ConfigError(
+                f"whitening needs training images, and {name} has none ({err}). Give the data module training data, "
+                "or build the model with whiten: false"
+            ) from None
+        out: list[torch.Tensor] = []
+        count = 0
+        for batch in loader:
+            x = batch["image"] if isinstance(batch, dict) else batch[0] if isinstance(batch, (list, tuple)) else batch
+            x = self.eval_transform(x) if x.dtype == torch.uint8 else x
+            out.append(x)
+            count += len(x)
+            if count >= n:
+                break
+        if not out:
+            raise ConfigError(f"whitening needs training images, and {name}'s training split is empty")
+        return torch.cat(out)[:n]
+
     def build_loader(self, dataset: Dataset, n: int, train: bool, per_sample: bool) -> DataLoader:
-        """A DataLoader over ``n`` samples with an :class:`InMemoryBatchSampler` sharded for this rank.
+        """A DataLoader over ``n`` samples with an `InMemoryBatchSampler` sharded for this rank.
 
         ``per_sample=True``: the dataset returns single samples that the DataLoader collates; otherwise it is
-        indexed with a whole batch of indices at once (:class:`TensorBatchDataset`). Training loaders are
+        indexed with a whole batch of indices at once (`TensorBatchDataset`). Training loaders are
         resumable mid-epoch and start at the trainer's current epoch, so a resumed run continues the same order.
         """
         trainer = self.trainer
@@ -254,6 +326,8 @@ class ClassificationDataModule(LightningDataModule):
             per_epoch = min(len(loader), trainer.num_training_batches)  # num_training_batches is inf until set
             return trainer.global_step - epoch() * int(per_epoch)
 
+        if self.alternating_flip and isinstance(dataset, TensorBatchDataset):
+            dataset = AlternatingFlipDataset(dataset, self.seed, epoch)
         loader = ResumableDataLoader(dataset, sampler=sampler, epoch=epoch, batches_done=batches_done, **common)
         return loader
 
@@ -308,23 +382,23 @@ class InMemoryDataModule(ClassificationDataModule):
     """Images kept as ``uint8`` tensors of shape (N, C, H, W).
 
     With ``fast=True`` (the default) batches are gathered by index and resized, augmented and normalised as whole
-    batches on the training device in :meth:`on_after_batch_transfer`. With ``fast=False`` every image goes through
+    batches on the training device in `on_after_batch_transfer`. With ``fast=False`` every image goes through
     PIL and the per-sample torchvision pipeline in the DataLoader workers, the classic path. Both draw
-    augmentations from the same distributions (:mod:`cnnzoo.data.transforms`).
+    augmentations from the same distributions (`cnnzoo.data.transforms`).
 
-    Subclasses set the class constants and implement :meth:`load_splits`.
+    Subclasses set the class constants and implement `load_splits`.
 
     Args:
         fast: the batched on-device path (``True``) or the per-sample PIL path (``False``).
 
-    The other arguments are :class:`ClassificationDataModule`'s.
+    The other arguments are `ClassificationDataModule`'s.
     """
 
     def __init__(self, fast: bool = True, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.fast = fast
+        self.check_batched_options(fast)
         self.splits: dict[str, Split] = {}
-        self._batch_augment: nn.Module | None = None
 
     # --- subclass API ------------------------------------------------------------------------------------------
     def load_splits(self) -> dict[str, Split]:
@@ -365,27 +439,3 @@ class InMemoryDataModule(ClassificationDataModule):
             return self.build_loader(TensorBatchDataset(images, labels), len(labels), train, per_sample=False)
         dataset = _PerSampleDataset(images, labels, self.sample_transform(train))
         return self.build_loader(dataset, len(labels), train, per_sample=True)
-
-    def batch_transform(self, images: torch.Tensor, train: bool) -> torch.Tensor:
-        """The fast path: uint8 (B, C, H, W) on the device -> augmented, normalised float batch."""
-        if train:
-            images = resize_batch(images, self.img_size, None)
-            if self.train_transform is not None:
-                images = torch.stack([self.train_transform(img) for img in images])
-            else:
-                if self._batch_augment is None:
-                    self._batch_augment = BatchAugment(self.augment, self.kind, self.img_size)
-                images = self._batch_augment(images)
-            x = self.normalize(images)
-            return batch_random_erasing(x, self.random_erasing)
-        return self.eval_transform(images)
-
-    @override
-    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        # Float tensors are already model inputs (Lightning sends the model's example_input_array through here).
-        if isinstance(batch, torch.Tensor):
-            return self.batch_transform(batch, train=False) if batch.dtype == torch.uint8 else batch
-        images, labels = batch
-        if images.dtype == torch.uint8:
-            images = self.batch_transform(images, train=self._training())
-        return super().on_after_batch_transfer((images, labels), dataloader_idx)

@@ -40,7 +40,7 @@ class DigitsDataModule(InMemoryDataModule):
         val_fraction: fraction of all images held out for validation.
         test_fraction: fraction of all images held out for testing.
         **kwargs: the common options (``batch_size``, ``augment``, ``seed``, ``fast`` ...) of
-            :class:`~cnnzoo.data.base.ClassificationDataModule` and :class:`~cnnzoo.data.base.InMemoryDataModule`.
+            `ClassificationDataModule` and `InMemoryDataModule`.
     """
 
     num_classes = 10

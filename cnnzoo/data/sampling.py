@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-__all__ = ["InMemoryBatchSampler", "ResumableDataLoader", "TensorBatchDataset"]
+__all__ = ["AlternatingFlipDataset", "InMemoryBatchSampler", "ResumableDataLoader", "TensorBatchDataset"]
 
 
 class TensorBatchDataset(Dataset):
@@ -29,6 +29,31 @@ class TensorBatchDataset(Dataset):
     def __getitem__(self, index: list[int] | torch.Tensor) -> tuple[torch.Tensor, ...]:
         idx = torch.as_tensor(index, dtype=torch.long)
         return tuple(t[idx] for t in self.tensors)
+
+
+class AlternatingFlipDataset(Dataset):
+    """airbench's alternating flip over a `TensorBatchDataset` of images (first tensor) and labels.
+
+    Image ``i`` is mirrored in epoch ``e`` when ``first_flip[i] != (e is odd)``: a seeded coin decides its first
+    epoch, then it alternates, so every image is seen both ways within any two epochs, which a random flip only
+    does on average (Jordan, 2024, section 3.6). The flip is a pure function of (seed, index, epoch), so a resumed
+    run sees the same images.
+    """
+
+    def __init__(self, dataset: TensorBatchDataset, seed: int, epoch: Callable[[], int]) -> None:
+        self.dataset, self.epoch = dataset, epoch
+        g = torch.Generator()
+        g.manual_seed(seed + 7919)
+        self.first_flip = torch.rand(len(dataset), generator=g) < 0.5
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: list[int] | torch.Tensor) -> tuple[torch.Tensor, ...]:
+        idx = torch.as_tensor(index, dtype=torch.long)
+        images, *rest = self.dataset[idx]
+        flip = self.first_flip[idx] ^ bool(self.epoch() % 2)
+        return (torch.where(flip[:, None, None, None], images.flip(-1), images), *rest)
 
 
 class InMemoryBatchSampler(DistributedSampler):

@@ -1,7 +1,7 @@
 """Tensor helpers of the data layer.
 
 Seeded splits, validation sizes and statistics conversion, apart from the data-module classes that use them.
-Channel conversion and resizing live in :mod:`cnnzoo.presets`, which the weights API shares.
+Channel conversion and resizing live in `cnnzoo.presets`, which the weights API shares.
 """
 
 from __future__ import annotations

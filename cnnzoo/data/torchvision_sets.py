@@ -46,7 +46,7 @@ class TorchvisionDataModule(InMemoryDataModule):
             ever used for ``test``. The run logs the split sizes.
         fast: batched on-device augmentation (``True``) or the per-sample PIL path (``False``).
 
-    The other arguments are :class:`~cnnzoo.data.base.ClassificationDataModule`'s.
+    The other arguments are `ClassificationDataModule`'s.
     """
 
     dataset_class: ClassVar[Callable[..., Any]]
@@ -160,7 +160,7 @@ class CIFAR10DataModule(TorchvisionDataModule):
     """CIFAR-10: 50,000 + 10,000 3x32x32 images of 10 classes (Krizhevsky, 2009).
 
     torchvision checks each batch file's md5 before it unpickles it; for JPEG folders (such as the copy in
-    ``../shared/data``) use :class:`~cnnzoo.data.ImageFolderDataModule`.
+    ``../shared/data``) use `ImageFolderDataModule`.
     """
 
     dataset_class = datasets.CIFAR10

@@ -1,8 +1,8 @@
 """Named augmentation presets, in two equivalent forms.
 
-Each preset is defined once as a per-sample torchvision-v2 pipeline (:func:`sample_augment`, which works on PIL
+Each preset is defined once as a per-sample torchvision-v2 pipeline (`sample_augment`, which works on PIL
 images and on uint8 tensors alike). The in-memory data modules run the same preset on whole uint8 batches on the
-training device (:class:`BatchAugment`). Presets whose operations vectorise (``standard``'s random crop and flip,
+training device (`BatchAugment`). Presets whose operations vectorise (``standard``'s random crop and flip,
 the digits' small affine, random erasing) get a batched implementation that draws independent parameters per
 image from the same distributions as the torchvision transforms. A tensor-level torchvision transform would draw
 one set of parameters for the whole batch. The other presets (``jitter``, ``autoaugment``, ``randaugment``,
@@ -14,10 +14,14 @@ Presets:
 - ``standard``: natural images: random crop with 4-pixel zero padding (scaled with the image: ``size // 8``) plus a
   horizontal flip. Digits: a small affine (rotation within ±10°, shift within ±10%). Digits never flip: a flipped
   digit is another glyph.
+- ``translate``: airbench's: a random translation by up to ``size // 16`` pixels (2 at CIFAR's 32) with reflect padding,
+  plus a horizontal flip (digits: no flip). With ``alternating_flip`` the data module flips each image in every
+  other epoch instead of at random.
 - ``jitter``: ColorJitter(0.2, 0.2, 0.2, 0.2), horizontal flip (not for digits) and rotation within ±15°.
 - ``autoaugment`` (CIFAR-10 policy; SVHN policy for digits), ``randaugment``, ``trivialaugment``.
 
-``random_erasing`` (a probability) can be added on top of any preset. Batch-level ``mixup``/``cutmix`` are applied
+``random_erasing`` (a probability) and ``cutout`` (a square's side, batched path only) can be added on top of any
+preset. Batch-level ``mixup``/``cutmix`` are applied
 to normalised batches and produce soft targets.
 """
 
@@ -38,13 +42,22 @@ __all__ = [
     "BatchAugment",
     "DataKind",
     "MixCollate",
+    "batch_cutout",
     "batch_random_erasing",
     "sample_augment",
 ]
 
-AugmentName = Literal["none", "standard", "jitter", "autoaugment", "randaugment", "trivialaugment"]
+AugmentName = Literal["none", "standard", "translate", "jitter", "autoaugment", "randaugment", "trivialaugment"]
 DataKind = Literal["natural", "digits"]
-AUGMENT_PRESETS: tuple[str, ...] = ("none", "standard", "jitter", "autoaugment", "randaugment", "trivialaugment")
+AUGMENT_PRESETS: tuple[str, ...] = (
+    "none",
+    "standard",
+    "translate",
+    "jitter",
+    "autoaugment",
+    "randaugment",
+    "trivialaugment",
+)
 
 DIGIT_DEGREES = 10.0
 DIGIT_TRANSLATE = 0.1
@@ -53,6 +66,11 @@ DIGIT_TRANSLATE = 0.1
 def crop_padding(img_size: int) -> int:
     """Zero padding of the ``standard`` random crop: 4 pixels at CIFAR's 32, scaled with the image."""
     return max(1, img_size // 8)
+
+
+def translate_padding(img_size: int) -> int:
+    """Reflect padding of the ``translate`` preset: airbench's 2 pixels at 32, scaled with the image."""
+    return max(1, img_size // 16)
 
 
 def check_preset(name: str) -> None:
@@ -75,6 +93,9 @@ def sample_augment(name: str, kind: DataKind, img_size: int) -> v2.Transform:
                 degrees=DIGIT_DEGREES, translate=(DIGIT_TRANSLATE, DIGIT_TRANSLATE), interpolation=bilinear
             )
         return v2.Compose([v2.RandomCrop(img_size, padding=crop_padding(img_size)), *flip])
+    if name == "translate":
+        pad = translate_padding(img_size)
+        return v2.Compose([v2.RandomCrop(img_size, padding=pad, padding_mode="reflect"), *flip])
     if name == "jitter":
         return v2.Compose([v2.ColorJitter(0.2, 0.2, 0.2, 0.2), *flip, v2.RandomRotation(15, interpolation=bilinear)])
     if name == "autoaugment":
@@ -85,14 +106,14 @@ def sample_augment(name: str, kind: DataKind, img_size: int) -> v2.Transform:
     return v2.TrivialAugmentWide()
 
 
-def _batch_random_crop_flip(x: torch.Tensor, padding: int, flip: bool) -> torch.Tensor:
+def _batch_random_crop_flip(x: torch.Tensor, padding: int, flip: bool, mode: str = "constant") -> torch.Tensor:
     """Random crop and horizontal flip, batch-wise.
 
-    Per-image random crop of a zero-padded batch plus per-image horizontal flip: torchvision's
-    ``RandomCrop(size, padding)`` and ``RandomHorizontalFlip()`` for a whole batch in one gather.
+    Per-image random crop of a padded batch (zeros, or ``mode="reflect"``) plus per-image horizontal flip:
+    torchvision's ``RandomCrop(size, padding, padding_mode)`` and ``RandomHorizontalFlip()`` in one gather.
     """
     b, _, h, w = x.shape
-    padded = F.pad(x, (padding, padding, padding, padding))
+    padded = F.pad(x, (padding, padding, padding, padding), mode=mode)
     dev = x.device
     top = torch.randint(0, 2 * padding + 1, (b,), device=dev)
     left = torch.randint(0, 2 * padding + 1, (b,), device=dev)
@@ -152,13 +173,35 @@ def batch_random_erasing(
     return x.masked_fill(box[:, None], 0.0)
 
 
-class BatchAugment(nn.Module):
-    """Preset ``name`` applied to a uint8 (B, C, H, W) batch on its device, independently per image."""
+def batch_cutout(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Cutout (DeVries & Taylor, 2017), batch-wise.
 
-    def __init__(self, name: str, kind: DataKind, img_size: int) -> None:
+    One ``size`` x ``size`` square per image, inside the image, set to 0 (the mean of a normalised batch).
+    """
+    if size <= 0:
+        return x
+    b, _, h, w = x.shape
+    if size > min(h, w):
+        raise ValueError(f"cutout size {size} is larger than the {h}x{w} images; pick a size up to {min(h, w)}")
+    dev = x.device
+    top = torch.randint(0, h - size + 1, (b,), device=dev)
+    left = torch.randint(0, w - size + 1, (b,), device=dev)
+    r = torch.arange(h, device=dev)[None, :, None] - top[:, None, None]
+    c = torch.arange(w, device=dev)[None, None, :] - left[:, None, None]
+    box = (r >= 0) & (r < size) & (c >= 0) & (c < size)
+    return x.masked_fill(box[:, None], 0.0)
+
+
+class BatchAugment(nn.Module):
+    """Preset ``name`` applied to a uint8 (B, C, H, W) batch on its device, independently per image.
+
+    ``flip=False`` leaves out the preset's random flip (the data module then flips in alternate epochs).
+    """
+
+    def __init__(self, name: str, kind: DataKind, img_size: int, flip: bool = True) -> None:
         super().__init__()
         check_preset(name)
-        self.name, self.kind, self.img_size = name, kind, img_size
+        self.name, self.kind, self.img_size, self.flip = name, kind, img_size, flip
         self.per_sample = sample_augment(name, kind, img_size)
 
     @override
@@ -170,7 +213,10 @@ class BatchAugment(nn.Module):
         if self.name == "standard" and self.kind == "digits":
             return _batch_affine(x, DIGIT_DEGREES, DIGIT_TRANSLATE)
         if self.name == "standard":
-            return _batch_random_crop_flip(x, crop_padding(x.shape[-1]), flip=True)
+            return _batch_random_crop_flip(x, crop_padding(x.shape[-1]), flip=self.flip)
+        if self.name == "translate":
+            flip = self.flip and self.kind != "digits"
+            return _batch_random_crop_flip(x, translate_padding(x.shape[-1]), flip=flip, mode="reflect")
         # Policies of many discrete operations do not vectorise; run the torchvision transform image by image.
         return torch.stack([self.per_sample(img) for img in x])
 

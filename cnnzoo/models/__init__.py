@@ -30,14 +30,17 @@ from ._registry import create_model, get_model_entrypoint, is_model, list_models
 from .lenet import LeNet5, lenet5, lenet5_classic
 from .simple_cnn import SimpleCNN, simple_cnn
 from .vgg import VGG, VGG_CFGS, VGGCifarSmall, vgg11_bn, vgg13_bn, vgg16_bn, vgg19_bn, vgg_cifar_small
+from .vgg_fast import VGG_FAST_WIDTHS, VGGCifarFast, vgg_cifar_fast, vgg_cifar_fast_wide, whitening_filters
 
 __all__ = [
     "VGG",
     "VGG_CFGS",
+    "VGG_FAST_WIDTHS",
     "IntegrityError",
     "LeNet5",
     "SimpleCNN",
     "UnsafePickleError",
+    "VGGCifarFast",
     "VGGCifarSmall",
     "Weights",
     "ZooModel",
@@ -72,6 +75,9 @@ __all__ = [
     "vgg13_bn",
     "vgg16_bn",
     "vgg19_bn",
+    "vgg_cifar_fast",
+    "vgg_cifar_fast_wide",
     "vgg_cifar_small",
     "weights_from_source",
+    "whitening_filters",
 ]

@@ -23,12 +23,12 @@ def conv_output_size(size: int, kernel: int, stride: int = 1, padding: int = 0, 
 
 
 class ZooModel(nn.Module):
-    """Base class of the plain-PyTorch classifiers in :mod:`cnnzoo.models`.
+    """Base class of the plain-PyTorch classifiers in `cnnzoo.models`.
 
     Subclasses build ``self.features`` (the convolutional trunk, returning a feature map), ``self.head`` (from the
     feature map to the vector the final linear layer reads) and ``self.classifier`` through
-    :meth:`_make_classifier`; the forward methods here run them. A model laid out otherwise overrides
-    :meth:`forward_features` and :meth:`forward_pre_logits`.
+    `_make_classifier`; the forward methods here run them. A model laid out otherwise overrides
+    `forward_features` and `forward_pre_logits`.
 
     Attributes:
         num_classes: classifier outputs; 0 means the model returns pre-logit features.

@@ -76,6 +76,9 @@ class Weights:
     # One entry per `cnnzoo validate`/`test` run on these weights: dataset, split, num_examples, the command that
     # measured it (runnable as written) and its metrics by name.
     evaluations: tuple[dict[str, Any], ...] = ()
+    # The test-time augmentation the evaluations used ("none", "mirror", "mirror_translate"): pass it as
+    # --model.init_args.tta to reproduce them. The network itself always computes one plain forward.
+    tta: str = "none"
     recipe: str | None = None
     command: str | None = None
     versions: dict[str, str] = field(default_factory=dict)
@@ -93,7 +96,7 @@ class Weights:
 
     @property
     def classes(self) -> tuple[str, ...]:
-        """Deprecated name of :attr:`class_names` (until cnnzoo 0.3)."""
+        """Deprecated name of `class_names` (until cnnzoo 0.3)."""
         warnings.warn("Weights.classes is deprecated (until cnnzoo 0.3); use class_names", FutureWarning, stacklevel=2)
         return self.class_names
 
@@ -148,7 +151,7 @@ class Weights:
         """The inference transforms of these weights.
 
         Inference transforms: a PIL image, a uint8 image or a uint8 batch to normalised float input, the same
-        preset (:class:`cnnzoo.presets.ImageClassificationEval`) the data modules evaluate with.
+        preset (`cnnzoo.presets.ImageClassificationEval`) the data modules evaluate with.
         """
         from ..presets import ImageClassificationEval
 
@@ -158,6 +161,8 @@ class Weights:
         d = asdict(self)
         d.pop("default")
         d.pop("root")
+        if d["tta"] == "none":  # the default; files written before the key existed stay byte-identical
+            d.pop("tta")
         return d
 
     @classmethod
@@ -264,7 +269,7 @@ def register_weights(weights: Weights) -> Weights:
 
 
 def unregister_weights(name: str) -> Weights:
-    """Remove an entry added with :func:`register_weights` (or a bundled one) and return it."""
+    """Remove an entry added with `register_weights` (or a bundled one) and return it."""
     if name not in _registry:
         raise unknown_name_error("pretrained weights", name, list(_registry), "cnnzoo.list_pretrained()")
     return _registry.pop(name)
@@ -420,7 +425,7 @@ class UnsafePickleError(pickle.UnpicklingError):
 def torch_load_weights_only(path: Path | str) -> Any:
     """``torch.load(path, weights_only=True)`` onto the CPU, never a full unpickle.
 
-    A file that needs one raises :class:`UnsafePickleError` instead of torch's error, which advises
+    A file that needs one raises `UnsafePickleError` instead of torch's error, which advises
     ``weights_only=False``.
     """
     try:
@@ -674,7 +679,7 @@ def load_weights_into(
 
     Args:
         net: the network, already built for the new task (its classes and input channels).
-        source: any source :func:`load_pretrained` takes, or a bare weights file (``.safetensors``, or ``.pt`` /
+        source: any source `load_pretrained` takes, or a bare weights file (``.safetensors``, or ``.pt`` /
             ``.pth`` / ``.ckpt`` read with ``torch.load(weights_only=True)``; a cnnzoo Lightning checkpoint gives
             its network), or an ``https://...#sha256=<hex>`` URL of one.
         head_prefix: the classifier's state-dict prefix (``"classifier."``). A classifier of another size starts

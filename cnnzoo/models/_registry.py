@@ -86,7 +86,7 @@ def create_model(
     """Build a registered model, as timm's ``create_model`` does.
 
     Args:
-        name: a name from :func:`list_models`, or ``arch.tag`` for those weights (as ``pretrained="tag"``).
+        name: a name from `list_models`, or ``arch.tag`` for those weights (as ``pretrained="tag"``).
         pretrained: ``True`` for the architecture's default weights, a tag (``"mnist"``) for ``arch.tag``;
             ``False`` for random initialisation. The model comes back in training mode, with the weights'
             metadata as ``model.pretrained_cfg``.

@@ -71,7 +71,7 @@ class VGG(ZooModel):
     """VGG-BN from a configuration list.
 
     Args:
-        cfg: a key of :data:`VGG_CFGS` ("A", "B", "D", "E") or a list of widths and ``"M"``.
+        cfg: a key of `VGG_CFGS` ("A", "B", "D", "E") or a list of widths and ``"M"``.
         num_classes: classifier outputs (0: pre-logit features: 512-d CIFAR head, 4096-d ImageNet head).
         in_chans: input channels.
         img_size: the input size the model is built for; it also picks the head when ``head="auto"``.

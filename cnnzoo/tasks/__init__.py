@@ -1,4 +1,4 @@
-"""LightningModules: training tasks built on top of the plain models in :mod:`cnnzoo.models`."""
+"""LightningModules: training tasks built on top of the plain models in `cnnzoo.models`."""
 
 from .base import ClassificationTask
 from .classification import ImageClassifier

@@ -2,7 +2,7 @@
 
 Loss, metrics and their logged names, optimiser and scheduler wiring, safe
 checkpoint loading and ``predict_step`` (like torchgeo's ``BaseTask``). Subclasses build ``self.net`` and, where
-parts of the network learn at other rates, override :meth:`ClassificationTask.param_groups`.
+parts of the network learn at other rates, override `ClassificationTask.param_groups`.
 """
 
 from __future__ import annotations
@@ -29,7 +29,16 @@ from typing_extensions import override
 from .._compat import attached_trainer
 from ..errors import ConfigError
 
-__all__ = ["ClassificationTask", "Strategy", "TransferFinetuning", "check_one_cycle", "make_metrics", "step_seed"]
+__all__ = [
+    "TTA",
+    "ClassificationTask",
+    "Strategy",
+    "TransferFinetuning",
+    "check_one_cycle",
+    "make_metrics",
+    "step_seed",
+    "tta_logits",
+]
 
 
 def step_seed(seed: int, step: int, rank: int) -> int:
@@ -90,6 +99,28 @@ def check_one_cycle(factory: Any, total: int) -> None:
 
 
 Strategy = Literal["feature_extraction", "finetune", "freeze_unfreeze"]
+TTA = Literal["none", "mirror", "mirror_translate"]
+
+
+def tta_logits(net: nn.Module, x: torch.Tensor, level: TTA) -> torch.Tensor:
+    """Logits averaged over test-time augmentations (airbench's levels).
+
+    ``mirror``: the image and its mirror image. ``mirror_translate``: half that, half the mirrored pair of two
+    copies shifted by one pixel diagonally (up-left and down-right, reflect-padded). The input size is unchanged.
+    """
+    if level == "none":
+        return net(x)
+
+    def mirror(inputs: torch.Tensor) -> torch.Tensor:
+        return 0.5 * net(inputs) + 0.5 * net(inputs.flip(-1))
+
+    logits = mirror(x)
+    if level == "mirror":
+        return logits
+    h, w = x.shape[-2:]
+    padded = F.pad(x, (1, 1, 1, 1), mode="reflect")
+    shifted = [padded[..., 0:h, 0:w], padded[..., 2 : h + 2, 2 : w + 2]]
+    return 0.5 * logits + 0.5 * torch.stack([mirror(s) for s in shifted]).mean(0)
 
 
 class TransferFinetuning(BaseFinetuning):
@@ -127,7 +158,7 @@ class ClassificationTask(LightningModule):
     Loss, metrics, logging names, optimiser wiring, ``predict_step`` and the transfer strategies (``strategy``:
     ``finetune``, ``feature_extraction`` or ``freeze_unfreeze``, with a ``backbone_lr_ratio``), which every task
     documents among its arguments. Subclasses set ``self.net`` (with ``get_classifier()``) in ``__init__``, say
-    what their blocks are in :meth:`block_groups`, and may override :meth:`forward`.
+    what their blocks are in `block_groups`, and may override `forward`.
 
     Logged names are fixed because other tools (checkpoint monitors, the recipes, the docs) read them:
     ``train_loss``, ``train_acc``, ``val_loss``, ``val_acc``, ``val_acc_top5`` (more than 5 classes), ``val_f1``,
@@ -151,8 +182,27 @@ class ClassificationTask(LightningModule):
         unfreeze_top: int | None = None,
         backbone_lr_ratio: float = 1.0,
         train_bn: bool = False,
+        tta: TTA = "none",
+        norm_bias_lr_scale: float = 1.0,
+        whiten_bias_lr_scale: float = 1.0,
+        head_lr_scale: float = 1.0,
+        whiten_bias_epochs: int | None = None,
     ) -> None:
         super().__init__()
+        for name, value in (
+            ("norm_bias_lr_scale", norm_bias_lr_scale),
+            ("whiten_bias_lr_scale", whiten_bias_lr_scale),
+            ("head_lr_scale", head_lr_scale),
+        ):
+            if value <= 0:
+                raise ValueError(f"{name} must be > 0, got {value}")
+        if whiten_bias_epochs is not None and whiten_bias_epochs < 0:
+            raise ValueError(f"whiten_bias_epochs must be >= 0 or None (never frozen), got {whiten_bias_epochs}")
+        if tta not in ("none", "mirror", "mirror_translate"):
+            raise ValueError(f"tta must be 'none', 'mirror' or 'mirror_translate', got {tta!r}")
+        self.tta: TTA = tta
+        self.lr_scales = {"norm_bias": norm_bias_lr_scale, "whiten_bias": whiten_bias_lr_scale, "head": head_lr_scale}
+        self.whiten_bias_epochs = whiten_bias_epochs
         if not 0 < backbone_lr_ratio <= 1:
             raise ValueError(f"backbone_lr_ratio must be in (0, 1], got {backbone_lr_ratio}")
         if unfreeze_top is not None and unfreeze_top < 1:
@@ -277,6 +327,22 @@ class ClassificationTask(LightningModule):
             if getattr(self, key, None) is None and value is not None:
                 setattr(self, key, value)
                 self.hparams[key] = value
+        if self.tta != "none" and getattr(dm, "kind", "natural") == "digits":
+            raise ConfigError(
+                f"tta={self.tta} mirrors the images, and {type(dm).__name__} holds digits, where a mirrored digit is "
+                "another glyph: use tta: none"
+            )
+        # Set from the data before a checkpoint is restored (the restore then overwrites it) and before DDP copies
+        # rank 0's weights to the other ranks.
+        resuming = trainer is not None and trainer.ckpt_path is not None
+        if stage == "fit" and getattr(self.net, "needs_whitening", False) and not resuming:
+            whitening_images = getattr(dm, "whitening_images", None)
+            if whitening_images is None:
+                raise ConfigError(
+                    f"{type(self.net).__name__} sets its whitening layer from training images, which "
+                    f"{type(dm).__name__} cannot provide (no whitening_images()); build the model with whiten: false"
+                )
+            self.net.init_whitening(whitening_images().to(self.device))  # type: ignore[operator]
 
     @override
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -299,11 +365,20 @@ class ClassificationTask(LightningModule):
             return batch[0], (batch[1] if len(batch) > 1 else None)
         raise TypeError(f"unsupported batch type {type(batch).__name__}; expected a tensor, (x, y) or a dict")
 
+    def _uses_tta(self) -> bool:
+        # validate, test and predict; fit's per-epoch validation stays plain (mirror_translate costs 6 forwards).
+        trainer = attached_trainer(self)
+        return self.tta != "none" and (trainer is None or trainer.state.fn != "fit")
+
+    def predict_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """The logits that evaluation and prediction use: ``forward``, averaged over the ``tta`` augmentations."""
+        return tta_logits(self, x, self.tta) if self._uses_tta() else self(x)
+
     def _shared_step(self, batch: Any, stage: str) -> dict[str, torch.Tensor]:
         x, y = self._split_batch(batch)
         if y is None:
             raise ValueError(f"the {stage} batch carries no labels; {stage} needs (images, labels)")
-        logits = self(x)
+        logits = self(x) if stage == "train" else self.predict_logits(x)
         loss = self.compute_loss(logits, y)
         hard = y.argmax(dim=1) if y.is_floating_point() else y
         self._metrics(stage).update(logits.detach(), hard)
@@ -373,20 +448,22 @@ class ClassificationTask(LightningModule):
 
     @override
     def test_step(self, batch: Any, batch_idx: int) -> dict[str, torch.Tensor]:
-        """As :meth:`validation_step`, on the test split."""
+        """As `validation_step`, on the test split."""
         return self._shared_step(batch, "test")
 
     def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
         """Predicted classes and probabilities for a batch.
 
         Returns ``{"preds": class indices (B,), "probs": softmax probabilities (B, num_classes)}``, plus
-        ``"paths"`` when the batch carries file paths.
+        ``"paths"`` when the batch carries file paths, and ``"errors"`` (empty, or why a file did not decode).
         """
         x, _ = self._split_batch(batch)
-        probs = self(x).float().softmax(dim=1)
+        probs = self.predict_logits(x).float().softmax(dim=1)
         out: dict[str, Any] = {"preds": probs.argmax(dim=1), "probs": probs}
         if isinstance(batch, dict) and "path" in batch:
             out["paths"] = list(batch["path"])
+            if "error" in batch:
+                out["errors"] = list(batch["error"])
         return out
 
     # --- parts of the network, for transfer learning --------------------------------------------------------------
@@ -423,13 +500,22 @@ class ClassificationTask(LightningModule):
     def param_groups(self) -> list[dict[str, Any]]:
         """The parameter groups the optimiser receives.
 
-        What the optimizer receives: parameter groups, each a dict with ``params`` and optionally ``name`` and
-        ``lr_scale``, a factor on the optimiser's learning rate (and on a OneCycleLR's ``max_lr``) for that group.
+        What the optimizer receives: parameter groups, each a dict with ``params`` and optionally ``name``,
+        ``lr_scale``, a factor on the optimiser's learning rate (and on a OneCycleLR's ``max_lr``) for that group,
+        and ``weight_decay_scale``, a factor on its weight decay. With any of ``norm_bias_lr_scale``,
+        ``whiten_bias_lr_scale`` or ``head_lr_scale`` set, `part_groups` gives the groups.
         With a transfer strategy or a ``backbone_lr_ratio`` below 1 there are two, ``head`` and ``backbone``, from
         the start: frozen parameters join when unfrozen, without a new optimiser, at the backbone's rate.
 
-        Override it to give parts of the network their own rates; :meth:`configure_optimizers` does the rest.
+        Override it to give parts of the network their own rates; `configure_optimizers` does the rest.
         """
+        if any(scale != 1.0 for scale in self.lr_scales.values()):
+            if self.strategy != "finetune" or self.backbone_lr_ratio != 1.0:
+                raise ConfigError(
+                    "the per-part learning rates (norm_bias_lr_scale, whiten_bias_lr_scale, head_lr_scale) and a "
+                    "transfer strategy or backbone_lr_ratio each set the parameter groups: use one or the other"
+                )
+            return self.part_groups()
         if self.strategy == "finetune" and self.backbone_lr_ratio == 1.0:
             # No "name" key: LearningRateMonitor would then log lr-Adam/all instead of lr-Adam.
             return [{"params": [p for p in self.parameters() if p.requires_grad]}]
@@ -437,6 +523,41 @@ class ClassificationTask(LightningModule):
             {"params": self.head_parameters(), "name": "head"},
             {"params": self.backbone_parameters(), "name": "backbone", "lr_scale": self.backbone_lr_ratio},
         ]
+
+    def part_groups(self) -> list[dict[str, Any]]:
+        """The airbench groups: BatchNorm biases, the whitening bias, the head and the rest, each at its own rate.
+
+        Each group's weight decay is divided by its learning-rate factor, so the decay per step (lr x weight decay)
+        is the same in every group and only the gradient step is scaled (airbench's decoupled parametrisation).
+        """
+        head = {id(p) for p in self.head_parameters()}
+        bias = getattr(self.net, "whitening_bias", None)
+        whiten = {id(bias())} if callable(bias) else set()
+        norm_biases = {
+            id(m.bias)
+            for m in self.net.modules()
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.bias is not None
+        }
+        parts: dict[str, list[nn.Parameter]] = {"norm_bias": [], "whiten_bias": [], "head": [], "other": []}
+        for p in self.parameters():
+            if not p.requires_grad:
+                continue
+            key = (
+                "head"
+                if id(p) in head
+                else "whiten_bias"
+                if id(p) in whiten
+                else "norm_bias"
+                if id(p) in norm_biases
+                else "other"
+            )
+            parts[key].append(p)
+        groups = []
+        for name, params in parts.items():
+            if params:
+                scale = self.lr_scales.get(name, 1.0)
+                groups.append({"params": params, "name": name, "lr_scale": scale, "weight_decay_scale": 1 / scale})
+        return groups
 
     # --- DDP ----------------------------------------------------------------------------------------------------
     @override
@@ -448,6 +569,19 @@ class ClassificationTask(LightningModule):
 
     @override
     def on_after_backward(self) -> None:
+        self._freeze_whitening_bias()
+        self._sync_late_params()
+
+    def _freeze_whitening_bias(self) -> None:
+        # Dropping the gradient after DDP has reduced it freezes the bias on every rank alike; toggling
+        # requires_grad mid-run would change the parameters DDP expects gradients for.
+        if self.whiten_bias_epochs is None or self.current_epoch < self.whiten_bias_epochs:
+            return
+        bias = getattr(self.net, "whitening_bias", None)
+        if callable(bias):
+            bias().grad = None
+
+    def _sync_late_params(self) -> None:
         trainer = attached_trainer(self)
         if not self._late_params or trainer is None or trainer.world_size < 2 or not dist.is_initialized():
             return
@@ -465,9 +599,12 @@ class ClassificationTask(LightningModule):
         """
         groups = self.param_groups()
         scales = [float(g.pop("lr_scale", 1.0)) for g in groups]
+        decay_scales = [float(g.pop("weight_decay_scale", 1.0)) for g in groups]
         optimizer = self.optimizer_factory(groups)
-        for group, scale in zip(optimizer.param_groups, scales, strict=True):
+        for group, scale, decay_scale in zip(optimizer.param_groups, scales, decay_scales, strict=True):
             group["lr"] = group["lr"] * scale
+            if "weight_decay" in group:
+                group["weight_decay"] = group["weight_decay"] * decay_scale
         if self.lr_scheduler_factory is None:
             return optimizer
         scheduler, interval = self.build_lr_scheduler(optimizer, scales)

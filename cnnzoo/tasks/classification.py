@@ -10,13 +10,13 @@ from torch import nn
 from typing_extensions import override
 
 from ..models import Weights, ZooModel, create_model, load_weights_into
-from .base import ClassificationTask, Strategy
+from .base import TTA, ClassificationTask, Strategy
 
 __all__ = ["ImageClassifier"]
 
 
 class ImageClassifier(ClassificationTask):
-    """Train any model from :func:`cnnzoo.list_models` as an image classifier.
+    """Train any model from `cnnzoo.list_models` as an image classifier.
 
     Args:
         model: registered model name, e.g. ``"lenet5"`` or ``"vgg11_bn"``.
@@ -37,16 +37,26 @@ class ImageClassifier(ClassificationTask):
         std: per-channel std, like ``mean``.
         strategy: ``finetune`` (everything trains), ``feature_extraction`` (only the classifier trains; BatchNorm
             statistics stay frozen unless ``train_bn``) or ``freeze_unfreeze`` (the classifier first, then the top
-            blocks from ``unfreeze_at_epoch``), as for :class:`~cnnzoo.tasks.TimmClassifier`.
+            blocks from ``unfreeze_at_epoch``), as for `TimmClassifier`.
         unfreeze_at_epoch: epoch at which ``freeze_unfreeze`` unfreezes.
         unfreeze_top: how many top blocks ``freeze_unfreeze`` unfreezes (a block is a conv or linear layer with
-            what follows it, :meth:`cnnzoo.models.ZooModel.blocks`); ``None``: all.
+            what follows it, `cnnzoo.models.ZooModel.blocks`); ``None``: all.
         backbone_lr_ratio: the learning rate of everything below the classifier relative to the classifier's.
         train_bn: let BatchNorm layers of a frozen backbone keep training.
         optimizer: optimiser factory; from YAML, ``class_path: torch.optim.SGD`` with ``init_args``.
         lr_scheduler: learning-rate scheduler factory, or ``None`` for a constant rate.
         lr_scheduler_interval: step the scheduler every ``"epoch"`` or every optimiser ``"step"``.
         label_smoothing: cross-entropy label smoothing in [0, 1).
+        tta: test-time augmentation for ``validate``, ``test`` and ``predict``: ``none``, ``mirror`` (the image and
+            its mirror image) or ``mirror_translate`` (also two one-pixel shifts; 6 forward passes). Fit's per-epoch
+            validation runs without it. Published weights record the setting their metrics were measured with.
+        norm_bias_lr_scale: learning-rate factor for BatchNorm biases (airbench: 64). Like the two below, it puts
+            the parameters into named groups whose weight decay is divided by the same factor, so that the decay per
+            step stays the same across groups.
+        whiten_bias_lr_scale: learning-rate factor for a whitening stem's bias.
+        head_lr_scale: learning-rate factor for the classifier.
+        whiten_bias_epochs: train a whitening stem's bias for this many epochs, then freeze it (``None``: never
+            frozen). The stem's filters are set from the training images when ``fit`` starts.
 
     Optimiser and scheduler are training settings, not part of the model, so they are not stored as
     hyperparameters: checkpoints then hold primitives only and load with ``weights_only=True``. The CLI's saved
@@ -77,6 +87,11 @@ class ImageClassifier(ClassificationTask):
         lr_scheduler: LRSchedulerCallable | None = None,
         lr_scheduler_interval: Literal["epoch", "step"] = "epoch",
         label_smoothing: float = 0.0,
+        tta: TTA = "none",
+        norm_bias_lr_scale: float = 1.0,
+        whiten_bias_lr_scale: float = 1.0,
+        head_lr_scale: float = 1.0,
+        whiten_bias_epochs: int | None = None,
     ) -> None:
         weights = _weights_metadata(model, pretrained)
         if weights is not None and not new_head and num_classes == weights.num_classes:
@@ -99,6 +114,11 @@ class ImageClassifier(ClassificationTask):
             unfreeze_top=unfreeze_top,
             backbone_lr_ratio=backbone_lr_ratio,
             train_bn=train_bn,
+            tta=tta,
+            norm_bias_lr_scale=norm_bias_lr_scale,
+            whiten_bias_lr_scale=whiten_bias_lr_scale,
+            head_lr_scale=head_lr_scale,
+            whiten_bias_epochs=whiten_bias_epochs,
         )
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
         kwargs: dict[str, Any] = {} if img_size is None else {"img_size": img_size}
@@ -125,7 +145,7 @@ class ImageClassifier(ClassificationTask):
 
     @override
     def block_groups(self) -> list[list[nn.Module]]:
-        """A ZooModel's blocks (:meth:`~cnnzoo.models.ZooModel.blocks`): each weight layer and what follows it."""
+        """A ZooModel's blocks (`blocks`): each weight layer and what follows it."""
         if not isinstance(self.net, ZooModel):
             raise NotImplementedError(f"{type(self.net).__name__} has no blocks(); use unfreeze_top: null (all)")
         return self.net.blocks()
@@ -139,7 +159,7 @@ class ImageClassifier(ClassificationTask):
         optimizer: OptimizerCallable = torch.optim.Adam,
         lr_scheduler: LRSchedulerCallable | None = None,
     ) -> ImageClassifier:
-        """An ImageClassifier initialised from published weights (see :func:`cnnzoo.list_pretrained`).
+        """An ImageClassifier initialised from published weights (see `cnnzoo.list_pretrained`).
 
         With ``num_classes`` (and ``class_names``) different from the weights', only the final layer is reset, to
         fine-tune on a new label set; the class names of the weights are kept otherwise.

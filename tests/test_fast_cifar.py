@@ -1,0 +1,230 @@
+"""The fast CIFAR path (issue 11): vgg_cifar_fast, patch whitening, the folder tensor cache, alternating flip,
+cutout, the per-part learning rates, lookahead, test-time augmentation, and exact resume with all of them on."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+from cnnzoo.callbacks import Lookahead
+from cnnzoo.cli import CnnzooCLI
+from cnnzoo.data import DigitsDataModule, ImageFolderDataModule
+from cnnzoo.data import cache as folder_cache
+from cnnzoo.data.sampling import AlternatingFlipDataset, TensorBatchDataset
+from cnnzoo.data.transforms import BatchAugment, batch_cutout
+from cnnzoo.errors import ConfigError
+from cnnzoo.models import VGGCifarFast, create_model, whitening_filters
+from cnnzoo.tasks import ImageClassifier
+from cnnzoo.tasks.base import tta_logits
+
+from .conftest import RECIPES
+from .datagen import write_folder
+from .test_training import _assert_same_final_state
+
+RECIPE = str(RECIPES / "vgg_cifar_fast_cifar10_folder.yaml")
+QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
+
+
+# --- the model --------------------------------------------------------------------------------------------------
+def test_whitening_filters_whiten_the_patches() -> None:
+    g = torch.Generator().manual_seed(0)
+    mix = torch.randn(3, 3, generator=g)
+    images = torch.einsum("dc,nchw->ndhw", mix, torch.randn(64, 3, 16, 16, generator=g))  # correlated channels
+    filters = whitening_filters(images, kernel_size=2, eps=0.0)
+    assert filters.shape == (24, 3, 2, 2)
+    assert torch.allclose(filters[:12], -filters[12:])
+    out = F.conv2d(images, filters[:12]).permute(0, 2, 3, 1).reshape(-1, 12)
+    cov = out.T @ out / len(out)
+    assert torch.allclose(cov, torch.eye(12), atol=1e-3)
+
+
+def test_vgg_cifar_fast_sizes_widths_and_features() -> None:
+    net = create_model("vgg_cifar_fast")
+    assert isinstance(net, VGGCifarFast) and net.widths == (64, 128, 128)
+    assert create_model("vgg_cifar_fast_wide").widths == (64, 256, 256)  # type: ignore[union-attr]
+    assert create_model("vgg_cifar_fast", widths=[8, 16, 32]).widths == (8, 16, 32)  # type: ignore[union-attr]
+    assert create_model("vgg_cifar_fast", num_classes=0)(torch.zeros(2, 3, 32, 32)).shape == (2, 128)
+    assert net(torch.zeros(2, 3, 64, 48)).shape == (2, 10)  # any size from the minimum up
+    with pytest.raises(ValueError, match="at least 9x9"):
+        net(torch.zeros(1, 3, 8, 8))
+    with pytest.raises(ValueError, match="three positive widths"):
+        create_model("vgg_cifar_fast", widths=[8, 16])
+    assert not net.whiten.weight.requires_grad and net.whiten.bias.requires_grad  # type: ignore[union-attr]
+    assert net.needs_whitening
+    net.init_whitening(torch.randn(16, 3, 32, 32))
+    assert not net.needs_whitening and bool(net.state_dict()["whitened"])
+
+
+# --- data ---------------------------------------------------------------------------------------------------------
+def test_alternating_flip_flips_every_image_in_alternate_epochs() -> None:
+    images = torch.arange(2 * 3 * 4 * 4, dtype=torch.uint8).reshape(2, 3, 4, 4).repeat(8, 1, 1, 1)
+    epoch = [0]
+    ds = AlternatingFlipDataset(TensorBatchDataset(images, torch.zeros(16)), seed=1, epoch=lambda: epoch[0])
+    idx = list(range(16))
+    seen = []
+    for e in range(3):
+        epoch[0] = e
+        seen.append(ds[idx][0])
+    flipped0 = (seen[0] != images).flatten(1).any(1)
+    assert 0 < int(flipped0.sum()) < 16  # a seeded coin for the first epoch
+    assert torch.equal(seen[1], torch.where(flipped0[:, None, None, None], images, images.flip(-1)))
+    assert torch.equal(seen[2], seen[0])
+    again = AlternatingFlipDataset(TensorBatchDataset(images, torch.zeros(16)), seed=1, epoch=lambda: 0)
+    assert torch.equal(again[idx][0], seen[0])
+
+
+def test_translate_preset_reflects_and_cutout_cuts_one_square() -> None:
+    flat = torch.full((8, 3, 32, 32), 77, dtype=torch.uint8)
+    assert torch.equal(BatchAugment("translate", "natural", 32)(flat), flat)  # reflect padding, not zeros
+    x = torch.ones(8, 3, 32, 32)
+    out = batch_cutout(x, 6)
+    assert ((out == 0).sum(dim=(2, 3)) == 36).all()
+    with pytest.raises(ValueError, match="larger than"):
+        batch_cutout(x, 40)
+
+
+def test_batched_only_options_on_the_per_sample_path_are_refused(tmp_path: Path) -> None:
+    root = write_folder(tmp_path / "img", {"a": 4, "b": 4}, size=12)
+    with pytest.raises(ConfigError, match=r"alternating_flip needs the batched in-memory path.*in_memory: true"):
+        ImageFolderDataModule(root=str(root), alternating_flip=True)
+
+
+def test_folder_cache_is_reused_rebuilt_on_change_and_never_used_when_corrupt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = write_folder(tmp_path / "img", {"a": 6, "b": 6}, size=16)
+    cache = tmp_path / "cache"
+
+    def load() -> torch.Tensor:
+        dm = ImageFolderDataModule(root=str(root), img_size=16, in_memory=True, cache_dir=str(cache), val_fraction=0)
+        dm.setup("fit")
+        return dm.tensors["train"][0]
+
+    first = load()
+    files = list(cache.glob("*.safetensors"))
+    assert len(files) == 1 and first.dtype == torch.uint8 and first.shape == (12, 3, 16, 16)
+    decode = folder_cache.decode_images
+
+    def no_decode(*args: object, **kwargs: object) -> object:
+        raise AssertionError("decoded although the cache is valid")
+
+    monkeypatch.setattr("cnnzoo.data.folder.decode_images", no_decode)
+    assert torch.equal(load(), first)
+    # A changed file changes the key: a second cache is built.
+    monkeypatch.setattr("cnnzoo.data.folder.decode_images", decode)
+    (root / "a" / "000.png").write_bytes((root / "b" / "000.png").read_bytes())
+    changed = load()
+    assert len(list(cache.glob("*.safetensors"))) == 2 and not torch.equal(changed, first)
+    # A corrupted byte in the tensors is detected by the digest, reported and rebuilt.
+    newest = max(cache.glob("*.safetensors"), key=lambda p: p.stat().st_mtime_ns)
+    data = bytearray(newest.read_bytes())
+    data[-5] ^= 0xFF
+    newest.write_bytes(bytes(data))
+    with pytest.warns(UserWarning, match="is corrupt.*rebuilding"):
+        assert torch.equal(load(), changed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert torch.equal(load(), changed)  # the rebuilt file is sound
+
+
+def test_folder_too_large_for_the_cache_names_both_fixes(tmp_path: Path) -> None:
+    root = write_folder(tmp_path / "img", {"a": 4, "b": 4}, size=16)
+    dm = ImageFolderDataModule(root=str(root), img_size=512, in_memory=True, cache_dir=str(tmp_path), max_cache_mb=1)
+    with pytest.raises(ConfigError, match=r"above max_cache_mb=1.*--data.in_memory false.*--data.max_cache_mb 7"):
+        dm.setup("fit")
+
+
+def test_whitening_without_training_data_is_a_clear_error(tmp_path: Path) -> None:
+    write_folder(tmp_path / "img", {"a": 2}, size=16)
+    dm = ImageFolderDataModule(predict_dir=str(tmp_path / "img" / "a"), class_names=["a", "b"], img_size=32)
+    with pytest.raises(ConfigError, match=r"whitening needs training images.*whiten: false"):
+        dm.whitening_images()
+
+
+# --- the task -------------------------------------------------------------------------------------------------------
+def test_part_groups_scale_the_rate_and_keep_the_decay_per_step() -> None:
+    task = ImageClassifier(
+        model="vgg_cifar_fast",
+        in_chans=3,
+        optimizer=lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9, weight_decay=0.01),
+        norm_bias_lr_scale=64,
+        head_lr_scale=2,
+    )
+    opt = task.configure_optimizers()
+    groups = {g["name"]: g for g in opt.param_groups}  # type: ignore[union-attr]
+    assert set(groups) == {"norm_bias", "whiten_bias", "head", "other"}
+    for name, scale in (("norm_bias", 64), ("head", 2), ("whiten_bias", 1), ("other", 1)):
+        assert groups[name]["lr"] == pytest.approx(0.1 * scale)
+        assert groups[name]["lr"] * groups[name]["weight_decay"] == pytest.approx(0.1 * 0.01)
+    ids = {id(p) for g in opt.param_groups for p in g["params"]}  # type: ignore[union-attr]
+    assert id(task.net.whiten.weight) not in ids  # the whitening filters never train
+
+
+def test_tta_averages_mirrors_and_shifts() -> None:
+    net = create_model("vgg_cifar_fast").eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        mirror = tta_logits(net, x, "mirror")
+        assert torch.allclose(mirror, (net(x) + net(x.flip(-1))) / 2, atol=1e-6)
+        full = tta_logits(net, x, "mirror_translate")
+        assert full.shape == (2, 10) and not torch.allclose(full, mirror)
+
+
+def test_mirror_tta_on_digits_is_refused() -> None:
+    task = ImageClassifier(model="lenet5", tta="mirror")
+    dm = DigitsDataModule()
+    trainer = __import__("lightning").pytorch.Trainer(logger=False, enable_progress_bar=False)
+    with pytest.raises(ConfigError, match="mirrored digit is another glyph"):
+        trainer.validate(task, datamodule=dm)
+
+
+def test_whitening_bias_stops_training_after_its_epochs(monkeypatch: pytest.MonkeyPatch) -> None:
+    task = ImageClassifier(model="vgg_cifar_fast", in_chans=3, whiten_bias_epochs=1)
+    bias = task.net.whiten.bias
+    bias.grad = torch.ones_like(bias)
+    task._freeze_whitening_bias()
+    assert bias.grad is not None  # epoch 0 trains it
+    monkeypatch.setattr(ImageClassifier, "current_epoch", property(lambda self: 1))
+    task._freeze_whitening_bias()
+    assert bias.grad is None
+    with pytest.raises(ValueError, match="Lookahead needs"):
+        Lookahead(every=0)
+
+
+def test_fast_recipe_resumes_exactly_with_whitening_lookahead_and_alternating_flip(tmp_path: Path) -> None:
+    root = write_folder(tmp_path / "img", {"a": 20, "b": 20, "c": 20}, size=32)
+    common = [
+        "--config",
+        RECIPE,
+        f"--data.root={root}",
+        f"--data.cache_dir={tmp_path / 'cache'}",
+        "--data.batch_size=8",
+        "--trainer.max_epochs=3",
+        "--model.init_args.whiten_bias_epochs=1",
+        "--speed.channels_last=false",
+        *QUIET,
+    ]
+    straight = CnnzooCLI(args=["fit", *common, f"--trainer.default_root_dir={tmp_path / 'straight'}"])
+    net = straight.model.net
+    assert not net.needs_whitening
+    sig = tmp_path / "sig.yaml"
+    sig.write_text(
+        "trainer:\n  callbacks:\n    - class_path: cnnzoo.callbacks.Lookahead\n"
+        "    - class_path: tests.helpers.SigtermAtStep\n      init_args: {step: 9}\n"
+    )
+    resumed = tmp_path / "resumed"
+    with pytest.raises(SIGTERMException):
+        CnnzooCLI(args=["fit", *common, "--config", str(sig), f"--trainer.default_root_dir={resumed}"])
+    CnnzooCLI(args=["fit", *common, f"--trainer.default_root_dir={resumed}", "--ckpt_path=last"])
+    last = lambda r: max(r.rglob("last*.ckpt"), key=lambda p: p.stat().st_mtime)  # noqa: E731
+    _assert_same_final_state(last(tmp_path / "straight"), last(resumed))
+    # The run ends on lookahead's average.
+    (cb,) = [c for c in straight.trainer.callbacks if isinstance(c, Lookahead)]  # type: ignore[attr-defined]
+    for key, value in [*straight.model.named_parameters(), *straight.model.named_buffers()]:
+        if value.is_floating_point():
+            assert torch.equal(cb.average[key], value), key
