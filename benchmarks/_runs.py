@@ -40,6 +40,12 @@ def machine() -> dict[str, Any]:
     }
 
 
+def write_result(path: Path | str, result: dict[str, Any]) -> None:
+    """Write a benchmark's result file (indented JSON, final newline) and say where."""
+    Path(path).write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {path}", flush=True)
+
+
 def cnnzoo(args: list[str], log: Path) -> float:
     """Run ``cnnzoo <args>`` from the repository root and return its wall time; output goes to ``log``."""
     cmd = [sys.executable, "-m", "cnnzoo", *args]

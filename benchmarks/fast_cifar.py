@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _runs import REPO, cnnzoo, ensure_cifar, machine
+from _runs import REPO, cnnzoo, ensure_cifar, machine, write_result
 
 RECIPE = "recipes/vgg_cifar_fast_cifar10_folder.yaml"
 OUT = REPO / "benchmarks" / "results" / "fast_cifar.json"
@@ -106,8 +106,8 @@ def main() -> None:
         "hardware": {**fit["hardware"], **machine()},
         "measured_on": time.strftime("%Y-%m-%d"),
     }
-    OUT.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"first epoch with val_acc >= {TARGET} (no TTA): {first}; wrote {OUT}")
+    write_result(OUT, result)
+    print(f"first epoch with val_acc >= {TARGET} (no TTA): {first}")
 
 
 if __name__ == "__main__":

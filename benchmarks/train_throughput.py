@@ -3,7 +3,10 @@
   (a) cnnzoo: ImageClassifier + MNISTDataModule under a Lightning Trainer, default fast path (uint8 in memory,
       batched on-device normalisation);
   (b) cnnzoo with the per-sample path (PIL + torchvision transforms per image in DataLoader workers);
-  (c) a plain hand-written PyTorch loop over pre-normalised in-memory float tensors (Adam, batch 128).
+  (c) a plain hand-written PyTorch loop over pre-normalised in-memory float tensors (Adam, batch 128);
+  (d) ``cnnzoo fit`` of ``recipes/lenet5_mnist.yaml`` with the CLI's defaults on (checkpointing, LR monitor,
+      loggers, the progress display, validation each epoch), ``--data.augment none``; its images/s counts the
+      training steps only.
 
 All three use the same model, batch size, optimiser and data, with augmentation off so that they do the same work.
 Run: python benchmarks/train_throughput.py --data-dir ../shared/data/mnist
@@ -79,6 +82,30 @@ def run_cnnzoo(data_dir: str, steps: int, warmup: int, fast: bool, workers: int,
     return meter.rate
 
 
+def run_cli(data_dir: str, steps: int, warmup: int) -> float:
+    from cnnzoo.cli import CnnzooCLI
+
+    seed_everything(0)
+    recipe = os.path.join(os.path.dirname(__file__), "..", "recipes", "lenet5_mnist.yaml")
+    root = os.path.join(os.path.dirname(__file__), "..", "runs", "train_throughput_cli")
+    cli = CnnzooCLI(
+        args=[
+            "--config",
+            recipe,
+            f"--data.data_dir={data_dir}",
+            "--data.augment=none",
+            "--trainer.max_epochs=1",
+            f"--trainer.limit_train_batches={steps + warmup}",
+            f"--trainer.default_root_dir={root}",
+        ],
+        run=False,
+    )
+    meter = Throughput(warmup)
+    cli.trainer.callbacks.append(meter)  # type: ignore[attr-defined]
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    return meter.rate
+
+
 def run_plain(data_dir: str, steps: int, warmup: int, batch: int) -> float:
     seed_everything(0)
     dm = MNISTDataModule(data_dir=data_dir, val_size=0)
@@ -127,16 +154,23 @@ def main() -> None:
             ("c", lambda: run_plain(args.data_dir, args.steps, args.warmup, args.batch_size)),
             ("a", lambda: run_cnnzoo(args.data_dir, args.steps, args.warmup, True, 0, args.batch_size)),
             ("b", lambda: run_cnnzoo(args.data_dir, args.steps, args.warmup, False, args.workers, args.batch_size)),
+            ("d", lambda: run_cli(args.data_dir, args.steps, args.warmup)),
         ):
             rates[key] = max(rates.get(key, 0.0), fn())
     print(f"(a) cnnzoo, fast in-memory path   : {rates['a']:10.0f} images/s")
     print(f"(b) cnnzoo, per-sample PIL path   : {rates['b']:10.0f} images/s  ({args.workers} workers)")
     print(f"(c) plain PyTorch loop            : {rates['c']:10.0f} images/s")
-    print(f"a/c = {rates['a'] / rates['c']:.2f}   b/c = {rates['b'] / rates['c']:.2f}")
+    print(f"(d) cnnzoo fit, CLI defaults on   : {rates['d']:10.0f} images/s")
+    print("   ".join(f"{k}/c = {rates[k] / rates['c']:.2f}" for k in "abd"))
     result = {
         "benchmark": "train_throughput",
         "command": "python benchmarks/train_throughput.py " + " ".join(sys.argv[1:]),
-        "images_per_s": {"cnnzoo_fast": rates["a"], "cnnzoo_per_sample": rates["b"], "plain_loop": rates["c"]},
+        "images_per_s": {
+            "cnnzoo_fast": rates["a"],
+            "cnnzoo_per_sample": rates["b"],
+            "plain_loop": rates["c"],
+            "cnnzoo_fit_cli": rates["d"],
+        },
         "settings": {k: getattr(args, k) for k in ("steps", "warmup", "batch_size", "workers", "repeats")},
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),

@@ -299,7 +299,9 @@ def cifar_throughput() -> str:
         "",
         f"`cnnzoo fit` / plain loop = {r['ratio_fit_to_plain']:.3f}. Per epoch, validating the 5,000 held-out "
         f"images took {over['validation']:.1f} s, and validation plus checkpoint saving and logging "
-        f"{over['validation_checkpoint_logging']:.1f} s.",
+        f"{over['validation_checkpoint_logging']:.1f} s. The in-memory cache of the "
+        f"{r['folder_cache']['images']:,} training JPEGs took {r['folder_cache']['first_load_s']:.0f} s to build "
+        f"(decode and write) and {r['folder_cache']['second_load_s']:.0f} s to load on the next run.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -378,6 +380,8 @@ def throughput_table() -> str:
         (f"(b) cnnzoo, per-sample PIL path, {r['settings']['workers']} workers", rates["cnnzoo_per_sample"]),
         ("(c) hand-written PyTorch loop over pre-normalised tensors", plain),
     ]
+    if "cnnzoo_fit_cli" in rates:
+        rows.append(("(d) `cnnzoo fit` with the CLI's defaults (training steps)", rates["cnnzoo_fit_cli"]))
     lines = [
         f"Measured with `{r['command'].strip()}` (torch {r['torch']}, {r['cpu_count']} CPU cores, batch "
         f"{r['settings']['batch_size']}, best of {r['settings']['repeats']}):",
@@ -623,10 +627,42 @@ def render_all() -> dict[Path, str]:
     return pages
 
 
+# The augmentation grids of docs/data.md: (file, data module class, its options), drawn by the code that trains.
+GRIDS = (
+    ("augment_mnist_standard.png", "MNISTDataModule", {"data_dir": "../shared/data/mnist", "augment": "standard"}),
+    ("augment_cifar10_standard.png", "ImageFolderDataModule", {"augment": "standard"}),
+    ("augment_cifar10_translate.png", "ImageFolderDataModule", {"augment": "translate"}),
+    ("augment_cifar10_jitter.png", "ImageFolderDataModule", {"augment": "jitter"}),
+    ("augment_cifar10_autoaugment.png", "ImageFolderDataModule", {"augment": "autoaugment"}),
+)
+
+
+def write_grids() -> None:
+    """Draw every augmentation grid again (seeded): MNIST from ../shared/data, CIFAR-10 from its JPEG folders."""
+    from torchvision.utils import save_image
+
+    import cnnzoo.data as data
+    from cnnzoo.data.preview import augmentation_grid
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from _runs import CIFAR_ROOT, ensure_cifar
+
+    for name, cls, options in GRIDS:
+        if cls == "ImageFolderDataModule":
+            ensure_cifar()
+            options = {"root": str(ROOT / CIFAR_ROOT), "img_size": 32, "check_images": False, **options}
+        dm = getattr(data, cls)(**options)
+        save_image(augmentation_grid(dm, n_images=8, n_augment=7, seed=0), ROOT / "docs" / "images" / name)
+        print(f"wrote docs/images/{name}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="only report stale pages (exit 1)")
+    parser.add_argument("--images", action="store_true", help="also draw the augmentation grids again (needs data)")
     args = parser.parse_args()
+    if args.images and not args.check:
+        write_grids()
     stale = [path for path, text in render_all().items() if not path.is_file() or path.read_text() != text]
     if args.check:
         for path in stale:
