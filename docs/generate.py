@@ -356,6 +356,14 @@ def recipes_table() -> str:
         shown = _measured(measured.get(path.stem))
         if shown == NOT_MEASURED and path.stem in TRANSFER_RECIPES:
             shown = "measured in [transfer_learning.md](transfer_learning.md)"
+        fast = results("fast_cifar")
+        if shown == NOT_MEASURED and fast and fast["recipe"] == f"recipes/{path.name}":
+            best = fast["tta"]["mirror_translate"]
+            shown = (
+                f"{fast['fit']['wall_s'] / 60:.0f} min of `fit` on a {_machine(fast)}, "
+                f"{fast['fit']['epochs']} epochs; val_acc {best['val_acc']:.4f} with `tta: mirror_translate` "
+                f"(n={best['num_examples']:,}; [below](#the-fast-cifar-recipe))"
+            )
         lines.append(f"| `{path.stem}` | {first} | {arch} | {data} | {opt} | {budget} | {shown} |")
     return "\n".join(lines) + "\n"
 

@@ -228,3 +228,17 @@ def test_fast_recipe_resumes_exactly_with_whitening_lookahead_and_alternating_fl
     for key, value in [*straight.model.named_parameters(), *straight.model.named_buffers()]:
         if value.is_floating_point():
             assert torch.equal(cb.average[key], value), key
+
+
+def test_tta_on_the_command_line_wins_over_the_checkpoints(tmp_path: Path) -> None:
+    root = write_folder(tmp_path / "img", {"a": 8, "b": 8}, size=32)
+    data = [f"--data.root={root}", f"--data.cache_dir={tmp_path / 'cache'}", "--data.batch_size=8"]
+    fit = CnnzooCLI(
+        args=["fit", "--config", RECIPE, *data, "--trainer.max_epochs=1", f"--trainer.default_root_dir={tmp_path}"]
+    )
+    ckpt = fit.trainer.checkpoint_callback.last_model_path  # type: ignore[union-attr]
+    args = ["validate", "--config", RECIPE, *data, f"--ckpt_path={ckpt}", f"--trainer.default_root_dir={tmp_path}"]
+    plain = CnnzooCLI(args=[*args, *QUIET])
+    tta = CnnzooCLI(args=[*args, "--model.init_args.tta=mirror_translate", *QUIET])
+    assert plain.model.tta == "none" and tta.model.tta == "mirror_translate"
+    assert plain.trainer.callback_metrics["val_loss"] != tta.trainer.callback_metrics["val_loss"]

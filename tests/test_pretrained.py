@@ -54,7 +54,8 @@ def test_metadata_matches_reality(name: str) -> None:
     for e in w.evaluations:
         assert set(e) == {"dataset", "split", "num_examples", "command", "metrics"} and e["num_examples"] > 0
         assert e["command"].startswith(f"cnnzoo {'test' if e['split'] == 'test' else 'validate'} --config {w.recipe}")
-        assert e["command"].endswith(f"--model.init_args.pretrained {name}"), "evaluate the published file itself"
+        tta = f" --model.init_args.tta {w.tta}" if w.tta != "none" else ""
+        assert e["command"].endswith(f"--model.init_args.pretrained {name}{tta}"), "the published file, its TTA"
         assert all(k.startswith(e["split"] + "_") for k in e["metrics"])
     assert len({e["command"] for e in w.evaluations}) == len(w.evaluations), "one command per evaluation"
     assert w.recipe and (Path(__file__).parents[1] / w.recipe).is_file()

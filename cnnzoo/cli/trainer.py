@@ -56,6 +56,8 @@ LINKS: tuple[tuple[str, Any, str], ...] = (
 )
 # Model arguments that name a download source: a checkpoint's hyperparameters may never set them.
 DOWNLOAD_ARGS = ("pretrained",)
+# Model arguments that only change evaluation (validate, test, predict), never the weights.
+EVALUATION_ARGS = ("tta",)
 
 
 def _short_path(path: str) -> str:
@@ -261,6 +263,10 @@ class CnnzooCLI(LightningCLI):
         for key in DOWNLOAD_ARGS:
             if key in hparams:
                 hparams[key] = False
+        # How to evaluate is this command's choice, not the training run's: the checkpoint's value would override
+        # --model.init_args.tta given on this command line.
+        for key in EVALUATION_ARGS:
+            hparams.pop(key, None)
         if configured is None and saved is None:
             return
         update = {sub: {"model": {"class_path": saved or configured, "dict_kwargs": hparams}}}

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._base import ZooModel, check_sizes
+from ._pretrained import register_pretrained
 from ._registry import register_model
 
 __all__ = ["VGG_FAST_WIDTHS", "VGGCifarFast", "vgg_cifar_fast", "vgg_cifar_fast_wide", "whitening_filters"]
@@ -209,3 +210,7 @@ def vgg_cifar_fast(**kwargs: Any) -> VGGCifarFast:
 def vgg_cifar_fast_wide(**kwargs: Any) -> VGGCifarFast:
     """airbench94's net: vgg_cifar_fast with widths 64/256/256 (about 1.97M parameters)."""
     return _build("airbench94", **kwargs)
+
+
+# Published weights (cnnzoo/models/pretrained/<arch.tag>.json, written by `cnnzoo publish`).
+register_pretrained("vgg_cifar_fast.cifar10", default=True)
