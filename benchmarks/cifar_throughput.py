@@ -27,10 +27,8 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from lightning.pytorch import Callback, LightningModule, Trainer, seed_everything
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _runs import CIFAR_ROOT, REPO, ensure_cifar, machine, write_result
+from lightning.pytorch import Callback, LightningModule, Trainer, seed_everything
 
 from cnnzoo.callbacks import Lookahead, SpeedSwitches
 from cnnzoo.cli import CnnzooCLI

@@ -9,13 +9,13 @@ which ``docs/generate.py`` renders into ``docs/export.md``.
 
 from __future__ import annotations
 
-import json
 import sys
 import tempfile
 import warnings
 from pathlib import Path
 
 import torch
+from _runs import write_result
 
 import cnnzoo
 from cnnzoo.deploy import SUFFIX, export
@@ -61,8 +61,7 @@ def main() -> None:
         "tolerance": 1e-3,
         "models": rows,
     }
-    OUT.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {OUT}")
+    write_result(OUT, result)
 
 
 if __name__ == "__main__":

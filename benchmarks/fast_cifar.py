@@ -22,7 +22,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _runs import REPO, cnnzoo, ensure_cifar, machine, write_result
 
 RECIPE = "recipes/vgg_cifar_fast_cifar10_folder.yaml"

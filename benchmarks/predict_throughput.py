@@ -26,6 +26,7 @@ import warnings
 from pathlib import Path
 
 import torch
+from _runs import write_result
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = Path(__file__).parent / "results" / "predict_throughput.json"
@@ -156,8 +157,7 @@ def main() -> None:
         print(name, json.dumps(models[name]), flush=True)
     result["backends"] = models
     result["load_average_at_end"] = round(os.getloadavg()[0], 2)
-    OUT.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {OUT}")
+    write_result(OUT, result)
 
 
 if __name__ == "__main__":

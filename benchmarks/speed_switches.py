@@ -10,7 +10,6 @@ recorded too. Writes ``benchmarks/results/speed_switches.json``, which ``docs/ge
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import sys
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from _runs import write_result
 
 from cnnzoo.callbacks import SpeedSwitches
 from cnnzoo.tasks import ImageClassifier
@@ -91,8 +91,7 @@ def main() -> None:
             rows[name] = measure(model, variant)
             print(model, name, rows[name], flush=True)
         result["models"][model] = rows  # type: ignore[index]
-    OUT.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {OUT}")
+    write_result(OUT, result)
 
 
 if __name__ == "__main__":

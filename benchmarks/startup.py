@@ -11,13 +11,14 @@ wall time is reported. Writes ``benchmarks/results/startup.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from _runs import write_result
 
 BASELINE = [sys.executable, "-c", "import torch, torchvision"]
 COMMANDS: dict[str, tuple[list[str], float]] = {
@@ -64,8 +65,7 @@ def main() -> None:
         "command": "python benchmarks/startup.py --runs " + str(args.runs),
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_result(args.out, result)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ Writes ``benchmarks/results/train_throughput.json``, which ``docs/generate.py`` 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -25,6 +24,7 @@ import warnings
 
 import torch
 import torch.nn.functional as F
+from _runs import write_result
 from lightning.pytorch import Callback, LightningModule, Trainer, seed_everything
 
 from cnnzoo.data import MNISTDataModule
@@ -178,10 +178,7 @@ def main() -> None:
         "processor": platform.processor() or platform.machine(),
         "load_average_at_end": round(os.getloadavg()[0], 2),
     }
-    with open(args.out, "w") as f:
-        json.dump(result, f, indent=2)
-        f.write("\n")
-    print(f"wrote {args.out}")
+    write_result(args.out, result)
 
 
 if __name__ == "__main__":

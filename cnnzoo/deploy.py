@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import __version__
+from .errors import first_line
 
 __all__ = ["ExportError", "ExportResult", "export", "load_exported", "predict_onnx"]
 
@@ -171,10 +172,6 @@ def load_exported(fmt: str, path: Path | str) -> Any:
     return torch.export.load(str(path)).module()
 
 
-def _run_exported(fmt: str, path: Path, x: torch.Tensor) -> torch.Tensor:
-    return load_exported(fmt, path)(x)
-
-
 def _check_dynamic_size(net: nn.Module, source: str, x: torch.Tensor) -> int:
     """The smallest input side a dynamic-size export accepts; refuse a model whose head fixes its input size."""
     h, w = x.shape[-2:]
@@ -233,7 +230,7 @@ def _write(fmt: str, module: nn.Module, x: torch.Tensor, path: Path, opset: int,
         # The dynamo exporter writes its own opset when it cannot convert the graph down to the one asked for.
         dynamo_error = f"it could only write opset {written}"
     except Exception as err:
-        dynamo_error = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        dynamo_error = first_line(err)[:200]
     try:  # the TorchScript-based exporter still handles graphs and opsets that dynamo cannot
         torch.onnx.export(
             module, (x,), str(path), dynamo=False, opset_version=opset, input_names=["x"],
@@ -242,10 +239,9 @@ def _write(fmt: str, module: nn.Module, x: torch.Tensor, path: Path, opset: int,
         return f"torch.onnx (TorchScript-based), opset {opset}"
     except Exception as err:
         path.unlink(missing_ok=True)
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise ExportError(
-            f"ONNX export at opset {opset} failed: {first[:300]} (dynamo exporter: {dynamo_error}). An op may need a "
-            "newer opset: try --opset 18 (the default) or later"
+            f"ONNX export at opset {opset} failed: {first_line(err)[:300]} (dynamo exporter: {dynamo_error}). An op "
+            "may need a newer opset: try --opset 18 (the default) or later"
         ) from None
 
 
@@ -324,27 +320,28 @@ def export(
         exporter = _write(format, module, x[:2], path, opset, min_size)
         reference = module(x)
     try:
-        got = _run_exported(format, path, x)
+        run = load_exported(format, path)  # loaded once: an ONNX Runtime session is costly to create
+        got = run(x)
     except ImportError:
         raise
     except Exception as err:  # the runtime's own error type (onnxruntime raises pybind11 exceptions)
         path.unlink(missing_ok=True)
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
         hint = "an op may need a newer opset: try --opset 18 (the default) or later" if format == "onnx" else ""
-        raise ExportError(f"the exported {format} file does not run: {first[:300]}; {hint}".rstrip("; ")) from None
+        raise ExportError(
+            f"the exported {format} file does not run: {first_line(err)[:300]}; {hint}".rstrip("; ")
+        ) from None
     diff = float((got.float() - reference.float()).abs().max())
     if min_size is not None:
         # The second size is where a graph that recorded one shape (a trace, a reshape to a constant) shows it.
         other = F.interpolate(x.float(), scale_factor=1.25, mode="nearest").to(x.dtype)
         try:
             with torch.no_grad():
-                diff = max(diff, float((_run_exported(format, path, other) - module(other)).abs().max()))
+                diff = max(diff, float((run(other) - module(other)).abs().max()))
         except Exception as err:
             path.unlink(missing_ok=True)
-            first = (str(err).strip().splitlines() or [type(err).__name__])[0]
             raise ExportError(
                 f"the {format} export of {source} does not run at another input size ({tuple(other.shape[1:])}): "
-                f"{first[:300]}. Export without --dynamic-size (the batch axis stays dynamic)"
+                f"{first_line(err)[:300]}. Export without --dynamic-size (the batch axis stays dynamic)"
             ) from None
     seconds = time.monotonic() - started
     c, h, w = meta["input_size"]

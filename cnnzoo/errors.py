@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["CheckpointMismatchError", "ConfigError"]
+__all__ = ["CheckpointMismatchError", "ConfigError", "first_line"]
 
 
 class ConfigError(ValueError):
@@ -11,3 +11,8 @@ class ConfigError(ValueError):
 
 class CheckpointMismatchError(ConfigError):
     """A checkpoint that does not belong to the configured model or data."""
+
+
+def first_line(err: BaseException) -> str:
+    """The first line of an exception's message (its type name when the message is empty), for one-line errors."""
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]

@@ -11,7 +11,7 @@ from PIL import Image
 
 import cnnzoo
 from cnnzoo.cli import main
-from cnnzoo.deploy import ExportError, export
+from cnnzoo.deploy import ExportError, export, load_exported
 
 pytest.importorskip("onnxruntime")
 FAST_ONNX = {"lenet5.mnist", "vgg_cifar_small.cifar10"}
@@ -35,20 +35,18 @@ def test_every_published_weight_exports_and_matches_eager(name: str, fmt: str, t
 
 
 def test_baked_normalization_takes_uint8_pixels(tmp_path: Path) -> None:
-    from cnnzoo.deploy import _run_exported
 
     plain = export("lenet5.mnist", tmp_path / "plain", "pt2")
     baked = export("lenet5.mnist", tmp_path / "baked", "pt2", bake_normalization=True)
     pixels = torch.randint(0, 256, (3, 1, 28, 28), dtype=torch.uint8)
     normalised = cnnzoo.get_weights("lenet5.mnist").transforms()(pixels)
     torch.testing.assert_close(
-        _run_exported("pt2", baked.path, pixels), _run_exported("pt2", plain.path, normalised), atol=1e-5, rtol=0
+        load_exported("pt2", baked.path)(pixels), load_exported("pt2", plain.path)(normalised), atol=1e-5, rtol=0
     )
     assert json.loads(baked.sidecar.read_text())["input"]["dtype"] == "uint8"
 
 
 def test_an_onnx_export_runs_any_batch_size_and_real_images(tmp_path: Path) -> None:
-    from cnnzoo.deploy import _run_exported
 
     images = tmp_path / "imgs"
     images.mkdir()
@@ -57,9 +55,10 @@ def test_an_onnx_export_runs_any_batch_size_and_real_images(tmp_path: Path) -> N
     result = export("lenet5.mnist", tmp_path / "m", "onnx", images=str(images))
     assert json.loads(result.sidecar.read_text())["check"]["images"] == str(images)
     model = cnnzoo.load_pretrained("lenet5.mnist")
+    run = load_exported("onnx", result.path)
     for batch in (1, 13):
         x = torch.randn(batch, 1, 28, 28)
-        torch.testing.assert_close(_run_exported("onnx", result.path, x), model(x), atol=1e-4, rtol=0)
+        torch.testing.assert_close(run(x), model(x), atol=1e-4, rtol=0)
 
 
 def test_bad_input_gets_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -156,7 +155,6 @@ def test_every_registered_model_exports_in_every_format(name: str, fmt: str, tmp
 
 
 def test_dynamic_height_and_width_export_runs_at_other_sizes_or_says_why_not(tmp_path: Path) -> None:
-    from cnnzoo.deploy import load_exported
 
     result = export("vgg_cifar_fast", tmp_path / "dyn", "onnx", dynamic_size=True)
     sidecar = json.loads(result.sidecar.read_text())

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__, _logging
-from ..errors import CheckpointMismatchError, ConfigError
+from ..errors import CheckpointMismatchError, ConfigError, first_line
 
 __all__ = ["CheckpointMismatchError", "CnnzooCLI", "ConfigError", "choose_precision", "main"]
 
@@ -352,7 +352,7 @@ def _configured_cli(args: list[str]) -> Any:
         cause = instantiation_cause(err)
         if cause is None:
             raise
-        raise ConfigError((str(cause).strip().splitlines() or [type(cause).__name__])[0]) from None
+        raise ConfigError(first_line(cause)) from None
     finally:
         sys.argv = saved
 
@@ -517,8 +517,7 @@ def _run_trainer_command(args: list[str]) -> int:
         cause = instantiation_cause(err)
         if verbose or cause is None:
             raise
-        first = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
-        print(f"cnnzoo: error: {first}\n(--verbose shows the full traceback)", file=sys.stderr)
+        print(f"cnnzoo: error: {first_line(cause)}\n(--verbose shows the full traceback)", file=sys.stderr)
         return 2
     except SIGTERMException:
         return 143

@@ -36,7 +36,7 @@ from ..callbacks import (
     SpeedSwitches,
     TrainingDivergedError,
 )
-from ..errors import CheckpointMismatchError, ConfigError
+from ..errors import CheckpointMismatchError, ConfigError, first_line
 from ..models import UnsafePickleError, torch_load_weights_only
 from ..tasks import ClassificationTask
 
@@ -111,9 +111,8 @@ def _read_checkpoint(path: str | Path) -> dict[str, Any]:
     except UnsafePickleError as err:
         raise CheckpointMismatchError(f"--ckpt_path {err}") from None
     except Exception as err:
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise CheckpointMismatchError(
-            f"--ckpt_path {path}: cannot be read as a checkpoint with weights_only=True ({first}); "
+            f"--ckpt_path {path}: cannot be read as a checkpoint with weights_only=True ({first_line(err)}); "
             "give a checkpoint that cnnzoo fit wrote"
         ) from None
 

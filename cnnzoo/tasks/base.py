@@ -530,28 +530,20 @@ class ClassificationTask(LightningModule):
         Each group's weight decay is divided by its learning-rate factor, so the decay per step (lr x weight decay)
         is the same in every group and only the gradient step is scaled (airbench's decoupled parametrisation).
         """
-        head = {id(p) for p in self.head_parameters()}
-        bias = getattr(self.net, "whitening_bias", None)
-        whiten = {id(bias())} if callable(bias) else set()
-        norm_biases = {
-            id(m.bias)
+        # Which part each parameter belongs to; later entries win (the head over a BatchNorm bias inside it).
+        part_of = {
+            id(m.bias): "norm_bias"
             for m in self.net.modules()
             if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.bias is not None
         }
+        bias = getattr(self.net, "whitening_bias", None)
+        if callable(bias):
+            part_of[id(bias())] = "whiten_bias"
+        part_of |= {id(p): "head" for p in self.head_parameters()}
         parts: dict[str, list[nn.Parameter]] = {"norm_bias": [], "whiten_bias": [], "head": [], "other": []}
         for p in self.parameters():
-            if not p.requires_grad:
-                continue
-            key = (
-                "head"
-                if id(p) in head
-                else "whiten_bias"
-                if id(p) in whiten
-                else "norm_bias"
-                if id(p) in norm_biases
-                else "other"
-            )
-            parts[key].append(p)
+            if p.requires_grad:
+                parts[part_of.get(id(p), "other")].append(p)
         groups = []
         for name, params in parts.items():
             if params:
