@@ -3,7 +3,9 @@
 1. ``cnnzoo fit --config recipes/vgg_cifar_fast_cifar10_folder.yaml`` on the CIFAR-10 training JPEGs (a seeded
    45,000 / 5,000 train/val split; the official test split is not available here). With ``--run DIR`` the fit
    already made there (for example under ``nohup``: it takes about an hour on 2 CPU cores) is read instead; its
-   ``fit_report.json`` and ``metrics.csv`` were written by that command.
+   ``fit_report.json`` and ``metrics.csv`` were written by that command. Other arguments go to ``cnnzoo fit``,
+   for example ``--model.init_args.model vgg_cifar_fast_wide --trainer.max_epochs 10`` (the airbench94 width) with
+   ``--out benchmarks/results/fast_cifar_wide.json``.
 2. ``cnnzoo validate`` of the run's last checkpoint (the lookahead average) with ``tta`` none, mirror and
    mirror_translate: each writes ``validate_report.json``.
 
@@ -56,13 +58,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", help="a finished fit's --trainer.default_root_dir (default: fit now)")
     parser.add_argument("--root", default="runs/fast_cifar", help="where a new fit writes")
-    args = parser.parse_args()
+    parser.add_argument("--out", default=str(OUT), help=f"the result file (default {OUT.relative_to(REPO)})")
+    args, fit_args = parser.parse_known_args()
+    if args.run and fit_args:
+        parser.error(f"--run reads a finished fit: {' '.join(fit_args)} would not be used")
     ensure_cifar()
     if args.run:
         root = Path(args.run)
     else:
         root = REPO / args.root
-        cnnzoo(["fit", "--config", RECIPE, "--trainer.default_root_dir", str(root)], root / "fit.log")
+        cnnzoo(["fit", "--config", RECIPE, "--trainer.default_root_dir", str(root), *fit_args], root / "fit.log")
     version = newest_version(root)
     fit = json.loads((version / "fit_report.json").read_text())
     epochs = per_epoch(version / "metrics.csv")
@@ -105,7 +110,7 @@ def main() -> None:
         "hardware": {**fit["hardware"], **machine()},
         "measured_on": time.strftime("%Y-%m-%d"),
     }
-    write_result(OUT, result)
+    write_result(args.out, result)
     print(f"first epoch with val_acc >= {TARGET} (no TTA): {first}")
 
 

@@ -139,6 +139,21 @@ def test_folder_too_large_for_the_cache_names_both_fixes(tmp_path: Path) -> None
         dm.setup("fit")
 
 
+def test_whitening_images_are_a_seeded_sample_of_every_class(tmp_path: Path) -> None:
+    # The training split is stored class by class: its first images would all be class "a".
+    root = write_folder(tmp_path / "img", {"a": 20, "b": 20, "c": 20}, size=8)
+    samples = {}
+    for in_memory in (True, False):
+        dm = ImageFolderDataModule(root=str(root), img_size=8, in_memory=in_memory, cache_dir=str(tmp_path))
+        samples[in_memory] = dm.whitening_images(n=12)
+    assert samples[True].shape == (12, 3, 8, 8)
+    top_left = samples[True][:, 0, 0, 0]  # each class's top rows have one fill value
+    assert len(torch.unique(top_left)) == 3
+    torch.testing.assert_close(samples[True], samples[False])  # the same images on both paths
+    again = ImageFolderDataModule(root=str(root), img_size=8, in_memory=True, cache_dir=str(tmp_path))
+    torch.testing.assert_close(again.whitening_images(n=12), samples[True])
+
+
 def test_whitening_without_training_data_is_a_clear_error(tmp_path: Path) -> None:
     write_folder(tmp_path / "img", {"a": 2}, size=16)
     dm = ImageFolderDataModule(predict_dir=str(tmp_path / "img" / "a"), class_names=["a", "b"], img_size=32)

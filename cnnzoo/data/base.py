@@ -8,7 +8,7 @@ batch-level mixing. ``InMemoryDataModule`` adds the fast path for datasets that 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import cached_property
 from typing import Any, ClassVar
 
@@ -16,7 +16,7 @@ import torch
 from lightning.pytorch import LightningDataModule
 from PIL import Image
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision.transforms import v2
 from typing_extensions import override
 
@@ -252,10 +252,11 @@ class ClassificationDataModule(LightningDataModule):
         return batch
 
     def whitening_images(self, n: int = 5000) -> torch.Tensor:
-        """The first ``n`` training images, normalised and not augmented: what a whitening layer is set from.
+        """A seeded random ``n`` of the training images, normalised and not augmented: what whitening is set from.
 
-        The training split is read in its fixed (unshuffled) order with the evaluation transform, so every rank
-        and every run gets the same images.
+        The sample spans the whole training split: the split is stored class by class, so its first ``n`` images
+        would be one or two classes and their patch covariance would misrepresent the data. The same seed gives the
+        same images on every rank and in every run.
         """
         name = type(self).__name__
         try:
@@ -266,15 +267,21 @@ class ClassificationDataModule(LightningDataModule):
                 f"whitening needs training images, and {name} has none ({err}). Give the data module training data, "
                 "or build the model with whiten: false"
             ) from None
+        dataset = loader.dataset
+        total = len(dataset)  # type: ignore[arg-type]
+        picked = torch.randperm(total, generator=torch.Generator().manual_seed(self.seed))[:n].sort().values
+        subset = Subset(dataset, picked.tolist())
+        batches: Iterable[Any]
+        if loader.batch_size is None:  # a dataset indexed a whole batch at a time (the in-memory path)
+            batches = (subset[chunk.tolist()] for chunk in torch.arange(len(picked)).split(self.eval_batch_size))
+        else:
+            batches = DataLoader(
+                subset, batch_size=loader.batch_size, num_workers=loader.num_workers, collate_fn=loader.collate_fn
+            )
         out: list[torch.Tensor] = []
-        count = 0
-        for batch in loader:
+        for batch in batches:
             x = batch["image"] if isinstance(batch, dict) else batch[0] if isinstance(batch, (list, tuple)) else batch
-            x = self.eval_transform(x) if x.dtype == torch.uint8 else x
-            out.append(x)
-            count += len(x)
-            if count >= n:
-                break
+            out.append(self.eval_transform(x) if x.dtype == torch.uint8 else x)
         if not out:
             raise ConfigError(f"whitening needs training images, and {name}'s training split is empty")
         return torch.cat(out)[:n]
