@@ -3,7 +3,9 @@
 1. The 10,000 MNIST test images are written out as PNGs (once, under ``data/mnist_test_png``). ``cnnzoo predict
    --weights lenet5.mnist`` classifies them, timed around the whole command, and so does a bare loop:
    torchvision ``ImageFolder``, a ``DataLoader`` with the same workers and batch size, and ``model.eval()`` under
-   ``inference_mode`` (timed from its start too, imports included, as a user would run it).
+   ``inference_mode`` (timed from its start too, imports included, as a user would run it). The same command
+   through the Trainer (``--trainer.accelerator=cpu`` routes it there) is timed too. The three run interleaved,
+   ``--rounds`` times, and the medians are compared.
 2. For lenet5, vgg_cifar_small and timm's resnet18 at 224: images/s of eager PyTorch, TorchScript and ONNX Runtime
    at batch 1 and 64, timm's way: warm-up, then timed iterations, the median reported.
 
@@ -64,23 +66,44 @@ def write_pngs(data_dir: str) -> Path:
     return root
 
 
-def predict_vs_bare(root: Path) -> dict[str, float]:
-    with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "cnnzoo", "predict", "--weights", "lenet5.mnist", "--data.predict_dir",
-               str(root / "all"), f"--data.batch_size={BATCH}", f"--data.num_workers={WORKERS}",
-               "--data.check_images=false", f"--prediction_writer.output={tmp}/p.csv",
-               f"--trainer.default_root_dir={tmp}", "--trainer.enable_progress_bar=false"]  # fmt: skip
-        start = time.perf_counter()
-        subprocess.run(cmd, check=True, capture_output=True, cwd=tmp)
-        cli = time.perf_counter() - start
-    start = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", BARE_LOOP, str(root), str(BATCH), str(WORKERS)], check=True,
-                         capture_output=True, text=True)  # fmt: skip
-    bare = time.perf_counter() - start
-    n = int(out.stdout.split()[0])
-    return {"images": n, "cnnzoo_predict_s": round(cli, 2), "bare_loop_s": round(bare, 2),
-            "cnnzoo_images_per_s": round(n / cli, 1), "bare_images_per_s": round(n / bare, 1),
-            "ratio": round((n / cli) / (n / bare), 3)}  # fmt: skip
+def predict_vs_bare(root: Path, rounds: int) -> dict[str, object]:
+    """Whole-process wall times, interleaved round by round (the order alternates), and their medians."""
+    common = ["predict", "--weights", "lenet5.mnist", "--data.predict_dir", str(root / "all"),
+              f"--data.batch_size={BATCH}", f"--data.num_workers={WORKERS}"]  # fmt: skip
+    ways = {
+        # The deployment path that `--weights` without a recipe takes: no Trainer, no Lightning import.
+        "cnnzoo_predict": [sys.executable, "-m", "cnnzoo", *common],
+        # The same command through LightningCLI and the Trainer (any Trainer option routes it there).
+        "cnnzoo_predict_trainer": [
+            *(sys.executable, "-m", "cnnzoo", *common),
+            *("--trainer.accelerator=cpu", "--trainer.enable_progress_bar=false", "--data.check_images=false"),
+        ],
+        "bare_loop": [sys.executable, "-c", BARE_LOOP, str(root), str(BATCH), str(WORKERS)],
+    }
+    walls: dict[str, list[float]] = {k: [] for k in ways}
+    n_images = len(list((root / "all").glob("*.png")))
+    n = n_images
+    for r in range(rounds):
+        for name in list(ways) if r % 2 == 0 else list(reversed(ways)):
+            with tempfile.TemporaryDirectory() as tmp:
+                start = time.perf_counter()
+                out = subprocess.run(ways[name], check=True, capture_output=True, text=True, cwd=tmp)
+                walls[name].append(round(time.perf_counter() - start, 2))
+                if name == "bare_loop":
+                    n = int(out.stdout.split()[0])
+                else:
+                    rows = (Path(tmp) / "predictions.csv").read_text().count("\n")
+                    assert rows == n_images + 1, out.stdout
+    med = {k: statistics.median(v) for k, v in walls.items()}
+    return {
+        "images": n,
+        "rounds": rounds,
+        "wall_s": walls,
+        "median_wall_s": med,
+        "images_per_s": {k: round(n / v, 1) for k, v in med.items()},
+        "ratio": round(med["bare_loop"] / med["cnnzoo_predict"], 3),
+        "ratio_trainer_path": round(med["bare_loop"] / med["cnnzoo_predict_trainer"], 3),
+    }
 
 
 def median_rate(fn: object, x: torch.Tensor, warmup: int, iters: int) -> float:
@@ -137,9 +160,11 @@ def backends(name: str, size: tuple[int, int, int] | None) -> dict[str, dict[str
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=os.path.join("..", "shared", "data", "mnist"))
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds of the predict comparison")
+    parser.add_argument("--only", choices=["predict", "backends"], help="re-measure one part, keep the other's")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
-    root = write_pngs(args.data_dir)
+    previous = json.loads(OUT.read_text()) if args.only and OUT.is_file() else {}
     result: dict[str, object] = {
         "benchmark": "predict_throughput",
         "command": "python benchmarks/predict_throughput.py " + " ".join(sys.argv[1:]),
@@ -148,14 +173,20 @@ def main() -> None:
         "cpu_count": os.cpu_count(),
         "batch_size": BATCH,
         "workers": WORKERS,
-        "predict": predict_vs_bare(root),
     }
-    print(json.dumps(result["predict"]), flush=True)
-    models = {}
-    for name, size in (("lenet5.mnist", None), ("vgg_cifar_small.cifar10", None), ("resnet18", (3, 224, 224))):
-        models[name] = backends(name, size)
-        print(name, json.dumps(models[name]), flush=True)
-    result["backends"] = models
+    if args.only == "backends":
+        result["predict"] = previous["predict"]
+    else:
+        result["predict"] = predict_vs_bare(write_pngs(args.data_dir), args.rounds)
+        print(json.dumps(result["predict"]), flush=True)
+    if args.only == "predict":
+        result["backends"] = previous["backends"]
+    else:
+        models = {}
+        for name, size in (("lenet5.mnist", None), ("vgg_cifar_small.cifar10", None), ("resnet18", (3, 224, 224))):
+            models[name] = backends(name, size)
+            print(name, json.dumps(models[name]), flush=True)
+        result["backends"] = models
     result["load_average_at_end"] = round(os.getloadavg()[0], 2)
     write_result(OUT, result)
 

@@ -19,6 +19,8 @@ from lightning.pytorch.callbacks import EarlyStopping as _LightningEarlyStopping
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from typing_extensions import override
 
+from .deploy import write_predictions
+
 __all__ = [
     "AtomicCheckpointIO",
     "ConfusionMatrixLogger",
@@ -120,16 +122,7 @@ class PredictionWriter(BasePredictionWriter):
         names = getattr(pl_module, "class_names", None)
         folder = log_dir or trainer.default_root_dir  # on_exception: one process, no log_dir broadcast needed
         path = self.output or os.path.join(folder, "predictions.csv")
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-
-        def key(r: tuple[str, int, float]) -> Any:
-            return (0, int(r[0][1:])) if r[0].startswith("#") else (1, r[0])
-
-        with open(path, "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["file", "pred_index", "pred_class", "prob"])
-            for file, pred, prob in sorted(rows, key=key):
-                writer.writerow([file, pred, names[pred] if names else str(pred), f"{prob:.6f}"])
+        write_predictions(path, rows, names)
         self.written_to = path
         skipped = [*(getattr(_datamodule(trainer), "unreadable", None) or []), *self._unreadable]
         note = f", {len(skipped)} unreadable file(s) skipped" if skipped else ""

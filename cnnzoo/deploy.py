@@ -11,6 +11,7 @@ With ``bake_normalization`` the graph itself scales and normalises, so a consume
 from __future__ import annotations
 
 import contextlib
+import csv
 import io
 import json
 import logging
@@ -29,7 +30,16 @@ from torch import nn
 from . import __version__
 from .errors import first_line
 
-__all__ = ["ExportError", "ExportResult", "export", "load_exported", "predict_onnx"]
+__all__ = [
+    "ExportError",
+    "ExportResult",
+    "export",
+    "load_exported",
+    "predict_folder",
+    "predict_onnx",
+    "predict_weights",
+    "write_predictions",
+]
 
 Format = Literal["onnx", "torchscript", "pt2"]
 SUFFIX: dict[str, str] = {"onnx": ".onnx", "torchscript": ".pt", "pt2": ".pt2"}
@@ -386,18 +396,122 @@ def export(
     return ExportResult(path, sidecar, exporter, diff, seconds)
 
 
-def predict_onnx(model: str | Path, folder: str | Path, output: str | Path, batch_size: int = 64) -> int:
+def write_predictions(path: str | Path, rows: list[tuple[str, int, float]], class_names: Any) -> None:
+    """The prediction CSV: ``file, pred_index, pred_class, prob``, one row per image, sorted by file.
+
+    In-memory samples (``#index``) sort by index. ``class_names`` may be ``None`` (the index is the class).
+    """
+
+    def key(r: tuple[str, int, float]) -> Any:
+        return (0, int(r[0][1:])) if r[0].startswith("#") else (1, r[0])
+
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["file", "pred_index", "pred_class", "prob"])
+        for file, pred, prob in sorted(rows, key=key):
+            writer.writerow([file, pred, class_names[pred] if class_names else str(pred), f"{prob:.6f}"])
+
+
+class _FolderBatches(torch.utils.data.Dataset):
+    """A list of image files served a whole batch at a time, for prediction.
+
+    Each batch is decoded in a loader worker and preprocessed as one tensor (same-sized images, the usual case,
+    go through the evaluation preset together, which costs far less than once per image). A file that does not
+    decode is returned as ``(path, reason)`` and left out of the batch.
+    """
+
+    def __init__(self, files: list[str], batch_size: int, mode: str, preprocess: Any) -> None:
+        self.files, self.batch_size, self.mode, self.preprocess = files, batch_size, mode, preprocess
+
+    def __len__(self) -> int:
+        return -(-len(self.files) // self.batch_size)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, list[str], list[tuple[str, str]]]:
+        from torchvision.transforms.functional import pil_to_tensor
+
+        from .images import DECODE_ERRORS, decode_image
+
+        pixels, paths, bad = [], [], []
+        for path in self.files[i * self.batch_size : (i + 1) * self.batch_size]:
+            try:
+                pixels.append(pil_to_tensor(decode_image(path, self.mode)))
+                paths.append(path)
+            except DECODE_ERRORS as err:
+                bad.append((path, f"{type(err).__name__}: {err}"))
+        if not pixels:
+            return torch.empty(0), paths, bad
+        if all(p.shape == pixels[0].shape for p in pixels):
+            return self.preprocess(torch.stack(pixels)), paths, bad
+        return torch.cat([self.preprocess(p.unsqueeze(0)) for p in pixels]), paths, bad
+
+
+def predict_folder(
+    run: Any,
+    folder: str | Path,
+    output: str | Path,
+    preprocess: Any,
+    in_chans: int,
+    class_names: Any,
+    batch_size: int = 64,
+    num_workers: int = 0,
+    backend: str = "PyTorch",
+) -> int:
+    """Classify every image in ``folder`` with ``run`` (uint8 batch, preprocessed -> logits); write the CSV.
+
+    The prediction loop behind ``cnnzoo predict --weights`` for both backends: no Trainer, no Lightning import,
+    the same CSV as the Trainer path (`write_predictions`). Unreadable files are reported by path in one warning
+    and skipped. Returns the number of rows written.
+    """
+    from .images import find_unreadable, list_images, report_unreadable
+
+    root = Path(folder)
+    if not root.is_dir():
+        raise ExportError(f"--data.predict_dir {root}: no such folder")
+    files = list_images(root)
+    empty = [p for p, _ in find_unreadable(files, root, strict=False, check_images=False)]  # zero-byte files
+    files = [f for f in files if f not in set(empty)]
+    if not files:
+        raise ExportError(f"--data.predict_dir {root} holds no readable images")
+    data = _FolderBatches(files, batch_size, "L" if in_chans == 1 else "RGB", preprocess)
+    loader = torch.utils.data.DataLoader(data, batch_size=None, num_workers=num_workers)
+    rows: list[tuple[str, int, float]] = []
+    unreadable: list[tuple[str, str]] = []
+    with torch.inference_mode():
+        for x, paths, bad in loader:
+            unreadable += bad
+            if paths:
+                conf, pred = run(x).float().softmax(1).max(1)
+                rows += [(p, int(i), float(q)) for p, i, q in zip(paths, pred, conf, strict=True)]
+    report_unreadable(unreadable, root, strict=False)
+    write_predictions(output, rows, class_names)
+    skipped = len(unreadable) + len(empty)
+    note = f", {skipped} unreadable file(s) skipped" if skipped else ""
+    print(f"predictions: {output} ({len(rows)} rows{note}; {backend})", flush=True)
+    return len(rows)
+
+
+def predict_weights(
+    source: str, folder: str | Path, output: str | Path, batch_size: int = 64, num_workers: int = 0
+) -> int:
+    """Classify a folder with published weights (anything `cnnzoo.load_pretrained` takes) in eager PyTorch."""
+    from .models import Weights, load_pretrained
+
+    model = load_pretrained(source).eval()
+    w: Weights = model.pretrained_cfg  # type: ignore[assignment]
+    return predict_folder(model, folder, output, w.transforms(), w.in_chans, w.class_names, batch_size, num_workers)
+
+
+def predict_onnx(
+    model: str | Path, folder: str | Path, output: str | Path, batch_size: int = 64, num_workers: int = 0
+) -> int:
     """Classify a folder of images with an exported ONNX file in ONNX Runtime; write the same CSV as ``predict``.
 
     The file's JSON sidecar (written by `export`) gives the classes, input size, normalisation and whether
     the graph takes uint8 pixels. Unreadable images are reported by path and skipped. Returns the rows written.
     """
-    import csv
-
-    from PIL import Image
-
-    from .data.folder import IMG_EXTENSIONS, find_unreadable, report_ignored
-    from .presets import ImageClassificationEval
+    from .presets import ImageClassificationEval, resize_batch
 
     path = Path(model)
     sidecar = path.with_suffix(path.suffix + ".json")
@@ -405,40 +519,15 @@ def predict_onnx(model: str | Path, folder: str | Path, output: str | Path, batc
         raise ExportError(f"{path}: no {sidecar.name} beside it; export it with cnnzoo export, which writes one")
     meta = json.loads(sidecar.read_text())
     c, h = meta["input"]["shape"][1], meta["input"]["shape"][2]
-    baked = meta["input"]["dtype"] == "uint8"
-    transform = ImageClassificationEval(h, c, meta["mean"], meta["std"], meta.get("crop_pct"))
-    root = Path(folder)
-    if not root.is_dir():
-        raise ExportError(f"--data.predict_dir {root}: no such folder")
-    entries = sorted(p for p in root.iterdir() if p.is_file() and not p.name.startswith("."))
-    files = [str(p) for p in entries if p.suffix.lower() in IMG_EXTENSIONS]
-    report_ignored([str(p) for p in entries if p.suffix.lower() not in IMG_EXTENSIONS], root)
-    bad = {p for p, _ in find_unreadable(files, root, strict=False, check_images=True)}
-    files = [f for f in files if f not in bad]
-    rows: list[tuple[str, int, float]] = []
-    run = load_exported("onnx", path)
-    mode = "L" if c == 1 else "RGB"
-    for start in range(0, len(files), batch_size):
-        chunk = files[start : start + batch_size]
-        pixels = [torch.as_tensor(np.array(Image.open(f).convert(mode))) for f in chunk]
-        pixels = [p.unsqueeze(0) if p.dim() == 2 else p.permute(2, 0, 1) for p in pixels]
-        if baked:
-            from .presets import resize_batch
+    crop_pct = meta.get("crop_pct")
+    if meta["input"]["dtype"] == "uint8":  # normalisation is baked into the graph: only resize
 
-            x = torch.stack([resize_batch(p.unsqueeze(0), h, meta.get("crop_pct"))[0] for p in pixels])
-        else:
-            x = torch.stack([transform(p) for p in pixels])
-        probs = run(x).float().softmax(1)
-        conf, pred = probs.max(1)
-        rows += [(f, int(i), float(q)) for f, i, q in zip(chunk, pred, conf, strict=True)]
-    out = Path(output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    names = meta["class_names"]
-    with open(out, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["file", "pred_index", "pred_class", "prob"])
-        for file, index, prob in rows:
-            writer.writerow([file, index, names[index], f"{prob:.6f}"])
-    skipped = f", {len(bad)} unreadable file(s) skipped" if bad else ""
-    print(f"predictions: {out} ({len(rows)} rows{skipped}; ONNX Runtime)", flush=True)
-    return len(rows)
+        def preprocess(x: torch.Tensor) -> torch.Tensor:
+            return resize_batch(x, h, crop_pct)
+
+    else:
+        preprocess = ImageClassificationEval(h, c, meta["mean"], meta["std"], crop_pct)
+    run = load_exported("onnx", path)
+    return predict_folder(
+        run, folder, output, preprocess, c, meta["class_names"], batch_size, num_workers, "ONNX Runtime"
+    )

@@ -137,19 +137,24 @@ def predict_throughput() -> str:
     if not r:
         return "Not measured yet: run `python benchmarks/predict_throughput.py`.\n"
     p = r["predict"]
+    med, ips = p["median_wall_s"], p["images_per_s"]
+    ways = {
+        "cnnzoo_predict": "`cnnzoo predict --weights lenet5.mnist` (no Trainer)",
+        "cnnzoo_predict_trainer": "the same through the Trainer (`--trainer.accelerator=cpu`)",
+        "bare_loop": "bare loop: ImageFolder, DataLoader, `inference_mode`",
+    }
     lines = [
         f"Measured with `{r['command'].strip()}` (torch {r['torch']}, {r['cpu_count']} CPU cores, "
-        f"{r['threads']} threads), whole processes timed, imports included:",
+        f"{r['threads']} threads), whole processes timed, imports included, {p['rounds']} interleaved rounds:",
         "",
-        "| {:,} MNIST test PNGs, batch {}, {} workers | seconds | images/s |".format(
+        "| {:,} MNIST test PNGs, batch {}, {} workers | median seconds | images/s |".format(
             p["images"], r["batch_size"], r["workers"]
         ),
         "| --- | ---: | ---: |",
-        f"| `cnnzoo predict --weights lenet5.mnist` | {p['cnnzoo_predict_s']:.1f} | {p['cnnzoo_images_per_s']:,.0f} |",
-        f"| bare loop: ImageFolder, DataLoader, `inference_mode` | {p['bare_loop_s']:.1f} | "
-        f"{p['bare_images_per_s']:,.0f} |",
+        *(f"| {label} | {med[k]:.1f} | {ips[k]:,.0f} |" for k, label in ways.items()),
         "",
-        f"Ratio cnnzoo / bare loop: {p['ratio']:.2f}.",
+        f"Ratio cnnzoo / bare loop, images per second: {p['ratio']:.2f} (through the Trainer: "
+        f"{p['ratio_trainer_path']:.2f}).",
         "",
         "Images per second, median of timed iterations after a warm-up:",
         "",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 
@@ -132,12 +133,15 @@ def test_predict_with_onnx_runtime_writes_the_same_csv(tmp_path: Path, capsys: p
     with pytest.warns(UserWarning, match="broken.png"):
         argv = ["predict", "--backend", "torch", *common, f"--trainer.default_root_dir={tmp_path}"]
         assert main([*argv, "--prediction_writer.output", str(tmp_path / "t.csv")]) == 0
-    ort_rows = list(csv.DictReader((tmp_path / "o.csv").open()))
-    torch_rows = list(csv.DictReader((tmp_path / "t.csv").open()))
-    assert len(ort_rows) == len(torch_rows) == 6
-    for a, b in zip(ort_rows, torch_rows, strict=True):
-        assert (a["file"], a["pred_class"]) == (b["file"], b["pred_class"])
-        assert float(a["prob"]) == pytest.approx(float(b["prob"]), abs=1e-4)
+    with pytest.warns(UserWarning, match="broken.png"):  # a Trainer option: the same command through LightningCLI
+        argv = ["predict", "--backend", "torch", *common, "--trainer.accelerator=cpu", "--data.num_workers=0"]
+        assert main([*argv, "--prediction_writer.output", str(tmp_path / "trainer.csv")]) == 0
+    csvs = {name: list(csv.DictReader((tmp_path / name).open())) for name in ("o.csv", "t.csv", "trainer.csv")}
+    assert [len(rows) for rows in csvs.values()] == [6, 6, 6]
+    for name in ("o.csv", "t.csv"):
+        for a, b in zip(csvs[name], csvs["trainer.csv"], strict=True):
+            assert (a["file"], a["pred_index"], a["pred_class"]) == (b["file"], b["pred_index"], b["pred_class"])
+            assert float(a["prob"]) == pytest.approx(float(b["prob"]), abs=1e-4)
     assert (tmp_path / "lenet5.mnist.onnx.json").is_file(), "the export it ran is kept, with its metadata"
 
 
@@ -165,3 +169,28 @@ def test_dynamic_height_and_width_export_runs_at_other_sizes_or_says_why_not(tmp
         export("lenet5", tmp_path / "lenet", "onnx", dynamic_size=True)
     with pytest.raises(ExportError, match=r"torch.export cannot keep height and width dynamic.*--format onnx"):
         export("vgg_cifar_fast", tmp_path / "dyn", "pt2", dynamic_size=True)
+
+
+def test_predict_from_weights_runs_without_lightning_and_keeps_the_data_modules_defaults(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from cnnzoo.cli import PREDICT_BATCH_SIZE, PREDICT_NUM_WORKERS
+    from cnnzoo.data import ImageFolderDataModule
+
+    defaults = inspect.signature(ImageFolderDataModule.__init__).parameters
+    assert defaults["batch_size"].default == PREDICT_BATCH_SIZE
+    assert defaults["num_workers"].default == PREDICT_NUM_WORKERS
+    images = tmp_path / "imgs"
+    images.mkdir()
+    for i in range(3):
+        Image.fromarray((torch.rand(20, 24) * 255).to(torch.uint8).numpy()).save(images / f"{i}.png")
+    script = (
+        "import sys\nfrom cnnzoo.cli import main\n"
+        f"code = main(['predict', '--weights', 'lenet5.mnist', '--data.predict_dir', {str(images)!r}])\n"
+        "print(code, sorted(m for m in sys.modules if m.split('.')[0] in ('lightning', 'pytorch_lightning')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert out.stdout.strip().splitlines()[-1] == "0 []", out.stderr[-2000:]
+    rows = (tmp_path / "predictions.csv").read_text().splitlines()
+    assert len(rows) == 4 and rows[0] == "file,pred_index,pred_class,prob"

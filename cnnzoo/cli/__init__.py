@@ -156,36 +156,63 @@ def _weights_arguments(args: list[str]) -> list[str]:
     return [rest[0], *model, *data, *rest[1:]]
 
 
-def _predict_backend(argv: list[str]) -> int:
-    """``cnnzoo predict --backend torch|onnxruntime``: ``torch`` is the Trainer path; ``onnxruntime`` runs an export."""
+# ImageFolderDataModule's defaults (a test keeps them equal): the Trainer-free path must not import it to read them.
+PREDICT_BATCH_SIZE, PREDICT_NUM_WORKERS = 32, 2
+
+
+def _flag(value: str) -> bool:
+    if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+        raise ConfigError(f"expected true or false, got {value!r}")
+    return value.lower() in ("true", "1", "yes")
+
+
+def _predict_weights(argv: list[str]) -> int | None:
+    """``cnnzoo predict --weights SOURCE`` without a recipe: the deployment path, with no Trainer.
+
+    It never imports Lightning (which is most of the Trainer path's start-up) and decodes each batch once in the
+    loader's workers. The CSV is the Trainer path's. Returns ``None`` when an option needs the Trainer (a GPU,
+    several devices, ``tta``, ``strict``, ``--help``): LightningCLI then takes the whole command line.
+    """
     import argparse
 
-    parser = argparse.ArgumentParser(prog="cnnzoo predict --backend onnxruntime")
-    parser.add_argument("--backend", choices=["torch", "onnxruntime"], required=True)
-    parser.add_argument("--weights", required=True, help="an exported .onnx file (cnnzoo export), or weights to export")
-    parser.add_argument("--data.predict_dir", dest="predict_dir", required=True)
-    parser.add_argument("--prediction_writer.output", dest="output", default="predictions.csv")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser = argparse.ArgumentParser(prog="cnnzoo predict", add_help=False, allow_abbrev=False)
+    parser.add_argument("--backend", choices=["torch", "onnxruntime"], default="torch")
+    parser.add_argument("--weights", required=True)
+    parser.add_argument("--data.predict_dir", dest="predict_dir")
+    parser.add_argument("--prediction_writer.output", dest="output")
+    parser.add_argument("--data.batch_size", "--batch-size", dest="batch_size", type=int, default=PREDICT_BATCH_SIZE)
+    parser.add_argument("--data.eval_batch_size", dest="eval_batch_size", type=int)
+    parser.add_argument("--data.num_workers", dest="num_workers", type=int, default=PREDICT_NUM_WORKERS)
+    # Without strict, unreadable files are skipped either way: check_images only decides when they are found.
+    parser.add_argument("--data.check_images", dest="check_images", type=_flag)
+    parser.add_argument("--trainer.default_root_dir", dest="root", default=".")
+    parser.add_argument("--trainer.enable_progress_bar", dest="progress_bar", type=_flag)
     args, rest = parser.parse_known_args(argv)
-    if args.backend == "torch":
-        argv = ["predict", "--weights", args.weights, "--data.predict_dir", args.predict_dir]
-        return _run_trainer_command(_weights_arguments([*argv, "--prediction_writer.output", args.output, *rest]))
     if rest:
-        raise ConfigError(f"predict --backend onnxruntime takes no Trainer options: {' '.join(rest)}")
-    import importlib.util
+        if args.backend == "onnxruntime":
+            raise ConfigError(f"predict --backend onnxruntime takes no Trainer options: {' '.join(rest)}")
+        return None
+    if args.predict_dir is None:
+        raise ConfigError("predict needs a folder of images: pass --data.predict_dir DIR")
+    output = args.output or os.path.join(args.root, "predictions.csv")
+    batch_size = args.eval_batch_size or args.batch_size
+    from ..deploy import ExportError, export, predict_onnx, predict_weights
 
-    if importlib.util.find_spec("onnxruntime") is None:
-        raise ConfigError("--backend onnxruntime needs ONNX Runtime: pip install 'cnnzoo[onnx]'")
-    from ..deploy import ExportError, export, predict_onnx
-
-    model = args.weights
     try:
+        if args.backend == "torch":
+            predict_weights(args.weights, args.predict_dir, output, batch_size, args.num_workers)
+            return 0
+        import importlib.util
+
+        if importlib.util.find_spec("onnxruntime") is None:
+            raise ConfigError("--backend onnxruntime needs ONNX Runtime: pip install 'cnnzoo[onnx]'")
+        model = args.weights
         if not model.endswith(".onnx"):  # weights, not an export yet: export them next to the CSV, checked
-            target = Path(args.output).with_name(Path(model.rstrip("/")).name + ".onnx")
+            target = Path(output).with_name(Path(model.rstrip("/")).name + ".onnx")
             model = str(export(model, target, "onnx", overwrite=True).path)
-        predict_onnx(model, args.predict_dir, args.output, args.batch_size)
-    except ExportError as err:
-        raise ConfigError(str(err)) from None
+        predict_onnx(model, args.predict_dir, output, batch_size, args.num_workers)
+    except (ExportError, ValueError, FileNotFoundError) as err:
+        raise ConfigError(first_line(err)) from None
     return 0
 
 
@@ -456,8 +483,14 @@ def main(argv: list[str] | None = None) -> int:
     args = _packaged_recipes(list(sys.argv[1:] if argv is None else argv))
     try:
         _suggest_command(args)
-        if args and args[0] == "predict" and any(a.startswith("--backend") for a in args):
-            return _predict_backend(args[1:])
+        recipe = any(a in ("--config", "-c") or a.startswith(("--config=", "-c=")) for a in args)
+        if args and args[0] == "predict" and not recipe and any(a.startswith("--weights") for a in args):
+            status = _predict_weights(args[1:])
+            if status is not None:
+                return status
+            # The Trainer path: it is the torch backend, so the flag goes.
+            drop = {i for i, a in enumerate(args) if a == "--backend"}
+            args = [a for i, a in enumerate(args) if i not in drop and i - 1 not in drop and a != "--backend=torch"]
         if args and args[0] in TRAINER_COMMANDS:
             args = _weights_arguments(args)
         if args and args[0] in ("-V", "--version"):

@@ -5,16 +5,26 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from typing_extensions import override
 
 from ..errors import ConfigError
+from ..images import (
+    DECODE_ERRORS,
+    IMG_EXTENSIONS,
+    CorruptImageError,
+    decode_image,
+    find_unreadable,
+    is_hidden,
+    list_images,
+    report_ignored,
+    report_unreadable,
+)
 from .base import ClassificationDataModule
 from .cache import cache_key, decode_images, load_cache, save_cache
 from .sampling import TensorBatchDataset
@@ -23,77 +33,17 @@ from .transforms import AugmentName
 
 __all__ = ["IMG_EXTENSIONS", "CorruptImageError", "ImageFolderDataModule", "scan_class_folders"]
 
-IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp", ".gif")
-
-
-class CorruptImageError(RuntimeError):
-    """An image file that cannot be decoded."""
-
-
-def _is_hidden(name: str) -> bool:
-    return name.startswith(".") or name.startswith("__")
-
 
 def list_classes(folder: Path) -> list[str]:
     """Class sub-folders of ``folder``, sorted, ignoring hidden ones (``.git``, ``.ipynb_checkpoints``)."""
     if not folder.is_dir():
         raise FileNotFoundError(f"image folder {folder} does not exist (expected {folder}/<class name>/<images>)")
-    classes = sorted(e.name for e in os.scandir(folder) if e.is_dir() and not _is_hidden(e.name))
+    classes = sorted(e.name for e in os.scandir(folder) if e.is_dir() and not is_hidden(e.name))
     if not classes:
         raise FileNotFoundError(
             f"{folder} has no class sub-folders. Expected {folder}/<class name>/<image files>, one folder per class."
         )
     return classes
-
-
-def check_image(path: str) -> str | None:
-    """``None`` if the file decodes fully, else the reason it does not."""
-    try:
-        if os.path.getsize(path) == 0:
-            return "zero-byte file"
-        with Image.open(path) as img:
-            img.load()  # a full decode: verify() alone lets truncated JPEGs through
-    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as err:
-        return f"{type(err).__name__}: {err}"
-    return None
-
-
-def find_unreadable(paths: list[str], folder: Path, strict: bool, check_images: bool) -> list[tuple[str, str]]:
-    """Find the files that do not decode.
-
-    Returns (path, reason) pairs (only zero-byte files without ``check_images``), reported in one warning that
-    lists them by path, or raised as `CorruptImageError` with ``strict``.
-    """
-    if check_images:
-        with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
-            reasons = list(pool.map(check_image, paths, chunksize=64))
-        bad = [(p, r) for p, r in zip(paths, reasons, strict=True) if r is not None]
-    else:
-        bad = [(p, "zero-byte file") for p in paths if os.path.getsize(p) == 0]
-    report_unreadable(bad, folder, strict)
-    return bad
-
-
-def report_unreadable(bad: list[tuple[str, str]], folder: Path, strict: bool) -> None:
-    """One warning that lists unreadable files by path, or `CorruptImageError` with ``strict``."""
-    if bad:
-        listing = "\n".join(f"  {p}: {r}" for p, r in bad[:20]) + ("\n  ..." if len(bad) > 20 else "")
-        if strict:
-            raise CorruptImageError(
-                f"{len(bad)} unreadable image(s) under {folder}:\n{listing}\n"
-                "Fix: delete or replace them, or pass strict=False to skip them with a warning."
-            )
-        warnings.warn(f"skipping {len(bad)} unreadable image(s) under {folder}:\n{listing}", stacklevel=4)
-
-
-def report_ignored(ignored: list[str], folder: Path) -> None:
-    if ignored:
-        listing = ", ".join(ignored[:5]) + (", ..." if len(ignored) > 5 else "")
-        warnings.warn(
-            f"ignored {len(ignored)} file(s) without an image extension ({', '.join(IMG_EXTENSIONS)}) under "
-            f"{folder}: {listing}",
-            stacklevel=3,
-        )
 
 
 def scan_class_folders(
@@ -112,9 +62,9 @@ def scan_class_folders(
         if not cdir.is_dir():
             continue
         for root, dirs, files in os.walk(cdir, followlinks=True):
-            dirs[:] = sorted(d for d in dirs if not _is_hidden(d))
+            dirs[:] = sorted(d for d in dirs if not is_hidden(d))
             for f in sorted(files):
-                if _is_hidden(f):
+                if is_hidden(f):
                     continue
                 path = os.path.join(root, f)
                 if f.lower().endswith(IMG_EXTENSIONS):
@@ -161,10 +111,8 @@ class FolderDataset(Dataset):
         path, label = self.samples[i]
         error = ""
         try:
-            with Image.open(path) as img:
-                img.load()
-                image = img.convert(self.mode)
-        except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as err:
+            image = decode_image(path, self.mode)
+        except DECODE_ERRORS as err:
             if not self.skip_unreadable:
                 raise CorruptImageError(f"cannot decode image {path}: {err}") from err
             # Prediction decodes each file once, here: a corrupt one is marked and skipped by the writer instead of
@@ -385,9 +333,7 @@ class ImageFolderDataModule(ClassificationDataModule):
             raise ValueError("predict needs a folder of images: pass --data.predict_dir DIR")
         if not self.predict_dir.is_dir():
             raise FileNotFoundError(f"predict_dir {self.predict_dir} does not exist")
-        entries = sorted(p for p in self.predict_dir.iterdir() if p.is_file() and not _is_hidden(p.name))
-        files = [str(p) for p in entries if p.suffix.lower() in IMG_EXTENSIONS]
-        report_ignored([str(p) for p in entries if p.suffix.lower() not in IMG_EXTENSIONS], self.predict_dir)
+        files = list_images(self.predict_dir)
         # With strict, every file is decoded first so that a corrupt one fails before any prediction; otherwise the
         # loader decodes each file once and the prediction writer reports and skips the ones that fail.
         self.unreadable = find_unreadable(files, self.predict_dir, self.strict, self.check_images and self.strict)

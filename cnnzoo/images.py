@@ -1,0 +1,110 @@
+"""Image files: which files in a folder are images, decoding them, and reporting the ones that do not decode.
+
+Plain PIL and PyTorch, without Lightning: the data modules build on it, and so does the prediction path of
+published weights (`cnnzoo.deploy`), which a deployment runs without the training stack.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
+
+__all__ = [
+    "DECODE_ERRORS",
+    "IMG_EXTENSIONS",
+    "CorruptImageError",
+    "check_image",
+    "decode_image",
+    "find_unreadable",
+    "is_hidden",
+    "list_images",
+    "report_ignored",
+    "report_unreadable",
+]
+
+IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp", ".gif")
+
+
+class CorruptImageError(RuntimeError):
+    """An image file that cannot be decoded."""
+
+
+# What PIL raises for a file that is not an image, a truncated one, or one too large to decode safely.
+DECODE_ERRORS = (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError)
+
+
+def decode_image(path: str, mode: str) -> Image.Image:
+    """The image at ``path``, fully decoded and converted to ``mode`` (``"L"`` or ``"RGB"``).
+
+    Raises one of `DECODE_ERRORS` when the file does not decode.
+    """
+    with Image.open(path) as img:
+        img.load()  # a full decode: verify() alone lets truncated JPEGs through
+        return img.convert(mode)
+
+
+def is_hidden(name: str) -> bool:
+    """Hidden files and folders (``.git``, ``.ipynb_checkpoints``, ``__pycache__``) are never data."""
+    return name.startswith(".") or name.startswith("__")
+
+
+def check_image(path: str) -> str | None:
+    """``None`` if the file decodes fully, else the reason it does not."""
+    try:
+        if os.path.getsize(path) == 0:
+            return "zero-byte file"
+        with Image.open(path) as img:
+            img.load()  # a full decode: verify() alone lets truncated JPEGs through
+    except DECODE_ERRORS as err:
+        return f"{type(err).__name__}: {err}"
+    return None
+
+
+def find_unreadable(paths: list[str], folder: Path, strict: bool, check_images: bool) -> list[tuple[str, str]]:
+    """Find the files that do not decode.
+
+    Returns (path, reason) pairs (only zero-byte files without ``check_images``), reported in one warning that
+    lists them by path, or raised as `CorruptImageError` with ``strict``.
+    """
+    if check_images:
+        with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
+            reasons = list(pool.map(check_image, paths, chunksize=64))
+        bad = [(p, r) for p, r in zip(paths, reasons, strict=True) if r is not None]
+    else:
+        bad = [(p, "zero-byte file") for p in paths if os.path.getsize(p) == 0]
+    report_unreadable(bad, folder, strict)
+    return bad
+
+
+def report_unreadable(bad: list[tuple[str, str]], folder: Path, strict: bool) -> None:
+    """One warning that lists unreadable files by path, or `CorruptImageError` with ``strict``."""
+    if bad:
+        listing = "\n".join(f"  {p}: {r}" for p, r in bad[:20]) + ("\n  ..." if len(bad) > 20 else "")
+        if strict:
+            raise CorruptImageError(
+                f"{len(bad)} unreadable image(s) under {folder}:\n{listing}\n"
+                "Fix: delete or replace them, or pass strict=False to skip them with a warning."
+            )
+        warnings.warn(f"skipping {len(bad)} unreadable image(s) under {folder}:\n{listing}", stacklevel=4)
+
+
+def report_ignored(ignored: list[str], folder: Path) -> None:
+    """One warning that names the files left out for want of an image extension."""
+    if ignored:
+        listing = ", ".join(ignored[:5]) + (", ..." if len(ignored) > 5 else "")
+        warnings.warn(
+            f"ignored {len(ignored)} file(s) without an image extension ({', '.join(IMG_EXTENSIONS)}) under "
+            f"{folder}: {listing}",
+            stacklevel=3,
+        )
+
+
+def list_images(folder: Path) -> list[str]:
+    """The image files directly in ``folder``, sorted; other files are reported in one warning and left out."""
+    entries = sorted(p for p in folder.iterdir() if p.is_file() and not is_hidden(p.name))
+    report_ignored([str(p) for p in entries if p.suffix.lower() not in IMG_EXTENSIONS], folder)
+    return [str(p) for p in entries if p.suffix.lower() in IMG_EXTENSIONS]
