@@ -464,16 +464,12 @@ def predict_folder(
     the same CSV as the Trainer path (`write_predictions`). Unreadable files are reported by path in one warning
     and skipped. Returns the number of rows written.
     """
-    from .images import find_unreadable, list_images, report_unreadable
+    from .images import list_images, report_unreadable
 
     root = Path(folder)
     if not root.is_dir():
         raise ExportError(f"--data.predict_dir {root}: no such folder")
     files = list_images(root)
-    empty = [p for p, _ in find_unreadable(files, root, strict=False, check_images=False)]  # zero-byte files
-    files = [f for f in files if f not in set(empty)]
-    if not files:
-        raise ExportError(f"--data.predict_dir {root} holds no readable images")
     data = _FolderBatches(files, batch_size, "L" if in_chans == 1 else "RGB", preprocess)
     loader = torch.utils.data.DataLoader(data, batch_size=None, num_workers=num_workers)
     rows: list[tuple[str, int, float]] = []
@@ -484,10 +480,11 @@ def predict_folder(
             if paths:
                 conf, pred = run(x).float().softmax(1).max(1)
                 rows += [(p, int(i), float(q)) for p, i, q in zip(paths, pred, conf, strict=True)]
-    report_unreadable(unreadable, root, strict=False)
+    report_unreadable(unreadable, root, strict=False)  # one warning for all of them, by path
+    if not rows:
+        raise ExportError(f"--data.predict_dir {root} holds no readable images")
     write_predictions(output, rows, class_names)
-    skipped = len(unreadable) + len(empty)
-    note = f", {skipped} unreadable file(s) skipped" if skipped else ""
+    note = f", {len(unreadable)} unreadable file(s) skipped" if unreadable else ""
     print(f"predictions: {output} ({len(rows)} rows{note}; {backend})", flush=True)
     return len(rows)
 

@@ -196,8 +196,13 @@ def _predict_weights(argv: list[str]) -> int | None:
         raise ConfigError("predict needs a folder of images: pass --data.predict_dir DIR")
     output = args.output or os.path.join(args.root, "predictions.csv")
     batch_size = args.eval_batch_size or args.batch_size
+    import warnings
+
     from ..deploy import ExportError, export, predict_onnx, predict_weights
 
+    # The Trainer path's warnings come through Lightning's logging; these are the user's, one line each.
+    formatwarning = warnings.formatwarning
+    warnings.formatwarning = lambda message, *_, **__: f"cnnzoo: warning: {message}\n"
     try:
         if args.backend == "torch":
             predict_weights(args.weights, args.predict_dir, output, batch_size, args.num_workers)
@@ -213,6 +218,8 @@ def _predict_weights(argv: list[str]) -> int | None:
         predict_onnx(model, args.predict_dir, output, batch_size, args.num_workers)
     except (ExportError, ValueError, FileNotFoundError) as err:
         raise ConfigError(first_line(err)) from None
+    finally:
+        warnings.formatwarning = formatwarning
     return 0
 
 
