@@ -5,10 +5,11 @@
   (b) the same task and data module under a bare ``Trainer`` (no logger, checkpoints, progress bar or monitor);
   (c) a plain PyTorch loop over the same uint8 tensors with the same batched augmentation, loss, SGD and lookahead.
 
-Each trains the same net at batch 1024 on the same CIFAR-10 images (the in-memory folder cache). Throughput is
-images per second over the training steps after the first (warm-up) one. (a) also yields the per-epoch overhead
-of validation plus checkpoint saving. The plain loop is also timed without channels_last and, where it works
-here, under ``torch.compile``: the CPU cost table of the recipe.
+Each trains the same net at batch 1024 on the same CIFAR-10 images (the in-memory folder cache). A step is timed
+whole, batch fetch and augmentation included (in (a) and (b): from one ``on_train_batch_end`` to the next). The
+three ways run interleaved, ``--rounds`` times, and throughput is 1024 / the median step. (a) also yields the
+per-epoch overhead of validation plus checkpoint saving. The plain loop is also timed without channels_last and,
+where it works here, under ``torch.compile``: the CPU cost table of the recipe.
 
 Run: python benchmarks/cifar_throughput.py   (needs data/cifar10/train, unpacked from ../shared/data)
 Writes ``benchmarks/results/cifar_throughput.json``, which ``docs/generate.py`` renders into docs/recipes.md.
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import statistics
 import sys
 import time
 import warnings
@@ -39,25 +41,31 @@ RECIPE = REPO / "recipes" / "vgg_cifar_fast_cifar10_folder.yaml"
 
 
 class Meter(Callback):
-    """Training-step time (after the first step) and, per epoch, the time spent outside the training steps."""
+    """Seconds per training step, and per epoch the time spent outside the training steps.
+
+    A step is the interval between two consecutive ``on_train_batch_end`` of one epoch: it holds everything the
+    plain loop's iteration holds (fetching the batch, the batched augmentation on the device, forward, backward,
+    the optimiser) plus what Lightning and the callbacks add. The first interval of an epoch is not counted (it
+    holds the loader's start), nor the first step of the run (one-off costs).
+    """
 
     def __init__(self) -> None:
-        self.step_time, self.images, self.steps = 0.0, 0, 0
+        self.steps: list[float] = []
         self.validation: list[float] = []
         self.epoch_rest: list[float] = []
-        self._t = self._epoch_end = self._val = 0.0
+        self._last: float | None = None
+        self._epoch_end = self._val = 0.0
 
-    def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
-        self._t = time.perf_counter()
+    def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._last = None
 
     def on_train_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        if trainer.global_step > 1:  # the first step pays one-off costs
-            self.step_time += time.perf_counter() - self._t
-            self.images += len(batch[1])
-            self.steps += 1
-        self._epoch_end = time.perf_counter()
+        now = time.perf_counter()
+        if self._last is not None and trainer.global_step > 1:
+            self.steps.append(now - self._last)
+        self._last = self._epoch_end = now
 
     def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._val = time.perf_counter()
@@ -69,10 +77,6 @@ class Meter(Callback):
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         # Runs after validation and the checkpoint save of the epoch (ModelCheckpoint saves at validation end).
         self.epoch_rest.append(time.perf_counter() - self._epoch_end)
-
-    @property
-    def rate(self) -> float:
-        return self.images / self.step_time
 
 
 def run_cli(root: Path, steps: int, epochs: int) -> Meter:
@@ -154,8 +158,8 @@ def cache_loads(cache: Path) -> dict[str, float]:
     return times
 
 
-def run_plain(steps: int, channels_last: bool, compile: bool) -> tuple[float, float]:
-    """(images/s after the first step, seconds of the first step) of a hand-written loop."""
+def run_plain(steps: int, channels_last: bool, compile: bool) -> tuple[list[float], float]:
+    """(seconds of each step after the first, seconds of the first step) of a hand-written loop."""
     seed_everything(0)
     dm = data_module()
     dm.setup("fit")
@@ -173,7 +177,7 @@ def run_plain(steps: int, channels_last: bool, compile: bool) -> tuple[float, fl
     }
     first_flip = torch.rand(len(labels)) < 0.5
     perm = torch.randperm(len(labels))
-    batch, n, t0, first = 1024, 0, 0.0, 0.0
+    batch, times = 1024, []
     net.train()
     for i in range(steps):
         start = time.perf_counter()
@@ -193,18 +197,20 @@ def run_plain(steps: int, channels_last: bool, compile: bool) -> tuple[float, fl
                     if k in average:
                         average[k].lerp_(v, 0.2)
                         v.copy_(average[k])
-        if i == 0:
-            first = time.perf_counter() - start
-            t0 = time.perf_counter()
-        else:
-            n += len(idx)
-    return n / (time.perf_counter() - t0), first
+        times.append(time.perf_counter() - start)
+    return times[1:], times[0]
+
+
+def rate(step_times: list[float], batch: int = 1024) -> float:
+    """Images per second from the median step: robust to the odd slow step of a busy 2-core machine."""
+    return batch / statistics.median(step_times)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=8, help="training steps per epoch in (a) and (b)")
+    parser.add_argument("--steps", type=int, default=10, help="training steps per epoch in (a) and (b)")
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds of (a), (b) and (c)")
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile measurement")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "cifar_throughput.json"))
     args = parser.parse_args()
@@ -216,29 +222,42 @@ def main() -> None:
     print(
         f"in-memory cache of the 50,000 JPEGs: first load {cache['first_load_s']} s, second {cache['second_load_s']} s"
     )
-    cli = run_cli(REPO / "runs" / "cifar_throughput", args.steps, args.epochs)
-    bare = run_bare(args.steps, args.epochs)
-    plain_cl, _ = run_plain(plain_steps, channels_last=True, compile=False)
-    plain_nchw, _ = run_plain(plain_steps, channels_last=False, compile=False)
+    steps: dict[str, list[float]] = {"cnnzoo_fit": [], "bare_trainer": [], "plain_loop": []}
+    validation, epoch_rest = [], []
+    for r in range(args.rounds):  # interleaved, the order reversed every other round
+        for way in list(steps) if r % 2 == 0 else list(reversed(steps)):
+            if way == "cnnzoo_fit":
+                cli = run_cli(REPO / "runs" / "cifar_throughput", args.steps, args.epochs)
+                steps[way] += cli.steps
+                validation += cli.validation
+                epoch_rest += cli.epoch_rest
+            elif way == "bare_trainer":
+                steps[way] += run_bare(args.steps, args.epochs).steps
+            else:
+                steps[way] += run_plain(plain_steps, channels_last=True, compile=False)[0]
+            print(f"round {r + 1}, {way}: {rate(steps[way]):.1f} images/s so far", flush=True)
+    ips = {way: rate(t) for way, t in steps.items()}
+    plain_cl = ips["plain_loop"]
+    plain_nchw = rate(run_plain(plain_steps, channels_last=False, compile=False)[0])
     compiled: dict[str, Any] = {"images_per_s": None, "first_step_s": None, "error": None}
     if not args.no_compile:
         try:
-            rate, first = run_plain(plain_steps, channels_last=True, compile=True)
-            compiled.update(images_per_s=rate, first_step_s=first)
+            times, first = run_plain(plain_steps, channels_last=True, compile=True)
+            compiled.update(images_per_s=rate(times), first_step_s=first)
         except Exception as err:  # the reason it does not work here is the result
             compiled["error"] = f"{type(err).__name__}: {str(err).splitlines()[0][:300]}"
     train_images = 45000
-    val = sum(cli.validation) / len(cli.validation)
-    rest = sum(cli.epoch_rest) / len(cli.epoch_rest)
-    print(f"(a) cnnzoo fit, CLI defaults          : {cli.rate:7.1f} images/s")
-    print(f"(b) bare Trainer                      : {bare.rate:7.1f} images/s")
+    val = statistics.median(validation)
+    rest = statistics.median(epoch_rest)
+    print(f"(a) cnnzoo fit, CLI defaults          : {ips['cnnzoo_fit']:7.1f} images/s")
+    print(f"(b) bare Trainer                      : {ips['bare_trainer']:7.1f} images/s")
     print(f"(c) plain loop (channels_last)        : {plain_cl:7.1f} images/s")
     print(f"    plain loop (NCHW)                 : {plain_nchw:7.1f} images/s")
     if compiled["images_per_s"]:
         print(f"    plain loop (channels_last, compile): {compiled['images_per_s']:7.1f} images/s")
     else:
         print(f"    torch.compile: {compiled['error'] or 'skipped'}")
-    print(f"a/c = {cli.rate / plain_cl:.3f}   b/c = {bare.rate / plain_cl:.3f}")
+    print(f"a/c = {ips['cnnzoo_fit'] / plain_cl:.3f}   b/c = {ips['bare_trainer'] / plain_cl:.3f}")
     print(f"per epoch: validation of 5,000 images {val:.1f} s; validation + checkpoint + logging {rest:.1f} s")
     print(f"one epoch of {train_images} images: {train_images / plain_cl:.0f} s (channels_last)")
     result = {
@@ -246,8 +265,10 @@ def main() -> None:
         "command": "python benchmarks/cifar_throughput.py " + " ".join(sys.argv[1:]),
         "model": "vgg_cifar_fast",
         "batch_size": 1024,
-        "images_per_s": {"cnnzoo_fit": cli.rate, "bare_trainer": bare.rate, "plain_loop": plain_cl},
-        "ratio_fit_to_plain": cli.rate / plain_cl,
+        "images_per_s": ips,
+        "ratio_fit_to_plain": ips["cnnzoo_fit"] / plain_cl,
+        "ratio_bare_to_plain": ips["bare_trainer"] / plain_cl,
+        "step_s": {way: [round(t, 3) for t in times] for way, times in steps.items()},
         "per_epoch_overhead_s": {"validation": val, "validation_checkpoint_logging": rest},
         "folder_cache": {"images": 50000, **cache},
         "cpu_cost": {
@@ -259,7 +280,7 @@ def main() -> None:
             },
         },
         "train_images_per_epoch": train_images,
-        "settings": {"steps": args.steps, "epochs": args.epochs},
+        "settings": {"steps": args.steps, "epochs": args.epochs, "rounds": args.rounds},
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         **machine(),

@@ -160,7 +160,7 @@ class FiniteLossGuard(Callback):
         if not grads:
             return
         # One fused reduction instead of a check per tensor: the norm is non-finite iff some element is.
-        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.detach().float()) for g in grads]))
+        norm = torch.nn.utils.get_total_norm([g.detach() for g in grads])  # fused per-tensor norms (foreach)
         if not bool(torch.isfinite(norm)):
             bad = next(n for n, p in pl_module.named_parameters() if p.grad is not None and not p.grad.isfinite().all())
             self._stop(trainer, f"the gradient of {bad} is not finite (the loss was finite)")

@@ -362,11 +362,38 @@ def cifar_throughput() -> str:
         f"| plain PyTorch loop, NCHW | {cost['nchw']['images_per_s']:.1f} | {cost['nchw']['s_per_epoch']:.0f} s |",
         compiled,
         "",
-        f"`cnnzoo fit` / plain loop = {r['ratio_fit_to_plain']:.3f}. Per epoch, validating the 5,000 held-out "
+        f"`cnnzoo fit` / plain loop = {r['ratio_fit_to_plain']:.3f}, bare `Trainer` / plain loop = "
+        f"{r['ratio_bare_to_plain']:.3f} (a step is timed whole, batch fetch and augmentation included; the ways "
+        f"ran interleaved, {r['settings']['rounds']} rounds, and each figure is 1,024 images over the median step). "
+        f"Per epoch, validating the 5,000 held-out "
         f"images took {over['validation']:.1f} s, and validation plus checkpoint saving and logging "
         f"{over['validation_checkpoint_logging']:.1f} s. The in-memory cache of the "
         f"{r['folder_cache']['images']:,} training JPEGs took {r['folder_cache']['first_load_s']:.0f} s to build "
         f"(decode and write) and {r['folder_cache']['second_load_s']:.0f} s to load on the next run.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def lenet_fit_wall() -> str:
+    r = results("lenet_fit_wall")
+    if not r:
+        return f"The whole `cnnzoo fit`: {NOT_MEASURED} (run `python benchmarks/lenet_fit_wall.py`).\n"
+    med, b = r["median_wall_s"], r["cnnzoo_fit_breakdown_s"]
+    lines = [
+        f"Measured with `{r['command'].strip()}` on a {r['cpu_count']}-core CPU, whole processes, "
+        f"{r['rounds']} interleaved rounds, {r['epochs']} epochs each:",
+        "",
+        "| what runs | median seconds |",
+        "| --- | ---: |",
+        f"| `cnnzoo fit -c lenet5_mnist --data.augment none --trainer.max_epochs {r['epochs']}` | "
+        f"{med['cnnzoo_fit']:.1f} |",
+        f"| a plain script doing the same work (validation and `torch.save` each epoch) | {med['plain_script']:.1f} |",
+        f"| of the `cnnzoo fit` process: the `fit` call itself | {b['fit_call']:.1f} |",
+        f"| of the `cnnzoo fit` process: start-up and exit around it | {b['outside_fit_call']:.1f} |",
+        f"| `python -c 'import lightning.pytorch'` alone | {b['import_lightning_pytorch']:.1f} |",
+        f"| `python -c 'import torch, torchvision'` alone | {b['import_torch_torchvision']:.1f} |",
+        "",
+        f"`cnnzoo fit` / plain script, wall time: {r['ratio_fit_to_plain']:.2f}.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -659,6 +686,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "recipes-table": recipes_table,
     "mnist-recipes": mnist_recipe_row,
     "train-throughput": throughput_table,
+    "lenet-fit-wall": lenet_fit_wall,
     "transfer-table": transfer_table,
     "transfer-findings": transfer_findings,
     "finetune-digits": finetune_digits,

@@ -1,0 +1,127 @@
+"""What a user waits for: the whole ``cnnzoo fit`` of LeNet-5 on MNIST against a plain script doing the same work.
+
+  (a) ``cnnzoo fit --config recipes/lenet5_mnist.yaml --data.augment none --trainer.max_epochs 3`` with the CLI's
+      defaults (checkpointing, LR monitor, loggers, the epoch lines, early stopping, validation each epoch);
+  (b) a plain PyTorch script: the same net, Adam and one-cycle schedule, batch 128, 54,000 training and 6,000
+      validation images from the same files, 3 epochs with a validation pass and a ``torch.save`` after each.
+
+Both are timed as whole processes (imports included), interleaved ``--rounds`` times; the medians are compared.
+Where the time goes in (a) comes from its own ``fit_report.json`` (the ``fit`` call) and per-epoch timings: the
+process start-up (imports, parsing the command line, building the objects), the training steps, validation with
+the checkpoint save, and what follows ``fit``. Python's start-up with ``import lightning.pytorch`` is timed alone.
+
+Run: python benchmarks/lenet_fit_wall.py --data-dir ../shared/data/mnist
+Writes ``benchmarks/results/lenet_fit_wall.json``, which ``docs/generate.py`` renders into ``docs/data.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from _runs import REPO, machine, write_result
+
+EPOCHS = 3
+
+PLAIN = """
+import sys, time
+import torch, torch.nn.functional as F, torchvision
+import cnnzoo
+
+data_dir, epochs = sys.argv[1], int(sys.argv[2])
+torch.manual_seed(0)
+mnist = torchvision.datasets.MNIST(data_dir, train=True, download=False)
+x = ((mnist.data.float() / 255 - 0.1307) / 0.3081).unsqueeze(1)
+y = mnist.targets
+perm = torch.randperm(len(y))
+val, train = perm[:6000], perm[6000:]
+net = cnnzoo.create_model("lenet5")
+opt = torch.optim.Adam(net.parameters(), lr=0.004)
+steps = len(train) // 128
+sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.004, pct_start=0.2, total_steps=epochs * steps)
+for epoch in range(epochs):
+    net.train()
+    order = train[torch.randperm(len(train))]
+    for i in range(steps):
+        idx = order[i * 128 : (i + 1) * 128]
+        loss = F.cross_entropy(net(x[idx]), y[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+    net.eval()
+    with torch.inference_mode():
+        chunks = [val[i : i + 512] for i in range(0, 6000, 512)]
+        correct = sum(int((net(x[c]).argmax(1) == y[c]).sum()) for c in chunks)
+    torch.save({"model": net.state_dict(), "optimizer": opt.state_dict()}, "plain.pt")
+    print(f"epoch {epoch} val_acc {correct / 6000:.4f}", flush=True)
+"""
+
+
+def timed(cmd: list[str], cwd: str) -> tuple[float, str]:
+    start = time.perf_counter()
+    out = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False)
+    wall = time.perf_counter() - start
+    if out.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd[:4])} ... failed ({out.returncode}):\n{out.stderr[-3000:]}")
+    return wall, out.stdout
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", default=os.path.join("..", "shared", "data", "mnist"))
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "lenet_fit_wall.json"))
+    args = parser.parse_args()
+    data_dir = str(Path(args.data_dir).resolve())
+    recipe = str(REPO / "recipes" / "lenet5_mnist.yaml")
+    walls: dict[str, list[float]] = {"cnnzoo_fit": [], "plain_script": []}
+    reports = []
+    for r in range(args.rounds):
+        for way in list(walls) if r % 2 == 0 else list(reversed(walls)):
+            with tempfile.TemporaryDirectory() as tmp:
+                if way == "cnnzoo_fit":
+                    cmd = [sys.executable, "-m", "cnnzoo", "fit", "--config", recipe, f"--data.data_dir={data_dir}"]
+                    cmd += ["--data.augment=none", f"--trainer.max_epochs={EPOCHS}"]
+                    cmd += [f"--trainer.default_root_dir={tmp}"]
+                    wall, _ = timed(cmd, tmp)
+                    reports.append(json.loads(next(Path(tmp).rglob("fit_report.json")).read_text()))
+                else:
+                    wall, _ = timed([sys.executable, "-c", PLAIN, data_dir, str(EPOCHS)], tmp)
+            walls[way].append(round(wall, 2))
+            print(f"round {r + 1}, {way}: {wall:.1f} s", flush=True)
+    imports = [timed([sys.executable, "-c", "import lightning.pytorch"], str(REPO))[0] for _ in range(args.rounds)]
+    baseline = [timed([sys.executable, "-c", "import torch, torchvision"], str(REPO))[0] for _ in range(args.rounds)]
+    med = {k: statistics.median(v) for k, v in walls.items()}
+    fit_wall = statistics.median(rep["wall_s"] for rep in reports)
+    result = {
+        "benchmark": "lenet_fit_wall",
+        "command": "python benchmarks/lenet_fit_wall.py " + " ".join(sys.argv[1:]),
+        "epochs": EPOCHS,
+        "rounds": args.rounds,
+        "wall_s": walls,
+        "median_wall_s": med,
+        "ratio_fit_to_plain": round(med["cnnzoo_fit"] / med["plain_script"], 3),
+        "cnnzoo_fit_breakdown_s": {
+            "fit_call": round(fit_wall, 2),
+            "outside_fit_call": round(med["cnnzoo_fit"] - fit_wall, 2),
+            "import_lightning_pytorch": round(statistics.median(imports), 2),
+            "import_torch_torchvision": round(statistics.median(baseline), 2),
+        },
+        "fit_report": {k: reports[-1][k] for k in ("epochs", "global_step", "wall_s", "command") if k in reports[-1]},
+        **machine(),
+        "measured_on": time.strftime("%Y-%m-%d"),
+    }
+    write_result(args.out, result)
+    print(json.dumps({k: result[k] for k in ("median_wall_s", "ratio_fit_to_plain", "cnnzoo_fit_breakdown_s")}))
+
+
+if __name__ == "__main__":
+    main()
