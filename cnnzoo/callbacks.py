@@ -340,8 +340,10 @@ class EpochLog(Callback):
         metrics = {k: v for k, v in logged.items() if k.startswith("val_") or k in ("train_acc",)}
         if "train_loss_epoch" in logged:
             metrics["train_loss"] = logged["train_loss_epoch"]
-        lrs = [g["lr"] for opt in trainer.optimizers for g in opt.param_groups]
-        lr = f"  lr {lrs[0]:.4g}" if lrs else ""
+        groups = [g for opt in trainer.optimizers for g in opt.param_groups]
+        # The base rate: a group at a scaled rate (the fast recipe's BatchNorm biases, 64x) misreads the schedule.
+        base = next((g for g in groups if g.get("lr_scale", 1.0) == 1.0), groups[0] if groups else None)
+        lr = f"  lr {base['lr']:.4g}" if base else ""
         print(f"epoch {epoch}  {format_metrics(metrics)}{lr}  ({took:.1f} s)", flush=True)
 
 

@@ -257,3 +257,25 @@ def test_tta_on_the_command_line_wins_over_the_checkpoints(tmp_path: Path) -> No
     tta = CnnzooCLI(args=[*args, "--model.init_args.tta=mirror_translate", *QUIET])
     assert plain.model.tta == "none" and tta.model.tta == "mirror_translate"
     assert plain.trainer.callback_metrics["val_loss"] != tta.trainer.callback_metrics["val_loss"]
+
+
+def test_the_epoch_line_shows_the_base_rate_not_a_scaled_groups(capsys: pytest.CaptureFixture[str]) -> None:
+    from types import SimpleNamespace
+
+    from cnnzoo.callbacks import EpochLog
+
+    a, b = torch.nn.Parameter(torch.zeros(1)), torch.nn.Parameter(torch.zeros(1))
+    groups = [{"params": [a], "lr": 96.0, "lr_scale": 64.0}, {"params": [b], "lr": 1.5, "lr_scale": 1.0}]
+    trainer = SimpleNamespace(
+        is_global_zero=True,
+        sanity_checking=False,
+        current_epoch=0,
+        callback_metrics={"val_acc": torch.tensor(0.5)},
+        optimizers=[torch.optim.SGD(groups, lr=1.5)],
+    )
+    log = EpochLog()
+    log.on_train_epoch_start(trainer, None)  # type: ignore[arg-type]
+    log.on_train_epoch_end(trainer, None)  # type: ignore[arg-type]
+    log.on_train_end(trainer, None)  # type: ignore[arg-type]
+    line = capsys.readouterr().out
+    assert line.startswith("epoch 0") and "lr 1.5 " in line, line
