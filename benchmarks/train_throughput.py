@@ -8,7 +8,8 @@
       loggers, the progress display, validation each epoch), ``--data.augment none``; its images/s counts the
       training steps only.
 
-All three use the same model, batch size, optimiser and data, with augmentation off so that they do the same work.
+All use the same model, batch size, optimiser and data, with augmentation off so that they do the same work. The
+ways run interleaved, ``--repeats`` rounds with the order reversed every other round, and the median is reported.
 Run: python benchmarks/train_throughput.py --data-dir ../shared/data/mnist
 Writes ``benchmarks/results/train_throughput.json``, which ``docs/generate.py`` renders into ``docs/data.md``.
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import statistics
 import sys
 import time
 import warnings
@@ -138,7 +140,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers of the per-sample path (b)")
-    parser.add_argument("--repeats", type=int, default=2, help="runs per method; the best is reported")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds; the median is reported")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "train_throughput.json"))
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
@@ -148,15 +150,19 @@ def main() -> None:
     logging.getLogger("cnnzoo").setLevel(logging.WARNING)
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}")
-    rates: dict[str, float] = {}
-    for _ in range(args.repeats):
-        for key, fn in (
-            ("c", lambda: run_plain(args.data_dir, args.steps, args.warmup, args.batch_size)),
-            ("a", lambda: run_cnnzoo(args.data_dir, args.steps, args.warmup, True, 0, args.batch_size)),
-            ("b", lambda: run_cnnzoo(args.data_dir, args.steps, args.warmup, False, args.workers, args.batch_size)),
-            ("d", lambda: run_cli(args.data_dir, args.steps, args.warmup)),
-        ):
-            rates[key] = max(rates.get(key, 0.0), fn())
+    ways = {
+        "c": lambda: run_plain(args.data_dir, args.steps, args.warmup, args.batch_size),
+        "a": lambda: run_cnnzoo(args.data_dir, args.steps, args.warmup, True, 0, args.batch_size),
+        "b": lambda: run_cnnzoo(args.data_dir, args.steps, args.warmup, False, args.workers, args.batch_size),
+        "d": lambda: run_cli(args.data_dir, args.steps, args.warmup),
+    }
+    runs: dict[str, list[float]] = {key: [] for key in ways}
+    # Interleaved rounds, the order reversed every other round, and the median: the load of a shared machine
+    # drifts over minutes, and a fixed order with the best of a few runs let that drift decide the ratios.
+    for r in range(args.repeats):
+        for key in list(ways) if r % 2 == 0 else list(reversed(ways)):
+            runs[key].append(ways[key]())
+    rates = {key: statistics.median(values) for key, values in runs.items()}
     print(f"(a) cnnzoo, fast in-memory path   : {rates['a']:10.0f} images/s")
     print(f"(b) cnnzoo, per-sample PIL path   : {rates['b']:10.0f} images/s  ({args.workers} workers)")
     print(f"(c) plain PyTorch loop            : {rates['c']:10.0f} images/s")
@@ -171,6 +177,7 @@ def main() -> None:
             "plain_loop": rates["c"],
             "cnnzoo_fit_cli": rates["d"],
         },
+        "runs": {key: [round(v, 1) for v in values] for key, values in runs.items()},
         "settings": {k: getattr(args, k) for k in ("steps", "warmup", "batch_size", "workers", "repeats")},
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),

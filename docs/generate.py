@@ -484,7 +484,7 @@ def throughput_table() -> str:
         rows.append(("(d) `cnnzoo fit` with the CLI's defaults (training steps)", rates["cnnzoo_fit_cli"]))
     lines = [
         f"Measured with `{r['command'].strip()}` (torch {r['torch']}, {r['cpu_count']} CPU cores, batch "
-        f"{r['settings']['batch_size']}, best of {r['settings']['repeats']}):",
+        f"{r['settings']['batch_size']}, median of {r['settings']['repeats']} interleaved rounds):",
         "",
         "| path | images/s | vs plain loop |",
         "| --- | ---: | ---: |",
