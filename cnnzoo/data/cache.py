@@ -20,9 +20,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
-from PIL import Image, UnidentifiedImageError
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
+
+from ..images import DECODE_ERRORS, decode_image
 
 __all__ = ["cache_key", "decode_images", "load_cache", "save_cache"]
 
@@ -60,9 +61,8 @@ def decode_images(
     def one(i: int) -> tuple[str, str] | None:
         path = samples[i][0]
         try:
-            with Image.open(path) as img:
-                image = img.convert(mode)
-        except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as err:
+            image = decode_image(path, mode)
+        except DECODE_ERRORS as err:
             return (path, f"{type(err).__name__}: {err}")
         x = TF.pil_to_tensor(image)
         if x.shape[-2:] != (img_size, img_size):
