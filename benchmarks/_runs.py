@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tarfile
 import time
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -113,3 +114,30 @@ def update(path: Path, key: str, entry: dict[str, Any]) -> None:
     data[key] = entry
     path.write_text(json.dumps(dict(sorted(data.items())), indent=2) + "\n")
     print(f"wrote {key} to {path}", flush=True)
+
+
+def cli_fit(
+    args: list[str], callbacks: list[Any], drop: Collection[str] = (), before_fit: Callable[[Any], None] | None = None
+) -> Any:
+    """Run ``cnnzoo fit <args>`` in this process, as the command runs it, with ``callbacks`` added to its Trainer.
+
+    Through the ``fit`` subcommand: a ``CnnzooCLI(run=False)`` has no subcommand, and then none of the defaults that
+    ``cnnzoo fit`` adds (checkpointing, early stopping, LR monitor, the loss guard, the epoch lines) are there.
+    ``drop`` names default callback classes to leave out (an ablation); ``before_fit`` gets the model just before
+    ``fit`` starts. Returns the CLI object.
+    """
+    from cnnzoo.cli import CnnzooCLI
+
+    class _CLI(CnnzooCLI):
+        def instantiate_trainer(self, **kwargs: Any) -> Any:
+            trainer = super().instantiate_trainer(**kwargs)
+            current = trainer.callbacks
+            current[:] = [cb for cb in current if type(cb).__name__ not in drop] + list(callbacks)
+            return trainer
+
+        def before_fit(self) -> None:
+            super().before_fit()
+            if before_fit is not None:
+                before_fit(self.model)
+
+    return _CLI(args=["fit", *args])

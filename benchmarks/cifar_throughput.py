@@ -29,11 +29,10 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from _runs import CIFAR_ROOT, REPO, ensure_cifar, machine, write_result
+from _runs import CIFAR_ROOT, REPO, cli_fit, ensure_cifar, machine, write_result
 from lightning.pytorch import Callback, LightningModule, Trainer, seed_everything
 
 from cnnzoo.callbacks import Lookahead, SpeedSwitches
-from cnnzoo.cli import CnnzooCLI
 from cnnzoo.data import ImageFolderDataModule
 from cnnzoo.models import create_model
 
@@ -81,20 +80,10 @@ class Meter(Callback):
 
 def run_cli(root: Path, steps: int, epochs: int) -> Meter:
     seed_everything(0)
-    cli = CnnzooCLI(
-        args=[
-            "--config",
-            str(RECIPE),
-            f"--data.root={REPO / CIFAR_ROOT}",
-            f"--trainer.max_epochs={epochs}",
-            f"--trainer.limit_train_batches={steps}",
-            f"--trainer.default_root_dir={root}",
-        ],
-        run=False,
-    )
     meter = Meter()
-    cli.trainer.callbacks.append(meter)  # type: ignore[attr-defined]
-    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    args = ["--config", str(RECIPE), f"--data.root={REPO / CIFAR_ROOT}", f"--trainer.max_epochs={epochs}"]
+    args += [f"--trainer.limit_train_batches={steps}", f"--trainer.default_root_dir={root}"]
+    cli_fit(args, [meter])
     return meter
 
 

@@ -21,12 +21,13 @@ import os
 import platform
 import statistics
 import sys
+import tempfile
 import time
 import warnings
 
 import torch
 import torch.nn.functional as F
-from _runs import write_result
+from _runs import cli_fit, write_result
 from lightning.pytorch import Callback, LightningModule, Trainer, seed_everything
 
 from cnnzoo.data import MNISTDataModule
@@ -85,26 +86,13 @@ def run_cnnzoo(data_dir: str, steps: int, warmup: int, fast: bool, workers: int,
 
 
 def run_cli(data_dir: str, steps: int, warmup: int) -> float:
-    from cnnzoo.cli import CnnzooCLI
-
     seed_everything(0)
     recipe = os.path.join(os.path.dirname(__file__), "..", "recipes", "lenet5_mnist.yaml")
-    root = os.path.join(os.path.dirname(__file__), "..", "runs", "train_throughput_cli")
-    cli = CnnzooCLI(
-        args=[
-            "--config",
-            recipe,
-            f"--data.data_dir={data_dir}",
-            "--data.augment=none",
-            "--trainer.max_epochs=1",
-            f"--trainer.limit_train_batches={steps + warmup}",
-            f"--trainer.default_root_dir={root}",
-        ],
-        run=False,
-    )
     meter = Throughput(warmup)
-    cli.trainer.callbacks.append(meter)  # type: ignore[attr-defined]
-    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    with tempfile.TemporaryDirectory() as root:
+        args = ["--config", recipe, f"--data.data_dir={data_dir}", "--data.augment=none", "--trainer.max_epochs=1"]
+        args += [f"--trainer.limit_train_batches={steps + warmup}", f"--trainer.default_root_dir={root}"]
+        cli_fit(args, [meter])
     return meter.rate
 
 

@@ -147,23 +147,37 @@ class FiniteLossGuard(Callback):
     skips those steps itself, so gradients are checked only at the other precisions.
     """
 
+    def __init__(self) -> None:
+        self._losses: list[torch.Tensor] = []
+        self._params: list[torch.nn.Parameter] = []
+
+    @override
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        # Walking the module tree for its parameters on every step cost more than the check itself.
+        self._params = list(pl_module.parameters())
+
     @override
     def on_before_backward(self, trainer: Trainer, pl_module: LightningModule, loss: torch.Tensor) -> None:
-        if not bool(torch.isfinite(loss.detach()).all()):
-            self._stop(trainer, f"train_loss is {float(loss.detach()):.4g}")
+        # Checked with the gradients before the optimiser step, in one host-device synchronisation per step instead
+        # of two; a list, because gradient accumulation runs several backward passes per step.
+        self._losses.append(loss.detach())
 
     @override
     def on_before_optimizer_step(self, trainer: Trainer, pl_module: LightningModule, optimizer: Any) -> None:
-        if str(trainer.precision).startswith("16"):
+        losses, self._losses = self._losses, []
+        flags = [torch.isfinite(loss).all() for loss in losses]
+        if not str(trainer.precision).startswith("16"):
+            grads = [p.grad.detach() for p in self._params or pl_module.parameters() if p.grad is not None]
+            if grads:
+                # One fused reduction instead of a check per tensor: the norm is non-finite iff some element is.
+                flags.append(torch.isfinite(torch.nn.utils.get_total_norm(grads)))
+        if not flags or bool(torch.stack(flags).all()):
             return
-        grads = [p.grad for p in pl_module.parameters() if p.grad is not None]
-        if not grads:
-            return
-        # One fused reduction instead of a check per tensor: the norm is non-finite iff some element is.
-        norm = torch.nn.utils.get_total_norm([g.detach() for g in grads])  # fused per-tensor norms (foreach)
-        if not bool(torch.isfinite(norm)):
-            bad = next(n for n, p in pl_module.named_parameters() if p.grad is not None and not p.grad.isfinite().all())
-            self._stop(trainer, f"the gradient of {bad} is not finite (the loss was finite)")
+        bad_loss = next((loss for loss in losses if not bool(torch.isfinite(loss).all())), None)
+        if bad_loss is not None:
+            self._stop(trainer, f"train_loss is {float(bad_loss.float().mean()):.4g}")
+        bad = next(n for n, p in pl_module.named_parameters() if p.grad is not None and not p.grad.isfinite().all())
+        self._stop(trainer, f"the gradient of {bad} is not finite (the loss was finite)")
 
     @staticmethod
     def _stop(trainer: Trainer, what: str) -> None:

@@ -35,6 +35,7 @@ __all__ = [
     "ExportResult",
     "export",
     "load_exported",
+    "predict_dir",
     "predict_folder",
     "predict_onnx",
     "predict_weights",
@@ -447,6 +448,14 @@ class _FolderBatches(torch.utils.data.Dataset):
         return torch.cat([self.preprocess(p.unsqueeze(0)) for p in pixels]), paths, bad
 
 
+def predict_dir(folder: str | Path) -> Path:
+    """The folder to predict, checked first: before any weights are loaded or exported for it."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise ExportError(f"--data.predict_dir {root}: no such folder")
+    return root
+
+
 def predict_folder(
     run: Any,
     folder: str | Path,
@@ -466,9 +475,7 @@ def predict_folder(
     """
     from .images import list_images, report_unreadable
 
-    root = Path(folder)
-    if not root.is_dir():
-        raise ExportError(f"--data.predict_dir {root}: no such folder")
+    root = predict_dir(folder)
     files = list_images(root)
     data = _FolderBatches(files, batch_size, "L" if in_chans == 1 else "RGB", preprocess)
     loader = torch.utils.data.DataLoader(data, batch_size=None, num_workers=num_workers)
@@ -495,6 +502,7 @@ def predict_weights(
     """Classify a folder with published weights (anything `cnnzoo.load_pretrained` takes) in eager PyTorch."""
     from .models import Weights, load_pretrained
 
+    predict_dir(folder)
     model = load_pretrained(source).eval()
     w: Weights = model.pretrained_cfg  # type: ignore[assignment]
     return predict_folder(model, folder, output, w.transforms(), w.in_chans, w.class_names, batch_size, num_workers)
@@ -510,6 +518,7 @@ def predict_onnx(
     """
     from .presets import ImageClassificationEval, resize_batch
 
+    predict_dir(folder)
     path = Path(model)
     sidecar = path.with_suffix(path.suffix + ".json")
     if not sidecar.is_file():

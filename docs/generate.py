@@ -493,6 +493,50 @@ def throughput_table() -> str:
     return "\n".join(lines) + "\n"
 
 
+def _way_label(way: str, callbacks: list[str]) -> str:
+    fixed = {
+        "lightning": "a minimal LightningModule under a bare `Trainer` (Lightning's floor)",
+        "task": "cnnzoo's `ImageClassifier` + `MNISTDataModule` under a bare `Trainer`",
+        "cli": "`cnnzoo fit` with the CLI's defaults",
+        "cli-no-callbacks": f"the same without {', '.join(f'`{c}`' for c in callbacks)}",
+        "cli-no-logger": "the same without the logger",
+        "cli-no-reseed": "the same without the per-step reseed (`--seed_everything false`)",
+    }
+    if way in fixed:
+        return fixed[way]
+    return "the same without " + ", ".join(f"`{c}`" for c in way.removeprefix("cli-no-").split("+"))
+
+
+def step_overhead() -> str:
+    r = results("step_overhead")
+    if not r:
+        return f"Per-step overhead: {NOT_MEASURED} (run `python benchmarks/step_overhead.py`).\n"
+    settings = r["settings"]
+    lines = [
+        f"Measured with `{r['command'].strip()}` (torch {r['torch']}, {r['cpu_count']} CPU cores, batch "
+        f"{settings['batch_size']}, {settings['rounds']} rounds of {settings['epochs']} epochs per way, segments of "
+        f"{settings['segment']} steps). A plain loop over the same tensors makes {r['plain_calls_per_step']:,} "
+        "calls per step.",
+        "",
+        "| each step, with a network that costs almost nothing | calls per step | over the plain loop, ms "
+        "(median, quartiles) | LeNet-5 / plain loop it implies |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for way, row in r["ways"].items():
+        q1, q3 = row["overhead_quartiles_ms"]
+        lines.append(
+            f"| {_way_label(way, r['default_callbacks'])} | {row['calls_per_step']:,} | "
+            f"{row['overhead_ms']:.2f} ({q1:.2f}-{q3:.2f}) | {row['lenet_ratio']:.2f} |"
+        )
+    lines += [
+        "",
+        f"A plain LeNet-5 step takes {r['lenet_plain_step_ms']:.1f} ms here (wall time, median); the last column is "
+        "that step over that step plus the way's overhead. The calls are counted over "
+        "10 steps and are the same on every run; the times are CPU time of the main thread, over pairs of segments.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 # --- transfer learning -------------------------------------------------------------------------------------------
 TRANSFER_ORDER = ("scratch", "feature_extraction", "finetune_0.1x", "finetune_1x", "freeze_unfreeze_0.1x")
 
@@ -687,6 +731,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "mnist-recipes": mnist_recipe_row,
     "train-throughput": throughput_table,
     "lenet-fit-wall": lenet_fit_wall,
+    "step-overhead": step_overhead,
     "transfer-table": transfer_table,
     "transfer-findings": transfer_findings,
     "finetune-digits": finetune_digits,

@@ -91,6 +91,44 @@ def test_metrics_and_logged_names(tmp_path: Path) -> None:
     assert abs(float(acc) - float(f1)) < 0.15
 
 
+class _Recording(ImageClassifier):
+    """Keeps every training batch's logits, targets and loss, to recompute the epoch's metrics from them."""
+
+    seen: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+
+    def compute_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        loss = super().compute_loss(logits, target)
+        if self.trainer.training:
+            self.seen.append((logits.detach().clone(), target.clone(), loss.detach().clone()))
+        return loss
+
+
+def test_training_metrics_cover_every_batch_of_the_epoch(tmp_path: Path) -> None:
+    # The training batches reach torchmetrics in chunks (TRAIN_METRICS_EVERY steps); 21 steps leave a remainder
+    # that the end of the epoch must still count.
+    seed_everything(0)
+    dm = DigitsDataModule(batch_size=32)
+    model = _Recording(model="lenet5", class_names=list(dm.class_names))
+    model.seen = []
+    trainer = Trainer(
+        max_epochs=1,
+        limit_train_batches=21,
+        limit_val_batches=1,
+        default_root_dir=tmp_path,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        logger=False,
+    )
+    trainer.fit(model, dm)
+    assert len(model.seen) == 21
+    logits = torch.cat([s[0] for s in model.seen])
+    target = torch.cat([s[1] for s in model.seen])
+    acc = (logits.argmax(1) == target).float().mean()
+    loss = torch.stack([s[2] * len(s[1]) for s in model.seen]).sum() / len(target)
+    torch.testing.assert_close(trainer.callback_metrics["train_acc"], acc)
+    torch.testing.assert_close(trainer.callback_metrics["train_loss_epoch"], loss)
+
+
 def test_scheduler_is_wired(tmp_path: Path) -> None:
     from functools import partial
 

@@ -171,6 +171,17 @@ def test_dynamic_height_and_width_export_runs_at_other_sizes_or_says_why_not(tmp
         export("vgg_cifar_fast", tmp_path / "dyn", "pt2", dynamic_size=True)
 
 
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+def test_predict_checks_the_folder_before_loading_or_exporting(
+    backend: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["predict", "--backend", backend, "--weights", "lenet5.mnist"]
+    argv += ["--data.predict_dir", str(tmp_path / "missing"), "--prediction_writer.output", str(tmp_path / "o.csv")]
+    assert main(argv) == 2
+    assert "no such folder" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())  # no ONNX export, no CSV
+
+
 def test_predict_from_weights_runs_without_lightning_and_keeps_the_data_modules_defaults(tmp_path: Path) -> None:
     import subprocess
     import sys

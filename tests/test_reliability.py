@@ -394,6 +394,30 @@ def test_non_finite_gradient_under_a_finite_loss_stops_before_the_step(tmp_path:
         assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())
 
 
+def test_loss_guard_checks_every_accumulated_loss_in_one_step() -> None:
+    # With gradient accumulation there are several backward passes per optimiser step; a NaN in any of them stops
+    # the run, and names the loss rather than the gradient it poisoned.
+    from types import SimpleNamespace
+
+    from cnnzoo.callbacks import FiniteLossGuard
+
+    net = torch.nn.Linear(3, 2)
+    trainer = SimpleNamespace(precision="32-true", checkpoint_callback=None, current_epoch=0, global_step=7)
+    guard = FiniteLossGuard()
+    guard.on_train_start(trainer, net)  # type: ignore[arg-type]
+    net(torch.randn(4, 3)).sum().backward()
+    guard.on_before_backward(trainer, net, torch.tensor(1.0))  # type: ignore[arg-type]
+    guard.on_before_optimizer_step(trainer, net, None)  # type: ignore[arg-type]  # all finite: no error
+    guard.on_before_backward(trainer, net, torch.tensor(float("nan")))  # type: ignore[arg-type]
+    guard.on_before_backward(trainer, net, torch.tensor(2.0))  # type: ignore[arg-type]
+    with pytest.raises(NonFiniteLossError, match="train_loss is nan at epoch 0, step 7"):
+        guard.on_before_optimizer_step(trainer, net, None)  # type: ignore[arg-type]
+    net.weight.grad[0, 0] = float("inf")  # type: ignore[index]
+    guard.on_before_backward(trainer, net, torch.tensor(2.0))  # type: ignore[arg-type]
+    with pytest.raises(NonFiniteLossError, match=r"gradient of weight is not finite \(the loss was finite\)"):
+        guard.on_before_optimizer_step(trainer, net, None)  # type: ignore[arg-type]
+
+
 def test_early_stopping_says_why_and_a_diverged_run_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     common = ["--model=tests.helpers.ScriptedValidation", "--trainer.limit_train_batches=2", "--trainer.max_epochs=6"]
     fit(tmp_path / "a", *common, "--model.val_acc=[0.5, 0.5, 0.5]", "--early_stopping.patience=2")

@@ -198,12 +198,13 @@ def _predict_weights(argv: list[str]) -> int | None:
     batch_size = args.eval_batch_size or args.batch_size
     import warnings
 
-    from ..deploy import ExportError, export, predict_onnx, predict_weights
+    from ..deploy import ExportError, export, predict_dir, predict_onnx, predict_weights
 
     # The Trainer path's warnings come through Lightning's logging; these are the user's, one line each.
     formatwarning = warnings.formatwarning
     warnings.formatwarning = lambda message, *_, **__: f"cnnzoo: warning: {message}\n"
     try:
+        predict_dir(args.predict_dir)  # before exporting or loading anything for it
         if args.backend == "torch":
             predict_weights(args.weights, args.predict_dir, output, batch_size, args.num_workers)
             return 0

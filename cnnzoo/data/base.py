@@ -284,7 +284,7 @@ class ClassificationDataModule(LightningDataModule):
             out.append(self.eval_transform(x) if x.dtype == torch.uint8 else x)
         if not out:
             raise ConfigError(f"whitening needs training images, and {name}'s training split is empty")
-        return torch.cat(out)[:n]
+        return torch.cat(out)
 
     def build_loader(self, dataset: Dataset, n: int, train: bool, per_sample: bool) -> DataLoader:
         """A DataLoader over ``n`` samples with an `InMemoryBatchSampler` sharded for this rank.
