@@ -71,6 +71,19 @@ def tiny() -> nn.Module:
     return nn.Sequential(nn.AvgPool2d(7), nn.Flatten(), nn.Linear(16, 10))
 
 
+class Setting:
+    """The network every way trains and the clock that times it: the tiny net in CPU time, or LeNet-5 in wall time
+    (it runs on both threads, which CPU time of the main thread would not see)."""
+
+    net: Callable[[], nn.Module] = tiny
+    clock: Callable[[], float] = time.thread_time
+
+    @classmethod
+    def use(cls, lenet: bool) -> None:
+        cls.net = (lambda: create_model("lenet5")) if lenet else tiny
+        cls.clock = time.perf_counter if lenet else time.thread_time
+
+
 class PlainLoop:
     """The baseline: a hand-written loop over pre-normalised float tensors (Adam, cross-entropy)."""
 
@@ -114,17 +127,17 @@ class Paired(Callback):
     def on_train_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        if batch_idx == COUNT_FROM - 1:
+        if trainer.current_epoch == 0 and batch_idx == COUNT_FROM - 1:
             sys.setprofile(self._count)
-        elif batch_idx == COUNT_FROM + COUNTED - 1:
+        elif trainer.current_epoch == 0 and batch_idx == COUNT_FROM + COUNTED - 1:
             sys.setprofile(None)
         if batch_idx < WARMUP or (batch_idx - WARMUP) % self.segment:
             return
-        now = time.thread_time()
+        now = Setting.clock()
         if self._start is not None:
             way = (now - self._start) / self.segment
-            self.pairs.append((way, self.plain.run(self.segment, time.thread_time)))
-        self._start = time.thread_time()
+            self.pairs.append((way, self.plain.run(self.segment, Setting.clock)))
+        self._start = Setting.clock()
 
     def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._start = None  # an epoch boundary (validation, checkpoint) is not a step
@@ -146,7 +159,7 @@ class ReadyBatches(Dataset):
 class Minimal(LightningModule):
     def __init__(self) -> None:
         super().__init__()
-        self.net = tiny()
+        self.net = Setting.net()
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         x, y = batch
@@ -171,13 +184,13 @@ def bare_trainer(epochs: int, meter: Callback) -> Trainer:
 
 def run_way(way: str, data_dir: str, x: torch.Tensor, y: torch.Tensor, epochs: int, segment: int) -> Paired:
     seed_everything(0)
-    meter = Paired(PlainLoop(x, y, tiny()), segment)
+    meter = Paired(PlainLoop(x, y, Setting.net()), segment)
     if way == "lightning":
         bare_trainer(epochs, meter).fit(Minimal(), DataLoader(ReadyBatches(x, y), batch_size=None))
     elif way == "task":
         dm = MNISTDataModule(data_dir=data_dir, batch_size=BATCH, augment="none", val_size=0)
         task = ImageClassifier(model="lenet5", optimizer=torch.optim.Adam)
-        task.net = tiny()
+        task.net = Setting.net()
         bare_trainer(epochs, meter).fit(task, datamodule=dm)
     else:
         args = ["--config", str(REPO / "recipes" / "lenet5_mnist.yaml"), f"--data.data_dir={data_dir}"]
@@ -188,13 +201,14 @@ def run_way(way: str, data_dir: str, x: torch.Tensor, y: torch.Tensor, epochs: i
             args.append("--trainer.logger=false")
         elif change == "reseed":
             args.append("--seed_everything=false")
+            os.environ.pop("PL_GLOBAL_SEED", None)  # set by the seed_everything above, which the reseed reads
         elif change == "callbacks":
             drop = DEFAULT_CALLBACKS
         elif change:
             drop = change.split("+")
 
         def swap_net(task: Any) -> None:
-            task.net = tiny()
+            task.net = Setting.net()
 
         with tempfile.TemporaryDirectory() as tmp:
             cli_fit([*args, f"--trainer.default_root_dir={tmp}"], [meter], drop=drop, before_fit=swap_net)
@@ -230,6 +244,9 @@ def main() -> None:
         default="lightning,task,cli,cli-no-callbacks,cli-no-FiniteLossGuard,cli-no-ModelCheckpoint,cli-no-logger,"
         "cli-no-reseed",
     )
+    parser.add_argument(
+        "--lenet-ways", default="lightning,task,cli", help="ways run again with LeNet-5 itself, paired, in wall time"
+    )
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "step_overhead.json"))
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
@@ -251,6 +268,19 @@ def main() -> None:
             print(f"round {r + 1}: {way} done ({len(pairs[way])} pairs)", file=sys.stderr, flush=True)
     lenet = statistics.median(lenet_plain_step(x, y, 400)) * 1e3
     plain_calls = count_plain_calls(x, y)
+    # The same pairs with LeNet-5 itself: its steps / the plain loop's, the framework tax as the user meets it.
+    Setting.use(lenet=True)
+    lenet_pairs: dict[str, list[tuple[float, float]]] = {w: [] for w in args.lenet_ways.split(",") if w}
+    for r in range(args.rounds):
+        for way in list(lenet_pairs) if r % 2 == 0 else list(reversed(lenet_pairs)):
+            lenet_pairs[way] += run_way(way, data_dir, x, y, 1, args.segment).pairs
+            print(f"round {r + 1}: {way} with LeNet-5 done", file=sys.stderr, flush=True)
+    lenet_rows = {}
+    for way, ps in lenet_pairs.items():
+        ratios = [b / a for a, b in ps]
+        q1, med, q3 = statistics.quantiles(ratios, n=4)
+        lenet_rows[way] = {"plain_over_way": round(med, 3), "quartiles": [round(q1, 3), round(q3, 3)], "pairs": len(ps)}
+        print(f"LeNet-5, {way}: plain step / its step = {med:.3f} ({q1:.3f}-{q3:.3f}, {len(ps)} pairs)")
 
     rows = {}
     print(f"LeNet-5 plain step (wall, batch {BATCH}): {lenet:.2f} ms")
@@ -282,6 +312,7 @@ def main() -> None:
         "plain_calls_per_step": plain_calls,
         "default_callbacks": DEFAULT_CALLBACKS,
         "ways": rows,
+        "lenet5_paired": lenet_rows,
         "settings": {k: getattr(args, k) for k in ("epochs", "segment", "rounds")} | {"batch_size": BATCH},
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import statistics
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -371,6 +372,24 @@ def cifar_throughput() -> str:
         f"{r['folder_cache']['images']:,} training JPEGs took {r['folder_cache']['first_load_s']:.0f} s to build "
         f"(decode and write) and {r['folder_cache']['second_load_s']:.0f} s to load on the next run.",
     ]
+    steps = r.get("step_s") or {}
+    plain_steps = steps.get("plain_loop") or []
+    if plain_steps:
+        median_step = statistics.median(plain_steps)
+        lines += [
+            "",
+            f"Read the ratios with the noise in mind: within this one run the plain loop's steps took "
+            f"{min(plain_steps):.1f}-{max(plain_steps):.1f} s (every step is in the result file), a spread far "
+            "larger than what the framework adds.",
+        ]
+        overhead = results("step_overhead").get("ways", {}).get("cli")
+        if overhead:
+            share = overhead["overhead_ms"] / 1e3 / median_step
+            lines[-1] += (
+                f" Measured directly (`benchmarks/step_overhead.py`, on [the data page](data.md)), `cnnzoo fit` adds "
+                f"{overhead['overhead_ms']:.1f} ms of work to a step, {100 * share:.2f}% of this net's median step "
+                f"of {median_step:.1f} s."
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -532,8 +551,25 @@ def step_overhead() -> str:
         "",
         f"A plain LeNet-5 step takes {r['lenet_plain_step_ms']:.1f} ms here (wall time, median); the last column is "
         "that step over that step plus the way's overhead. The calls are counted over "
-        "10 steps and are the same on every run; the times are CPU time of the main thread, over pairs of segments.",
+        "steps of the warm-up and are the same on every run; the times are CPU time of the main thread, over pairs of "
+        "segments.",
     ]
+    paired = r.get("lenet5_paired") or {}
+    if paired:
+        lines += [
+            "",
+            "The same pairs with LeNet-5 itself (wall time): the plain loop's step over the way's step, which is the "
+            "framework tax as a user meets it.",
+            "",
+            "| LeNet-5 on MNIST, batch 128 | plain step / its step (median, quartiles) | pairs |",
+            "| --- | ---: | ---: |",
+        ]
+        for way, row in paired.items():
+            q1, q3 = row["quartiles"]
+            lines.append(
+                f"| {_way_label(way, r['default_callbacks'])} | {row['plain_over_way']:.2f} ({q1:.2f}-{q3:.2f}) | "
+                f"{row['pairs']} |"
+            )
     return "\n".join(lines) + "\n"
 
 
