@@ -141,3 +141,17 @@ def cli_fit(
                 before_fit(self.model)
 
     return _CLI(args=["fit", *args])
+
+
+def bare_trainer(callbacks: list[Any], **overrides: Any) -> Any:
+    """The "bare Trainer" of the throughput benchmarks: CPU, no logger, checkpoints, progress bar or summary."""
+    from lightning.pytorch import Trainer
+
+    options: dict[str, Any] = {
+        "accelerator": "cpu",
+        "logger": False,
+        "enable_checkpointing": False,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+    }
+    return Trainer(**(options | overrides), callbacks=callbacks)

@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from _runs import CIFAR_ROOT, REPO, cli_fit, ensure_cifar, machine, write_result
+from _runs import CIFAR_ROOT, REPO, bare_trainer, cli_fit, ensure_cifar, machine, write_result
 from lightning.pytorch import Callback, LightningModule, Trainer, seed_everything
 
 from cnnzoo.callbacks import Lookahead, SpeedSwitches
@@ -116,17 +116,8 @@ def run_bare(steps: int, epochs: int) -> Meter:
         whiten_bias_epochs=3,
     )
     meter = Meter()
-    trainer = Trainer(
-        accelerator="cpu",
-        max_epochs=epochs,
-        limit_train_batches=steps,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        callbacks=[meter, Lookahead(), SpeedSwitches(channels_last=True)],
-    )
+    callbacks = [meter, Lookahead(), SpeedSwitches(channels_last=True)]
+    trainer = bare_trainer(callbacks, max_epochs=epochs, limit_train_batches=steps, num_sanity_val_steps=0)
     trainer.fit(model, datamodule=data_module())
     return meter
 

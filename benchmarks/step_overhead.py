@@ -42,7 +42,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import torchvision
-from _runs import REPO, cli_fit, machine, write_result
+from _runs import REPO, bare_trainer, cli_fit, machine, write_result
 from lightning.pytorch import Callback, LightningModule, Trainer, seed_everything
 from torch.utils.data import DataLoader, Dataset
 
@@ -169,29 +169,18 @@ class Minimal(LightningModule):
         return torch.optim.Adam(self.parameters())
 
 
-def bare_trainer(epochs: int, meter: Callback) -> Trainer:
-    return Trainer(
-        accelerator="cpu",
-        max_epochs=epochs,
-        limit_val_batches=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[meter],
-    )
-
-
 def run_way(way: str, data_dir: str, x: torch.Tensor, y: torch.Tensor, epochs: int, segment: int) -> Paired:
     seed_everything(0)
     meter = Paired(PlainLoop(x, y, Setting.net()), segment)
     if way == "lightning":
-        bare_trainer(epochs, meter).fit(Minimal(), DataLoader(ReadyBatches(x, y), batch_size=None))
+        bare_trainer([meter], max_epochs=epochs, limit_val_batches=0).fit(
+            Minimal(), DataLoader(ReadyBatches(x, y), batch_size=None)
+        )
     elif way == "task":
         dm = MNISTDataModule(data_dir=data_dir, batch_size=BATCH, augment="none", val_size=0)
         task = ImageClassifier(model="lenet5", optimizer=torch.optim.Adam)
         task.net = Setting.net()
-        bare_trainer(epochs, meter).fit(task, datamodule=dm)
+        bare_trainer([meter], max_epochs=epochs, limit_val_batches=0).fit(task, datamodule=dm)
     else:
         args = ["--config", str(REPO / "recipes" / "lenet5_mnist.yaml"), f"--data.data_dir={data_dir}"]
         args += ["--data.augment=none", f"--trainer.max_epochs={epochs}"]

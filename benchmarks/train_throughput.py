@@ -27,7 +27,7 @@ import warnings
 
 import torch
 import torch.nn.functional as F
-from _runs import cli_fit, write_result
+from _runs import bare_trainer, cli_fit, write_result
 from lightning.pytorch import Callback, LightningModule, Trainer, seed_everything
 
 from cnnzoo.data import MNISTDataModule
@@ -70,17 +70,7 @@ def run_cnnzoo(data_dir: str, steps: int, warmup: int, fast: bool, workers: int,
     )
     model = ImageClassifier(model="lenet5", optimizer=torch.optim.Adam)
     meter = Throughput(warmup)
-    trainer = Trainer(
-        accelerator="cpu",
-        max_epochs=1,
-        limit_train_batches=steps + warmup,
-        limit_val_batches=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[meter],
-    )
+    trainer = bare_trainer([meter], max_epochs=1, limit_train_batches=steps + warmup, limit_val_batches=0)
     trainer.fit(model, datamodule=dm)
     return meter.rate
 

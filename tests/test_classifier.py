@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -10,13 +11,19 @@ from cnnzoo.data import DigitsDataModule
 from cnnzoo.tasks import ImageClassifier
 
 
-def _quick_fit(tmp_path: Path, **model_kwargs: object) -> tuple[ImageClassifier, DigitsDataModule, Trainer]:
+def _quick_fit(
+    tmp_path: Path,
+    cls: type[ImageClassifier] = ImageClassifier,
+    train_batches: int = 5,
+    batch_size: int = 64,
+    **model_kwargs: object,
+) -> tuple[ImageClassifier, DigitsDataModule, Trainer]:
     seed_everything(0)
-    dm = DigitsDataModule(batch_size=64)
-    model = ImageClassifier(model="lenet5", class_names=list(dm.class_names), **model_kwargs)  # type: ignore[arg-type]
+    dm = DigitsDataModule(batch_size=batch_size)
+    model = cls(model="lenet5", class_names=list(dm.class_names), **model_kwargs)  # type: ignore[arg-type]
     trainer = Trainer(
         max_epochs=1,
-        limit_train_batches=5,
+        limit_train_batches=train_batches,
         limit_val_batches=2,
         default_root_dir=tmp_path,
         enable_progress_bar=False,
@@ -94,7 +101,9 @@ def test_metrics_and_logged_names(tmp_path: Path) -> None:
 class _Recording(ImageClassifier):
     """Keeps every training batch's logits, targets and loss, to recompute the epoch's metrics from them."""
 
-    seen: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.seen: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
 
     def compute_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         loss = super().compute_loss(logits, target)
@@ -106,20 +115,8 @@ class _Recording(ImageClassifier):
 def test_training_metrics_cover_every_batch_of_the_epoch(tmp_path: Path) -> None:
     # The training batches reach torchmetrics in chunks (TRAIN_METRICS_EVERY steps); 21 steps leave a remainder
     # that the end of the epoch must still count.
-    seed_everything(0)
-    dm = DigitsDataModule(batch_size=32)
-    model = _Recording(model="lenet5", class_names=list(dm.class_names))
-    model.seen = []
-    trainer = Trainer(
-        max_epochs=1,
-        limit_train_batches=21,
-        limit_val_batches=1,
-        default_root_dir=tmp_path,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        logger=False,
-    )
-    trainer.fit(model, dm)
+    model, _, trainer = _quick_fit(tmp_path, cls=_Recording, train_batches=21, batch_size=32)
+    assert isinstance(model, _Recording)
     assert len(model.seen) == 21
     logits = torch.cat([s[0] for s in model.seen])
     target = torch.cat([s[1] for s in model.seen])
