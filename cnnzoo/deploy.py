@@ -432,15 +432,16 @@ class _FolderBatches(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, list[str], list[tuple[str, str]]]:
         from torchvision.transforms.functional import pil_to_tensor
 
-        from .images import DECODE_ERRORS, decode_image
+        from .images import try_decode
 
         pixels, paths, bad = [], [], []
         for path in self.files[i * self.batch_size : (i + 1) * self.batch_size]:
-            try:
-                pixels.append(pil_to_tensor(decode_image(path, self.mode)))
+            image, reason = try_decode(path, self.mode)
+            if image is None:
+                bad.append((path, reason))
+            else:
+                pixels.append(pil_to_tensor(image))
                 paths.append(path)
-            except DECODE_ERRORS as err:
-                bad.append((path, f"{type(err).__name__}: {err}"))
         if not pixels:
             return torch.empty(0), paths, bad
         if all(p.shape == pixels[0].shape for p in pixels):

@@ -19,11 +19,13 @@ __all__ = [
     "CorruptImageError",
     "check_image",
     "decode_image",
+    "failure",
     "find_unreadable",
     "is_hidden",
     "list_images",
     "report_ignored",
     "report_unreadable",
+    "try_decode",
 ]
 
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp", ".gif")
@@ -47,6 +49,23 @@ def decode_image(path: str, mode: str) -> Image.Image:
         return img.convert(mode)
 
 
+def try_decode(path: str, mode: str) -> tuple[Image.Image | None, str]:
+    """``(image, "")`` from `decode_image`, or ``(None, reason)`` when the file does not decode.
+
+    For the callers that skip and report unreadable files instead of failing: the folder cache, prediction
+    through the data module, and the deployment path.
+    """
+    try:
+        return decode_image(path, mode), ""
+    except DECODE_ERRORS as err:
+        return None, failure(err)
+
+
+def failure(err: BaseException) -> str:
+    """The reason a file is unreadable, as every report of unreadable files words it."""
+    return f"{type(err).__name__}: {err}"
+
+
 def is_hidden(name: str) -> bool:
     """Hidden files and folders (``.git``, ``.ipynb_checkpoints``, ``__pycache__``) are never data."""
     return name.startswith(".") or name.startswith("__")
@@ -60,7 +79,7 @@ def check_image(path: str) -> str | None:
         with Image.open(path) as img:
             img.load()  # a full decode: verify() alone lets truncated JPEGs through
     except DECODE_ERRORS as err:
-        return f"{type(err).__name__}: {err}"
+        return failure(err)
     return None
 
 

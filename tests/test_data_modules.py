@@ -268,3 +268,17 @@ def test_one_eval_transform_on_real_mnist(shared_data: Path) -> None:
     w = dataclasses.replace(cnnzoo.get_weights("lenet5.mnist"), input_size=(1, 24, 24), crop_pct=0.875)
     a, b, c = _three_eval_paths(dm, images, w)
     assert torch.equal(a, b) and torch.equal(b, c)
+
+
+def test_try_decode_returns_the_image_or_the_reason(tmp_path: Path) -> None:
+    from cnnzoo.images import try_decode
+
+    good, broken, empty = tmp_path / "good.png", tmp_path / "broken.png", tmp_path / "empty.jpg"
+    Image.new("RGB", (5, 4), (10, 20, 30)).save(good)
+    broken.write_bytes(b"not an image")
+    empty.write_bytes(b"")
+    image, reason = try_decode(str(good), "L")
+    assert image is not None and image.mode == "L" and image.size == (5, 4) and reason == ""
+    for path in (broken, empty):
+        image, reason = try_decode(str(path), "RGB")
+        assert image is None and reason.startswith("UnidentifiedImageError: ")

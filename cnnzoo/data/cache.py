@@ -23,7 +23,7 @@ import torch
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
-from ..images import DECODE_ERRORS, decode_image
+from ..images import try_decode
 
 __all__ = ["cache_key", "decode_images", "load_cache", "save_cache"]
 
@@ -60,10 +60,9 @@ def decode_images(
 
     def one(i: int) -> tuple[str, str] | None:
         path = samples[i][0]
-        try:
-            image = decode_image(path, mode)
-        except DECODE_ERRORS as err:
-            return (path, f"{type(err).__name__}: {err}")
+        image, reason = try_decode(path, mode)
+        if image is None:
+            return (path, reason)
         x = TF.pil_to_tensor(image)
         if x.shape[-2:] != (img_size, img_size):
             x = geometry(x)
