@@ -107,6 +107,17 @@ class PlainLoop:
         return (clock() - start) / steps
 
 
+class CallCounter:
+    """Counts function calls, Python and built-in, while it is ``sys.setprofile``'s hook."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, frame: Any, event: str, arg: Any) -> None:
+        if event in ("call", "c_call"):
+            self.calls += 1
+
+
 class Paired(Callback):
     """Every ``segment`` training steps, run ``segment`` plain-loop steps; keep (way step, plain step) pairs.
 
@@ -117,18 +128,14 @@ class Paired(Callback):
     def __init__(self, plain: PlainLoop, segment: int) -> None:
         self.plain, self.segment = plain, segment
         self.pairs: list[tuple[float, float]] = []
-        self.calls = 0
+        self.counter = CallCounter()
         self._start: float | None = None
-
-    def _count(self, frame: Any, event: str, arg: Any) -> None:
-        if event in ("call", "c_call"):
-            self.calls += 1
 
     def on_train_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         if trainer.current_epoch == 0 and batch_idx == COUNT_FROM - 1:
-            sys.setprofile(self._count)
+            sys.setprofile(self.counter)
         elif trainer.current_epoch == 0 and batch_idx == COUNT_FROM + COUNTED - 1:
             sys.setprofile(None)
         if batch_idx < WARMUP or (batch_idx - WARMUP) % self.segment:
@@ -205,11 +212,11 @@ def run_way(way: str, data_dir: str, x: torch.Tensor, y: torch.Tensor, epochs: i
 
 
 def count_plain_calls(x: torch.Tensor, y: torch.Tensor) -> int:
-    """Function calls per step of the plain loop, counted like the ways' (``Paired``)."""
+    """Function calls per step of the plain loop, counted like the ways'."""
     loop = PlainLoop(x, y, tiny())
     loop.run(COUNT_FROM, time.perf_counter)
-    counter = Paired(loop, 1)
-    sys.setprofile(counter._count)
+    counter = CallCounter()
+    sys.setprofile(counter)
     loop.run(COUNTED, time.perf_counter)
     sys.setprofile(None)
     return counter.calls // COUNTED
@@ -253,7 +260,7 @@ def main() -> None:
         for way in ways if r % 2 == 0 else list(reversed(ways)):
             meter = run_way(way, data_dir, x, y, args.epochs, args.segment)
             pairs[way] += meter.pairs
-            calls[way] = meter.calls // COUNTED
+            calls[way] = meter.counter.calls // COUNTED
             print(f"round {r + 1}: {way} done ({len(pairs[way])} pairs)", file=sys.stderr, flush=True)
     lenet = statistics.median(lenet_plain_step(x, y, 400)) * 1e3
     plain_calls = count_plain_calls(x, y)

@@ -155,6 +155,7 @@ class FiniteLossGuard(Callback):
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         # Walking the module tree for its parameters on every step cost more than the check itself.
         self._params = list(pl_module.parameters())
+        self._losses = []  # none left over from a run that stopped between a backward pass and its step
 
     @override
     def on_before_backward(self, trainer: Trainer, pl_module: LightningModule, loss: torch.Tensor) -> None:

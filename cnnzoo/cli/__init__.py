@@ -204,7 +204,6 @@ def _predict_weights(argv: list[str]) -> int | None:
     formatwarning = warnings.formatwarning
     warnings.formatwarning = lambda message, *_, **__: f"cnnzoo: warning: {message}\n"
     try:
-        predict_dir(args.predict_dir)  # before exporting or loading anything for it
         if args.backend == "torch":
             predict_weights(args.weights, args.predict_dir, output, batch_size, args.num_workers)
             return 0
@@ -214,6 +213,7 @@ def _predict_weights(argv: list[str]) -> int | None:
             raise ConfigError("--backend onnxruntime needs ONNX Runtime: pip install 'cnnzoo[onnx]'")
         model = args.weights
         if not model.endswith(".onnx"):  # weights, not an export yet: export them next to the CSV, checked
+            predict_dir(args.predict_dir)  # before exporting anything for it
             target = Path(output).with_name(Path(model.rstrip("/")).name + ".onnx")
             model = str(export(model, target, "onnx", overwrite=True).path)
         predict_onnx(model, args.predict_dir, output, batch_size, args.num_workers)
