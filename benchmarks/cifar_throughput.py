@@ -1,15 +1,20 @@
-"""The framework tax of the fast CIFAR recipe: vgg_cifar_fast training throughput three ways, in one process.
+"""The framework tax of the fast CIFAR recipe: vgg_cifar_fast training throughput three ways.
 
   (a) ``cnnzoo fit`` of ``recipes/vgg_cifar_fast_cifar10_folder.yaml`` with the CLI's defaults on (checkpointing,
-      LR monitor, CSV/TensorBoard loggers, the progress display, lookahead, channels_last);
+      early stopping, LR monitor, CSV/TensorBoard loggers, the loss guard, the epoch lines, lookahead,
+      channels_last);
   (b) the same task and data module under a bare ``Trainer`` (no logger, checkpoints, progress bar or monitor);
   (c) a plain PyTorch loop over the same uint8 tensors with the same batched augmentation, loss, SGD and lookahead.
 
 Each trains the same net at batch 1024 on the same CIFAR-10 images (the in-memory folder cache). A step is timed
-whole, batch fetch and augmentation included (in (a) and (b): from one ``on_train_batch_end`` to the next). The
-three ways run interleaved, ``--rounds`` times, and throughput is 1024 / the median step. (a) also yields the
-per-epoch overhead of validation plus checkpoint saving. The plain loop is also timed without channels_last and,
-where it works here, under ``torch.compile``: the CPU cost table of the recipe.
+whole, batch fetch and augmentation included (in (a) and (b): from one ``on_train_batch_end`` to the next).
+
+This 2-core machine drifts by more than the gaps looked for (a plain step took 2.9-5.0 s within one earlier run),
+so (c) is timed *paired* with (a) and with (b): in the same process, every ``--segment`` training steps a callback
+runs as many plain-loop steps (its own copy of the net, over the data module's tensors), and each pair of segments
+gives one ratio, plain step / the way's step. The figure is the median ratio over all pairs, with its quartiles.
+(a) also yields the per-epoch overhead of validation plus checkpoint saving. The plain loop is then timed alone
+with channels_last, without it and, where it works here, under ``torch.compile``: the CPU cost of the recipe.
 
 Run: python benchmarks/cifar_throughput.py   (needs data/cifar10/train, unpacked from ../shared/data)
 Writes ``benchmarks/results/cifar_throughput.json``, which ``docs/generate.py`` renders into docs/recipes.md.
@@ -37,34 +42,119 @@ from cnnzoo.data import ImageFolderDataModule
 from cnnzoo.models import create_model
 
 RECIPE = REPO / "recipes" / "vgg_cifar_fast_cifar10_folder.yaml"
+BATCH = 1024
+TRAIN_IMAGES = 45000
 
 
-class Meter(Callback):
-    """Seconds per training step, and per epoch the time spent outside the training steps.
+class PlainLoop:
+    """(c): a hand-written training loop over a set-up data module's uint8 training tensors.
 
-    A step is the interval between two consecutive ``on_train_batch_end`` of one epoch: it holds everything the
-    plain loop's iteration holds (fetching the batch, the batched augmentation on the device, forward, backward,
-    the optimiser) plus what Lightning and the callbacks add. The first interval of an epoch is not counted (it
-    holds the loader's start), nor the first step of the run (one-off costs).
+    The same net (whitened from the same images), loss, SGD-Nesterov and lookahead every 5 steps as the recipe,
+    and the data module's own batched augmentation, with an alternating flip drawn once per image.
     """
 
-    def __init__(self) -> None:
-        self.steps: list[float] = []
-        self.validation: list[float] = []
-        self.epoch_rest: list[float] = []
-        self._last: float | None = None
-        self._epoch_end = self._val = 0.0
+    def __init__(self, dm: ImageFolderDataModule, channels_last: bool = True, compile: bool = False) -> None:
+        self.dm, self.channels_last = dm, channels_last
+        self.images, self.labels = dm.tensors["train"]
+        net = create_model("vgg_cifar_fast")
+        net.init_whitening(dm.whitening_images())  # type: ignore[operator]
+        if channels_last:
+            net = net.to(memory_format=torch.channels_last)
+        self.net = net
+        self.model = torch.compile(net) if compile else net
+        self.opt = torch.optim.SGD(
+            [p for p in net.parameters() if p.requires_grad],
+            lr=1.5,
+            momentum=0.85,
+            nesterov=True,
+            weight_decay=0.0013305,
+        )
+        named = [*net.named_parameters(), *net.named_buffers()]
+        self.average = {k: v.detach().clone() for k, v in named if v.is_floating_point()}
+        self.first_flip = torch.rand(len(self.labels)) < 0.5
+        self.order = torch.randperm(len(self.labels))
+        self.i = 0
+
+    def step(self) -> None:
+        start = (self.i * BATCH) % (len(self.labels) - BATCH)
+        idx = self.order[start : start + BATCH]
+        self.i += 1
+        self.net.train()
+        x = self.images[idx]
+        x = torch.where(self.first_flip[idx][:, None, None, None], x.flip(-1), x)
+        x = self.dm.batch_transform(x, train=True)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        loss = F.cross_entropy(self.model(x), self.labels[idx], label_smoothing=0.2)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        if self.i % 5 == 0:
+            with torch.no_grad():
+                for k, v in [*self.net.named_parameters(), *self.net.named_buffers()]:
+                    if k in self.average:
+                        self.average[k].lerp_(v, 0.2)
+                        v.copy_(self.average[k])
+
+    def run(self, steps: int) -> float:
+        """Mean wall seconds per step over ``steps`` steps (the net uses both threads: wall time, not CPU time)."""
+        start = time.perf_counter()
+        for _ in range(steps):
+            self.step()
+        return (time.perf_counter() - start) / steps
+
+
+class Paired(Callback):
+    """Every ``segment`` training steps, run ``segment`` plain-loop steps; keep (way step, plain step) pairs.
+
+    The first step of each epoch is not timed (it holds the loader's start), nor the run's first pair (one-off
+    costs: the first logger write, the first lookahead update). The plain loop is built from the trainer's own
+    data module when training starts, and takes one untimed step there.
+    """
+
+    def __init__(self, segment: int) -> None:
+        self.segment = segment
+        self.plain: PlainLoop | None = None
+        self.pairs: list[tuple[float, float]] = []
+        self._start: float | None = None
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self.plain is None:
+            self.plain = PlainLoop(trainer.datamodule)  # type: ignore[attr-defined]
+            self.plain.run(1)
 
     def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._last = None
+        self._start = None
 
     def on_train_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         now = time.perf_counter()
-        if self._last is not None and trainer.global_step > 1:
-            self.steps.append(now - self._last)
-        self._last = self._epoch_end = now
+        if self._start is not None:
+            if batch_idx % self.segment:
+                return
+            assert self.plain is not None
+            pair = ((now - self._start) / self.segment, self.plain.run(self.segment))
+            if trainer.current_epoch > 0 or batch_idx > self.segment:  # the run's first pair holds one-off costs
+                self.pairs.append(pair)
+        self._start = time.perf_counter()
+
+
+class Meter(Callback):
+    """Per epoch: the validation time, and the time from the last training step to the epoch's end.
+
+    Listed after ``Paired``, so that a plain segment run at the epoch's last step is not counted.
+    """
+
+    def __init__(self) -> None:
+        self.validation: list[float] = []
+        self.epoch_rest: list[float] = []
+        self._epoch_end = self._val = 0.0
+
+    def on_train_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        self._epoch_end = time.perf_counter()
 
     def on_validation_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._val = time.perf_counter()
@@ -78,13 +168,13 @@ class Meter(Callback):
         self.epoch_rest.append(time.perf_counter() - self._epoch_end)
 
 
-def run_cli(root: Path, steps: int, epochs: int) -> Meter:
+def run_cli(root: Path, steps: int, epochs: int, segment: int) -> tuple[Paired, Meter]:
     seed_everything(0)
-    meter = Meter()
+    paired, meter = Paired(segment), Meter()
     args = ["--config", str(RECIPE), f"--data.root={REPO / CIFAR_ROOT}", f"--trainer.max_epochs={epochs}"]
     args += [f"--trainer.limit_train_batches={steps}", f"--trainer.default_root_dir={root}"]
-    cli_fit(args, [meter])
-    return meter
+    cli_fit(args, [paired, meter])
+    return paired, meter
 
 
 def data_module() -> ImageFolderDataModule:
@@ -94,7 +184,7 @@ def data_module() -> ImageFolderDataModule:
         "val_fraction": 0.1,
         "in_memory": True,
         "num_workers": 0,
-        "batch_size": 1024,
+        "batch_size": BATCH,
         "augment": "translate",
         "alternating_flip": True,
         "mean": [0.4914, 0.4822, 0.4465],
@@ -103,7 +193,7 @@ def data_module() -> ImageFolderDataModule:
     return ImageFolderDataModule(**cfg)  # type: ignore[arg-type]
 
 
-def run_bare(steps: int, epochs: int) -> Meter:
+def run_bare(steps: int, epochs: int, segment: int) -> Paired:
     seed_everything(0)
     from cnnzoo.tasks import ImageClassifier
 
@@ -115,11 +205,11 @@ def run_bare(steps: int, epochs: int) -> Meter:
         norm_bias_lr_scale=64,
         whiten_bias_epochs=3,
     )
-    meter = Meter()
-    callbacks = [meter, Lookahead(), SpeedSwitches(channels_last=True)]
+    paired = Paired(segment)
+    callbacks = [paired, Lookahead(), SpeedSwitches(channels_last=True)]
     trainer = bare_trainer(callbacks, max_epochs=epochs, limit_train_batches=steps, num_sanity_val_steps=0)
     trainer.fit(model, datamodule=data_module())
-    return meter
+    return paired
 
 
 def cache_loads(cache: Path) -> dict[str, float]:
@@ -138,129 +228,114 @@ def cache_loads(cache: Path) -> dict[str, float]:
     return times
 
 
-def run_plain(steps: int, channels_last: bool, compile: bool) -> tuple[list[float], float]:
-    """(seconds of each step after the first, seconds of the first step) of a hand-written loop."""
+def run_plain_alone(steps: int, channels_last: bool, compile: bool) -> tuple[list[float], float]:
+    """(seconds of each step after the first, seconds of the first step) of the plain loop on its own."""
     seed_everything(0)
     dm = data_module()
     dm.setup("fit")
-    images, labels = dm.tensors["train"]
-    net = create_model("vgg_cifar_fast")
-    net.init_whitening(dm.whitening_images())  # type: ignore[operator]
-    if channels_last:
-        net = net.to(memory_format=torch.channels_last)
-    model = torch.compile(net) if compile else net
-    opt = torch.optim.SGD(
-        [p for p in net.parameters() if p.requires_grad], lr=1.5, momentum=0.85, nesterov=True, weight_decay=0.0013305
-    )
-    average = {
-        k: v.detach().clone() for k, v in [*net.named_parameters(), *net.named_buffers()] if v.is_floating_point()
-    }
-    first_flip = torch.rand(len(labels)) < 0.5
-    perm = torch.randperm(len(labels))
-    batch, times = 1024, []
-    net.train()
-    for i in range(steps):
-        start = time.perf_counter()
-        idx = perm[i * batch : (i + 1) * batch]
-        x = images[idx]
-        x = torch.where(first_flip[idx][:, None, None, None], x.flip(-1), x)
-        x = dm.batch_transform(x, train=True)
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        loss = F.cross_entropy(model(x), labels[idx], label_smoothing=0.2)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if (i + 1) % 5 == 0:
-            with torch.no_grad():
-                for k, v in [*net.named_parameters(), *net.named_buffers()]:
-                    if k in average:
-                        average[k].lerp_(v, 0.2)
-                        v.copy_(average[k])
-        times.append(time.perf_counter() - start)
+    loop = PlainLoop(dm, channels_last=channels_last, compile=compile)
+    times = [loop.run(1) for _ in range(steps)]
     return times[1:], times[0]
 
 
-def rate(step_times: list[float], batch: int = 1024) -> float:
+def summary(pairs: list[tuple[float, float]]) -> dict[str, Any]:
+    """Per way: images/s of its steps and of the paired plain steps (medians), and the median ratio of a pair."""
+    ratios = [plain / way for way, plain in pairs]
+    q1, med, q3 = statistics.quantiles(ratios, n=4)
+    return {
+        "images_per_s": BATCH / statistics.median(w for w, _ in pairs),
+        "plain_images_per_s": BATCH / statistics.median(p for _, p in pairs),
+        "ratio_to_plain": med,
+        "ratio_quartiles": [q1, q3],
+        "pairs": len(pairs),
+        "step_s": [[round(w, 3), round(p, 3)] for w, p in pairs],
+    }
+
+
+def rate(step_times: list[float]) -> float:
     """Images per second from the median step: robust to the odd slow step of a busy 2-core machine."""
-    return batch / statistics.median(step_times)
+    return BATCH / statistics.median(step_times)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=10, help="training steps per epoch in (a) and (b)")
+    parser.add_argument("--segment", type=int, default=2, help="training steps per segment of a pair")
+    parser.add_argument("--pairs", type=int, default=10, help="pairs per epoch in (a) and (b)")
     parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds of (a), (b) and (c)")
+    parser.add_argument("--rounds", type=int, default=1, help="rounds of (a) and (b), the order reversed every other")
+    parser.add_argument("--alone-steps", type=int, default=21, help="steps of the plain loop timed alone, per setting")
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile measurement")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "cifar_throughput.json"))
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     ensure_cifar()
-    plain_steps = args.steps * args.epochs
+    steps = 1 + args.segment * args.pairs  # the first step of an epoch is not timed
     cache = cache_loads(REPO / "runs" / "cifar_throughput_cache")
     print(
         f"in-memory cache of the 50,000 JPEGs: first load {cache['first_load_s']} s, second {cache['second_load_s']} s"
     )
-    steps: dict[str, list[float]] = {"cnnzoo_fit": [], "bare_trainer": [], "plain_loop": []}
+    pairs: dict[str, list[tuple[float, float]]] = {"cnnzoo_fit": [], "bare_trainer": []}
     validation, epoch_rest = [], []
-    for r in range(args.rounds):  # interleaved, the order reversed every other round
-        for way in list(steps) if r % 2 == 0 else list(reversed(steps)):
+    for r in range(args.rounds):
+        for way in list(pairs) if r % 2 == 0 else list(reversed(pairs)):
             if way == "cnnzoo_fit":
-                cli = run_cli(REPO / "runs" / "cifar_throughput", args.steps, args.epochs)
-                steps[way] += cli.steps
-                validation += cli.validation
-                epoch_rest += cli.epoch_rest
-            elif way == "bare_trainer":
-                steps[way] += run_bare(args.steps, args.epochs).steps
+                paired, meter = run_cli(REPO / "runs" / "cifar_throughput", steps, args.epochs, args.segment)
+                validation += meter.validation
+                epoch_rest += meter.epoch_rest
             else:
-                steps[way] += run_plain(plain_steps, channels_last=True, compile=False)[0]
-            print(f"round {r + 1}, {way}: {rate(steps[way]):.1f} images/s so far", flush=True)
-    ips = {way: rate(t) for way, t in steps.items()}
-    plain_cl = ips["plain_loop"]
-    plain_nchw = rate(run_plain(plain_steps, channels_last=False, compile=False)[0])
+                paired = run_bare(steps, args.epochs, args.segment)
+            pairs[way] += paired.pairs
+            ratio = statistics.median(p / w for w, p in pairs[way])
+            print(f"round {r + 1}, {way}: plain / way = {ratio:.3f} over {len(pairs[way])} pairs", flush=True)
+    ways = {way: summary(ps) for way, ps in pairs.items()}
+    alone = {
+        "channels_last": rate(run_plain_alone(args.alone_steps, channels_last=True, compile=False)[0]),
+        "nchw": rate(run_plain_alone(args.alone_steps, channels_last=False, compile=False)[0]),
+    }
     compiled: dict[str, Any] = {"images_per_s": None, "first_step_s": None, "error": None}
     if not args.no_compile:
         try:
-            times, first = run_plain(plain_steps, channels_last=True, compile=True)
+            times, first = run_plain_alone(args.alone_steps, channels_last=True, compile=True)
             compiled.update(images_per_s=rate(times), first_step_s=first)
         except Exception as err:  # the reason it does not work here is the result
             compiled["error"] = f"{type(err).__name__}: {str(err).splitlines()[0][:300]}"
-    train_images = 45000
     val = statistics.median(validation)
     rest = statistics.median(epoch_rest)
-    print(f"(a) cnnzoo fit, CLI defaults          : {ips['cnnzoo_fit']:7.1f} images/s")
-    print(f"(b) bare Trainer                      : {ips['bare_trainer']:7.1f} images/s")
-    print(f"(c) plain loop (channels_last)        : {plain_cl:7.1f} images/s")
-    print(f"    plain loop (NCHW)                 : {plain_nchw:7.1f} images/s")
+    for way, label in (("cnnzoo_fit", "(a) cnnzoo fit, CLI defaults"), ("bare_trainer", "(b) bare Trainer")):
+        s = ways[way]
+        print(
+            f"{label:30s}: {s['images_per_s']:6.1f} images/s; (c) in the same pairs {s['plain_images_per_s']:6.1f}; "
+            f"ratio {s['ratio_to_plain']:.3f} ({s['ratio_quartiles'][0]:.3f}-{s['ratio_quartiles'][1]:.3f}, "
+            f"{s['pairs']} pairs)"
+        )
+    print(f"plain loop alone: channels_last {alone['channels_last']:.1f}, NCHW {alone['nchw']:.1f} images/s")
     if compiled["images_per_s"]:
-        print(f"    plain loop (channels_last, compile): {compiled['images_per_s']:7.1f} images/s")
+        print(f"plain loop alone, channels_last + compile: {compiled['images_per_s']:.1f} images/s")
     else:
-        print(f"    torch.compile: {compiled['error'] or 'skipped'}")
-    print(f"a/c = {ips['cnnzoo_fit'] / plain_cl:.3f}   b/c = {ips['bare_trainer'] / plain_cl:.3f}")
+        print(f"torch.compile: {compiled['error'] or 'skipped'}")
     print(f"per epoch: validation of 5,000 images {val:.1f} s; validation + checkpoint + logging {rest:.1f} s")
-    print(f"one epoch of {train_images} images: {train_images / plain_cl:.0f} s (channels_last)")
     result = {
         "benchmark": "cifar_throughput",
         "command": "python benchmarks/cifar_throughput.py " + " ".join(sys.argv[1:]),
         "model": "vgg_cifar_fast",
-        "batch_size": 1024,
-        "images_per_s": ips,
-        "ratio_fit_to_plain": ips["cnnzoo_fit"] / plain_cl,
-        "ratio_bare_to_plain": ips["bare_trainer"] / plain_cl,
-        "step_s": {way: [round(t, 3) for t in times] for way, times in steps.items()},
+        "batch_size": BATCH,
+        "ways": ways,
         "per_epoch_overhead_s": {"validation": val, "validation_checkpoint_logging": rest},
         "folder_cache": {"images": 50000, **cache},
         "cpu_cost": {
-            "channels_last": {"images_per_s": plain_cl, "s_per_epoch": train_images / plain_cl},
-            "nchw": {"images_per_s": plain_nchw, "s_per_epoch": train_images / plain_nchw},
+            "channels_last": {
+                "images_per_s": alone["channels_last"],
+                "s_per_epoch": TRAIN_IMAGES / alone["channels_last"],
+            },
+            "nchw": {"images_per_s": alone["nchw"], "s_per_epoch": TRAIN_IMAGES / alone["nchw"]},
             "compile": {
                 **compiled,
-                "s_per_epoch": train_images / compiled["images_per_s"] if compiled["images_per_s"] else None,
+                "s_per_epoch": TRAIN_IMAGES / compiled["images_per_s"] if compiled["images_per_s"] else None,
             },
         },
-        "train_images_per_epoch": train_images,
-        "settings": {"steps": args.steps, "epochs": args.epochs, "rounds": args.rounds},
+        "train_images_per_epoch": TRAIN_IMAGES,
+        "settings": {k: getattr(args, k) for k in ("segment", "pairs", "epochs", "rounds", "alone_steps")},
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         **machine(),

@@ -53,11 +53,11 @@ from cnnzoo.tasks import ImageClassifier
 BATCH = 128
 WARMUP = 20
 COUNT_FROM, COUNTED = 5, 10  # steps whose calls are counted, inside the warm-up
-# What `cnnzoo fit` adds to a Trainer besides ModelCheckpoint (and the task's own fine-tuning callback).
+# What `cnnzoo fit` adds to a Trainer besides ModelCheckpoint (and the task's own fine-tuning callback);
+# SpeedSwitches joins only with a switch on, which the LeNet-5 recipe does not turn on.
 DEFAULT_CALLBACKS = [
     "EarlyStopping",
     "LearningRateMonitor",
-    "SpeedSwitches",
     "FiniteLossGuard",
     "PreemptionCheckpoint",
     "EpochLog",

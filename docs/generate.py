@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import re
 import statistics
 import sys
@@ -337,59 +338,78 @@ def fast_cifar_ab() -> str:
     return "\n".join(lines) + "\n"
 
 
+def _median_interval(values: list[float], draws: int = 2000) -> tuple[float, float]:
+    """A 95% bootstrap interval of the median of ``values``, seeded so that every render gives the same page."""
+    rng = random.Random(0)
+    medians = sorted(statistics.median(rng.choices(values, k=len(values))) for _ in range(draws))
+    return medians[int(0.025 * draws)], medians[int(0.975 * draws) - 1]
+
+
 def cifar_throughput() -> str:
     r = results("cifar_throughput")
     if not r:
         return f"Throughput: {NOT_MEASURED} (run `python benchmarks/cifar_throughput.py`).\n"
-    ips, cost, over = r["images_per_s"], r["cpu_cost"], r["per_epoch_overhead_s"]
+    ways, cost, over, n = r["ways"], r["cpu_cost"], r["per_epoch_overhead_s"], r["train_images_per_epoch"]
     comp = cost["compile"]
     compiled = (
-        f"| plain loop, channels_last, `torch.compile` | {comp['images_per_s']:.1f} | {comp['s_per_epoch']:.0f} s |"
+        f"| channels_last, `torch.compile` | {comp['images_per_s']:.1f} | {comp['s_per_epoch']:.0f} s |"
         if comp.get("images_per_s")
-        else f"| plain loop, `torch.compile` | did not run here: {comp.get('error') or 'skipped'} | |"
+        else f"| `torch.compile` | did not run here: {comp.get('error') or 'skipped'} | |"
     )
+
+    def way_row(label: str, w: dict[str, Any]) -> str:
+        q1, q3 = w["ratio_quartiles"]
+        lo, hi = _median_interval([plain / way for way, plain in w["step_s"]])
+        return (
+            f"| {label} | {w['images_per_s']:.1f} | {w['plain_images_per_s']:.1f} | **{w['ratio_to_plain']:.3f}** "
+            f"({lo:.2f}-{hi:.2f}) | {q1:.3f}-{q3:.3f} | {w['pairs']} |"
+        )
+
+    s = r["settings"]
     lines = [
         f"Measured by `{r['command'].strip()}` on a {r['cpu_count']}-core CPU ({r['threads']} threads), batch "
-        f"{r['batch_size']}, `{r['model']}`:",
+        f"{r['batch_size']}, `{r['model']}`. Each way ran paired with the plain PyTorch loop in the same process: "
+        f"{s['segment']} training steps of the way, then {s['segment']} of the plain loop, and so on. A ratio is "
+        "the plain step / the way's step over one pair, so the machine's drift cancels.",
         "",
-        "| how it trains | images/s | one epoch of 45,000 |",
-        "| --- | ---: | ---: |",
-        f"| `cnnzoo fit` with the CLI's defaults | {ips['cnnzoo_fit']:.1f} | "
-        f"{r['train_images_per_epoch'] / ips['cnnzoo_fit']:.0f} s |",
-        f"| bare Lightning `Trainer` | {ips['bare_trainer']:.1f} | "
-        f"{r['train_images_per_epoch'] / ips['bare_trainer']:.0f} s |",
-        f"| plain PyTorch loop, channels_last | {cost['channels_last']['images_per_s']:.1f} | "
-        f"{cost['channels_last']['s_per_epoch']:.0f} s |",
-        f"| plain PyTorch loop, NCHW | {cost['nchw']['images_per_s']:.1f} | {cost['nchw']['s_per_epoch']:.0f} s |",
-        compiled,
+        "| how it trains | images/s | plain loop, same pairs | plain step / its step, median (95% interval) | "
+        "quartiles | pairs |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        way_row("`cnnzoo fit` with the CLI's defaults", ways["cnnzoo_fit"]),
+        way_row("bare Lightning `Trainer`", ways["bare_trainer"]),
         "",
-        f"`cnnzoo fit` / plain loop = {r['ratio_fit_to_plain']:.3f}, bare `Trainer` / plain loop = "
-        f"{r['ratio_bare_to_plain']:.3f} (a step is timed whole, batch fetch and augmentation included; the ways "
-        f"ran interleaved, {r['settings']['rounds']} rounds, and each figure is 1,024 images over the median step). "
-        f"Per epoch, validating the 5,000 held-out "
+        "The interval is a bootstrap over the pairs: the uncertainty of the median, which the quartiles are not "
+        f"(they are the spread of single pairs, segments of {s['segment']} steps of about "
+        f"{r['batch_size'] / ways['cnnzoo_fit']['plain_images_per_s']:.1f} s on this shared machine).",
+        "",
+        f"A step is timed whole, batch fetch and augmentation included. Per epoch, validating the 5,000 held-out "
         f"images took {over['validation']:.1f} s, and validation plus checkpoint saving and logging "
         f"{over['validation_checkpoint_logging']:.1f} s. The in-memory cache of the "
         f"{r['folder_cache']['images']:,} training JPEGs took {r['folder_cache']['first_load_s']:.0f} s to build "
         f"(decode and write) and {r['folder_cache']['second_load_s']:.0f} s to load on the next run.",
+        "",
+        f"The CPU cost of the recipe: the plain loop timed alone (median of {s['alone_steps'] - 1} steps after the "
+        "first):",
+        "",
+        f"| plain loop | images/s | one epoch of {n:,} |",
+        "| --- | ---: | ---: |",
+        *(
+            f"| {label} | {cost[key]['images_per_s']:.1f} | {cost[key]['s_per_epoch']:.0f} s |"
+            for key, label in (("channels_last", "channels_last"), ("nchw", "NCHW"))
+        ),
+        compiled,
     ]
-    steps = r.get("step_s") or {}
-    plain_steps = steps.get("plain_loop") or []
-    if plain_steps:
-        median_step = statistics.median(plain_steps)
+    if comp.get("first_step_s"):
+        lines += ["", f"Under `torch.compile` the first step took {comp['first_step_s']:.1f} s (the compilation)."]
+    overhead = results("step_overhead").get("ways", {}).get("cli")
+    if overhead:
+        step = r["batch_size"] / ways["cnnzoo_fit"]["plain_images_per_s"]
         lines += [
             "",
-            f"Read the ratios with the noise in mind: within this one run the plain loop's steps took "
-            f"{min(plain_steps):.1f}-{max(plain_steps):.1f} s (every step is in the result file), a spread far "
-            "larger than what the framework adds.",
+            f"Measured apart (`benchmarks/step_overhead.py`, on [the data page](data.md)), `cnnzoo fit` adds "
+            f"{overhead['overhead_ms']:.1f} ms of work to a step, {100 * overhead['overhead_ms'] / 1e3 / step:.2f}% "
+            f"of this net's plain step of {step:.1f} s.",
         ]
-        overhead = results("step_overhead").get("ways", {}).get("cli")
-        if overhead:
-            share = overhead["overhead_ms"] / 1e3 / median_step
-            lines[-1] += (
-                f" Measured directly (`benchmarks/step_overhead.py`, on [the data page](data.md)), `cnnzoo fit` adds "
-                f"{overhead['overhead_ms']:.1f} ms of work to a step, {100 * share:.2f}% of this net's median step "
-                f"of {median_step:.1f} s."
-            )
     return "\n".join(lines) + "\n"
 
 

@@ -246,6 +246,17 @@ def test_offline_timm_pretrained_is_one_clear_line(
     assert "pretrained: false" in err
 
 
+@pytest.mark.parametrize("flags", [[], ["--speed.channels_last=true"]])
+def test_speed_switches_join_the_trainer_only_with_a_switch_on(flags: list[str], tmp_path: Path) -> None:
+    from cnnzoo.callbacks import SpeedSwitches
+    from cnnzoo.cli import CnnzooCLI
+
+    args = ["fit", "--config", str(RECIPES / "lenet5_digits.yaml"), "--trainer.max_epochs=1", *flags, *QUIET]
+    fit = CnnzooCLI(args=[*args, "--trainer.limit_train_batches=2", f"--trainer.default_root_dir={tmp_path}"])
+    joined = [cb for cb in fit.trainer.callbacks if isinstance(cb, SpeedSwitches)]  # type: ignore[attr-defined]
+    assert len(joined) == len(flags), "a SpeedSwitches with nothing to do only costs Lightning's hook dispatch"
+
+
 @pytest.mark.parametrize(
     "switch", ["channels_last", pytest.param("compile", marks=pytest.mark.slow)]
 )  # compiling takes a minute on a CPU
