@@ -572,7 +572,8 @@ def step_overhead() -> str:
         f"A plain LeNet-5 step takes {r['lenet_plain_step_ms']:.1f} ms here (wall time, median); the last column is "
         "that step over that step plus the way's overhead. The calls are counted over "
         "steps of the warm-up and are the same on every run; the times are CPU time of the main thread, over pairs of "
-        "segments.",
+        "segments. Between runs the times move by as much as the gaps between the rows that leave one default out, "
+        "so compare those rows by their calls.",
     ]
     paired = r.get("lenet5_paired") or {}
     if paired:
