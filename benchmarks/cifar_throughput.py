@@ -9,12 +9,13 @@
 Each trains the same net at batch 1024 on the same CIFAR-10 images (the in-memory folder cache). A step is timed
 whole, batch fetch and augmentation included (in (a) and (b): from one ``on_train_batch_end`` to the next).
 
-This 2-core machine drifts by more than the gaps looked for (a plain step took 2.9-5.0 s within one earlier run),
-so (c) is timed *paired* with (a) and with (b): in the same process, every ``--segment`` training steps a callback
-runs as many plain-loop steps (its own copy of the net, over the data module's tensors), and each pair of segments
-gives one ratio, plain step / the way's step. The figure is the median ratio over all pairs, with its quartiles.
+(c) is timed *paired* with (a) and with (b) (``_paired.py``): in the same process, every ``--segment`` training
+steps a callback runs as many plain-loop steps (its own copy of the net, over the data module's tensors), and each
+pair of segments gives one ratio, plain step / the way's step. The figure is the median ratio over all pairs, with
+its 95% bootstrap interval and its quartiles.
 (a) also yields the per-epoch overhead of validation plus checkpoint saving. The plain loop is then timed alone
-with channels_last, without it and, where it works here, under ``torch.compile``: the CPU cost of the recipe.
+with channels_last, without it and, where it works here, under ``torch.compile``, interleaved one step each: the
+CPU cost of the recipe.
 
 Run: python benchmarks/cifar_throughput.py   (needs data/cifar10/train, unpacked from ../shared/data)
 Writes ``benchmarks/results/cifar_throughput.json``, which ``docs/generate.py`` renders into docs/recipes.md.
@@ -34,6 +35,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from _paired import Paired, median_summary
 from _runs import CIFAR_ROOT, REPO, bare_trainer, cli_fit, ensure_cifar, machine, write_result
 from lightning.pytorch import Callback, LightningModule, Trainer, seed_everything
 
@@ -60,7 +62,7 @@ class PlainLoop:
         net.init_whitening(dm.whitening_images())  # type: ignore[operator]
         if channels_last:
             net = net.to(memory_format=torch.channels_last)
-        self.net = net
+        self.net = net.train()
         self.model = torch.compile(net) if compile else net
         self.opt = torch.optim.SGD(
             [p for p in net.parameters() if p.requires_grad],
@@ -79,7 +81,6 @@ class PlainLoop:
         start = (self.i * BATCH) % (len(self.labels) - BATCH)
         idx = self.order[start : start + BATCH]
         self.i += 1
-        self.net.train()
         x = self.images[idx]
         x = torch.where(self.first_flip[idx][:, None, None, None], x.flip(-1), x)
         x = self.dm.batch_transform(x, train=True)
@@ -102,42 +103,6 @@ class PlainLoop:
         for _ in range(steps):
             self.step()
         return (time.perf_counter() - start) / steps
-
-
-class Paired(Callback):
-    """Every ``segment`` training steps, run ``segment`` plain-loop steps; keep (way step, plain step) pairs.
-
-    The first step of each epoch is not timed (it holds the loader's start), nor the run's first pair (one-off
-    costs: the first logger write, the first lookahead update). The plain loop is built from the trainer's own
-    data module when training starts, and takes one untimed step there.
-    """
-
-    def __init__(self, segment: int) -> None:
-        self.segment = segment
-        self.plain: PlainLoop | None = None
-        self.pairs: list[tuple[float, float]] = []
-        self._start: float | None = None
-
-    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if self.plain is None:
-            self.plain = PlainLoop(trainer.datamodule)  # type: ignore[attr-defined]
-            self.plain.run(1)
-
-    def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._start = None
-
-    def on_train_batch_end(
-        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
-    ) -> None:
-        now = time.perf_counter()
-        if self._start is not None:
-            if batch_idx % self.segment:
-                return
-            assert self.plain is not None
-            pair = ((now - self._start) / self.segment, self.plain.run(self.segment))
-            if trainer.current_epoch > 0 or batch_idx > self.segment:  # the run's first pair holds one-off costs
-                self.pairs.append(pair)
-        self._start = time.perf_counter()
 
 
 class Meter(Callback):
@@ -168,13 +133,18 @@ class Meter(Callback):
         self.epoch_rest.append(time.perf_counter() - self._epoch_end)
 
 
+def paired(segment: int) -> Paired:
+    """(c) paired with the way: the plain loop built from the trainer's own, set-up data module."""
+    return Paired(lambda trainer: PlainLoop(trainer.datamodule), segment)  # type: ignore[attr-defined]
+
+
 def run_cli(root: Path, steps: int, epochs: int, segment: int) -> tuple[Paired, Meter]:
     seed_everything(0)
-    paired, meter = Paired(segment), Meter()
+    paired_plain, meter = paired(segment), Meter()
     args = ["--config", str(RECIPE), f"--data.root={REPO / CIFAR_ROOT}", f"--trainer.max_epochs={epochs}"]
     args += [f"--trainer.limit_train_batches={steps}", f"--trainer.default_root_dir={root}"]
-    cli_fit(args, [paired, meter])
-    return paired, meter
+    cli_fit(args, [paired_plain, meter])
+    return paired_plain, meter
 
 
 def data_module() -> ImageFolderDataModule:
@@ -205,11 +175,11 @@ def run_bare(steps: int, epochs: int, segment: int) -> Paired:
         norm_bias_lr_scale=64,
         whiten_bias_epochs=3,
     )
-    paired = Paired(segment)
-    callbacks = [paired, Lookahead(), SpeedSwitches(channels_last=True)]
+    paired_plain = paired(segment)
+    callbacks = [paired_plain, Lookahead(), SpeedSwitches(channels_last=True)]
     trainer = bare_trainer(callbacks, max_epochs=epochs, limit_train_batches=steps, num_sanity_val_steps=0)
     trainer.fit(model, datamodule=data_module())
-    return paired
+    return paired_plain
 
 
 def cache_loads(cache: Path) -> dict[str, float]:
@@ -228,25 +198,42 @@ def cache_loads(cache: Path) -> dict[str, float]:
     return times
 
 
-def run_plain_alone(steps: int, channels_last: bool, compile: bool) -> tuple[list[float], float]:
-    """(seconds of each step after the first, seconds of the first step) of the plain loop on its own."""
+def run_plain_alone(steps: int, compile: bool) -> dict[str, Any]:
+    """The plain loop on its own with channels_last, NCHW and (with ``compile``) channels_last under
+    ``torch.compile``, interleaved one step each so that every setting meets the same machine.
+
+    Per setting: the seconds of each step after its first, the first step's seconds, or why it did not run.
+    """
     seed_everything(0)
     dm = data_module()
     dm.setup("fit")
-    loop = PlainLoop(dm, channels_last=channels_last, compile=compile)
-    times = [loop.run(1) for _ in range(steps)]
-    return times[1:], times[0]
+    settings = {"channels_last": (True, False), "nchw": (False, False)} | ({"compile": (True, True)} if compile else {})
+    loops: dict[str, PlainLoop] = {}
+    out: dict[str, dict[str, Any]] = {}
+    for name, (channels_last, compiled) in settings.items():
+        loop = PlainLoop(dm, channels_last=channels_last, compile=compiled)
+        try:
+            first = loop.run(1)
+        except Exception as err:  # the reason it does not work here is the result
+            out[name] = {"error": f"{type(err).__name__}: {str(err).splitlines()[0][:300]}"}
+            continue
+        loops[name], out[name] = loop, {"first_step_s": first, "step_s": []}
+    for _ in range(steps - 1):
+        for name, loop in loops.items():
+            out[name]["step_s"].append(loop.run(1))
+    return out
 
 
 def summary(pairs: list[tuple[float, float]]) -> dict[str, Any]:
-    """Per way: images/s of its steps and of the paired plain steps (medians), and the median ratio of a pair."""
-    ratios = [plain / way for way, plain in pairs]
-    q1, med, q3 = statistics.quantiles(ratios, n=4)
+    """Per way: images/s of its steps and of the paired plain steps (medians), and the ratio of a pair: its median,
+    quartiles and 95% interval."""
+    ratio = median_summary([plain / way for way, plain in pairs])
     return {
         "images_per_s": BATCH / statistics.median(w for w, _ in pairs),
         "plain_images_per_s": BATCH / statistics.median(p for _, p in pairs),
-        "ratio_to_plain": med,
-        "ratio_quartiles": [q1, q3],
+        "ratio_to_plain": ratio["median"],
+        "ratio_quartiles": ratio["quartiles"],
+        "ratio_interval_95": ratio["interval_95"],
         "pairs": len(pairs),
         "step_s": [[round(w, 3), round(p, 3)] for w, p in pairs],
     }
@@ -289,31 +276,44 @@ def main() -> None:
             ratio = statistics.median(p / w for w, p in pairs[way])
             print(f"round {r + 1}, {way}: plain / way = {ratio:.3f} over {len(pairs[way])} pairs", flush=True)
     ways = {way: summary(ps) for way, ps in pairs.items()}
-    alone = {
-        "channels_last": rate(run_plain_alone(args.alone_steps, channels_last=True, compile=False)[0]),
-        "nchw": rate(run_plain_alone(args.alone_steps, channels_last=False, compile=False)[0]),
-    }
-    compiled: dict[str, Any] = {"images_per_s": None, "first_step_s": None, "error": None}
-    if not args.no_compile:
-        try:
-            times, first = run_plain_alone(args.alone_steps, channels_last=True, compile=True)
-            compiled.update(images_per_s=rate(times), first_step_s=first)
-        except Exception as err:  # the reason it does not work here is the result
-            compiled["error"] = f"{type(err).__name__}: {str(err).splitlines()[0][:300]}"
+    alone = run_plain_alone(args.alone_steps, compile=not args.no_compile)
+    cpu_cost: dict[str, Any] = {}
+    for name, timed in alone.items():
+        if "error" in timed:
+            cpu_cost[name] = {"images_per_s": None, "s_per_epoch": None, **timed}
+            continue
+        ips = rate(timed["step_s"])
+        cpu_cost[name] = {
+            "images_per_s": ips,
+            "s_per_epoch": TRAIN_IMAGES / ips,
+            "first_step_s": timed["first_step_s"],
+            "step_s": [round(t, 3) for t in timed["step_s"]],
+        }
+    # channels_last's speed-up over NCHW, step by step: the two steps of a round ran one after the other.
+    pairs_cl = zip(alone["channels_last"]["step_s"], alone["nchw"]["step_s"], strict=True)
+    speedup = median_summary([nchw / cl for cl, nchw in pairs_cl])
+    cpu_cost["channels_last_speedup"] = {"median": speedup["median"], "interval_95": speedup["interval_95"]}
     val = statistics.median(validation)
     rest = statistics.median(epoch_rest)
     for way, label in (("cnnzoo_fit", "(a) cnnzoo fit, CLI defaults"), ("bare_trainer", "(b) bare Trainer")):
         s = ways[way]
         print(
             f"{label:30s}: {s['images_per_s']:6.1f} images/s; (c) in the same pairs {s['plain_images_per_s']:6.1f}; "
-            f"ratio {s['ratio_to_plain']:.3f} ({s['ratio_quartiles'][0]:.3f}-{s['ratio_quartiles'][1]:.3f}, "
+            f"ratio {s['ratio_to_plain']:.3f} (95% interval {s['ratio_interval_95'][0]:.3f}-"
+            f"{s['ratio_interval_95'][1]:.3f}, quartiles {s['ratio_quartiles'][0]:.3f}-{s['ratio_quartiles'][1]:.3f}, "
             f"{s['pairs']} pairs)"
         )
-    print(f"plain loop alone: channels_last {alone['channels_last']:.1f}, NCHW {alone['nchw']:.1f} images/s")
-    if compiled["images_per_s"]:
-        print(f"plain loop alone, channels_last + compile: {compiled['images_per_s']:.1f} images/s")
-    else:
-        print(f"torch.compile: {compiled['error'] or 'skipped'}")
+    for name, cost in cpu_cost.items():
+        if name == "channels_last_speedup":
+            lo, hi = cost["interval_95"]
+            print(f"channels_last / NCHW step by step: {cost['median']:.2f}x (95% interval {lo:.2f}-{hi:.2f})")
+        elif cost["images_per_s"]:
+            print(
+                f"plain loop alone, {name}: {cost['images_per_s']:.1f} images/s, "
+                f"first step {cost['first_step_s']:.1f} s"
+            )
+        else:
+            print(f"plain loop alone, {name}: {cost['error']}")
     print(f"per epoch: validation of 5,000 images {val:.1f} s; validation + checkpoint + logging {rest:.1f} s")
     result = {
         "benchmark": "cifar_throughput",
@@ -323,17 +323,7 @@ def main() -> None:
         "ways": ways,
         "per_epoch_overhead_s": {"validation": val, "validation_checkpoint_logging": rest},
         "folder_cache": {"images": 50000, **cache},
-        "cpu_cost": {
-            "channels_last": {
-                "images_per_s": alone["channels_last"],
-                "s_per_epoch": TRAIN_IMAGES / alone["channels_last"],
-            },
-            "nchw": {"images_per_s": alone["nchw"], "s_per_epoch": TRAIN_IMAGES / alone["nchw"]},
-            "compile": {
-                **compiled,
-                "s_per_epoch": TRAIN_IMAGES / compiled["images_per_s"] if compiled["images_per_s"] else None,
-            },
-        },
+        "cpu_cost": cpu_cost,
         "train_images_per_epoch": TRAIN_IMAGES,
         "settings": {k: getattr(args, k) for k in ("segment", "pairs", "epochs", "rounds", "alone_steps")},
         "torch": torch.__version__,

@@ -3,11 +3,11 @@
 A LeNet-5 step on MNIST at batch 128 takes about 20 ms on this CPU, and ``train_throughput.py`` compares whole
 steps, where the machine's own drift (+-15% between rounds) is larger than the gaps it looks for. Here the network
 is swapped for one that costs almost nothing (average pooling and a 16 -> 10 linear layer), so a step is nearly all
-overhead, and each way is measured against a plain PyTorch loop *in the same process, in alternating segments*:
-after every ``--segment`` steps a callback runs as many plain-loop steps over the same tensors, so each pair of
-segments sees the same machine. The figure per way is the median over pairs of (its step - the plain step), in
-CPU time of the main thread (``time.thread_time``; a step this small runs on one thread, and CPU time leaves out the
-time the VM's CPU is taken away, which wall time cannot).
+overhead, and each way is measured against a plain PyTorch loop *in the same process, in alternating segments*
+(``_paired.py``): after every ``--segment`` steps a callback runs as many plain-loop steps over the same tensors,
+so each pair of segments sees the same machine. The figure per way is the median over pairs of (its step - the
+plain step), with its 95% bootstrap interval, in CPU time of the main thread (``time.thread_time``; a step this
+small runs on one thread, and CPU time leaves out the time the VM's CPU is taken away, which wall time cannot).
 
 Ways (every one trains the tiny net on MNIST, batch 128, Adam, ``augment: none``):
 
@@ -42,8 +42,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import torchvision
+from _paired import Paired, median_summary
 from _runs import REPO, bare_trainer, cli_fit, machine, write_result
-from lightning.pytorch import Callback, LightningModule, Trainer, seed_everything
+from lightning.pytorch import LightningModule, Trainer, seed_everything
 from torch.utils.data import DataLoader, Dataset
 
 from cnnzoo.data import MNISTDataModule
@@ -87,16 +88,15 @@ class Setting:
 class PlainLoop:
     """The baseline: a hand-written loop over pre-normalised float tensors (Adam, cross-entropy)."""
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, net: nn.Module) -> None:
-        self.x, self.y, self.net = x, y, net
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, net: nn.Module, clock: Callable[[], float]) -> None:
+        self.x, self.y, self.net, self.clock = x, y, net.train(), clock
         self.opt = torch.optim.Adam(net.parameters())
         self.order = torch.randperm(len(y))
         self.i = 0
 
-    def run(self, steps: int, clock: Callable[[], float]) -> float:
-        """Mean time per step over ``steps`` steps."""
-        self.net.train()
-        start = clock()
+    def run(self, steps: int) -> float:
+        """Mean time per step over ``steps`` steps, by ``clock``."""
+        start = self.clock()
         for _ in range(steps):
             idx = self.order[(self.i * BATCH) % (len(self.y) - BATCH) :][:BATCH]
             self.i += 1
@@ -104,7 +104,7 @@ class PlainLoop:
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             self.opt.step()
-        return (clock() - start) / steps
+        return (self.clock() - start) / steps
 
 
 class CallCounter:
@@ -118,18 +118,14 @@ class CallCounter:
             self.calls += 1
 
 
-class Paired(Callback):
-    """Every ``segment`` training steps, run ``segment`` plain-loop steps; keep (way step, plain step) pairs.
+class CountedPaired(Paired):
+    """`Paired`, which also counts the function calls of ``COUNTED`` training steps of the first epoch (Python and
+    built-in, through ``sys.setprofile``): unlike a time, the count is the same on every run, so it shows what a
+    change removed. One callback for both: each callback costs a step Lightning's dispatch of every hook."""
 
-    Before the timed pairs it also counts the function calls of ``COUNTED`` steps (Python and built-in, through
-    ``sys.setprofile``): unlike a time, the count is the same on every run, so it shows what a change removed.
-    """
-
-    def __init__(self, plain: PlainLoop, segment: int) -> None:
-        self.plain, self.segment = plain, segment
-        self.pairs: list[tuple[float, float]] = []
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, segment: int) -> None:
+        super().__init__(lambda trainer: PlainLoop(x, y, Setting.net(), Setting.clock), segment, WARMUP, Setting.clock)
         self.counter = CallCounter()
-        self._start: float | None = None
 
     def on_train_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
@@ -138,16 +134,11 @@ class Paired(Callback):
             sys.setprofile(self.counter)
         elif trainer.current_epoch == 0 and batch_idx == COUNT_FROM + COUNTED - 1:
             sys.setprofile(None)
-        if batch_idx < WARMUP or (batch_idx - WARMUP) % self.segment:
-            return
-        now = Setting.clock()
-        if self._start is not None:
-            way = (now - self._start) / self.segment
-            self.pairs.append((way, self.plain.run(self.segment, Setting.clock)))
-        self._start = Setting.clock()
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
-    def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._start = None  # an epoch boundary (validation, checkpoint) is not a step
+    @property
+    def calls_per_step(self) -> int:
+        return self.counter.calls // COUNTED
 
 
 class ReadyBatches(Dataset):
@@ -176,9 +167,9 @@ class Minimal(LightningModule):
         return torch.optim.Adam(self.parameters())
 
 
-def run_way(way: str, data_dir: str, x: torch.Tensor, y: torch.Tensor, epochs: int, segment: int) -> Paired:
+def run_way(way: str, data_dir: str, x: torch.Tensor, y: torch.Tensor, epochs: int, segment: int) -> CountedPaired:
     seed_everything(0)
-    meter = Paired(PlainLoop(x, y, Setting.net()), segment)
+    meter = CountedPaired(x, y, segment)
     if way == "lightning":
         bare_trainer([meter], max_epochs=epochs, limit_val_batches=0).fit(
             Minimal(), DataLoader(ReadyBatches(x, y), batch_size=None)
@@ -213,20 +204,20 @@ def run_way(way: str, data_dir: str, x: torch.Tensor, y: torch.Tensor, epochs: i
 
 def count_plain_calls(x: torch.Tensor, y: torch.Tensor) -> int:
     """Function calls per step of the plain loop, counted like the ways'."""
-    loop = PlainLoop(x, y, tiny())
-    loop.run(COUNT_FROM, time.perf_counter)
+    loop = PlainLoop(x, y, tiny(), time.perf_counter)
+    loop.run(COUNT_FROM)
     counter = CallCounter()
     sys.setprofile(counter)
-    loop.run(COUNTED, time.perf_counter)
+    loop.run(COUNTED)
     sys.setprofile(None)
     return counter.calls // COUNTED
 
 
 def lenet_plain_step(x: torch.Tensor, y: torch.Tensor, steps: int) -> list[float]:
     """Wall time of plain LeNet-5 steps, in segments of 40 after a warm-up (LeNet uses both threads)."""
-    loop = PlainLoop(x, y, create_model("lenet5"))
-    loop.run(WARMUP, time.perf_counter)
-    return [loop.run(40, time.perf_counter) for _ in range(steps // 40)]
+    loop = PlainLoop(x, y, create_model("lenet5"), time.perf_counter)
+    loop.run(WARMUP)
+    return [loop.run(40) for _ in range(steps // 40)]
 
 
 def main() -> None:
@@ -260,7 +251,7 @@ def main() -> None:
         for way in ways if r % 2 == 0 else list(reversed(ways)):
             meter = run_way(way, data_dir, x, y, args.epochs, args.segment)
             pairs[way] += meter.pairs
-            calls[way] = meter.counter.calls // COUNTED
+            calls[way] = meter.calls_per_step
             print(f"round {r + 1}: {way} done ({len(pairs[way])} pairs)", file=sys.stderr, flush=True)
     lenet = statistics.median(lenet_plain_step(x, y, 400)) * 1e3
     plain_calls = count_plain_calls(x, y)
@@ -273,10 +264,18 @@ def main() -> None:
             print(f"round {r + 1}: {way} with LeNet-5 done", file=sys.stderr, flush=True)
     lenet_rows = {}
     for way, ps in lenet_pairs.items():
-        ratios = [b / a for a, b in ps]
-        q1, med, q3 = statistics.quantiles(ratios, n=4)
-        lenet_rows[way] = {"plain_over_way": round(med, 3), "quartiles": [round(q1, 3), round(q3, 3)], "pairs": len(ps)}
-        print(f"LeNet-5, {way}: plain step / its step = {med:.3f} ({q1:.3f}-{q3:.3f}, {len(ps)} pairs)")
+        ratio = median_summary([b / a for a, b in ps])
+        (q1, q3), (lo, hi) = ratio["quartiles"], ratio["interval_95"]
+        lenet_rows[way] = {
+            "plain_over_way": round(ratio["median"], 3),
+            "interval_95": [round(lo, 3), round(hi, 3)],
+            "quartiles": [round(q1, 3), round(q3, 3)],
+            "pairs": len(ps),
+        }
+        print(
+            f"LeNet-5, {way}: plain step / its step = {ratio['median']:.3f} "
+            f"(95% interval {lo:.3f}-{hi:.3f}, {len(ps)} pairs)"
+        )
 
     rows = {}
     print(f"LeNet-5 plain step (wall, batch {BATCH}): {lenet:.2f} ms")
@@ -284,14 +283,15 @@ def main() -> None:
     head = ("way", "calls", "step ms", "plain ms", "overhead ms", "quartiles", "LeNet")
     print("{:28s} {:>6s} {:>8s} {:>8s} {:>11s} {:>15s} {:>6s}".format(*head))
     for way, ps in pairs.items():
-        extra = [1e3 * (a - b) for a, b in ps]
-        q1, med, q3 = statistics.quantiles(extra, n=4)
+        extra = median_summary([1e3 * (a - b) for a, b in ps])
+        med, (q1, q3), (lo, hi) = extra["median"], extra["quartiles"], extra["interval_95"]
         row = {
             "calls_per_step": calls[way],
             "step_ms": round(1e3 * statistics.median(a for a, _ in ps), 3),
             "plain_step_ms": round(1e3 * statistics.median(b for _, b in ps), 3),
             "overhead_ms": round(med, 3),
             "overhead_quartiles_ms": [round(q1, 3), round(q3, 3)],
+            "overhead_interval_95_ms": [round(lo, 3), round(hi, 3)],
             "pairs": len(ps),
             "lenet_ratio": round(lenet / (lenet + med), 3),
         }

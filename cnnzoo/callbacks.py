@@ -328,11 +328,23 @@ class EpochLog(Callback):
     def __init__(self) -> None:
         self._started = time.monotonic()
         self._pending: tuple[int, float] | None = None
+        self._group: dict[str, Any] | None = None
+        self._lr: float | None = None
 
     @override
     def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._flush(trainer)
         self._started = time.monotonic()
+        groups = [g for opt in trainer.optimizers for g in opt.param_groups]
+        # The base rate: a group at a scaled rate (the fast recipe's BatchNorm biases, 64x) misreads the schedule.
+        self._group = next((g for g in groups if g.get("lr_scale", 1.0) == 1.0), groups[0] if groups else None)
+
+    @override
+    def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
+        # The rate this step uses (as LearningRateMonitor reads it): after a run's last step, OneCycleLR has
+        # extrapolated one step past its end (below zero on a short run), a rate no step used.
+        if self._group is not None:
+            self._lr = self._group["lr"]
 
     @override
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -355,10 +367,7 @@ class EpochLog(Callback):
         metrics = {k: v for k, v in logged.items() if k.startswith("val_") or k in ("train_acc",)}
         if "train_loss_epoch" in logged:
             metrics["train_loss"] = logged["train_loss_epoch"]
-        groups = [g for opt in trainer.optimizers for g in opt.param_groups]
-        # The base rate: a group at a scaled rate (the fast recipe's BatchNorm biases, 64x) misreads the schedule.
-        base = next((g for g in groups if g.get("lr_scale", 1.0) == 1.0), groups[0] if groups else None)
-        lr = f"  lr {base['lr']:.4g}" if base else ""
+        lr = f"  lr {self._lr:.4g}" if self._lr is not None else ""
         print(f"epoch {epoch}  {format_metrics(metrics)}{lr}  ({took:.1f} s)", flush=True)
 
 

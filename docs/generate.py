@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import re
-import statistics
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -338,28 +336,15 @@ def fast_cifar_ab() -> str:
     return "\n".join(lines) + "\n"
 
 
-def _median_interval(values: list[float], draws: int = 2000) -> tuple[float, float]:
-    """A 95% bootstrap interval of the median of ``values``, seeded so that every render gives the same page."""
-    rng = random.Random(0)
-    medians = sorted(statistics.median(rng.choices(values, k=len(values))) for _ in range(draws))
-    return medians[int(0.025 * draws)], medians[int(0.975 * draws) - 1]
-
-
 def cifar_throughput() -> str:
     r = results("cifar_throughput")
     if not r:
         return f"Throughput: {NOT_MEASURED} (run `python benchmarks/cifar_throughput.py`).\n"
     ways, cost, over, n = r["ways"], r["cpu_cost"], r["per_epoch_overhead_s"], r["train_images_per_epoch"]
-    comp = cost["compile"]
-    compiled = (
-        f"| channels_last, `torch.compile` | {comp['images_per_s']:.1f} | {comp['s_per_epoch']:.0f} s |"
-        if comp.get("images_per_s")
-        else f"| `torch.compile` | did not run here: {comp.get('error') or 'skipped'} | |"
-    )
+    speedup = cost["channels_last_speedup"]
 
     def way_row(label: str, w: dict[str, Any]) -> str:
-        q1, q3 = w["ratio_quartiles"]
-        lo, hi = _median_interval([plain / way for way, plain in w["step_s"]])
+        (q1, q3), (lo, hi) = w["ratio_quartiles"], w["ratio_interval_95"]
         return (
             f"| {label} | {w['images_per_s']:.1f} | {w['plain_images_per_s']:.1f} | **{w['ratio_to_plain']:.3f}** "
             f"({lo:.2f}-{hi:.2f}) | {q1:.3f}-{q3:.3f} | {w['pairs']} |"
@@ -388,19 +373,27 @@ def cifar_throughput() -> str:
         f"{r['folder_cache']['images']:,} training JPEGs took {r['folder_cache']['first_load_s']:.0f} s to build "
         f"(decode and write) and {r['folder_cache']['second_load_s']:.0f} s to load on the next run.",
         "",
-        f"The CPU cost of the recipe: the plain loop timed alone (median of {s['alone_steps'] - 1} steps after the "
-        "first):",
+        f"The CPU cost of the recipe: the plain loop timed alone in three settings, interleaved one step each so "
+        f"that each meets the same machine (median of {s['alone_steps'] - 1} steps after the first):",
         "",
-        f"| plain loop | images/s | one epoch of {n:,} |",
-        "| --- | ---: | ---: |",
+        f"| plain loop | images/s | one epoch of {n:,} | first step |",
+        "| --- | ---: | ---: | ---: |",
         *(
-            f"| {label} | {cost[key]['images_per_s']:.1f} | {cost[key]['s_per_epoch']:.0f} s |"
-            for key, label in (("channels_last", "channels_last"), ("nchw", "NCHW"))
+            f"| {label} | {cost[key]['images_per_s']:.1f} | {cost[key]['s_per_epoch']:.0f} s | "
+            f"{cost[key]['first_step_s']:.1f} s |"
+            if cost.get(key, {}).get("images_per_s")
+            else f"| {label} | did not run here: {cost.get(key, {}).get('error') or 'not measured'} | | |"
+            for key, label in (
+                ("channels_last", "channels_last"),
+                ("nchw", "NCHW"),
+                ("compile", "channels_last, `torch.compile`"),
+            )
         ),
-        compiled,
+        "",
+        f"Step by step, channels_last over NCHW: **{speedup['median']:.2f}x** (95% interval "
+        f"{speedup['interval_95'][0]:.2f}-{speedup['interval_95'][1]:.2f}); the first step under `torch.compile` "
+        "includes the compilation (less of it when torch's on-disk compile cache is warm).",
     ]
-    if comp.get("first_step_s"):
-        lines += ["", f"Under `torch.compile` the first step took {comp['first_step_s']:.1f} s (the compilation)."]
     overhead = results("step_overhead").get("ways", {}).get("cli")
     if overhead:
         step = r["batch_size"] / ways["cnnzoo_fit"]["plain_images_per_s"]
@@ -565,15 +558,15 @@ def step_overhead() -> str:
         f"{settings['segment']} steps). A plain loop over the same tensors makes {r['plain_calls_per_step']:,} "
         "calls per step.",
         "",
-        "| each step, with a network that costs almost nothing | calls per step | over the plain loop, ms "
-        "(median, quartiles) | LeNet-5 / plain loop it implies |",
-        "| --- | ---: | ---: | ---: |",
+        "| each step, with a network that costs almost nothing | calls per step | over the plain loop, ms: "
+        "median (95% interval) | quartiles | LeNet-5 / plain loop it implies |",
+        "| --- | ---: | ---: | ---: | ---: |",
     ]
     for way, row in r["ways"].items():
-        q1, q3 = row["overhead_quartiles_ms"]
+        (q1, q3), (lo, hi) = row["overhead_quartiles_ms"], row["overhead_interval_95_ms"]
         lines.append(
             f"| {_way_label(way, r['default_callbacks'])} | {row['calls_per_step']:,} | "
-            f"{row['overhead_ms']:.2f} ({q1:.2f}-{q3:.2f}) | {row['lenet_ratio']:.2f} |"
+            f"{row['overhead_ms']:.2f} ({lo:.2f}-{hi:.2f}) | {q1:.2f}-{q3:.2f} | {row['lenet_ratio']:.2f} |"
         )
     lines += [
         "",
@@ -590,14 +583,14 @@ def step_overhead() -> str:
             "The same pairs with LeNet-5 itself (wall time): the plain loop's step over the way's step, which is the "
             "framework tax as a user meets it.",
             "",
-            "| LeNet-5 on MNIST, batch 128 | plain step / its step (median, quartiles) | pairs |",
-            "| --- | ---: | ---: |",
+            "| LeNet-5 on MNIST, batch 128 | plain step / its step, median (95% interval) | quartiles | pairs |",
+            "| --- | ---: | ---: | ---: |",
         ]
         for way, row in paired.items():
-            q1, q3 = row["quartiles"]
+            (q1, q3), (lo, hi) = row["quartiles"], row["interval_95"]
             lines.append(
-                f"| {_way_label(way, r['default_callbacks'])} | {row['plain_over_way']:.2f} ({q1:.2f}-{q3:.2f}) | "
-                f"{row['pairs']} |"
+                f"| {_way_label(way, r['default_callbacks'])} | **{row['plain_over_way']:.2f}** ({lo:.2f}-{hi:.2f}) | "
+                f"{q1:.2f}-{q3:.2f} | {row['pairs']} |"
             )
     return "\n".join(lines) + "\n"
 

@@ -259,23 +259,43 @@ def test_tta_on_the_command_line_wins_over_the_checkpoints(tmp_path: Path) -> No
     assert plain.trainer.callback_metrics["val_loss"] != tta.trainer.callback_metrics["val_loss"]
 
 
-def test_the_epoch_line_shows_the_base_rate_not_a_scaled_groups(capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_epoch_line_shows_the_base_rate_of_the_last_step(capsys: pytest.CaptureFixture[str]) -> None:
     from types import SimpleNamespace
 
     from cnnzoo.callbacks import EpochLog
 
-    a, b = torch.nn.Parameter(torch.zeros(1)), torch.nn.Parameter(torch.zeros(1))
-    groups = [{"params": [a], "lr": 96.0, "lr_scale": 64.0}, {"params": [b], "lr": 1.5, "lr_scale": 1.0}]
+    # The recipe's groups (BatchNorm biases at 64x) and schedule, over a run of 5 steps, as configure_optimizers
+    # builds them: the line shows the base group's rate of the last step, not the 64x group's, nor the rate
+    # OneCycleLR extrapolates after its last step (below zero here).
+    task = ImageClassifier(
+        model="vgg_cifar_fast",
+        in_chans=3,
+        optimizer=lambda p: torch.optim.SGD(p, lr=1.5, momentum=0.85, nesterov=True),
+        lr_scheduler=lambda opt: torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=1.5, total_steps=5, pct_start=0.23, anneal_strategy="linear", cycle_momentum=False
+        ),
+        norm_bias_lr_scale=64,
+    )
+    config = task.configure_optimizers()
+    opt, scheduler = config["optimizer"], config["lr_scheduler"]["scheduler"]
+    assert opt.param_groups[0]["name"] == "norm_bias" and opt.param_groups[0]["lr_scale"] == 64
     trainer = SimpleNamespace(
         is_global_zero=True,
         sanity_checking=False,
         current_epoch=0,
         callback_metrics={"val_acc": torch.tensor(0.5)},
-        optimizers=[torch.optim.SGD(groups, lr=1.5)],
+        optimizers=[opt],
     )
     log = EpochLog()
     log.on_train_epoch_start(trainer, None)  # type: ignore[arg-type]
+    used = []
+    for step in range(5):
+        used.append(next(g["lr"] for g in opt.param_groups if g["name"] == "other"))
+        log.on_train_batch_start(trainer, None, None, step)  # type: ignore[arg-type]
+        opt.step()
+        scheduler.step()
+    assert opt.param_groups[1]["lr"] < 0 < used[-1]  # the extrapolated rate, never used for a step
     log.on_train_epoch_end(trainer, None)  # type: ignore[arg-type]
     log.on_train_end(trainer, None)  # type: ignore[arg-type]
     line = capsys.readouterr().out
-    assert line.startswith("epoch 0") and "lr 1.5 " in line, line
+    assert line.startswith("epoch 0") and f"lr {used[-1]:.4g} " in line, line

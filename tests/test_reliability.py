@@ -550,7 +550,7 @@ def test_a_failure_halfway_through_predict_keeps_the_rows_already_predicted(shap
         (pred / f"ok{i}.png").write_bytes(src.read_bytes())
     (pred / "z.png").write_bytes(b"not a png, and not checked at setup")  # fails only when the loader decodes it
     out = tmp_path / "preds.csv"
-    with pytest.raises(CorruptImageError, match=r"z\.png"):
+    with pytest.raises(CorruptImageError, match=r"z\.png") as caught:
         CnnzooCLI(
             args=[
                 "predict",
@@ -566,6 +566,7 @@ def test_a_failure_halfway_through_predict_keeps_the_rows_already_predicted(shap
             ]
         )
     assert sorted(Path(r["file"]).name for r in csv.DictReader(out.open())) == [f"ok{i}.png" for i in range(4)]
+    assert isinstance(caught.value.__cause__, OSError)  # PIL's own error stays chained, for its traceback
 
 
 def test_a_diverged_fit_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -156,6 +156,24 @@ def test_the_page_in_a_real_browser(made: Path, tmp_path: Path) -> None:
     assert attrs["broken"] == "1" and any("boom" in line for line in console)
 
 
+@pytest.mark.parametrize(("scales", "axis"), [((1.0,), "linear"), ((64.0, 1.0), "log")])
+def test_learning_rates_of_scaled_groups_share_a_log_axis(tmp_path: Path, scales: tuple[float, ...], axis: str) -> None:
+    from cnnzoo.analysis.report import curves_figure
+
+    # As LearningRateMonitor writes them: one column per parameter group, by step, without an epoch.
+    names = [f"lr-SGD/group{i}" for i in range(len(scales))]
+    lines = [",".join(["epoch", "step", "val_loss", *names])]
+    for epoch in range(3):
+        rates = [f"{scale * 1.5 * (1 - epoch / 4):g}" for scale in scales]
+        lines += [",".join(["", str(10 * epoch + 5), "", *rates]), f"{epoch},{10 * epoch + 9},{1 / (epoch + 1)}"]
+    csv_file = tmp_path / "metrics.csv"
+    csv_file.write_text("\n".join(lines) + "\n")
+    fig = curves_figure(csv_file)
+    lr_axis = next(ax for ax in fig.axes if ax.get_title() == "learning rate")
+    assert lr_axis.get_yscale() == axis
+    assert len(lr_axis.get_lines()) == len(scales)
+
+
 def test_confusion_matrix_logger_writes_one_table_per_epoch(tmp_path: Path) -> None:
     argv = ["fit", "-c", "lenet5_digits", "--trainer.max_epochs=2", f"--trainer.default_root_dir={tmp_path}"]
     assert main([*argv, "--trainer.callbacks+=cnnzoo.callbacks.ConfusionMatrixLogger", *QUIET]) == 0

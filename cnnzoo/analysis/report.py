@@ -170,7 +170,13 @@ def curves_figure(metrics_csv: Path) -> Any | None:
         ax.set_xlabel("epoch")
         ax.xaxis.get_major_locator().set_params(integer=True)
         if title == "learning rate":
-            ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
+            rates = [v for key in keys for v in series[key].values()]
+            if min(rates) > 0 and max(rates) > 30 * min(rates):
+                # Groups at scaled rates (the fast recipe's BatchNorm biases at 64x) flatten the others on a
+                # linear axis; on a log axis each schedule keeps its shape.
+                ax.set_yscale("log")
+            else:
+                ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
     fig.tight_layout()

@@ -15,14 +15,16 @@ from typing_extensions import override
 
 from ..errors import ConfigError
 from ..images import (
+    DECODE_ERRORS,
     IMG_EXTENSIONS,
     CorruptImageError,
+    decode_image,
+    failure,
     find_unreadable,
     is_hidden,
     list_images,
     report_ignored,
     report_unreadable,
-    try_decode,
 )
 from .base import ClassificationDataModule
 from .cache import cache_key, decode_images, load_cache, save_cache
@@ -108,10 +110,13 @@ class FolderDataset(Dataset):
 
     def __getitem__(self, i: int) -> Any:
         path, label = self.samples[i]
-        image, error = try_decode(path, self.mode)
-        if image is None:
+        error = ""
+        try:
+            image = decode_image(path, self.mode)
+        except DECODE_ERRORS as err:
+            error = failure(err)
             if not self.skip_unreadable:
-                raise CorruptImageError(f"cannot decode image {path}: {error}")
+                raise CorruptImageError(f"cannot decode image {path}: {error}") from err
             # Prediction decodes each file once, here: a corrupt one is marked and skipped by the writer instead of
             # failing the run (a pre-pass that decoded every file first cost a fifth of predict's time).
             image = Image.new(self.mode, (8, 8))

@@ -649,7 +649,9 @@ class ClassificationTask(LightningModule):
         decay_scales = [float(g.pop("weight_decay_scale", 1.0)) for g in groups]
         optimizer = self.optimizer_factory(groups)
         for group, scale, decay_scale in zip(optimizer.param_groups, scales, decay_scales, strict=True):
-            group["lr"] = group["lr"] * scale
+            # Kept in the group (after the optimiser was built: a factory need not accept the key), so that a
+            # reader such as EpochLog can tell the base rate from a scaled one.
+            group["lr"], group["lr_scale"] = group["lr"] * scale, scale
             if "weight_decay" in group:
                 group["weight_decay"] = group["weight_decay"] * decay_scale
         if self.lr_scheduler_factory is None:
