@@ -148,13 +148,18 @@ def _batch(meta: dict[str, Any], images: str | None, n: int, baked: bool) -> tor
 
     c, h, _ = meta["input_size"]
     if images:
-        from PIL import Image
+        from .images import IMG_EXTENSIONS, CorruptImageError, decode_image, list_images
 
-        files = sorted(p for p in Path(images).iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))[:n]
+        if not Path(images).is_dir():
+            raise ExportError(f"--images {images}: no such folder; give a folder of images, or leave --images out")
+        files = list_images(Path(images))[:n]
         if not files:
-            raise ExportError(f"--images {images}: no .png/.jpg images to check the export on")
-        mode = "L" if c == 1 else "RGB"
-        pixels = torch.stack([torch.as_tensor(np.array(Image.open(f).convert(mode).resize((h, h)))) for f in files])
+            raise ExportError(f"--images {images}: no images ({', '.join(IMG_EXTENSIONS)}) to check the export on")
+        try:
+            decoded = [decode_image(f, "L" if c == 1 else "RGB") for f in files]
+        except CorruptImageError as err:
+            raise ExportError(f"--images {images}: {err}; remove it or give a folder of readable images") from err
+        pixels = torch.stack([torch.as_tensor(np.array(image.resize((h, h)))) for image in decoded])
         pixels = pixels.unsqueeze(1) if pixels.dim() == 3 else pixels.permute(0, 3, 1, 2)
     else:
         pixels = torch.randint(0, 256, (n, c, h, h), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)

@@ -32,33 +32,46 @@ IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tif
 
 
 class CorruptImageError(RuntimeError):
-    """An image file that cannot be decoded."""
+    """An image file that cannot be decoded.
+
+    ``reason`` is PIL's error as every report of unreadable files words it (`failure`); it is empty for the one
+    error that lists several files.
+    """
+
+    def __init__(self, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 # What PIL raises for a file that is not an image, a truncated one, or one too large to decode safely.
 DECODE_ERRORS = (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError)
 
 
-def decode_image(path: str, mode: str) -> Image.Image:
-    """The image at ``path``, fully decoded and converted to ``mode`` (``"L"`` or ``"RGB"``).
+def decode_image(path: str, mode: str | None) -> Image.Image:
+    """The image at ``path``, fully decoded and converted to ``mode`` (``"L"`` or ``"RGB"``; ``None`` keeps its own).
 
-    Raises one of `DECODE_ERRORS` when the file does not decode.
+    Raises `CorruptImageError`, chained to PIL's error and carrying its ``reason``, when the file does not decode:
+    the one place that decides what counts as unreadable and how it is worded.
     """
-    with Image.open(path) as img:
-        img.load()  # a full decode: verify() alone lets truncated JPEGs through
-        return img.convert(mode)
+    try:
+        with Image.open(path) as img:
+            img.load()  # a full decode: verify() alone lets truncated JPEGs through
+            return img.convert(mode) if mode else img
+    except DECODE_ERRORS as err:
+        reason = failure(err)
+        raise CorruptImageError(f"cannot decode image {path}: {reason}", reason) from err
 
 
-def try_decode(path: str, mode: str) -> tuple[Image.Image | None, str]:
+def try_decode(path: str, mode: str | None) -> tuple[Image.Image | None, str]:
     """``(image, "")`` from `decode_image`, or ``(None, reason)`` when the file does not decode.
 
-    For the callers that skip and report unreadable files instead of failing: the folder cache, prediction
-    through the data module, and the deployment path.
+    For the callers that skip and report unreadable files instead of failing: the folder cache, the
+    pre-pass of ``check_images``, and the deployment path.
     """
     try:
         return decode_image(path, mode), ""
-    except DECODE_ERRORS as err:
-        return None, failure(err)
+    except CorruptImageError as err:
+        return None, err.reason
 
 
 def failure(err: BaseException) -> str:
@@ -76,11 +89,9 @@ def check_image(path: str) -> str | None:
     try:
         if os.path.getsize(path) == 0:
             return "zero-byte file"
-        with Image.open(path) as img:
-            img.load()  # a full decode: verify() alone lets truncated JPEGs through
-    except DECODE_ERRORS as err:
+    except OSError as err:  # gone since the folder was listed
         return failure(err)
-    return None
+    return try_decode(path, None)[1] or None
 
 
 def find_unreadable(paths: list[str], folder: Path, strict: bool, check_images: bool) -> list[tuple[str, str]]:

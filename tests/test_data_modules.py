@@ -282,3 +282,21 @@ def test_try_decode_returns_the_image_or_the_reason(tmp_path: Path) -> None:
     for path in (broken, empty):
         image, reason = try_decode(str(path), "RGB")
         assert image is None and reason.startswith("UnidentifiedImageError: ")
+
+
+def test_decode_image_is_the_one_judge_of_unreadable_files(tmp_path: Path) -> None:
+    from PIL import UnidentifiedImageError
+
+    from cnnzoo.images import CorruptImageError, check_image, decode_image
+
+    good, broken, empty = tmp_path / "good.png", tmp_path / "broken.png", tmp_path / "empty.jpg"
+    Image.new("L", (5, 4)).save(good)
+    broken.write_bytes(b"not an image")
+    empty.write_bytes(b"")
+    assert decode_image(str(good), None).mode == "L" and check_image(str(good)) is None
+    with pytest.raises(CorruptImageError, match=r"cannot decode image .*broken\.png: UnidentifiedImageError") as caught:
+        decode_image(str(broken), "RGB")
+    assert isinstance(caught.value.__cause__, UnidentifiedImageError)  # PIL's error stays chained
+    assert caught.value.reason == check_image(str(broken)) and caught.value.reason.startswith("UnidentifiedImage")
+    assert check_image(str(empty)) == "zero-byte file"
+    assert check_image(str(tmp_path / "gone.png")).startswith("FileNotFoundError: ")  # type: ignore[union-attr]

@@ -77,6 +77,21 @@ def test_bad_input_gets_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert not (tmp_path / "old.onnx").exists()
 
 
+def test_bad_check_images_are_named_before_anything_is_written(tmp_path: Path) -> None:
+    images = tmp_path / "imgs"
+    with pytest.raises(ExportError, match=r"--images .*imgs: no such folder"):
+        export("lenet5.mnist", tmp_path / "m", "onnx", images=str(images))
+    images.mkdir()
+    (images / "notes.txt").write_text("not an image")
+    with pytest.raises(ExportError, match=r"imgs: no images \(\.jpg"):
+        export("lenet5.mnist", tmp_path / "m", "onnx", images=str(images))
+    Image.new("L", (28, 28)).save(images / "a.png")
+    (images / "b.png").write_bytes(b"junk")
+    with pytest.raises(ExportError, match=r"cannot decode image .*b\.png: UnidentifiedImageError.*readable images"):
+        export("lenet5.mnist", tmp_path / "m", "onnx", images=str(images))
+    assert not list(tmp_path.glob("m*"))
+
+
 def test_a_checkpoint_exports_with_the_metadata_it_recorded(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from lightning.pytorch import Trainer
 

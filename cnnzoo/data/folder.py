@@ -15,11 +15,9 @@ from typing_extensions import override
 
 from ..errors import ConfigError
 from ..images import (
-    DECODE_ERRORS,
     IMG_EXTENSIONS,
     CorruptImageError,
     decode_image,
-    failure,
     find_unreadable,
     is_hidden,
     list_images,
@@ -113,10 +111,10 @@ class FolderDataset(Dataset):
         error = ""
         try:
             image = decode_image(path, self.mode)
-        except DECODE_ERRORS as err:
-            error = failure(err)
+        except CorruptImageError as err:
             if not self.skip_unreadable:
-                raise CorruptImageError(f"cannot decode image {path}: {error}") from err
+                raise
+            error = err.reason
             # Prediction decodes each file once, here: a corrupt one is marked and skipped by the writer instead of
             # failing the run (a pre-pass that decoded every file first cost a fifth of predict's time).
             image = Image.new(self.mode, (8, 8))
