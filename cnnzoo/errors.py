@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-__all__ = ["CheckpointMismatchError", "ConfigError", "first_line"]
+__all__ = ["CheckpointMismatchError", "ConfigError", "DataNotFoundError", "first_line"]
 
 
 class ConfigError(ValueError):
     """A command line, config or setting that cnnzoo refuses; the message names the problem and the fix."""
+
+
+class DataNotFoundError(ConfigError, FileNotFoundError):
+    """Data that a data module was pointed at and did not find: the path, what it expected there, and the fix.
+
+    A `ConfigError`, so the CLI prints it without a traceback even when it is raised while the Trainer runs (at
+    ``setup``), and a ``FileNotFoundError``, which is what it is.
+    """
 
 
 class CheckpointMismatchError(ConfigError):

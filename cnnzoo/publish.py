@@ -17,7 +17,8 @@ from typing import Any
 import torch
 
 from . import __version__
-from .models import Weights, build_model, load_strict, sha256_file, torch_load_weights_only
+from .errors import ConfigError, first_line
+from .models import UnsafePickleError, Weights, build_model, load_strict, sha256_file, torch_load_weights_only
 
 __all__ = ["main", "publish"]
 
@@ -26,14 +27,23 @@ def _evaluations_from_reports(reports: list[Path], sha256: str) -> list[dict[str
     """One evaluation per ``validate``/``test`` report, each measured on the file with this sha256."""
     out = []
     for path in reports:
-        report = json.loads(Path(path).read_text())
-        measured = report.get("checkpoint_sha256")
+        try:
+            report = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as err:
+            raise ConfigError(f"--report {path}: {first_line(err)}; give the JSON that cnnzoo test wrote") from None
+        keys = ("dataset", "split", "num_examples", "command", "metrics")
+        if not isinstance(report, dict) or "checkpoint_sha256" not in report:
+            raise ConfigError(f"--report {path} is not a validate/test report; give the JSON that cnnzoo test wrote")
+        measured = report["checkpoint_sha256"]
         if measured != sha256:
-            raise ValueError(
+            raise ConfigError(
                 f"{path} was measured on another file (sha256 {measured}), not on the checkpoint being published "
                 f"({sha256}). Run 'cnnzoo test --ckpt_path' on this checkpoint."
             )
-        out.append({k: report[k] for k in ("dataset", "split", "num_examples", "command", "metrics")})
+        if any(k not in report for k in keys):
+            lacking = ", ".join(k for k in keys if k not in report)
+            raise ConfigError(f"--report {path} lacks {lacking}; write it again with cnnzoo test")
+        out.append({k: report[k] for k in keys})
     return out
 
 
@@ -68,16 +78,23 @@ def publish(
     """
     arch, dot, tag = name.partition(".")
     if not dot or not tag:
-        raise ValueError(f"--name must be 'arch.tag' (like lenet5.mnist), got {name!r}")
-    raw = torch_load_weights_only(ckpt)
+        raise ConfigError(f"--name must be 'arch.tag' (like lenet5.mnist), got {name!r}")
+    if not Path(ckpt).is_file():
+        raise ConfigError(f"{ckpt}: no such checkpoint; give a .ckpt that cnnzoo fit wrote (<run>/checkpoints/)")
+    try:
+        raw = torch_load_weights_only(ckpt)
+    except UnsafePickleError as err:
+        raise ConfigError(str(err)) from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("state_dict"), dict):
+        raise ConfigError(f"{ckpt} holds no state_dict: give a .ckpt that cnnzoo fit wrote, not a bare state dict")
     hp = raw.get("hyper_parameters", {})
     # An ImageClassifier names a cnnzoo model; a TimmClassifier a timm backbone.
     builder, held = ("timm", hp.get("backbone")) if "backbone" in hp else ("cnnzoo", hp.get("model"))
     if held != arch:
-        raise ValueError(f"{ckpt} holds a {held!r} model, but --name says {arch!r}; use --name {held}.{tag}")
+        raise ConfigError(f"{ckpt} holds a {held!r} model, but --name says {arch!r}; use --name {held}.{tag}")
     missing = [k for k in ("class_names", "mean", "std") if not hp.get(k)]
     if missing:
-        raise ValueError(
+        raise ConfigError(
             f"{ckpt} does not record {', '.join(missing)}; weights without them would lose their class names or "
             "normalisation. Train through the cnnzoo CLI (it links them from the data module) or set them on "
             "ImageClassifier."
@@ -99,10 +116,10 @@ def publish(
     # Every check comes before the first file is written, so a refused publish leaves nothing behind.
     evaluations = tuple(_evaluations_from_reports(list(reports), sha256_file(ckpt)))
     if tta not in ("none", "mirror", "mirror_translate"):
-        raise ValueError(f"--tta must be none, mirror or mirror_translate, got {tta!r}")
+        raise ConfigError(f"--tta must be none, mirror or mirror_translate, got {tta!r}")
     for e in evaluations:
         if e["command"] and f"tta {tta}" not in e["command"] and f"tta={tta}" not in e["command"] and tta != "none":
-            raise ValueError(f"--tta {tta}, but the report's command ({e['command']}) did not set it")
+            raise ConfigError(f"--tta {tta}, but the report's command ({e['command']}) did not set it")
 
     out.mkdir(parents=True, exist_ok=True)
     from safetensors.torch import save_file

@@ -147,7 +147,7 @@ def test_show_augment_writes_a_grid(tmp_path: Path) -> None:
 
     from .conftest import RECIPES
 
-    out = tmp_path / "grid.png"
+    out = tmp_path / "figures" / "grid.png"  # a folder that does not exist yet is made
     rc = main(
         [
             "show-augment",

@@ -176,3 +176,14 @@ def test_cli_summary_of_a_checkpoint(capsys: pytest.CaptureFixture[str], tmp_pat
     assert data["rows"][-1]["output_shape"] == [1, 3] and data["total_params"] == sum(
         p.numel() for p in task.net.parameters()
     )
+
+
+def test_an_input_the_network_cannot_take_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    # torchinfo wraps the forward's error in "Failed to run torchinfo"; the user sees the network's own words.
+    assert main(["summary", "lenet5", "--input-size", "1", "3", "3"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert err.startswith("cnnzoo: error: lenet5 cannot take input_size (1, 3, 3): LeNet5 was built for")
+    with pytest.raises(ValueError, match=r"cannot take input_size \(3, 2, 2\): .*[Kk]ernel size") as caught:
+        summary(nn.Sequential(nn.Conv2d(3, 4, 5)), input_size=(3, 2, 2))
+    assert isinstance(caught.value.__cause__, RuntimeError)  # torch's own error stays chained

@@ -18,6 +18,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from ..errors import first_line
 from .receptive_field import Field, ReceptiveFieldTracker
 
 __all__ = ["LayerRow", "ModelSummary", "summary"]
@@ -222,6 +223,10 @@ def summary(
         with tracker, torch.no_grad():
             columns = ("output_size", "num_params", "mult_adds")
             stats = torchinfo.summary(model, input_data=x, verbose=0, depth=100, col_names=columns)
+    except RuntimeError as err:
+        # torchinfo wraps the forward's own error ("Failed to run torchinfo"); the cause is what names the fix.
+        cause = err.__cause__ or err
+        raise ValueError(f"{name} cannot take input_size {size}: {first_line(cause)}") from cause
     finally:
         for h in hooks:
             h.remove()

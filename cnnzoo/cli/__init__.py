@@ -11,6 +11,7 @@ import json
 import os
 import re
 import sys
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -63,7 +64,8 @@ def _cmd_models(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="cnnzoo models", description="List the registered models.")
     parser.add_argument("pattern", nargs="?", default=None, help="shell-style filter, e.g. 'vgg*'")
     args = parser.parse_args(argv)
-    commands.print_models_table(args.pattern)
+    if not commands.print_models_table(args.pattern):
+        raise ConfigError(f"no registered model matches {args.pattern!r}; cnnzoo models lists them all")
     return 0
 
 
@@ -88,6 +90,7 @@ def _cmd_show_augment(argv: list[str]) -> int:
     if not isinstance(dm, ClassificationDataModule):
         raise SystemExit(f"show-augment needs a cnnzoo data module, got {type(dm).__name__}")
     grid = augmentation_grid(dm, args.images, args.draws)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     save_image(grid, args.out)
     print(f"augmentation grid ({dm.augment}, {args.images}x{1 + args.draws}): {args.out}")
     return 0
@@ -100,7 +103,9 @@ def _cmd_weights(argv: list[str]) -> int:
 
     parser = argparse.ArgumentParser(prog="cnnzoo weights", description="List the published weights.")
     parser.add_argument("pattern", nargs="?", default=None, help="shell-style filter, e.g. 'lenet5.*'")
-    print_weights_table(parser.parse_args(argv).pattern)
+    pattern = parser.parse_args(argv).pattern
+    if not print_weights_table(pattern):
+        raise ConfigError(f"no published weights match {pattern!r}; cnnzoo weights lists them all")
     return 0
 
 
@@ -553,6 +558,8 @@ def _run_trainer_command(args: list[str]) -> int:
         print(f"cnnzoo: error: {message}\n(cnnzoo {args[0]} --help lists every option{hint})", file=sys.stderr)
         return 2
     except (ValueError, TypeError, OSError) as err:
+        if verbose and isinstance(err, ConfigError):
+            traceback.print_exc()  # main() prints the message itself, last
         # jsonargparse wraps an error raised while it builds the model or the data module in "Does not validate
         # against any of the Union subtypes" and a dump of the whole config; the cause is what the user must read.
         cause = instantiation_cause(err)

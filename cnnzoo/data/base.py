@@ -440,7 +440,7 @@ class InMemoryDataModule(ClassificationDataModule):
         if split not in self.splits:
             self.setup()
         if split not in self.splits or len(self.splits[split][1]) == 0:
-            raise RuntimeError(f"{type(self).__name__} has no {split!r} split")
+            raise ConfigError(f"{type(self).__name__} has no {split!r} split")
         images, labels = self.splits[split]
         if self.fast:
             return self.build_loader(TensorBatchDataset(images, labels), len(labels), train, per_sample=False)

@@ -13,7 +13,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from typing_extensions import override
 
-from ..errors import ConfigError
+from ..errors import ConfigError, DataNotFoundError
 from ..images import (
     IMG_EXTENSIONS,
     CorruptImageError,
@@ -36,10 +36,10 @@ __all__ = ["IMG_EXTENSIONS", "CorruptImageError", "ImageFolderDataModule", "scan
 def list_classes(folder: Path) -> list[str]:
     """Class sub-folders of ``folder``, sorted, ignoring hidden ones (``.git``, ``.ipynb_checkpoints``)."""
     if not folder.is_dir():
-        raise FileNotFoundError(f"image folder {folder} does not exist (expected {folder}/<class name>/<images>)")
+        raise DataNotFoundError(f"image folder {folder} does not exist (expected {folder}/<class name>/<images>)")
     classes = sorted(e.name for e in os.scandir(folder) if e.is_dir() and not is_hidden(e.name))
     if not classes:
-        raise FileNotFoundError(
+        raise DataNotFoundError(
             f"{folder} has no class sub-folders. Expected {folder}/<class name>/<image files>, one folder per class."
         )
     return classes
@@ -77,7 +77,7 @@ def scan_class_folders(
     counts = torch.bincount(torch.tensor([y for _, y in samples], dtype=torch.long), minlength=len(classes))
     for label, name in enumerate(classes):
         if (folder / name).is_dir() and counts[label] == 0:
-            raise FileNotFoundError(
+            raise DataNotFoundError(
                 f"class folder {folder / name} has no valid images ({', '.join(IMG_EXTENSIONS)}). "
                 "Fix: add images or remove the folder."
             )
@@ -280,7 +280,7 @@ class ImageFolderDataModule(ClassificationDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.root is None and self.train_dir is None:  # predict only
             if stage != "predict":
-                raise ValueError(f"{stage}: this data module only predicts; give root or train_dir to {stage}")
+                raise ConfigError(f"{stage}: this data module only predicts; give root or train_dir to {stage}")
             self.samples.setdefault("predict", self._predict_samples())
             return
         if not self.samples:
@@ -329,9 +329,9 @@ class ImageFolderDataModule(ClassificationDataModule):
 
     def _predict_samples(self) -> list[tuple[str, int]]:
         if self.predict_dir is None:
-            raise ValueError("predict needs a folder of images: pass --data.predict_dir DIR")
+            raise ConfigError("predict needs a folder of images: pass --data.predict_dir DIR")
         if not self.predict_dir.is_dir():
-            raise FileNotFoundError(f"predict_dir {self.predict_dir} does not exist")
+            raise DataNotFoundError(f"predict_dir {self.predict_dir} does not exist; pass --data.predict_dir DIR")
         files = list_images(self.predict_dir)
         # With strict, every file is decoded first so that a corrupt one fails before any prediction; otherwise the
         # loader decodes each file once and the prediction writer reports and skips the ones that fail.
@@ -339,7 +339,7 @@ class ImageFolderDataModule(ClassificationDataModule):
         bad = {p for p, _ in self.unreadable}
         files = [p for p in files if p not in bad]
         if not files:
-            raise FileNotFoundError(
+            raise DataNotFoundError(
                 f"predict_dir {self.predict_dir} holds no readable images ({', '.join(IMG_EXTENSIONS)})"
             )
         return [(p, -1) for p in files]
@@ -351,7 +351,7 @@ class ImageFolderDataModule(ClassificationDataModule):
         samples = self.samples.get(split)
         if not samples:
             hint = "pass --data.test_dir or use root with test_fraction > 0" if split == "test" else ""
-            raise RuntimeError(f"ImageFolderDataModule has no {split!r} split. {hint}".strip())
+            raise ConfigError(f"ImageFolderDataModule has no {split!r} split. {hint}".strip())
         if self.in_memory and split in self.tensors:
             images, labels = self.tensors[split]
             return self.build_loader(TensorBatchDataset(images, labels), len(labels), train, per_sample=False)

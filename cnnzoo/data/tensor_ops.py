@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import torch
 
+from ..errors import ConfigError
 from ..presets import LUMA, convert_channels, resize_batch
 
 __all__ = ["Split", "convert_channels", "convert_stats", "resize_batch", "resolve_val_size", "seeded_split"]
@@ -35,10 +36,10 @@ def resolve_val_size(n_train: int, val_size: int | None, val_fraction: float) ->
     """How many training samples become the validation split: ``val_size`` if given, else ``val_fraction``."""
     if val_size is not None:
         if not 0 <= val_size < n_train:
-            raise ValueError(f"val_size must be in [0, {n_train}), got {val_size}")
+            raise ConfigError(f"val_size must be in [0, {n_train}) (the training images), got {val_size}")
         return val_size
     if not 0.0 <= val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+        raise ConfigError(f"val_fraction must be in [0, 1), got {val_fraction}")
     return round(n_train * val_fraction)
 
 

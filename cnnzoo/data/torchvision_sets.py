@@ -10,6 +10,7 @@ import torch
 from torchvision import datasets
 from typing_extensions import override
 
+from ..errors import ConfigError, DataNotFoundError
 from .base import InMemoryDataModule
 from .tensor_ops import Split, resolve_val_size, seeded_split
 from .transforms import AugmentName, DataKind
@@ -87,7 +88,7 @@ class TorchvisionDataModule(InMemoryDataModule):
             if "not found" not in str(err).lower():
                 raise
             where = os.path.abspath(os.path.join(self.data_dir, self.folder))
-            raise FileNotFoundError(
+            raise DataNotFoundError(
                 f"{type(self).__name__}: no dataset found at {where}. Expected layout under data_dir "
                 f"({os.path.abspath(self.data_dir)}):\n{self.layout}\nFix: point --data.data_dir at the folder "
                 f"that contains '{self.folder.split(os.sep)[0]}', or pass --data.download true to download it."
@@ -104,13 +105,19 @@ class TorchvisionDataModule(InMemoryDataModule):
         train_ds = self._open(train=True)
         names = tuple(getattr(train_ds, "classes", ()))
         if len(names) != self.num_classes:
-            raise RuntimeError(f"{self.data_dir}: found {len(names)} classes, expected {self.num_classes}")
+            raise ConfigError(
+                f"{self.data_dir}: found {len(names)} classes, expected {self.num_classes}. Fix: point "
+                f"--data.data_dir at the {type(self).__name__.removesuffix('DataModule')} files"
+            )
         images, labels = self._arrays(train_ds)
         n_val = resolve_val_size(len(labels), self.val_size, self.val_fraction)
         val_idx, train_idx = seeded_split(len(labels), [n_val, len(labels) - n_val], self.seed)
         if self.train_subset is not None:
             if self.train_subset > len(train_idx):
-                raise ValueError(f"train_subset={self.train_subset} but the training split has {len(train_idx)}")
+                raise ConfigError(
+                    f"train_subset={self.train_subset} but the training split has {len(train_idx)} images; "
+                    f"pick at most {len(train_idx)}, or leave it out for all of them"
+                )
             train_idx = train_idx[seeded_split(len(train_idx), [self.train_subset], self.seed + 1)[0]]
         splits = {"train": (images[train_idx], labels[train_idx]), "val": (images[val_idx], labels[val_idx])}
         splits["test"] = self._arrays(self._open(train=False))

@@ -36,6 +36,8 @@ from torch import nn
 from torchvision.transforms import v2
 from typing_extensions import override
 
+from ..errors import ConfigError
+
 __all__ = [
     "AUGMENT_PRESETS",
     "AugmentName",
@@ -182,7 +184,7 @@ def batch_cutout(x: torch.Tensor, size: int) -> torch.Tensor:
         return x
     b, _, h, w = x.shape
     if size > min(h, w):
-        raise ValueError(f"cutout size {size} is larger than the {h}x{w} images; pick a size up to {min(h, w)}")
+        raise ConfigError(f"cutout size {size} is larger than the {h}x{w} images; pick a size up to {min(h, w)}")
     dev = x.device
     top = torch.randint(0, h - size + 1, (b,), device=dev)
     left = torch.randint(0, w - size + 1, (b,), device=dev)

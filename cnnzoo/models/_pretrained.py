@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..errors import ConfigError
 from ._registry import create_model, unknown_name_error
 
 __all__ = [
@@ -426,8 +427,14 @@ def torch_load_weights_only(path: Path | str) -> Any:
     """``torch.load(path, weights_only=True)`` onto the CPU, never a full unpickle.
 
     A file that needs one raises `UnsafePickleError` instead of torch's error, which advises
-    ``weights_only=False``.
+    ``weights_only=False``; a file that torch.save did not write raises `ConfigError` saying so.
     """
+    with open(path, "rb") as f:
+        head = f.read(4)
+    # torch.save writes a zip archive (or, before 1.6, a pickle, protocol 2): anything else is not a checkpoint,
+    # and torch's errors for it (a struct error, or advice to unpickle) would not say so.
+    if not (head.startswith(b"PK\x03\x04") or head.startswith(b"\x80")):
+        raise ConfigError(f"{path}: not a PyTorch checkpoint (torch.save writes a zip archive; this starts {head!r})")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:

@@ -25,8 +25,11 @@ def model_summary_rows(pattern: str | None = None) -> list[tuple[str, int, tuple
     return rows
 
 
-def print_models_table(pattern: str | None = None) -> None:
-    """Print the registry as a rich table (name, parameters, default input, description)."""
+def print_models_table(pattern: str | None = None) -> int:
+    """Print the registry as a rich table (name, parameters, default input, description); returns its rows.
+
+    Prints nothing when no model matches ``pattern``.
+    """
     from rich.console import Console
     from rich.table import Table
 
@@ -35,12 +38,16 @@ def print_models_table(pattern: str | None = None) -> None:
     table.add_column("parameters", justify="right")
     table.add_column("input (C, H, W)")
     table.add_column("description")
-    for name, n_params, size, doc in model_summary_rows(pattern):
+    rows = model_summary_rows(pattern)
+    for name, n_params, size, doc in rows:
         table.add_row(name, f"{n_params:,}", "x".join(map(str, size)), doc)
-    Console().print(table)
+    if rows:
+        Console().print(table)
+    return len(rows)
 
 
-def print_weights_table(pattern: str | None = None) -> None:
+def print_weights_table(pattern: str | None = None) -> int:
+    """Print the published weights as a rich table; returns its rows, and prints nothing when none match."""
     from rich.console import Console
     from rich.table import Table
 
@@ -49,7 +56,8 @@ def print_weights_table(pattern: str | None = None) -> None:
     table = Table(title="cnnzoo published weights")
     for col in ("name", "classes", "input (C, H, W)", "metrics", "size", "default"):
         table.add_column(col, justify="right" if col == "size" else "left")
-    for name in list_pretrained(pattern):
+    names = list_pretrained(pattern)
+    for name in names:
         w = get_weights(name)
         metrics = ", ".join(f"{m['metric']} {m['value']:.4f} ({m['split']}, n={m['num_examples']})" for m in w.metrics)
         table.add_row(
@@ -60,4 +68,6 @@ def print_weights_table(pattern: str | None = None) -> None:
             f"{w.num_bytes / 1024:.0f} KiB",
             "yes" if w.default else "",
         )
-    Console().print(table)
+    if names:
+        Console().print(table)
+    return len(names)
