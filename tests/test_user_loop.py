@@ -76,10 +76,11 @@ def test_a_parse_error_is_condensed_without_the_usage_dump(capsys: pytest.Captur
     [
         ("lenet5_mnist", "--data.val_size=100000", "val_size must be in [0, 60000) (the training images), got 100000"),
         ("lenet5_digits", "--data.cutout=100", "cutout size 100 is larger than the 28x28 images; pick a size up to 28"),
+        ("lenet5_digits", "--trainer.max_epochs=-3", "`max_epochs` must be a non-negative integer or -1"),
         ("lenet5_mnist", "--data.data_dir={tmp}", "MNISTDataModule: no dataset found at "),
     ],
 )
-def test_bad_data_options_found_while_the_trainer_runs_are_one_line(
+def test_bad_options_found_while_the_trainer_runs_are_one_line(
     recipe: str, option: str, message: str, capsys: pytest.CaptureFixture[str], tmp_path: Path, shared_data: Path
 ) -> None:
     # Data modules check these at setup, inside Trainer.fit, where jsonargparse no longer wraps the error.
@@ -101,6 +102,7 @@ def test_bad_data_options_found_while_the_trainer_runs_are_one_line(
         (["publish", "{ckpt}", "--name=lenet5"], "--name must be 'arch.tag' (like lenet5.mnist), got 'lenet5'"),
         (["publish", "{ckpt}", "--name=vgg11.x"], "{tmp}/run.ckpt holds a 'lenet5' model, but --name says 'vgg11'"),
         (["publish", "{ckpt}", "--name=lenet5.x", "--report={tmp}/r.json"], "--report {tmp}/r.json: [Errno 2]"),
+        (["validate", "-c", "lenet5_digits", "--ckpt_path={tmp}/a.png"], "--ckpt_path {tmp}/a.png: not a PyTorch"),
         (["models", "zzz*"], "no registered model matches 'zzz*'; cnnzoo models lists them all"),
         (["weights", "zzz*"], "no published weights match 'zzz*'; cnnzoo weights lists them all"),
     ],

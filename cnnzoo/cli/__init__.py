@@ -537,7 +537,7 @@ def condense_parse_error(message: str) -> str:
 def _run_trainer_command(args: list[str]) -> int:
     import torch
     from jsonargparse import ArgumentError
-    from lightning.pytorch.utilities.exceptions import SIGTERMException
+    from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 
     from ..callbacks import NonFiniteLossError, TrainingDivergedError
 
@@ -566,6 +566,12 @@ def _run_trainer_command(args: list[str]) -> int:
         if verbose or cause is None:
             raise
         print(f"cnnzoo: error: {first_line(cause)}\n(--verbose shows the full traceback)", file=sys.stderr)
+        return 2
+    except MisconfigurationException as err:
+        # Lightning's word for a Trainer setting it refuses (max_epochs=-3, an unknown accelerator): bad input.
+        if verbose:
+            raise
+        print(f"cnnzoo: error: {first_line(err)}\n(--verbose shows the full traceback)", file=sys.stderr)
         return 2
     except SIGTERMException:
         return 143

@@ -108,7 +108,7 @@ def choose_precision(accelerator: Any) -> str:
 def _read_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         return torch_load_weights_only(path)
-    except UnsafePickleError as err:
+    except (UnsafePickleError, ConfigError) as err:  # ConfigError: not a file that torch.save wrote
         raise CheckpointMismatchError(f"--ckpt_path {err}") from None
     except Exception as err:
         raise CheckpointMismatchError(
