@@ -18,6 +18,7 @@ import pytest
 import torch
 
 import cnnzoo
+from cnnzoo.errors import ConfigError
 from cnnzoo.models import IntegrityError
 from cnnzoo.tasks import ImageClassifier
 
@@ -73,6 +74,15 @@ def test_sources_without_metadata_say_what_is_missing(published: Path, tmp_path:
     (tmp_path / "bad.json").write_text('{"name": "x"}')
     with pytest.raises(ValueError, match="not a cnnzoo weights entry"):
         cnnzoo.load_pretrained(str(tmp_path / "bad.json"))
+    # Files that exist but are not published weights are named for what they are, not "no such weights".
+    torch.save({"state_dict": {}}, tmp_path / "run.ckpt")
+    with pytest.raises(ConfigError, match=r"run\.ckpt is a training checkpoint, not published weights: publish it"):
+        cnnzoo.load_pretrained(str(tmp_path / "run.ckpt"))
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(ConfigError, match=r"notes\.txt: not published weights; give a weights name"):
+        cnnzoo.load_pretrained(str(tmp_path / "notes.txt"))
+    with pytest.raises(ConfigError, match=r"hf-hub:: name the Hub repository"):
+        cnnzoo.load_pretrained("hf-hub:")
 
 
 def test_load_pretrained_from_urls_checks_every_file(published: Path, server: LocalServer, tmp_path: Path) -> None:

@@ -318,6 +318,8 @@ def weights_from_source(source: str | Path) -> Weights:
     """
     text = str(source)
     if text.startswith("hf-hub:"):
+        if not text.removeprefix("hf-hub:").split("@")[0]:
+            raise ConfigError(f"{text}: name the Hub repository, as hf-hub:org/repo[@revision]")
         return weights_from_source(_hf_hub_folder(text.removeprefix("hf-hub:")))
     if text.startswith(("https://", "http://")):
         return _weights_from_url(text)
@@ -338,6 +340,14 @@ def weights_from_source(source: str | Path) -> Weights:
             f"{path}: no weights JSON beside it names this file, so its architecture and classes are unknown; "
             "keep the JSON that cnnzoo publish wrote next to it"
         )
+    if path.suffix in (".ckpt", ".pt", ".pth") and path.is_file():
+        raise ConfigError(
+            f"{source} is a training checkpoint, not published weights: publish it first (cnnzoo publish {source} "
+            "--name arch.tag --out DIR, which records its classes and transforms), or load it as a checkpoint: "
+            "ImageClassifier.load_from_checkpoint, or --config <run>/config.yaml --ckpt_path on the command line"
+        )
+    if path.exists():
+        raise ConfigError(f"{source}: not published weights; give {SOURCES_HELP}")
     raise FileNotFoundError(f"{source}: no such weights; give {SOURCES_HELP}")
 
 
