@@ -83,6 +83,10 @@ def test_bad_arguments_are_clear_errors() -> None:
         ImageClassifier(model="lenet5", drop_rate=0.5)
     with pytest.raises(ValueError, match="Did you mean: lenet5"):
         ImageClassifier(model="lenet")
+    with pytest.raises(TypeError, match=r"optimizer must build the optimiser .*torch.optim.SGD.*got 'sgd'"):
+        ImageClassifier(model="lenet5", optimizer="sgd")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"lr_scheduler must build the scheduler .*got 'cosine'"):
+        ImageClassifier(model="lenet5", lr_scheduler="cosine")  # type: ignore[arg-type]
     m = ImageClassifier(model="simple_cnn", drop_rate=0.1)
     assert m.net.head[1].p == 0.1
 

@@ -268,6 +268,17 @@ class ClassificationTask(LightningModule):
             )
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+        # A string ("sgd") would pass until configure_optimizers, after setup, with "'str' object is not callable".
+        if not callable(optimizer):
+            raise TypeError(
+                f"optimizer must build the optimiser from the parameters, like torch.optim.SGD or "
+                f"functools.partial(torch.optim.SGD, lr=0.1, momentum=0.9); got {optimizer!r}"
+            )
+        if lr_scheduler is not None and not callable(lr_scheduler):
+            raise TypeError(
+                f"lr_scheduler must build the scheduler from the optimiser, like "
+                f"functools.partial(torch.optim.lr_scheduler.CosineAnnealingLR, T_max=10); got {lr_scheduler!r}"
+            )
         self.optimizer_factory = optimizer
         self.lr_scheduler_factory = lr_scheduler
         self.lr_scheduler_interval = lr_scheduler_interval
