@@ -129,6 +129,22 @@ def test_zoo_commands_refuse_bad_input_in_one_line(
     assert not out.exists()  # a refused publish writes nothing
 
 
+def test_report_shows_a_missing_dataset_whole(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    from lightning.pytorch import Trainer
+
+    from cnnzoo.tasks import ImageClassifier
+
+    task = ImageClassifier(model="lenet5", class_names=[str(i) for i in range(10)], mean=[0.1307], std=[0.3081])
+    trainer = Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.strategy.connect(task)
+    trainer.save_checkpoint(tmp_path / "m.ckpt")
+    argv = ["report", "-c", "lenet5_mnist", f"--data.data_dir={tmp_path}", f"--ckpt_path={tmp_path / 'm.ckpt'}"]
+    code, _, err = run([*argv, f"--out={tmp_path / 'report'}"], capsys)
+    tail = err[err.find("cnnzoo: error: ") :]
+    assert code == 2 and tail.startswith("cnnzoo: error: MNISTDataModule: no dataset found at ")
+    assert tail.rstrip().endswith("or pass --data.download true to download it.")  # the fix, not cut off
+
+
 def test_quick_start_log_is_readable_off_a_terminal(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     code, out, err = run(
         ["fit", "-c", "lenet5_digits", "--trainer.max_epochs=3", f"--trainer.default_root_dir={tmp_path}", *QUIET],

@@ -327,8 +327,10 @@ def _cmd_report(argv: list[str]) -> int:
     try:
         path = report(task, cli.datamodule, Path(args.out), args.split, args.ckpt_path, args.target_layer,
                       args.max_images, title=Path(args.ckpt_path).name if args.ckpt_path else None)  # fmt: skip
+    except ConfigError:
+        raise  # ours already name the fix, on their last line too (a missing dataset's layout)
     except (ReportError, ValueError) as err:
-        raise ConfigError(str(err).strip().splitlines()[0]) from None
+        raise ConfigError(first_line(err)) from None
     record = path.parent / "report.json"
     record.write_text(
         json.dumps({**json.loads(record.read_text()), "command": "cnnzoo report " + " ".join(argv)}, indent=2) + "\n"
