@@ -145,6 +145,25 @@ def test_report_shows_a_missing_dataset_whole(capsys: pytest.CaptureFixture[str]
     assert tail.rstrip().endswith("or pass --data.download true to download it.")  # the fix, not cut off
 
 
+@pytest.mark.parametrize(("test_fraction", "stage"), [(0.0, "validate"), (0.25, "test")])
+def test_the_next_line_names_a_command_the_data_can_run(
+    test_fraction: float, stage: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from .datagen import write_folder
+
+    root = write_folder(tmp_path / "shapes", {"circle": 8, "square": 8}, size=28)
+    args = ["--data=cnnzoo.data.ImageFolderDataModule", f"--data.root={root}", "--data.img_size=28"]
+    args += ["--data.in_chans=1", "--data.num_workers=0", "--data.batch_size=4"]
+    args += [f"--data.test_fraction={test_fraction}"]
+    args += ["--model=cnnzoo.tasks.ImageClassifier", "--model.model=lenet5", "--trainer.max_epochs=1"]
+    code, out, err = run(["fit", *args, f"--trainer.default_root_dir={tmp_path}", *QUIET], capsys)
+    assert code == 0, err
+    next_cmd = next(ln for ln in out.splitlines() if ln.startswith("next: cnnzoo "))
+    assert next_cmd.startswith(f"next: cnnzoo {stage} --config ")  # an image folder without a test split validates
+    code, out, err = run([*next_cmd.removeprefix("next: cnnzoo ").split(), *QUIET], capsys)
+    assert code == 0, err
+
+
 def test_quick_start_log_is_readable_off_a_terminal(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     code, out, err = run(
         ["fit", "-c", "lenet5_digits", "--trainer.max_epochs=3", f"--trainer.default_root_dir={tmp_path}", *QUIET],

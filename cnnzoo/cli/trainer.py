@@ -503,7 +503,10 @@ class CnnzooCLI(LightningCLI):
             print(f"last checkpoint: {cb.last_model_path}")
         if best is not None and os.path.isfile(os.path.join(log_dir, "config.yaml")):
             config, ckpt = _short_path(os.path.join(log_dir, "config.yaml")), _short_path(best["path"])
-            print(f"next: cnnzoo test --config {config} --ckpt_path {ckpt}")
+            # Data without a test split (an image folder split only into train and val) cannot be tested.
+            sizes = getattr(self.datamodule, "split_sizes", None) or {}
+            stage = "validate" if sizes and not sizes.get("test") else "test"
+            print(f"next: cnnzoo {stage} --config {config} --ckpt_path {ckpt}")
         self._write_fit_report(best, next((es.stop_reason for es in stops if es.stop_reason), None), log_dir)
 
     def _write_fit_report(self, best: dict[str, Any] | None, stop_reason: str | None, log_dir: str) -> None:

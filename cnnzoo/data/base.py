@@ -143,6 +143,7 @@ class ClassificationDataModule(LightningDataModule):
         self.random_erasing = random_erasing
         self.alternating_flip, self.cutout = alternating_flip, cutout
         self._batch_augment: nn.Module | None = None
+        self.split_sizes: dict[str, int] = {}  # images per split, once set up (log_split_sizes)
         self.mixup_alpha, self.cutmix_alpha = mixup_alpha, cutmix_alpha
         self.crop_pct = crop_pct
         self.in_chans = in_chans or self.native_in_chans
@@ -359,7 +360,8 @@ class ClassificationDataModule(LightningDataModule):
         return self.make_loader("predict", train=False)
 
     def log_split_sizes(self, sizes: dict[str, int]) -> None:
-        """Log the size of each split and the shape the images are served at."""
+        """Record the size of each split in `split_sizes`, and log them with the shape the images are served at."""
+        self.split_sizes = dict(sizes)
         text = ", ".join(f"{k}={v}" for k, v in sizes.items() if v)
         _logging.info(
             f"{type(self).__name__}: {text} images, served at {self.in_chans}x{self.img_size}x{self.img_size}"
