@@ -107,7 +107,10 @@ def publish(
         builder=builder,
     )  # fmt: skip
     model = build_model(probe)
-    load_strict(model, state, str(ckpt))  # the file must rebuild the exact architecture
+    try:
+        load_strict(model, state, str(ckpt))  # the file must rebuild the exact architecture
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
     if builder == "timm":
         size = hp.get("img_size") or model.pretrained_cfg["input_size"][-1]  # type: ignore[index]
         input_size = (hp["in_chans"], size, size)

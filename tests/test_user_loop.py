@@ -102,6 +102,7 @@ def test_bad_options_found_while_the_trainer_runs_are_one_line(
         (["publish", "{ckpt}", "--name=lenet5"], "--name must be 'arch.tag' (like lenet5.mnist), got 'lenet5'"),
         (["publish", "{ckpt}", "--name=vgg11.x"], "{tmp}/run.ckpt holds a 'lenet5' model, but --name says 'vgg11'"),
         (["publish", "{ckpt}", "--name=lenet5.x", "--report={tmp}/r.json"], "--report {tmp}/r.json: [Errno 2]"),
+        (["publish", "{tmp}/other.ckpt", "--name=lenet5.x"], "{tmp}/other.ckpt does not fit LeNet5: missing ["),
         (["validate", "-c", "lenet5_digits", "--ckpt_path={tmp}/a.png"], "--ckpt_path {tmp}/a.png: not a PyTorch"),
         (["models", "zzz*"], "no registered model matches 'zzz*'; cnnzoo models lists them all"),
         (["weights", "zzz*"], "no published weights match 'zzz*'; cnnzoo weights lists them all"),
@@ -119,6 +120,8 @@ def test_zoo_commands_refuse_bad_input_in_one_line(
     trainer.strategy.connect(task)
     trainer.save_checkpoint(tmp_path / "run.ckpt")
     Image.new("L", (4, 4)).save(tmp_path / "a.png")
+    hp = {"model": "lenet5", "class_names": ["a"], "mean": [0.5], "std": [0.25], "in_chans": 1}
+    torch.save({"hyper_parameters": hp, "state_dict": {"net.other": torch.zeros(1)}}, tmp_path / "other.ckpt")
     out = tmp_path / "release"
     argv = [a.format(tmp=tmp_path, ckpt=tmp_path / "run.ckpt") for a in args]
     argv += [f"--out={out}"] if args[0] == "publish" else []
