@@ -18,7 +18,7 @@ import torch
 
 from . import __version__
 from .errors import ConfigError, first_line
-from .models import UnsafePickleError, Weights, build_model, load_strict, sha256_file, torch_load_weights_only
+from .models import Weights, build_model, load_strict, sha256_file, torch_load_weights_only
 
 __all__ = ["main", "publish"]
 
@@ -81,10 +81,7 @@ def publish(
         raise ConfigError(f"--name must be 'arch.tag' (like lenet5.mnist), got {name!r}")
     if not Path(ckpt).is_file():
         raise ConfigError(f"{ckpt}: no such checkpoint; give a .ckpt that cnnzoo fit wrote (<run>/checkpoints/)")
-    try:
-        raw = torch_load_weights_only(ckpt)
-    except UnsafePickleError as err:
-        raise ConfigError(str(err)) from None
+    raw = torch_load_weights_only(ckpt)  # a ConfigError for a file it refuses, unsafe pickles included
     if not isinstance(raw, dict) or not isinstance(raw.get("state_dict"), dict):
         raise ConfigError(f"{ckpt} holds no state_dict: give a .ckpt that cnnzoo fit wrote, not a bare state dict")
     hp = raw.get("hyper_parameters", {})

@@ -94,6 +94,10 @@ def test_bad_options_found_while_the_trainer_runs_are_one_line(
     assert tail.startswith(f"cnnzoo: error: {message}") and 'File "' not in tail
 
 
+class _NeedsUnpickling:
+    """An object that only a full unpickle could rebuild: what cnnzoo refuses to load."""
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -103,6 +107,8 @@ def test_bad_options_found_while_the_trainer_runs_are_one_line(
         (["publish", "{ckpt}", "--name=vgg11.x"], "{tmp}/run.ckpt holds a 'lenet5' model, but --name says 'vgg11'"),
         (["publish", "{ckpt}", "--name=lenet5.x", "--report={tmp}/r.json"], "--report {tmp}/r.json: [Errno 2]"),
         (["publish", "{tmp}/other.ckpt", "--name=lenet5.x"], "{tmp}/other.ckpt does not fit LeNet5: missing ["),
+        (["export", "{tmp}/unsafe.ckpt", "--format=torchscript"], "{tmp}/unsafe.ckpt: refused to load: the file"),
+        (["summary", "--ckpt_path={tmp}/unsafe.ckpt"], "{tmp}/unsafe.ckpt: refused to load: the file needs"),
         (["validate", "-c", "lenet5_digits", "--ckpt_path={tmp}/a.png"], "--ckpt_path {tmp}/a.png: not a PyTorch"),
         (["models", "zzz*"], "no registered model matches 'zzz*'; cnnzoo models lists them all"),
         (["weights", "zzz*"], "no published weights match 'zzz*'; cnnzoo weights lists them all"),
@@ -122,6 +128,7 @@ def test_zoo_commands_refuse_bad_input_in_one_line(
     Image.new("L", (4, 4)).save(tmp_path / "a.png")
     hp = {"model": "lenet5", "class_names": ["a"], "mean": [0.5], "std": [0.25], "in_chans": 1}
     torch.save({"hyper_parameters": hp, "state_dict": {"net.other": torch.zeros(1)}}, tmp_path / "other.ckpt")
+    torch.save({"state_dict": {}, "extra": _NeedsUnpickling()}, tmp_path / "unsafe.ckpt")
     out = tmp_path / "release"
     argv = [a.format(tmp=tmp_path, ckpt=tmp_path / "run.ckpt") for a in args]
     argv += [f"--out={out}"] if args[0] == "publish" else []

@@ -559,21 +559,16 @@ def _run_trainer_command(args: list[str]) -> int:
         hint = "" if verbose else "; --verbose shows the full message"
         print(f"cnnzoo: error: {message}\n(cnnzoo {args[0]} --help lists every option{hint})", file=sys.stderr)
         return 2
-    except (ValueError, TypeError, OSError) as err:
+    except (ValueError, TypeError, OSError, MisconfigurationException) as err:
         if verbose and isinstance(err, ConfigError):
             traceback.print_exc()  # main() prints the message itself, last
         # jsonargparse wraps an error raised while it builds the model or the data module in "Does not validate
         # against any of the Union subtypes" and a dump of the whole config; the cause is what the user must read.
-        cause = instantiation_cause(err)
+        # MisconfigurationException is Lightning's word for a Trainer setting it refuses (max_epochs=-3): bad input.
+        cause = err if isinstance(err, MisconfigurationException) else instantiation_cause(err)
         if verbose or cause is None:
             raise
         print(f"cnnzoo: error: {first_line(cause)}\n(--verbose shows the full traceback)", file=sys.stderr)
-        return 2
-    except MisconfigurationException as err:
-        # Lightning's word for a Trainer setting it refuses (max_epochs=-3, an unknown accelerator): bad input.
-        if verbose:
-            raise
-        print(f"cnnzoo: error: {first_line(err)}\n(--verbose shows the full traceback)", file=sys.stderr)
         return 2
     except SIGTERMException:
         return 143

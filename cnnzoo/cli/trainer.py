@@ -37,7 +37,7 @@ from ..callbacks import (
     TrainingDivergedError,
 )
 from ..errors import CheckpointMismatchError, ConfigError, first_line
-from ..models import UnsafePickleError, torch_load_weights_only
+from ..models import torch_load_weights_only
 from ..tasks import ClassificationTask
 
 __all__ = ["CnnzooCLI", "choose_precision"]
@@ -108,7 +108,7 @@ def choose_precision(accelerator: Any) -> str:
 def _read_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         return torch_load_weights_only(path)
-    except (UnsafePickleError, ConfigError) as err:  # ConfigError: not a file that torch.save wrote
+    except ConfigError as err:  # an unsafe pickle (UnsafePickleError), or a file that torch.save did not write
         raise CheckpointMismatchError(f"--ckpt_path {err}") from None
     except Exception as err:
         raise CheckpointMismatchError(

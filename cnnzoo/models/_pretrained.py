@@ -421,8 +421,12 @@ class IntegrityError(ValueError):
     """A file whose size or sha256 differs from the published one."""
 
 
-class UnsafePickleError(pickle.UnpicklingError):
-    """A weights file that only a full unpickle (able to run code) could load; cnnzoo refuses it."""
+class UnsafePickleError(ConfigError, pickle.UnpicklingError):
+    """A weights file that only a full unpickle (able to run code) could load; cnnzoo refuses it.
+
+    A `ConfigError` as well, so that every command that loads a file (``fit --ckpt_path``, ``publish``,
+    ``export``, ``summary``) prints it as one line without catching it itself.
+    """
 
     def __init__(self, path: Path | str) -> None:
         # torch's own message suggests weights_only=False, the one thing that must not be done with such a file.
