@@ -532,9 +532,9 @@ class EvalReport(Callback):
     """Write what ``validate``/``test`` measured to a JSON report.
 
     After ``cnnzoo validate`` or ``cnnzoo test``, writes what was measured to ``<log dir>/<stage>_report.json``:
-    the metrics, the split and how many examples it held, the data module, the checkpoint's path and sha256, and
-    the command. ``cnnzoo publish`` copies metrics only from such reports of the very file it publishes, so no
-    published number is typed in by hand.
+    the metrics, the split and how many examples it held, the data module, the test-time augmentation, the
+    checkpoint's path and sha256, and the command. ``cnnzoo publish`` copies metrics only from such reports of the
+    very file it publishes, so no published number is typed in by hand.
 
     Args:
         output: JSON path (``None``: ``<stage>_report.json`` in the run's log directory).
@@ -592,6 +592,8 @@ class EvalReport(Callback):
             "dataset": type(dm).__name__ if dm is not None else None,
             "num_examples": count,
             "metrics": metrics,
+            # What `cnnzoo publish` records beside the metrics, so that users reproduce them.
+            "tta": getattr(pl_module, "tta", "none"),
             "checkpoint": os.path.abspath(ckpt) if ckpt else None,
             "checkpoint_sha256": sha256_file(ckpt) if ckpt and os.path.isfile(ckpt) else None,
             # Evaluated from published weights (`--model.init_args.pretrained`) rather than a checkpoint.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -23,8 +24,21 @@ from .models import Weights, build_model, load_strict, sha256_file, torch_load_w
 __all__ = ["main", "publish"]
 
 
-def _evaluations_from_reports(reports: list[Path], sha256: str) -> list[dict[str, Any]]:
-    """One evaluation per ``validate``/``test`` report, each measured on the file with this sha256."""
+# How reports written before EvalReport recorded "tta" show it: on the command line (a config file's setting is not
+# visible there). mirror_translate is tried first; `\b` keeps "mirror" from matching its prefix.
+_TTA_IN_COMMAND = re.compile(r"\btta[ =](none|mirror_translate|mirror)\b")
+
+
+def _report_tta(report: dict[str, Any]) -> str:
+    """The test-time augmentation a report was measured with."""
+    if report.get("tta"):
+        return str(report["tta"])
+    found = _TTA_IN_COMMAND.findall(report.get("command") or "")
+    return found[-1] if found else "none"
+
+
+def _evaluations_from_reports(reports: list[Path], sha256: str) -> list[tuple[dict[str, Any], str]]:
+    """One (evaluation, test-time augmentation) per ``validate``/``test`` report, each of the file with this sha256."""
     out = []
     for path in reports:
         try:
@@ -43,7 +57,7 @@ def _evaluations_from_reports(reports: list[Path], sha256: str) -> list[dict[str
         if any(k not in report for k in keys):
             lacking = ", ".join(k for k in keys if k not in report)
             raise ConfigError(f"--report {path} lacks {lacking}; write it again with cnnzoo test")
-        out.append({k: report[k] for k in keys})
+        out.append(({k: report[k] for k in keys}, _report_tta(report)))
     return out
 
 
@@ -57,7 +71,7 @@ def publish(
     license: str = "MIT",
     notes: str = "",
     url: str | None = None,
-    tta: str = "none",
+    tta: str | None = None,
 ) -> Weights:
     """Turn a training checkpoint into a release: safetensors weights, the registry JSON and a model card.
 
@@ -71,7 +85,8 @@ def publish(
         license: the weights' license.
         notes: free text for the model card.
         url: where the file will be served, if not bundled.
-        tta: the test-time augmentation the reports were measured with (``--model.init_args.tta``).
+        tta: the test-time augmentation the reports were measured with (``--model.init_args.tta``). ``None``: the
+            one the reports record (``"none"`` without reports); a value that differs from theirs is refused.
 
     Returns:
         The `Weights` entry that was written.
@@ -114,12 +129,24 @@ def publish(
     else:
         input_size = tuple(model.input_size)  # type: ignore[arg-type]
     # Every check comes before the first file is written, so a refused publish leaves nothing behind.
-    evaluations = tuple(_evaluations_from_reports(list(reports), sha256_file(ckpt)))
-    if tta not in ("none", "mirror", "mirror_translate"):
+    measured = _evaluations_from_reports(list(reports), sha256_file(ckpt))
+    evaluations = tuple(e for e, _ in measured)
+    if tta is not None and tta not in ("none", "mirror", "mirror_translate"):
         raise ConfigError(f"--tta must be none, mirror or mirror_translate, got {tta!r}")
-    for e in evaluations:
-        if e["command"] and f"tta {tta}" not in e["command"] and f"tta={tta}" not in e["command"] and tta != "none":
-            raise ConfigError(f"--tta {tta}, but the report's command ({e['command']}) did not set it")
+    # One set of weights records one TTA setting, and it must be the one its metrics were measured with: a number
+    # measured with mirror_translate and recorded as `tta: none` is one that users cannot reproduce.
+    settings = sorted({t for _, t in measured})
+    if len(settings) > 1:
+        raise ConfigError(
+            f"the reports were measured with different test-time augmentation ({', '.join(settings)}); the weights "
+            "record one: publish the reports of one setting"
+        )
+    if settings and tta is not None and tta != settings[0]:
+        raise ConfigError(
+            f"--tta {tta}, but the reports were measured with tta {settings[0]}; leave --tta out (the reports "
+            "record it) or give reports measured with it"
+        )
+    tta = settings[0] if settings else (tta or "none")
 
     out.mkdir(parents=True, exist_ok=True)
     from safetensors.torch import save_file
@@ -244,9 +271,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--url", help="where the file will be hosted (omit for weights bundled in the package)")
     parser.add_argument(
         "--tta",
-        default="none",
         choices=["none", "mirror", "mirror_translate"],
-        help="the test-time augmentation the --report metrics were measured with",
+        help="the test-time augmentation the --report metrics were measured with (default: what the reports record)",
     )
     parser.add_argument("--push-to-hub", metavar="REPO", help="upload the folder to this Hugging Face Hub repo")
     args = parser.parse_args(argv)

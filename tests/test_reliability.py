@@ -495,6 +495,39 @@ def test_refused_publish_leaves_no_file(shapes_ckpt: Path, tmp_path: Path) -> No
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
 
 
+def test_published_tta_is_the_one_the_reports_were_measured_with(shapes_ckpt: Path, tmp_path: Path) -> None:
+    from cnnzoo.publish import publish
+
+    # The TTA is set in a config file, where the report's command line does not show it.
+    config = tmp_path / "tta.yaml"
+    config.write_text("model:\n  init_args:\n    tta: mirror\n")
+    root = shapes_ckpt.parents[3] / "shapes"
+    args = [*FOLDER_ARGS, f"--data.root={root}", f"--trainer.default_root_dir={tmp_path}", f"--ckpt_path={shapes_ckpt}"]
+    cli = CnnzooCLI(args=["validate", *args, f"--config={config}"])
+    mirrored = Path(next(cb for cb in cli.trainer.callbacks if type(cb).__name__ == "EvalReport").written_to)
+    assert json.loads(mirrored.read_text())["tta"] == "mirror"
+
+    w = publish(shapes_ckpt, "lenet5.shapes", tmp_path / "out", reports=[mirrored])
+    assert w.tta == "mirror", "publish without --tta records what the report was measured with"
+    with pytest.raises(ConfigError, match="--tta none, but the reports were measured with tta mirror"):
+        publish(shapes_ckpt, "lenet5.shapes", tmp_path / "refused", reports=[mirrored], tta="none")
+
+    cli = CnnzooCLI(args=["validate", *args])
+    plain = Path(next(cb for cb in cli.trainer.callbacks if type(cb).__name__ == "EvalReport").written_to)
+    with pytest.raises(ConfigError, match=r"different test-time augmentation \(mirror, none\)"):
+        publish(shapes_ckpt, "lenet5.shapes", tmp_path / "refused", reports=[mirrored, plain])
+    assert not (tmp_path / "refused").exists()
+
+    # A report written before reports recorded their TTA: read from its command line.
+    old = json.loads(mirrored.read_text())
+    del old["tta"]
+    old["command"] = "cnnzoo validate --model.init_args.tta mirror_translate"
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    assert publish(shapes_ckpt, "lenet5.shapes", tmp_path / "o2", reports=[tmp_path / "old.json"]).tta == (
+        "mirror_translate"
+    )
+
+
 def test_malformed_bundled_json_leaves_that_entry_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "lenet5.broken.json").write_text("{ not json")
     monkeypatch.setattr(_pretrained, "PRETRAINED_DIR", tmp_path)
