@@ -13,9 +13,8 @@ whole, batch fetch and augmentation included (in (a) and (b): from one ``on_trai
 steps a callback runs as many plain-loop steps (its own copy of the net, over the data module's tensors), and each
 pair of segments gives one ratio, plain step / the way's step. The figure is the median ratio over all pairs, with
 its 95% bootstrap interval and its quartiles.
-(a) also yields the per-epoch overhead of validation plus checkpoint saving. The plain loop is then timed alone
-with channels_last, without it and, where it works here, under ``torch.compile``, interleaved one step each: the
-CPU cost of the recipe.
+(a) also yields the per-epoch overhead of validation plus checkpoint saving. What the recipe costs on this CPU (the
+plain loop alone, channels_last or not, compiled or not, for both widths) is ``cifar_cpu_cost.py``.
 
 Run: python benchmarks/cifar_throughput.py   (needs data/cifar10/train, unpacked from ../shared/data)
 Writes ``benchmarks/results/cifar_throughput.json``, which ``docs/generate.py`` renders into docs/recipes.md.
@@ -44,6 +43,7 @@ from cnnzoo.data import ImageFolderDataModule
 from cnnzoo.models import create_model
 
 RECIPE = REPO / "recipes" / "vgg_cifar_fast_cifar10_folder.yaml"
+MODEL = "vgg_cifar_fast"
 BATCH = 1024
 TRAIN_IMAGES = 45000
 
@@ -55,10 +55,12 @@ class PlainLoop:
     and the data module's own batched augmentation, with an alternating flip drawn once per image.
     """
 
-    def __init__(self, dm: ImageFolderDataModule, channels_last: bool = True, compile: bool = False) -> None:
+    def __init__(
+        self, dm: ImageFolderDataModule, channels_last: bool = True, compile: bool = False, model: str = MODEL
+    ) -> None:
         self.dm, self.channels_last = dm, channels_last
         self.images, self.labels = dm.tensors["train"]
-        net = create_model("vgg_cifar_fast")
+        net = create_model(model)
         net.init_whitening(dm.whitening_images())  # type: ignore[operator]
         if channels_last:
             net = net.to(memory_format=torch.channels_last)
@@ -198,32 +200,6 @@ def cache_loads(cache: Path) -> dict[str, float]:
     return times
 
 
-def run_plain_alone(steps: int, compile: bool) -> dict[str, Any]:
-    """The plain loop on its own with channels_last, NCHW and (with ``compile``) channels_last under
-    ``torch.compile``, interleaved one step each so that every setting meets the same machine.
-
-    Per setting: the seconds of each step after its first, the first step's seconds, or why it did not run.
-    """
-    seed_everything(0)
-    dm = data_module()
-    dm.setup("fit")
-    settings = {"channels_last": (True, False), "nchw": (False, False)} | ({"compile": (True, True)} if compile else {})
-    loops: dict[str, PlainLoop] = {}
-    out: dict[str, dict[str, Any]] = {}
-    for name, (channels_last, compiled) in settings.items():
-        loop = PlainLoop(dm, channels_last=channels_last, compile=compiled)
-        try:
-            first = loop.run(1)
-        except Exception as err:  # the reason it does not work here is the result
-            out[name] = {"error": f"{type(err).__name__}: {str(err).splitlines()[0][:300]}"}
-            continue
-        loops[name], out[name] = loop, {"first_step_s": first, "step_s": []}
-    for _ in range(steps - 1):
-        for name, loop in loops.items():
-            out[name]["step_s"].append(loop.run(1))
-    return out
-
-
 def summary(pairs: list[tuple[float, float]]) -> dict[str, Any]:
     """Per way: images/s of its steps and of the paired plain steps (medians), and the ratio of a pair: its median,
     quartiles and 95% interval."""
@@ -239,19 +215,12 @@ def summary(pairs: list[tuple[float, float]]) -> dict[str, Any]:
     }
 
 
-def rate(step_times: list[float]) -> float:
-    """Images per second from the median step: robust to the odd slow step of a busy 2-core machine."""
-    return BATCH / statistics.median(step_times)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--segment", type=int, default=2, help="training steps per segment of a pair")
     parser.add_argument("--pairs", type=int, default=10, help="pairs per epoch in (a) and (b)")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=1, help="rounds of (a) and (b), the order reversed every other")
-    parser.add_argument("--alone-steps", type=int, default=21, help="steps of the plain loop timed alone, per setting")
-    parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile measurement")
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "cifar_throughput.json"))
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
@@ -276,23 +245,6 @@ def main() -> None:
             ratio = statistics.median(p / w for w, p in pairs[way])
             print(f"round {r + 1}, {way}: plain / way = {ratio:.3f} over {len(pairs[way])} pairs", flush=True)
     ways = {way: summary(ps) for way, ps in pairs.items()}
-    alone = run_plain_alone(args.alone_steps, compile=not args.no_compile)
-    cpu_cost: dict[str, Any] = {}
-    for name, timed in alone.items():
-        if "error" in timed:
-            cpu_cost[name] = {"images_per_s": None, "s_per_epoch": None, **timed}
-            continue
-        ips = rate(timed["step_s"])
-        cpu_cost[name] = {
-            "images_per_s": ips,
-            "s_per_epoch": TRAIN_IMAGES / ips,
-            "first_step_s": timed["first_step_s"],
-            "step_s": [round(t, 3) for t in timed["step_s"]],
-        }
-    # channels_last's speed-up over NCHW, step by step: the two steps of a round ran one after the other.
-    pairs_cl = zip(alone["channels_last"]["step_s"], alone["nchw"]["step_s"], strict=True)
-    speedup = median_summary([nchw / cl for cl, nchw in pairs_cl])
-    cpu_cost["channels_last_speedup"] = {"median": speedup["median"], "interval_95": speedup["interval_95"]}
     val = statistics.median(validation)
     rest = statistics.median(epoch_rest)
     for way, label in (("cnnzoo_fit", "(a) cnnzoo fit, CLI defaults"), ("bare_trainer", "(b) bare Trainer")):
@@ -303,17 +255,6 @@ def main() -> None:
             f"{s['ratio_interval_95'][1]:.3f}, quartiles {s['ratio_quartiles'][0]:.3f}-{s['ratio_quartiles'][1]:.3f}, "
             f"{s['pairs']} pairs)"
         )
-    for name, cost in cpu_cost.items():
-        if name == "channels_last_speedup":
-            lo, hi = cost["interval_95"]
-            print(f"channels_last / NCHW step by step: {cost['median']:.2f}x (95% interval {lo:.2f}-{hi:.2f})")
-        elif cost["images_per_s"]:
-            print(
-                f"plain loop alone, {name}: {cost['images_per_s']:.1f} images/s, "
-                f"first step {cost['first_step_s']:.1f} s"
-            )
-        else:
-            print(f"plain loop alone, {name}: {cost['error']}")
     print(f"per epoch: validation of 5,000 images {val:.1f} s; validation + checkpoint + logging {rest:.1f} s")
     result = {
         "benchmark": "cifar_throughput",
@@ -323,9 +264,8 @@ def main() -> None:
         "ways": ways,
         "per_epoch_overhead_s": {"validation": val, "validation_checkpoint_logging": rest},
         "folder_cache": {"images": 50000, **cache},
-        "cpu_cost": cpu_cost,
         "train_images_per_epoch": TRAIN_IMAGES,
-        "settings": {k: getattr(args, k) for k in ("segment", "pairs", "epochs", "rounds", "alone_steps")},
+        "settings": {k: getattr(args, k) for k in ("segment", "pairs", "epochs", "rounds")},
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         **machine(),

@@ -340,8 +340,7 @@ def cifar_throughput() -> str:
     r = results("cifar_throughput")
     if not r:
         return f"Throughput: {NOT_MEASURED} (run `python benchmarks/cifar_throughput.py`).\n"
-    ways, cost, over, n = r["ways"], r["cpu_cost"], r["per_epoch_overhead_s"], r["train_images_per_epoch"]
-    speedup = cost["channels_last_speedup"]
+    ways, over = r["ways"], r["per_epoch_overhead_s"]
 
     def way_row(label: str, w: dict[str, Any]) -> str:
         (q1, q3), (lo, hi) = w["ratio_quartiles"], w["ratio_interval_95"]
@@ -372,27 +371,6 @@ def cifar_throughput() -> str:
         f"{over['validation_checkpoint_logging']:.1f} s. The in-memory cache of the "
         f"{r['folder_cache']['images']:,} training JPEGs took {r['folder_cache']['first_load_s']:.0f} s to build "
         f"(decode and write) and {r['folder_cache']['second_load_s']:.0f} s to load on the next run.",
-        "",
-        f"The CPU cost of the recipe: the plain loop timed alone in three settings, interleaved one step each so "
-        f"that each meets the same machine (median of {s['alone_steps'] - 1} steps after the first):",
-        "",
-        f"| plain loop | images/s | one epoch of {n:,} | first step |",
-        "| --- | ---: | ---: | ---: |",
-        *(
-            f"| {label} | {cost[key]['images_per_s']:.1f} | {cost[key]['s_per_epoch']:.0f} s | "
-            f"{cost[key]['first_step_s']:.1f} s |"
-            if cost.get(key, {}).get("images_per_s")
-            else f"| {label} | did not run here: {cost.get(key, {}).get('error') or 'not measured'} | | |"
-            for key, label in (
-                ("channels_last", "channels_last"),
-                ("nchw", "NCHW"),
-                ("compile", "channels_last, `torch.compile`"),
-            )
-        ),
-        "",
-        f"Step by step, channels_last over NCHW: **{speedup['median']:.2f}x** (95% interval "
-        f"{speedup['interval_95'][0]:.2f}-{speedup['interval_95'][1]:.2f}); the first step under `torch.compile` "
-        "includes the compilation (less of it when torch's on-disk compile cache is warm).",
     ]
     overhead = results("step_overhead").get("ways", {}).get("cli")
     if overhead:
@@ -403,6 +381,109 @@ def cifar_throughput() -> str:
             f"{overhead['overhead_ms']:.1f} ms of work to a step, {100 * overhead['overhead_ms'] / 1e3 / step:.2f}% "
             f"of this net's plain step of {step:.1f} s.",
         ]
+    return "\n".join(lines) + "\n"
+
+
+def cifar_cpu_cost() -> str:
+    r = results("cifar_cpu_cost")
+    if not r:
+        return f"CPU cost: {NOT_MEASURED} (run `python benchmarks/cifar_cpu_cost.py`).\n"
+    nets, n = r["nets"], r["train_images_per_epoch"]
+    labels = {"channels_last": "channels_last", "nchw": "NCHW", "compile": "channels_last, `torch.compile`"}
+
+    def row(net: str, key: str) -> str:
+        cost = nets[net]["settings"].get(key, {})
+        if not cost.get("images_per_s"):
+            return f"| `{net}` | {labels[key]} | did not run here: {cost.get('error') or 'not measured'} | | |"
+        return (
+            f"| `{net}` | {labels[key]} | {cost['images_per_s']:.1f} | {cost['s_per_epoch']:.0f} s | "
+            f"{cost['first_step_s']:.1f} s |"
+        )
+
+    def interval(x: dict[str, Any]) -> str:
+        return f"**{x['median']:.2f}x** (95% interval {x['interval_95'][0]:.2f}-{x['interval_95'][1]:.2f})"
+
+    wide = r["wide_over_fast_step"]
+    lines = [
+        f"What the recipe costs on this machine: `{r['command'].strip()}` timed the plain PyTorch loop of the "
+        f"recipe alone on a {r['cpu_count']}-core CPU ({r['threads']} threads), batch {r['batch_size']}, for the 93% "
+        "and the 94% width, each in three settings, all interleaved one step each so that every one meets the same "
+        f"machine (median of {r['settings']['steps'] - 1} steps after the first):",
+        "",
+        f"| net | plain loop | images/s | one epoch of {n:,} | first step |",
+        "| --- | --- | ---: | ---: | ---: |",
+        *(row(net, key) for net in nets for key in labels),
+        "",
+        "Step by step, channels_last over NCHW: "
+        + "; ".join(f"`{net}` {interval(v['speedup']['channels_last'])}" for net, v in nets.items())
+        + ". `torch.compile` over channels_last alone: "
+        + "; ".join(
+            f"`{net}` {interval(v['speedup']['compile'])}" if "compile" in v["speedup"] else f"`{net}` not measured"
+            for net, v in nets.items()
+        )
+        + f". A step of `vgg_cifar_fast_wide` costs {interval(wide)} one of `vgg_cifar_fast`. The first step "
+        "under `torch.compile` includes the compilation (less of it when torch's on-disk compile cache is warm).",
+        "",
+        f"Validating the {r['validation_images']:,} held-out images (channels_last, no test-time augmentation) "
+        "took "
+        + ", ".join(f"{v['validation_s']:.1f} s with `{net}`" for net, v in nets.items())
+        + ". So a run of the recipe, training and validation, comes to about "
+        + " and ".join(
+            f"{v['projected_run_s'] / 60:.0f} minutes for `{net}` ({v['epochs']} epochs)" for net, v in nets.items()
+        )
+        + " here: a projection from the steps above, not a timed run.",
+    ]
+    published, fast = results("fast_cifar"), nets.get("vgg_cifar_fast")
+    if published and fast:
+        times = published["fit"]["wall_s"] / fast["projected_run_s"]
+        lines[-1] += (
+            f" The published {published['fit']['epochs']}-epoch run of `vgg_cifar_fast` (above) took "
+            f"{published['fit']['wall_s'] / 60:.0f} minutes on an earlier day, {times:.1f}x its "
+            "projection: this shared 2-core VM's speed varies from day to day, so compare only figures measured "
+            "together."
+        )
+    return "\n".join(lines) + "\n"
+
+
+def fast_cifar_wide() -> str:
+    r = results("fast_cifar_wide_cpu")
+    if not r:
+        return f"The 94% width on this CPU: {NOT_MEASURED} (see `benchmarks/fast_cifar.py`).\n"
+    per_epoch, tta = r["per_epoch"], r["tta"]
+    passed = {t: next((e["epoch"] + 1 for e in per_epoch if e["val_acc"] >= t), None) for t in (0.93, 0.94)}
+    reached = (
+        "no epoch reached " + " or ".join(f"{t:.0%}" for t in passed)
+        if not any(passed.values())
+        else "; ".join(f"{t:.0%} first after epoch {e}" if e else f"{t:.0%} in no epoch" for t, e in passed.items())
+    )
+    lines = [
+        f"The 94% width, run to completion on this CPU (`{r['command'].strip()}`): `{r['fit']['command']}` took "
+        f"{r['fit']['wall_s'] / 60:.0f} minutes for {r['fit']['epochs']} epochs ({r['fit']['global_step']} steps), "
+        f"start-up, validation and checkpoints included. Without test-time augmentation, {reached}.",
+        "",
+        "| epoch | " + " | ".join(str(e["epoch"] + 1) for e in per_epoch) + " |",
+        "| --- | " + " | ".join("---:" for _ in per_epoch) + " |",
+        "| val_acc | " + " | ".join(f"{e['val_acc']:.4f}" for e in per_epoch) + " |",
+        "",
+        "The last checkpoint with each test-time augmentation: "
+        + ", ".join(f"`{level}` {t['val_acc']:.4f}" for level, t in tta.items())
+        + f" ({next(iter(tta.values()))['num_examples']:,} images).",
+    ]
+    projected = results("cifar_cpu_cost").get("nets", {}).get("vgg_cifar_fast_wide")
+    if projected:
+        lines[0] += (
+            f" The projection above, from the plain loop's steps, said {projected['projected_run_s'] / 60:.0f} minutes."
+        )
+    gpu = sorted((RESULTS / "gpu").glob("fast_cifar_wide_seed*.json"))
+    if gpu:
+        g = json.loads(gpu[0].read_text())
+        seeded = any("--seed_everything" in c for c in (g["fit"]["command"], r["fit"]["command"]))
+        lines[-1] += (
+            f" The same command on the lent GPU (`{g['hardware']['precision']}`"
+            f"{'' if seeded else ', the same default seed'}): "
+            f"{g['per_epoch'][-1]['val_acc']:.4f}, and {g['tta']['mirror_translate']['val_acc']:.4f} with "
+            "`mirror_translate`."
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -798,6 +879,8 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "fast-cifar": fast_cifar,
     "fast-cifar-ab": fast_cifar_ab,
     "cifar-throughput": cifar_throughput,
+    "cifar-cpu-cost": cifar_cpu_cost,
+    "fast-cifar-wide": fast_cifar_wide,
 }
 PAGES = (
     "README.md",
