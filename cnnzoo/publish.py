@@ -292,6 +292,9 @@ def main(argv: list[str] | None = None) -> int:
         f"published {w.name}: {args.out / w.file} (sha256 {w.sha256}), {args.out / (w.name + '.json')}, "
         f"{args.out / 'README.md'}"
     )
+    if w.evaluations:
+        # The setting came from the reports unless --tta was given: say which one users will be told to run.
+        print(f"its metrics were measured with tta {w.tta}, which its metadata records")
     if args.push_to_hub:
         try:
             from huggingface_hub import HfApi

@@ -495,7 +495,10 @@ def test_refused_publish_leaves_no_file(shapes_ckpt: Path, tmp_path: Path) -> No
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
 
 
-def test_published_tta_is_the_one_the_reports_were_measured_with(shapes_ckpt: Path, tmp_path: Path) -> None:
+def test_published_tta_is_the_one_the_reports_were_measured_with(
+    shapes_ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cnnzoo.publish import main as publish_main
     from cnnzoo.publish import publish
 
     # The TTA is set in a config file, where the report's command line does not show it.
@@ -509,6 +512,12 @@ def test_published_tta_is_the_one_the_reports_were_measured_with(shapes_ckpt: Pa
 
     w = publish(shapes_ckpt, "lenet5.shapes", tmp_path / "out", reports=[mirrored])
     assert w.tta == "mirror", "publish without --tta records what the report was measured with"
+    capsys.readouterr()
+    assert (
+        publish_main([str(shapes_ckpt), "--name=lenet5.shapes", f"--out={tmp_path / 'o1'}", f"--report={mirrored}"])
+        == 0
+    )
+    assert "measured with tta mirror" in capsys.readouterr().out
     with pytest.raises(ConfigError, match="--tta none, but the reports were measured with tta mirror"):
         publish(shapes_ckpt, "lenet5.shapes", tmp_path / "refused", reports=[mirrored], tta="none")
 
