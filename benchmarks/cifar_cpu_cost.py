@@ -42,6 +42,13 @@ NETS = {
 SETTINGS = {"channels_last": (True, False), "nchw": (False, False), "compile": (True, True)}
 
 
+def step_ratio(slow: list[float], fast: list[float]) -> dict[str, Any]:
+    """slow step / fast step over the steps of the same rounds (they ran one after the other): median and 95%
+    interval."""
+    summary = median_summary([s / f for s, f in zip(slow, fast, strict=True)])
+    return {"median": summary["median"], "interval_95": summary["interval_95"]}
+
+
 def validation_seconds(loop: PlainLoop, dm: ImageFolderDataModule, repeats: int) -> float:
     """Seconds to evaluate the 5,000 held-out images (forward only, no test-time augmentation); median of repeats
     after one untimed pass."""
@@ -107,12 +114,14 @@ def main() -> None:
             }
         # Speed-ups step by step (the steps of a round ran one after the other): channels_last over NCHW, and
         # torch.compile over channels_last alone.
-        speedups = {}
-        for name, slow, fast in (("channels_last", "nchw", "channels_last"), ("compile", "channels_last", "compile")):
-            if all("step_s" in timed[net][k] for k in (slow, fast)):
-                pairs = zip(timed[net][slow]["step_s"], timed[net][fast]["step_s"], strict=True)
-                summary = median_summary([s / f for s, f in pairs])
-                speedups[name] = {"median": summary["median"], "interval_95": summary["interval_95"]}
+        speedups = {
+            name: step_ratio(timed[net][slow]["step_s"], timed[net][fast]["step_s"])
+            for name, slow, fast in (
+                ("channels_last", "nchw", "channels_last"),
+                ("compile", "channels_last", "compile"),
+            )
+            if all("step_s" in timed[net].get(k, {}) for k in (slow, fast))
+        }
         val_s = validation_seconds(loops[net, "channels_last"], dm, args.val_repeats)
         run_s = epochs * (costs["channels_last"]["s_per_epoch"] + val_s)
         nets[net] = {
@@ -130,12 +139,9 @@ def main() -> None:
             flush=True,
         )
     # How much more a step of the wide net costs, step by step (channels_last, the recipe's setting).
-    wide_pairs = zip(
-        timed["vgg_cifar_fast"]["channels_last"]["step_s"],
-        timed["vgg_cifar_fast_wide"]["channels_last"]["step_s"],
-        strict=True,
+    wide = step_ratio(
+        timed["vgg_cifar_fast_wide"]["channels_last"]["step_s"], timed["vgg_cifar_fast"]["channels_last"]["step_s"]
     )
-    wide = median_summary([w / f for f, w in wide_pairs])
     print(f"wide / 93% net, step by step: {wide['median']:.2f}x", flush=True)
     write_result(
         args.out,
@@ -146,7 +152,7 @@ def main() -> None:
             "train_images_per_epoch": TRAIN_IMAGES,
             "validation_images": len(dm.tensors["val"][1]),
             "nets": nets,
-            "wide_over_fast_step": {"median": wide["median"], "interval_95": wide["interval_95"]},
+            "wide_over_fast_step": wide,
             "settings": {"steps": args.steps, "val_repeats": args.val_repeats},
             "torch": torch.__version__,
             "threads": torch.get_num_threads(),

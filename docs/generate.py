@@ -243,6 +243,15 @@ def cli_help() -> str:
 
 
 # --- the fast CIFAR recipe -------------------------------------------------------------------------------------------
+def _val_acc_by_epoch(per_epoch: list[dict[str, Any]]) -> list[str]:
+    """A run's validation accuracy as a one-row table, one column per epoch (counted from 1)."""
+    return [
+        "| epoch | " + " | ".join(str(e["epoch"] + 1) for e in per_epoch) + " |",
+        "| --- | " + " | ".join("---:" for _ in per_epoch) + " |",
+        "| val_acc | " + " | ".join(f"{e['val_acc']:.4f}" for e in per_epoch) + " |",
+    ]
+
+
 def fast_cifar() -> str:
     r = results("fast_cifar")
     if not r:
@@ -259,9 +268,7 @@ def fast_cifar() -> str:
         f"`{r['fit']['command']}` ran {r['fit']['epochs']} epochs ({r['fit']['global_step']} steps) in "
         f"{r['fit']['wall_s'] / 60:.0f} minutes. Validation is the {r['split']}. {reached}",
         "",
-        "| epoch | " + " | ".join(str(e["epoch"] + 1) for e in r["per_epoch"]) + " |",
-        "| --- | " + " | ".join("---:" for _ in r["per_epoch"]) + " |",
-        "| val_acc | " + " | ".join(f"{e['val_acc']:.4f}" for e in r["per_epoch"]) + " |",
+        *_val_acc_by_epoch(r["per_epoch"]),
         "",
         "The last checkpoint (the lookahead average) evaluated with each test-time augmentation:",
         "",
@@ -464,9 +471,7 @@ def fast_cifar_wide() -> str:
         f"{r['fit']['wall_s'] / 60:.0f} minutes for {r['fit']['epochs']} epochs ({r['fit']['global_step']} steps), "
         f"start-up, validation and checkpoints included. Without test-time augmentation, {reached}.",
         "",
-        "| epoch | " + " | ".join(str(e["epoch"] + 1) for e in per_epoch) + " |",
-        "| --- | " + " | ".join("---:" for _ in per_epoch) + " |",
-        "| val_acc | " + " | ".join(f"{e['val_acc']:.4f}" for e in per_epoch) + " |",
+        *_val_acc_by_epoch(per_epoch),
         "",
         "The last checkpoint with each test-time augmentation: "
         + ", ".join(f"`{level}` {t['val_acc']:.4f}" for level, t in tta.items())
