@@ -19,7 +19,16 @@ if tuple(int(p) for p in _torch.__version__.split("+")[0].split(".")[:2]) < (2, 
 from typing import Any
 
 from ._logging import setup_logging
-from .models import Weights, create_model, get_weights, list_models, list_pretrained, load_pretrained, register_model
+from .models import (
+    Weights,
+    create_model,
+    get_weights,
+    list_models,
+    list_pretrained,
+    load_pretrained,
+    register_model,
+    tta_logits,
+)
 
 setup_logging()
 
@@ -80,4 +89,5 @@ __all__ = [
     "register_model",
     "report",
     "summary",
+    "tta_logits",
 ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["CheckpointMismatchError", "ConfigError", "DataNotFoundError", "first_line"]
+__all__ = ["CheckpointMismatchError", "CnnzooWarning", "ConfigError", "DataNotFoundError", "first_line"]
 
 
 class ConfigError(ValueError):
@@ -19,6 +19,14 @@ class DataNotFoundError(ConfigError, FileNotFoundError):
 
 class CheckpointMismatchError(ConfigError):
     """A checkpoint that does not belong to the configured model or data."""
+
+
+class CnnzooWarning(UserWarning):
+    """Something cnnzoo did about the user's input instead of failing: files skipped, a cache rebuilt, a head reset.
+
+    The CLI prints it as ``cnnzoo: warning: ...``, not with the file of whichever library's frame it was raised
+    under (a data module's warning raised during ``setup`` would otherwise show a Lightning path).
+    """
 
 
 def first_line(err: BaseException) -> str:

@@ -13,6 +13,8 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
+from .errors import CnnzooWarning
+
 __all__ = [
     "DECODE_ERRORS",
     "IMG_EXTENSIONS",
@@ -119,7 +121,9 @@ def report_unreadable(bad: list[tuple[str, str]], folder: Path, strict: bool) ->
                 f"{len(bad)} unreadable image(s) under {folder}:\n{listing}\n"
                 "Fix: delete or replace them, or pass strict=False to skip them with a warning."
             )
-        warnings.warn(f"skipping {len(bad)} unreadable image(s) under {folder}:\n{listing}", stacklevel=4)
+        warnings.warn(
+            f"skipping {len(bad)} unreadable image(s) under {folder}:\n{listing}", CnnzooWarning, stacklevel=4
+        )
 
 
 def report_ignored(ignored: list[str], folder: Path) -> None:
@@ -129,6 +133,7 @@ def report_ignored(ignored: list[str], folder: Path) -> None:
         warnings.warn(
             f"ignored {len(ignored)} file(s) without an image extension ({', '.join(IMG_EXTENSIONS)}) under "
             f"{folder}: {listing}",
+            CnnzooWarning,
             stacklevel=3,
         )
 

@@ -19,14 +19,14 @@ import torch
 
 from . import __version__
 from .errors import ConfigError, first_line
-from .models import Weights, build_model, load_strict, sha256_file, torch_load_weights_only
+from .models import TTA_LEVELS, Weights, build_model, check_tta, load_strict, sha256_file, torch_load_weights_only
 
 __all__ = ["main", "publish"]
 
 
 # How reports written before EvalReport recorded "tta" show it: on the command line (a config file's setting is not
-# visible there). mirror_translate is tried first; `\b` keeps "mirror" from matching its prefix.
-_TTA_IN_COMMAND = re.compile(r"\btta[ =](none|mirror_translate|mirror)\b")
+# visible there). Longer names are tried first, and `\b` keeps "mirror" from matching mirror_translate's prefix.
+_TTA_IN_COMMAND = re.compile(rf"\btta[ =]({'|'.join(sorted(TTA_LEVELS, key=len, reverse=True))})\b")
 
 
 def _report_tta(report: dict[str, Any]) -> str:
@@ -131,8 +131,11 @@ def publish(
     # Every check comes before the first file is written, so a refused publish leaves nothing behind.
     measured = _evaluations_from_reports(list(reports), sha256_file(ckpt))
     evaluations = tuple(e for e, _ in measured)
-    if tta is not None and tta not in ("none", "mirror", "mirror_translate"):
-        raise ConfigError(f"--tta must be none, mirror or mirror_translate, got {tta!r}")
+    if tta is not None:
+        try:
+            check_tta(tta, "--tta")
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
     # One set of weights records one TTA setting, and it must be the one its metrics were measured with: a number
     # measured with mirror_translate and recorded as `tta: none` is one that users cannot reproduce.
     settings = sorted({t for _, t in measured})
@@ -146,7 +149,10 @@ def publish(
             f"--tta {tta}, but the reports were measured with tta {settings[0]}; leave --tta out (the reports "
             "record it) or give reports measured with it"
         )
-    tta = settings[0] if settings else (tta or "none")
+    try:
+        level = check_tta(settings[0] if settings else (tta or "none"), "the reports' tta")
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
 
     out.mkdir(parents=True, exist_ok=True)
     from safetensors.torch import save_file
@@ -176,9 +182,9 @@ def publish(
         std=tuple(hp["std"]),
         model_kwargs=model_kwargs,
         evaluations=evaluations,
-        tta=tta,
+        tta=level,
         recipe=recipe,
-        command=command,
+        command=" ".join(command.split()) if command else command,  # as the card shows it, copyable
         versions={
             "cnnzoo": __version__,
             "torch": torch.__version__,
@@ -271,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--url", help="where the file will be hosted (omit for weights bundled in the package)")
     parser.add_argument(
         "--tta",
-        choices=["none", "mirror", "mirror_translate"],
+        choices=TTA_LEVELS,
         help="the test-time augmentation the --report metrics were measured with (default: what the reports record)",
     )
     parser.add_argument("--push-to-hub", metavar="REPO", help="upload the folder to this Hugging Face Hub repo")

@@ -115,6 +115,13 @@ def test_fast_and_per_sample_paths_agree_on_evaluation(tmp_path: Path) -> None:
 
 
 # --- image folders ------------------------------------------------------------------------------------------------
+def test_a_missing_image_folder_is_one_error_that_names_the_fix(tmp_path: Path) -> None:
+    from cnnzoo.errors import DataNotFoundError
+
+    with pytest.raises(DataNotFoundError, match=r"^image folder .*nope does not exist .* Fix: point --data.root"):
+        ImageFolderDataModule(root=str(tmp_path / "nope"))
+
+
 def test_image_folder_hygiene(tmp_path: Path) -> None:
     root = write_folder(tmp_path / "data", {"cat": 6, "dog": 6}, mode="RGB")
     write_folder(tmp_path / "data", {"cat": 2}, mode="L", seed=1)  # overwrites two cats with grayscale images

@@ -18,9 +18,8 @@ from cnnzoo.data import cache as folder_cache
 from cnnzoo.data.sampling import AlternatingFlipDataset, TensorBatchDataset
 from cnnzoo.data.transforms import BatchAugment, batch_cutout
 from cnnzoo.errors import ConfigError
-from cnnzoo.models import VGGCifarFast, create_model, whitening_filters
+from cnnzoo.models import VGGCifarFast, create_model, tta_logits, whitening_filters
 from cnnzoo.tasks import ImageClassifier
-from cnnzoo.tasks.base import tta_logits
 
 from .conftest import RECIPES
 from .datagen import write_folder
@@ -188,6 +187,28 @@ def test_tta_averages_mirrors_and_shifts() -> None:
         assert torch.allclose(mirror, (net(x) + net(x.flip(-1))) / 2, atol=1e-6)
         full = tta_logits(net, x, "mirror_translate")
         assert full.shape == (2, 10) and not torch.allclose(full, mirror)
+
+
+def test_tta_levels_have_one_owner_and_bad_ones_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+    import typing
+
+    from cnnzoo.models import TTA_LEVELS, Weights, get_weights
+    from cnnzoo.publish import main as publish_main
+
+    net = create_model("lenet5").eval()
+    with pytest.raises(ValueError, match=r"^tta must be one of none, mirror, mirror_translate; got 'flip'"):
+        tta_logits(net, torch.zeros(1, 1, 28, 28), "flip")
+    entry = get_weights("lenet5.mnist").to_dict() | {"tta": "flip"}
+    (tmp_path / "w.json").write_text(json.dumps(entry))
+    with pytest.raises(ValueError, match=r"w.json: tta must be one of"):
+        Weights.from_json(tmp_path / "w.json")
+    # The task's option and publish's choices are the one list.
+    assert typing.get_args(typing.get_type_hints(ImageClassifier.__init__)["tta"]) == TTA_LEVELS
+    with pytest.raises(SystemExit):
+        publish_main([str(tmp_path / "run.ckpt"), "--name=lenet5.x", "--tta=flip"])
+    err = capsys.readouterr().err
+    assert "invalid choice: 'flip'" in err and all(level in err for level in TTA_LEVELS)
 
 
 def test_mirror_tta_on_digits_is_refused() -> None:

@@ -60,6 +60,7 @@ def test_metadata_matches_reality(name: str) -> None:
     assert len({e["command"] for e in w.evaluations}) == len(w.evaluations), "one command per evaluation"
     assert w.recipe and (Path(__file__).parents[1] / w.recipe).is_file()
     assert w.command and w.command.startswith("cnnzoo fit --config " + w.recipe)
+    assert w.command == " ".join(w.command.split()), "the training command as the card shows it, copyable"
     assert {"cnnzoo", "torch", "lightning"} <= set(w.versions) and w.license
     x = w.transforms()(torch.randint(0, 256, (3, 40, 50), dtype=torch.uint8))
     assert x.shape == w.input_size
@@ -320,7 +321,6 @@ def test_stored_evaluation_commands_reproduce_the_published_metrics(
 @pytest.mark.parametrize("name", [n for n in ALL_WEIGHTS if n.endswith(".cifar10")])
 def test_cifar_weights_on_real_cifar_images(name: str, cifar10_train: Path) -> None:
     from cnnzoo.data import ImageFolderDataModule
-    from cnnzoo.tasks.base import tta_logits
 
     model = cnnzoo.load_pretrained(name)
     w = model.pretrained_cfg
@@ -332,7 +332,7 @@ def test_cifar_weights_on_real_cifar_images(name: str, cifar10_train: Path) -> N
     samples = dm.samples["val"][:300]  # the held-out split the published val_acc was measured on
     x = torch.stack([w.transforms()(Image.open(p)) for p, _ in samples])
     with torch.no_grad():  # with the test-time augmentation the published figure was measured with
-        logits = tta_logits(model, x, w.tta)  # type: ignore[arg-type]
+        logits = cnnzoo.tta_logits(model, x, w.tta)  # in a plain loop, as the pretrained page shows
         acc = (logits.argmax(1) == torch.tensor([y for _, y in samples])).float().mean().item()
     published = w.metric("val_acc")
     assert acc == pytest.approx(published, abs=0.08)  # 300 of the 5,000 images: within sampling error

@@ -6,6 +6,7 @@ import csv
 import json
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -110,8 +111,10 @@ class _NeedsUnpickling:
         (["export", "{tmp}/unsafe.ckpt", "--format=torchscript"], "{tmp}/unsafe.ckpt: refused to load: the file"),
         (["summary", "--ckpt_path={tmp}/unsafe.ckpt"], "{tmp}/unsafe.ckpt: refused to load: the file needs"),
         (["validate", "-c", "lenet5_digits", "--ckpt_path={tmp}/a.png"], "--ckpt_path {tmp}/a.png: not a PyTorch"),
-        (["models", "zzz*"], "no registered model matches 'zzz*'; cnnzoo models lists them all"),
-        (["weights", "zzz*"], "no published weights match 'zzz*'; cnnzoo weights lists them all"),
+        (["models", "zzz*"], "'zzz*' matches no registered model (cnnzoo models lists them all)"),
+        (["weights", "zzz*"], "'zzz*' matches no published weights (cnnzoo weights lists them all)"),
+        (["models", "vgg16bn"], "'vgg16bn' matches no registered model; did you mean vgg16_bn,"),
+        (["weights", "lenet5.mnst"], "'lenet5.mnst' matches no published weights; did you mean lenet5.mnist,"),
     ],
 )
 def test_zoo_commands_refuse_bad_input_in_one_line(
@@ -237,9 +240,9 @@ def test_predict_from_weights_needs_no_training_data(capsys: pytest.CaptureFixtu
         f"--data.predict_dir={images}",
         f"--trainer.default_root_dir={tmp_path}",
     ]
-    with pytest.warns(UserWarning, match="broken.png"):
-        code, _, err = run([*argv, f"--prediction_writer.output={out_csv}"], capsys)
+    code, _, err = run([*argv, f"--prediction_writer.output={out_csv}"], capsys)
     assert code == 0, err
+    assert "cnnzoo: warning: skipping 1 unreadable image(s)" in err and "broken.png" in err
     rows = list(csv.DictReader(out_csv.open()))
     assert sorted(Path(r["file"]).name for r in rows) == [f"{i}.png" for i in range(5)]
     assert {r["pred_class"] for r in rows} <= set(cnnzoo.get_weights("lenet5.mnist").class_names)
@@ -380,3 +383,23 @@ def test_speed_switches_train_and_keep_checkpoints_loadable(
         expected = task(x)
         task.net.to(memory_format=torch.channels_last)
         torch.testing.assert_close(task(x.contiguous(memory_format=torch.channels_last)), expected)
+
+
+def test_cnnzoo_warnings_are_one_line_that_names_no_library_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A data warning raised while Lightning runs ``setup`` used to be printed after a Lightning file's path."""
+    pred = tmp_path / "pred"
+    pred.mkdir()
+    Image.new("L", (28, 28)).save(pred / "ok.png")
+    (pred / "broken.png").write_bytes(b"not a png")
+    before = warnings.showwarning
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        argv = ["predict", "--weights=lenet5.mnist", f"--data.init_args.predict_dir={pred}"]
+        code, _, err = run([*argv, f"--trainer.default_root_dir={tmp_path}"], capsys)
+        assert warnings.showwarning is before
+    assert code == 0
+    assert [ln for ln in err.splitlines() if "unreadable image(s)" in ln] == [
+        f"cnnzoo: warning: skipping 1 unreadable image(s) under {pred}:"
+    ]

@@ -7,17 +7,19 @@ Trainer commands are a LightningCLI (`cnnzoo.cli.trainer`); zoo commands (``mode
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 import os
 import re
 import sys
 import traceback
+import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from .. import __version__, _logging
-from ..errors import CheckpointMismatchError, ConfigError, first_line
+from ..errors import CheckpointMismatchError, CnnzooWarning, ConfigError, first_line
 
 __all__ = ["CheckpointMismatchError", "CnnzooCLI", "ConfigError", "choose_precision", "main"]
 
@@ -65,7 +67,7 @@ def _cmd_models(argv: list[str]) -> int:
     parser.add_argument("pattern", nargs="?", default=None, help="shell-style filter, e.g. 'vgg*'")
     args = parser.parse_args(argv)
     if not commands.print_models_table(args.pattern):
-        raise ConfigError(f"no registered model matches {args.pattern!r}; cnnzoo models lists them all")
+        raise commands.no_match_error("models", args.pattern)
     return 0
 
 
@@ -99,13 +101,13 @@ def _cmd_show_augment(argv: list[str]) -> int:
 def _cmd_weights(argv: list[str]) -> int:
     import argparse
 
-    from ..models.commands import print_weights_table
+    from ..models.commands import no_match_error, print_weights_table
 
     parser = argparse.ArgumentParser(prog="cnnzoo weights", description="List the published weights.")
     parser.add_argument("pattern", nargs="?", default=None, help="shell-style filter, e.g. 'lenet5.*'")
     pattern = parser.parse_args(argv).pattern
     if not print_weights_table(pattern):
-        raise ConfigError(f"no published weights match {pattern!r}; cnnzoo weights lists them all")
+        raise no_match_error("weights", pattern)
     return 0
 
 
@@ -201,13 +203,8 @@ def _predict_weights(argv: list[str]) -> int | None:
         raise ConfigError("predict needs a folder of images: pass --data.predict_dir DIR")
     output = args.output or os.path.join(args.root, "predictions.csv")
     batch_size = args.eval_batch_size or args.batch_size
-    import warnings
-
     from ..deploy import ExportError, export, predict_dir, predict_onnx, predict_weights
 
-    # The Trainer path's warnings come through Lightning's logging; these are the user's, one line each.
-    formatwarning = warnings.formatwarning
-    warnings.formatwarning = lambda message, *_, **__: f"cnnzoo: warning: {message}\n"
     try:
         if args.backend == "torch":
             predict_weights(args.weights, args.predict_dir, output, batch_size, args.num_workers)
@@ -224,8 +221,6 @@ def _predict_weights(argv: list[str]) -> int | None:
         predict_onnx(model, args.predict_dir, output, batch_size, args.num_workers)
     except (ExportError, ValueError, FileNotFoundError) as err:
         raise ConfigError(first_line(err)) from None
-    finally:
-        warnings.formatwarning = formatwarning
     return 0
 
 
@@ -496,6 +491,8 @@ def main(argv: list[str] | None = None) -> int:
     if "" not in sys.path and os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     args = _packaged_recipes(list(sys.argv[1:] if argv is None else argv))
+    showwarning = warnings.showwarning
+    warnings.showwarning = functools.partial(_show_warning, showwarning)
     try:
         _suggest_command(args)
         recipe = any(a in ("--config", "-c") or a.startswith(("--config=", "-c=")) for a in args)
@@ -520,6 +517,27 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"cnnzoo: error: {err}", file=sys.stderr)
         return 2
+    finally:
+        warnings.showwarning = showwarning
+
+
+def _show_warning(
+    others: Callable[..., None],
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    """Print cnnzoo's own warnings as ``cnnzoo: warning: ...``, pass the others to the ``showwarning`` before.
+
+    Through ``showwarning`` rather than ``formatwarning``, which Lightning replaces when it is imported.
+    """
+    if issubclass(category, CnnzooWarning):
+        print(f"cnnzoo: warning: {message}", file=file or sys.stderr)
+    else:
+        others(message, category, filename, lineno, file, line)
 
 
 # jsonargparse's lines that say how it searched, not what is wrong.

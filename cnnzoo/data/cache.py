@@ -23,6 +23,7 @@ import torch
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
+from ..errors import CnnzooWarning
 from ..images import try_decode
 
 __all__ = ["cache_key", "decode_images", "load_cache", "save_cache"]
@@ -108,5 +109,7 @@ def load_cache(path: Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | 
         if ok:
             return images, labels, keep
         reason = "its contents do not match the sha256 it was written with"
-    warnings.warn(f"image cache {path} is corrupt ({reason}); rebuilding it from the image files", stacklevel=3)
+    warnings.warn(
+        f"image cache {path} is corrupt ({reason}); rebuilding it from the image files", CnnzooWarning, stacklevel=3
+    )
     return None

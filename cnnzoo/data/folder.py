@@ -13,7 +13,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from typing_extensions import override
 
-from ..errors import ConfigError, DataNotFoundError
+from ..errors import CnnzooWarning, ConfigError, DataNotFoundError
 from ..images import (
     IMG_EXTENSIONS,
     CorruptImageError,
@@ -36,7 +36,10 @@ __all__ = ["IMG_EXTENSIONS", "CorruptImageError", "ImageFolderDataModule", "scan
 def list_classes(folder: Path) -> list[str]:
     """Class sub-folders of ``folder``, sorted, ignoring hidden ones (``.git``, ``.ipynb_checkpoints``)."""
     if not folder.is_dir():
-        raise DataNotFoundError(f"image folder {folder} does not exist (expected {folder}/<class name>/<images>)")
+        raise DataNotFoundError(
+            f"image folder {folder} does not exist (expected {folder}/<class name>/<images>). Fix: point --data.root "
+            "(or train_dir, val_dir, test_dir) at a folder with one sub-folder of images per class"
+        )
     classes = sorted(e.name for e in os.scandir(folder) if e.is_dir() and not is_hidden(e.name))
     if not classes:
         raise DataNotFoundError(
@@ -263,6 +266,7 @@ class ImageFolderDataModule(ClassificationDataModule):
                 warnings.warn(
                     f"skipping {int((~keep).sum())} image(s) under {folder} that were unreadable when the cache "
                     f"{path} was built",
+                    CnnzooWarning,
                     stacklevel=3,
                 )
         else:

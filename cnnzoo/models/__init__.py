@@ -29,10 +29,13 @@ from ._registry import create_model, get_model_entrypoint, is_model, list_models
 # Importing the model files registers their builders.
 from .lenet import LeNet5, lenet5, lenet5_classic
 from .simple_cnn import SimpleCNN, simple_cnn
+from .tta import TTA, TTA_LEVELS, check_tta, tta_logits
 from .vgg import VGG, VGG_CFGS, VGGCifarSmall, vgg11_bn, vgg13_bn, vgg16_bn, vgg19_bn, vgg_cifar_small
 from .vgg_fast import VGG_FAST_WIDTHS, VGGCifarFast, vgg_cifar_fast, vgg_cifar_fast_wide, whitening_filters
 
 __all__ = [
+    "TTA",
+    "TTA_LEVELS",
     "VGG",
     "VGG_CFGS",
     "VGG_FAST_WIDTHS",
@@ -47,6 +50,7 @@ __all__ = [
     "adapt_input_conv",
     "build_model",
     "cache_dir",
+    "check_tta",
     "conv_output_size",
     "create_model",
     "download",
@@ -69,6 +73,7 @@ __all__ = [
     "sha256_file",
     "simple_cnn",
     "torch_load_weights_only",
+    "tta_logits",
     "unknown_name_error",
     "unregister_weights",
     "vgg11_bn",

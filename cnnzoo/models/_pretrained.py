@@ -26,8 +26,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import ConfigError
+from ..errors import CnnzooWarning, ConfigError
 from ._registry import create_model, unknown_name_error
+from .tta import TTA, check_tta
 
 __all__ = [
     "IntegrityError",
@@ -77,9 +78,9 @@ class Weights:
     # One entry per `cnnzoo validate`/`test` run on these weights: dataset, split, num_examples, the command that
     # measured it (runnable as written) and its metrics by name.
     evaluations: tuple[dict[str, Any], ...] = ()
-    # The test-time augmentation the evaluations used ("none", "mirror", "mirror_translate"): pass it as
-    # --model.init_args.tta to reproduce them. The network itself always computes one plain forward.
-    tta: str = "none"
+    # The test-time augmentation the evaluations used: pass it as --model.init_args.tta, or to `tta_logits` in a
+    # plain loop, to reproduce them. The network itself always computes one plain forward.
+    tta: TTA = "none"
     recipe: str | None = None
     command: str | None = None
     versions: dict[str, str] = field(default_factory=dict)
@@ -195,6 +196,7 @@ class Weights:
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"{path}: unknown keys {unknown}; it was written by a newer cnnzoo, so upgrade cnnzoo")
+        check_tta(d.get("tta", "none"), f"{path}: tta")
         return cls(**d, default=default, root=root)
 
     def local_path(self) -> Path:
@@ -247,7 +249,7 @@ def register_pretrained(name: str, default: bool = False) -> Weights | None:
     except (OSError, ValueError, TypeError) as err:
         reason = f"{path} is unreadable or malformed ({type(err).__name__}: {err}); reinstall cnnzoo"
         _broken[name] = reason
-        warnings.warn(f"weights {name!r} left out: {reason}", stacklevel=2)
+        warnings.warn(f"weights {name!r} left out: {reason}", CnnzooWarning, stacklevel=2)
         return None
     if w.name != name:
         raise ValueError(f"{name}.json describes {w.name!r}")
@@ -479,7 +481,7 @@ def download(url: str, dest: Path, sha256: str, num_bytes: int | None = None, pr
             verify_file(dest, sha256, num_bytes)
             return dest
         except IntegrityError as err:
-            warnings.warn(f"cached file failed verification, downloading again: {err}", stacklevel=2)
+            warnings.warn(f"cached file failed verification, downloading again: {err}", CnnzooWarning, stacklevel=2)
             dest.unlink()
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -656,6 +658,7 @@ def load_pretrained(
         warnings.warn(
             f"{w.name}: the first convolution ({first}) was adapted from {w.in_chans} to {in_chans} input channels "
             + ("(filters summed over RGB)" if in_chans == 1 else "(filters repeated and scaled)"),
+            CnnzooWarning,
             stacklevel=2,
         )
     load_strict(model, state, w.name)
@@ -664,6 +667,7 @@ def load_pretrained(
         warnings.warn(
             f"{w.name}: the weights have {w.num_classes} classes; the classifier was reset to {num_classes} "
             "outputs (randomly initialised). Everything else is pretrained.",
+            CnnzooWarning,
             stacklevel=2,
         )
     model.pretrained_cfg = w  # type: ignore[assignment]
@@ -728,6 +732,7 @@ def load_weights_into(
             warnings.warn(
                 f"{source}: the first convolution ({first_conv}) was adapted from {state[key].shape[1]} to "
                 f"{own[key].shape[1]} input channels",
+                CnnzooWarning,
                 stacklevel=3,
             )
     head_keys = [k for k in own if k.startswith(head_prefix)]
@@ -738,6 +743,7 @@ def load_weights_into(
         warnings.warn(
             f"{source}: its classifier has shape {shape}, this model's {tuple(own[head_keys[0]].shape)}; the "
             "classifier starts from a fresh initialisation, everything else is loaded.",
+            CnnzooWarning,
             stacklevel=3,
         )
         state = {**state, **{k: own[k] for k in head_keys}}

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import torch
 
-from ._registry import create_model, get_model_entrypoint, list_models
+from ..errors import ConfigError
+from ._pretrained import list_pretrained
+from ._registry import create_model, get_model_entrypoint, list_models, suggest_names
 
-__all__ = ["model_summary_rows", "print_models_table"]
+__all__ = ["model_summary_rows", "no_match_error", "print_models_table", "print_weights_table"]
 
 
 def model_summary_rows(pattern: str | None = None) -> list[tuple[str, int, tuple[int, int, int], str]]:
@@ -71,3 +73,13 @@ def print_weights_table(pattern: str | None = None) -> int:
     if names:
         Console().print(table)
     return len(names)
+
+
+def no_match_error(command: str, pattern: str) -> ConfigError:
+    """The empty result of ``cnnzoo models``/``weights PATTERN``, with the names a typo was probably meant to be."""
+    kind, names = (
+        ("published weights", list_pretrained()) if command == "weights" else ("registered model", list_models())
+    )
+    matches = suggest_names(pattern, names)
+    hint = f"; did you mean {', '.join(matches)}?" if matches else ""
+    return ConfigError(f"{pattern!r} matches no {kind}{hint} (cnnzoo {command} lists them all)")

@@ -28,6 +28,7 @@ from typing_extensions import override
 
 from .._compat import attached_trainer
 from ..errors import ConfigError
+from ..models.tta import TTA, check_tta, tta_logits
 
 __all__ = [
     "TTA",
@@ -99,7 +100,6 @@ def check_one_cycle(factory: Any, total: int) -> None:
 
 
 Strategy = Literal["feature_extraction", "finetune", "freeze_unfreeze"]
-TTA = Literal["none", "mirror", "mirror_translate"]
 
 
 def reseed(seed: int, device: torch.device) -> None:
@@ -150,27 +150,6 @@ class _TrainRunning:
 
     def mean_loss(self) -> torch.Tensor | None:
         return (self.loss_sum / self.count).float() if self.loss_sum is not None and self.count else None
-
-
-def tta_logits(net: nn.Module, x: torch.Tensor, level: TTA) -> torch.Tensor:
-    """Logits averaged over test-time augmentations (airbench's levels).
-
-    ``mirror``: the image and its mirror image. ``mirror_translate``: half that, half the mirrored pair of two
-    copies shifted by one pixel diagonally (up-left and down-right, reflect-padded). The input size is unchanged.
-    """
-    if level == "none":
-        return net(x)
-
-    def mirror(inputs: torch.Tensor) -> torch.Tensor:
-        return 0.5 * net(inputs) + 0.5 * net(inputs.flip(-1))
-
-    logits = mirror(x)
-    if level == "mirror":
-        return logits
-    h, w = x.shape[-2:]
-    padded = F.pad(x, (1, 1, 1, 1), mode="reflect")
-    shifted = [padded[..., 0:h, 0:w], padded[..., 2 : h + 2, 2 : w + 2]]
-    return 0.5 * logits + 0.5 * torch.stack([mirror(s) for s in shifted]).mean(0)
 
 
 class TransferFinetuning(BaseFinetuning):
@@ -248,9 +227,7 @@ class ClassificationTask(LightningModule):
                 raise ValueError(f"{name} must be > 0, got {value}")
         if whiten_bias_epochs is not None and whiten_bias_epochs < 0:
             raise ValueError(f"whiten_bias_epochs must be >= 0 or None (never frozen), got {whiten_bias_epochs}")
-        if tta not in ("none", "mirror", "mirror_translate"):
-            raise ValueError(f"tta must be 'none', 'mirror' or 'mirror_translate', got {tta!r}")
-        self.tta: TTA = tta
+        self.tta: TTA = check_tta(tta)
         self.lr_scales = {"norm_bias": norm_bias_lr_scale, "whiten_bias": whiten_bias_lr_scale, "head": head_lr_scale}
         self.whiten_bias_epochs = whiten_bias_epochs
         if not 0 < backbone_lr_ratio <= 1:
@@ -483,8 +460,10 @@ class ClassificationTask(LightningModule):
         metrics = self._metrics(stage)
         if not any(m.update_called for m in metrics.values()):
             return
-        # torchmetrics synchronises its states across ranks in compute(); no second reduction here.
-        self.log_dict(metrics.compute(), prog_bar=stage != "train", sync_dist=False)
+        # torchmetrics synchronises its states across ranks in compute(), so every rank holds the same values.
+        # sync_dist with a max tells Lightning they are global (it warns once per metric otherwise) and keeps them
+        # bit for bit, which a mean over ranks would not promise.
+        self.log_dict(metrics.compute(), prog_bar=stage != "train", sync_dist=True, reduce_fx="max")
         metrics.reset()
 
     @override
