@@ -63,7 +63,8 @@ DEFAULT_CALLBACKS = [
     "PreemptionCheckpoint",
     "EpochLog",
     "SaveConfigCallback",
-    "RichModelSummary",
+    "RichModelSummary",  # Lightning's, in a terminal
+    "ModelSummary",  # the plain one cnnzoo puts in its place without a terminal (where benchmarks run)
 ]
 
 

@@ -781,14 +781,6 @@ def finetune_digits() -> str:
 
 
 # --- published weights (a whole page) ----------------------------------------------------------------------------
-def _metric(w: cnnzoo.Weights, key: str) -> str:
-    value = w.metric(key)
-    if value is None:
-        return "-"
-    n = next(e["num_examples"] for e in w.evaluations if key in e["metrics"])
-    return f"{value:.4f} (n={n:,})"
-
-
 def pretrained_page() -> str:
     recipes = results("recipes")
     lines: list[str | None] = [
@@ -827,8 +819,8 @@ def pretrained_page() -> str:
     for name in cnnzoo.list_pretrained():
         w = cnnzoo.get_weights(name)
         lines.append(
-            f"| `{name}` | {w.num_params:,} | {'x'.join(map(str, w.input_size))} | {_metric(w, 'test_acc')} | "
-            f"{_metric(w, 'val_acc')} | {w.tta} | {w.num_bytes / 1024:.0f} KiB | {'yes' if w.default else ''} |"
+            f"| `{name}` | {w.num_params:,} | {'x'.join(map(str, w.input_size))} | {w.measured('test_acc')} | "
+            f"{w.measured('val_acc')} | {w.tta} | {w.num_bytes / 1024:.0f} KiB | {'yes' if w.default else ''} |"
         )
     lines += ["", "## How each was made", ""]
     for name in cnnzoo.list_pretrained():

@@ -124,3 +124,49 @@ def test_recipe_paths_fall_back_to_the_shipped_copies(tmp_path: Path, monkeypatc
     args = cli._packaged_recipes(["fit", "--config", "recipes/lenet5_digits.yaml"])
     assert args[2] == str(shipped / "lenet5_digits.yaml")
     assert cli._packaged_recipes(["fit", "--config", "recipes/nope.yaml"])[2] == "recipes/nope.yaml"
+
+
+def test_tables_printed_into_a_pipe_keep_every_cell_whole(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a terminal rich assumed 80 columns and cut cells to '…': a summary saved to a file was unreadable."""
+    import cnnzoo
+    from cnnzoo.analysis.summary import summary
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    assert main(["summary", "vgg11_bn"]) == 0
+    out = capsys.readouterr().out
+    assert "…" not in out
+    assert all(row.name in out and row.type in out for row in summary("vgg11_bn").rows)
+    assert main(["weights"]) == 0
+    out = capsys.readouterr().out
+    assert "…" not in out
+    for name in cnnzoo.list_pretrained():  # the pretrained page's columns, from the registry
+        w = cnnzoo.get_weights(name)
+        line = next(ln for ln in out.splitlines() if f" {name} " in ln)
+        assert w.measured("test_acc") in line and w.measured("val_acc") in line and f" {w.tta} " in line
+
+
+def test_fit_into_a_pipe_prints_the_whole_model_summary(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    short = ["--trainer.max_epochs=1", "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1"]
+    args = [sys.executable, "-m", "cnnzoo", "fit", "--config", QUICKSTART, *short]
+    out = subprocess.run(
+        [*args, f"--trainer.default_root_dir={tmp_path}"], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    text = out.stdout + out.stderr
+    assert "| LeNet5" in text and "[1, 1, 28, 28]" in text and "…" not in text
+    assert "Trainer already configured" not in text
+
+
+def test_a_reader_that_stops_early_is_not_an_error() -> None:
+    """``cnnzoo recipes | head -1``: the pipe closes before cnnzoo writes, which printed a BrokenPipeError traceback."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cnnzoo", "recipes"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # the reader is gone long before the interpreter has started
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141 and "Traceback" not in err and "BrokenPipe" not in err, err

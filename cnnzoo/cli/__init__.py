@@ -6,6 +6,7 @@ Trainer commands are a LightningCLI (`cnnzoo.cli.trainer`); zoo commands (``mode
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import functools
 import json
@@ -284,9 +285,9 @@ def _cmd_summary(argv: list[str]) -> int:
     elif args.format == "markdown":
         print(table.to_markdown(), end="")
     else:
-        from rich.console import Console
+        from .._console import print_rich
 
-        Console().print(table)
+        print_rich(table)
     return 0
 
 
@@ -517,6 +518,12 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"cnnzoo: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader stopped early (`cnnzoo recipes | head`), which is not an error. Python flushes stdout again at
+        # exit, so it is pointed at /dev/null first, as the Python docs advise.
+        with contextlib.suppress(OSError, ValueError):  # a stdout without a file descriptor (captured output)
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE: what a shell reports for `yes | head`
     finally:
         warnings.showwarning = showwarning
 

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from lightning.fabric.plugins import CheckpointIO
 from lightning.pytorch import LightningDataModule, Trainer
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ModelSummary, RichProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from typing_extensions import override
 
@@ -66,11 +66,17 @@ def _short_path(path: str) -> str:
     return path if rel.startswith("..") else rel
 
 
-class _DropAdvert(logging.Filter):
-    """Drops the litlogger advertisement that Lightning logs on every run."""
+class _DropNoise(logging.Filter):
+    """Drops what Lightning logs on every run that is not news.
+
+    The litlogger advertisement, and that the plain model summary cnnzoo adds without a terminal replaces the rich
+    one.
+    """
+
+    NOISE = ("💡 Tip:", "Trainer already configured with model summary callbacks")
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not str(record.getMessage()).startswith("💡 Tip:")
+        return not str(record.getMessage()).startswith(self.NOISE)
 
 
 def default_loggers(root: str) -> list[Any]:
@@ -182,8 +188,8 @@ class CnnzooCLI(LightningCLI):
         warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
         for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
             log = logging.getLogger(name)
-            if not any(isinstance(f, _DropAdvert) for f in log.filters):
-                log.addFilter(_DropAdvert())
+            if not any(isinstance(f, _DropNoise) for f in log.filters):
+                log.addFilter(_DropNoise())
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
         # Parse errors are raised, not printed after a full usage dump, so `cnnzoo` can show them first, in one line.
         quiet_errors = {"exit_on_error": False}
@@ -439,6 +445,10 @@ class CnnzooCLI(LightningCLI):
             extra += [FiniteLossGuard(), PreemptionCheckpoint()]
             if bar is False:
                 extra.append(EpochLog())
+        if not interactive and cfg.get("enable_model_summary") is not False:
+            # Lightning's default, RichModelSummary, squeezes its table into 80 columns without a terminal and
+            # cuts the cells; the plain summary keeps every name and size in a log.
+            extra.append(ModelSummary())
         if self.subcommand in ("validate", "test"):
             extra.append(EvalReport())
         trainer_config = {**cfg, **kwargs}

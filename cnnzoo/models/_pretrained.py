@@ -115,6 +115,11 @@ class Weights:
         """The value of one metric (``"test_acc"``), or ``None`` when it was not measured."""
         return next((e["metrics"][name] for e in self.evaluations if name in e["metrics"]), None)
 
+    def measured(self, name: str) -> str:
+        """One metric as the weights tables show it, ``"0.9815 (n=270)"``, or ``"-"`` when it was not measured."""
+        found = next((e for e in self.evaluations if name in e["metrics"]), None)
+        return "-" if found is None else f"{found['metrics'][name]:.4f} (n={found['num_examples']:,})"
+
     @property
     def num_classes(self) -> int:
         return len(self.class_names)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from .._console import print_rich
 from ..errors import ConfigError
 from ._pretrained import list_pretrained
 from ._registry import create_model, get_model_entrypoint, list_models, suggest_names
@@ -32,7 +33,6 @@ def print_models_table(pattern: str | None = None) -> int:
 
     Prints nothing when no model matches ``pattern``.
     """
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title="cnnzoo models (10 classes, default channels)")
@@ -44,34 +44,34 @@ def print_models_table(pattern: str | None = None) -> int:
     for name, n_params, size, doc in rows:
         table.add_row(name, f"{n_params:,}", "x".join(map(str, size)), doc)
     if rows:
-        Console().print(table)
+        print_rich(table)
     return len(rows)
 
 
 def print_weights_table(pattern: str | None = None) -> int:
-    """Print the published weights as a rich table; returns its rows, and prints nothing when none match."""
-    from rich.console import Console
+    """Print the published weights (the pretrained page's table); returns its rows, and prints nothing for none."""
     from rich.table import Table
 
     from ._pretrained import get_weights, list_pretrained
 
     table = Table(title="cnnzoo published weights")
-    for col in ("name", "classes", "input (C, H, W)", "metrics", "size", "default"):
-        table.add_column(col, justify="right" if col == "size" else "left")
+    columns = ("name", "input", "test_acc", "val_acc", "TTA", "size", "default")  # parameters: cnnzoo models
+    for col in columns:  # a narrow terminal wraps cells, but never cuts a name or a figure short
+        table.add_column(col, justify="right" if col == "size" else "left", overflow="fold", no_wrap=col == "name")
     names = list_pretrained(pattern)
     for name in names:
         w = get_weights(name)
-        metrics = ", ".join(f"{m['metric']} {m['value']:.4f} ({m['split']}, n={m['num_examples']})" for m in w.metrics)
         table.add_row(
             name,
-            f"{w.num_classes}",
             "x".join(map(str, w.input_size)),
-            metrics or "-",
+            w.measured("test_acc"),
+            w.measured("val_acc"),
+            w.tta,
             f"{w.num_bytes / 1024:.0f} KiB",
             "yes" if w.default else "",
         )
     if names:
-        Console().print(table)
+        print_rich(table)
     return len(names)
 
 
