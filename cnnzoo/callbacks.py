@@ -6,7 +6,6 @@ import contextlib
 import csv
 import math
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from lightning.pytorch.callbacks import EarlyStopping as _LightningEarlyStopping
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from typing_extensions import override
 
+from ._files import temp_beside
 from .deploy import write_predictions
 
 __all__ = [
@@ -287,7 +287,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         prefix = f".{target.name}."
         for stale in target.parent.glob(f"{prefix}*.tmp"):
             stale.unlink(missing_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=target.parent)
+        fd, tmp_name = temp_beside(target, prefix, ".tmp")
         try:
             with os.fdopen(fd, "wb") as f:
                 torch.save(checkpoint, f)

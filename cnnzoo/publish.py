@@ -11,13 +11,13 @@ import argparse
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from . import __version__
+from ._files import save_safetensors_to, temp_beside
 from .errors import ConfigError, first_line
 from .models import TTA_LEVELS, Weights, build_model, check_tta, load_strict, sha256_file, torch_load_weights_only
 
@@ -155,14 +155,11 @@ def publish(
         raise ConfigError(str(err)) from None
 
     out.mkdir(parents=True, exist_ok=True)
-    from safetensors.torch import save_file
-
-    fd, tmp = tempfile.mkstemp(suffix=".safetensors", dir=out)
+    fd, tmp = temp_beside(out / f"{name}.safetensors", ".", ".tmp")
     os.close(fd)
     # One metadata key only: safetensors writes the metadata map in arbitrary order, and a reproducible file (same
     # checkpoint, same bytes, same sha256) matters more than repeating what the JSON already says.
-    save_file(state, tmp, metadata={"format": "pt"})
-    os.chmod(tmp, 0o644)  # mkstemp creates 0600; a release file is meant to be read by everyone
+    save_safetensors_to(tmp, state, {"format": "pt"})
     sha = sha256_file(tmp)
     fname = f"{name}-{sha[:8]}.safetensors"
     os.replace(tmp, out / fname)

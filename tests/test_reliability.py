@@ -627,3 +627,43 @@ def test_one_cycle_with_a_recipe_total_of_zero_length_phase_is_a_clear_error(tmp
     cfg.write_text(ONE_CYCLE.replace("pct_start: 0.2}", "pct_start: 0.2, total_steps: 5}"))
     with pytest.raises(ConfigError, match=r"over 5 steps with pct_start=0.2 has a phase of zero steps"):
         fit(tmp_path, "--config", str(cfg), "--trainer.max_steps=5")
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_atomic_writes_leave_files_as_readable_as_a_plain_write(
+    umask: int, server: LocalServer, tmp_path: Path
+) -> None:
+    """Checkpoints, image caches and downloads were created 0600 by mkstemp: a teammate could not read them."""
+    import stat
+
+    from lightning.pytorch import Trainer
+
+    from cnnzoo.data.cache import load_cache, save_cache
+    from cnnzoo.publish import publish
+
+    task = ImageClassifier(model="lenet5", num_classes=3, class_names=["a", "b", "c"], mean=[0.5], std=[0.25])
+    trainer = Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.strategy.connect(task)
+
+    body = os.urandom(100)
+    server.files["/w.bin"] = body
+    previous = os.umask(umask)
+    try:
+        AtomicCheckpointIO().save_checkpoint({"v": torch.ones(2)}, tmp_path / "run" / "last.ckpt")
+        images, labels = torch.zeros(2, 1, 4, 4, dtype=torch.uint8), torch.zeros(2, dtype=torch.long)
+        save_cache(tmp_path / "cache" / "c.safetensors", images, labels, torch.ones(2, dtype=torch.bool))
+        download(server.url("/w.bin"), tmp_path / "dl" / "w.bin", hashlib.sha256(body).hexdigest(), progress=False)
+        trainer.save_checkpoint(tmp_path / "run" / "task.ckpt")  # through cnnzoo's plugin only under the CLI
+        published = (
+            tmp_path / "release" / publish(tmp_path / "run" / "task.ckpt", "lenet5.x", tmp_path / "release").file
+        )
+        plain = tmp_path / "plain"
+        torch.save({}, plain)
+    finally:
+        os.umask(previous)
+    expected = stat.S_IMODE(plain.stat().st_mode)
+    assert expected == 0o666 & ~umask
+    for path in ("run/last.ckpt", "cache/c.safetensors", "dl/w.bin", published.relative_to(tmp_path)):
+        assert stat.S_IMODE((tmp_path / path).stat().st_mode) == expected, path
+    assert load_cache(tmp_path / "cache" / "c.safetensors") is not None
+    assert not [p for p in tmp_path.rglob("*") if p.name.startswith(".")], "no temporary file is left behind"

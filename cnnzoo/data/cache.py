@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -23,6 +22,7 @@ import torch
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
+from .._files import save_safetensors_to, temp_beside
 from ..errors import CnnzooWarning
 from ..images import try_decode
 
@@ -78,14 +78,12 @@ def decode_images(
 
 def save_cache(path: Path, images: torch.Tensor, labels: torch.Tensor, keep: torch.Tensor) -> None:
     """Write the cache atomically (a temporary file renamed into place), with the digest of its tensors."""
-    from safetensors.torch import save_file
-
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = {"format": "cnnzoo-folder-cache", "version": CACHE_VERSION, "sha256": _digest(images, labels, keep)}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    fd, tmp = temp_beside(path, path.name, ".tmp")
     os.close(fd)
     try:
-        save_file({"images": images, "labels": labels, "keep": keep}, tmp, metadata=meta)
+        save_safetensors_to(tmp, {"images": images, "labels": labels, "keep": keep}, meta)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

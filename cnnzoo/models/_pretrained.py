@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .._files import temp_beside
 from ..errors import CnnzooWarning, ConfigError
 from ._registry import create_model, unknown_name_error
 from .tta import TTA, check_tta
@@ -490,7 +491,7 @@ def download(url: str, dest: Path, sha256: str, num_bytes: int | None = None, pr
             dest.unlink()
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+        fd, tmp_name = temp_beside(dest, f".{dest.name}.", ".part")
     except OSError as err:
         raise PermissionError(
             f"cannot write the download cache {dest.parent} ({err.strerror or err}); set CNNZOO_HOME to a writable "

@@ -1,0 +1,40 @@
+"""Files written atomically: a temporary file beside the destination, renamed into place when complete."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import stat
+from pathlib import Path
+from typing import Any
+
+# What tempfile.mkstemp opens with, less its fixed mode.
+_FLAGS = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+
+
+def temp_beside(destination: Path, prefix: str, suffix: str) -> tuple[int, str]:
+    """Create a new file in ``destination``'s folder for an atomic write; returns its descriptor and path.
+
+    Like ``tempfile.mkstemp``, but with the mode any other new file of the user's gets (0o666 less the umask)
+    rather than mkstemp's 0o600: the checkpoint, cache or download it becomes after the rename must be as
+    readable as a plain ``torch.save`` would have left it (by a teammate, or by a container's other user).
+    """
+    for _ in range(100):
+        name = os.path.join(destination.parent, f"{prefix}{secrets.token_hex(6)}{suffix}")
+        try:
+            return os.open(name, _FLAGS, 0o666), name
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name for {destination} after 100 tries")
+
+
+def save_safetensors_to(path: str, tensors: dict[str, Any], metadata: dict[str, str]) -> None:
+    """``safetensors.torch.save_file`` into a file made by `temp_beside`, which keeps that file's mode.
+
+    save_file writes a temporary file of its own (0o600) and renames it over ``path``, so the mode is put back.
+    """
+    from safetensors.torch import save_file
+
+    mode = stat.S_IMODE(os.stat(path).st_mode)
+    save_file(tensors, path, metadata=metadata)
+    os.chmod(path, mode)
