@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import __version__
+from . import __version__, _logging
 from .errors import first_line
 
 __all__ = [
@@ -511,6 +511,11 @@ def predict_weights(
     predict_dir(folder)
     model = load_pretrained(source).eval()
     w: Weights = model.pretrained_cfg  # type: ignore[assignment]
+    if w.tta != "none":  # predictions and the published figures would otherwise differ without a word
+        _logging.info(
+            f"{w.name}: one plain forward per image; its published figures used test-time augmentation {w.tta} "
+            f"(--model.init_args.tta {w.tta} predicts with it, through the Trainer)"
+        )
     return predict_folder(model, folder, output, w.transforms(), w.in_chans, w.class_names, batch_size, num_workers)
 
 

@@ -403,3 +403,24 @@ def test_cnnzoo_warnings_are_one_line_that_names_no_library_file(
     assert [ln for ln in err.splitlines() if "unreadable image(s)" in ln] == [
         f"cnnzoo: warning: skipping 1 unreadable image(s) under {pred}:"
     ]
+
+
+@pytest.mark.parametrize("name", cnnzoo.list_pretrained())
+def test_predicting_with_weights_says_when_their_figures_used_tta(name: str, tmp_path: Path) -> None:
+    import logging
+
+    w = cnnzoo.get_weights(name)
+    images = tmp_path / "imgs"
+    images.mkdir()
+    Image.new("RGB" if w.in_chans == 3 else "L", w.input_size[:0:-1]).save(images / "a.png")
+    said: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: said.append(record.getMessage())  # type: ignore[method-assign]
+    logging.getLogger("cnnzoo").addHandler(handler)
+    try:
+        argv = ["predict", "--weights", name, f"--data.predict_dir={images}"]
+        assert main([*argv, f"--prediction_writer.output={tmp_path / 'p.csv'}"]) == 0
+    finally:
+        logging.getLogger("cnnzoo").removeHandler(handler)
+    note = f"its published figures used test-time augmentation {w.tta} (--model.init_args.tta {w.tta} predicts"
+    assert any(note in line for line in said) == (w.tta != "none"), said
