@@ -261,7 +261,7 @@ def test_the_current_directory_is_importable_and_data_modules_have_short_names(t
         cwd=tmp_path, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert run_.returncode == 0, run_.stderr[-2000:]
-    assert "fit: 1 epochs" in run_.stdout
+    assert "fit: 1 epoch, " in run_.stdout
 
 
 def test_plain_python_training_records_the_data_metadata(tmp_path: Path) -> None:

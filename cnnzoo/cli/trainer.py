@@ -549,7 +549,8 @@ class CnnzooCLI(LightningCLI):
         path = os.path.join(log_dir, "fit_report.json")
         with open(path, "w") as f:
             json.dump(report, f, indent=2)
-        summary = f"fit: {trainer.current_epoch} epochs, {trainer.global_step} steps in {wall:.0f} s"
+        epochs, steps = trainer.current_epoch, trainer.global_step
+        summary = f"fit: {epochs} epoch{'s' * (epochs != 1)}, {steps} step{'s' * (steps != 1)} in {wall:.0f} s"
         if best is not None and best["score"] is not None:
             summary += f"; best {best['monitor']} {best['score']:.4f} at epoch {best['epoch']}"
         print(f"{summary}; report: {path}")
