@@ -106,8 +106,10 @@ def test_lenet_takes_28_with_padding_or_32_without() -> None:
     m28, m32 = create_model("lenet5", img_size=28), create_model("lenet5", img_size=32)
     assert m28.features[0].padding == (2, 2) and m32.features[0].padding == (0, 0)
     assert m32(torch.randn(1, 1, 32, 32)).shape == (1, 10)
-    with pytest.raises(ValueError, match="img_size"):
+    with pytest.raises(ValueError, match=r"supports img_size in \[28, 32\], got 30\. Fix: serve the images at one"):
         create_model("lenet5", img_size=30)
+    with pytest.raises(ValueError, match=r"needs img_size >= 32, got 28\. Fix: serve the images at 32 or more"):
+        create_model("vgg11_bn", img_size=28)
 
 
 def test_classic_lenet_uses_sigmoid_and_average_pooling() -> None:

@@ -165,6 +165,12 @@ class ZooModel(nn.Module):
 def check_sizes(name: str, img_size: int, allowed: Sequence[int] | None = None, minimum: int | None = None) -> None:
     """Reject an ``img_size`` a builder cannot take, at construction time."""
     if allowed is not None and img_size not in allowed:
-        raise ValueError(f"{name} supports img_size in {sorted(allowed)}, got {img_size}")
+        raise ValueError(
+            f"{name} supports img_size in {sorted(allowed)}, got {img_size}. Fix: serve the images at one of those "
+            "sizes (the data modules' img_size, --data.img_size on the command line)"
+        )
     if minimum is not None and img_size < minimum:
-        raise ValueError(f"{name} needs img_size >= {minimum}, got {img_size}")
+        raise ValueError(
+            f"{name} needs img_size >= {minimum}, got {img_size}. Fix: serve the images at {minimum} or more (the "
+            "data modules' img_size, --data.img_size on the command line)"
+        )
