@@ -667,3 +667,29 @@ def test_atomic_writes_leave_files_as_readable_as_a_plain_write(
         assert stat.S_IMODE((tmp_path / path).stat().st_mode) == expected, path
     assert load_cache(tmp_path / "cache" / "c.safetensors") is not None
     assert not [p for p in tmp_path.rglob("*") if p.name.startswith(".")], "no temporary file is left behind"
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ("--model.init_args.optimizer.init_args.lr=-1", "--model.optimizer refused its arguments: Invalid learning"),
+        ("--model.init_args.lr_scheduler.init_args.factor=2", "--model.lr_scheduler refused its arguments: Factor"),
+    ],
+)
+def test_optimizer_arguments_torch_refuses_are_one_line(
+    option: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """torch.optim checks them only when fit builds the optimiser, and its ValueError ended in a traceback."""
+    scheduler = "--model.init_args.lr_scheduler=torch.optim.lr_scheduler.ReduceLROnPlateau"
+    argv = [
+        "fit",
+        "--config",
+        DIGITS,
+        scheduler,
+        option,
+        "--trainer.max_epochs=1",
+        f"--trainer.default_root_dir={tmp_path}",
+    ]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(f"cnnzoo: error: {message}") and "Fix: change them" in err[-1], err

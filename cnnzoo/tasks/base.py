@@ -7,9 +7,11 @@ parts of the network learn at other rates, override `ClassificationTask.param_gr
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
 import pickle
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -27,7 +29,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 from typing_extensions import override
 
 from .._compat import attached_trainer
-from ..errors import ConfigError
+from ..errors import ConfigError, first_line
 from ..models.tta import TTA, check_tta, tta_logits
 
 __all__ = [
@@ -100,6 +102,24 @@ def check_one_cycle(factory: Any, total: int) -> None:
 
 
 Strategy = Literal["feature_extraction", "finetune", "freeze_unfreeze"]
+
+
+@contextlib.contextmanager
+def _refused_arguments(option: str) -> Iterator[None]:
+    """A ValueError from building the optimiser or the scheduler, as a one-line `ConfigError` naming the option.
+
+    torch.optim checks its arguments (``lr >= 0``, betas in [0, 1), ...) only when ``fit`` builds it, and a bare
+    ValueError there ended the CLI in a traceback.
+    """
+    try:
+        yield
+    except ConfigError:
+        raise
+    except ValueError as err:
+        raise ConfigError(
+            f"--model.{option} refused its arguments: {first_line(err)}. Fix: change them (cnnzoo fit --help "
+            f"lists --model.{option}'s options)"
+        ) from err
 
 
 def reseed(seed: int, device: torch.device) -> None:
@@ -637,7 +657,8 @@ class ClassificationTask(LightningModule):
         groups = self.param_groups()
         scales = [float(g.pop("lr_scale", 1.0)) for g in groups]
         decay_scales = [float(g.pop("weight_decay_scale", 1.0)) for g in groups]
-        optimizer = self.optimizer_factory(groups)
+        with _refused_arguments("optimizer"):
+            optimizer = self.optimizer_factory(groups)
         for group, scale, decay_scale in zip(optimizer.param_groups, scales, decay_scales, strict=True):
             # Kept in the group (after the optimiser was built: a factory need not accept the key), so that a
             # reader such as EpochLog can tell the base rate from a scaled one.
@@ -646,7 +667,8 @@ class ClassificationTask(LightningModule):
                 group["weight_decay"] = group["weight_decay"] * decay_scale
         if self.lr_scheduler_factory is None:
             return optimizer
-        scheduler, interval = self.build_lr_scheduler(optimizer, scales)
+        with _refused_arguments("lr_scheduler"):
+            scheduler, interval = self.build_lr_scheduler(optimizer, scales)
         config: dict[str, Any] = {"scheduler": scheduler, "interval": interval}
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             config["monitor"] = "val_loss"
