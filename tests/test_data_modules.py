@@ -307,3 +307,9 @@ def test_decode_image_is_the_one_judge_of_unreadable_files(tmp_path: Path) -> No
     assert caught.value.reason == check_image(str(broken)) and caught.value.reason.startswith("UnidentifiedImage")
     assert check_image(str(empty)) == "zero-byte file"
     assert check_image(str(tmp_path / "gone.png")).startswith("FileNotFoundError: ")  # type: ignore[union-attr]
+
+
+def test_an_image_folder_of_one_class_is_refused_with_the_fix(tmp_path: Path) -> None:
+    root = write_folder(tmp_path / "data", {"cat": 3})
+    with pytest.raises(ValueError, match=r"has one class folder \('cat'\); a classifier needs two or more\. Fix"):
+        ImageFolderDataModule(root=str(root))

@@ -222,6 +222,11 @@ class ImageFolderDataModule(ClassificationDataModule):
             )
         # Class names are read now, not in setup(): the CLI links them into the model at instantiation.
         self.class_names = tuple(list_classes(source) if source is not None else class_names or ())
+        if source is not None and len(self.class_names) < 2:
+            raise ConfigError(
+                f"{source} has one class folder ({self.class_names[0]!r}); a classifier needs two or more. Fix: add "
+                "one sub-folder of images per class"
+            )
         self.class_to_idx = {c: i for i, c in enumerate(self.class_names)}
         self.num_classes = len(self.class_names)
         self.samples: dict[str, list[tuple[str, int]]] = {}
