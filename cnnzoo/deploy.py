@@ -80,7 +80,9 @@ class Normalized(nn.Module):
 def _load(source: str, config: str | None) -> tuple[nn.Module, dict[str, Any]]:
     """The network and its metadata (class names, input size, mean, std, crop_pct) from any source."""
     path = Path(source)
-    if path.suffix in (".ckpt", ".pt", ".pth") and path.is_file():
+    if path.suffix in (".ckpt", ".pt", ".pth") and not path.is_file():
+        raise ExportError(f"{source}: no such checkpoint; give the path of a file that cnnzoo fit wrote")
+    if path.suffix in (".ckpt", ".pt", ".pth"):
         from .models import torch_load_weights_only
 
         state = torch_load_weights_only(path)
@@ -457,6 +459,8 @@ class _FolderBatches(torch.utils.data.Dataset):
 def predict_dir(folder: str | Path) -> Path:
     """The folder to predict, checked first: before any weights are loaded or exported for it."""
     root = Path(folder)
+    if root.is_file():
+        raise ExportError(f"--data.predict_dir {folder} is a file; give the folder that holds the images")
     if not root.is_dir():
         raise ExportError(f"--data.predict_dir {root}: no such folder")
     return root

@@ -368,6 +368,8 @@ def _cmd_export(argv: list[str]) -> int:
         result = export(args.source, out, args.format, **options)
     except ExportError as err:
         raise ConfigError(str(err)) from None
+    except (ValueError, FileNotFoundError) as err:  # a source that does not resolve (a mistyped weights name)
+        raise ConfigError(first_line(err)) from None
     print(
         f"exported {result.path} ({result.exporter}) in {result.seconds:.1f} s; max |exported - eager| = "
         f"{result.max_abs_diff:.3g}; metadata: {result.sidecar}"
