@@ -79,6 +79,8 @@ def test_loss_accepts_soft_targets() -> None:
 def test_bad_arguments_are_clear_errors() -> None:
     with pytest.raises(ValueError, match="class_names has 2 names"):
         ImageClassifier(model="lenet5", num_classes=10, class_names=["a", "b"])
+    with pytest.raises(ValueError, match=r"num_classes must be >= 2 for a classifier .*got 1"):
+        ImageClassifier(model="lenet5", num_classes=1)
     with pytest.raises(ValueError, match="has no dropout"):
         ImageClassifier(model="lenet5", drop_rate=0.5)
     with pytest.raises(ValueError, match="Did you mean: lenet5"):

@@ -257,8 +257,10 @@ class ClassificationTask(LightningModule):
         self.strategy, self.backbone_lr_ratio = strategy, backbone_lr_ratio
         self.finetuning = TransferFinetuning(strategy, unfreeze_at_epoch, unfreeze_top, train_bn)
         self._late_params: list[nn.Parameter] = []
-        if num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1 for a classifier, got {num_classes}")
+        if num_classes < 2:  # torchmetrics refused 1 with "an integer larger than 1", naming no option
+            raise ValueError(
+                f"num_classes must be >= 2 for a classifier (one class has nothing to tell apart), got {num_classes}"
+            )
         if class_names is not None and len(class_names) != num_classes:
             raise ValueError(
                 f"class_names has {len(class_names)} names but num_classes is {num_classes}; give one name per class"
