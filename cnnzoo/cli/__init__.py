@@ -423,7 +423,7 @@ ZOO_COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "summary": (_cmd_summary, "a layer table with convolution arithmetic and receptive fields (NAME, --config)"),
     "report": (_cmd_report, "an HTML report of a trained model: curves, confusion, mistakes, filters, Grad-CAM"),
     "export": (_cmd_export, "export to ONNX, TorchScript or torch.export, checked against eager, with metadata"),
-    "weights": (_cmd_weights, "print the published weights (name, classes, input, metrics, size)"),
+    "weights": (_cmd_weights, "print the published weights (name, input, test/val accuracy, TTA, size)"),
     "publish": (_cmd_publish, "turn a training checkpoint into a release: safetensors, metadata JSON, model card"),
     "models": (_cmd_models, "print the model registry as a table (name, parameters, default input size)"),
     "show-augment": (_cmd_show_augment, "save a grid of augmented training samples (--config R --out grid.png)"),

@@ -6,7 +6,7 @@ import torch
 
 from .._console import print_rich
 from ..errors import ConfigError
-from ._pretrained import list_pretrained
+from ._pretrained import get_weights, list_pretrained
 from ._registry import create_model, get_model_entrypoint, list_models, suggest_names
 
 __all__ = ["model_summary_rows", "no_match_error", "print_models_table", "print_weights_table"]
@@ -51,8 +51,6 @@ def print_models_table(pattern: str | None = None) -> int:
 def print_weights_table(pattern: str | None = None) -> int:
     """Print the published weights (the pretrained page's table); returns its rows, and prints nothing for none."""
     from rich.table import Table
-
-    from ._pretrained import get_weights, list_pretrained
 
     table = Table(title="cnnzoo published weights")
     columns = ("name", "input", "test_acc", "val_acc", "TTA", "size", "default")  # parameters: cnnzoo models
