@@ -19,7 +19,7 @@ import torch
 from . import __version__
 from ._files import save_safetensors_to, temp_beside
 from .errors import ConfigError, first_line
-from .models import TTA_LEVELS, Weights, build_model, check_tta, load_strict, sha256_file, torch_load_weights_only
+from .models import TTA, TTA_LEVELS, Weights, build_model, check_tta, load_strict, sha256_file, torch_load_weights_only
 
 __all__ = ["main", "publish"]
 
@@ -27,6 +27,14 @@ __all__ = ["main", "publish"]
 # How reports written before EvalReport recorded "tta" show it: on the command line (a config file's setting is not
 # visible there). Longer names are tried first, and `\b` keeps "mirror" from matching mirror_translate's prefix.
 _TTA_IN_COMMAND = re.compile(rf"\btta[ =]({'|'.join(sorted(TTA_LEVELS, key=len, reverse=True))})\b")
+
+
+def _checked_tta(level: str, name: str) -> TTA:
+    """``level`` if it is a TTA level, else the one-line refusal that ``cnnzoo publish`` prints."""
+    try:
+        return check_tta(level, name)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
 
 
 def _report_tta(report: dict[str, Any]) -> str:
@@ -132,10 +140,7 @@ def publish(
     measured = _evaluations_from_reports(list(reports), sha256_file(ckpt))
     evaluations = tuple(e for e, _ in measured)
     if tta is not None:
-        try:
-            check_tta(tta, "--tta")
-        except ValueError as err:
-            raise ConfigError(str(err)) from None
+        _checked_tta(tta, "--tta")
     # One set of weights records one TTA setting, and it must be the one its metrics were measured with: a number
     # measured with mirror_translate and recorded as `tta: none` is one that users cannot reproduce.
     settings = sorted({t for _, t in measured})
@@ -149,10 +154,7 @@ def publish(
             f"--tta {tta}, but the reports were measured with tta {settings[0]}; leave --tta out (the reports "
             "record it) or give reports measured with it"
         )
-    try:
-        level = check_tta(settings[0] if settings else (tta or "none"), "the reports' tta")
-    except ValueError as err:
-        raise ConfigError(str(err)) from None
+    level = _checked_tta(settings[0] if settings else (tta or "none"), "the reports' tta")
 
     out.mkdir(parents=True, exist_ok=True)
     fd, tmp = temp_beside(out / f"{name}.safetensors", ".", ".tmp")

@@ -535,6 +535,12 @@ def test_published_tta_is_the_one_the_reports_were_measured_with(
     assert publish(shapes_ckpt, "lenet5.shapes", tmp_path / "o2", reports=[tmp_path / "old.json"]).tta == (
         "mirror_translate"
     )
+    (tmp_path / "odd.json").write_text(json.dumps(json.loads(mirrored.read_text()) | {"tta": "flip"}))
+    with pytest.raises(ConfigError, match=r"the reports' tta must be one of none, mirror, mirror_translate; got 'f"):
+        publish(shapes_ckpt, "lenet5.shapes", tmp_path / "refused", reports=[tmp_path / "odd.json"])
+    with pytest.raises(ConfigError, match=r"^--tta must be one of none, mirror, mirror_translate; got 'flip'"):
+        publish(shapes_ckpt, "lenet5.shapes", tmp_path / "refused", reports=[mirrored], tta="flip")
+    assert not (tmp_path / "refused").exists()
 
 
 def test_malformed_bundled_json_leaves_that_entry_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
