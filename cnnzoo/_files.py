@@ -28,13 +28,21 @@ def temp_beside(destination: Path, prefix: str, suffix: str) -> tuple[int, str]:
     raise FileExistsError(f"no free temporary name for {destination} after 100 tries")
 
 
-def save_safetensors_to(path: str, tensors: dict[str, Any], metadata: dict[str, str]) -> None:
-    """``safetensors.torch.save_file`` into a file made by `temp_beside`, which keeps that file's mode.
+def safetensors_beside(destination: Path, prefix: str, tensors: dict[str, Any], metadata: dict[str, str]) -> str:
+    """``safetensors.torch.save_file`` into a new `temp_beside` file, with its mode; returns the file's path.
 
-    save_file writes a temporary file of its own (0o600) and renames it over ``path``, so the mode is put back.
+    save_file writes a temporary file of its own (0o600) and renames it over the path, so the mode is put back.
+    The caller renames the file into place; a failed write leaves nothing behind.
     """
     from safetensors.torch import save_file
 
-    mode = stat.S_IMODE(os.stat(path).st_mode)
-    save_file(tensors, path, metadata=metadata)
-    os.chmod(path, mode)
+    fd, path = temp_beside(destination, prefix, ".tmp")
+    mode = stat.S_IMODE(os.fstat(fd).st_mode)
+    os.close(fd)
+    try:
+        save_file(tensors, path, metadata=metadata)
+        os.chmod(path, mode)
+    except BaseException:
+        Path(path).unlink(missing_ok=True)
+        raise
+    return path

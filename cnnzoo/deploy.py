@@ -80,9 +80,9 @@ class Normalized(nn.Module):
 def _load(source: str, config: str | None) -> tuple[nn.Module, dict[str, Any]]:
     """The network and its metadata (class names, input size, mean, std, crop_pct) from any source."""
     path = Path(source)
-    if path.suffix in (".ckpt", ".pt", ".pth") and not path.is_file():
-        raise ExportError(f"{source}: no such checkpoint; give the path of a file that cnnzoo fit wrote")
     if path.suffix in (".ckpt", ".pt", ".pth"):
+        if not path.is_file():
+            raise ExportError(f"{source}: no such checkpoint; give the path of a file that cnnzoo fit wrote")
         from .models import torch_load_weights_only
 
         state = torch_load_weights_only(path)

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from . import __version__
-from ._files import save_safetensors_to, temp_beside
+from ._files import safetensors_beside
 from .errors import ConfigError, first_line
 from .models import TTA, TTA_LEVELS, Weights, build_model, check_tta, load_strict, sha256_file, torch_load_weights_only
 
@@ -157,11 +157,9 @@ def publish(
     level = _checked_tta(settings[0] if settings else (tta or "none"), "the reports' tta")
 
     out.mkdir(parents=True, exist_ok=True)
-    fd, tmp = temp_beside(out / f"{name}.safetensors", ".", ".tmp")
-    os.close(fd)
     # One metadata key only: safetensors writes the metadata map in arbitrary order, and a reproducible file (same
     # checkpoint, same bytes, same sha256) matters more than repeating what the JSON already says.
-    save_safetensors_to(tmp, state, {"format": "pt"})
+    tmp = safetensors_beside(out / f"{name}.safetensors", ".", state, {"format": "pt"})
     sha = sha256_file(tmp)
     fname = f"{name}-{sha[:8]}.safetensors"
     os.replace(tmp, out / fname)

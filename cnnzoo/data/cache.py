@@ -22,7 +22,7 @@ import torch
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
-from .._files import save_safetensors_to, temp_beside
+from .._files import safetensors_beside
 from ..errors import CnnzooWarning
 from ..images import try_decode
 
@@ -80,10 +80,8 @@ def save_cache(path: Path, images: torch.Tensor, labels: torch.Tensor, keep: tor
     """Write the cache atomically (a temporary file renamed into place), with the digest of its tensors."""
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = {"format": "cnnzoo-folder-cache", "version": CACHE_VERSION, "sha256": _digest(images, labels, keep)}
-    fd, tmp = temp_beside(path, path.name, ".tmp")
-    os.close(fd)
+    tmp = safetensors_beside(path, path.name, {"images": images, "labels": labels, "keep": keep}, meta)
     try:
-        save_safetensors_to(tmp, {"images": images, "labels": labels, "keep": keep}, meta)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -164,13 +164,13 @@ class ZooModel(nn.Module):
 
 def check_sizes(name: str, img_size: int, allowed: Sequence[int] | None = None, minimum: int | None = None) -> None:
     """Reject an ``img_size`` a builder cannot take, at construction time."""
+    how = "(the data modules' img_size, --data.img_size on the command line)"
     if allowed is not None and img_size not in allowed:
         raise ValueError(
             f"{name} supports img_size in {sorted(allowed)}, got {img_size}. Fix: serve the images at one of those "
-            "sizes (the data modules' img_size, --data.img_size on the command line)"
+            f"sizes {how}"
         )
     if minimum is not None and img_size < minimum:
         raise ValueError(
-            f"{name} needs img_size >= {minimum}, got {img_size}. Fix: serve the images at {minimum} or more (the "
-            "data modules' img_size, --data.img_size on the command line)"
+            f"{name} needs img_size >= {minimum}, got {img_size}. Fix: serve the images at {minimum} or more {how}"
         )

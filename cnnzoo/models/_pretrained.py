@@ -114,12 +114,17 @@ class Weights:
 
     def metric(self, name: str) -> float | None:
         """The value of one metric (``"test_acc"``), or ``None`` when it was not measured."""
-        return next((e["metrics"][name] for e in self.evaluations if name in e["metrics"]), None)
+        found = self._evaluation_of(name)
+        return None if found is None else found["metrics"][name]
 
     def measured(self, name: str) -> str:
         """One metric as the weights tables show it, ``"0.9815 (n=270)"``, or ``"-"`` when it was not measured."""
-        found = next((e for e in self.evaluations if name in e["metrics"]), None)
+        found = self._evaluation_of(name)
         return "-" if found is None else f"{found['metrics'][name]:.4f} (n={found['num_examples']:,})"
+
+    def _evaluation_of(self, name: str) -> dict[str, Any] | None:
+        """The first evaluation that measured the metric ``name``."""
+        return next((e for e in self.evaluations if name in e["metrics"]), None)
 
     @property
     def num_classes(self) -> int:
