@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import logging
 import math
 import os
 import time
@@ -228,7 +229,7 @@ class EarlyStopping(_LightningEarlyStopping):
                     f"min_delta {abs(self.min_delta):g})"
                 )
             if trainer.is_global_zero:
-                print(self.stop_reason, flush=True)
+                EpochLog.say_after_line(trainer, self.stop_reason)
 
 
 class PreemptionCheckpoint(Callback):
@@ -323,17 +324,48 @@ class EpochLog(Callback):
 
     The CLI adds it when there is no progress bar: when stdout is not a terminal, or with
     ``--trainer.enable_progress_bar false``. Rich's live bar writes redraws and wrapped columns into such logs.
+    What is said about an epoch before its line can be printed (early stopping's reason, Lightning's "`Trainer.fit`
+    stopped") is printed after the line, so a log reads in order.
     """
+
+    # Lightning's info lines (the fit loop's "`Trainer.fit` stopped: ...") come from this logger.
+    HELD_LOGGERS = ("lightning.pytorch.utilities.rank_zero",)
 
     def __init__(self) -> None:
         self._started = time.monotonic()
         self._pending: tuple[int, float] | None = None
+        self._open = False  # an epoch has started and its line is not printed yet
+        self._held: list[logging.LogRecord | str] = []
+        self._filter = _HoldWhilePending(self)
         self._group: dict[str, Any] | None = None
         self._lr: float | None = None
+
+    @classmethod
+    def say_after_line(cls, trainer: Trainer, text: str) -> None:
+        """Print ``text`` after the line of the epoch under way, or now when no EpochLog prints one."""
+        # Lightning's callback connector sets `trainer.callbacks` at run time, where a type checker cannot see it.
+        callbacks = getattr(trainer, "callbacks", [])
+        log = next((cb for cb in callbacks if isinstance(cb, cls) and cb._open), None)
+        if log is None:
+            print(text, flush=True)
+        else:
+            log._held.append(text)
+
+    @override
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        for name in self.HELD_LOGGERS:
+            logging.getLogger(name).addFilter(self._filter)
+
+    @override
+    def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        self._flush(trainer)
+        for name in self.HELD_LOGGERS:
+            logging.getLogger(name).removeFilter(self._filter)
 
     @override
     def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._flush(trainer)
+        self._open = True
         self._started = time.monotonic()
         groups = [g for opt in trainer.optimizers for g in opt.param_groups]
         # The base rate: a group at a scaled rate (the fast recipe's BatchNorm biases, 64x) misreads the schedule.
@@ -357,18 +389,40 @@ class EpochLog(Callback):
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._flush(trainer)
 
+    @override
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        self._flush(trainer)
+
     def _flush(self, trainer: Trainer) -> None:
-        if self._pending is None or not trainer.is_global_zero:
-            self._pending = None
-            return
-        epoch, took = self._pending
-        self._pending = None
-        logged = trainer.callback_metrics
-        metrics = {k: v for k, v in logged.items() if k.startswith("val_") or k in ("train_acc",)}
-        if "train_loss_epoch" in logged:
-            metrics["train_loss"] = logged["train_loss_epoch"]
-        lr = f"  lr {self._lr:.4g}" if self._lr is not None else ""
-        print(f"epoch {epoch}  {format_metrics(metrics)}{lr}  ({took:.1f} s)", flush=True)
+        pending, self._pending, self._open = self._pending, None, False
+        if pending is not None and trainer.is_global_zero:
+            epoch, took = pending
+            logged = trainer.callback_metrics
+            metrics = {k: v for k, v in logged.items() if k.startswith("val_") or k in ("train_acc",)}
+            if "train_loss_epoch" in logged:
+                metrics["train_loss"] = logged["train_loss_epoch"]
+            lr = f"  lr {self._lr:.4g}" if self._lr is not None else ""
+            print(f"epoch {epoch}  {format_metrics(metrics)}{lr}  ({took:.1f} s)", flush=True)
+        held, self._held = self._held, []
+        for item in held:
+            if isinstance(item, str):
+                print(item, flush=True)
+            else:
+                logging.getLogger(item.name).handle(item)
+
+
+class _HoldWhilePending(logging.Filter):
+    """Holds a logger's records while an EpochLog line waits for its metrics; the line's flush releases them."""
+
+    def __init__(self, owner: EpochLog) -> None:
+        super().__init__()
+        self.owner = owner
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.owner._pending is None:
+            return True
+        self.owner._held.append(record)
+        return False
 
 
 class ConfusionMatrixLogger(Callback):

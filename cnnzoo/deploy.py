@@ -44,6 +44,7 @@ __all__ = [
 
 Format = Literal["onnx", "torchscript", "pt2"]
 SUFFIX: dict[str, str] = {"onnx": ".onnx", "torchscript": ".pt", "pt2": ".pt2"}
+ONNX_OLDEST_OPSET = 7  # the oldest torch.onnx writes (its private torch.onnx._constants.ONNX_MIN_OPSET)
 
 
 class ExportError(ValueError):
@@ -232,11 +233,7 @@ def _write(fmt: str, module: nn.Module, x: torch.Tensor, path: Path, opset: int,
         except Exception:  # scripting fails on Python it cannot compile; tracing records one run instead
             torch.jit.save(torch.jit.trace(module, x), str(path))
             return "torch.jit.trace"
-    try:
-        import onnx  # noqa: F401
-    except ImportError:
-        raise ImportError("ONNX export needs onnx and onnxscript: pip install 'cnnzoo[onnx]'") from None
-    dynamo_error: str
+    dynamo_error: str  # onnx is installed: export() checked the opset against it
     try:
         torch.onnx.export(
             module, (x,), str(path), dynamo=True, opset_version=opset, dynamic_shapes={"x": axes},
@@ -279,6 +276,24 @@ def _quiet_exporters() -> Iterator[None]:
             log.setLevel(level)
 
 
+def _check_opset(opset: int) -> None:
+    """Refuse an opset outside what torch.onnx writes and the installed onnx knows, before exporting anything.
+
+    Outside that range the TorchScript-based exporter prints its whole IR graph before failing, and the hint to try
+    a newer opset would be wrong for one that is too new.
+    """
+    try:
+        import onnx
+    except ImportError:
+        raise ImportError("ONNX export needs onnx and onnxscript: pip install 'cnnzoo[onnx]'") from None
+    newest = onnx.defs.onnx_opset_version()
+    if not ONNX_OLDEST_OPSET <= opset <= newest:
+        raise ExportError(
+            f"--opset {opset} is outside what this installation can write ({ONNX_OLDEST_OPSET} to {newest}, "
+            f"onnx {onnx.__version__}); use --opset 18 (the default) or another opset in that range"
+        )
+
+
 def _onnx_opset(path: Path) -> int:
     import onnx
 
@@ -319,6 +334,10 @@ def export(
     """
     if format not in SUFFIX:
         raise ExportError(f"--format must be one of {', '.join(SUFFIX)}, got {format!r}")
+    if not tolerance >= 0:  # also refuses NaN, which every difference would pass
+        raise ExportError(f"--tolerance must be 0 or more, got {tolerance}")
+    if format == "onnx":
+        _check_opset(opset)
     path = Path(out)
     if path.suffix != SUFFIX[format]:
         path = path.with_name(path.name + SUFFIX[format])
@@ -339,7 +358,8 @@ def export(
         reference = module(x)
     try:
         run = load_exported(format, path)  # loaded once: an ONNX Runtime session is costly to create
-        got = run(x)
+        with torch.no_grad():  # a torch.export program's outputs would otherwise require grad
+            got = run(x)
     except ImportError:
         raise
     except Exception as err:  # the runtime's own error type (onnxruntime raises pybind11 exceptions)

@@ -18,6 +18,7 @@ import torch
 
 from . import __version__
 from ._files import safetensors_beside
+from .cli._args import ZooArgumentParser
 from .errors import ConfigError, first_line
 from .models import TTA, TTA_LEVELS, Weights, build_model, check_tta, load_strict, sha256_file, torch_load_weights_only
 
@@ -254,7 +255,7 @@ files: `{w.file}` (sha256 `{w.sha256}`, {w.num_bytes:,} bytes)
 
 def main(argv: list[str] | None = None) -> int:
     """``cnnzoo publish``: parse the command line and publish; returns the exit status."""
-    parser = argparse.ArgumentParser(
+    parser = ZooArgumentParser(
         prog="cnnzoo publish", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("ckpt", type=Path, help="training checkpoint (.ckpt), loaded with weights_only=True")

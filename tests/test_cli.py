@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 import subprocess
@@ -152,12 +153,20 @@ def test_fit_into_a_pipe_prints_the_whole_model_summary(tmp_path: Path) -> None:
     short = ["--trainer.max_epochs=1", "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1"]
     args = [sys.executable, "-m", "cnnzoo", "fit", "--config", QUICKSTART, *short]
     out = subprocess.run(
-        [*args, f"--trainer.default_root_dir={tmp_path}"], env=env, capture_output=True, text=True, timeout=300
+        [*args, f"--trainer.default_root_dir={tmp_path}"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=300,
     )
-    assert out.returncode == 0, out.stderr[-3000:]
-    text = out.stdout + out.stderr
+    text = out.stdout
+    assert out.returncode == 0, text[-3000:]
     assert "| LeNet5" in text and "[1, 1, 28, 28]" in text and "…" not in text
     assert "Trainer already configured" not in text
+    # The epoch's line came after Lightning's "`Trainer.fit` stopped", which the fit loop logs before the task
+    # has logged the epoch's training metrics.
+    assert 0 < text.index("\nepoch 0 ") < text.index("`Trainer.fit` stopped: `max_epochs=1` reached.")
 
 
 def test_a_reader_that_stops_early_is_not_an_error() -> None:
@@ -170,3 +179,70 @@ def test_a_reader_that_stops_early_is_not_an_error() -> None:
     proc.stdout.close()  # the reader is gone long before the interpreter has started
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 141 and "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["summary", "lenet5", "--batch-size", "0"], "argument --batch-size: must be 1 or more, got 0"),
+        (["summary", "lenet5", "--input-size", "1", "-2", "28"], "argument --input-size: must be 1 or more, got -2"),
+        (["summary", "lenet5", "--batch-size", "two"], "argument --batch-size: expected a whole number, got 'two'"),
+        (["report", "--max-images", "0"], "argument --max-images: must be 1 or more, got 0"),
+        (["show-augment", "--images", "0"], "argument --images: must be 1 or more, got 0"),
+        (["show-augment", "--draws", "-1"], "argument --draws: must be 0 or more, got -1"),
+        (["predict", "--weights", "lenet5.mnist", "--batch-size", "0"], "must be 1 or more, got 0"),
+        (["predict", "--weights", "lenet5.mnist", "--data.num_workers", "-1"], "must be 0 or more, got -1"),
+        (["export", "lenet5.mnist", "--tolerance", "-1"], "argument --tolerance: must be 0 or more, got -1"),
+        (["export", "lenet5.mnist", "--tolerance", "nan"], "argument --tolerance: expected a finite number"),
+        (["export", "lenet5.mnist", "--format", "xyz"], "argument --format: invalid choice: 'xyz'"),
+        (["publish"], "the following arguments are required: ckpt, --name, --out"),
+    ],
+)
+def test_a_zoo_command_refuses_a_bad_option_in_one_line(
+    args: list[str], said: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # argparse printed its usage block above the error, and took 0 images or a batch of 0 (a traceback or a silent
+    # empty result); now one line names the option and where the help is.
+    with pytest.raises(SystemExit) as exited:
+        main(args)
+    assert exited.value.code == 2
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.splitlines()) == 1, err
+    assert err.startswith(f"cnnzoo {args[0]}: error: ") and said in err
+    assert err.rstrip().endswith(f"(see cnnzoo {args[0]} --help)")
+
+
+def test_what_is_said_about_an_epoch_prints_after_its_line(capsys: pytest.CaptureFixture[str]) -> None:
+    from types import SimpleNamespace
+
+    from cnnzoo.callbacks import EpochLog
+
+    log = EpochLog()
+    trainer = SimpleNamespace(
+        is_global_zero=True, sanity_checking=False, current_epoch=0, callback_metrics={}, optimizers=[], callbacks=[log]
+    )
+    lightning = logging.getLogger(EpochLog.HELD_LOGGERS[0])
+    seen: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(capsys.readouterr().out + record.getMessage())  # type: ignore[method-assign]
+    lightning.addHandler(handler)
+    try:
+        log.setup(trainer, None, "fit")  # type: ignore[arg-type]
+        log.on_train_epoch_start(trainer, None)  # type: ignore[arg-type]
+        EpochLog.say_after_line(trainer, "early stopping at epoch 0: ...")  # type: ignore[arg-type]
+        log.on_train_epoch_end(trainer, None)  # type: ignore[arg-type]
+        lightning.info("`Trainer.fit` stopped: `max_epochs=1` reached.")
+        assert not seen and not capsys.readouterr().out  # both wait for the line
+        log.on_train_end(trainer, None)  # type: ignore[arg-type]
+        assert len(seen) == 1 and seen[0].startswith("epoch 0 ")
+        assert seen[0].splitlines()[1:] == [
+            "early stopping at epoch 0: ...",
+            "`Trainer.fit` stopped: `max_epochs=1` reached.",
+        ]
+        log.teardown(trainer, None, "fit")  # type: ignore[arg-type]
+        lightning.info("after the fit")  # nothing waits now: through at once
+        assert seen[-1] == "after the fit"
+        EpochLog.say_after_line(trainer, "no epoch under way")  # type: ignore[arg-type]
+        assert capsys.readouterr().out == "no epoch under way\n"
+    finally:
+        lightning.removeHandler(handler)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import warnings
 from pathlib import Path
 
 import pytest
@@ -62,19 +63,29 @@ def test_an_onnx_export_runs_any_batch_size_and_real_images(tmp_path: Path) -> N
         torch.testing.assert_close(run(x), model(x), atol=1e-4, rtol=0)
 
 
-def test_bad_input_gets_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    export("lenet5.mnist", tmp_path / "m", "pt2")
+def test_bad_input_gets_one_line(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        export("lenet5.mnist", tmp_path / "m", "pt2")
+    # The check ran the exported program with autograd on, and torch warned about a scalar that requires grad.
+    assert not [w for w in caught if "requires_grad" in str(w.message)]
     with pytest.raises(ExportError, match="already exists: pass --overwrite"):
         export("lenet5.mnist", tmp_path / "m", "pt2")
     assert export("lenet5.mnist", tmp_path / "m", "pt2", overwrite=True).path.is_file()
     torch.save(cnnzoo.create_model("lenet5").state_dict(), tmp_path / "bare.pt")
     with pytest.raises(ExportError, match="does not say which model it holds: pass the run's config"):
         export(str(tmp_path / "bare.pt"), tmp_path / "x", "pt2")
-    assert main(["export", "lenet5.mnist", "--opset", "6", "--out", str(tmp_path / "old")]) == 2
-    err = capsys.readouterr().err
-    last = err.strip().splitlines()[-1]
-    assert last.startswith("cnnzoo: error: ") and "opset" in last and "--opset 18" in last
-    assert not (tmp_path / "old.onnx").exists()
+    with pytest.raises(ExportError, match="--tolerance must be 0 or more, got nan"):
+        export("lenet5.mnist", tmp_path / "n", "pt2", tolerance=float("nan"))
+    # Outside the opsets torch.onnx and onnx can write, the TorchScript-based exporter printed its IR graph (30
+    # lines) above the error, and a too-new opset got the hint to try a newer one.
+    for opset in (6, 10_000):
+        assert main(["export", "lenet5.mnist", "--opset", str(opset), "--out", str(tmp_path / "old")]) == 2
+        err = capfd.readouterr().err
+        assert len(err.splitlines()) == 1, err
+        assert err.startswith(f"cnnzoo: error: --opset {opset} is outside what this installation can write (7 to ")
+        assert "--opset 18 (the default)" in err
+        assert not (tmp_path / "old.onnx").exists()
 
 
 def test_bad_check_images_are_named_before_anything_is_written(tmp_path: Path) -> None:

@@ -35,11 +35,24 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def made(run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # As the quick start says: the config.yaml that the fit saved (it also holds fit's own ckpt_path and
+    # weights_only), not the recipe.
     out = tmp_path_factory.mktemp("report")
-    assert (
-        main(["report", "-c", "lenet5_digits", "--ckpt_path", str(run), "--out", str(out), "--max-images", "64"]) == 0
-    )
+    config = str(run.parent.parent / "config.yaml")
+    assert main(["report", "-c", config, "--ckpt_path", str(run), "--out", str(out), "--max-images", "64"]) == 0
     return out
+
+
+def test_summary_and_show_augment_take_the_config_a_fit_saved(
+    run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = str(run.parent.parent / "config.yaml")
+    assert "ckpt_path: null" in Path(config).read_text()
+    assert main(["summary", "-c", config, "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["input_size"] == [1, 28, 28]
+    grid = tmp_path / "grid.png"
+    assert main(["show-augment", "-c", config, "--images", "2", "--draws", "1", "--out", str(grid)]) == 0
+    assert grid.stat().st_size > 0
 
 
 def test_the_report_has_every_section_with_its_figure(made: Path) -> None:

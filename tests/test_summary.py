@@ -187,3 +187,12 @@ def test_an_input_the_network_cannot_take_is_one_line(capsys: pytest.CaptureFixt
     with pytest.raises(ValueError, match=r"cannot take input_size \(3, 2, 2\): .*[Kk]ernel size") as caught:
         summary(nn.Sequential(nn.Conv2d(3, 4, 5)), input_size=(3, 2, 2))
     assert isinstance(caught.value.__cause__, RuntimeError)  # torch's own error stays chained
+
+
+def test_a_batch_or_input_of_no_size_is_refused() -> None:
+    # A batch of 0 printed 0 multiply-adds and 0 MiB of activations, a silent wrong table; a negative one a
+    # traceback from torch.zeros.
+    with pytest.raises(ValueError, match="batch_size must be 1 or more, got 0"):
+        summary("lenet5", batch_size=0)
+    with pytest.raises(ValueError, match=r"input_size is \(C, H, W\), each 1 or more, got \(1, 0, 28\)"):
+        summary("lenet5", input_size=(1, 0, 28))

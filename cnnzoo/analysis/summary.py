@@ -205,8 +205,10 @@ def summary(
         raise ValueError(f"precision must be one of {', '.join(_BYTES)}, got {precision!r}")
     model, name = _resolve(model_or_name)
     size = tuple(input_size) if input_size is not None else _default_input(model)
-    if len(size) != 3:
-        raise ValueError(f"input_size is (C, H, W), got {size}")
+    if len(size) != 3 or any(int(v) < 1 for v in size):
+        raise ValueError(f"input_size is (C, H, W), each 1 or more, got {size}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be 1 or more, got {batch_size}")
     was_training = model.training
     model.eval()
     x = torch.zeros(batch_size, *size)

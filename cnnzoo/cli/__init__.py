@@ -21,6 +21,7 @@ from typing import Any, TextIO
 
 from .. import __version__, _logging
 from ..errors import CheckpointMismatchError, CnnzooWarning, ConfigError, first_line
+from ._args import ZooArgumentParser, non_negative_float, non_negative_int, positive_int
 
 __all__ = ["CheckpointMismatchError", "CnnzooCLI", "ConfigError", "choose_precision", "main"]
 
@@ -60,11 +61,10 @@ TRAINER_COMMANDS = {
 
 
 def _cmd_models(argv: list[str]) -> int:
-    import argparse
 
     from ..models import commands
 
-    parser = argparse.ArgumentParser(prog="cnnzoo models", description="List the registered models.")
+    parser = ZooArgumentParser(prog="cnnzoo models", description="List the registered models.")
     parser.add_argument("pattern", nargs="?", default=None, help="shell-style filter, e.g. 'vgg*'")
     args = parser.parse_args(argv)
     if not commands.print_models_table(args.pattern):
@@ -73,21 +73,22 @@ def _cmd_models(argv: list[str]) -> int:
 
 
 def _cmd_show_augment(argv: list[str]) -> int:
-    import argparse
 
     from torchvision.utils import save_image
 
     from ..data import ClassificationDataModule
     from ..data.preview import augmentation_grid
 
-    parser = argparse.ArgumentParser(
+    parser = ZooArgumentParser(
         prog="cnnzoo show-augment",
         description="Save a grid of augmented training samples: one row per image, the evaluation view first. "
         "Other options (--config, --data.augment, ...) are those of 'cnnzoo fit'.",
     )
     parser.add_argument("--out", default="augment_grid.png", help="PNG file to write")
-    parser.add_argument("--images", type=int, default=8, help="training images (rows)")
-    parser.add_argument("--draws", type=int, default=7, help="augmented draws per image (columns after the first)")
+    parser.add_argument("--images", type=positive_int, default=8, help="training images (rows)")
+    parser.add_argument(
+        "--draws", type=non_negative_int, default=7, help="augmented draws per image (columns after the first)"
+    )
     args, rest = parser.parse_known_args(argv)
     dm = _configured_cli(rest).datamodule
     if not isinstance(dm, ClassificationDataModule):
@@ -100,11 +101,10 @@ def _cmd_show_augment(argv: list[str]) -> int:
 
 
 def _cmd_weights(argv: list[str]) -> int:
-    import argparse
 
     from ..models.commands import no_match_error, print_weights_table
 
-    parser = argparse.ArgumentParser(prog="cnnzoo weights", description="List the published weights.")
+    parser = ZooArgumentParser(prog="cnnzoo weights", description="List the published weights.")
     parser.add_argument("pattern", nargs="?", default=None, help="shell-style filter, e.g. 'lenet5.*'")
     pattern = parser.parse_args(argv).pattern
     if not print_weights_table(pattern):
@@ -181,16 +181,16 @@ def _predict_weights(argv: list[str]) -> int | None:
     loader's workers. The CSV is the Trainer path's. Returns ``None`` when an option needs the Trainer (a GPU,
     several devices, ``tta``, ``strict``, ``--help``): LightningCLI then takes the whole command line.
     """
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="cnnzoo predict", add_help=False, allow_abbrev=False)
+    parser = ZooArgumentParser(prog="cnnzoo predict", add_help=False, allow_abbrev=False)
     parser.add_argument("--backend", choices=["torch", "onnxruntime"], default="torch")
     parser.add_argument("--weights", required=True)
     parser.add_argument("--data.predict_dir", dest="predict_dir")
     parser.add_argument("--prediction_writer.output", dest="output")
-    parser.add_argument("--data.batch_size", "--batch-size", dest="batch_size", type=int, default=PREDICT_BATCH_SIZE)
-    parser.add_argument("--data.eval_batch_size", dest="eval_batch_size", type=int)
-    parser.add_argument("--data.num_workers", dest="num_workers", type=int, default=PREDICT_NUM_WORKERS)
+    parser.add_argument(
+        "--data.batch_size", "--batch-size", dest="batch_size", type=positive_int, default=PREDICT_BATCH_SIZE
+    )
+    parser.add_argument("--data.eval_batch_size", dest="eval_batch_size", type=positive_int)
+    parser.add_argument("--data.num_workers", dest="num_workers", type=non_negative_int, default=PREDICT_NUM_WORKERS)
     # Without strict, unreadable files are skipped either way: check_images only decides when they are found.
     parser.add_argument("--data.check_images", dest="check_images", type=_flag)
     parser.add_argument("--trainer.default_root_dir", dest="root", default=".")
@@ -226,9 +226,8 @@ def _predict_weights(argv: list[str]) -> int | None:
 
 
 def _cmd_recipes(argv: list[str]) -> int:
-    import argparse
 
-    parser = argparse.ArgumentParser(
+    parser = ZooArgumentParser(
         prog="cnnzoo recipes", description="List the recipes shipped with cnnzoo; run one with --config NAME."
     )
     parser.parse_args(argv)
@@ -241,11 +240,10 @@ def _cmd_recipes(argv: list[str]) -> int:
 
 
 def _cmd_summary(argv: list[str]) -> int:
-    import argparse
 
     from ..analysis.summary import _BYTES, summary
 
-    parser = argparse.ArgumentParser(
+    parser = ZooArgumentParser(
         prog="cnnzoo summary",
         description="A layer table: kernel/stride/padding/dilation, output shape, parameters, multiply-adds, and "
         "each output's receptive field, jump and start. Give a model name (cnnzoo or timm), --config RECIPE (and "
@@ -255,8 +253,10 @@ def _cmd_summary(argv: list[str]) -> int:
     if not with_config:  # with a recipe, every other argument is a `cnnzoo fit` option
         parser.add_argument("model", nargs="?", help="a registered model (cnnzoo models) or a timm backbone name")
     parser.add_argument("--ckpt_path", "--ckpt-path", help="a checkpoint that cnnzoo fit wrote")
-    parser.add_argument("--input-size", nargs=3, type=int, metavar=("C", "H", "W"), help="default: the model's")
-    parser.add_argument("--batch-size", type=int, default=1, help="for multiply-adds and activation memory")
+    parser.add_argument(
+        "--input-size", nargs=3, type=positive_int, metavar=("C", "H", "W"), help="default: the model's"
+    )
+    parser.add_argument("--batch-size", type=positive_int, default=1, help="for multiply-adds and activation memory")
     parser.add_argument("--precision", default="32-true", choices=list(_BYTES), help="for the memory totals")
     parser.add_argument("--format", default="table", choices=["table", "json", "markdown"])
     args, rest = parser.parse_known_args(argv)
@@ -292,9 +292,8 @@ def _cmd_summary(argv: list[str]) -> int:
 
 
 def _cmd_report(argv: list[str]) -> int:
-    import argparse
 
-    parser = argparse.ArgumentParser(
+    parser = ZooArgumentParser(
         prog="cnnzoo report",
         description="One self-contained HTML page (and its PNGs) on what a trained model gets right and wrong: "
         "learning curves, confusion matrix, per-class P/R/F1, confident mistakes, first-layer filters, feature "
@@ -305,7 +304,7 @@ def _cmd_report(argv: list[str]) -> int:
     parser.add_argument("--split", choices=["val", "test"], default="val")
     parser.add_argument("--out", default="report", help="output folder (report.html, PNGs, report.json)")
     parser.add_argument("--target_layer", "--target-layer", help="Grad-CAM layer; default: the last convolution")
-    parser.add_argument("--max-images", type=int, default=256, help="images kept for the figures")
+    parser.add_argument("--max-images", type=positive_int, default=256, help="images kept for the figures")
     args, rest = parser.parse_known_args(argv)
     if not rest:
         raise ConfigError("cnnzoo report needs the data: --config <recipe> (cnnzoo recipes), and --ckpt_path")
@@ -336,11 +335,10 @@ def _cmd_report(argv: list[str]) -> int:
 
 
 def _cmd_export(argv: list[str]) -> int:
-    import argparse
 
     from ..deploy import SUFFIX, ExportError, export
 
-    parser = argparse.ArgumentParser(
+    parser = ZooArgumentParser(
         prog="cnnzoo export",
         description="Export a network to ONNX, TorchScript or torch.export, check it against eager PyTorch on a "
         "fixed batch, and write a JSON sidecar (classes, input size, mean/std, transform) beside it.",
@@ -350,10 +348,12 @@ def _cmd_export(argv: list[str]) -> int:
     )
     parser.add_argument("--format", choices=list(SUFFIX), default="onnx")
     parser.add_argument("--out", help="output file (default: the source's name in the current directory)")
-    parser.add_argument("--opset", type=int, default=18, help="ONNX opset")
+    parser.add_argument("--opset", type=positive_int, default=18, help="ONNX opset")
     parser.add_argument("--bake-normalization", action="store_true", help="the graph takes uint8 pixels")
     parser.add_argument("--images", help="a folder of images for the check (default: a seeded random batch)")
-    parser.add_argument("--tolerance", type=float, default=1e-4, help="largest accepted |exported - eager|")
+    parser.add_argument(
+        "--tolerance", type=non_negative_float, default=1e-4, help="largest accepted |exported - eager|"
+    )
     parser.add_argument("--config", help="the run's config.yaml, for a checkpoint that does not name its model")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     parser.add_argument(

@@ -207,6 +207,20 @@ class CnnzooCLI(LightningCLI):
         )
 
     @override
+    def setup_parser(
+        self, add_subcommands: bool, main_kwargs: dict[str, Any], subparser_kwargs: dict[str, Any]
+    ) -> None:
+        super().setup_parser(add_subcommands, main_kwargs, subparser_kwargs)
+        if add_subcommands:
+            return
+        # Without subcommands (summary, report, show-augment), a run's saved config.yaml still holds its command's
+        # own options (ckpt_path, weights_only, verbose): accept them, so that config works there too. They are
+        # not used: these commands take their checkpoint from their own --ckpt_path.
+        added: set[str] = set()
+        for subcommand, skip in self.subcommands().items():
+            added |= set(self.parser.add_method_arguments(self.trainer_class, subcommand, skip=skip | added))
+
+    @override
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults(

@@ -1,0 +1,57 @@
+"""Argument parsing of the zoo commands (summary, report, export, ...): one-line errors, numbers checked on entry.
+
+The Trainer commands parse with jsonargparse (``cnnzoo.cli.trainer``); these use the standard library's argparse.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from typing import NoReturn
+
+__all__ = ["ZooArgumentParser", "non_negative_float", "non_negative_int", "positive_int"]
+
+
+class ZooArgumentParser(argparse.ArgumentParser):
+    """argparse, with a mistake reported in one line that names the option and where the help is.
+
+    argparse prints its usage block first and the error last; the Trainer commands print one ``cnnzoo: error:``
+    line, and so do these.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _number(text: str, kind: type[int] | type[float]) -> int | float:
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a {'whole ' if kind is int else ''}number, got {text!r}") from None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """A count that must be at least 1 (a batch size, a number of images)."""
+    value = int(_number(text, int))
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """A count that may be 0 (worker processes, extra draws)."""
+    value = int(_number(text, int))
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """A finite tolerance or threshold, 0 or more."""
+    value = float(_number(text, float))
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
