@@ -10,12 +10,15 @@ from __future__ import annotations
 from typing import Any
 
 from lightning.pytorch import LightningModule, Trainer
-from lightning.pytorch.callbacks import EarlyStopping
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 
 __all__ = [
     "OVERRIDDEN_PRIVATE_METHODS",
     "attached_trainer",
+    "checkpoint_check_due",
+    "checkpoint_save_last",
+    "checkpoint_saved_at",
     "cli_callback_keys",
     "cli_get",
     "cli_instantiate_trainer",
@@ -64,3 +67,23 @@ def epoch_in_progress(trainer: Trainer) -> int:
 def attached_trainer(module: LightningModule) -> Trainer | None:
     """The Trainer a module is attached to, or ``None`` (``module.trainer`` raises when there is none)."""
     return module._trainer
+
+
+def checkpoint_check_due(checkpoint: ModelCheckpoint, trainer: Trainer, at_train_epoch_end: bool) -> bool:
+    """Whether ``checkpoint`` checks at this hook, by Lightning's own test, asked before the hook runs.
+
+    ``at_train_epoch_end``: the hook is ``on_train_epoch_end``; otherwise ``on_validation_end``.
+    """
+    if checkpoint._should_skip_saving_checkpoint(trainer):
+        return False
+    return bool(checkpoint._should_save_on_train_epoch_end(trainer)) == at_train_epoch_end
+
+
+def checkpoint_saved_at(checkpoint: ModelCheckpoint) -> int:
+    """The global step of the last file ``checkpoint`` wrote."""
+    return int(checkpoint._last_global_step_saved)
+
+
+def checkpoint_save_last(checkpoint: ModelCheckpoint, trainer: Trainer) -> None:
+    """Write ``last.ckpt`` now, as ``checkpoint`` does after it has written a top-k file."""
+    checkpoint._save_last_checkpoint(trainer, checkpoint._monitor_candidates(trainer))

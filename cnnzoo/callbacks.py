@@ -16,9 +16,11 @@ from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter, Callback
 from lightning.pytorch.callbacks import EarlyStopping as _LightningEarlyStopping
+from lightning.pytorch.callbacks import ModelCheckpoint as _LightningModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from typing_extensions import override
 
+from ._compat import checkpoint_check_due, checkpoint_save_last, checkpoint_saved_at
 from ._files import temp_beside
 from .deploy import write_predictions
 
@@ -29,6 +31,7 @@ __all__ = [
     "EpochLog",
     "FiniteLossGuard",
     "Lookahead",
+    "ModelCheckpoint",
     "NonFiniteLossError",
     "PredictionWriter",
     "PreemptionCheckpoint",
@@ -230,6 +233,30 @@ class EarlyStopping(_LightningEarlyStopping):
                 )
             if trainer.is_global_zero:
                 EpochLog.say_after_line(trainer, self.stop_reason)
+
+
+class ModelCheckpoint(_LightningModelCheckpoint):
+    """Lightning's ``ModelCheckpoint``, whose ``last.ckpt`` (``save_last=True``) is the run's latest state.
+
+    Since Lightning 2.6 ``last.ckpt`` is written only when a top-k file is written at the same step. With the CLI's
+    ``save_top_k: 1``, an epoch that did not improve the monitored metric left ``last.ckpt`` at the best epoch, so
+    ``--ckpt_path last`` resumed a run from there, not from where it stopped, and said nothing. Here each check
+    writes it, as Lightning did before 2.6.
+    """
+
+    @override
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        due = self.save_last is True and checkpoint_check_due(self, trainer, at_train_epoch_end=True)
+        super().on_train_epoch_end(trainer, pl_module)
+        if due and checkpoint_saved_at(self) != trainer.global_step:
+            checkpoint_save_last(self, trainer)
+
+    @override
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        due = self.save_last is True and checkpoint_check_due(self, trainer, at_train_epoch_end=False)
+        super().on_validation_end(trainer, pl_module)
+        if due and checkpoint_saved_at(self) != trainer.global_step:
+            checkpoint_save_last(self, trainer)
 
 
 class PreemptionCheckpoint(Callback):

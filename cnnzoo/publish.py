@@ -11,16 +11,27 @@ import argparse
 import json
 import os
 import re
+import shlex
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from . import __version__
+from . import __version__, _logging
 from ._files import safetensors_beside
 from .cli._args import ZooArgumentParser
 from .errors import ConfigError, first_line
-from .models import TTA, TTA_LEVELS, Weights, build_model, check_tta, load_strict, sha256_file, torch_load_weights_only
+from .models import (
+    TTA,
+    TTA_LEVELS,
+    Weights,
+    build_model,
+    check_tta,
+    list_pretrained,
+    load_strict,
+    sha256_file,
+    torch_load_weights_only,
+)
 
 __all__ = ["main", "publish"]
 
@@ -81,6 +92,7 @@ def publish(
     notes: str = "",
     url: str | None = None,
     tta: str | None = None,
+    hub_repo: str | None = None,
 ) -> Weights:
     """Turn a training checkpoint into a release: safetensors weights, the registry JSON and a model card.
 
@@ -96,6 +108,10 @@ def publish(
         url: where the file will be served, if not bundled.
         tta: the test-time augmentation the reports were measured with (``--model.init_args.tta``). ``None``: the
             one the reports record (``"none"`` without reports); a value that differs from theirs is refused.
+        hub_repo: the Hugging Face Hub repo the folder will be uploaded to; the model card loads it from there.
+
+    ``recipe`` and ``command`` left out are read from the run's ``fit_report.json`` beside the checkpoint's
+    ``checkpoints/`` folder, when there is one, so that the metadata says what made the weights.
 
     Returns:
         The `Weights` entry that was written.
@@ -156,6 +172,9 @@ def publish(
             "record it) or give reports measured with it"
         )
     level = _checked_tta(settings[0] if settings else (tta or "none"), "the reports' tta")
+    if command is None:
+        command = _training_command(Path(ckpt), raw.get("global_step"))
+        recipe = recipe or _recipe_of(command)
 
     out.mkdir(parents=True, exist_ok=True)
     # One metadata key only: safetensors writes the metadata map in arbitrary order, and a reproducible file (same
@@ -193,11 +212,52 @@ def publish(
         builder=builder,
     )
     (out / f"{name}.json").write_text(json.dumps(weights.to_dict(), indent=2) + "\n")
-    (out / "README.md").write_text(model_card(weights))
+    # The card says how to load the weights from where they will be: the Hub, the package, or this folder.
+    source = f"hf-hub:{hub_repo}" if hub_repo else name if name in list_pretrained() else out.as_posix()
+    (out / "README.md").write_text(model_card(weights, source))
     return weights
 
 
-def model_card(w: Weights) -> str:
+def _training_command(ckpt: Path, global_step: Any) -> str | None:
+    """The command of the fit that wrote ``ckpt``, from its run's ``fit_report.json``; ``None`` when not found.
+
+    A resumed fit keeps writing into the first run's ``checkpoints/`` but reports in a new version folder, so the
+    report is the one whose best checkpoint is ``ckpt``, or that ended at ``ckpt``'s step in ``ckpt``'s folder.
+    """
+    if ckpt.parent.name != "checkpoints":
+        return None
+    here = ckpt.resolve()
+    reports = sorted(here.parents[2].glob("*/fit_report.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for report in reports:
+        try:
+            fit = json.loads(report.read_text())
+            best = Path(fit["best"]["path"]).resolve()
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        ended_here = fit.get("global_step") == global_step and best.parent == here.parent
+        command = fit.get("command")
+        if (best == here or ended_here) and isinstance(command, str) and command:
+            _logging.info(f"training command, from {report}: {command}")
+            return command
+    return None
+
+
+def _recipe_of(command: str | None) -> str | None:
+    """The ``--config`` file a command names, if any."""
+    try:
+        args = shlex.split(command or "")
+    except ValueError:
+        return None
+    for i, arg in enumerate(args):
+        if arg in ("--config", "-c") and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith(("--config=", "-c=")):
+            return arg.partition("=")[2]
+    return None
+
+
+def model_card(w: Weights, source: str | None = None) -> str:
+    """The README of a published folder; ``source`` is what ``load_pretrained`` is given (default: the name)."""
     rows = (
         "\n".join(
             f"| {m['dataset']} | {m['split']} | {m['metric']} | {m['value']:.4f} | {m['num_examples']:,} |"
@@ -217,8 +277,8 @@ def model_card(w: Weights) -> str:
 
 ```python
 import cnnzoo
-model = cnnzoo.load_pretrained("{w.name}")          # eval mode, verified sha256
-preprocess = model.pretrained_cfg.transforms()      # resize, center-crop, normalise
+model = cnnzoo.load_pretrained("{source or w.name}")  # eval mode, verified sha256
+preprocess = model.pretrained_cfg.transforms()  # resize, center-crop, normalise
 probs = model(preprocess(image).unsqueeze(0)).softmax(1)
 label = model.pretrained_cfg.class_names[int(probs.argmax())]
 ```
@@ -237,9 +297,9 @@ Evaluation commands{tta_note}:
 
 ## How it was made
 
-Recipe: `{w.recipe}`
+Recipe: {f"`{w.recipe}`" if w.recipe else "not recorded"}
 
-    {w.command}
+    {w.command or "(training command not recorded)"}
 
 ## Intended use and limitations
 
@@ -291,6 +351,7 @@ def main(argv: list[str] | None = None) -> int:
         args.notes,
         args.url,
         tta=args.tta,
+        hub_repo=args.push_to_hub,
     )
     print(
         f"published {w.name}: {args.out / w.file} (sha256 {w.sha256}), {args.out / (w.name + '.json')}, "

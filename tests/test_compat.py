@@ -47,6 +47,9 @@ def test_every_wrapper_against_a_real_run(tmp_path: Path) -> None:
     assert _compat.cli_get(cli, cli.config_init, "trainer")["fast_dev_run"] == 1
     assert _compat.epoch_in_progress(cli.trainer) == 1  # one epoch processed
     assert _compat.attached_trainer(cli.model) is cli.trainer
+    checkpoint = cli.trainer.checkpoint_callback
+    assert not _compat.checkpoint_check_due(checkpoint, cli.trainer, at_train_epoch_end=False)  # fast_dev_run
+    assert _compat.checkpoint_saved_at(checkpoint) == cli.trainer.global_step == 1  # last.ckpt, at train end
     assert _compat.attached_trainer(ImageClassifier()) is None
     trainer = _compat.cli_instantiate_trainer(cli, {"max_epochs": 1, "logger": False}, [])
     assert trainer.max_epochs == 1

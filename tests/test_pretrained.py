@@ -288,6 +288,42 @@ def test_publish_round_trip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reg
         publish(ckpt, "vgg11_bn.x", tmp_path / "o3")
 
 
+def test_a_published_run_records_its_command_and_its_card_loads_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from PIL import Image
+
+    from cnnzoo.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    fit = ["fit", "-c", "lenet5_digits", "--trainer.max_epochs=2", "--trainer.limit_train_batches=2"]
+    assert main([*fit, "--trainer.enable_model_summary=false"]) == 0
+    run = tmp_path / "lightning_logs" / "version_0"
+    best = json.loads((run / "fit_report.json").read_text())["best"]["path"]
+    assert main(["publish", best, "--name", "lenet5.mine", "--out", "released"]) == 0
+    meta = json.loads((tmp_path / "released" / "lenet5.mine.json").read_text())
+    assert meta["command"] == json.loads((run / "fit_report.json").read_text())["command"]
+    assert meta["command"].startswith("cnnzoo fit -c ") and meta["recipe"].endswith("lenet5_digits.yaml")
+    card = (tmp_path / "released" / "README.md").read_text()
+    assert "None" not in card and f"Recipe: `{meta['recipe']}`" in card and meta["command"] in card
+    # The card's own snippet runs as written, where publish ran: it named the weights ("lenet5.mine"), which only
+    # the zoo's own weights resolve.
+    snippet = card.split("```python\n", 1)[1].split("```", 1)[0]
+    assert 'load_pretrained("released")' in snippet
+    scope: dict[str, Any] = {"image": Image.new("L", (28, 28))}
+    exec(snippet, scope)
+    assert scope["label"] in meta["class_names"]
+
+
+def test_the_card_of_a_hub_upload_loads_from_the_hub(tmp_path: Path) -> None:
+    from cnnzoo.publish import publish
+
+    task = ImageClassifier(model="lenet5", class_names=[str(i) for i in range(10)], mean=(0.5,), std=(0.5,))
+    torch.save({"state_dict": task.state_dict(), "hyper_parameters": dict(task.hparams)}, tmp_path / "m.ckpt")
+    publish(tmp_path / "m.ckpt", "lenet5.hub", tmp_path / "out", hub_repo="me/lenet5-hub")
+    assert 'load_pretrained("hf-hub:me/lenet5-hub")' in (tmp_path / "out" / "README.md").read_text()
+
+
 # --- honest metrics ------------------------------------------------------------------------------------------------
 @pytest.mark.slow
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ import csv
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -112,6 +113,28 @@ def test_early_stopping_on_a_constructed_plateau_keeps_the_best(tmp_path: Path) 
     best = Path(cli.trainer.checkpoint_callback.best_model_path)
     assert best.name == "best-002-0.9000.ckpt"
     assert float(cli.trainer.checkpoint_callback.best_model_score) == pytest.approx(0.9)
+
+
+def test_last_ckpt_is_the_latest_epoch_when_the_metric_stops_improving(tmp_path: Path) -> None:
+    # Lightning 2.6 writes last.ckpt only beside a new top-k file: after epochs that did not beat epoch 0, last.ckpt
+    # stayed at epoch 0 and --ckpt_path last resumed from there without a word.
+    args = ["fit", "--config", DIGITS, "--model=tests.helpers.ScriptedValidation", "--model.val_acc=[0.9, 0.5, 0.6]"]
+    args += ["--trainer.limit_train_batches=2", f"--trainer.default_root_dir={tmp_path}", *QUIET]
+    cli = CnnzooCLI(args=[*args, "--trainer.max_epochs=3"])
+    best, last = Path(cli.trainer.checkpoint_callback.best_model_path), next(tmp_path.rglob("last.ckpt"))
+    assert best.name == "best-000-0.9000.ckpt"
+    state = torch.load(last, weights_only=True)
+    assert (state["epoch"], state["global_step"]) == (2, 6)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        resumed = CnnzooCLI(args=[*args, "--trainer.max_epochs=4", "--ckpt_path=last"])
+    # It goes on in the folder it resumed from, by design; Lightning warned on every resume that it was not empty.
+    assert not [w for w in caught if "exists and is not empty" in str(w.message)]
+    with open(Path(resumed.trainer.log_dir) / "metrics.csv") as f:  # the resumed run's own log
+        assert {row["epoch"] for row in csv.DictReader(f) if row.get("val_acc")} == {"3"}
+    state = torch.load(last, weights_only=True)
+    assert (state["epoch"], state["global_step"]) == (3, 8)
+    assert Path(resumed.trainer.checkpoint_callback.best_model_path) == best  # the best-k state went on too
 
 
 def test_ckpt_path_last_without_a_checkpoint_is_a_clear_error(tmp_path: Path) -> None:

@@ -52,6 +52,8 @@ def test_the_user_loop_from_a_wheel(tmp_path: Path) -> None:
     test_report = max(work.glob("lightning_logs/version_*/test_report.json"), key=lambda p: p.stat().st_mtime)
     # 5. publish it
     sh([cnnzoo, "publish", best, "--name", "lenet5.mine", "--out", "published", "--report", test_report], work)
+    # its metadata names the command that made it: the resumed fit's, read from that run's fit_report.json
+    assert "--ckpt_path=last" in json.loads((work / "published" / "lenet5.mine.json").read_text())["command"]
     # 6. load it back in Python: the published folder predicts what the checkpoint predicts
     script = (
         "import json, sys, torch, cnnzoo\n"

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from lightning.fabric.plugins import CheckpointIO
 from lightning.pytorch import LightningDataModule, Trainer
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ModelSummary, RichProgressBar
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelSummary, RichProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from typing_extensions import override
 
@@ -31,6 +31,7 @@ from ..callbacks import (
     EpochLog,
     EvalReport,
     FiniteLossGuard,
+    ModelCheckpoint,
     PredictionWriter,
     PreemptionCheckpoint,
     SpeedSwitches,
@@ -414,6 +415,8 @@ class CnnzooCLI(LightningCLI):
                 and isinstance(self.trainer.checkpoint_callback, ModelCheckpoint)
             ):
                 self.trainer.checkpoint_callback.dirpath = _saved_checkpoint_dirpath(state, path)
+                # Going on in the folder it resumed from is the point; Lightning warns that it is not empty.
+                warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
             _logging.info(
                 f"resuming from {path} ({want_class.rsplit('.', 1)[-1]} {found[1] or ''}, epoch {state.get('epoch')}, "
                 f"step {state.get('global_step')})"
