@@ -24,6 +24,7 @@ __all__ = [
     "cli_instantiate_trainer",
     "cli_subcommand_arguments",
     "epoch_in_progress",
+    "runs_apart",
 ]
 
 # Private methods that cnnzoo's subclasses override, with why:
@@ -87,3 +88,14 @@ def checkpoint_saved_at(checkpoint: ModelCheckpoint) -> int:
 def checkpoint_save_last(checkpoint: ModelCheckpoint, trainer: Trainer) -> None:
     """Write ``last.ckpt`` now, as ``checkpoint`` does after it has written a top-k file."""
     checkpoint._save_last_checkpoint(trainer, checkpoint._monitor_candidates(trainer))
+
+
+def runs_apart(trainer: Trainer) -> bool:
+    """Whether the Trainer runs in worker processes that hand back only weights and metrics.
+
+    ``ddp_spawn``, ``ddp_fork``, ``ddp_notebook``: the launching process never sees the run's progress or its
+    callbacks' state.
+    """
+    from lightning.pytorch.strategies.launchers import _MultiProcessingLauncher
+
+    return isinstance(getattr(trainer.strategy, "launcher", None), _MultiProcessingLauncher)

@@ -200,6 +200,16 @@ def test_sigterm_mid_epoch_then_resume_matches_uninterrupted(straight_run: Path,
     _assert_same_final_state(straight_run, next(tmp_path.rglob("last.ckpt")))
 
 
+def test_a_spawned_fit_is_refused_before_it_starts(tmp_path: Path) -> None:
+    # Its workers hand back only weights and metrics: the launcher reported "0 epochs, 0 steps", no last.ckpt and no
+    # stop reason (a diverged run would have exited 0), and without tensorboard it crashed writing its report into
+    # a log folder the workers had not used.
+    args = ["fit", "--config", DIGITS, "--trainer.strategy=ddp_spawn", "--trainer.devices=2", *QUIET]
+    with pytest.raises(ConfigError, match=r"--trainer.strategy ddp_spawn: a spawned or forked run .* Use --trainer"):
+        CnnzooCLI(args=[*args, f"--trainer.default_root_dir={tmp_path}"])
+    assert not list(tmp_path.iterdir())  # refused before anything was written
+
+
 @pytest.mark.slow
 def test_ddp_on_two_cpu_processes(tmp_path: Path) -> None:
     run = cnnzoo(

@@ -24,7 +24,7 @@ from typing_extensions import override
 
 from .. import _logging
 from .. import data as _data  # noqa: F401  (imported so --data MNISTDataModule resolves by short name)
-from .._compat import cli_callback_keys, cli_get, cli_instantiate_trainer, cli_subcommand_arguments
+from .._compat import cli_callback_keys, cli_get, cli_instantiate_trainer, cli_subcommand_arguments, runs_apart
 from ..callbacks import (
     AtomicCheckpointIO,
     EarlyStopping,
@@ -88,6 +88,9 @@ def default_loggers(root: str) -> list[Any]:
     from lightning.pytorch.loggers import CSVLogger
 
     csv = CSVLogger(root, name="lightning_logs")
+    # The version is fixed here, in the launching process: left lazy, ddp_spawn's workers logged into version_N
+    # while the launcher, asking after them, found version_N+1 and wrote its report into a folder that did not exist.
+    version = csv.version
     loggers: list[Any] = [csv]
     try:
         import tensorboard  # noqa: F401
@@ -95,7 +98,7 @@ def default_loggers(root: str) -> list[Any]:
         return loggers
     from lightning.pytorch.loggers import TensorBoardLogger
 
-    loggers.append(TensorBoardLogger(root, name="lightning_logs", version=csv.version, default_hp_metric=False))
+    loggers.append(TensorBoardLogger(root, name="lightning_logs", version=version, default_hp_metric=False))
     return loggers
 
 
@@ -480,7 +483,16 @@ class CnnzooCLI(LightningCLI):
         plugins = list(plugins) if isinstance(plugins, (list, tuple)) else ([plugins] if plugins else [])
         if not any(isinstance(p, CheckpointIO) for p in plugins):
             trainer_config["plugins"] = [*plugins, AtomicCheckpointIO()]
-        return cli_instantiate_trainer(self, trainer_config, extra)
+        trainer = cli_instantiate_trainer(self, trainer_config, extra)
+        if runs_apart(trainer):
+            strategy = trainer_config.get("strategy")
+            raise ConfigError(
+                f"--trainer.strategy {strategy if isinstance(strategy, str) else type(trainer.strategy).__name__}: "
+                "a spawned or forked run hands back only the weights and the metrics, so cnnzoo could not tell a "
+                "fit's epochs, its last checkpoint or a diverged run. Use --trainer.strategy ddp: the same "
+                "processes, each started as a script"
+            )
+        return trainer
 
     def _prepare_subcommand_kwargs(self, subcommand: str) -> dict[str, Any]:
         kwargs = super()._prepare_subcommand_kwargs(subcommand)
