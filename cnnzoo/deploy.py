@@ -112,6 +112,7 @@ def _load(source: str, config: str | None) -> tuple[nn.Module, dict[str, Any]]:
             "std": list(task.std or []),
             "crop_pct": None,
             "source": str(source),
+            "tta": str(getattr(task, "hparams", {}).get("tta", "none")),
         }
         return task.net.eval(), meta
     from .models import Weights, create_model, get_weights, is_model, load_pretrained
@@ -142,6 +143,7 @@ def _load(source: str, config: str | None) -> tuple[nn.Module, dict[str, Any]]:
         "crop_pct": w.crop_pct,
         "source": w.name,
         "sha256": w.sha256,
+        "tta": w.tta,
     }
 
 
@@ -383,6 +385,12 @@ def export(
             ) from None
     seconds = time.monotonic() - started
     c, h, w = meta["input_size"]
+    tta = meta.get("tta", "none")
+    if tta != "none":  # the export and the published figures would otherwise differ without a word
+        _logging.info(
+            f"{meta['source']}: the export is one plain forward; its measured figures used test-time augmentation "
+            f"{tta} (the sidecar says so; cnnzoo.tta_logits shows the averaging)"
+        )
     sidecar.write_text(
         json.dumps(
             {
@@ -407,7 +415,15 @@ def export(
                         else ", scale to [0, 1], subtract mean and divide by std per channel"
                     )
                 ),
-                "output": "logits (apply softmax for probabilities), one per class name",
+                "output": "logits (apply softmax for probabilities), one per class name"
+                + (
+                    f"; one plain forward, while the measured figures averaged the logits over test-time augmentation"
+                    f" {tta} (the image and its mirror{' and shifted copies' if tta == 'mirror_translate' else ''}:"
+                    " cnnzoo.tta_logits)"
+                    if tta != "none"
+                    else ""
+                ),
+                "tta": tta,
                 "check": {"images": images or "seeded random batch", "max_abs_diff": diff, "tolerance": tolerance},
                 "source": meta["source"],
                 "versions": {"cnnzoo": __version__, "torch": torch.__version__},

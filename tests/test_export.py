@@ -34,6 +34,8 @@ def test_every_published_weight_exports_and_matches_eager(name: str, fmt: str, t
     w = cnnzoo.get_weights(name)
     assert meta["class_names"] == list(w.class_names) and meta["input"]["shape"][1:] == list(w.input_size)
     assert meta["mean"] == list(w.mean) and meta["check"]["max_abs_diff"] == result.max_abs_diff
+    # A plain forward: weights measured with test-time augmentation say so, or a deployment quietly scores lower.
+    assert meta["tta"] == w.tta and ("cnnzoo.tta_logits" in meta["output"]) == (w.tta != "none")
 
 
 def test_baked_normalization_takes_uint8_pixels(tmp_path: Path) -> None:
