@@ -95,6 +95,23 @@ def test_bad_options_found_while_the_trainer_runs_are_one_line(
     assert tail.startswith(f"cnnzoo: error: {message}") and 'File "' not in tail
 
 
+def test_a_split_with_a_class_the_training_data_lacks_is_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from .datagen import write_folder
+
+    write_folder(tmp_path / "train", {"a": 3, "b": 3})
+    write_folder(tmp_path / "val", {"a": 2, "b": 2, "c": 2})
+    argv = ["fit", "--model=ImageClassifier", "--model.model=simple_cnn", "--data=ImageFolderDataModule"]
+    argv += [f"--data.train_dir={tmp_path / 'train'}", f"--data.val_dir={tmp_path / 'val'}", "--data.img_size=32"]
+    code, _, err = run([*argv, f"--trainer.default_root_dir={tmp_path}", *QUIET], capsys)
+    # Found at setup, inside Trainer.fit: it ended in a traceback.
+    assert code == 2 and "Traceback" not in err
+    tail = err[err.find("cnnzoo: error: ") :]
+    assert tail.startswith(f"cnnzoo: error: {tmp_path / 'val'} has class folders ['c'] that the training data")
+    assert "Fix: remove them from that split" in tail
+
+
 class _NeedsUnpickling:
     """An object that only a full unpickle could rebuild: what cnnzoo refuses to load."""
 

@@ -237,9 +237,10 @@ class ImageFolderDataModule(ClassificationDataModule):
     def _scan(self, folder: Path) -> list[tuple[str, int]]:
         extra = sorted(set(list_classes(folder)) - set(self.class_names))
         if extra:
-            raise ValueError(
+            raise ConfigError(
                 f"{folder} has class folders {extra} that the training data ({self.root or self.train_dir}) lacks; "
-                "every split must use the training classes"
+                "every split must use the training classes. Fix: remove them from that split, or add them, with "
+                "images, to the training data"
             )
         if not self.in_memory:
             return scan_class_folders(folder, list(self.class_names), self.strict, self.check_images)

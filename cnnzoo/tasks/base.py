@@ -375,7 +375,7 @@ class ClassificationTask(LightningModule):
         n = self.hparams.get("num_classes")
         names = getattr(dm, "class_names", None)
         if names is not None and n is not None and len(names) != n:
-            raise ValueError(
+            raise ConfigError(
                 f"the data module has {len(names)} classes, the model {n}: build the model with num_classes="
                 f"{len(names)} (the CLI links it from the data)"
             )
@@ -438,7 +438,7 @@ class ClassificationTask(LightningModule):
     def _shared_step(self, batch: Any, stage: str) -> dict[str, torch.Tensor]:
         x, y = self._split_batch(batch)
         if y is None:
-            raise ValueError(f"the {stage} batch carries no labels; {stage} needs (images, labels)")
+            raise ConfigError(f"the {stage} batch carries no labels; {stage} needs (images, labels)")
         logits = self(x) if stage == "train" else self.predict_logits(x)
         loss = self.compute_loss(logits, y)
         hard = y.argmax(dim=1) if y.is_floating_point() else y
