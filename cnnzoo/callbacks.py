@@ -8,6 +8,7 @@ import logging
 import math
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -246,15 +247,22 @@ class ModelCheckpoint(_LightningModelCheckpoint):
 
     @override
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        due = self.save_last is True and checkpoint_check_due(self, trainer, at_train_epoch_end=True)
-        super().on_train_epoch_end(trainer, pl_module)
-        if due and checkpoint_saved_at(self) != trainer.global_step:
-            checkpoint_save_last(self, trainer)
+        self._and_last(super().on_train_epoch_end, trainer, pl_module, at_train_epoch_end=True)
 
     @override
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        due = self.save_last is True and checkpoint_check_due(self, trainer, at_train_epoch_end=False)
-        super().on_validation_end(trainer, pl_module)
+        self._and_last(super().on_validation_end, trainer, pl_module, at_train_epoch_end=False)
+
+    def _and_last(
+        self,
+        hook: Callable[[Trainer, LightningModule], None],
+        trainer: Trainer,
+        pl_module: LightningModule,
+        at_train_epoch_end: bool,
+    ) -> None:
+        """Run Lightning's ``hook``, then write ``last.ckpt`` if the hook checked but wrote no file."""
+        due = self.save_last is True and checkpoint_check_due(self, trainer, at_train_epoch_end)
+        hook(trainer, pl_module)
         if due and checkpoint_saved_at(self) != trainer.global_step:
             checkpoint_save_last(self, trainer)
 

@@ -360,7 +360,7 @@ class ImageFolderDataModule(ClassificationDataModule):
             self.setup(split if split == "predict" else None)
         samples = self.samples.get(split)
         if not samples:
-            hint = "pass --data.test_dir or use root with test_fraction > 0" if split == "test" else ""
+            hint = "Fix: pass --data.test_dir, or use root with --data.test_fraction above 0" if split == "test" else ""
             raise ConfigError(f"ImageFolderDataModule has no {split!r} split. {hint}".strip())
         if self.in_memory and split in self.tensors:
             images, labels = self.tensors[split]
