@@ -663,9 +663,9 @@ class EvalReport(Callback):
 
     def _write(self, trainer: Trainer, pl_module: LightningModule, stage: str, split: str) -> None:
         import json
-        import sys
 
         from . import __version__
+        from .cli import command_line
         from .models import sha256_file
 
         count = int(trainer.strategy.reduce(torch.tensor(float(self._count)), reduce_op="sum").item())
@@ -687,7 +687,7 @@ class EvalReport(Callback):
             "checkpoint_sha256": sha256_file(ckpt) if ckpt and os.path.isfile(ckpt) else None,
             # Evaluated from published weights (`--model.init_args.pretrained`) rather than a checkpoint.
             "weights": _weights_record(pl_module) if not ckpt else None,
-            "command": "cnnzoo " + " ".join(sys.argv[1:]),
+            "command": command_line(),
             "versions": {"cnnzoo": __version__, "torch": torch.__version__, "lightning": _lightning_version()},
         }
         path = self.output or os.path.join(log_dir, f"{stage}_report.json")

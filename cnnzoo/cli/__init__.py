@@ -12,6 +12,7 @@ import functools
 import json
 import os
 import re
+import shlex
 import sys
 import traceback
 import warnings
@@ -483,6 +484,18 @@ def _suggest_command(args: list[str]) -> None:
     raise ConfigError(f"unknown command '{args[0]}': {hint}commands are {', '.join(known)} ('cnnzoo --help')")
 
 
+_typed: list[str] | None = None  # the arguments of the `cnnzoo` command being run, as typed
+
+
+def command_line() -> str:
+    """The running command as typed, quoted for a shell: what reports and metadata record.
+
+    A shipped recipe stays ``-c NAME``, which runs on any install, not the path of this install's copy.
+    """
+    args = _typed if _typed is not None else sys.argv[1:]
+    return shlex.join(["cnnzoo", *(a for a in args if a != "--verbose")])
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the ``cnnzoo`` command line; returns the exit status.
 
@@ -493,7 +506,9 @@ def main(argv: list[str] | None = None) -> int:
     # As `python -m cnnzoo` does: the current directory is importable, so `--model mymod.MyTask` finds mymod.py.
     if "" not in sys.path and os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
-    args = _packaged_recipes(list(sys.argv[1:] if argv is None else argv))
+    global _typed
+    _typed = list(sys.argv[1:] if argv is None else argv)
+    args = _packaged_recipes(_typed)
     showwarning = warnings.showwarning
     warnings.showwarning = functools.partial(_show_warning, showwarning)
     try:
@@ -528,6 +543,7 @@ def main(argv: list[str] | None = None) -> int:
         return 141  # 128 + SIGPIPE: what a shell reports for `yes | head`
     finally:
         warnings.showwarning = showwarning
+        _typed = None
 
 
 def _show_warning(
@@ -574,7 +590,7 @@ def _run_trainer_command(args: list[str]) -> int:
     args = [a for a in args if a != "--verbose"]
     try:
         # LightningCLI warns when it is given args while sys.argv holds others (after the recipe fallback, say), so
-        # the resolved arguments become sys.argv, which the reports also record as the command.
+        # the resolved arguments become sys.argv; the reports record the command as typed (command_line).
         saved_argv, sys.argv = sys.argv, [sys.argv[0], *args]
         cli_class = globals().get("CnnzooCLI") or __getattr__("CnnzooCLI")
         try:

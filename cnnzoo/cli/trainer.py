@@ -551,17 +551,17 @@ class CnnzooCLI(LightningCLI):
     def _write_fit_report(self, best: dict[str, Any] | None, stop_reason: str | None, log_dir: str) -> None:
         """``<log dir>/fit_report.json``: what the fit measured, for the docs' result files and ``publish``."""
         import json
-        import sys
 
         import lightning
 
         from .. import __version__
+        from . import command_line
 
         trainer = self.trainer
         wall = time.monotonic() - getattr(self, "_fit_started", time.monotonic())
         report = {
             "stage": "fit",
-            "command": "cnnzoo " + " ".join(sys.argv[1:]),
+            "command": command_line(),
             "wall_s": round(wall, 1),
             "epochs": trainer.current_epoch,
             "global_step": trainer.global_step,
