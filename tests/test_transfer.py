@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pickle
+import re
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from lightning.pytorch import Trainer, seed_everything
 from safetensors.torch import save_file
 from torch.utils.data import DataLoader, TensorDataset
 
+import cnnzoo
 from cnnzoo.tasks import TimmClassifier
 
 from .helpers import PicklePayload, write_malicious_pickle
@@ -196,8 +198,16 @@ def test_pretrained_path_loads_and_a_new_head_is_reset(tmp_path: Path) -> None:
             other = TimmClassifier("resnet18", num_classes=3, pretrained=str(tmp_path / f))
         assert torch.equal(other.net.layer4[1].conv2.weight, src.net.layer4[1].conv2.weight)
         assert other.net.fc.out_features == 3
-    with pytest.raises(ValueError, match="does not fit"):
+    with pytest.raises(ValueError, match="does not fit") as refused:
         TimmClassifier("resnet34", num_classes=10, pretrained=str(tmp_path / "w.safetensors"))
+    # resnet34 has 110 keys that resnet18 lacks: the message shows a few and counts the rest, not all of them.
+    assert len(str(refused.value)) < 600 and re.search(r"missing \[('[^']+', ){6}\.\.\. \d+ more\]", str(refused.value))
+    save_file(cnnzoo.create_model("simple_cnn").state_dict(), str(tmp_path / "other.safetensors"))
+    with pytest.raises(ValueError, match="no key in common: weights of another architecture"):
+        TimmClassifier("resnet18", num_classes=10, pretrained=str(tmp_path / "other.safetensors"))
+    # Published weights name their architecture: refused before loading, with the task that takes them.
+    with pytest.raises(ValueError, match=r"holds lenet5 weights, but backbone is 'resnet18'; train them with .*Image"):
+        TimmClassifier("resnet18", num_classes=10, pretrained="lenet5.mnist")
 
 
 @pytest.mark.parametrize("suffix", [".pt", ".pth", ".ckpt"])

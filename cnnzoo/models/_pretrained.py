@@ -773,10 +773,16 @@ def load_strict(model: nn.Module, state: dict[str, torch.Tensor], source: str) -
         if k in state and state[k].shape != v.shape
     ]
     if missing or unexpected or shapes:
+
+        def listed(keys: list[str], first: int = 6) -> str:  # another architecture's weights list hundreds
+            more = f", ... {len(keys) - first} more" if len(keys) > first else ""
+            return "[" + ", ".join(repr(k) for k in keys[:first]) + more + "]"
+
         parts = [
-            f"missing {missing}" if missing else "",
-            f"unexpected {unexpected}" if unexpected else "",
-            f"shape mismatches {shapes}" if shapes else "",
+            f"missing {listed(missing)}" if missing else "",
+            f"unexpected {listed(unexpected)}" if unexpected else "",
+            f"shape mismatches {listed(shapes)}" if shapes else "",
+            "no key in common: weights of another architecture" if not set(own) & set(state) else "",
         ]
         raise ValueError(f"{source} does not fit {type(model).__name__}: " + "; ".join(p for p in parts if p))
     model.load_state_dict(state, strict=True)

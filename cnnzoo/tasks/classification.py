@@ -93,7 +93,8 @@ class ImageClassifier(ClassificationTask):
         head_lr_scale: float = 1.0,
         whiten_bias_epochs: int | None = None,
     ) -> None:
-        weights = _weights_metadata(model, pretrained)
+        source = f"{model}.DEFAULT" if pretrained is True else str(pretrained)
+        weights = published_weights(model, source, "model") if pretrained else None
         if weights is not None and not new_head and num_classes == weights.num_classes:
             # Plain-Python fine-tuning or evaluation without a data module keeps the weights' own metadata; the
             # CLI links these from the data, which wins.
@@ -199,18 +200,20 @@ def _classifier_name(net: nn.Module) -> str:
     return found
 
 
-def _weights_metadata(model: str, pretrained: bool | str) -> Weights | None:
-    """The metadata of ``pretrained`` when it names published weights (not a bare file); checks the architecture."""
-    if not pretrained:
-        return None
+def published_weights(arch: str, source: str, key: str) -> Weights | None:
+    """The metadata of ``source`` when it names published weights (not a bare file), checked against ``arch``.
+
+    ``key`` is the task's option that names the architecture: ``model`` (ImageClassifier) or ``backbone``
+    (TimmClassifier). Weights of another architecture are refused before anything is loaded.
+    """
     from ..models import get_weights, is_weights_entry
 
-    source = f"{model}.DEFAULT" if pretrained is True else str(pretrained)
     if not is_weights_entry(source):
         return None
     w = get_weights(source)
-    if w.arch != model:
-        raise ValueError(
-            f"pretrained={pretrained!r} holds {w.arch} weights, but model is {model!r}; set model: {w.arch}"
-        )
+    if w.arch != arch:
+        own = "backbone" if w.builder == "timm" else "model"
+        task = "TimmClassifier" if w.builder == "timm" else "ImageClassifier"
+        fix = f"set {key}: {w.arch}" if own == key else f"train them with cnnzoo.tasks.{task} ({own}: {w.arch})"
+        raise ValueError(f"pretrained={source!r} holds {w.arch} weights, but {key} is {arch!r}; {fix}")
     return w

@@ -144,7 +144,9 @@ class TimmClassifier(ClassificationTask):
         self.net = create_timm_model(backbone, pretrained is True, num_classes, in_chans, drop_rate)
         if isinstance(pretrained, str) and pretrained:
             from ..models import load_weights_into
+            from .classification import published_weights
 
+            published_weights(backbone, pretrained, "backbone")
             load_weights_into(self.net, pretrained, head_prefix=classifier_prefix(self.net) + ".", new_head=new_head)
         size = img_size or self.net.pretrained_cfg.get("input_size", (in_chans, 224, 224))[-1]
         self.example_input_array = torch.zeros(1, in_chans, size, size)
