@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-__all__ = ["CheckpointMismatchError", "CnnzooWarning", "ConfigError", "DataNotFoundError", "first_line"]
+__all__ = [
+    "CheckpointMismatchError",
+    "CnnzooWarning",
+    "ConfigError",
+    "DataNotFoundError",
+    "WeightsUnavailableError",
+    "first_line",
+]
 
 
 class ConfigError(ValueError):
@@ -14,6 +21,13 @@ class DataNotFoundError(ConfigError, FileNotFoundError):
 
     A `ConfigError`, so the CLI prints it without a traceback even when it is raised while the Trainer runs (at
     ``setup``), and a ``FileNotFoundError``, which is what it is.
+    """
+
+
+class WeightsUnavailableError(ConfigError, ConnectionError):
+    """Weights at a URL or on the Hub that could not be fetched: the source, why, and the fix.
+
+    A ``ConnectionError``, which is what it is, and a `ConfigError`, so the CLI prints it in one line.
     """
 
 

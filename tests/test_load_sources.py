@@ -6,7 +6,9 @@ import hashlib
 import http.server
 import json
 import os
+import re
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -18,7 +20,7 @@ import pytest
 import torch
 
 import cnnzoo
-from cnnzoo.errors import ConfigError
+from cnnzoo.errors import ConfigError, WeightsUnavailableError
 from cnnzoo.models import IntegrityError
 from cnnzoo.tasks import ImageClassifier
 
@@ -85,6 +87,13 @@ def test_sources_without_metadata_say_what_is_missing(published: Path, tmp_path:
         cnnzoo.load_pretrained("hf-hub:")
 
 
+def free_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on (it was free a moment ago)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def test_load_pretrained_from_urls_checks_every_file(published: Path, server: LocalServer, tmp_path: Path) -> None:
     os.environ["CNNZOO_HOME"] = str(tmp_path / "cache")
     try:
@@ -98,6 +107,14 @@ def test_load_pretrained_from_urls_checks_every_file(published: Path, server: Lo
             cnnzoo.load_pretrained(server.url(f"/w/{w.file}") + "#sha256=" + "0" * 64)
         with pytest.raises(ValueError, match="must state its sha256"):
             cnnzoo.load_pretrained(server.url(f"/w/{NAME}.json"))
+        # A URL that fails names itself and the fix; urllib's own error said "Not Found" or "Connection refused".
+        missing = server.url("/w/gone.json")
+        with pytest.raises(WeightsUnavailableError, match=f"cannot download {re.escape(missing)}: HTTP 404"):
+            cnnzoo.load_pretrained(f"{missing}#sha256={'1' * 64}")
+        closed = f"http://127.0.0.1:{free_port()}/w/{NAME}.json"
+        with pytest.raises(WeightsUnavailableError, match=f"cannot download {re.escape(closed)}: .*Check the address"):
+            cnnzoo.load_pretrained(f"{closed}#sha256={'1' * 64}")
+        assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file() and "gone" in p.name]
     finally:
         del os.environ["CNNZOO_HOME"]
 
@@ -200,6 +217,17 @@ def test_load_pretrained_from_the_hub_uses_its_download_and_cache(hub: HubStandI
     assert run.returncode == 0 and "ok" in run.stdout, run.stderr[-2000:]
     downloads = [r for r in hub.requests if r.startswith("GET") and "/resolve/" in r]
     assert sorted(downloads) == sorted(f"GET /org/lenet5-digits/resolve/{hub.commit}/{f}" for f in hub.files)
+
+
+def test_an_unreachable_hub_is_one_line_that_names_the_repository(tmp_path: Path) -> None:
+    env = {**os.environ, "HF_ENDPOINT": f"http://127.0.0.1:{free_port()}", "HF_HUB_CACHE": str(tmp_path / "hf")}
+    code = "import cnnzoo.cli, sys; sys.exit(cnnzoo.cli.main(['export', 'hf-hub:org/none', '--format', 'pt2']))"
+    run = subprocess.run([sys.executable, "-c", code], env={**env, "HF_HUB_OFFLINE": "0"}, capture_output=True,
+                         text=True, timeout=120)  # fmt: skip
+    # huggingface_hub's own error started "Got: ConnectError: ..." and named no repository.
+    assert run.returncode == 2 and len(run.stderr.strip().splitlines()) == 1, run.stderr[-2000:]
+    assert run.stderr.startswith("cnnzoo: error: hf-hub:org/none: the Hub could not be reached and its local cache")
+    assert "Connect once to fill the cache" in run.stderr
 
 
 def test_a_timm_classifier_checkpoint_publishes_and_loads_back(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ Shaped after torchvision's ``Weights`` (metadata, ``transforms()``, a DEFAULT pe
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -16,8 +17,10 @@ import pickle
 import re
 import sys
 import tempfile
+import urllib.error
 import urllib.request
 import warnings
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
 from fnmatch import fnmatch
 from pathlib import Path
@@ -27,7 +30,7 @@ import torch
 from torch import nn
 
 from .._files import temp_beside
-from ..errors import CnnzooWarning, ConfigError
+from ..errors import CnnzooWarning, ConfigError, WeightsUnavailableError, first_line
 from ._registry import create_model, unknown_name_error
 from .tta import TTA, check_tta
 
@@ -406,11 +409,24 @@ def _hf_hub_folder(spec: str) -> Path:
     repo, _, revision = spec.partition("@")
     try:
         from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
     except ImportError:
         raise ImportError("hf-hub: weights need huggingface_hub: pip install 'cnnzoo[hub]'") from None
-    return Path(
-        snapshot_download(repo, revision=revision or None, allow_patterns=["*.json", "*.safetensors", "README.md"])
-    )
+    try:
+        return Path(
+            snapshot_download(repo, revision=revision or None, allow_patterns=["*.json", "*.safetensors", "README.md"])
+        )
+    except RepositoryNotFoundError as err:
+        why = "no such repository on the Hub (a private one needs `hf auth login`)"
+        raise WeightsUnavailableError(f"hf-hub:{spec}: {why}") from err
+    except RevisionNotFoundError as err:
+        raise WeightsUnavailableError(f"hf-hub:{spec}: the repository has no revision {revision!r}") from err
+    except LocalEntryNotFoundError as err:  # offline, or the Hub refused, with no copy in the cache
+        raise WeightsUnavailableError(
+            f"hf-hub:{spec}: the Hub could not be reached and its local cache has no copy "
+            f"({first_line(err).removeprefix('Got: ')[:200]}). Connect once to fill the cache, or give the folder "
+            "that cnnzoo publish wrote"
+        ) from err
 
 
 # --- files ----------------------------------------------------------------------------------------------------------
@@ -505,7 +521,7 @@ def download(url: str, dest: Path, sha256: str, num_bytes: int | None = None, pr
     tmp = Path(tmp_name)
     h = hashlib.sha256()
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as resp:
+        with os.fdopen(fd, "wb") as out, _opened(url) as resp:
             total = int(resp.headers.get("Content-Length") or 0) or num_bytes
             with _Progress(progress and sys.stderr.isatty(), dest.name, total) as advance:
                 for chunk in iter(lambda: resp.read(2**16), b""):
@@ -526,6 +542,24 @@ def download(url: str, dest: Path, sha256: str, num_bytes: int | None = None, pr
         tmp.unlink(missing_ok=True)
         raise
     return dest
+
+
+@contextlib.contextmanager
+def _opened(url: str) -> Iterator[Any]:
+    """``urlopen``, whose failure names the URL and the fix (urllib's own says only "Name or service not known")."""
+    try:
+        resp = urllib.request.urlopen(url, timeout=60)
+    except urllib.error.HTTPError as err:
+        raise WeightsUnavailableError(
+            f"cannot download {url}: HTTP {err.code} {err.reason}; check the address"
+        ) from err
+    except (urllib.error.URLError, TimeoutError, ConnectionError) as err:
+        raise WeightsUnavailableError(
+            f"cannot download {url}: {getattr(err, 'reason', err)}. Check the address and the network; offline, "
+            "download the file elsewhere and give its local path"
+        ) from err
+    with resp:
+        yield resp
 
 
 class _Progress:
