@@ -522,7 +522,7 @@ def predict_folder(
     from .images import list_images, report_unreadable
 
     root = predict_dir(folder)
-    files = list_images(root)
+    files = list_images(root, recursive=True)
     data = _FolderBatches(files, batch_size, "L" if in_chans == 1 else "RGB", preprocess)
     loader = torch.utils.data.DataLoader(data, batch_size=None, num_workers=num_workers)
     rows: list[tuple[str, int, float]] = []

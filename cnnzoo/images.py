@@ -138,8 +138,19 @@ def report_ignored(ignored: list[str], folder: Path) -> None:
         )
 
 
-def list_images(folder: Path) -> list[str]:
-    """The image files directly in ``folder``, sorted; other files are reported in one warning and left out."""
-    entries = sorted(p for p in folder.iterdir() if p.is_file() and not is_hidden(p.name))
+def list_images(folder: Path, recursive: bool = False) -> list[str]:
+    """The image files in ``folder``, sorted; other files are reported in one warning and left out.
+
+    ``recursive``: its sub-folders' too (hidden ones skipped), as a folder of new images to predict is often
+    organised in folders (by date, or by class for a check).
+    """
+    if recursive:
+        entries = []
+        for top, dirs, names in os.walk(folder):
+            dirs[:] = sorted(d for d in dirs if not is_hidden(d))
+            entries += [Path(top) / n for n in names if not is_hidden(n)]
+        entries.sort()
+    else:
+        entries = sorted(p for p in folder.iterdir() if p.is_file() and not is_hidden(p.name))
     report_ignored([str(p) for p in entries if p.suffix.lower() not in IMG_EXTENSIONS], folder)
     return [str(p) for p in entries if p.suffix.lower() in IMG_EXTENSIONS]

@@ -21,6 +21,11 @@ def test_folder_fit_then_cli_predict_writes_csv_with_class_names(tmp_path: Path)
     for i, src in enumerate(sorted((root / "square").iterdir())[:3]):
         shutil.copy(src, pred_dir / f"img{i}.png")
     (pred_dir / "readme.txt").write_text("ignored")
+    # Images in sub-folders are predicted too (they were skipped without a word); hidden folders are not.
+    (pred_dir / "later").mkdir()
+    (pred_dir / "img2.png").rename(pred_dir / "later" / "img2.png")
+    (pred_dir / ".thumbs").mkdir()
+    shutil.copy(pred_dir / "img0.png", pred_dir / ".thumbs" / "img0.png")
     data = [
         "--data=cnnzoo.data.ImageFolderDataModule",
         f"--data.root={root}",
@@ -51,7 +56,7 @@ def test_folder_fit_then_cli_predict_writes_csv_with_class_names(tmp_path: Path)
         ]
     )
     rows = list(csv.DictReader(out.open()))
-    assert [Path(r["file"]).name for r in rows] == ["img0.png", "img1.png", "img2.png"]
+    assert [str(Path(r["file"]).relative_to(pred_dir)) for r in rows] == ["img0.png", "img1.png", "later/img2.png"]
     for r in rows:
         assert r["pred_class"] in loaded.class_names
         assert loaded.class_names[int(r["pred_index"])] == r["pred_class"]
@@ -82,3 +87,14 @@ def test_predict_on_in_memory_test_split_defaults_to_log_dir(tmp_path: Path) -> 
     assert len(rows) == 270 and rows[0]["file"] == "#0" and rows[-1]["file"] == "#269"
     preds = torch.cat([b["preds"] for b in cli.trainer.predict_loop.predictions])
     assert [int(r["pred_index"]) for r in rows] == preds.tolist()
+
+
+def test_predict_with_weights_reads_sub_folders(tmp_path: Path) -> None:
+    from cnnzoo.cli import main
+
+    write_folder(tmp_path / "new", {"day1": 2, "day2": 2}, size=28, mode="L")
+    out = tmp_path / "preds.csv"
+    args = ["predict", "--weights", "lenet5.mnist", f"--data.predict_dir={tmp_path / 'new'}"]
+    assert main([*args, f"--prediction_writer.output={out}"]) == 0
+    files = [str(Path(r["file"]).relative_to(tmp_path / "new").parent) for r in csv.DictReader(out.open())]
+    assert files == ["day1", "day1", "day2", "day2"]

@@ -132,7 +132,7 @@ class ImageFolderDataModule(ClassificationDataModule):
 
     Give either ``train_dir`` (plus optional ``val_dir``/``test_dir``; a missing ``val_dir`` is carved from
     train with ``val_fraction``) or one ``root`` that is split with ``seed`` into train/val/test by
-    ``val_fraction``/``test_fraction``. ``predict_dir`` is a flat folder of images to classify.
+    ``val_fraction``/``test_fraction``. ``predict_dir`` is a folder of images to classify, sub-folders included.
 
     With ``in_memory=True`` every image is decoded once into a uint8 tensor cache on disk (keyed by the file list,
     sizes and modification times; rebuilt when the folder changes or the file is corrupt), held in memory, and
@@ -149,7 +149,7 @@ class ImageFolderDataModule(ClassificationDataModule):
         train_dir: training folder.
         val_dir: validation folder (same class names as train).
         test_dir: test folder (same class names as train).
-        predict_dir: flat folder of images for ``predict``.
+        predict_dir: a folder of images for ``predict``; images in its sub-folders are predicted too.
         class_names: the class names of a model that only predicts: with them, ``predict_dir`` needs no training
             folder (``cnnzoo predict --weights`` sets them from the weights).
         val_fraction: fraction held out for validation when there is no ``val_dir``.
@@ -342,7 +342,7 @@ class ImageFolderDataModule(ClassificationDataModule):
             raise ConfigError("predict needs a folder of images: pass --data.predict_dir DIR")
         if not self.predict_dir.is_dir():
             raise DataNotFoundError(f"predict_dir {self.predict_dir} does not exist; pass --data.predict_dir DIR")
-        files = list_images(self.predict_dir)
+        files = list_images(self.predict_dir, recursive=True)
         # With strict, every file is decoded first so that a corrupt one fails before any prediction; otherwise the
         # loader decodes each file once and the prediction writer reports and skips the ones that fail.
         self.unreadable = find_unreadable(files, self.predict_dir, self.strict, self.check_images and self.strict)
