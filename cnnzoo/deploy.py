@@ -545,18 +545,30 @@ def predict_folder(
 def predict_weights(
     source: str, folder: str | Path, output: str | Path, batch_size: int = 64, num_workers: int = 0
 ) -> int:
-    """Classify a folder with published weights (anything `cnnzoo.load_pretrained` takes) in eager PyTorch."""
+    """Classify a folder in eager PyTorch.
+
+    ``source``: published weights (anything `cnnzoo.load_pretrained` takes), or a checkpoint that ``cnnzoo fit``
+    wrote (``.ckpt``: it records its classes and normalisation, as `export` reads them).
+    """
     from .models import Weights, load_pretrained
+    from .presets import ImageClassificationEval
 
     predict_dir(folder)
-    model = load_pretrained(source).eval()
-    w: Weights = model.pretrained_cfg  # type: ignore[assignment]
-    if w.tta != "none":  # predictions and the published figures would otherwise differ without a word
+    if Path(source).suffix == ".ckpt":
+        net, meta = _load(source, None)
+        c, _, size = meta["input_size"]
+        preprocess = ImageClassificationEval(size, c, meta["mean"], meta["std"], meta["crop_pct"])
+        name, tta, class_names = source, meta["tta"], meta["class_names"]
+    else:
+        net = load_pretrained(source).eval()
+        w: Weights = net.pretrained_cfg  # type: ignore[assignment]
+        c, preprocess, name, tta, class_names = w.in_chans, w.transforms(), w.name, w.tta, w.class_names
+    if tta != "none":  # predictions and the measured figures would otherwise differ without a word
         _logging.info(
-            f"{w.name}: one plain forward per image; its published figures used test-time augmentation {w.tta} "
-            f"(--model.init_args.tta {w.tta} predicts with it, through the Trainer)"
+            f"{name}: one plain forward per image; its measured figures used test-time augmentation {tta} "
+            f"(--model.init_args.tta {tta} predicts with it, through the Trainer)"
         )
-    return predict_folder(model, folder, output, w.transforms(), w.in_chans, w.class_names, batch_size, num_workers)
+    return predict_folder(net, folder, output, preprocess, c, class_names, batch_size, num_workers)
 
 
 def predict_onnx(

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import csv
 import logging
 import os
 import pickle
@@ -60,6 +61,28 @@ def test_cli_predict_matches_python_load_from_checkpoint(fitted: tuple[CnnzooCLI
     with torch.no_grad():
         py_preds = torch.cat([model(dm.normalize(x)).argmax(1) for x, _ in dm.predict_dataloader()])
     assert torch.equal(cli_preds, py_preds)
+
+
+def test_predict_weights_takes_the_checkpoint_of_a_digits_run(fitted: tuple[CnnzooCLI, Path], tmp_path: Path) -> None:
+    # A run on the digits (no image folder) had no way to classify PNGs but to publish first: the Trainer path
+    # needs a data module with predict_dir, and --weights took only published weights.
+    from PIL import Image
+
+    _, best = fitted
+    dm = DigitsDataModule()
+    dm.setup()
+    images = next(iter(dm.predict_dataloader()))[0][:6]  # uint8, 1x28x28
+    (tmp_path / "pngs" / "more").mkdir(parents=True)
+    for i, img in enumerate(images):
+        Image.fromarray(img[0].numpy()).save(tmp_path / "pngs" / ("more" if i % 2 else "") / f"{i}.png")
+    out = tmp_path / "preds.csv"
+    args = ["predict", "--weights", str(best), f"--data.predict_dir={tmp_path / 'pngs'}"]
+    assert main([*args, f"--prediction_writer.output={out}"]) == 0
+    rows = {Path(r["file"]).name: int(r["pred_index"]) for r in csv.DictReader(out.open())}
+    model = ImageClassifier.load_from_checkpoint(best, weights_only=True).eval()
+    with torch.no_grad():
+        expected = model(dm.normalize(images)).argmax(1).tolist()
+    assert [rows[f"{i}.png"] for i in range(6)] == expected
 
 
 def test_weights_only_cannot_be_switched_off(fitted: tuple[CnnzooCLI, Path], tmp_path: Path) -> None:
