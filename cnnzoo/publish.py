@@ -224,9 +224,9 @@ def _training_command(ckpt: Path, global_step: Any) -> str | None:
     A resumed fit keeps writing into the first run's ``checkpoints/`` but reports in a new version folder, so the
     report is the one whose best checkpoint is ``ckpt``, or that ended at ``ckpt``'s step in ``ckpt``'s folder.
     """
-    if ckpt.parent.name != "checkpoints":
-        return None
     here = ckpt.resolve()
+    if here.parent.name != "checkpoints" or len(here.parents) < 3:
+        return None
     reports = sorted(here.parents[2].glob("*/fit_report.json"), key=lambda p: p.stat().st_mtime, reverse=True)
     for report in reports:
         try:

@@ -62,7 +62,6 @@ TRAINER_COMMANDS = {
 
 
 def _cmd_models(argv: list[str]) -> int:
-
     from ..models import commands
 
     parser = ZooArgumentParser(prog="cnnzoo models", description="List the registered models.")
@@ -74,7 +73,6 @@ def _cmd_models(argv: list[str]) -> int:
 
 
 def _cmd_show_augment(argv: list[str]) -> int:
-
     from torchvision.utils import save_image
 
     from ..data import ClassificationDataModule
@@ -102,7 +100,6 @@ def _cmd_show_augment(argv: list[str]) -> int:
 
 
 def _cmd_weights(argv: list[str]) -> int:
-
     from ..models.commands import no_match_error, print_weights_table
 
     parser = ZooArgumentParser(prog="cnnzoo weights", description="List the published weights.")
@@ -227,7 +224,6 @@ def _predict_weights(argv: list[str]) -> int | None:
 
 
 def _cmd_recipes(argv: list[str]) -> int:
-
     parser = ZooArgumentParser(
         prog="cnnzoo recipes", description="List the recipes shipped with cnnzoo; run one with --config NAME."
     )
@@ -241,7 +237,6 @@ def _cmd_recipes(argv: list[str]) -> int:
 
 
 def _cmd_summary(argv: list[str]) -> int:
-
     from ..analysis.summary import _BYTES, summary
 
     parser = ZooArgumentParser(
@@ -293,7 +288,6 @@ def _cmd_summary(argv: list[str]) -> int:
 
 
 def _cmd_report(argv: list[str]) -> int:
-
     parser = ZooArgumentParser(
         prog="cnnzoo report",
         description="One self-contained HTML page (and its PNGs) on what a trained model gets right and wrong: "
@@ -336,7 +330,6 @@ def _cmd_report(argv: list[str]) -> int:
 
 
 def _cmd_export(argv: list[str]) -> int:
-
     from ..deploy import SUFFIX, ExportError, export
 
     parser = ZooArgumentParser(
