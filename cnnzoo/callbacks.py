@@ -262,7 +262,11 @@ class ModelCheckpoint(_LightningModelCheckpoint):
     ) -> None:
         """Run Lightning's ``hook``, then write ``last.ckpt`` if the hook checked but wrote no file."""
         due = self.save_last is True and checkpoint_check_due(self, trainer, at_train_epoch_end)
-        hook(trainer, pl_module)
+        # A fit without validation (val_fraction 0, limit_val_batches 0) has no validation metric to rank by, and
+        # Lightning's hook would warn that the model never logged it ("Did you call log('val_acc')?").
+        unrankable = self.monitor is not None and self.monitor not in trainer.callback_metrics
+        if not (unrankable and not sum(trainer.num_val_batches)):
+            hook(trainer, pl_module)
         if due and checkpoint_saved_at(self) != trainer.global_step:
             checkpoint_save_last(self, trainer)
 

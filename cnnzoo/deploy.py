@@ -558,14 +558,15 @@ def predict_weights(
         net, meta = _load(source, None)
         c, _, size = meta["input_size"]
         preprocess = ImageClassificationEval(size, c, meta["mean"], meta["std"], meta["crop_pct"])
-        name, tta, class_names = source, meta["tta"], meta["class_names"]
+        name, tta, class_names, figures = source, meta["tta"], meta["class_names"], "validation figures"
     else:
         net = load_pretrained(source).eval()
         w: Weights = net.pretrained_cfg  # type: ignore[assignment]
         c, preprocess, name, tta, class_names = w.in_chans, w.transforms(), w.name, w.tta, w.class_names
-    if tta != "none":  # predictions and the measured figures would otherwise differ without a word
+        figures = "published figures"
+    if tta != "none":  # predictions and the figures would otherwise differ without a word
         _logging.info(
-            f"{name}: one plain forward per image; its measured figures used test-time augmentation {tta} "
+            f"{name}: one plain forward per image; its {figures} used test-time augmentation {tta} "
             f"(--model.init_args.tta {tta} predicts with it, through the Trainer)"
         )
     return predict_folder(net, folder, output, preprocess, c, class_names, batch_size, num_workers)

@@ -7,12 +7,17 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import lightning.pytorch  # noqa: F401  (see below)
 import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = REPO / "recipes"
 SHARED_DATA = REPO.parent / "shared" / "data"
+
+# Lightning gives its logger a handler on the sys.stderr of the moment it is first imported. Imported here, that is
+# pytest's session-wide capture; imported inside a test, it was that test's capsys stream, closed when the test
+# ended, and every later Lightning log line in the process printed "--- Logging error ---" with a traceback.
 
 # Two cores: keep intra-op threads fixed so timings and results do not depend on the machine's core count.
 torch.set_num_threads(min(2, os.cpu_count() or 1))

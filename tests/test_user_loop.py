@@ -95,6 +95,21 @@ def test_bad_options_found_while_the_trainer_runs_are_one_line(
     assert tail.startswith(f"cnnzoo: error: {message}") and 'File "' not in tail
 
 
+def test_a_fit_on_every_image_runs_without_validation(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    # val_fraction 0 was accepted, then the fit failed with "has no 'val' split"; with no split to validate on,
+    # the checkpoint also warned that the model never logged val_acc.
+    argv = ["fit", "-c", "lenet5_digits", "--data.val_fraction=0", "--trainer.max_epochs=2"]
+    code, out, err = run([*argv, f"--trainer.default_root_dir={tmp_path}", *QUIET], capsys)
+    assert code == 0, err
+    assert "could not find the monitored key" not in err and "val_acc" not in out
+    last = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=True)["epoch"] == 1
+    assert next(ln for ln in out.splitlines() if ln.startswith("next: ")).endswith("version_0/checkpoints/last.ckpt")
+    # Evaluating on the split that is not there still says so.
+    code, _, err = run(["validate", "-c", "lenet5_digits", "--data.val_fraction=0", f"--ckpt_path={last}"], capsys)
+    assert code == 2 and "DigitsDataModule has no 'val' split" in err
+
+
 def test_a_split_with_a_class_the_training_data_lacks_is_one_line(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

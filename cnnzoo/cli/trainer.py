@@ -540,12 +540,15 @@ class CnnzooCLI(LightningCLI):
             print(f"best checkpoint: {cb.best_model_path}{shown}")
         if isinstance(cb, ModelCheckpoint) and cb.last_model_path:
             print(f"last checkpoint: {cb.last_model_path}")
-        if best is not None and os.path.isfile(os.path.join(log_dir, "config.yaml")):
-            config, ckpt = _short_path(os.path.join(log_dir, "config.yaml")), _short_path(best["path"])
+        # The best checkpoint, or the last one of a fit without validation (nothing to rank by).
+        evaluated = best["path"] if best is not None else getattr(cb, "last_model_path", "")
+        if evaluated and os.path.isfile(os.path.join(log_dir, "config.yaml")):
+            config, ckpt = _short_path(os.path.join(log_dir, "config.yaml")), _short_path(evaluated)
             # Data without a test split (an image folder split only into train and val) cannot be tested.
             sizes = getattr(self.datamodule, "split_sizes", None) or {}
-            stage = "validate" if sizes and not sizes.get("test") else "test"
-            print(f"next: cnnzoo {stage} --config {config} --ckpt_path {ckpt}")
+            stage = "test" if not sizes or sizes.get("test") else "validate" if sizes.get("val") else None
+            if stage is not None:
+                print(f"next: cnnzoo {stage} --config {config} --ckpt_path {ckpt}")
         self._write_fit_report(best, next((es.stop_reason for es in stops if es.stop_reason), None), log_dir)
 
     def _write_fit_report(self, best: dict[str, Any] | None, stop_reason: str | None, log_dir: str) -> None:

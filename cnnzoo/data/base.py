@@ -41,6 +41,10 @@ from .transforms import (
 __all__ = ["ClassificationDataModule", "InMemoryDataModule"]
 
 
+class NoSplitError(ConfigError):
+    """A data module asked for a split it does not have (``val`` with ``val_fraction`` 0, a folder without test)."""
+
+
 class ClassificationDataModule(LightningDataModule):
     """What every cnnzoo data module shares.
 
@@ -348,8 +352,15 @@ class ClassificationDataModule(LightningDataModule):
         return self.make_loader("train", train=True)
 
     @override
-    def val_dataloader(self) -> DataLoader:
-        return self.make_loader("val", train=False)
+    def val_dataloader(self) -> DataLoader | list[DataLoader]:
+        try:
+            return self.make_loader("val", train=False)
+        except NoSplitError:
+            # An empty validation split (val_fraction or val_size 0: training on every image) means a fit without
+            # validation, which Lightning runs when it gets no loader; `validate` still says there is none.
+            if self.trainer is not None and self.trainer.state.fn == "fit":
+                return []
+            raise
 
     @override
     def test_dataloader(self) -> DataLoader:
@@ -442,7 +453,7 @@ class InMemoryDataModule(ClassificationDataModule):
         if split not in self.splits:
             self.setup()
         if split not in self.splits or len(self.splits[split][1]) == 0:
-            raise ConfigError(f"{type(self).__name__} has no {split!r} split")
+            raise NoSplitError(f"{type(self).__name__} has no {split!r} split")
         images, labels = self.splits[split]
         if self.fast:
             return self.build_loader(TensorBatchDataset(images, labels), len(labels), train, per_sample=False)

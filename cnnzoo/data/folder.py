@@ -24,7 +24,7 @@ from ..images import (
     report_ignored,
     report_unreadable,
 )
-from .base import ClassificationDataModule
+from .base import ClassificationDataModule, NoSplitError
 from .cache import cache_key, decode_images, load_cache, save_cache
 from .sampling import TensorBatchDataset
 from .tensor_ops import seeded_split
@@ -361,7 +361,7 @@ class ImageFolderDataModule(ClassificationDataModule):
         samples = self.samples.get(split)
         if not samples:
             hint = "Fix: pass --data.test_dir, or use root with --data.test_fraction above 0" if split == "test" else ""
-            raise ConfigError(f"ImageFolderDataModule has no {split!r} split. {hint}".strip())
+            raise NoSplitError(f"ImageFolderDataModule has no {split!r} split. {hint}".strip())
         if self.in_memory and split in self.tensors:
             images, labels = self.tensors[split]
             return self.build_loader(TensorBatchDataset(images, labels), len(labels), train, per_sample=False)
