@@ -23,35 +23,29 @@ class ZooArgumentParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _number(text: str, kind: type[int] | type[float]) -> int | float:
+def _number(text: str, kind: type[int] | type[float], least: int) -> int | float:
+    """``text`` as a finite ``kind`` of at least ``least``, or argparse's error naming what was wrong."""
     try:
         value = kind(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a {'whole ' if kind is int else ''}number, got {text!r}") from None
-    if isinstance(value, float) and not math.isfinite(value):
+    if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    if value < least:
+        raise argparse.ArgumentTypeError(f"must be {least} or more, got {text}")
     return value
 
 
 def positive_int(text: str) -> int:
     """A count that must be at least 1 (a batch size, a number of images)."""
-    value = int(_number(text, int))
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
-    return value
+    return int(_number(text, int, 1))
 
 
 def non_negative_int(text: str) -> int:
     """A count that may be 0 (worker processes, extra draws)."""
-    value = int(_number(text, int))
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
+    return int(_number(text, int, 0))
 
 
 def non_negative_float(text: str) -> float:
     """A finite tolerance or threshold, 0 or more."""
-    value = float(_number(text, float))
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
-    return value
+    return float(_number(text, float, 0))
