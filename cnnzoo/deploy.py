@@ -79,7 +79,14 @@ class Normalized(nn.Module):
 
 
 def _load(source: str, config: str | None) -> tuple[nn.Module, dict[str, Any]]:
-    """The network and its metadata (class names, input size, mean, std, crop_pct) from any source."""
+    """The network and its metadata (class names, input size, mean, std, crop_pct, tta) from any source."""
+    net, meta = _load_any(source, config)
+    if not meta["input_size"]:
+        raise ExportError(f"{source}: its input size is unknown; use a checkpoint that cnnzoo fit wrote")
+    return net, meta
+
+
+def _load_any(source: str, config: str | None) -> tuple[nn.Module, dict[str, Any]]:
     path = Path(source)
     if path.suffix in (".ckpt", ".pt", ".pth"):
         if not path.is_file():
@@ -348,8 +355,6 @@ def export(
         raise ExportError(f"{path} already exists: pass --overwrite to replace it, or choose another --out")
     started = time.monotonic()
     net, meta = _load(source, config)
-    if not meta["input_size"]:
-        raise ExportError(f"{source}: its input size is unknown; export it from a checkpoint that cnnzoo fit wrote")
     module: nn.Module = Normalized(net, tuple(meta["mean"]), tuple(meta["std"])) if bake_normalization else net
     module.eval()
     x = _batch(meta, images, 8, bake_normalization)
