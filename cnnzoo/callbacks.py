@@ -372,8 +372,9 @@ class EpochLog(Callback):
 
     def __init__(self) -> None:
         self._started = time.monotonic()
-        self._pending: tuple[int, float] | None = None
+        self._pending: tuple[int, float, bool] | None = None  # epoch, seconds, whether it validated
         self._open = False  # an epoch has started and its line is not printed yet
+        self._validated = False  # this epoch ran validation (check_val_every_n_epoch can skip it)
         self._held: list[logging.LogRecord | str] = []
         self._filter = _HoldWhilePending(self)
         self._group: dict[str, Any] | None = None
@@ -404,7 +405,7 @@ class EpochLog(Callback):
     @override
     def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._flush(trainer)
-        self._open = True
+        self._open, self._validated = True, False
         self._started = time.monotonic()
         groups = [g for opt in trainer.optimizers for g in opt.param_groups]
         # The base rate: a group at a scaled rate (the fast recipe's BatchNorm biases, 64x) misreads the schedule.
@@ -422,7 +423,11 @@ class EpochLog(Callback):
         # Lightning runs this hook before the module's own on_train_epoch_end, which logs the epoch's training
         # metrics; the line is printed once they exist, when the next epoch or the fit starts or ends.
         if not trainer.sanity_checking:
-            self._pending = (trainer.current_epoch, time.monotonic() - self._started)
+            self._pending = (trainer.current_epoch, time.monotonic() - self._started, self._validated)
+
+    @override
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._validated = self._validated or not trainer.sanity_checking
 
     @override
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -435,9 +440,10 @@ class EpochLog(Callback):
     def _flush(self, trainer: Trainer) -> None:
         pending, self._pending, self._open = self._pending, None, False
         if pending is not None and trainer.is_global_zero:
-            epoch, took = pending
+            epoch, took, validated = pending
             logged = trainer.callback_metrics
-            metrics = {k: v for k, v in logged.items() if k.startswith("val_") or k in ("train_acc",)}
+            # Lightning keeps the last validation's metrics: an epoch that skipped validation would show them again.
+            metrics = {k: v for k, v in logged.items() if (validated and k.startswith("val_")) or k == "train_acc"}
             if "train_loss_epoch" in logged:
                 metrics["train_loss"] = logged["train_loss_epoch"]
             lr = f"  lr {self._lr:.4g}" if self._lr is not None else ""

@@ -110,6 +110,20 @@ def test_a_fit_on_every_image_runs_without_validation(capsys: pytest.CaptureFixt
     assert code == 2 and "DigitsDataModule has no 'val' split" in err
 
 
+def test_an_epoch_without_validation_shows_no_validation_metrics(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # Lightning keeps the last validation's metrics, and the epoch line of an epoch that skipped validation
+    # (check_val_every_n_epoch) showed them again as if they were that epoch's.
+    argv = ["fit", "-c", "lenet5_digits", "--trainer.check_val_every_n_epoch=2", "--trainer.max_epochs=3"]
+    code, out, err = run(
+        [*argv, "--trainer.limit_train_batches=2", f"--trainer.default_root_dir={tmp_path}", *QUIET], capsys
+    )
+    assert code == 0, err
+    lines = [ln for ln in out.splitlines() if ln.startswith("epoch ")]
+    assert ["val_acc" in ln for ln in lines] == [False, True, False], lines
+
+
 def test_a_split_with_a_class_the_training_data_lacks_is_one_line(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
