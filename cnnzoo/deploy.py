@@ -15,6 +15,7 @@ import csv
 import io
 import json
 import logging
+import os
 import time
 import warnings
 from collections.abc import Iterator
@@ -34,6 +35,7 @@ __all__ = [
     "ExportError",
     "ExportResult",
     "export",
+    "export_name",
     "load_exported",
     "predict_dir",
     "predict_folder",
@@ -285,6 +287,11 @@ def _quiet_exporters() -> Iterator[None]:
             log.setLevel(level)
 
 
+def export_name(source: str) -> str:
+    """The file name an export of ``source`` gets by default (before its suffix): the weights or file name."""
+    return Path(source.rstrip("/")).name.removesuffix(".ckpt").removesuffix(".safetensors")
+
+
 def _check_opset(opset: int) -> None:
     """Refuse an opset outside what torch.onnx writes and the installed onnx knows, before exporting anything.
 
@@ -327,7 +334,8 @@ def export(
 
     Args:
         source: a weights name, a published folder / JSON / safetensors / URL / ``hf-hub:``, or a checkpoint.
-        out: the output file (its suffix is added when missing: ``.onnx``, ``.pt``, ``.pt2``).
+        out: the output file (its suffix is added when missing: ``.onnx``, ``.pt``, ``.pt2``), or a folder to write
+            it in, named after the source (`export_name`).
         format: ``onnx``, ``torchscript`` or ``pt2`` (``torch.export``).
         opset: the ONNX opset.
         bake_normalization: the graph takes uint8 pixels and normalises them itself.
@@ -348,6 +356,8 @@ def export(
     if format == "onnx":
         _check_opset(opset)
     path = Path(out)
+    if path.is_dir() or str(out).endswith(("/", os.sep)):  # a folder: the file goes in it, named after the source
+        path = path / export_name(source)
     if path.suffix != SUFFIX[format]:
         path = path.with_name(path.name + SUFFIX[format])
     sidecar = path.with_suffix(path.suffix + ".json")

@@ -90,6 +90,14 @@ def test_bad_input_gets_one_line(tmp_path: Path, capfd: pytest.CaptureFixture[st
         assert not (tmp_path / "old.onnx").exists()
 
 
+def test_out_may_name_a_folder(tmp_path: Path) -> None:
+    # `--out exports/` wrote exports.pt2 beside the folder.
+    (tmp_path / "exports").mkdir()
+    assert export("lenet5.mnist", tmp_path / "exports", "pt2").path == tmp_path / "exports" / "lenet5.mnist.pt2"
+    made = export("lenet5.mnist", f"{tmp_path / 'new'}/", "torchscript")
+    assert made.path == tmp_path / "new" / "lenet5.mnist.pt" and made.sidecar.is_file()
+
+
 def test_bad_check_images_are_named_before_anything_is_written(tmp_path: Path) -> None:
     images = tmp_path / "imgs"
     with pytest.raises(ExportError, match=r"--images .*imgs: no such folder"):

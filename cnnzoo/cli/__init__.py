@@ -330,7 +330,7 @@ def _cmd_report(argv: list[str]) -> int:
 
 
 def _cmd_export(argv: list[str]) -> int:
-    from ..deploy import SUFFIX, ExportError, export
+    from ..deploy import SUFFIX, ExportError, export, export_name
 
     parser = ZooArgumentParser(
         prog="cnnzoo export",
@@ -341,7 +341,9 @@ def _cmd_export(argv: list[str]) -> int:
         "source", help="weights name, published folder/JSON/safetensors, URL#sha256=, hf-hub:, or .ckpt"
     )
     parser.add_argument("--format", choices=list(SUFFIX), default="onnx")
-    parser.add_argument("--out", help="output file (default: the source's name in the current directory)")
+    parser.add_argument(
+        "--out", help="output file, or a folder to put it in (default: the source's name in the current directory)"
+    )
     parser.add_argument("--opset", type=positive_int, default=18, help="ONNX opset")
     parser.add_argument("--bake-normalization", action="store_true", help="the graph takes uint8 pixels")
     parser.add_argument("--images", help="a folder of images for the check (default: a seeded random batch)")
@@ -354,7 +356,7 @@ def _cmd_export(argv: list[str]) -> int:
         "--dynamic-size", action="store_true", help="dynamic height and width too (models without a sized dense head)"
     )
     args = parser.parse_args(argv)
-    out = args.out or Path(args.source.rstrip("/")).name.removesuffix(".ckpt").removesuffix(".safetensors")
+    out = args.out or export_name(args.source)
     try:
         options = {"opset": args.opset, "bake_normalization": args.bake_normalization, "overwrite": args.overwrite}
         options |= {"images": args.images, "tolerance": args.tolerance, "config": args.config}
