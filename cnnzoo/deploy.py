@@ -156,10 +156,16 @@ def _load_any(source: str, config: str | None) -> tuple[nn.Module, dict[str, Any
     }
 
 
-def _batch(meta: dict[str, Any], images: str | None, n: int, baked: bool) -> torch.Tensor:
-    """A fixed batch: real images from a folder through the evaluation transform, or a seeded random one."""
+def _eval_transform(meta: dict[str, Any]) -> Any:
+    """The evaluation preset that `_load`'s metadata describes (as `Weights.transforms` builds it for weights)."""
     from .presets import ImageClassificationEval
 
+    c, h, _ = meta["input_size"]
+    return ImageClassificationEval(h, c, meta["mean"], meta["std"], meta.get("crop_pct"))
+
+
+def _batch(meta: dict[str, Any], images: str | None, n: int, baked: bool) -> torch.Tensor:
+    """A fixed batch: real images from a folder through the evaluation transform, or a seeded random one."""
     c, h, _ = meta["input_size"]
     if images:
         from .images import IMG_EXTENSIONS, CorruptImageError, decode_image, list_images
@@ -182,7 +188,7 @@ def _batch(meta: dict[str, Any], images: str | None, n: int, baked: bool) -> tor
     pixels = resize_batch(pixels, h, meta.get("crop_pct"))
     if baked:
         return pixels
-    return ImageClassificationEval(h, c, meta["mean"], meta["std"], meta.get("crop_pct"))(pixels)
+    return _eval_transform(meta)(pixels)
 
 
 def load_exported(fmt: str, path: Path | str) -> Any:
@@ -566,13 +572,11 @@ def predict_weights(
     wrote (``.ckpt``: it records its classes and normalisation, as `export` reads them).
     """
     from .models import Weights, load_pretrained
-    from .presets import ImageClassificationEval
 
     predict_dir(folder)
     if Path(source).suffix == ".ckpt":
         net, meta = _load(source, None)
-        c, _, size = meta["input_size"]
-        preprocess = ImageClassificationEval(size, c, meta["mean"], meta["std"], meta["crop_pct"])
+        c, preprocess = meta["input_size"][0], _eval_transform(meta)
         name, tta, class_names, figures = source, meta["tta"], meta["class_names"], "validation figures"
     else:
         net = load_pretrained(source).eval()

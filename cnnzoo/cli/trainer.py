@@ -538,10 +538,11 @@ class CnnzooCLI(LightningCLI):
             best = {"monitor": cb.monitor, "score": score, "epoch": epoch, "path": cb.best_model_path}
             shown = f" ({cb.monitor}={score:.4f}, epoch {epoch})" if score is not None else ""
             print(f"best checkpoint: {cb.best_model_path}{shown}")
-        if isinstance(cb, ModelCheckpoint) and cb.last_model_path:
-            print(f"last checkpoint: {cb.last_model_path}")
+        last = cb.last_model_path if isinstance(cb, ModelCheckpoint) else ""
+        if last:
+            print(f"last checkpoint: {last}")
         # The best checkpoint, or the last one of a fit without validation (nothing to rank by).
-        evaluated = best["path"] if best is not None else getattr(cb, "last_model_path", "")
+        evaluated = best["path"] if best is not None else last
         if evaluated and os.path.isfile(os.path.join(log_dir, "config.yaml")):
             config, ckpt = _short_path(os.path.join(log_dir, "config.yaml")), _short_path(evaluated)
             # Data without a test split (an image folder split only into train and val) cannot be tested.
