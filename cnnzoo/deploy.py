@@ -35,7 +35,6 @@ __all__ = [
     "ExportError",
     "ExportResult",
     "export",
-    "export_name",
     "load_exported",
     "predict_dir",
     "predict_folder",
@@ -121,6 +120,7 @@ def _load_any(source: str, config: str | None) -> tuple[nn.Module, dict[str, Any
             "std": list(task.std or []),
             "crop_pct": None,
             "source": str(source),
+            "name": path.stem,
             "tta": str(getattr(task, "hparams", {}).get("tta", "none")),
         }
         return task.net.eval(), meta
@@ -140,6 +140,7 @@ def _load_any(source: str, config: str | None) -> tuple[nn.Module, dict[str, Any
                 "std": [0.5] * chans,
                 "crop_pct": None,
                 "source": f"{source} (random initialisation: no published weights)",
+                "name": source,
             }
 
     model = load_pretrained(source)
@@ -151,6 +152,7 @@ def _load_any(source: str, config: str | None) -> tuple[nn.Module, dict[str, Any
         "std": list(w.std),
         "crop_pct": w.crop_pct,
         "source": w.name,
+        "name": w.name,
         "sha256": w.sha256,
         "tta": w.tta,
     }
@@ -293,11 +295,6 @@ def _quiet_exporters() -> Iterator[None]:
             log.setLevel(level)
 
 
-def export_name(source: str) -> str:
-    """The file name an export of ``source`` gets by default (before its suffix): the weights or file name."""
-    return Path(source.rstrip("/")).name.removesuffix(".ckpt").removesuffix(".safetensors")
-
-
 def _check_opset(opset: int) -> None:
     """Refuse an opset outside what torch.onnx writes and the installed onnx knows, before exporting anything.
 
@@ -325,7 +322,7 @@ def _onnx_opset(path: Path) -> int:
 
 def export(
     source: str,
-    out: str | Path,
+    out: str | Path | None = None,
     format: Format = "onnx",
     *,
     opset: int = 18,
@@ -341,7 +338,8 @@ def export(
     Args:
         source: a weights name, a published folder / JSON / safetensors / URL / ``hf-hub:``, or a checkpoint.
         out: the output file (its suffix is added when missing: ``.onnx``, ``.pt``, ``.pt2``), or a folder to write
-            it in, named after the source (`export_name`).
+            it in. A folder or ``None`` (the current directory) gets a file named after what was loaded: the weights'
+            ``arch.tag`` (also for a published folder, a URL or ``hf-hub:``), the checkpoint's stem, or the model.
         format: ``onnx``, ``torchscript`` or ``pt2`` (``torch.export``).
         opset: the ONNX opset.
         bake_normalization: the graph takes uint8 pixels and normalises them itself.
@@ -361,16 +359,16 @@ def export(
         raise ExportError(f"--tolerance must be 0 or more, got {tolerance}")
     if format == "onnx":
         _check_opset(opset)
-    path = Path(out)
-    if path.is_dir() or str(out).endswith(("/", os.sep)):  # a folder: the file goes in it, named after the source
-        path = path / export_name(source)
+    started = time.monotonic()
+    net, meta = _load(source, config)
+    path = Path(out if out is not None else ".")
+    if out is None or path.is_dir() or str(out).endswith(("/", os.sep)):  # a folder: named after what was loaded
+        path = path / meta["name"]
     if path.suffix != SUFFIX[format]:
         path = path.with_name(path.name + SUFFIX[format])
     sidecar = path.with_suffix(path.suffix + ".json")
     if path.exists() and not overwrite:
         raise ExportError(f"{path} already exists: pass --overwrite to replace it, or choose another --out")
-    started = time.monotonic()
-    net, meta = _load(source, config)
     module: nn.Module = Normalized(net, tuple(meta["mean"]), tuple(meta["std"])) if bake_normalization else net
     module.eval()
     x = _batch(meta, images, 8, bake_normalization)

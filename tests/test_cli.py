@@ -85,6 +85,22 @@ def test_predict_weights_takes_the_checkpoint_of_a_digits_run(fitted: tuple[Cnnz
     assert [rows[f"{i}.png"] for i in range(6)] == expected
 
 
+def test_predict_weights_of_a_checkpoint_names_an_option_it_does_not_take(
+    fitted: tuple[CnnzooCLI, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A mistyped option (--output) sent the command to the Trainer path, which said the checkpoint must be
+    # published first, although the checkpoint was fine and the option was the mistake.
+    _, best = fitted
+    args = ["predict", "--weights", str(best), f"--data.predict_dir={tmp_path}", "--output", "p.csv"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith(f"cnnzoo: error: predict --weights {best} does not take --output p.csv (it takes --backend")
+    assert "--prediction_writer.output" in err
+    assert main(["predict", "--weights", str(best), "--help"]) == 0
+    assert "--data.predict_dir" in capsys.readouterr().out
+
+
 def test_weights_only_cannot_be_switched_off(fitted: tuple[CnnzooCLI, Path], tmp_path: Path) -> None:
     _, best = fitted
     with pytest.raises(ValueError, match="weights_only=True only"):

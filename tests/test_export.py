@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import shutil
 import warnings
 from pathlib import Path
 
@@ -240,3 +241,21 @@ def test_predict_from_weights_runs_without_lightning_and_keeps_the_data_modules_
     assert out.stdout.strip().splitlines()[-1] == "0 []", out.stderr[-2000:]
     rows = (tmp_path / "predictions.csv").read_text().splitlines()
     assert len(rows) == 4 and rows[0] == "file,pred_index,pred_class,prob"
+
+
+def test_default_name_is_the_weights_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # `cnnzoo export pub` (a published folder) wrote pub/pub.onnx into the source folder: the default --out was the
+    # source's name, which then named an existing folder. It is the weights' arch.tag, in the current directory.
+    pretrained = Path(cnnzoo.models.__file__).parent / "pretrained"
+    folder = tmp_path / "pub"
+    folder.mkdir()
+    for f in pretrained.glob("lenet5.mnist*"):
+        shutil.copy(f, folder / f.name)
+    monkeypatch.chdir(tmp_path)
+    assert main(["export", "pub", "--format", "pt2"]) == 0
+    assert (tmp_path / "lenet5.mnist.pt2").is_file() and (tmp_path / "lenet5.mnist.pt2.json").is_file()
+    assert sorted(p.name for p in folder.iterdir()) == sorted(f.name for f in pretrained.glob("lenet5.mnist*"))
+    assert (
+        export(str(folder / "lenet5.mnist.json"), f"{tmp_path / 'out'}/", "pt2").path
+        == tmp_path / "out" / "lenet5.mnist.pt2"
+    )

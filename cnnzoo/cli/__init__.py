@@ -194,9 +194,17 @@ def _predict_weights(argv: list[str]) -> int | None:
     parser.add_argument("--trainer.default_root_dir", dest="root", default=".")
     parser.add_argument("--trainer.enable_progress_bar", dest="progress_bar", type=_flag)
     args, rest = parser.parse_known_args(argv)
+    checkpoint = Path(args.weights).suffix in (".ckpt", ".pt", ".pth")
+    if rest and checkpoint and rest[0] in ("-h", "--help"):
+        parser.print_help()
+        return 0
+    if rest and (args.backend == "onnxruntime" or checkpoint):
+        # Only the Trainer path reads other options, and it takes published weights, not a training checkpoint.
+        what = "--backend onnxruntime" if args.backend == "onnxruntime" else f"--weights {args.weights}"
+        taken = " ".join(o for a in parser._actions for o in a.option_strings[:1] if o != "--weights")
+        fix = "" if args.backend == "onnxruntime" else "; for Trainer options, publish the checkpoint first"
+        raise ConfigError(f"predict {what} does not take {' '.join(rest)} (it takes {taken}){fix}")
     if rest:
-        if args.backend == "onnxruntime":
-            raise ConfigError(f"predict --backend onnxruntime takes no Trainer options: {' '.join(rest)}")
         return None
     if args.predict_dir is None:
         raise ConfigError("predict needs a folder of images: pass --data.predict_dir DIR")
@@ -215,8 +223,8 @@ def _predict_weights(argv: list[str]) -> int | None:
         model = args.weights
         if not model.endswith(".onnx"):  # weights, not an export yet: export them next to the CSV, checked
             predict_dir(args.predict_dir)  # before exporting anything for it
-            target = Path(output).with_name(Path(model.rstrip("/")).name + ".onnx")
-            model = str(export(model, target, "onnx", overwrite=True).path)
+            beside = f"{Path(output).parent}{os.sep}"  # a folder: the file is named after the weights' arch.tag
+            model = str(export(model, beside, "onnx", overwrite=True).path)
         predict_onnx(model, args.predict_dir, output, batch_size, args.num_workers)
     except (ExportError, ValueError, FileNotFoundError) as err:
         raise ConfigError(first_line(err)) from None
@@ -330,7 +338,7 @@ def _cmd_report(argv: list[str]) -> int:
 
 
 def _cmd_export(argv: list[str]) -> int:
-    from ..deploy import SUFFIX, ExportError, export, export_name
+    from ..deploy import SUFFIX, ExportError, export
 
     parser = ZooArgumentParser(
         prog="cnnzoo export",
@@ -342,7 +350,9 @@ def _cmd_export(argv: list[str]) -> int:
     )
     parser.add_argument("--format", choices=list(SUFFIX), default="onnx")
     parser.add_argument(
-        "--out", help="output file, or a folder to put it in (default: the source's name in the current directory)"
+        "--out",
+        help="output file, or a folder to put it in (default: the current directory); in a folder the file is named "
+        "after the weights (arch.tag), the checkpoint or the model",
     )
     parser.add_argument("--opset", type=positive_int, default=18, help="ONNX opset")
     parser.add_argument("--bake-normalization", action="store_true", help="the graph takes uint8 pixels")
@@ -356,12 +366,11 @@ def _cmd_export(argv: list[str]) -> int:
         "--dynamic-size", action="store_true", help="dynamic height and width too (models without a sized dense head)"
     )
     args = parser.parse_args(argv)
-    out = args.out or export_name(args.source)
     try:
         options = {"opset": args.opset, "bake_normalization": args.bake_normalization, "overwrite": args.overwrite}
         options |= {"images": args.images, "tolerance": args.tolerance, "config": args.config}
         options |= {"dynamic_size": args.dynamic_size}
-        result = export(args.source, out, args.format, **options)
+        result = export(args.source, args.out, args.format, **options)
     except ExportError as err:
         raise ConfigError(str(err)) from None
     except (ValueError, FileNotFoundError) as err:  # a source that does not resolve (a mistyped weights name)
