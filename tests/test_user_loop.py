@@ -36,6 +36,16 @@ def test_recipes_command_lists_every_shipped_recipe(capsys: pytest.CaptureFixtur
         assert cli.recipe_summary(path) in line and line.split()[0] == path.stem
 
 
+def test_recipe_summaries_tell_the_recipes_apart(tmp_path: Path) -> None:
+    # The two fast CIFAR recipes had the same line, and a sentence that starts with code (`pretrained: false`)
+    # ran on into the summary, so a line held a whole paragraph.
+    summaries = [cli.recipe_summary(p) for p in sorted(RECIPES.glob("*.yaml"))]
+    assert len(set(summaries)) == len(summaries)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("# Feature extraction on a folder; AdamW.\n# `pretrained: false` runs offline.\nmodel: {}\n")
+    assert cli.recipe_summary(recipe) == "Feature extraction on a folder; AdamW."
+
+
 @pytest.mark.parametrize(
     "spelling",
     [

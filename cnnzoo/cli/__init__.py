@@ -45,7 +45,8 @@ def recipe_summary(path: Path) -> str:
             break
         comment.append(line[1:].strip())
     text = " ".join(comment)
-    return re.split(r"(?<=\.)\s+(?=[A-Z])", text, maxsplit=1)[0]
+    # A sentence may start with code (`pretrained: false` ...), which a capital letter alone would miss.
+    return re.split(r"(?<=\.)\s+(?=[A-Z`])", text, maxsplit=1)[0]
 
 
 def list_recipes() -> list[tuple[str, Path, str]]:
