@@ -2,12 +2,15 @@
 
 Writes ``<arch.tag>-<sha256[:8]>.safetensors``, ``<arch.tag>.json`` (the registry entry, ready to drop into
 ``cnnzoo/models/pretrained/``) and a model card ``README.md``. Metrics come only from ``validate``/``test`` reports
-(`cnnzoo.callbacks.EvalReport`) measured on the very checkpoint being published.
+(`cnnzoo.callbacks.EvalReport`) measured on the very checkpoint being published, or on the very file it writes
+(``cnnzoo validate --model.init_args.pretrained <out>``: a ``--dtype float16`` file rounds the weights, so its
+figures are measured on it; publishing the same checkpoint again writes the same bytes).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -22,8 +25,10 @@ from ._files import safetensors_beside
 from .cli._args import ZooArgumentParser
 from .errors import ConfigError, first_line
 from .models import (
+    STORED_DTYPES,
     TTA,
     TTA_LEVELS,
+    StoredDtype,
     Weights,
     build_model,
     check_tta,
@@ -57,8 +62,14 @@ def _report_tta(report: dict[str, Any]) -> str:
     return found[-1] if found else "none"
 
 
-def _evaluations_from_reports(reports: list[Path], sha256: str) -> list[tuple[dict[str, Any], str]]:
-    """One (evaluation, test-time augmentation) per ``validate``/``test`` report, each of the file with this sha256."""
+def _evaluations_from_reports(
+    reports: list[Path], checkpoint_sha256: str, file_sha256: str, rounded: bool
+) -> list[tuple[dict[str, Any], str]]:
+    """One (evaluation, test-time augmentation) per ``validate``/``test`` report.
+
+    Each report must be measured on the checkpoint (unless the file that publishing writes stores ``rounded``
+    values) or on that very file (``file_sha256``).
+    """
     out = []
     for path in reports:
         try:
@@ -69,10 +80,20 @@ def _evaluations_from_reports(reports: list[Path], sha256: str) -> list[tuple[di
         if not isinstance(report, dict) or "checkpoint_sha256" not in report:
             raise ConfigError(f"--report {path} is not a validate/test report; give the JSON that cnnzoo test wrote")
         measured = report["checkpoint_sha256"]
-        if measured != sha256:
+        weights: dict[str, Any] = report["weights"] if isinstance(report.get("weights"), dict) else {}
+        on_file = measured is None and weights.get("sha256") == file_sha256
+        if not on_file and measured == checkpoint_sha256 and rounded:
             raise ConfigError(
-                f"{path} was measured on another file (sha256 {measured}), not on the checkpoint being published "
-                f"({sha256}). Run 'cnnzoo test --ckpt_path' on this checkpoint."
+                f"{path} was measured on the float32 checkpoint, and a --dtype float16 file rounds its weights: "
+                "publish without --report, run cnnzoo validate/test with --model.init_args.pretrained on the "
+                "published JSON, then publish again with that report (the same checkpoint gives the same file)"
+            )
+        if not on_file and measured != checkpoint_sha256:
+            what = f"sha256 {measured}" if measured else f"weights sha256 {weights.get('sha256')}"
+            raise ConfigError(
+                f"{path} was measured on another file ({what}), not on the checkpoint being published "
+                f"({checkpoint_sha256}) or the file publishing writes ({file_sha256[:8]}...). Run "
+                "'cnnzoo test --ckpt_path' on this checkpoint."
             )
         if any(k not in report for k in keys):
             lacking = ", ".join(k for k in keys if k not in report)
@@ -93,6 +114,7 @@ def publish(
     url: str | None = None,
     tta: str | None = None,
     hub_repo: str | None = None,
+    dtype: StoredDtype = "float32",
 ) -> Weights:
     """Turn a training checkpoint into a release: safetensors weights, the registry JSON and a model card.
 
@@ -109,6 +131,8 @@ def publish(
         tta: the test-time augmentation the reports were measured with (``--model.init_args.tta``). ``None``: the
             one the reports record (``"none"`` without reports); a value that differs from theirs is refused.
         hub_repo: the Hugging Face Hub repo the folder will be uploaded to; the model card loads it from there.
+        dtype: store the floating-point tensors as ``float16`` to halve the file (loading casts them back to
+            float32). Its figures must then be measured on the written file, not on the checkpoint.
 
     ``recipe`` and ``command`` left out are read from the run's ``fit_report.json`` beside the checkpoint's
     ``checkpoints/`` folder, when there is one, so that the metadata says what made the weights.
@@ -116,6 +140,8 @@ def publish(
     Returns:
         The `Weights` entry that was written.
     """
+    if dtype not in STORED_DTYPES:
+        raise ConfigError(f"--dtype must be one of {', '.join(STORED_DTYPES)}, got {dtype!r}")
     arch, dot, tag = name.partition(".")
     if not dot or not tag:
         raise ConfigError(f"--name must be 'arch.tag' (like lenet5.mnist), got {name!r}")
@@ -153,8 +179,10 @@ def publish(
         input_size = (hp["in_chans"], size, size)
     else:
         input_size = tuple(model.input_size)  # type: ignore[arg-type]
+    stored = {k: v.to(getattr(torch, dtype)) if v.is_floating_point() else v for k, v in state.items()}
+    rounded = any(not torch.equal(stored[k].to(v.dtype), v) for k, v in state.items())
     # Every check comes before the first file is written, so a refused publish leaves nothing behind.
-    measured = _evaluations_from_reports(list(reports), sha256_file(ckpt))
+    measured = _evaluations_from_reports(list(reports), sha256_file(ckpt), _file_sha256(stored), rounded)
     evaluations = tuple(e for e, _ in measured)
     if tta is not None:
         _checked_tta(tta, "--tta")
@@ -177,9 +205,7 @@ def publish(
         recipe = recipe or _recipe_of(command)
 
     out.mkdir(parents=True, exist_ok=True)
-    # One metadata key only: safetensors writes the metadata map in arbitrary order, and a reproducible file (same
-    # checkpoint, same bytes, same sha256) matters more than repeating what the JSON already says.
-    tmp = safetensors_beside(out / f"{name}.safetensors", ".", state, {"format": "pt"})
+    tmp = safetensors_beside(out / f"{name}.safetensors", ".", stored, SAFETENSORS_METADATA)
     sha = sha256_file(tmp)
     fname = f"{name}-{sha[:8]}.safetensors"
     os.replace(tmp, out / fname)
@@ -200,6 +226,7 @@ def publish(
         model_kwargs=model_kwargs,
         evaluations=evaluations,
         tta=level,
+        dtype=dtype,
         recipe=recipe,
         command=" ".join(command.split()) if command else command,  # as the card shows it, copyable
         versions={
@@ -216,6 +243,18 @@ def publish(
     source = f"hf-hub:{hub_repo}" if hub_repo else name if name in list_pretrained() else out.as_posix()
     (out / "README.md").write_text(model_card(weights, source))
     return weights
+
+
+# One metadata key only: safetensors writes the metadata map in arbitrary order, and a reproducible file (same
+# checkpoint, same bytes, same sha256) matters more than repeating what the JSON already says.
+SAFETENSORS_METADATA = {"format": "pt"}
+
+
+def _file_sha256(tensors: dict[str, torch.Tensor]) -> str:
+    """The sha256 of the file that `safetensors_beside` writes for ``tensors``, before writing it."""
+    from safetensors.torch import save
+
+    return hashlib.sha256(save(tensors, metadata=SAFETENSORS_METADATA)).hexdigest()
 
 
 def _training_command(ckpt: Path, global_step: Any) -> str | None:
@@ -267,6 +306,7 @@ def model_card(w: Weights, source: str | None = None) -> str:
     )
     evals = "\n".join(f"    {e['command']}" for e in w.evaluations)
     tta_note = f" (test-time augmentation: {w.tta}, as `--model.init_args.tta {w.tta}`)" if w.tta != "none" else ""
+    stored = f", stored as {w.dtype}: loading casts it to float32" if w.dtype != "float32" else ""
     return f"""# {w.name}
 
 `{w.arch}` trained by cnnzoo {w.versions.get("cnnzoo")} (torch {w.versions.get("torch")}, lightning
@@ -309,7 +349,7 @@ normalised with mean {list(w.mean)} and std {list(w.std)}. Images of other kinds
 inverted colours, other sizes without resizing) give confident but meaningless answers. It has not been assessed
 for fairness, robustness or calibration, and must not be used for decisions about people.
 {w.notes}
-files: `{w.file}` (sha256 `{w.sha256}`, {w.num_bytes:,} bytes)
+files: `{w.file}` (sha256 `{w.sha256}`, {w.num_bytes:,} bytes{stored})
 """
 
 
@@ -326,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         default=[],
         type=Path,
-        help="a validate/test report JSON of this checkpoint (repeatable)",
+        help="a validate/test report JSON of this checkpoint, or of the file it publishes (repeatable)",
     )
     parser.add_argument("--recipe", help="recipe file that trained it, e.g. recipes/lenet5_mnist.yaml")
     parser.add_argument("--command", help="the exact training command")
@@ -337,6 +377,12 @@ def main(argv: list[str] | None = None) -> int:
         "--tta",
         choices=TTA_LEVELS,
         help="the test-time augmentation the --report metrics were measured with (default: what the reports record)",
+    )
+    parser.add_argument(
+        "--dtype",
+        choices=STORED_DTYPES,
+        default="float32",
+        help="store the weights as float16 to halve the file (--report then measured on the published file)",
     )
     parser.add_argument("--push-to-hub", metavar="REPO", help="upload the folder to this Hugging Face Hub repo")
     args = parser.parse_args(argv)
@@ -352,6 +398,7 @@ def main(argv: list[str] | None = None) -> int:
         args.url,
         tta=args.tta,
         hub_repo=args.push_to_hub,
+        dtype=args.dtype,
     )
     print(
         f"published {w.name}: {args.out / w.file} (sha256 {w.sha256}), {args.out / (w.name + '.json')}, "

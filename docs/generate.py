@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -455,8 +456,11 @@ def cifar_cpu_cost() -> str:
     return "\n".join(lines) + "\n"
 
 
+PATH_WIDE = "fast_cifar_wide_cpu.json"
+
+
 def fast_cifar_wide() -> str:
-    r = results("fast_cifar_wide_cpu")
+    r = results(PATH_WIDE.removesuffix(".json"))
     if not r:
         return f"The 94% width on this CPU: {NOT_MEASURED} (see `benchmarks/fast_cifar.py`).\n"
     per_epoch, tta = r["per_epoch"], r["tta"]
@@ -477,6 +481,7 @@ def fast_cifar_wide() -> str:
         + ", ".join(f"`{level}` {t['val_acc']:.4f}" for level, t in tta.items())
         + f" ({next(iter(tta.values()))['num_examples']:,} images).",
     ]
+    published = [n for n in cnnzoo.list_pretrained() if _run_that_made(cnnzoo.get_weights(n)) == (PATH_WIDE, r)]
     projected = results("cifar_cpu_cost").get("nets", {}).get("vgg_cifar_fast_wide")
     if projected:
         lines[0] += (
@@ -491,6 +496,12 @@ def fast_cifar_wide() -> str:
             f"{'' if seeded else ', the same default seed'}): "
             f"{g['per_epoch'][-1]['val_acc']:.4f}, and {g['tta']['mirror_translate']['val_acc']:.4f} with "
             "`mirror_translate`."
+        )
+    if published:
+        w = cnnzoo.get_weights(published[0])
+        lines[-1] += (
+            f" This CPU run's last checkpoint is published as `{w.name}` ({w.dtype}, {w.num_bytes / 2**20:.1f} MiB; "
+            f"val_acc {w.metric('val_acc'):.4f} with `{w.tta}`, measured on that file)."
         )
     return "\n".join(lines) + "\n"
 
@@ -544,6 +555,23 @@ def _recipe_columns(path: Path) -> tuple[str, str, str, str]:
     if patience is not None:
         budget += f", patience {patience}"
     return arch, data, opt_text, budget
+
+
+def _without_root(command: str) -> list[str]:
+    """A fit command's words without ``--trainer.default_root_dir DIR`` (where a benchmark put its run)."""
+    words = shlex.split(command)
+    drop = {i for i, w in enumerate(words) if w == "--trainer.default_root_dir"}
+    return [w for i, w in enumerate(words) if i not in drop and i - 1 not in drop and "default_root_dir=" not in w]
+
+
+def _run_that_made(w: Any) -> tuple[str, dict[str, Any]] | None:
+    """The committed result file whose fit is the one that trained these weights, and its contents."""
+    for path in sorted(RESULTS.glob("*.json")):
+        r = json.loads(path.read_text())
+        fit = r.get("fit") if isinstance(r, dict) else None
+        if isinstance(fit, dict) and w.command and _without_root(fit.get("command", "")) == _without_root(w.command):
+            return path.name, r
+    return None
 
 
 def _measured(entry: dict[str, Any] | None) -> str:
@@ -831,14 +859,22 @@ def pretrained_page() -> str:
             "",
             f"- recipe: `{w.recipe}`; classes: {', '.join(w.class_names)}",
             f"- training: `{w.command}`",
-            f"- the recipe re-run by `benchmarks/recipes.py`: {_measured(recipes.get(stem))}",
         ]
+        made = _run_that_made(w)
+        if made:
+            file, run = made
+            lines.append(
+                f"- the run that made it: {run['fit']['epochs']} epochs, {run['fit']['wall_s'] / 60:.0f} minutes of "
+                f"`fit` on a {_machine(run)} (`benchmarks/results/{file}`, by `{run['command'].split(' --')[0]}`)"
+            )
+        else:
+            lines.append(f"- the recipe re-run by `benchmarks/recipes.py`: {_measured(recipes.get(stem))}")
         for e in w.evaluations:
             lines.append(f"- {e['split']} ({e['dataset']}, {e['num_examples']:,} images): `{e['command']}`")
         lines += [
             f"- {w.notes}" if w.notes else None,
-            f"- file: `{w.file}` (sha256 `{w.sha256}`), trained with torch {w.versions.get('torch')}, "
-            f"lightning {w.versions.get('lightning')}",
+            f"- file: `{w.file}` (sha256 `{w.sha256}`{', stored as float16' if w.dtype == 'float16' else ''}), "
+            f"trained with torch {w.versions.get('torch')}, lightning {w.versions.get('lightning')}",
             "",
         ]
     lines += [
@@ -854,6 +890,13 @@ def pretrained_page() -> str:
         "folder, its `.json` or `.safetensors`, an `https://...#sha256=<hex>` URL of either, or",
         "`hf-hub:org/repo[@revision]` after `cnnzoo publish ... --push-to-hub org/repo`. Every route checks the",
         "file's sha256 and never unpickles. `TimmClassifier` checkpoints publish too (`builder: timm`).",
+        "",
+        "`cnnzoo publish --dtype float16` stores the floating-point tensors at half the size, and loading casts them",
+        "back to float32. Rounding changes the logits a little, so the figures must be measured on that file, not",
+        "on the checkpoint: publish without `--report`, run `cnnzoo validate`/`test` with",
+        "`--model.init_args.pretrained <out>`, then publish again with that report (the same checkpoint gives the",
+        "same bytes). The weights bundled in the package stay under 20 MiB of wheel this way (the wheel test checks",
+        "it); a larger file would be served by URL with its sha256.",
         "",
         "Not published: a larger VGG-BN (vgg11_bn/vgg16_bn) on CIFAR-10. No GPU was available when these",
         "weights were trained, and a CPU budget would not train it to a useful accuracy; the registry does not",

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import torch
+from safetensors import safe_open
 
 import cnnzoo
 from cnnzoo.models import _pretrained
@@ -50,6 +51,10 @@ def test_metadata_matches_reality(name: str) -> None:
     assert sum(p.numel() for p in model.parameters()) == w.num_params
     assert model.get_classifier().out_features == w.num_classes == len(w.class_names)
     assert tuple(model.input_size) == w.input_size and len(w.mean) == len(w.std) == w.in_chans
+    with safe_open(str(path), "pt") as f:
+        # Leaving out BatchNorm's num_batches_tracked and the whitening stem's flag.
+        stored = {f.get_slice(k).get_dtype() for k in f.keys()} - {"I64", "BOOL"}  # noqa: SIM118 (not a dict)
+    assert stored == {{"float32": "F32", "float16": "F16"}[w.dtype]}
     assert w.evaluations, "published weights must carry measured metrics"
     for e in w.evaluations:
         assert set(e) == {"dataset", "split", "num_examples", "command", "metrics"} and e["num_examples"] > 0
@@ -286,6 +291,45 @@ def test_publish_round_trip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reg
         publish(ckpt, "lenet5.x", tmp_path / "o2", [tmp_path / "other.json"])
     with pytest.raises(ValueError, match="holds a 'lenet5' model"):
         publish(ckpt, "vgg11_bn.x", tmp_path / "o3")
+
+
+def test_publish_float16_halves_the_file_and_takes_figures_of_that_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cnnzoo.cli import main
+    from cnnzoo.publish import publish
+
+    monkeypatch.chdir(tmp_path)
+    fit = ["fit", "-c", "lenet5_digits", "--trainer.max_epochs=1", "--trainer.limit_train_batches=4"]
+    assert main([*fit, "--trainer.enable_model_summary=false", "--trainer.enable_progress_bar=false"]) == 0
+    ckpt = next(tmp_path.glob("lightning_logs/version_0/checkpoints/last.ckpt"))
+    full = publish(ckpt, "lenet5.full", tmp_path / "full")
+    half = publish(ckpt, "lenet5.half", tmp_path / "half", dtype="float16")
+    assert half.dtype == "float16" and full.dtype == "float32"
+    assert "dtype" not in json.loads((tmp_path / "full" / "lenet5.full.json").read_text()), "old files unchanged"
+    assert half.num_bytes < 0.55 * full.num_bytes
+    assert "stored as float16: loading casts it to float32" in (tmp_path / "half" / "README.md").read_text()
+    model = cnnzoo.load_pretrained(str(tmp_path / "half"))
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    x = torch.randn(8, 1, 28, 28)
+    reference = cnnzoo.load_pretrained(str(tmp_path / "full"))(x)
+    assert torch.allclose(model(x), reference, atol=2e-2) and not torch.equal(model(x), reference)
+
+    # The checkpoint's figures are not the rounded file's: refused, with the way to measure the file.
+    test = ["test", "-c", "lenet5_digits", "--trainer.enable_progress_bar=false"]
+    assert main([*test, f"--ckpt_path={ckpt}", "--trainer.default_root_dir=of_ckpt"]) == 0
+    of_ckpt = next(tmp_path.glob("of_ckpt/**/test_report.json"))
+    with pytest.raises(ValueError, match="measured on the float32 checkpoint, and a --dtype float16 file rounds"):
+        publish(ckpt, "lenet5.half", tmp_path / "refused", [of_ckpt], dtype="float16")
+    assert not (tmp_path / "refused").exists()
+    assert main([*test, "--model.init_args.pretrained=half", "--trainer.default_root_dir=of_file"]) == 0
+    of_file = next(tmp_path.glob("of_file/**/test_report.json"))
+    again = publish(ckpt, "lenet5.half", tmp_path / "half", [of_file], dtype="float16")
+    assert again.sha256 == half.sha256 and again.evaluations[0]["metrics"]["test_acc"] == pytest.approx(
+        json.loads(of_file.read_text())["metrics"]["test_acc"]
+    )
+    with pytest.raises(ValueError, match="measured on another file"):  # the float16 file's figures, for float32
+        publish(ckpt, "lenet5.full", tmp_path / "full", [of_file])
 
 
 def test_a_published_run_records_its_command_and_its_card_loads_it(

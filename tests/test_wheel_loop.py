@@ -29,6 +29,8 @@ def test_the_user_loop_from_a_wheel(tmp_path: Path) -> None:
     work.mkdir()
     sh([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", dist, REPO], tmp_path)
     wheel = next(dist.glob("cnnzoo-*.whl"))
+    # The bundled weights keep the wheel small; larger files are served by URL with a sha256 (docs/pretrained.md).
+    assert wheel.stat().st_size < 20 * 2**20, f"the wheel is {wheel.stat().st_size / 2**20:.1f} MiB"
     sh([sys.executable, "-m", "venv", tmp_path / "venv"], tmp_path)
     bin_ = tmp_path / "venv" / "bin"
     sh([bin_ / "pip", "install", "-q", "torch==2.14.1", "torchvision==0.29.1"], tmp_path)  # pinned as CI pins it

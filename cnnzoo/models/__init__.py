@@ -2,7 +2,9 @@
 
 from ._base import ZooModel, conv_output_size
 from ._pretrained import (
+    STORED_DTYPES,
     IntegrityError,
+    StoredDtype,
     UnsafePickleError,
     Weights,
     adapt_input_conv,
@@ -34,6 +36,7 @@ from .vgg import VGG, VGG_CFGS, VGGCifarSmall, vgg11_bn, vgg13_bn, vgg16_bn, vgg
 from .vgg_fast import VGG_FAST_WIDTHS, VGGCifarFast, vgg_cifar_fast, vgg_cifar_fast_wide, whitening_filters
 
 __all__ = [
+    "STORED_DTYPES",
     "TTA",
     "TTA_LEVELS",
     "VGG",
@@ -42,6 +45,7 @@ __all__ = [
     "IntegrityError",
     "LeNet5",
     "SimpleCNN",
+    "StoredDtype",
     "UnsafePickleError",
     "VGGCifarFast",
     "VGGCifarSmall",

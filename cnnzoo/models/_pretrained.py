@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
 from fnmatch import fnmatch
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import torch
 from torch import nn
@@ -35,7 +35,9 @@ from ._registry import create_model, unknown_name_error
 from .tta import TTA, check_tta
 
 __all__ = [
+    "STORED_DTYPES",
     "IntegrityError",
+    "StoredDtype",
     "UnsafePickleError",
     "Weights",
     "build_model",
@@ -57,6 +59,9 @@ __all__ = [
 ]
 
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
+# What `cnnzoo publish --dtype` may store a file's floating-point tensors as.
+StoredDtype = Literal["float32", "float16"]
+STORED_DTYPES: tuple[str, ...] = get_args(StoredDtype)
 # A weights URL states its sha256 in the fragment; hex is case-insensitive, so upper case is accepted too.
 _SHA256_FRAGMENT = re.compile(r"sha256=([0-9a-fA-F]{64})")
 
@@ -85,6 +90,9 @@ class Weights:
     # The test-time augmentation the evaluations used: pass it as --model.init_args.tta, or to `tta_logits` in a
     # plain loop, to reproduce them. The network itself always computes one plain forward.
     tta: TTA = "none"
+    # The floating-point type the file stores. Loading casts it to the model's (float32); float16 halves the file,
+    # and its evaluations were measured on the float16 file itself.
+    dtype: StoredDtype = "float32"
     recipe: str | None = None
     command: str | None = None
     versions: dict[str, str] = field(default_factory=dict)
@@ -177,8 +185,9 @@ class Weights:
         d = asdict(self)
         d.pop("default")
         d.pop("root")
-        if d["tta"] == "none":  # the default; files written before the key existed stay byte-identical
-            d.pop("tta")
+        for key, default in (("tta", "none"), ("dtype", "float32")):
+            if d[key] == default:  # files written before the key existed stay byte-identical
+                d.pop(key)
         return d
 
     @classmethod
@@ -211,6 +220,8 @@ class Weights:
         if unknown:
             raise ValueError(f"{path}: unknown keys {unknown}; it was written by a newer cnnzoo, so upgrade cnnzoo")
         check_tta(d.get("tta", "none"), f"{path}: tta")
+        if d.get("dtype", "float32") not in STORED_DTYPES:
+            raise ValueError(f"{path}: dtype must be one of {', '.join(STORED_DTYPES)}, got {d['dtype']!r}")
         return cls(**d, default=default, root=root)
 
     def local_path(self) -> Path:

@@ -214,3 +214,4 @@ def vgg_cifar_fast_wide(**kwargs: Any) -> VGGCifarFast:
 
 # Published weights (cnnzoo/models/pretrained/<arch.tag>.json, written by `cnnzoo publish`).
 register_pretrained("vgg_cifar_fast.cifar10", default=True)
+register_pretrained("vgg_cifar_fast_wide.cifar10", default=True)
