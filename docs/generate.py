@@ -213,11 +213,12 @@ def speed_switches() -> str:
 
 
 def lenet5_summary() -> str:
-    return "```text\n" + cnnzoo.summary("lenet5").to_markdown() + "```\n"
+    # Markdown as the summary writes it, so the site and GitHub show a table rather than its source.
+    return cnnzoo.summary("lenet5").to_markdown()
 
 
 def vgg_fast_summary() -> str:
-    return "```text\n" + cnnzoo.summary("vgg_cifar_fast").to_markdown() + "```\n"
+    return cnnzoo.summary("vgg_cifar_fast").to_markdown()
 
 
 # The zoo's own subcommands; fit/validate/test/predict are LightningCLI's, whose --help lists every option.
