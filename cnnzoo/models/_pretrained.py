@@ -68,7 +68,36 @@ _SHA256_FRAGMENT = re.compile(r"sha256=([0-9a-fA-F]{64})")
 
 @dataclass(frozen=True)
 class Weights:
-    """Metadata of one published weights file (``arch.tag``), as written by ``cnnzoo publish``."""
+    """Metadata of one published weights file (``arch.tag``), as written by ``cnnzoo publish``.
+
+    Attributes:
+        name: ``arch.tag``, e.g. ``"lenet5.mnist"``.
+        arch: the architecture `create_model` builds (a timm name when ``builder`` is ``"timm"``).
+        file: the safetensors file, ``<name>-<sha256[:8]>.safetensors``.
+        sha256: the file's sha256, checked on every load.
+        num_bytes: the file's size.
+        num_params: the network's parameter count.
+        class_names: the class of each output, in order.
+        in_chans: input channels.
+        input_size: ``(C, H, W)`` the network was trained at.
+        mean: per-channel mean the inputs were normalised with (after scaling pixels to [0, 1]).
+        std: per-channel standard deviation, like ``mean``.
+        model_kwargs: extra arguments `create_model` needs to rebuild the network (``img_size``).
+        url: where the file is downloaded from; ``None`` for a file bundled in the package or beside its JSON.
+        crop_pct: the centre-crop ratio of the evaluation transform (``None``: no crop).
+        evaluations: one entry per ``cnnzoo validate``/``test`` run on this very file: dataset, split,
+            num_examples, the command that measured it (runnable as written) and its metrics by name.
+        tta: the test-time augmentation the evaluations used (``none``, ``mirror``, ``mirror_translate``).
+        dtype: the floating-point type the file stores (``float32`` or ``float16``); loading casts to float32.
+        recipe: the recipe that trained it.
+        command: the training command.
+        versions: the cnnzoo, torch and Lightning versions that trained it.
+        license: the weights' license.
+        notes: free text from the publisher (what the figures mean, where the data came from).
+        builder: ``"cnnzoo"`` (the registry) or ``"timm"`` (a published `TimmClassifier`).
+        default: whether ``arch`` alone names these weights.
+        root: the folder the file is read from when the weights were loaded from a folder, a JSON file or the Hub.
+    """
 
     name: str
     arch: str
