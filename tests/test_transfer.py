@@ -205,6 +205,8 @@ def test_pretrained_path_loads_and_a_new_head_is_reset(tmp_path: Path) -> None:
     save_file(cnnzoo.create_model("simple_cnn").state_dict(), str(tmp_path / "other.safetensors"))
     with pytest.raises(ValueError, match="no key in common: weights of another architecture"):
         TimmClassifier("resnet18", num_classes=10, pretrained=str(tmp_path / "other.safetensors"))
+    assert same.pretrained_normalization() is None, "a bare file does not say how its inputs were normalised"
+    assert TimmClassifier("resnet18", num_classes=10).pretrained_normalization() is None, "random initialisation"
     # Published weights name their architecture: refused before loading, with the task that takes them.
     with pytest.raises(ValueError, match=r"holds lenet5 weights, but backbone is 'resnet18'; train them with .*Image"):
         TimmClassifier("resnet18", num_classes=10, pretrained="lenet5.mnist")

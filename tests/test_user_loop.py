@@ -483,3 +483,32 @@ def test_predicting_with_weights_says_when_their_figures_used_tta(name: str, tmp
         logging.getLogger("cnnzoo").removeHandler(handler)
     note = f"its published figures used test-time augmentation {w.tta} (--model.init_args.tta {w.tta} predicts"
     assert any(note in line for line in said) == (w.tta != "none"), said
+
+
+@pytest.mark.parametrize(
+    ("data", "told"),
+    [([], True), (["--data.init_args.mean=[0.1307]", "--data.init_args.std=[0.3081]"], False)],
+    ids=["own statistics", "the weights' statistics"],
+)
+def test_fine_tuning_says_when_the_data_is_normalised_otherwise_than_the_weights(
+    data: list[str], told: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # lenet5.mnist's first layer learned on MNIST's normalisation; the digits module normalises with its own, and
+    # fine-tuning went ahead without a word about it.
+    import logging
+
+    monkeypatch.chdir(tmp_path)
+    said: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: said.append(record.getMessage())  # type: ignore[method-assign]
+    logging.getLogger("cnnzoo").addHandler(handler)
+    try:
+        fit = ["fit", "-c", "lenet5_digits", "--model.init_args.pretrained=lenet5.mnist", "--trainer.max_epochs=1"]
+        assert main([*fit, "--trainer.limit_train_batches=1", *data, *QUIET]) == 0
+    finally:
+        logging.getLogger("cnnzoo").removeHandler(handler)
+    hint = [line for line in said if line.startswith("the starting weights were trained on inputs normalised")]
+    assert len(hint) == int(told), said
+    if told:
+        assert "mean [0.1307], std [0.3081]; this data is normalised with mean [0.3058]" in hint[0]
+        assert hint[0].endswith("--data.init_args.mean [0.1307] --data.init_args.std [0.3081]")

@@ -28,6 +28,7 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 from typing_extensions import override
 
+from .. import _logging
 from .._compat import attached_trainer
 from ..errors import ConfigError, first_line
 from ..models.tta import TTA, check_tta, tta_logits
@@ -379,11 +380,9 @@ class ClassificationTask(LightningModule):
                 f"the data module has {len(names)} classes, the model {n}: build the model with num_classes="
                 f"{len(names)} (the CLI links it from the data)"
             )
-        found = {
-            "class_names": [str(c) for c in names] if names is not None else None,
-            "mean": [float(v) for v in getattr(dm, "mean", None) or []] or None,
-            "std": [float(v) for v in getattr(dm, "std", None) or []] or None,
-        }
+        mean = [float(v) for v in getattr(dm, "mean", None) or []] or None
+        std = [float(v) for v in getattr(dm, "std", None) or []] or None
+        found = {"class_names": [str(c) for c in names] if names is not None else None, "mean": mean, "std": std}
         for key, value in found.items():
             if getattr(self, key, None) is None and value is not None:
                 setattr(self, key, value)
@@ -396,6 +395,8 @@ class ClassificationTask(LightningModule):
         # Set from the data before a checkpoint is restored (the restore then overwrites it) and before DDP copies
         # rank 0's weights to the other ranks.
         resuming = trainer is not None and trainer.ckpt_path is not None
+        if stage == "fit" and not resuming:
+            self._say_if_normalised_otherwise(mean, std)
         if stage == "fit" and getattr(self.net, "needs_whitening", False) and not resuming:
             whitening_images = getattr(dm, "whitening_images", None)
             if whitening_images is None:
@@ -404,6 +405,25 @@ class ClassificationTask(LightningModule):
                     f"{type(dm).__name__} cannot provide (no whitening_images()); build the model with whiten: false"
                 )
             self.net.init_whitening(whitening_images().to(self.device))  # type: ignore[operator]
+
+    def pretrained_normalization(self) -> tuple[list[float], list[float]] | None:
+        """The mean and std the network's starting weights were trained with; ``None`` when it starts fresh."""
+        return None
+
+    def _say_if_normalised_otherwise(self, mean: list[float] | None, std: list[float] | None) -> None:
+        # The first layer of pretrained weights expects inputs normalised as in their training; fine-tuning on data
+        # normalised with its own statistics still works, but a student should know the choice was made.
+        theirs = self.pretrained_normalization()
+        if theirs is None or mean is None or std is None or len(theirs[0]) != len(mean):
+            return
+        if all(abs(a - b) < 1e-3 for a, b in zip([*theirs[0], *theirs[1]], [*mean, *std], strict=True)):
+            return
+        shown = [[round(v, 4) for v in values] for values in (*theirs, mean, std)]
+        _logging.info(
+            f"the starting weights were trained on inputs normalised with mean {shown[0]}, std {shown[1]}; this "
+            f"data is normalised with mean {shown[2]}, std {shown[3]}. To feed them what they saw, set "
+            f"--data.init_args.mean {shown[0]} --data.init_args.std {shown[1]}"
+        )
 
     @override
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:

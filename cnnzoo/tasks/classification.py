@@ -145,6 +145,11 @@ class ImageClassifier(ClassificationTask):
             self.example_input_array = torch.zeros(1, *size)
 
     @override
+    def pretrained_normalization(self) -> tuple[list[float], list[float]] | None:
+        w = self.pretrained_cfg
+        return (list(w.mean), list(w.std)) if w is not None else None
+
+    @override
     def block_groups(self) -> list[list[nn.Module]]:
         """A ZooModel's blocks (`blocks`): each weight layer and what follows it."""
         if not isinstance(self.net, ZooModel):

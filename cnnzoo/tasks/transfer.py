@@ -142,14 +142,25 @@ class TimmClassifier(ClassificationTask):
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
         check_backbone(backbone)
         self.net = create_timm_model(backbone, pretrained is True, num_classes, in_chans, drop_rate)
+        timm_cfg = self.net.pretrained_cfg
+        self._started_from: tuple[list[float], list[float]] | None = (
+            (list(timm_cfg["mean"]), list(timm_cfg["std"])) if pretrained is True and "mean" in timm_cfg else None
+        )
         if isinstance(pretrained, str) and pretrained:
             from ..models import load_weights_into
             from .classification import published_weights
 
             published_weights(backbone, pretrained, "backbone")
-            load_weights_into(self.net, pretrained, head_prefix=classifier_prefix(self.net) + ".", new_head=new_head)
+            found = load_weights_into(
+                self.net, pretrained, head_prefix=classifier_prefix(self.net) + ".", new_head=new_head
+            )
+            self._started_from = (list(found.mean), list(found.std)) if found is not None else None
         size = img_size or self.net.pretrained_cfg.get("input_size", (in_chans, 224, 224))[-1]
         self.example_input_array = torch.zeros(1, in_chans, size, size)
+
+    @override
+    def pretrained_normalization(self) -> tuple[list[float], list[float]] | None:
+        return self._started_from
 
     @property
     def data_config(self) -> dict[str, Any]:
