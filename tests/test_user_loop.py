@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import subprocess
 import sys
 import warnings
@@ -34,6 +35,22 @@ def test_recipes_command_lists_every_shipped_recipe(capsys: pytest.CaptureFixtur
     for path in RECIPES.glob("*.yaml"):
         line = next(ln for ln in out.splitlines() if ln.startswith(path.stem + " "))
         assert cli.recipe_summary(path) in line and line.split()[0] == path.stem
+
+
+def test_recipes_wrap_under_themselves_in_a_terminal(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A summary longer than the terminal wrapped to the left margin, under the names column.
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    monkeypatch.setattr(cli.shutil, "get_terminal_size", lambda: os.terminal_size((100, 40)))
+    code, out, _ = run(["recipes"], capsys)
+    assert code == 0
+    names = sorted(p.stem for p in RECIPES.glob("*.yaml"))
+    indent = max(map(len, names)) + 2
+    lines = out.splitlines()[: out.splitlines().index("")]
+    assert all(len(line) < 100 for line in lines)
+    assert [line.split()[0] for line in lines if not line.startswith(" ")] == names
+    assert all(line.startswith(" " * indent) and line[indent] != " " for line in lines if line.startswith(" "))
 
 
 def test_recipe_summaries_tell_the_recipes_apart(tmp_path: Path) -> None:

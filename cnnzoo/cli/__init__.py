@@ -13,7 +13,9 @@ import json
 import os
 import re
 import shlex
+import shutil
 import sys
+import textwrap
 import traceback
 import warnings
 from collections.abc import Callable
@@ -239,8 +241,13 @@ def _cmd_recipes(argv: list[str]) -> int:
     parser.parse_args(argv)
     recipes = list_recipes()
     width = max(len(name) for name, _, _ in recipes)
+    # In a terminal each summary wraps under itself; piped, one line per recipe stays easy to grep.
+    columns = shutil.get_terminal_size().columns if sys.stdout.isatty() else 0
     for name, _, summary in recipes:
-        print(f"{name:<{width}}  {summary}")
+        line = f"{name:<{width}}  {summary}"
+        if columns > width + 40:
+            line = textwrap.fill(line, columns - 1, subsequent_indent=" " * (width + 2), break_on_hyphens=False)
+        print(line)
     print(f"\n{len(recipes)} recipes in {recipes_dir()}; run one with: cnnzoo fit --config NAME")
     return 0
 
