@@ -23,6 +23,7 @@ from typing_extensions import override
 
 from ._compat import checkpoint_check_due, checkpoint_save_last, checkpoint_saved_at
 from ._files import temp_beside
+from ._provenance import versions
 from .deploy import write_predictions
 
 __all__ = [
@@ -674,7 +675,6 @@ class EvalReport(Callback):
     def _write(self, trainer: Trainer, pl_module: LightningModule, stage: str, split: str) -> None:
         import json
 
-        from . import __version__
         from .cli import command_line
         from .models import sha256_file
 
@@ -698,7 +698,7 @@ class EvalReport(Callback):
             # Evaluated from published weights (`--model.init_args.pretrained`) rather than a checkpoint.
             "weights": _weights_record(pl_module) if not ckpt else None,
             "command": command_line(),
-            "versions": {"cnnzoo": __version__, "torch": torch.__version__, "lightning": _lightning_version()},
+            "versions": versions(lightning=_lightning_version()),
         }
         path = self.output or os.path.join(log_dir, f"{stage}_report.json")
         with open(path, "w") as f:

@@ -28,7 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import __version__, _logging
+from . import _logging
+from ._provenance import versions
 from .errors import first_line
 
 __all__ = [
@@ -445,7 +446,7 @@ def export(
                 "tta": tta,
                 "check": {"images": images or "seeded random batch", "max_abs_diff": diff, "tolerance": tolerance},
                 "source": meta["source"],
-                "versions": {"cnnzoo": __version__, "torch": torch.__version__},
+                "versions": versions(),
             },
             indent=2,
         )

@@ -20,8 +20,9 @@ from typing import Any
 
 import torch
 
-from . import __version__, _logging
+from . import _logging
 from ._files import safetensors_beside
+from ._provenance import versions
 from .cli._args import ZooArgumentParser
 from .errors import ConfigError, first_line
 from .models import (
@@ -200,9 +201,15 @@ def publish(
             "record it) or give reports measured with it"
         )
     level = _checked_tta(settings[0] if settings else (tta or "none"), "the reports' tta")
-    if command is None:
-        command = _training_command(Path(ckpt), raw.get("global_step"))
+    fit = _fit_report_of(Path(ckpt), raw.get("global_step"))
+    if command is None and fit is not None:
+        command = str(fit["command"])
+        _logging.info(f"training command, from {fit['path']}: {command}")
         recipe = recipe or _recipe_of(command)
+    # What trained the weights, from the run's report (its cnnzoo commit included); without one, what publishes them.
+    trained_with = fit.get("versions") if fit is not None else None
+    if not isinstance(trained_with, dict):
+        trained_with = versions(lightning=str(raw.get("pytorch-lightning_version", "unknown")))
 
     out.mkdir(parents=True, exist_ok=True)
     tmp = safetensors_beside(out / f"{name}.safetensors", ".", stored, SAFETENSORS_METADATA)
@@ -229,11 +236,7 @@ def publish(
         dtype=dtype,
         recipe=recipe,
         command=" ".join(command.split()) if command else command,  # as the card shows it, copyable
-        versions={
-            "cnnzoo": __version__,
-            "torch": torch.__version__,
-            "lightning": str(raw.get("pytorch-lightning_version", "unknown")),
-        },
+        versions={str(k): str(v) for k, v in trained_with.items()},
         license=license,
         notes=notes,
         builder=builder,
@@ -257,8 +260,8 @@ def _file_sha256(tensors: dict[str, torch.Tensor]) -> str:
     return hashlib.sha256(save(tensors, metadata=SAFETENSORS_METADATA)).hexdigest()
 
 
-def _training_command(ckpt: Path, global_step: Any) -> str | None:
-    """The command of the fit that wrote ``ckpt``, from its run's ``fit_report.json``; ``None`` when not found.
+def _fit_report_of(ckpt: Path, global_step: Any) -> dict[str, Any] | None:
+    """The ``fit_report.json`` of the fit that wrote ``ckpt`` (with its ``path``); ``None`` when not found.
 
     A resumed fit keeps writing into the first run's ``checkpoints/`` but reports in a new version folder, so the
     report is the one whose best checkpoint is ``ckpt``, or that ended at ``ckpt``'s step in ``ckpt``'s folder.
@@ -276,8 +279,7 @@ def _training_command(ckpt: Path, global_step: Any) -> str | None:
         ended_here = fit.get("global_step") == global_step and best.parent == here.parent
         command = fit.get("command")
         if (best == here or ended_here) and isinstance(command, str) and command:
-            _logging.info(f"training command, from {report}: {command}")
-            return command
+            return {**fit, "path": str(report)}
     return None
 
 
@@ -307,9 +309,10 @@ def model_card(w: Weights, source: str | None = None) -> str:
     evals = "\n".join(f"    {e['command']}" for e in w.evaluations)
     tta_note = f" (test-time augmentation: {w.tta}, as `--model.init_args.tta {w.tta}`)" if w.tta != "none" else ""
     stored = f", stored as {w.dtype}: loading casts it to float32" if w.dtype != "float32" else ""
+    commit = f" at commit `{w.versions['cnnzoo_commit']}`" if "cnnzoo_commit" in w.versions else ""
     return f"""# {w.name}
 
-`{w.arch}` trained by cnnzoo {w.versions.get("cnnzoo")} (torch {w.versions.get("torch")}, lightning
+`{w.arch}` trained by cnnzoo {w.versions.get("cnnzoo")}{commit} (torch {w.versions.get("torch")}, lightning
 {w.versions.get("lightning")}). {w.num_params:,} parameters, {w.num_classes} classes, input
 {w.input_size[0]}x{w.input_size[1]}x{w.input_size[2]}. License: {w.license}.
 

@@ -12,6 +12,7 @@ import torch
 from safetensors import safe_open
 
 import cnnzoo
+from cnnzoo._provenance import source_commit
 from cnnzoo.models import _pretrained
 from cnnzoo.models._pretrained import IntegrityError, Weights, download, load_state_dict_file
 from cnnzoo.tasks import ImageClassifier
@@ -343,14 +344,21 @@ def test_a_published_run_records_its_command_and_its_card_loads_it(
     fit = ["fit", "-c", "lenet5_digits", "--trainer.max_epochs=2", "--trainer.limit_train_batches=2"]
     assert main([*fit, "--trainer.enable_model_summary=false"]) == 0
     run = tmp_path / "lightning_logs" / "version_0"
-    best = json.loads((run / "fit_report.json").read_text())["best"]["path"]
+    report = json.loads((run / "fit_report.json").read_text())
+    best = report["best"]["path"]
+    assert report["versions"].get("cnnzoo_commit") == source_commit(), "the commit, when run from a checkout"
+    # Published later, maybe from another commit: the weights record the one that trained them.
+    report["versions"]["cnnzoo_commit"] = "0123abc"
+    (run / "fit_report.json").write_text(json.dumps(report))
     assert main(["publish", best, "--name", "lenet5.mine", "--out", "released"]) == 0
     meta = json.loads((tmp_path / "released" / "lenet5.mine.json").read_text())
     assert meta["command"] == json.loads((run / "fit_report.json").read_text())["command"]
     # As typed: the shipped recipe by its name, which runs on any install, not this install's path to its copy.
     assert meta["command"].startswith("cnnzoo fit -c lenet5_digits --trainer") and meta["recipe"] == "lenet5_digits"
+    assert meta["versions"] == report["versions"]
     card = (tmp_path / "released" / "README.md").read_text()
     assert "None" not in card and f"Recipe: `{meta['recipe']}`" in card and meta["command"] in card
+    assert "trained by cnnzoo 0.1.0 at commit `0123abc`" in card
     # The card's own snippet runs as written, where publish ran: it named the weights ("lenet5.mine"), which only
     # the zoo's own weights resolve.
     snippet = card.split("```python\n", 1)[1].split("```", 1)[0]
@@ -447,3 +455,30 @@ def test_publish_push_to_hub_uploads_the_folder(tmp_path: Path, monkeypatch: pyt
     )
     assert calls == [{"folder_path": str(out), "repo_id": "me/lenet5-hub", "repo_type": "model"}]
     assert {p.suffix for p in out.iterdir()} == {".safetensors", ".json", ".md"}
+
+
+def test_versions_name_the_commit_of_a_checkout_only(tmp_path: Path) -> None:
+    # "cnnzoo 0.1.0" covers every state of the code between releases; reports and published weights record the
+    # commit when cnnzoo runs from a git checkout.
+    import subprocess
+
+    from cnnzoo._provenance import commit_of
+
+    def git(*args: str, cwd: Path = tmp_path) -> str:
+        return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
+
+    package = tmp_path / "src" / "pkg"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("x = 1\n")
+    assert commit_of(package) is None, "no repository"
+    git("init", "-q")
+    git("-c", "user.email=t@t", "-c", "user.name=t", "commit", "-q", "--allow-empty", "-m", "empty")
+    assert commit_of(package) is None, "inside a repository, but not tracked (a virtualenv in a project)"
+    git("add", "src")
+    git("-c", "user.email=t@t", "-c", "user.name=t", "commit", "-q", "-m", "pkg")
+    head = git("rev-parse", "HEAD")
+    assert commit_of(package) == head
+    (package / "new.py").write_text("")
+    assert commit_of(package) == head, "an untracked file changes nothing that ran"
+    (package / "__init__.py").write_text("x = 2\n")
+    assert commit_of(package) == head + "+dirty"

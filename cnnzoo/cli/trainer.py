@@ -25,6 +25,7 @@ from typing_extensions import override
 from .. import _logging
 from .. import data as _data  # noqa: F401  (imported so --data MNISTDataModule resolves by short name)
 from .._compat import cli_callback_keys, cli_get, cli_instantiate_trainer, cli_subcommand_arguments, runs_apart
+from .._provenance import versions
 from ..callbacks import (
     AtomicCheckpointIO,
     EarlyStopping,
@@ -558,7 +559,6 @@ class CnnzooCLI(LightningCLI):
 
         import lightning
 
-        from .. import __version__
         from . import command_line
 
         trainer = self.trainer
@@ -577,7 +577,7 @@ class CnnzooCLI(LightningCLI):
                 "cpu_count": os.cpu_count(),
                 "precision": str(trainer.precision),
             },
-            "versions": {"cnnzoo": __version__, "torch": torch.__version__, "lightning": lightning.__version__},
+            "versions": versions(lightning=lightning.__version__),
         }
         path = os.path.join(log_dir, "fit_report.json")
         with open(path, "w") as f:

@@ -1,0 +1,60 @@
+"""What code produced a result: the versions that reports, exports and published weights record.
+
+Without Lightning: the deployment path (`cnnzoo.deploy`) records versions too, and never imports it.
+"""
+
+from __future__ import annotations
+
+import functools
+import subprocess
+from pathlib import Path
+
+import torch
+
+from . import __version__
+
+__all__ = ["commit_of", "source_commit", "versions"]
+
+
+@functools.cache
+def source_commit() -> str | None:
+    """The git commit of the cnnzoo source that is running, ``+dirty`` when tracked files differ from it.
+
+    ``None`` for an installed package (no git work tree holds this file) or without git. "0.1.0" covers every
+    state of the code between two releases; the commit names the one that ran.
+    """
+    return commit_of(Path(__file__).resolve().parent)
+
+
+def commit_of(package: Path) -> str | None:
+    """The commit of the git work tree that tracks ``package/__init__.py``, ``+dirty`` if tracked files changed.
+
+    ``None`` when no work tree tracks it, or git is missing.
+    """
+
+    def git(*args: str) -> subprocess.CompletedProcess[str] | None:
+        try:
+            return subprocess.run(["git", "-C", str(package), *args], capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.SubprocessError):
+            return None
+
+    # The package must be tracked, not merely inside someone's repository (a virtualenv in a project).
+    tracked = git("ls-files", "--error-unmatch", "__init__.py")
+    head = git("rev-parse", "HEAD") if tracked is not None and tracked.returncode == 0 else None
+    if head is None or head.returncode != 0:
+        return None
+    changed = git("status", "--porcelain", "--untracked-files=no")
+    dirty = changed is None or changed.returncode != 0 or bool(changed.stdout.strip())
+    return head.stdout.strip() + ("+dirty" if dirty else "")
+
+
+def versions(lightning: str | None = None) -> dict[str, str]:
+    """Cnnzoo's version (and its commit, when it runs from a git checkout), torch's, and Lightning's when given."""
+    out = {"cnnzoo": __version__}
+    commit = source_commit()
+    if commit is not None:
+        out["cnnzoo_commit"] = commit
+    out["torch"] = torch.__version__
+    if lightning is not None:
+        out["lightning"] = lightning
+    return out
