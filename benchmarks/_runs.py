@@ -18,6 +18,8 @@ from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
+import torch
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
 MNIST = "../shared/data/mnist"
@@ -37,6 +39,8 @@ def machine() -> dict[str, Any]:
     return {
         "cpu_count": os.cpu_count(),
         "processor": platform.processor() or platform.machine(),
+        # The vector instructions torch's CPU kernels use here (AVX2, AVX512, ...): CPU figures depend on them.
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "python": platform.python_version(),
     }
 

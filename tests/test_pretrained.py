@@ -347,6 +347,7 @@ def test_a_published_run_records_its_command_and_its_card_loads_it(
     report = json.loads((run / "fit_report.json").read_text())
     best = report["best"]["path"]
     assert report["versions"].get("cnnzoo_commit") == source_commit(), "the commit, when run from a checkout"
+    assert report["hardware"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     # Published later, maybe from another commit: the weights record the one that trained them.
     report["versions"]["cnnzoo_commit"] = "0123abc"
     (run / "fit_report.json").write_text(json.dumps(report))

@@ -575,6 +575,7 @@ class CnnzooCLI(LightningCLI):
                 "accelerator": type(trainer.accelerator).__name__,
                 "num_devices": trainer.num_devices,
                 "cpu_count": os.cpu_count(),
+                "cpu_capability": torch.backends.cpu.get_cpu_capability(),
                 "precision": str(trainer.precision),
             },
             "versions": versions(lightning=lightning.__version__),
