@@ -183,19 +183,23 @@ def _predict_weights(argv: list[str]) -> int | None:
     several devices, ``tta``, ``strict``, ``--help``): LightningCLI then takes the whole command line.
     """
     parser = ZooArgumentParser(prog="cnnzoo predict", add_help=False, allow_abbrev=False)
-    parser.add_argument("--backend", choices=["torch", "onnxruntime"], default="torch")
     parser.add_argument("--weights", required=True)
-    parser.add_argument("--data.predict_dir", dest="predict_dir")
-    parser.add_argument("--prediction_writer.output", dest="output")
-    parser.add_argument(
-        "--data.batch_size", "--batch-size", dest="batch_size", type=positive_int, default=PREDICT_BATCH_SIZE
-    )
-    parser.add_argument("--data.eval_batch_size", dest="eval_batch_size", type=positive_int)
-    parser.add_argument("--data.num_workers", dest="num_workers", type=non_negative_int, default=PREDICT_NUM_WORKERS)
-    # Without strict, unreadable files are skipped either way: check_images only decides when they are found.
-    parser.add_argument("--data.check_images", dest="check_images", type=_flag)
-    parser.add_argument("--trainer.default_root_dir", dest="root", default=".")
-    parser.add_argument("--trainer.enable_progress_bar", dest="progress_bar", type=_flag)
+    options = [
+        parser.add_argument("--backend", choices=["torch", "onnxruntime"], default="torch"),
+        parser.add_argument("--data.predict_dir", dest="predict_dir"),
+        parser.add_argument("--prediction_writer.output", dest="output"),
+        parser.add_argument(
+            "--data.batch_size", "--batch-size", dest="batch_size", type=positive_int, default=PREDICT_BATCH_SIZE
+        ),
+        parser.add_argument("--data.eval_batch_size", dest="eval_batch_size", type=positive_int),
+        parser.add_argument(
+            "--data.num_workers", dest="num_workers", type=non_negative_int, default=PREDICT_NUM_WORKERS
+        ),
+        # Without strict, unreadable files are skipped either way: check_images only decides when they are found.
+        parser.add_argument("--data.check_images", dest="check_images", type=_flag),
+        parser.add_argument("--trainer.default_root_dir", dest="root", default="."),
+        parser.add_argument("--trainer.enable_progress_bar", dest="progress_bar", type=_flag),
+    ]
     args, rest = parser.parse_known_args(argv)
     checkpoint = Path(args.weights).suffix in (".ckpt", ".pt", ".pth")
     if rest and checkpoint and rest[0] in ("-h", "--help"):
@@ -204,7 +208,7 @@ def _predict_weights(argv: list[str]) -> int | None:
     if rest and (args.backend == "onnxruntime" or checkpoint):
         # Only the Trainer path reads other options, and it takes published weights, not a training checkpoint.
         what = "--backend onnxruntime" if args.backend == "onnxruntime" else f"--weights {args.weights}"
-        taken = " ".join(o for a in parser._actions for o in a.option_strings[:1] if o != "--weights")
+        taken = " ".join(action.option_strings[0] for action in options)
         fix = "" if args.backend == "onnxruntime" else "; for Trainer options, publish the checkpoint first"
         raise ConfigError(f"predict {what} does not take {' '.join(rest)} (it takes {taken}){fix}")
     if rest:
