@@ -241,7 +241,13 @@ def publish(
         notes=notes,
         builder=builder,
     )
-    (out / f"{name}.json").write_text(json.dumps(weights.to_dict(), indent=2) + "\n")
+    entry = out / f"{name}.json"
+    replaced = _file_named_by(entry)
+    entry.write_text(json.dumps(weights.to_dict(), indent=2) + "\n")
+    if replaced is not None and replaced != fname:
+        # Publishing the name again (new weights, another dtype) replaces its file; a Hub upload of the folder
+        # would otherwise carry the old one too.
+        (out / replaced).unlink(missing_ok=True)
     # The card says how to load the weights from where they will be: the Hub, the package, or this folder.
     source = f"hf-hub:{hub_repo}" if hub_repo else name if name in list_pretrained() else out.as_posix()
     (out / "README.md").write_text(model_card(weights, source))
@@ -258,6 +264,17 @@ def _file_sha256(tensors: dict[str, torch.Tensor]) -> str:
     from safetensors.torch import save
 
     return hashlib.sha256(save(tensors, metadata=SAFETENSORS_METADATA)).hexdigest()
+
+
+def _file_named_by(entry: Path) -> str | None:
+    """The weights file an existing ``<name>.json`` of ``cnnzoo publish`` names, if it names one beside it."""
+    try:
+        named = json.loads(entry.read_text()).get("file")
+    except (OSError, ValueError, AttributeError):
+        return None
+    ours = isinstance(named, str) and Path(named).name == named and named.startswith(f"{entry.stem}-")
+    ours = ours and named.endswith(".safetensors")
+    return named if ours else None
 
 
 def _fit_report_of(ckpt: Path, global_step: Any) -> dict[str, Any] | None:

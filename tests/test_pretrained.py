@@ -331,6 +331,9 @@ def test_publish_float16_halves_the_file_and_takes_figures_of_that_file(
     )
     with pytest.raises(ValueError, match="measured on another file"):  # the float16 file's figures, for float32
         publish(ckpt, "lenet5.full", tmp_path / "full", [of_file])
+    # Publishing a name again replaces its file: the folder (a Hub upload) held both before.
+    again = publish(ckpt, "lenet5.full", tmp_path / "full", dtype="float16")
+    assert [p.name for p in (tmp_path / "full").glob("*.safetensors")] == [again.file] != [full.file]
 
 
 def test_a_published_run_records_its_command_and_its_card_loads_it(
