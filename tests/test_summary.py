@@ -196,3 +196,14 @@ def test_a_batch_or_input_of_no_size_is_refused() -> None:
         summary("lenet5", batch_size=0)
     with pytest.raises(ValueError, match=r"input_size is \(C, H, W\), each 1 or more, got \(1, 0, 28\)"):
         summary("lenet5", input_size=(1, 0, 28))
+
+
+@pytest.mark.parametrize("name", cnnzoo.list_pretrained())
+def test_published_weights_summarise_as_they_were_trained(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    # `cnnzoo summary vgg_cifar_fast_wide.cifar10` was "unknown model": a weights name is the architecture at the
+    # input size and class count of the weights.
+    w = cnnzoo.get_weights(name)
+    table = summary(name)
+    assert tuple(table.input_size) == w.input_size and table.total_params == w.num_params
+    assert main(["summary", name, "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["total_params"] == w.num_params

@@ -155,21 +155,36 @@ def _geometry(module: nn.Module) -> dict[str, str]:
     return {}
 
 
-def _resolve(model_or_name: nn.Module | str) -> tuple[nn.Module, str]:
+def _resolve(model_or_name: nn.Module | str) -> tuple[nn.Module, str, tuple[int, ...] | None]:
+    """The network to summarise, its name, and the input its published weights were trained at (if named)."""
     if isinstance(model_or_name, nn.Module):
-        return model_or_name, type(model_or_name).__name__
-    from ..models import create_model, is_model, list_models, unknown_name_error
+        return model_or_name, type(model_or_name).__name__, None
+    from ..models import (
+        build_model,
+        create_model,
+        get_weights,
+        is_model,
+        list_models,
+        list_pretrained,
+        unknown_name_error,
+    )
 
     if is_model(model_or_name):
-        return create_model(model_or_name), model_or_name
+        return create_model(model_or_name), model_or_name, None
+    if model_or_name in list_pretrained():  # published weights: their architecture as they were trained
+        w = get_weights(model_or_name)
+        return build_model(w), model_or_name, tuple(w.input_size)
     import importlib.util
 
     if importlib.util.find_spec("timm") is not None:
         import timm
 
         if model_or_name in timm.list_models():
-            return timm.create_model(model_or_name, pretrained=False), model_or_name
-    raise unknown_name_error("model", model_or_name, list_models(), "cnnzoo.list_models() or timm.list_models()")
+            return timm.create_model(model_or_name, pretrained=False), model_or_name, None
+    names = [*list_models(), *list_pretrained()]
+    raise unknown_name_error(
+        "model", model_or_name, names, "cnnzoo.list_models(), cnnzoo.list_pretrained() or timm.list_models()"
+    )
 
 
 def _default_input(model: nn.Module) -> tuple[int, ...]:
@@ -191,7 +206,8 @@ def summary(
     """Summarise a network layer by layer, with its convolution arithmetic and receptive fields.
 
     Args:
-        model_or_name: a module, a registered cnnzoo model name or a timm model name.
+        model_or_name: a module, a registered cnnzoo model name, published weights (``"lenet5.mnist"``: their
+            architecture at the size they were trained at), or a timm model name.
         input_size: ``(C, H, W)``; ``None`` takes the model's own (``input_size``, or timm's ``pretrained_cfg``).
         batch_size: the batch size for multiply-adds and activation memory.
         precision: a Lightning precision, for the memory totals.
@@ -203,8 +219,8 @@ def summary(
 
     if precision not in _BYTES:
         raise ValueError(f"precision must be one of {', '.join(_BYTES)}, got {precision!r}")
-    model, name = _resolve(model_or_name)
-    size = tuple(input_size) if input_size is not None else _default_input(model)
+    model, name, trained_at = _resolve(model_or_name)
+    size = tuple(input_size) if input_size is not None else trained_at or _default_input(model)
     if len(size) != 3 or any(int(v) < 1 for v in size):
         raise ValueError(f"input_size is (C, H, W), each 1 or more, got {size}")
     if batch_size < 1:

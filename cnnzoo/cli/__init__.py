@@ -262,12 +262,14 @@ def _cmd_summary(argv: list[str]) -> int:
     parser = ZooArgumentParser(
         prog="cnnzoo summary",
         description="A layer table: kernel/stride/padding/dilation, output shape, parameters, multiply-adds, and "
-        "each output's receptive field, jump and start. Give a model name (cnnzoo or timm), --config RECIPE (and "
-        "any 'cnnzoo fit' option), or --ckpt_path CHECKPOINT.",
+        "each output's receptive field, jump and start. Give a model name (cnnzoo or timm) or weights name, "
+        "--config RECIPE (and any 'cnnzoo fit' option), or --ckpt_path CHECKPOINT.",
     )
     with_config = any(a in ("-c", "--config") or a.startswith(("-c=", "--config=")) for a in argv)
     if not with_config:  # with a recipe, every other argument is a `cnnzoo fit` option
-        parser.add_argument("model", nargs="?", help="a registered model (cnnzoo models) or a timm backbone name")
+        parser.add_argument(
+            "model", nargs="?", help="a model (cnnzoo models), published weights (cnnzoo weights) or a timm name"
+        )
     parser.add_argument("--ckpt_path", "--ckpt-path", help="a checkpoint that cnnzoo fit wrote")
     parser.add_argument(
         "--input-size", nargs=3, type=positive_int, metavar=("C", "H", "W"), help="default: the model's"
