@@ -182,6 +182,13 @@ def publish(
         input_size = tuple(model.input_size)  # type: ignore[arg-type]
     stored = {k: v.to(getattr(torch, dtype)) if v.is_floating_point() else v for k, v in state.items()}
     rounded = any(not torch.equal(stored[k].to(v.dtype), v) for k, v in state.items())
+    # float16 tops out at 65504: a larger value would be stored as inf and every prediction would be NaN.
+    overflow = [k for k, v in state.items() if v.is_floating_point() and bool((stored[k].isinf() & v.isfinite()).any())]
+    if overflow:
+        raise ConfigError(
+            f"{ckpt}: {', '.join(overflow[:3])}{' ...' if len(overflow) > 3 else ''} hold values beyond {dtype}'s "
+            f"range (largest {torch.finfo(getattr(torch, dtype)).max:g}); publish without --dtype {dtype}"
+        )
     # Every check comes before the first file is written, so a refused publish leaves nothing behind.
     measured = _evaluations_from_reports(list(reports), sha256_file(ckpt), _file_sha256(stored), rounded)
     evaluations = tuple(e for e, _ in measured)

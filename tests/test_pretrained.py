@@ -331,6 +331,13 @@ def test_publish_float16_halves_the_file_and_takes_figures_of_that_file(
     )
     with pytest.raises(ValueError, match="measured on another file"):  # the float16 file's figures, for float32
         publish(ckpt, "lenet5.full", tmp_path / "full", [of_file])
+    # A value beyond float16's range would be stored as inf, and every prediction would be NaN: refused.
+    state = torch.load(ckpt, weights_only=True)
+    state["state_dict"]["net.classifier.bias"][0] = 1e6
+    torch.save(state, tmp_path / "huge.ckpt")
+    with pytest.raises(ValueError, match=r"classifier\.bias hold values beyond float16's range \(largest 65504\)"):
+        publish(tmp_path / "huge.ckpt", "lenet5.huge", tmp_path / "huge", dtype="float16")
+    assert not (tmp_path / "huge").exists()
     # Publishing a name again replaces its file: the folder (a Hub upload) held both before.
     again = publish(ckpt, "lenet5.full", tmp_path / "full", dtype="float16")
     assert [p.name for p in (tmp_path / "full").glob("*.safetensors")] == [again.file] != [full.file]
