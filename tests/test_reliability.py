@@ -470,6 +470,24 @@ def test_upper_case_sha256_fragment_is_accepted(
 def test_adapting_the_first_conv_says_so() -> None:
     with pytest.warns(UserWarning, match=r"first convolution \(\S+\) was adapted from 1 to 3 input channels"):
         load_pretrained("lenet5.mnist", in_chans=3)
+    # Fine-tuning said "adapted from 3 to 3" (the count was read after the adaptation).
+    with pytest.warns(UserWarning, match=r"first convolution \(features.0\) was adapted from 1 to 3 input channels"):
+        ImageClassifier(model="lenet5", in_chans=3, pretrained="lenet5.mnist")
+
+
+@pytest.mark.parametrize("load", ["load_pretrained", "ImageClassifier"])
+def test_a_whitening_stem_cannot_be_adapted_to_another_channel_count(load: str) -> None:
+    # Its width is 2*C*2*2 filters, so no adaptation fits: load_strict listed three shape mismatches, no fix.
+    with pytest.raises(ValueError) as refused:
+        if load == "load_pretrained":
+            load_pretrained("vgg_cifar_fast.cifar10", in_chans=1)
+        else:
+            ImageClassifier(model="vgg_cifar_fast", in_chans=1, pretrained="vgg_cifar_fast.cifar10")
+    assert str(refused.value) == (
+        "vgg_cifar_fast.cifar10: its first layer (features.0) has 24 filters for 3 input channels, this model's 8 "
+        "for 1: the layer's width follows the channel count, so the weights cannot be adapted. Feed 3-channel "
+        "images (in_chans=3; for example Image.convert('RGB'))"
+    )
 
 
 def test_cache_hits_are_rehashed_whatever_their_size(server: LocalServer, tmp_path: Path) -> None:

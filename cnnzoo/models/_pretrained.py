@@ -706,6 +706,34 @@ def adapt_input_conv(weight: torch.Tensor, in_chans: int) -> torch.Tensor:
     return weight.repeat(1, repeat, 1, 1)[:, :in_chans] * (c / in_chans)
 
 
+def _adapt_first_conv(
+    state: dict[str, torch.Tensor], key: str, own: dict[str, torch.Tensor], source: str, stacklevel: int
+) -> None:
+    """Adapt the first convolution's weights in ``state`` to the input channels of ``own`` (the model's), and say so.
+
+    Refused when the layer's width also follows the channel count (a whitening stem has 2·C·k² filters): no
+    adaptation fits it, and load_strict would list shape mismatches without the fix.
+    """
+    weight, target = state.get(key), own.get(key)
+    if weight is None or target is None or weight.dim() != 4 or weight.shape[1] == target.shape[1]:
+        return
+    c, n = weight.shape[1], target.shape[1]
+    if weight.shape[0] != target.shape[0]:
+        raise ValueError(
+            f"{source}: its first layer ({key.removesuffix('.weight')}) has {weight.shape[0]} filters for {c} input "
+            f"channels, this model's {target.shape[0]} for {n}: the layer's width follows the channel count, so the "
+            f"weights cannot be adapted. Feed {c}-channel images (in_chans={c}; for example Image.convert"
+            f"({'RGB' if c == 3 else 'L'!r}))"
+        )
+    state[key] = adapt_input_conv(weight, n)
+    warnings.warn(
+        f"{source}: the first convolution ({key.removesuffix('.weight')}) was adapted from {c} to {n} input channels "
+        + ("(filters summed over RGB)" if n == 1 else "(filters repeated and scaled)"),
+        CnnzooWarning,
+        stacklevel=stacklevel,
+    )
+
+
 def build_model(w: Weights, in_chans: int | None = None, num_classes: int | None = None) -> nn.Module:
     """The untrained network that ``w``'s file fits: a cnnzoo model, or a timm one for a published TimmClassifier."""
     n = w.num_classes if num_classes is None else num_classes
@@ -739,13 +767,7 @@ def load_pretrained(
     model = build_model(w, in_chans=in_chans or w.in_chans)
     first = getattr(model, "first_conv", None) or (getattr(model, "pretrained_cfg", None) or {}).get("first_conv")
     if in_chans is not None and in_chans != w.in_chans and first is not None:
-        state[f"{first}.weight"] = adapt_input_conv(state[f"{first}.weight"], in_chans)
-        warnings.warn(
-            f"{w.name}: the first convolution ({first}) was adapted from {w.in_chans} to {in_chans} input channels "
-            + ("(filters summed over RGB)" if in_chans == 1 else "(filters repeated and scaled)"),
-            CnnzooWarning,
-            stacklevel=2,
-        )
+        _adapt_first_conv(state, f"{first}.weight", model.state_dict(), w.name, stacklevel=3)
     load_strict(model, state, w.name)
     if num_classes is not None and num_classes != w.num_classes:
         model.reset_classifier(num_classes)  # type: ignore[operator]
@@ -811,15 +833,7 @@ def load_weights_into(
         state = {k[4:]: v for k, v in state.items()}
     own = net.state_dict()
     if first_conv is not None and f"{first_conv}.weight" in state:
-        key = f"{first_conv}.weight"
-        if state[key].dim() == 4 and state[key].shape[1] != own[key].shape[1]:
-            state[key] = adapt_input_conv(state[key], own[key].shape[1])
-            warnings.warn(
-                f"{source}: the first convolution ({first_conv}) was adapted from {state[key].shape[1]} to "
-                f"{own[key].shape[1]} input channels",
-                CnnzooWarning,
-                stacklevel=3,
-            )
+        _adapt_first_conv(state, f"{first_conv}.weight", own, source, stacklevel=4)
     head_keys = [k for k in own if k.startswith(head_prefix)]
     if new_head:
         state = {**state, **{k: own[k] for k in head_keys}}
