@@ -849,7 +849,7 @@ def pretrained_page() -> str:
         w = cnnzoo.get_weights(name)
         lines.append(
             f"| `{name}` | {w.num_params:,} | {'x'.join(map(str, w.input_size))} | {w.measured('test_acc')} | "
-            f"{w.measured('val_acc')} | {w.tta} | {w.num_bytes / 1024:.0f} KiB | {'yes' if w.default else ''} |"
+            f"{w.measured('val_acc')} | {w.tta} | {w.size_text()} | {'yes' if w.default else ''} |"
         )
     lines += ["", "## How each was made", ""]
     for name in cnnzoo.list_pretrained():

@@ -56,6 +56,7 @@ def test_metadata_matches_reality(name: str) -> None:
         # Leaving out BatchNorm's num_batches_tracked and the whitening stem's flag.
         stored = {f.get_slice(k).get_dtype() for k in f.keys()} - {"I64", "BOOL"}  # noqa: SIM118 (not a dict)
     assert stored == {{"float32": "F32", "float16": "F16"}[w.dtype]}
+    assert ("(float16)" in w.size_text()) == (w.dtype == "float16"), "the tables say when a file is half-size"
     assert w.evaluations, "published weights must carry measured metrics"
     for e in w.evaluations:
         assert set(e) == {"dataset", "split", "num_examples", "command", "metrics"} and e["num_examples"] > 0

@@ -166,6 +166,10 @@ class Weights:
         """The first evaluation that measured the metric ``name``."""
         return next((e for e in self.evaluations if name in e["metrics"]), None)
 
+    def size_text(self) -> str:
+        """The file's size as the weights tables show it, with the stored type when it is not float32."""
+        return f"{self.num_bytes / 1024:.0f} KiB" + (f" ({self.dtype})" if self.dtype != "float32" else "")
+
     @property
     def num_classes(self) -> int:
         return len(self.class_names)

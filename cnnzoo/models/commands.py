@@ -65,7 +65,7 @@ def print_weights_table(pattern: str | None = None) -> int:
             w.measured("test_acc"),
             w.measured("val_acc"),
             w.tta,
-            f"{w.num_bytes / 1024:.0f} KiB",
+            w.size_text(),
             "yes" if w.default else "",
         )
     if names:
