@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from cnnzoo.callbacks import NonFiniteLossError
-from cnnzoo.cli import CnnzooCLI, ConfigError, choose_precision
+from cnnzoo.cli import CnnzooCLI, ConfigError, choose_precision, main
 from cnnzoo.data import DigitsDataModule
 from cnnzoo.tasks import ImageClassifier
 
@@ -229,6 +229,7 @@ def test_ddp_on_two_cpu_processes(tmp_path: Path) -> None:
     assert len(names) == 2 and names[1] == "last.ckpt" and names[0].startswith("best-000-")
     # The epoch metrics are already global (torchmetrics syncs them), so Lightning has nothing to warn about.
     assert "sync_dist=True" not in run.stdout + run.stderr
+    assert "terminate called" not in run.stdout + run.stderr, "a process aborted at exit (its gloo group left alive)"
 
     with open(next(tmp_path.rglob("metrics.csv"))) as f:
         rows = list(csv.DictReader(f))
@@ -245,3 +246,18 @@ def test_ddp_on_two_cpu_processes(tmp_path: Path) -> None:
         acc = (model(dm.normalize(x)).argmax(1) == y).float().mean().item()
     # Evaluation shards are never padded, so the DDP metric is the single-process one.
     assert logged_acc == pytest.approx(acc, abs=1e-6)
+
+
+def test_a_trainer_command_releases_the_process_group(tmp_path: Path) -> None:
+    # Lightning destroys a NCCL group at exit but not a gloo one (DDP on CPU): the processes then aborted at exit
+    # now and then ("terminate called without an active exception", status 134) after a finished run.
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'group'}", rank=0, world_size=1)
+    try:
+        args = ["fit", "--config", DIGITS, "--trainer.max_epochs=1", "--trainer.limit_train_batches=1"]
+        assert main([*args, "--trainer.limit_val_batches=1", f"--trainer.default_root_dir={tmp_path}", *QUIET]) == 0
+        assert not dist.is_initialized()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()

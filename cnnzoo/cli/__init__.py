@@ -615,6 +615,7 @@ def _run_trainer_command(args: list[str]) -> int:
             cli_class(args=None)
         finally:
             sys.argv = saved_argv
+            _release_process_group()
     except ArgumentError as err:
         message = str(err) if verbose else condense_parse_error(str(err))
         hint = "" if verbose else "; --verbose shows the full message"
@@ -646,6 +647,18 @@ def _run_trainer_command(args: list[str]) -> int:
         )
         return 1
     return 0
+
+
+def _release_process_group() -> None:
+    """Destroy the torch.distributed process group a DDP run created, before the interpreter exits.
+
+    Lightning destroys it at exit for NCCL only. A gloo group (DDP on CPU) left alive made a process abort at exit
+    now and then, after a finished run: "terminate called without an active exception", exit status 134.
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def __getattr__(name: str) -> Any:
