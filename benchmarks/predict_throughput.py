@@ -28,7 +28,7 @@ import warnings
 from pathlib import Path
 
 import torch
-from _runs import write_result
+from _runs import machine, write_result
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = Path(__file__).parent / "results" / "predict_throughput.json"
@@ -170,7 +170,7 @@ def main() -> None:
         "command": "python benchmarks/predict_throughput.py " + " ".join(sys.argv[1:]),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
-        "cpu_count": os.cpu_count(),
+        **machine(),
         "batch_size": BATCH,
         "workers": WORKERS,
     }

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from _runs import write_result
+from _runs import machine, write_result
 
 from cnnzoo.callbacks import SpeedSwitches
 from cnnzoo.tasks import ImageClassifier
@@ -81,7 +81,7 @@ def main() -> None:
         "command": "python benchmarks/speed_switches.py " + " ".join(sys.argv[1:]),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
-        "cpu_count": os.cpu_count(),
+        **machine(),
         "load_average_at_start": round(os.getloadavg()[0], 2),
         "models": {},
     }

@@ -27,7 +27,7 @@ import warnings
 
 import torch
 import torch.nn.functional as F
-from _runs import bare_trainer, cli_fit, write_result
+from _runs import bare_trainer, cli_fit, machine, write_result
 from lightning.pytorch import Callback, LightningModule, Trainer, seed_everything
 
 from cnnzoo.data import MNISTDataModule
@@ -159,8 +159,7 @@ def main() -> None:
         "settings": {k: getattr(args, k) for k in ("steps", "warmup", "batch_size", "workers", "repeats")},
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
-        "cpu_count": os.cpu_count(),
-        "processor": platform.processor() or platform.machine(),
+        **machine(),
         "load_average_at_end": round(os.getloadavg()[0], 2),
     }
     write_result(args.out, result)
