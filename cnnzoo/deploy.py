@@ -89,8 +89,10 @@ def _load(source: str, config: str | None) -> tuple[nn.Module, dict[str, Any]]:
 
 
 def _load_any(source: str, config: str | None) -> tuple[nn.Module, dict[str, Any]]:
+    from .models import CHECKPOINT_SUFFIXES
+
     path = Path(source)
-    if path.suffix in (".ckpt", ".pt", ".pth"):
+    if path.suffix in CHECKPOINT_SUFFIXES:
         if not path.is_file():
             raise ExportError(f"{source}: no such checkpoint; give the path of a file that cnnzoo fit wrote")
         from .models import torch_load_weights_only

@@ -201,7 +201,9 @@ def _predict_weights(argv: list[str]) -> int | None:
         parser.add_argument("--trainer.enable_progress_bar", dest="progress_bar", type=_flag),
     ]
     args, rest = parser.parse_known_args(argv)
-    checkpoint = Path(args.weights).suffix in (".ckpt", ".pt", ".pth")
+    from ..models import CHECKPOINT_SUFFIXES
+
+    checkpoint = Path(args.weights).suffix in CHECKPOINT_SUFFIXES
     if rest and checkpoint and rest[0] in ("-h", "--help"):
         parser.print_help()
         return 0

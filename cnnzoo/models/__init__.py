@@ -2,6 +2,7 @@
 
 from ._base import ZooModel, conv_output_size
 from ._pretrained import (
+    CHECKPOINT_SUFFIXES,
     STORED_DTYPES,
     IntegrityError,
     StoredDtype,
@@ -36,6 +37,7 @@ from .vgg import VGG, VGG_CFGS, VGGCifarSmall, vgg11_bn, vgg13_bn, vgg16_bn, vgg
 from .vgg_fast import VGG_FAST_WIDTHS, VGGCifarFast, vgg_cifar_fast, vgg_cifar_fast_wide, whitening_filters
 
 __all__ = [
+    "CHECKPOINT_SUFFIXES",
     "STORED_DTYPES",
     "TTA",
     "TTA_LEVELS",

@@ -35,6 +35,7 @@ from ._registry import create_model, unknown_name_error
 from .tta import TTA, check_tta
 
 __all__ = [
+    "CHECKPOINT_SUFFIXES",
     "STORED_DTYPES",
     "IntegrityError",
     "StoredDtype",
@@ -59,6 +60,8 @@ __all__ = [
 ]
 
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
+# Training checkpoints and bare torch.save files (read with weights_only=True), not published weights.
+CHECKPOINT_SUFFIXES = (".ckpt", ".pt", ".pth")
 # What `cnnzoo publish --dtype` may store a file's floating-point tensors as.
 StoredDtype = Literal["float32", "float16"]
 STORED_DTYPES: tuple[str, ...] = get_args(StoredDtype)
@@ -400,7 +403,7 @@ def weights_from_source(source: str | Path) -> Weights:
             f"{path}: no weights JSON beside it names this file, so its architecture and classes are unknown; "
             "keep the JSON that cnnzoo publish wrote next to it"
         )
-    if path.suffix in (".ckpt", ".pt", ".pth") and path.is_file():
+    if path.suffix in CHECKPOINT_SUFFIXES and path.is_file():
         raise ConfigError(
             f"{source} is a training checkpoint, not published weights: publish it first (cnnzoo publish {source} "
             "--name arch.tag --out DIR, which records its classes and transforms), or load it as a checkpoint: "
@@ -836,7 +839,7 @@ def load_weights_into(
     if state and all(k.startswith("net.") for k in state):  # a cnnzoo Lightning checkpoint
         state = {k[4:]: v for k, v in state.items()}
     own = net.state_dict()
-    if first_conv is not None and f"{first_conv}.weight" in state:
+    if first_conv is not None:
         _adapt_first_conv(state, f"{first_conv}.weight", own, source, stacklevel=4)
     head_keys = [k for k in own if k.startswith(head_prefix)]
     if new_head:
