@@ -469,11 +469,8 @@ def cifar_cpu_cost() -> str:
     return "\n".join(lines) + "\n"
 
 
-PATH_WIDE = "fast_cifar_wide_cpu.json"
-
-
 def fast_cifar_wide() -> str:
-    r = results(PATH_WIDE.removesuffix(".json"))
+    r = results("fast_cifar_wide_cpu")
     if not r:
         return f"The 94% width on this CPU: {NOT_MEASURED} (see `benchmarks/fast_cifar.py`).\n"
     per_epoch, tta = r["per_epoch"], r["tta"]
@@ -494,7 +491,7 @@ def fast_cifar_wide() -> str:
         + ", ".join(f"`{level}` {t['val_acc']:.4f}" for level, t in tta.items())
         + f" ({next(iter(tta.values()))['num_examples']:,} images).",
     ]
-    published = [n for n in cnnzoo.list_pretrained() if _run_that_made(cnnzoo.get_weights(n)) == (PATH_WIDE, r)]
+    published = [n for n in cnnzoo.list_pretrained() if _same_fit(cnnzoo.get_weights(n).command, r["fit"]["command"])]
     projected = results("cifar_cpu_cost").get("nets", {}).get("vgg_cifar_fast_wide")
     if projected:
         lines[0] += (
@@ -577,12 +574,17 @@ def _without_root(command: str) -> list[str]:
     return [w for i, w in enumerate(words) if i not in drop and i - 1 not in drop and "default_root_dir=" not in w]
 
 
+def _same_fit(weights_command: str | None, fit_command: str) -> bool:
+    """Whether weights trained by ``weights_command`` came from the fit a result file ran as ``fit_command``."""
+    return bool(weights_command) and _without_root(fit_command) == _without_root(weights_command or "")
+
+
 def _run_that_made(w: Any) -> tuple[str, dict[str, Any]] | None:
     """The committed result file whose fit is the one that trained these weights, and its contents."""
     for path in sorted(RESULTS.glob("*.json")):
         r = json.loads(path.read_text())
         fit = r.get("fit") if isinstance(r, dict) else None
-        if isinstance(fit, dict) and w.command and _without_root(fit.get("command", "")) == _without_root(w.command):
+        if isinstance(fit, dict) and _same_fit(w.command, fit.get("command", "")):
             return path.name, r
     return None
 
