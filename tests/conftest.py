@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import http.server
+import logging
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -102,3 +103,14 @@ def registered() -> Iterator[Callable[[Any], Any]]:
     yield add
     for name in names:
         unregister_weights(name)
+
+
+@pytest.fixture
+def cnnzoo_said() -> Iterator[list[str]]:
+    """The messages of the ``cnnzoo`` logger during the test (its ``[cnnzoo]`` lines, which capsys does not see)."""
+    said: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: said.append(record.getMessage())  # type: ignore[method-assign]
+    logging.getLogger("cnnzoo").addHandler(handler)
+    yield said
+    logging.getLogger("cnnzoo").removeHandler(handler)

@@ -482,24 +482,17 @@ def test_cnnzoo_warnings_are_one_line_that_names_no_library_file(
 
 
 @pytest.mark.parametrize("name", cnnzoo.list_pretrained())
-def test_predicting_with_weights_says_when_their_figures_used_tta(name: str, tmp_path: Path) -> None:
-    import logging
-
+def test_predicting_with_weights_says_when_their_figures_used_tta(
+    name: str, tmp_path: Path, cnnzoo_said: list[str]
+) -> None:
     w = cnnzoo.get_weights(name)
     images = tmp_path / "imgs"
     images.mkdir()
     Image.new("RGB" if w.in_chans == 3 else "L", w.input_size[:0:-1]).save(images / "a.png")
-    said: list[str] = []
-    handler = logging.Handler()
-    handler.emit = lambda record: said.append(record.getMessage())  # type: ignore[method-assign]
-    logging.getLogger("cnnzoo").addHandler(handler)
-    try:
-        argv = ["predict", "--weights", name, f"--data.predict_dir={images}"]
-        assert main([*argv, f"--prediction_writer.output={tmp_path / 'p.csv'}"]) == 0
-    finally:
-        logging.getLogger("cnnzoo").removeHandler(handler)
+    argv = ["predict", "--weights", name, f"--data.predict_dir={images}"]
+    assert main([*argv, f"--prediction_writer.output={tmp_path / 'p.csv'}"]) == 0
     note = f"its published figures used test-time augmentation {w.tta} (--model.init_args.tta {w.tta} predicts"
-    assert any(note in line for line in said) == (w.tta != "none"), said
+    assert any(note in line for line in cnnzoo_said) == (w.tta != "none"), cnnzoo_said
 
 
 @pytest.mark.parametrize(
@@ -508,24 +501,15 @@ def test_predicting_with_weights_says_when_their_figures_used_tta(name: str, tmp
     ids=["own statistics", "the weights' statistics"],
 )
 def test_fine_tuning_says_when_the_data_is_normalised_otherwise_than_the_weights(
-    data: list[str], told: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    data: list[str], told: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cnnzoo_said: list[str]
 ) -> None:
     # lenet5.mnist's first layer learned on MNIST's normalisation; the digits module normalises with its own, and
     # fine-tuning went ahead without a word about it.
-    import logging
-
     monkeypatch.chdir(tmp_path)
-    said: list[str] = []
-    handler = logging.Handler()
-    handler.emit = lambda record: said.append(record.getMessage())  # type: ignore[method-assign]
-    logging.getLogger("cnnzoo").addHandler(handler)
-    try:
-        fit = ["fit", "-c", "lenet5_digits", "--model.init_args.pretrained=lenet5.mnist", "--trainer.max_epochs=1"]
-        assert main([*fit, "--trainer.limit_train_batches=1", *data, *QUIET]) == 0
-    finally:
-        logging.getLogger("cnnzoo").removeHandler(handler)
-    hint = [line for line in said if line.startswith("the starting weights were trained on inputs normalised")]
-    assert len(hint) == int(told), said
+    fit = ["fit", "-c", "lenet5_digits", "--model.init_args.pretrained=lenet5.mnist", "--trainer.max_epochs=1"]
+    assert main([*fit, "--trainer.limit_train_batches=1", *data, *QUIET]) == 0
+    hint = [line for line in cnnzoo_said if line.startswith("the starting weights were trained on inputs normalised")]
+    assert len(hint) == int(told), cnnzoo_said
     if told:
         assert "mean [0.1307], std [0.3081]; this data is normalised with mean [0.3058]" in hint[0]
         assert hint[0].endswith("--data.init_args.mean [0.1307] --data.init_args.std [0.3081]")
