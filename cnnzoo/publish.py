@@ -190,7 +190,9 @@ def publish(
             f"range (largest {torch.finfo(getattr(torch, dtype)).max:g}); publish without --dtype {dtype}"
         )
     # Every check comes before the first file is written, so a refused publish leaves nothing behind.
-    measured = _evaluations_from_reports(list(reports), sha256_file(ckpt), _file_sha256(stored), rounded)
+    # The file's sha256 costs one more serialisation of the weights: only a report can need it.
+    file_sha256 = _file_sha256(stored) if reports else ""
+    measured = _evaluations_from_reports(list(reports), sha256_file(ckpt), file_sha256, rounded)
     evaluations = tuple(e for e, _ in measured)
     if tta is not None:
         _checked_tta(tta, "--tta")
