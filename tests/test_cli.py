@@ -285,3 +285,61 @@ def test_what_is_said_about_an_epoch_prints_after_its_line(capsys: pytest.Captur
         assert capsys.readouterr().out == "no epoch under way\n"
     finally:
         lightning.removeHandler(handler)
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--model.model", "lenet5"], "--model.model needs a class first: add --model ImageClassifier"),
+        (
+            ["--model", "lenet5"],
+            "--model lenet5: lenet5 is a network, and --model takes a task class: --model "
+            "ImageClassifier --model.model lenet5",
+        ),
+        (["--model", "resnet"], "--model resnet: not a task class; give ImageClassifier"),
+        (
+            ["--model", "ImageClassifier", "--model.modle", "lenet5"],
+            "Option 'modle' is not accepted: did you mean --model.model?",
+        ),
+        (
+            ["--model", "ImageClassifier", "--data", "DigitsDataModule", "--data.batchsize", "8"],
+            "did you mean --data.batch_size?",
+        ),
+        (
+            ["--model", "ImageClassifier", "--data", "MNISTDataModule", "--data.predict_dir", "x"],
+            "MNISTDataModule does not take it, ImageFolderDataModule does",
+        ),
+        (
+            ["--model", "ImageClassifier", "--model.backbone", "x"],
+            "ImageClassifier does not take it, TimmClassifier does",
+        ),
+        (
+            ["--model", "ImageClassifier", "--data", "mnist"],
+            "--data mnist: not a data module class; did you mean --data MNISTDataModule?",
+        ),
+        (["--model", "ImageClassifier", "--data", "cifar10"], "did you mean --data CIFAR10DataModule?"),
+        (["--model", "ImageClassifier", "--data", "xyz"], "give one such as MNISTDataModule"),
+        (
+            ["--model", "ImageClassifier", "--data.batch_size", "8"],
+            "--data.batch_size needs a class first: add --data MNISTDataModule",
+        ),
+        (["--model", "ImageClassifier"], "no data given: add --data MNISTDataModule"),
+        (["--data", "DigitsDataModule"], "no model given: add --model ImageClassifier --model.model <network>"),
+    ],
+)
+def test_a_command_line_without_a_recipe_is_told_its_fix(
+    args: list[str], said: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # jsonargparse said "model: cnnzoo.ClassificationTask: Option 'model' is not accepted" for --model.model before
+    # a task class, and "Expected a path but lenet5 either not accessible" for --model lenet5, without the fix.
+    assert main(["fit", *args, "--trainer.fast_dev_run=1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("cnnzoo: error: ") and said in err.splitlines()[0], err
+
+
+def test_the_data_modules_a_parse_error_names_exist() -> None:
+    import cnnzoo.data
+    from cnnzoo.cli import DATA_EXAMPLES
+
+    for name in DATA_EXAMPLES:
+        assert issubclass(getattr(cnnzoo.data, name), cnnzoo.data.ClassificationDataModule)

@@ -261,3 +261,36 @@ def test_a_trainer_command_releases_the_process_group(tmp_path: Path) -> None:
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
+
+
+def test_a_python_fit_does_not_warn_about_the_reseeding_hook(tmp_path: Path) -> None:
+    # Lightning warned on every fit that the task's on_before_batch_transfer was used although a data module was
+    # passed; the CLI hid it, a Python user's own Trainer printed it. Its warning cache fires once per process, hence
+    # the subprocess. A real overlap (a data module that overrides the hook too) still warns.
+    script = """
+import warnings
+from lightning.pytorch import LightningDataModule, Trainer
+from cnnzoo.data import DigitsDataModule
+from cnnzoo.tasks import ImageClassifier
+
+class Overriding(DigitsDataModule):
+    def on_before_batch_transfer(self, batch, dataloader_idx):
+        return batch
+
+for data in (DigitsDataModule(batch_size=64), Overriding(batch_size=64)):
+    task = ImageClassifier(model="lenet5", num_classes=10)
+    kw = dict(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    with warnings.catch_warnings(record=True) as seen:
+        Trainer(max_steps=2, limit_val_batches=1, **kw).fit(task, data)
+    print(type(data).__name__, any("on_before_batch_transfer" in str(w.message) for w in seen))
+"""
+    run = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.split() == ["DigitsDataModule", "False", "Overriding", "True"], run.stdout + run.stderr[-2000:]

@@ -596,7 +596,86 @@ def condense_parse_error(message: str) -> str:
     kept = [ln for ln in lines if ln and not _NOISE.match(ln)]
     text = " ".join(kept)
     text = re.sub(r'Parser key "([^"]+)":', r"\1:", text)
-    return re.sub(r"Problem with given class_path '([^']+)':", r"\1:", text)
+    return explain_parse_error(re.sub(r"Problem with given class_path '([^']+)':", r"\1:", text))
+
+
+_NOT_ACCEPTED = re.compile(r"^(model|data): ([\w.]+): Option '(\w+)' is not accepted")
+_NOT_A_CLASS = re.compile(r"^(model|data): Expected a path but (\S+) either not accessible")
+_REQUIRED = re.compile(r"the following arguments are required: (?:\w+\.)?(model|data)\b")
+# Shown when the data module is missing or unknown; a test checks that each is a data module.
+DATA_EXAMPLES = ("MNISTDataModule", "CIFAR10DataModule", "ImageFolderDataModule")
+
+
+def _classes(key: str) -> dict[str, type]:
+    """The classes ``--model`` (tasks) or ``--data`` (data modules) takes by their short name."""
+    import inspect
+
+    from .. import data, tasks
+
+    package, base = (tasks, tasks.ClassificationTask) if key == "model" else (data, data.ClassificationDataModule)
+    found = {name: getattr(package, name) for name in package.__all__}
+    return {n: c for n, c in found.items() if inspect.isclass(c) and issubclass(c, base) and c is not base}
+
+
+def _options_of(cls: type) -> list[str]:
+    """Every option a class takes: its own, and its parents' that it forwards through ``**kwargs``."""
+    import inspect
+
+    names: list[str] = []
+    for klass in cls.__mro__:
+        if "__init__" not in vars(klass) or klass.__module__.startswith(("lightning", "torch")):
+            continue
+        params = list(inspect.signature(vars(klass)["__init__"]).parameters.values())[1:]
+        names += [p.name for p in params if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+        if not any(p.kind == p.VAR_KEYWORD for p in params):
+            break
+    return names
+
+
+def explain_parse_error(text: str) -> str:
+    """Add the fix to the parse errors whose LightningCLI wording leaves it open.
+
+    ``--model.model lenet5`` before a task class is chosen ("Option 'model' is not accepted"), ``--model lenet5``
+    (a network where a task class goes), ``--data mnist``, a mistyped option, and no model or data at all.
+    """
+    tasks = "ImageClassifier (a zoo network) or TimmClassifier (a timm backbone)"
+    recipe = "or start from a recipe: --config recipes/<name>.yaml (cnnzoo recipes lists them)"
+    if match := _REQUIRED.search(text):
+        if match[1] == "model":
+            network = "--model.model <network> (cnnzoo models lists them)"
+            return f"no model given: add --model ImageClassifier {network}, {recipe}"
+        return f"no data given: add --data {DATA_EXAMPLES[0]} (or {', '.join(DATA_EXAMPLES[1:])}), {recipe}"
+    if match := _NOT_ACCEPTED.match(text):
+        key, class_name, option = match.groups()
+        classes = _classes(key)
+        cls = classes.get(class_name.rsplit(".", 1)[-1])
+        if cls is None and class_name.rsplit(".", 1)[-1] in ("ClassificationTask", "LightningDataModule"):
+            # No class was chosen: jsonargparse tried the base class, which takes none of the subclasses' options.
+            which = tasks if key == "model" else f"{DATA_EXAMPLES[0]} (or {', '.join(DATA_EXAMPLES[1:])})"
+            return f"--{key}.{option} needs a class first: add --{key} {which}, {recipe}"
+        if cls is None:
+            return text
+        others = [name for name, c in classes.items() if c is not cls and option in _options_of(c)]
+        if others:
+            return f"{text}: {class_name.rsplit('.', 1)[-1]} does not take it, {' and '.join(others[:2])} does"
+        close = difflib.get_close_matches(option, _options_of(cls), n=1, cutoff=0.75)
+        return f"{text}: did you mean --{key}.{close[0]}?" if close else text
+    if (match := _NOT_A_CLASS.match(text)) and "." not in match[2]:
+        key, value = match.groups()
+        if key == "model":
+            from ..models import is_model
+
+            if is_model(value):
+                fix = f"--model ImageClassifier --model.model {value}"
+                return f"--model {value}: {value} is a network, and --model takes a task class: {fix}"
+            return f"--model {value}: not a task class; give {tasks}, or your own as module.Class"
+        short = {name.lower().removesuffix("datamodule"): name for name in _classes(key)}
+        close = difflib.get_close_matches(value.lower().removesuffix("datamodule"), list(short), n=1, cutoff=0.6)
+        if close:
+            return f"--data {value}: not a data module class; did you mean --data {short[close[0]]}?"
+        examples = ", ".join(DATA_EXAMPLES)
+        return f"--data {value}: not a data module class; give one such as {examples}, or your own as module.Class"
+    return text
 
 
 def _run_trainer_command(args: list[str]) -> int:

@@ -183,12 +183,6 @@ class CnnzooCLI(LightningCLI):
     _ckpt_state: dict[str, Any] | None = None  # the --ckpt_path checkpoint, read once with weights_only=True
 
     def __init__(self, args: Any = None, run: bool = True, **kwargs: Any) -> None:
-        # Lightning warns on every run that the task's `on_before_batch_transfer` (the per-step reseeding) is used
-        # although a data module was passed. That is intended, and the warning made users think their data
-        # module's hooks were skipped; the filter names only this hook, so other overlaps still warn.
-        warnings.filterwarnings(
-            "ignore", message=r"You have overridden `on_before_batch_transfer` in `LightningModule` but have passed"
-        )
         # Lightning's own use of torch's pytree API warns on every run (fixed upstream, not ours to act on).
         warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
         for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):

@@ -11,6 +11,7 @@ import contextlib
 import inspect
 import os
 import pickle
+import warnings
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
@@ -32,6 +33,14 @@ from .. import _logging
 from .._compat import attached_trainer
 from ..errors import ConfigError, first_line
 from ..models.tta import TTA, check_tta, tta_logits
+
+# Lightning warns on every fit that the task's `on_before_batch_transfer` (the per-step reseeding) is used although a
+# data module was passed. That is intended, and the warning made users think their data module's hooks were skipped.
+# Set here, not in the CLI, because Python users' own Trainers printed it too; it names only this hook and only the
+# case where the data module does not override it, so a real overlap ("in both ...") still warns.
+warnings.filterwarnings(
+    "ignore", message=r"You have overridden `on_before_batch_transfer` in `LightningModule` but have passed"
+)
 
 __all__ = [
     "TTA",
