@@ -102,8 +102,9 @@ def _load_any(source: str, config: str | None) -> tuple[nn.Module, dict[str, Any
         if not hparams or not hparams.get("_class_path"):
             if config is None:
                 raise ExportError(
-                    f"{source} does not say which model it holds: pass the run's config "
-                    "(--config <run>/config.yaml), or export published weights"
+                    f"{source} does not say which model it holds (a bare state dict): use the checkpoint that cnnzoo "
+                    "fit wrote, which records it, or give the run's config with it (cnnzoo export --config "
+                    "<run>/config.yaml)"
                 )
             from .cli import _configured_cli
             from .models import load_state_dict_file
@@ -570,12 +571,12 @@ def predict_weights(
     """Classify a folder in eager PyTorch.
 
     ``source``: published weights (anything `cnnzoo.load_pretrained` takes), or a checkpoint that ``cnnzoo fit``
-    wrote (``.ckpt``: it records its classes and normalisation, as `export` reads them).
+    wrote (``.ckpt``, ``.pt`` or ``.pth``, as for `export`: it records its classes and normalisation).
     """
-    from .models import Weights, load_pretrained
+    from .models import CHECKPOINT_SUFFIXES, Weights, load_pretrained
 
     predict_dir(folder)
-    if Path(source).suffix == ".ckpt":
+    if Path(source).suffix in CHECKPOINT_SUFFIXES:
         net, meta = _load(source, None)
         c, preprocess = meta["input_size"][0], _eval_transform(meta)
         name, tta, class_names, figures = source, meta["tta"], meta["class_names"], "validation figures"

@@ -4,6 +4,7 @@ import csv
 import logging
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -83,6 +84,28 @@ def test_predict_weights_takes_the_checkpoint_of_a_digits_run(fitted: tuple[Cnnz
     with torch.no_grad():
         expected = model(dm.normalize(images)).argmax(1).tolist()
     assert [rows[f"{i}.png"] for i in range(6)] == expected
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".pth"])
+def test_predict_weights_takes_a_checkpoint_by_every_suffix_export_takes(
+    suffix: str, fitted: tuple[CnnzooCLI, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `export run.pt` read a checkpoint saved under .pt or .pth while `predict --weights run.pt` said to publish it.
+    from PIL import Image
+
+    _, best = fitted
+    renamed = tmp_path / f"run{suffix}"
+    shutil.copy(best, renamed)
+    dm = DigitsDataModule()
+    dm.setup()
+    Image.fromarray(next(iter(dm.predict_dataloader()))[0][0, 0].numpy()).save(tmp_path / "a.png")
+    out = tmp_path / "p.csv"
+    args = ["predict", "--weights", str(renamed), f"--data.predict_dir={tmp_path}"]
+    assert main([*args, f"--prediction_writer.output={out}"]) == 0
+    assert len(list(csv.DictReader(out.open()))) == 1
+    torch.save(torch.load(best, weights_only=True)["state_dict"], renamed)  # a bare state dict says no model
+    assert main([*args, f"--prediction_writer.output={out}"]) == 2
+    assert "does not say which model it holds (a bare state dict)" in capsys.readouterr().err
 
 
 def test_predict_weights_of_a_checkpoint_names_an_option_it_does_not_take(

@@ -76,7 +76,9 @@ def test_bad_input_gets_one_line(tmp_path: Path, capfd: pytest.CaptureFixture[st
         export("lenet5.mnist", tmp_path / "m", "pt2")
     assert export("lenet5.mnist", tmp_path / "m", "pt2", overwrite=True).path.is_file()
     torch.save(cnnzoo.create_model("lenet5").state_dict(), tmp_path / "bare.pt")
-    with pytest.raises(ExportError, match="does not say which model it holds: pass the run's config"):
+    with pytest.raises(
+        ExportError, match=r"does not say which model it holds \(a bare state dict\): use the checkpoint"
+    ):
         export(str(tmp_path / "bare.pt"), tmp_path / "x", "pt2")
     with pytest.raises(ExportError, match="--tolerance must be 0 or more, got nan"):
         export("lenet5.mnist", tmp_path / "n", "pt2", tolerance=float("nan"))
