@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import os
 import pickle
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +20,7 @@ from cnnzoo.models import _pretrained
 from cnnzoo.models._pretrained import IntegrityError, Weights, download, load_state_dict_file
 from cnnzoo.tasks import ImageClassifier
 
-from .conftest import LocalServer
+from .conftest import REPO, LocalServer
 from .helpers import PicklePayload, write_malicious_pickle
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -494,3 +497,60 @@ def test_versions_name_the_commit_of_a_checkout_only(tmp_path: Path) -> None:
     assert commit_of(package) == head, "an untracked file changes nothing that ran"
     (package / "__init__.py").write_text("x = 2\n")
     assert commit_of(package) == head + "+dirty"
+
+
+@pytest.mark.parametrize("arch", cnnzoo.list_models())
+def test_every_model_has_a_torch_hub_entry_point(arch: str) -> None:
+    hub = torch.hub.load(str(REPO), arch, source="local", verbose=False)
+    assert type(hub) is type(cnnzoo.create_model(arch))
+    assert not hasattr(hub, "pretrained_cfg") or not isinstance(hub.pretrained_cfg, Weights)  # random initialisation
+
+
+@pytest.mark.parametrize("name", ALL_WEIGHTS)
+def test_torch_hub_loads_every_published_weights(name: str) -> None:
+    w = cnnzoo.get_weights(name)
+    hub = torch.hub.load(str(REPO), w.arch, source="local", weights=name, verbose=False)
+    assert hub.pretrained_cfg.name == name and not hub.training
+    expected = cnnzoo.load_pretrained(name).state_dict()
+    assert all(torch.equal(t, expected[k]) for k, t in hub.state_dict().items())
+    if w.default:
+        assert (
+            torch.hub.load(str(REPO), w.arch, source="local", weights=True, verbose=False).pretrained_cfg.name == name
+        )
+    other = next(a for a in cnnzoo.list_models() if a != w.arch)
+    with pytest.raises(ValueError, match=f"weights {name} are for {w.arch}, not {other}"):
+        torch.hub.load(str(REPO), other, source="local", weights=name, verbose=False)
+
+
+def test_torch_hub_needs_only_the_dependencies_it_names() -> None:
+    # hubconf.py's `dependencies` is what torch.hub checks before it imports the repository; everything else that
+    # loading a model imports must be the standard library, those packages (and what they import), or cnnzoo's own
+    # plain-PyTorch models: no Lightning, timm or CLI packages.
+    tree = ast.parse((REPO / "hubconf.py").read_text())
+    deps = next(
+        ast.literal_eval(node.value)
+        for node in tree.body
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "dependencies" for t in node.targets)
+    )
+    script = f"""
+import importlib.abc, sys
+from PIL import Image  # the user's image, as the docs show it
+for name in {deps!r}:
+    __import__(name)
+loaded = {{m.split(".")[0] for m in sys.modules}} | {{"cnnzoo", "hubconf"}}
+
+class Refuse(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        top = name.split(".")[0]
+        if top not in loaded and top not in sys.stdlib_module_names:
+            raise ImportError(f"loading a hub model imported {{name}}, which hubconf.dependencies does not name")
+
+sys.meta_path.insert(0, Refuse())
+import torch
+model = torch.hub.load({str(REPO)!r}, "lenet5", source="local", weights="lenet5.mnist", verbose=False)
+x = model.pretrained_cfg.transforms()(Image.new("L", (40, 40))).unsqueeze(0)
+print(model(x).shape)
+"""
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip() == "torch.Size([1, 10])"
