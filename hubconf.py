@@ -28,9 +28,10 @@ def _entry_point(arch: str) -> Callable[..., nn.Module]:
             raise ValueError(f"weights {w.name} are for {w.arch}, not {arch}: torch.hub.load(..., {w.arch!r}, ...)")
         return load_pretrained(w, **kwargs)
 
+    summary = ((get_model_entrypoint(arch).__doc__ or "").strip().splitlines() or [""])[0]
     entry.__name__ = entry.__qualname__ = arch
     entry.__doc__ = (
-        f"{arch}: {(get_model_entrypoint(arch).__doc__ or '').strip().splitlines()[0]}\n\n"
+        f"{arch}: {summary}\n\n"
         "weights: True for its default published weights, a weights name (cnnzoo.list_pretrained()), or None for a "
         "random initialisation. Other keywords go to cnnzoo.load_pretrained (num_classes, in_chans) or, without "
         "weights, to cnnzoo.create_model."

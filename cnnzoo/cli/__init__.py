@@ -646,10 +646,11 @@ def explain_parse_error(text: str) -> str:
             return f"no model given: add --model ImageClassifier {network}, {recipe}"
         return f"no data given: add --data {DATA_EXAMPLES[0]} (or {', '.join(DATA_EXAMPLES[1:])}), {recipe}"
     if match := _NOT_ACCEPTED.match(text):
-        key, class_name, option = match.groups()
+        key, class_path, option = match.groups()
+        class_name = class_path.rsplit(".", 1)[-1]
         classes = _classes(key)
-        cls = classes.get(class_name.rsplit(".", 1)[-1])
-        if cls is None and class_name.rsplit(".", 1)[-1] in ("ClassificationTask", "LightningDataModule"):
+        cls = classes.get(class_name)
+        if cls is None and class_name in ("ClassificationTask", "LightningDataModule"):
             # No class was chosen: jsonargparse tried the base class, which takes none of the subclasses' options.
             which = tasks if key == "model" else f"{DATA_EXAMPLES[0]} (or {', '.join(DATA_EXAMPLES[1:])})"
             return f"--{key}.{option} needs a class first: add --{key} {which}, {recipe}"
@@ -657,7 +658,7 @@ def explain_parse_error(text: str) -> str:
             return text
         others = [name for name, c in classes.items() if c is not cls and option in _options_of(c)]
         if others:
-            return f"{text}: {class_name.rsplit('.', 1)[-1]} does not take it, {' and '.join(others[:2])} does"
+            return f"{text}: {class_name} does not take it, {' and '.join(others[:2])} does"
         close = difflib.get_close_matches(option, _options_of(cls), n=1, cutoff=0.75)
         return f"{text}: did you mean --{key}.{close[0]}?" if close else text
     if (match := _NOT_A_CLASS.match(text)) and "." not in match[2]:
