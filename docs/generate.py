@@ -48,16 +48,11 @@ def _machine(entry: dict[str, Any]) -> str:
     return _core_cpu(hw) if hw.get("accelerator") == "CPUAccelerator" else "GPU"
 
 
-def _core_cpu(r: dict[str, Any]) -> str:
-    """The phrase '2-core CPU', with the vector instructions torch used where the result file recorded them."""
-    capability = f" ({r['cpu_capability']})" if r.get("cpu_capability") else ""
-    return f"{r.get('cpu_count', '?')}-core CPU{capability}"
-
-
-def _cpu_cores(r: dict[str, Any]) -> str:
-    """The phrase '2 CPU cores', with the vector instructions torch used where the result file recorded them."""
-    capability = f" ({r['cpu_capability']})" if r.get("cpu_capability") else ""
-    return f"{r['cpu_count']} CPU cores{capability}"
+def _core_cpu(r: dict[str, Any], threads: bool = False) -> str:
+    """'2-core CPU', with the vector instructions torch used (where the result file recorded them) and the threads."""
+    notes = [r["cpu_capability"]] if r.get("cpu_capability") else []
+    notes += [f"{r['threads']} threads"] if threads else []
+    return f"{r.get('cpu_count', '?')}-core CPU" + (f" ({', '.join(notes)})" if notes else "")
 
 
 # --- README and index: the quick start -------------------------------------------------------------------------------
@@ -157,8 +152,8 @@ def predict_throughput() -> str:
         "bare_loop": "bare loop: ImageFolder, DataLoader, `inference_mode`",
     }
     lines = [
-        f"Measured with `{r['command'].strip()}` (torch {r['torch']}, {_cpu_cores(r)}, "
-        f"{r['threads']} threads), whole processes timed, imports included, {p['rounds']} interleaved rounds:",
+        f"Measured with `{r['command'].strip()}` on a {_core_cpu(r, threads=True)} with torch {r['torch']}, "
+        f"whole processes timed, imports included, {p['rounds']} interleaved rounds:",
         "",
         "| {:,} MNIST test PNGs, batch {}, {} workers | median seconds | images/s |".format(
             p["images"], r["batch_size"], r["workers"]
@@ -209,8 +204,9 @@ def speed_switches() -> str:
     if not r:
         return "Not measured yet: run `python benchmarks/speed_switches.py`.\n"
     lines = [
-        f"Measured with `{r['command'].strip()}` (torch {r['torch']}, {_cpu_cores(r)}, {r['threads']} "
-        "threads): images/s, median after a warm-up; training at batch 128 (SGD), inference at batch 64.",
+        f"Measured with `{r['command'].strip()}` on a {_core_cpu(r, threads=True)} "
+        f"with torch {r['torch']}: images/s, median after a warm-up; training at batch 128 (SGD), inference at "
+        "batch 64.",
         "",
         "| model | switch | training | inference | first training step |",
         "| --- | --- | ---: | ---: | ---: |",
@@ -372,7 +368,7 @@ def cifar_throughput() -> str:
 
     s = r["settings"]
     lines = [
-        f"Measured by `{r['command'].strip()}` on a {_core_cpu(r)} ({r['threads']} threads), batch "
+        f"Measured by `{r['command'].strip()}` on a {_core_cpu(r, threads=True)}, batch "
         f"{r['batch_size']}, `{r['model']}`. Each way ran paired with the plain PyTorch loop in the same process: "
         f"{s['segment']} training steps of the way, then {s['segment']} of the plain loop, and so on. A ratio is "
         "the plain step / the way's step over one pair, so the machine's drift cancels.",
@@ -427,7 +423,7 @@ def cifar_cpu_cost() -> str:
     wide = r["wide_over_fast_step"]
     lines = [
         f"What the recipe costs on this machine: `{r['command'].strip()}` timed the plain PyTorch loop of the "
-        f"recipe alone on a {_core_cpu(r)} ({r['threads']} threads), batch {r['batch_size']}, for the 93% "
+        f"recipe alone on a {_core_cpu(r, threads=True)}, batch {r['batch_size']}, for the 93% "
         "and the 94% width, each in three settings, all interleaved one step each so that every one meets the same "
         f"machine (median of {r['settings']['steps'] - 1} steps after the first):",
         "",
@@ -647,7 +643,7 @@ def throughput_table() -> str:
     if "cnnzoo_fit_cli" in rates:
         rows.append(("(d) `cnnzoo fit` with the CLI's defaults (training steps)", rates["cnnzoo_fit_cli"]))
     lines = [
-        f"Measured with `{r['command'].strip()}` (torch {r['torch']}, {_cpu_cores(r)}, batch "
+        f"Measured with `{r['command'].strip()}` (torch {r['torch']}, a {_core_cpu(r)}, batch "
         f"{r['settings']['batch_size']}, median of {r['settings']['repeats']} interleaved rounds):",
         "",
         "| path | images/s | vs plain loop |",
@@ -685,7 +681,7 @@ def step_overhead() -> str:
         return f"Per-step overhead: {NOT_MEASURED} (run `python benchmarks/step_overhead.py`).\n"
     settings = r["settings"]
     lines = [
-        f"Measured with `{r['command'].strip()}` (torch {r['torch']}, {_cpu_cores(r)}, batch "
+        f"Measured with `{r['command'].strip()}` (torch {r['torch']}, a {_core_cpu(r)}, batch "
         f"{settings['batch_size']}, {settings['rounds']} rounds of {settings['epochs']} epochs per way, segments of "
         f"{settings['segment']} steps). A plain loop over the same tensors makes {r['plain_calls_per_step']:,} "
         "calls per step.",
