@@ -856,7 +856,7 @@ def pretrained_page() -> str:
         "cnnzoo installed (`hubconf.py` has one entry point per registered model; `weights=True` is the default",
         "weights, a name picks others, and the sha256 is checked on every route):",
         "",
-        "```text",
+        "```py",  # not "python": the docs test runs those, and this one needs GitHub
         'model = torch.hub.load("cnnzoo/cnnzoo", "lenet5", weights="lenet5.mnist")',
         "```",
         "",
