@@ -118,7 +118,12 @@ def test_predict_weights_of_a_checkpoint_names_an_option_it_does_not_take(
     assert main(args) == 2
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1, err
-    assert err.startswith(f"cnnzoo: error: predict --weights {best} does not take --output p.csv (it takes --backend")
+    assert err.strip() == (
+        f"cnnzoo: error: predict --weights {best} does not take --output: did you mean --prediction_writer.output?"
+    )
+    assert main([*args[:-2], "--rows", "3"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"cnnzoo: error: predict --weights {best} does not take --rows 3 (it takes --backend")
     assert "--prediction_writer.output" in err
     assert main(["predict", "--weights", str(best), "--help"]) == 0
     assert "--data.predict_dir" in capsys.readouterr().out

@@ -210,9 +210,14 @@ def _predict_weights(argv: list[str]) -> int | None:
     if rest and (args.backend == "onnxruntime" or checkpoint):
         # Only the Trainer path reads other options, and it takes published weights, not a training checkpoint.
         what = "--backend onnxruntime" if args.backend == "onnxruntime" else f"--weights {args.weights}"
-        taken = " ".join(action.option_strings[0] for action in options)
+        flags = [action.option_strings[0] for action in options]
+        # `--output` for `--prediction_writer.output`: the last part of a dotted option is what people type.
+        given = rest[0].split("=", 1)[0].lstrip("-")
+        meant = [f for f in flags if f.rsplit(".", 1)[-1].lstrip("-") == given and f.lstrip("-") != given]
+        if meant:
+            raise ConfigError(f"predict {what} does not take {rest[0]}: did you mean {meant[0]}?")
         fix = "" if args.backend == "onnxruntime" else "; for Trainer options, publish the checkpoint first"
-        raise ConfigError(f"predict {what} does not take {' '.join(rest)} (it takes {taken}){fix}")
+        raise ConfigError(f"predict {what} does not take {' '.join(rest)} (it takes {' '.join(flags)}){fix}")
     if rest:
         return None
     if args.predict_dir is None:
