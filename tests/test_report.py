@@ -205,3 +205,14 @@ def test_a_missing_extra_says_which_install_fixes_it(monkeypatch: pytest.MonkeyP
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     with pytest.raises(ImportError, match=r"pip install 'cnnzoo\[report\]'"):
         module._plt()
+
+
+@pytest.mark.parametrize("names", [["horizontal", "vertical"], [f"class {i}" for i in range(10)]], ids=["2", "10"])
+def test_the_confusion_panels_do_not_overlap(names: list[str]) -> None:
+    # Without a layout pass, the right panel's "true" label and class names were drawn over the left panel.
+    from cnnzoo.analysis.report import confusion_figure
+
+    fig = confusion_figure(torch.eye(len(names), dtype=torch.long) * 5, names)
+    renderer = fig.canvas.get_renderer()
+    left, right = (ax.get_tightbbox(renderer) for ax in fig.axes[:2])
+    assert left.x1 <= right.x0, (left, right)

@@ -204,6 +204,7 @@ def confusion_figure(cm: torch.Tensor, names: list[str]) -> Any:
                     value = float(data[i, j])
                     color = "white" if value > top / 2 else "black"
                     ax.text(j, i, fmt.format(value), ha="center", va="center", fontsize=7, color=color)
+    fig.tight_layout()  # the right panel's "true" and class names sat on top of the left panel's
     return fig
 
 
