@@ -167,4 +167,25 @@ def test_show_augment_writes_a_grid(tmp_path: Path) -> None:
     from PIL import Image
 
     img = Image.open(out)
-    assert img.size == (3 * 30 + 2, 3 * 30 + 2)  # 28 px tiles with 2 px padding
+    assert img.size == (3 * 114 + 2, 3 * 114 + 2)  # 28 px scaled by 4 (at least 96 px), with 2 px padding
+    scaled = img.convert("L").crop((2, 2, 114, 114))  # the first tile, the evaluation view
+    assert scaled.resize((28, 28), Image.NEAREST).resize((112, 112), Image.NEAREST).tobytes() == scaled.tobytes()
+    assert (
+        main(
+            [
+                "show-augment",
+                "--config",
+                str(RECIPES / "lenet5_digits.yaml"),
+                "--out",
+                str(out),
+                "--scale",
+                "1",
+                "--images",
+                "3",
+                "--draws",
+                "2",
+            ]
+        )
+        == 0
+    )
+    assert Image.open(out).size == (3 * 30 + 2, 3 * 30 + 2)  # 28 px tiles with 2 px padding

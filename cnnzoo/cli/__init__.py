@@ -75,6 +75,9 @@ def _cmd_models(argv: list[str]) -> int:
     return 0
 
 
+MIN_TILE = 96  # show-augment's default tile side: a 28x28 digit at 1 px per pixel is too small to judge
+
+
 def _cmd_show_augment(argv: list[str]) -> int:
     from torchvision.utils import save_image
 
@@ -91,14 +94,22 @@ def _cmd_show_augment(argv: list[str]) -> int:
     parser.add_argument(
         "--draws", type=non_negative_int, default=7, help="augmented draws per image (columns after the first)"
     )
+    parser.add_argument(
+        "--scale",
+        type=positive_int,
+        default=None,
+        help=f"pixels per image pixel (default: enough for tiles of {MIN_TILE} px, so 28x28 digits are visible)",
+    )
     args, rest = parser.parse_known_args(argv)
     dm = _configured_cli(rest).datamodule
     if not isinstance(dm, ClassificationDataModule):
         raise SystemExit(f"show-augment needs a cnnzoo data module, got {type(dm).__name__}")
-    grid = augmentation_grid(dm, args.images, args.draws)
+    scale = args.scale or -(-MIN_TILE // dm.img_size)
+    grid = augmentation_grid(dm, args.images, args.draws, scale=scale)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     save_image(grid, args.out)
-    print(f"augmentation grid ({dm.augment}, {args.images}x{1 + args.draws}): {args.out}")
+    tile = dm.img_size * scale
+    print(f"augmentation grid ({dm.augment}, {args.images}x{1 + args.draws}, tiles of {tile} px): {args.out}")
     return 0
 
 

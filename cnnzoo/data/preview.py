@@ -13,12 +13,13 @@ __all__ = ["augmentation_grid"]
 
 
 def augmentation_grid(
-    dm: ClassificationDataModule, n_images: int = 8, n_augment: int = 7, seed: int = 0
+    dm: ClassificationDataModule, n_images: int = 8, n_augment: int = 7, seed: int = 0, scale: int = 1
 ) -> torch.Tensor:
     """A grid of augmented training samples.
 
     A (3, H, W) float grid in [0, 1]: one row per training image, the evaluation view first, then
-    ``n_augment`` independent draws of the training augmentation (the same code path training uses).
+    ``n_augment`` independent draws of the training augmentation (the same code path training uses). ``scale``
+    enlarges each tile by pixel repetition (nearest), so every input pixel stays a visible square.
     """
     dm.setup("fit")
     torch.manual_seed(seed)
@@ -46,4 +47,5 @@ def augmentation_grid(
     grid = (grid * std + mean).clamp(0, 1)
     if grid.shape[2] == 1:
         grid = grid.expand(-1, -1, 3, -1, -1)
-    return make_grid(grid.flatten(0, 1), nrow=grid.shape[1], padding=2, pad_value=1.0)
+    tiles = grid.flatten(0, 1).repeat_interleave(scale, dim=-2).repeat_interleave(scale, dim=-1)
+    return make_grid(tiles, nrow=grid.shape[1], padding=2, pad_value=1.0)
