@@ -17,9 +17,11 @@ from cnnzoo.data import (
     DigitsDataModule,
     FashionMNISTDataModule,
     ImageFolderDataModule,
+    InMemoryDataModule,
     MNISTDataModule,
 )
 from cnnzoo.data.folder import CorruptImageError
+from cnnzoo.errors import ConfigError
 
 from .datagen import write_cifar, write_folder, write_idx
 
@@ -304,3 +306,54 @@ def test_an_image_folder_of_one_class_is_refused_with_the_fix(tmp_path: Path) ->
     root = write_folder(tmp_path / "data", {"cat": 3})
     with pytest.raises(ValueError, match=r"has one class folder \('cat'\); a classifier needs two or more\. Fix"):
         ImageFolderDataModule(root=str(root))
+
+
+class _Tiny(InMemoryDataModule):
+    num_classes = 2
+    class_names = ("a", "b")
+    native_in_chans = 1
+    native_img_size = 8
+    images: Any = torch.zeros(4, 1, 8, 8, dtype=torch.uint8)
+    labels: Any = torch.zeros(4, dtype=torch.long)
+
+    def load_splits(self) -> dict[str, Any]:
+        return {"train": (self.images, self.labels), "val": (self.images, self.labels)}
+
+
+@pytest.mark.parametrize(
+    ("changes", "error", "said"),
+    [
+        ({"native_img_size": None}, ValueError, "needs img_size: set the class constant native_img_size"),
+        ({"images": torch.rand(4, 1, 8, 8)}, ConfigError, r"expected uint8 \(N, C, H, W\) \(from floats in \[0, 1\]: "),
+        ({"labels": torch.zeros(3, dtype=torch.long)}, ConfigError, "returned train with 4 images but 3 labels"),
+        ({"load_splits": InMemoryDataModule.load_splits}, NotImplementedError, "must implement load_splits()"),
+    ],
+    ids=["no size", "float images", "labels", "no load_splits"],
+)
+def test_a_data_module_subclass_is_told_what_it_lacks(changes: dict[str, Any], error: type, said: str) -> None:
+    subclass = type("Mine", (_Tiny,), changes)
+    with pytest.raises(error, match=said):
+        subclass().setup("fit")
+
+
+def test_a_data_module_without_classes_stops_before_training(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # jsonargparse skips a link whose source raises AttributeError: the model got its default 10 classes, silently,
+    # and the run failed at its first step with "'NoClasses' object has no attribute 'num_classes'".
+    from cnnzoo.cli import main
+
+    (tmp_path / "nocls.py").write_text(
+        "import torch\n"
+        "from cnnzoo.data import InMemoryDataModule\n\n"
+        "class NoClasses(InMemoryDataModule):\n"
+        "    native_in_chans, native_img_size = 1, 28\n\n"
+        "    def load_splits(self):\n"
+        "        x, y = torch.zeros(4, 1, 28, 28, dtype=torch.uint8), torch.zeros(4, dtype=torch.long)\n"
+        "        return {'train': (x, y), 'val': (x, y)}\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    args = ["fit", "--model", "ImageClassifier", "--data", "nocls.NoClasses", "--trainer.fast_dev_run=1"]
+    assert main([*args, f"--trainer.default_root_dir={tmp_path}"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("cnnzoo: error: NoClasses has no num_classes: set the class constants"), err

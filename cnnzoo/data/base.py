@@ -45,6 +45,14 @@ class NoSplitError(ConfigError):
     """A data module asked for a split it does not have (``val`` with ``val_fraction`` 0, a folder without test)."""
 
 
+class MissingConstantError(ConfigError):
+    """A data module subclass that does not say how many classes it has, or their names.
+
+    Not an ``AttributeError`` on purpose: jsonargparse skips a link whose source raises one, and the model was then
+    built with its default class count, silently, until a later step failed far from the cause.
+    """
+
+
 class ClassificationDataModule(LightningDataModule):
     """What every cnnzoo data module shares.
 
@@ -155,7 +163,10 @@ class ClassificationDataModule(LightningDataModule):
             raise ValueError(f"in_chans must be 1 or 3, got {self.in_chans}")
         size = img_size or self.native_img_size
         if size is None:
-            raise ValueError(f"{type(self).__name__} needs img_size")
+            raise ValueError(
+                f"{type(self).__name__} needs img_size: set the class constant native_img_size (the side of the "
+                "images it loads), or pass img_size"
+            )
         self.img_size: int = size
         self.mean = tuple(mean) if mean is not None else convert_stats(self.native_mean, self.in_chans)
         self.std = tuple(std) if std is not None else convert_stats(self.native_std, self.in_chans)
@@ -171,6 +182,16 @@ class ClassificationDataModule(LightningDataModule):
             stacklevel=2,
         )
         return self.class_names
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached when normal lookup fails: a subclass that forgot a constant got "'X' object has no attribute
+        # 'num_classes'" from the CLI's links, at the end of a traceback.
+        if name in ("num_classes", "class_names"):
+            raise MissingConstantError(
+                f"{type(self).__name__} has no {name}: set the class constants num_classes and class_names (or "
+                "set them in __init__, as ImageFolderDataModule does from its folders)"
+            )
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     # --- transforms ----------------------------------------------------------------------------------------------
     def augmentation(self) -> Callable:
@@ -427,7 +448,10 @@ class InMemoryDataModule(ClassificationDataModule):
         Return ``{"train": (images, labels), "val": ..., "test": ...}`` with uint8 (N, C, H, W) images in
         the dataset's native channels; channel conversion and resizing happen here in the base class.
         """
-        raise NotImplementedError
+        raise NotImplementedError(
+            f"{type(self).__name__} must implement load_splits(), returning {{'train': (images, labels), 'val': ...}} "
+            "with uint8 (N, C, H, W) images and int64 labels"
+        )
 
     # --- Lightning hooks ----------------------------------------------------------------------------------------
     @override
@@ -437,12 +461,18 @@ class InMemoryDataModule(ClassificationDataModule):
         splits = self.load_splits()
         for name, (images, labels) in list(splits.items()):
             if images.dtype != torch.uint8 or images.ndim != 4:
-                raise RuntimeError(
+                fix = (
+                    " (from floats in [0, 1]: (x * 255).round().to(torch.uint8))" if images.is_floating_point() else ""
+                )
+                raise ConfigError(
                     f"{type(self).__name__}.load_splits returned {name} images of dtype {images.dtype} and shape "
-                    f"{tuple(images.shape)}; expected uint8 (N, C, H, W)"
+                    f"{tuple(images.shape)}; expected uint8 (N, C, H, W){fix}"
                 )
             if len(images) != len(labels):
-                raise RuntimeError(f"{name}: {len(images)} images but {len(labels)} labels")
+                raise ConfigError(
+                    f"{type(self).__name__}.load_splits returned {name} with {len(images)} images but "
+                    f"{len(labels)} labels"
+                )
             splits[name] = (convert_channels(images, self.in_chans), labels)
         self.splits = splits
         self.log_split_sizes({k: len(v[1]) for k, v in splits.items()})
