@@ -353,6 +353,15 @@ def test_what_is_said_about_an_epoch_prints_after_its_line(capsys: pytest.Captur
         ),
         (["--model", "ImageClassifier"], "no data given: add --data MNISTDataModule"),
         (["--data", "DigitsDataModule"], "no model given: add --model ImageClassifier --model.model <network>"),
+        (
+            ["--config", QUICKSTART, "--model.init_args.optimizer", "Adamm"],
+            "optimizer: Adamm is not a class to import; did you mean torch.optim.Adam?",
+        ),
+        (
+            ["--config", QUICKSTART, "--model.init_args.lr_scheduler", "torch.optim.lr_scheduler.OneCycle"],
+            "is not a class to import; did you mean torch.optim.lr_scheduler.OneCycleLR?",
+        ),
+        (["--config", QUICKSTART, "--seed_everything", "abc"], "seed_everything: expected bool or int"),
     ],
 )
 def test_a_command_line_without_a_recipe_is_told_its_fix(

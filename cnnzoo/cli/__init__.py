@@ -612,11 +612,18 @@ def condense_parse_error(message: str) -> str:
     kept = [ln for ln in lines if ln and not _NOISE.match(ln)]
     text = " ".join(kept)
     text = re.sub(r'Parser key "([^"]+)":', r"\1:", text)
+    # An optimizer's or scheduler's type (typing.Callable[[...], ...]) and the Namespace it was given say nothing the
+    # user typed; "Expected a <class 'int'>" is the type's name.
+    text = re.sub(r"Type typing\.Callable\[.*? expects a function or a callable class: ", "", text)
+    text = re.sub(r"\.? Got value: .*$", "", text)
+    text = re.sub(r"Expected a <class '(\w+)'>", r"expected \1", text)
+    text = re.sub(r"expected (\w+) expected (\w+)", r"expected \1 or \2", text)
     return explain_parse_error(re.sub(r"Problem with given class_path '([^']+)':", r"\1:", text))
 
 
 _NOT_ACCEPTED = re.compile(r"^(model|data): ([\w.]+): Option '(\w+)' is not accepted")
 _NOT_A_CLASS = re.compile(r"^(model|data): Expected a path but (\S+) either not accessible")
+_NO_CALLABLE = re.compile(r"(optimizer|lr_scheduler): Expected a path but (\S+) either not accessible")
 _REQUIRED = re.compile(r"the following arguments are required: (?:\w+\.)?(model|data)\b")
 # Shown when the data module is missing or unknown; a test checks that each is a data module.
 DATA_EXAMPLES = ("MNISTDataModule", "CIFAR10DataModule", "ImageFolderDataModule")
@@ -677,6 +684,17 @@ def explain_parse_error(text: str) -> str:
             return f"{text}: {class_name} does not take it, {' and '.join(others[:2])} does"
         close = difflib.get_close_matches(option, _options_of(cls), n=1, cutoff=0.75)
         return f"{text}: did you mean --{key}.{close[0]}?" if close else text
+    if match := _NO_CALLABLE.search(text):
+        key, value = match.groups()
+        import torch.optim
+
+        module = torch.optim if key == "optimizer" else torch.optim.lr_scheduler
+        names = [n for n in dir(module) if n[:1].isupper()]
+        close = difflib.get_close_matches(value.rsplit(".", 1)[-1], names, n=1)
+        if close:
+            where = text[: match.start()]  # "model: cnnzoo.tasks.ImageClassifier: "
+            return f"{where}{key}: {value} is not a class to import; did you mean {module.__name__}.{close[0]}?"
+        return text
     if (match := _NOT_A_CLASS.match(text)) and "." not in match[2]:
         key, value = match.groups()
         if key == "model":
