@@ -380,3 +380,20 @@ def test_the_data_modules_a_parse_error_names_exist() -> None:
 
     for name in DATA_EXAMPLES:
         assert issubclass(getattr(cnnzoo.data, name), cnnzoo.data.ClassificationDataModule)
+
+
+@pytest.mark.parametrize("command", ["test", "validate"])
+def test_a_checkpoint_without_its_config_is_pointed_at_the_run_config(
+    command: str, fitted: tuple[CnnzooCLI, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `cnnzoo test --ckpt_path <run>/checkpoints/best.ckpt` said "no data given: add --data MNISTDataModule ...",
+    # while the run's own config.yaml, which knows the data, sat two folders up.
+    _, best = fitted
+    assert main([command, "--ckpt_path", str(best)]) == 2
+    err = capsys.readouterr().err
+    config = best.parent.parent / "config.yaml"
+    assert config.is_file()
+    assert (
+        err.splitlines()[0]
+        == f"cnnzoo: error: no data given: the checkpoint's run saved its config; add --config {config}"
+    )

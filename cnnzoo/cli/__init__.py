@@ -713,6 +713,17 @@ def explain_parse_error(text: str) -> str:
     return text
 
 
+def _config_beside_checkpoint(args: list[str]) -> str | None:
+    """The ``config.yaml`` that ``cnnzoo fit`` saved in the run of the ``--ckpt_path`` given, if there is one."""
+    for i, arg in enumerate(args):
+        ckpt = arg.split("=", 1)[1] if arg.startswith("--ckpt_path=") else None
+        if arg == "--ckpt_path" and i + 1 < len(args):
+            ckpt = args[i + 1]
+        if ckpt and (config := Path(ckpt).parent.parent / "config.yaml").is_file():
+            return str(config)
+    return None
+
+
 def _run_trainer_command(args: list[str]) -> int:
     import torch
     from jsonargparse import ArgumentError
@@ -734,6 +745,9 @@ def _run_trainer_command(args: list[str]) -> int:
             _release_process_group()
     except ArgumentError as err:
         message = str(err) if verbose else condense_parse_error(str(err))
+        if message.startswith(("no model given", "no data given")) and (saved := _config_beside_checkpoint(args)):
+            # `cnnzoo test --ckpt_path <run>/checkpoints/best.ckpt`: the run's config sits two folders up.
+            message = f"{message.split(':')[0]}: the checkpoint's run saved its config; add --config {saved}"
         hint = "" if verbose else "; --verbose shows the full message"
         print(f"cnnzoo: error: {message}\n(cnnzoo {args[0]} --help lists every option{hint})", file=sys.stderr)
         return 2
