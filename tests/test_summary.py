@@ -183,7 +183,9 @@ def test_an_input_the_network_cannot_take_is_one_line(capsys: pytest.CaptureFixt
     assert main(["summary", "lenet5", "--input-size", "1", "3", "3"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "Traceback" not in err
-    assert err.startswith("cnnzoo: error: lenet5 cannot take input_size (1, 3, 3): LeNet5 was built for")
+    assert err.startswith("cnnzoo: error: LeNet5 supports img_size in [28, 32], got 3")
+    assert main(["summary", "lenet5", "--input-size", "1", "28", "40"]) == 2  # not square: built at 28, refused
+    assert capsys.readouterr().err.startswith("cnnzoo: error: lenet5 cannot take input_size (1, 28, 40): LeNet5 was")
     with pytest.raises(ValueError, match=r"cannot take input_size \(3, 2, 2\): .*[Kk]ernel size") as caught:
         summary(nn.Sequential(nn.Conv2d(3, 4, 5)), input_size=(3, 2, 2))
     assert isinstance(caught.value.__cause__, RuntimeError)  # torch's own error stays chained
@@ -207,3 +209,15 @@ def test_published_weights_summarise_as_they_were_trained(name: str, capsys: pyt
     assert tuple(table.input_size) == w.input_size and table.total_params == w.num_params
     assert main(["summary", name, "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out)["total_params"] == w.num_params
+
+
+def test_a_named_model_is_built_for_the_input_size_asked() -> None:
+    # `summary("lenet5", input_size=(1, 32, 32))` refused ("built for 28x28"), where LeNet-5's own 1998 size is 32:
+    # a registry model is built for the channels and square side asked, a timm model for the channels.
+    classic = summary("lenet5", input_size=(1, 32, 32))
+    shapes = {r.name: r.output_shape for r in classic.rows}
+    assert shapes["features.0"][-3:] == [6, 28, 28] and shapes["features.5"][-3:] == [16, 5, 5]
+    # The whitening stem: 2x2 patches, no padding, so 64 -> 63.
+    assert summary("vgg_cifar_fast", input_size=(1, 64, 64)).rows[0].output_shape[-2:] == [63, 63]
+    pytest.importorskip("timm")
+    assert summary("resnet18", input_size=(1, 64, 64)).rows[0].params == 64 * 1 * 7 * 7

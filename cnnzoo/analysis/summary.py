@@ -155,8 +155,17 @@ def _geometry(module: nn.Module) -> dict[str, str]:
     return {}
 
 
-def _resolve(model_or_name: nn.Module | str) -> tuple[nn.Module, str, tuple[int, ...] | None]:
-    """The network to summarise, its name, and the input its published weights were trained at (if named)."""
+def _resolve(
+    model_or_name: nn.Module | str, input_size: tuple[int, ...] | None = None
+) -> tuple[nn.Module, str, tuple[int, ...] | None]:
+    """The network to summarise, its name, and the input its published weights were trained at (if named).
+
+    A model named by the registry or timm is built for ``input_size``'s channels (and, in the registry, its square
+    side), so that a table at another size shows that size's arithmetic instead of refusing it.
+    """
+    build: dict[str, Any] = {}
+    if input_size is not None and len(input_size) == 3:
+        build["in_chans"] = int(input_size[0])
     if isinstance(model_or_name, nn.Module):
         return model_or_name, type(model_or_name).__name__, None
     from ..models import (
@@ -170,7 +179,9 @@ def _resolve(model_or_name: nn.Module | str) -> tuple[nn.Module, str, tuple[int,
     )
 
     if is_model(model_or_name):
-        return create_model(model_or_name), model_or_name, None
+        if input_size is not None and build and input_size[1] == input_size[2]:
+            build["img_size"] = int(input_size[1])
+        return create_model(model_or_name, **build), model_or_name, None
     if model_or_name in list_pretrained():  # published weights: their architecture as they were trained
         w = get_weights(model_or_name)
         return build_model(w), model_or_name, tuple(w.input_size)
@@ -180,7 +191,7 @@ def _resolve(model_or_name: nn.Module | str) -> tuple[nn.Module, str, tuple[int,
         import timm
 
         if model_or_name in timm.list_models():
-            return timm.create_model(model_or_name, pretrained=False), model_or_name, None
+            return timm.create_model(model_or_name, pretrained=False, **build), model_or_name, None
     names = [*list_models(), *list_pretrained()]
     raise unknown_name_error(
         "model", model_or_name, names, "cnnzoo.list_models(), cnnzoo.list_pretrained() or timm.list_models()"
@@ -219,7 +230,7 @@ def summary(
 
     if precision not in _BYTES:
         raise ValueError(f"precision must be one of {', '.join(_BYTES)}, got {precision!r}")
-    model, name, trained_at = _resolve(model_or_name)
+    model, name, trained_at = _resolve(model_or_name, tuple(input_size) if input_size is not None else None)
     size = tuple(input_size) if input_size is not None else trained_at or _default_input(model)
     if len(size) != 3 or any(int(v) < 1 for v in size):
         raise ValueError(f"input_size is (C, H, W), each 1 or more, got {size}")
