@@ -11,14 +11,13 @@ wall time is reported. Writes ``benchmarks/results/startup.json``.
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from _runs import write_result
+from _runs import machine, write_result
 
 BASELINE = [sys.executable, "-c", "import torch, torchvision"]
 COMMANDS: dict[str, tuple[list[str], float]] = {
@@ -61,7 +60,7 @@ def main() -> None:
         "baseline": {"command": "python -c 'import torch, torchvision'", "median_s": round(base, 3)},
         "runs": args.runs,
         "results": rows,
-        "machine": {"python": platform.python_version(), "cpus": __import__("os").cpu_count()},
+        **machine(),
         "command": "python benchmarks/startup.py --runs " + str(args.runs),
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
