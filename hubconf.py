@@ -14,7 +14,14 @@ from typing import Any
 
 from torch import nn
 
-from cnnzoo.models import create_model, get_model_entrypoint, get_weights, list_models, load_pretrained
+from cnnzoo.models import (
+    create_model,
+    get_model_entrypoint,
+    get_weights,
+    list_models,
+    list_pretrained,
+    load_pretrained,
+)
 
 dependencies = ["torch", "torchvision", "safetensors"]  # what loading a registered model imports
 
@@ -23,6 +30,11 @@ def _entry_point(arch: str) -> Callable[..., nn.Module]:
     def entry(weights: bool | str | None = None, **kwargs: Any) -> nn.Module:
         if not weights:
             return create_model(arch, **kwargs)
+        if weights is True and not any(get_weights(name).arch == arch for name in list_pretrained()):
+            raise ValueError(
+                f"{arch} has no published weights: weights=None builds it randomly initialised "
+                "(cnnzoo.list_pretrained() lists the weights there are)"
+            )
         w = get_weights(arch if weights is True else str(weights))
         if w.arch != arch:
             raise ValueError(f"weights {w.name} are for {w.arch}, not {arch}: torch.hub.load(..., {w.arch!r}, ...)")

@@ -504,6 +504,9 @@ def test_every_model_has_a_torch_hub_entry_point(arch: str) -> None:
     hub = torch.hub.load(str(REPO), arch, source="local", verbose=False)
     assert type(hub) is type(cnnzoo.create_model(arch))
     assert not hasattr(hub, "pretrained_cfg") or not isinstance(hub.pretrained_cfg, Weights)  # random initialisation
+    if not any(cnnzoo.get_weights(name).arch == arch for name in ALL_WEIGHTS):
+        with pytest.raises(ValueError, match=f"{arch} has no published weights: weights=None builds it"):
+            torch.hub.load(str(REPO), arch, source="local", weights=True, verbose=False)
 
 
 @pytest.mark.parametrize("name", ALL_WEIGHTS)
