@@ -324,6 +324,21 @@ def _onnx_opset(path: Path) -> int:
     return next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
 
 
+def _named_output(out: str | Path | None, format: Format) -> Path | None:
+    """The file ``out`` names, with the format's suffix.
+
+    ``None`` when ``out`` is a folder (or ``None``: the current one), where the file is named after what was loaded.
+    """
+    path = Path(out if out is not None else ".")
+    if out is None or path.is_dir() or str(out).endswith(("/", os.sep)):
+        return None
+    return _suffixed(path, format)
+
+
+def _suffixed(path: Path, format: Format) -> Path:
+    return path if path.suffix == SUFFIX[format] else path.with_name(path.name + SUFFIX[format])
+
+
 def export(
     source: str,
     out: str | Path | None = None,
@@ -364,12 +379,12 @@ def export(
     if format == "onnx":
         _check_opset(opset)
     started = time.monotonic()
+    # An output named in full is checked before loading, which for a URL means downloading.
+    named = _named_output(out, format)
+    if named is not None and named.exists() and not overwrite:
+        raise ExportError(f"{named} already exists: pass --overwrite to replace it, or choose another --out")
     net, meta = _load(source, config)
-    path = Path(out if out is not None else ".")
-    if out is None or path.is_dir() or str(out).endswith(("/", os.sep)):  # a folder: named after what was loaded
-        path = path / meta["name"]
-    if path.suffix != SUFFIX[format]:
-        path = path.with_name(path.name + SUFFIX[format])
+    path = named or _suffixed(Path(out if out is not None else ".") / meta["name"], format)
     sidecar = path.with_suffix(path.suffix + ".json")
     if path.exists() and not overwrite:
         raise ExportError(f"{path} already exists: pass --overwrite to replace it, or choose another --out")
