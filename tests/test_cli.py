@@ -362,6 +362,10 @@ def test_what_is_said_about_an_epoch_prints_after_its_line(capsys: pytest.Captur
             "is not a class to import; did you mean torch.optim.lr_scheduler.OneCycleLR?",
         ),
         (["--config", QUICKSTART, "--seed_everything", "abc"], "seed_everything: expected bool or int"),
+        (
+            ["--config", QUICKSTART, "--model.init_args.optimizer.init_args.lrr", "0.1"],
+            "Option 'lrr' is not accepted: did you mean --model.init_args.optimizer.init_args.lr?",
+        ),
     ],
 )
 def test_a_command_line_without_a_recipe_is_told_its_fix(

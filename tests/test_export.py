@@ -76,7 +76,7 @@ def test_bad_input_gets_one_line(tmp_path: Path, capfd: pytest.CaptureFixture[st
         export("lenet5.mnist", tmp_path / "m", "pt2")
     # An output named in full is refused before the source is loaded (for a URL: downloaded); "nope.nope" would be
     # an unknown-weights error if it were loaded first.
-    with pytest.raises(ExportError, match="m.pt2 already exists: pass --overwrite"):
+    with pytest.raises(ExportError, match=r"m\.pt2 already exists: pass --overwrite"):
         export("nope.nope", tmp_path / "m", "pt2")
     assert export("lenet5.mnist", tmp_path / "m", "pt2", overwrite=True).path.is_file()
     torch.save(cnnzoo.create_model("lenet5").state_dict(), tmp_path / "bare.pt")

@@ -615,10 +615,25 @@ def condense_parse_error(message: str) -> str:
     # An optimizer's or scheduler's type (typing.Callable[[...], ...]) and the Namespace it was given say nothing the
     # user typed; "Expected a <class 'int'>" is the type's name.
     text = re.sub(r"Type typing\.Callable\[.*? expects a function or a callable class: ", "", text)
+    given = re.search(r"Got value: Namespace\(class_path='([\w.]+)'", text)
     text = re.sub(r"\.? Got value: .*$", "", text)
     text = re.sub(r"Expected a <class '(\w+)'>", r"expected \1", text)
     text = re.sub(r"expected (\w+) expected (\w+)", r"expected \1 or \2", text)
-    return explain_parse_error(re.sub(r"Problem with given class_path '([^']+)':", r"\1:", text))
+    text = explain_parse_error(re.sub(r"Problem with given class_path '([^']+)':", r"\1:", text))
+    if given and (option := re.search(r"(optimizer|lr_scheduler): Option '(\w+)' is not accepted$", text)):
+        # A mistyped argument of the optimizer or scheduler class named in the value (lrr for lr).
+        import importlib
+
+        module, _, name = given[1].rpartition(".")
+        with contextlib.suppress(ImportError, AttributeError, ValueError):
+            cls = getattr(importlib.import_module(module), name)
+            import inspect
+
+            takes = [p for p in inspect.signature(cls).parameters if p not in ("params", "optimizer")]
+            close = difflib.get_close_matches(option[2], takes, n=1, cutoff=0.6)
+            if close:
+                return f"{text}: did you mean --model.init_args.{option[1]}.init_args.{close[0]}?"
+    return text
 
 
 _NOT_ACCEPTED = re.compile(r"^(model|data): ([\w.]+): Option '(\w+)' is not accepted")
