@@ -357,3 +357,17 @@ def test_a_data_module_without_classes_stops_before_training(
     assert main([*args, f"--trainer.default_root_dir={tmp_path}"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("cnnzoo: error: NoClasses has no num_classes: set the class constants"), err
+
+
+def test_split_folders_given_as_root_are_refused_with_the_fix(tmp_path: Path) -> None:
+    # root/train/<class>, root/val/<class> trained a two-class "train" vs "val" classifier, silently.
+    for split in ("train", "val"):
+        write_folder(tmp_path / "data" / split, {"cat": 2, "dog": 2}, size=12)
+    with pytest.raises(ConfigError, match=r"sub-folders train, val are splits, not classes") as caught:
+        ImageFolderDataModule(root=str(tmp_path / "data"))
+    assert f"--data.train_dir {tmp_path / 'data' / 'train'} --data.val_dir {tmp_path / 'data' / 'val'}" in str(
+        caught.value
+    )
+    # A real class that happens to be called "test" beside others is a class.
+    write_folder(tmp_path / "mixed", {"cat": 2, "test": 2}, size=12)
+    assert ImageFolderDataModule(root=str(tmp_path / "mixed")).class_names == ("cat", "test")

@@ -48,6 +48,22 @@ def list_classes(folder: Path) -> list[str]:
     return classes
 
 
+# Folder names that mean a split, not a class: root/train/<class>/... read as two classes "train" and "val".
+SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
+
+
+def _refuse_split_folders(source: Path, classes: tuple[str, ...], option: str) -> None:
+    """Refuse class folders that are all split names: the run would learn to tell the splits apart."""
+    splits = {name: SPLIT_NAMES.get(name.lower()) for name in classes}
+    if not all(splits.values()):
+        return
+    fix = " ".join(f"--data.{kind}_dir {source / name}" for name, kind in splits.items())
+    raise ConfigError(
+        f"{source}'s sub-folders {', '.join(classes)} are splits, not classes ({option} wants <{option}>/<class>/"
+        f"<images>). Fix: {fix}" + (" (and drop --data.root)" if option == "root" else "")
+    )
+
+
 def scan_class_folders(
     folder: Path, classes: list[str], strict: bool, check_images: bool = True
 ) -> list[tuple[str, int]]:
@@ -222,6 +238,8 @@ class ImageFolderDataModule(ClassificationDataModule):
             )
         # Class names are read now, not in setup(): the CLI links them into the model at instantiation.
         self.class_names = tuple(list_classes(source) if source is not None else class_names or ())
+        if source is not None:
+            _refuse_split_folders(source, self.class_names, "root" if self.root is not None else "train_dir")
         if source is not None and len(self.class_names) < 2:
             raise ConfigError(
                 f"{source} has one class folder ({self.class_names[0]!r}); a classifier needs two or more. Fix: add "
