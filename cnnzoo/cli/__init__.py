@@ -621,19 +621,24 @@ def condense_parse_error(message: str) -> str:
     text = re.sub(r"expected (\w+) expected (\w+)", r"expected \1 or \2", text)
     text = explain_parse_error(re.sub(r"Problem with given class_path '([^']+)':", r"\1:", text))
     if given and (option := re.search(r"(optimizer|lr_scheduler): Option '(\w+)' is not accepted$", text)):
-        # A mistyped argument of the optimizer or scheduler class named in the value (lrr for lr).
-        import importlib
-
-        module, _, name = given[1].rpartition(".")
-        with contextlib.suppress(ImportError, AttributeError, ValueError):
-            cls = getattr(importlib.import_module(module), name)
-            import inspect
-
-            takes = [p for p in inspect.signature(cls).parameters if p not in ("params", "optimizer")]
-            close = difflib.get_close_matches(option[2], takes, n=1, cutoff=0.6)
-            if close:
-                return f"{text}: did you mean --model.init_args.{option[1]}.init_args.{close[0]}?"
+        close = _close_argument(given[1], option[2])
+        if close:
+            return f"{text}: did you mean --model.init_args.{option[1]}.init_args.{close}?"
     return text
+
+
+def _close_argument(class_path: str, typed: str) -> str | None:
+    """The argument of the optimizer or scheduler class at ``class_path`` that ``typed`` misspells (lrr: lr)."""
+    import importlib
+    import inspect
+
+    module, _, name = class_path.rpartition(".")
+    try:
+        takes = list(inspect.signature(getattr(importlib.import_module(module), name)).parameters)
+    except (ImportError, AttributeError, ValueError, TypeError):
+        return None
+    close = difflib.get_close_matches(typed, [p for p in takes if p not in ("params", "optimizer")], n=1, cutoff=0.6)
+    return close[0] if close else None
 
 
 _NOT_ACCEPTED = re.compile(r"^(model|data): ([\w.]+): Option '(\w+)' is not accepted")
