@@ -606,8 +606,12 @@ _UNION = "Does not validate against any of the Union subtypes"
 _NOISE = re.compile(r"^(Subtypes: |Errors:$|Given value|Expected a <class 'NoneType'>)")
 
 
-def condense_parse_error(message: str) -> str:
-    """Condense jsonargparse's multi-line parse error into one line: the key, the class tried, what it refused."""
+def condense_parse_error(message: str, run_config: str | None = None) -> str:
+    """Condense jsonargparse's multi-line parse error into one line: the key, the class tried, what it refused.
+
+    ``run_config``: the ``config.yaml`` of the run whose checkpoint the command names, the fix when model or data
+    is missing.
+    """
     lines = [ln.strip().removeprefix("- ").replace(_UNION, "").strip() for ln in message.strip().splitlines()]
     kept = [ln for ln in lines if ln and not _NOISE.match(ln)]
     text = " ".join(kept)
@@ -619,7 +623,7 @@ def condense_parse_error(message: str) -> str:
     text = re.sub(r"\.? Got value: .*$", "", text)
     text = re.sub(r"Expected a <class '(\w+)'>", r"expected \1", text)
     text = re.sub(r"expected (\w+) expected (\w+)", r"expected \1 or \2", text)
-    text = explain_parse_error(re.sub(r"Problem with given class_path '([^']+)':", r"\1:", text))
+    text = explain_parse_error(re.sub(r"Problem with given class_path '([^']+)':", r"\1:", text), run_config)
     if given and (option := re.search(r"(optimizer|lr_scheduler): Option '(\w+)' is not accepted$", text)):
         close = _close_argument(given[1], option[2])
         if close:
@@ -675,7 +679,7 @@ def _options_of(cls: type) -> list[str]:
     return names
 
 
-def explain_parse_error(text: str) -> str:
+def explain_parse_error(text: str, run_config: str | None = None) -> str:
     """Add the fix to the parse errors whose LightningCLI wording leaves it open.
 
     ``--model.model lenet5`` before a task class is chosen ("Option 'model' is not accepted"), ``--model lenet5``
@@ -684,6 +688,8 @@ def explain_parse_error(text: str) -> str:
     tasks = "ImageClassifier (a zoo network) or TimmClassifier (a timm backbone)"
     recipe = "or start from a recipe: --config recipes/<name>.yaml (cnnzoo recipes lists them)"
     if match := _REQUIRED.search(text):
+        if run_config is not None:  # `cnnzoo test --ckpt_path <run>/checkpoints/best.ckpt`: its run knows both
+            return f"no {match[1]} given: the checkpoint's run saved its config; add --config {run_config}"
         if match[1] == "model":
             network = "--model.model <network> (cnnzoo models lists them)"
             return f"no model given: add --model ImageClassifier {network}, {recipe}"
@@ -764,10 +770,7 @@ def _run_trainer_command(args: list[str]) -> int:
             sys.argv = saved_argv
             _release_process_group()
     except ArgumentError as err:
-        message = str(err) if verbose else condense_parse_error(str(err))
-        if message.startswith(("no model given", "no data given")) and (saved := _config_beside_checkpoint(args)):
-            # `cnnzoo test --ckpt_path <run>/checkpoints/best.ckpt`: the run's config sits two folders up.
-            message = f"{message.split(':')[0]}: the checkpoint's run saved its config; add --config {saved}"
+        message = str(err) if verbose else condense_parse_error(str(err), _config_beside_checkpoint(args))
         hint = "" if verbose else "; --verbose shows the full message"
         print(f"cnnzoo: error: {message}\n(cnnzoo {args[0]} --help lists every option{hint})", file=sys.stderr)
         return 2
