@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from torch import nn
@@ -194,3 +196,26 @@ def test_first_conv_and_classifier_names_exist_in_the_state_dict(name: str) -> N
     assert f"{model.first_conv}.weight" in state and state[f"{model.first_conv}.weight"].ndim == 4
     assert f"{model.classifier_name}.weight" in state
     assert model.get_submodule(model.classifier_name) is model.get_classifier()
+
+
+_STATED_COUNT = re.compile(r"(about )?(\d[\d,]*(?:\.\d+)?)(M)? parameters")
+
+
+@pytest.mark.parametrize("name", ALL_MODELS)
+def test_parameter_counts_in_docstrings_are_the_models(name: str) -> None:
+    """A count typed in a model's docstring (rendered into the docs' models table) is the built model's count.
+
+    "with the 1000-class ImageNet head" counts the network built for ImageNet; any other count the default build.
+    """
+    doc = get_model_entrypoint(name).__doc__ or ""
+    for about, number, millions in _STATED_COUNT.findall(doc):
+        kwargs = {"num_classes": 1000, "img_size": 224} if "1000-class ImageNet" in doc else {}
+        with torch.device("meta"):
+            model = create_model(name, **kwargs)
+        count = sum(p.numel() for p in model.parameters())
+        stated = float(number.replace(",", "")) * (1e6 if millions else 1)
+        if about:  # "about 0.6M": the count rounds to the digits stated
+            digits = len(number.split(".")[1]) if "." in number else 0
+            assert round(count / (1e6 if millions else 1), digits) == float(number), (name, count, doc)
+        else:
+            assert count == stated, (name, count, doc)
