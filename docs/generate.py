@@ -599,8 +599,10 @@ def _measured(entry: dict[str, Any] | None) -> str:
 def recipes_table() -> str:
     measured = results("recipes")
     lines = [
-        "| recipe | what it is | model | data | optimiser, schedule | budget | measured here |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        # Four columns, what it trains on lines of one cell: seven columns made the page scroll sideways past
+        # "measured here" and squeezed "what it is" to a few words a line.
+        "| recipe | what it is | trains | measured here |",
+        "| --- | --- | --- | --- |",
     ]
     for path in sorted((ROOT / "recipes").glob("*.yaml")):
         first = recipe_summary(path)
@@ -616,7 +618,7 @@ def recipes_table() -> str:
                 f"{fast['fit']['epochs']} epochs; val_acc {best['val_acc']:.4f} with `tta: mirror_translate` "
                 f"(n={best['num_examples']:,}; [below](#the-fast-cifar-recipe))"
             )
-        lines.append(f"| `{path.stem}` | {first} | {arch} | {data} | {opt} | {budget} | {shown} |")
+        lines.append(f"| `{path.stem}` | {first} | {arch} on {data}<br>{opt}<br>{budget} | {shown} |")
     return "\n".join(lines) + "\n"
 
 
@@ -843,7 +845,7 @@ def pretrained_page() -> str:
         "```",
         "",
         "`cnnzoo weights` prints the same registry as a table. A figure measured with test-time augmentation",
-        "(the table's column) averages the logits of flipped and shifted copies, while `model(x)` is one plain",
+        "(the table's TTA column) averages the logits of flipped and shifted copies, while `model(x)` is one plain",
         "forward; in any loop, `cnnzoo.tta_logits` gives the figure's setting:",
         "",
         "```python",
@@ -860,15 +862,29 @@ def pretrained_page() -> str:
         'model = torch.hub.load("cnnzoo/cnnzoo", "lenet5", weights="lenet5.mnist")',
         "```",
         "",
-        "| name | params | input | test_acc | val_acc | test-time augmentation | size | default |",
-        "| --- | ---: | --- | --- | --- | --- | ---: | --- |",
+        # "TTA", explained above, and the defaults in a sentence below: a long header and a "default" column
+        # pushed the last columns out of sight behind a sideways scroll.
+        "| name | params | input | test_acc | val_acc | TTA | size |",
+        "| --- | ---: | --- | --- | --- | --- | ---: |",
     ]
     for name in cnnzoo.list_pretrained():
         w = cnnzoo.get_weights(name)
         lines.append(
-            f"| `{name}` | {w.num_params:,} | {'x'.join(map(str, w.input_size))} | {w.measured('test_acc')} | "
-            f"{w.measured('val_acc')} | {w.tta} | {w.size_text()} | {'yes' if w.default else ''} |"
+            f"| `{name}` | {w.num_params:,} | {'x'.join(map(str, w.input_size))} | "
+            f"{w.measured('test_acc')} | {w.measured('val_acc')} | {w.tta} | {w.size_text()} |"
         )
+    others = [cnnzoo.get_weights(n) for n in cnnzoo.list_pretrained()]
+    others = [w for w in others if not w.default]
+    lines += [
+        "",
+        'An architecture\'s name alone (`load_pretrained("lenet5")`, or `weights=True` through torch.hub) '
+        "picks its default weights: every one above"
+        + "".join(
+            f"{' but' if i == 0 else ','} `{w.name}` (`{w.arch}` picks `{cnnzoo.get_weights(w.arch).name}`)"
+            for i, w in enumerate(others)
+        )
+        + ".",
+    ]
     lines += ["", "## How each was made", ""]
     for name in cnnzoo.list_pretrained():
         w = cnnzoo.get_weights(name)
