@@ -73,6 +73,11 @@ def test_fixed_head_rejects_wrong_size_with_expected_and_received(name: str) -> 
         model(torch.randn(1, c, h + 8, w + 8))
     msg = str(err.value)
     assert f"{(c, h, w)}" in msg and f"{(c, h + 8, w + 8)}" in msg and "resize" in msg
+    assert f"img_size={h + 8}" in msg
+    # img_size is one side: a non-square input is not told to build with an img_size it already has.
+    with pytest.raises(ValueError) as err:
+        model(torch.randn(1, c, h, w + 8))
+    assert "img_size=" not in str(err.value) and "another square size" in str(err.value)
 
 
 def test_vgg_rejects_too_small_input_and_missing_batch_dim() -> None:

@@ -120,10 +120,16 @@ class ZooModel(nn.Module):
                 f"images to {self.in_chans} channel(s) (the data modules do this with in_chans={self.in_chans})."
             )
         if self.fixed_input_size and (h, w) != (self.img_size, self.img_size):
+            # img_size is one side: a non-square input has no img_size to suggest.
+            other = (
+                f"build the model with img_size={h} if it supports that size"
+                if h == w
+                else "build the model for another square size (img_size) and resize the images to it"
+            )
             raise ValueError(
                 f"{name} was built for (C, H, W) = {self.input_size} but received {(c, h, w)}: its fully connected "
                 f"head was sized for {self.img_size}x{self.img_size} inputs. Fix: resize the images to "
-                f"{self.img_size}x{self.img_size}, or build the model with img_size={h} if it supports that size."
+                f"{self.img_size}x{self.img_size}, or {other}."
             )
         if not self.fixed_input_size and min(h, w) < self.min_input_size:
             raise ValueError(
