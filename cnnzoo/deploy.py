@@ -335,6 +335,22 @@ def _named_output(out: str | Path | None, format: Format) -> Path | None:
     return _suffixed(path, format)
 
 
+def _name_before_loading(source: str) -> str | None:
+    """The name ``_load`` will give ``source``'s file, where it is known without loading (downloading) it."""
+    from .models import CHECKPOINT_SUFFIXES, get_weights, is_model, list_pretrained
+
+    if Path(source).suffix in CHECKPOINT_SUFFIXES:
+        return Path(source).stem
+    if source in list_pretrained():
+        return get_weights(source).name
+    if is_model(source):
+        try:
+            return get_weights(source).name  # its default weights
+        except ValueError:
+            return source  # no published weights: random initialisation
+    return None  # a URL, hf-hub: or a published folder names its file from its metadata
+
+
 def _suffixed(path: Path, format: Format) -> Path:
     return path if path.suffix == SUFFIX[format] else path.with_name(path.name + SUFFIX[format])
 
@@ -379,8 +395,11 @@ def export(
     if format == "onnx":
         _check_opset(opset)
     started = time.monotonic()
-    # An output named in full is checked before loading, which for a URL means downloading.
+    # The output is checked before loading (for a URL, downloading) wherever its name is known by then.
     named = _named_output(out, format)
+    early = _name_before_loading(source) if named is None else None
+    if early is not None:
+        named = _suffixed(Path(out if out is not None else ".") / early, format)
     if named is not None and named.exists() and not overwrite:
         raise ExportError(f"{named} already exists: pass --overwrite to replace it, or choose another --out")
     net, meta = _load(source, config)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import re
 import shutil
 import warnings
 from pathlib import Path
@@ -13,6 +14,7 @@ import torch
 from PIL import Image
 
 import cnnzoo
+from cnnzoo import deploy
 from cnnzoo.cli import main
 from cnnzoo.deploy import ExportError, export, load_exported
 
@@ -103,6 +105,23 @@ def test_out_may_name_a_folder(tmp_path: Path) -> None:
     assert export("lenet5.mnist", tmp_path / "exports", "pt2").path == tmp_path / "exports" / "lenet5.mnist.pt2"
     made = export("lenet5.mnist", f"{tmp_path / 'new'}/", "torchscript")
     assert made.path == tmp_path / "new" / "lenet5.mnist.pt" and made.sidecar.is_file()
+
+
+@pytest.mark.parametrize("source", ["lenet5.mnist", "lenet5", "vgg11_bn", "run.ckpt"])
+def test_an_existing_file_in_the_out_folder_is_refused_before_loading(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: str
+) -> None:
+    """Where the file's name is known without loading (for a URL: downloading) the source, it is checked first."""
+    name = {"lenet5": "lenet5.mnist", "run.ckpt": "run"}.get(source, source)
+    (tmp_path / f"{name}.pt2").write_bytes(b"an earlier export")
+
+    def never(*_args: object) -> None:
+        raise AssertionError("loaded before the existing output was refused")
+
+    monkeypatch.setattr(deploy, "_load", never)
+    with pytest.raises(ExportError, match=rf"{re.escape(name)}\.pt2 already exists: pass --overwrite"):
+        export(source, tmp_path, "pt2")
+    assert (tmp_path / f"{name}.pt2").read_bytes() == b"an earlier export"
 
 
 def test_bad_check_images_are_named_before_anything_is_written(tmp_path: Path) -> None:
