@@ -48,6 +48,12 @@ def _machine(entry: dict[str, Any]) -> str:
     return _core_cpu(hw) if hw.get("accelerator") == "CPUAccelerator" else "GPU"
 
 
+def _same_machine(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two result files say that one kind of machine measured them (a file that does not say: no)."""
+    keys = ("cpu_count", "cpu_capability", "processor", "threads")
+    return all(a.get(k) is not None and a.get(k) == b.get(k) for k in keys)
+
+
 def _core_cpu(r: dict[str, Any], threads: bool = False) -> str:
     """'2-core CPU', with the vector instructions torch used (where the result file recorded them) and the threads."""
     notes = [r["cpu_capability"]] if r.get("cpu_capability") else []
@@ -389,8 +395,10 @@ def cifar_throughput() -> str:
         f"{r['folder_cache']['images']:,} training JPEGs took {r['folder_cache']['first_load_s']:.0f} s to build "
         f"(decode and write) and {r['folder_cache']['second_load_s']:.0f} s to load on the next run.",
     ]
-    overhead = results("step_overhead").get("ways", {}).get("cli")
-    if overhead:
+    apart = results("step_overhead")
+    overhead = apart.get("ways", {}).get("cli")
+    # A ratio of figures from two result files means something only if one machine measured both.
+    if overhead and _same_machine(apart, r):
         step = r["batch_size"] / ways["cnnzoo_fit"]["plain_images_per_s"]
         lines += [
             "",
