@@ -401,3 +401,17 @@ def test_a_checkpoint_without_its_config_is_pointed_at_the_run_config(
         err.splitlines()[0]
         == f"cnnzoo: error: no data given: the checkpoint's run saved its config; add --config {config}"
     )
+
+
+def test_a_run_that_fails_before_writing_leaves_no_empty_version_folder(tmp_path: Path) -> None:
+    """Lightning makes lightning_logs/version_N before the data's setup; a mistyped data path left it empty."""
+    earlier = tmp_path / "lightning_logs" / "version_0"
+    earlier.mkdir(parents=True)
+    (earlier / "metrics.csv").write_text("epoch\n0\n")
+    args = ["--config", str(RECIPES / "lenet5_mnist.yaml"), "--trainer.default_root_dir", str(tmp_path)]
+    assert main(["fit", *args, "--data.data_dir", str(tmp_path / "missing")]) == 2
+    assert sorted(p.name for p in (tmp_path / "lightning_logs").iterdir()) == ["version_0"]  # the earlier run's
+    assert (earlier / "metrics.csv").is_file()
+    shutil.rmtree(tmp_path / "lightning_logs")
+    assert main(["fit", *args, "--data.data_dir", str(tmp_path / "missing")]) == 2
+    assert not (tmp_path / "lightning_logs").exists()

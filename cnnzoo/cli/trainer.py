@@ -17,8 +17,8 @@ from typing import Any
 
 import torch
 from lightning.fabric.plugins import CheckpointIO
-from lightning.pytorch import LightningDataModule, Trainer
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelSummary, RichProgressBar
+from lightning.pytorch import LightningDataModule, LightningModule, Trainer
+from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelSummary, RichProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from typing_extensions import override
 
@@ -79,6 +79,30 @@ class _DropNoise(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not str(record.getMessage()).startswith(self.NOISE)
+
+
+class _DropEmptyRunFolder(Callback):
+    """Remove the ``version_N`` folder of a run that failed before it wrote anything into it.
+
+    Lightning creates the loggers' folder before the data module's setup, so a mistyped data path left an empty
+    ``version_0`` behind and the first run that worked became ``version_1``. Only an empty folder goes.
+    """
+
+    @override
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        if not trainer.is_global_zero:
+            return
+        # The loggers' own log_dir, not Trainer.log_dir: that one broadcasts under DDP, and a failed rank is alone.
+        for folder in {getattr(logger, "log_dir", None) for logger in trainer.loggers} - {None}:
+            _remove_if_empty(Path(str(folder)))
+
+
+def _remove_if_empty(folder: Path) -> None:
+    for path in (folder, folder.parent):  # version_N, then lightning_logs if this run made it and it is empty
+        try:
+            path.rmdir()  # refuses a folder with anything in it
+        except OSError:
+            return
 
 
 def default_loggers(root: str) -> list[Any]:
@@ -456,6 +480,7 @@ class CnnzooCLI(LightningCLI):
         # With both switches off SpeedSwitches has no work, but Lightning would still dispatch every hook to it:
         # ~120 Python calls a training step (benchmarks/step_overhead.py), a LeNet-5 step's 0.7%.
         extra = [cb for cb in extra if not isinstance(cb, SpeedSwitches) or cb.channels_last or cb.compile]
+        extra.append(_DropEmptyRunFolder())
         if self.subcommand == "fit":
             extra += [FiniteLossGuard(), PreemptionCheckpoint()]
             if bar is False:
