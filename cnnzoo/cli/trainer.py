@@ -98,7 +98,7 @@ class _DropEmptyRunFolder(Callback):
 
 
 def _remove_if_empty(folder: Path) -> None:
-    for path in (folder, folder.parent):  # version_N, then lightning_logs if this run made it and it is empty
+    for path in (folder, folder.parent):  # version_N, then lightning_logs if nothing else is in it either
         try:
             path.rmdir()  # refuses a folder with anything in it
         except OSError:
