@@ -29,6 +29,7 @@ import yaml
 
 import cnnzoo
 from cnnzoo.cli import recipe_summary
+from cnnzoo.cli.trainer import DEFAULT_SEED
 from cnnzoo.models.commands import model_summary_rows
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -769,6 +770,18 @@ def transfer_table() -> str:
         "(the `eval.command` in `benchmarks/results/transfer_mnist1k.json`). The load average at each start is",
         "recorded there too: wall times on this shared machine are rough.",
     ]
+    # What every row shares, from the recipe they ran and the runs themselves, not typed beside the table.
+    runs = [r[k] for k in TRANSFER_ORDER]
+    recipes = {e["recipe"] for e in runs}
+    epochs = {e["fit"]["epochs"] for e in runs}
+    if len(recipes) == 1 and len(epochs) == 1:
+        data = yaml.safe_load((ROOT / recipes.pop()).read_text())["data"]["init_args"]
+        lines += [
+            "",
+            f"All runs: seed {DEFAULT_SEED}, {epochs.pop()} epochs, batch {data['batch_size']}, augment "
+            f"`{data['augment']}`; the best checkpoint on val_acc ({data['val_size']:,} MNIST training images the "
+            f"{data['train_subset']:,} were not drawn from) is tested.",
+        ]
     return "\n".join(lines) + "\n"
 
 

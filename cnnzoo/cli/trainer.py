@@ -58,6 +58,8 @@ LINKS: tuple[tuple[str, Any, str], ...] = (
 )
 # Model arguments that name a download source: a checkpoint's hyperparameters may never set them.
 DOWNLOAD_ARGS = ("pretrained",)
+# The seed of a run that does not give --seed_everything: the same command gives the same run.
+DEFAULT_SEED = 42
 # Model arguments that only change evaluation (validate, test, predict), never the weights.
 EVALUATION_ARGS = ("tta",)
 
@@ -222,7 +224,7 @@ class CnnzooCLI(LightningCLI):
             LightningDataModule,
             subclass_mode_model=True,
             subclass_mode_data=True,
-            seed_everything_default=42,
+            seed_everything_default=DEFAULT_SEED,
             args=args,
             run=run,
             auto_configure_optimizers=False,
