@@ -795,19 +795,38 @@ def transfer_findings() -> str:
         return ""
     acc = {k: _acc(r[k]) for k in TRANSFER_ORDER}
     updating = [k for k in TRANSFER_ORDER if k not in ("scratch", "feature_extraction")]
-    lo, hi = min(acc[k] for k in updating), max(acc[k] for k in updating)
-    beat = sum(acc[k] > acc["scratch"] for k in updating)
+    scratch = acc["scratch"]
+
+    def named(keys: list[str]) -> str:
+        label = {"finetune_": "fine-tune at ", "freeze_unfreeze_": "freeze/unfreeze at "}
+        return ", ".join(
+            f"{next(v + k[len(p) :] for p, v in label.items() if k.startswith(p))} {acc[k]:.4f}" for k in keys
+        )
+
+    # One seed each: a difference within a point is what another seed could change, so it is not called a win.
+    above = [k for k in updating if acc[k] - scratch > 0.01]
+    near = [k for k in updating if abs(acc[k] - scratch) <= 0.01]
+    below = [k for k in updating if scratch - acc[k] > 0.01]
+    parts = [
+        f"{len(above)} beat it by more than a point ({named(above)}), although the pretraining was short and on "
+        "very different images"
+        if above
+        else "none beat it by more than a point"
+    ]
+    parts += [f"{len(near)} came within a point of it ({named(near)})"] if near else []
+    parts += [f"{len(below)} fell more than a point short ({named(below)})"] if below else []
     small, large = acc["finetune_0.1x"], acc["finetune_1x"]
     lines = [
-        f"- **Pretrained features against training from scratch.** {beat} of the {len(updating)} strategies that "
-        f"update the backbone ({lo:.4f} to {hi:.4f}) beat the same network from random init "
-        f"({acc['scratch']:.4f}), although the pretraining was short and on very different images.",
+        f"- **Pretrained features against training from scratch.** From random init the network reached "
+        f"{scratch:.4f}. Of the {len(updating)} strategies that update the backbone, " + "; ".join(parts) + ".",
         f"- **Backbone learning rate.** Fine-tuning with the backbone at 1x the head's rate reached {large:.4f}; at "
         f"0.1x, {small:.4f}. "
         + (
-            "The small rate did not win here, against the textbook advice: the backbone is weak and its features "
+            "The two are within a point: one seed cannot tell them apart."
+            if abs(large - small) <= 0.01
+            else "The small rate did not win here, against the textbook advice: the backbone is weak and its features "
             "come from colour photographs, so MNIST gains from moving them far."
-            if large >= small
+            if large > small
             else "The small rate won, as the textbook advice says."
         )
         + " With strong ImageNet features and data close to ImageNet, 0.1x or lower is the safer start.",
