@@ -193,7 +193,9 @@ def export_matrix() -> str:
         return "Not measured yet: run `python benchmarks/export_matrix.py`.\n"
     formats = ["onnx", "torchscript", "pt2"]
     lines = [
-        f"Made by `{r['command'].strip()}` (torch {r['torch']}): each cell is the exporter and the largest "
+        f"Made by `{r['command'].strip()}` (torch {r['torch']}"
+        + (f", on a {_core_cpu(r)}" if r.get("cpu_capability") else "")
+        + "): each cell is the exporter and the largest "
         f"|exported - eager| on the check batch (tolerance {r['tolerance']:g}), or why it failed.",
         "",
         "| model | ONNX | TorchScript | torch.export |",
