@@ -415,3 +415,20 @@ def test_a_run_that_fails_before_writing_leaves_no_empty_version_folder(tmp_path
     shutil.rmtree(tmp_path / "lightning_logs")
     assert main(["fit", *args, "--data.data_dir", str(tmp_path / "missing")]) == 2
     assert not (tmp_path / "lightning_logs").exists()
+
+
+def test_a_run_folder_holding_only_tensorboard_event_files_counts_as_unwritten(tmp_path: Path) -> None:
+    from cnnzoo.cli.trainer import _remove_if_unwritten
+
+    run = tmp_path / "lightning_logs" / "version_1"
+    run.mkdir(parents=True)
+    (run / "events.out.tfevents.1.host.1.0").write_bytes(b"header only")
+    (tmp_path / "lightning_logs" / "version_0").mkdir()
+    assert _remove_if_unwritten(run) and not run.exists()
+    assert (tmp_path / "lightning_logs" / "version_0").is_dir()  # an earlier run's folder stays
+    written = tmp_path / "lightning_logs" / "version_2"
+    written.mkdir()
+    (written / "events.out.tfevents.2.host.1.0").write_bytes(b"header only")
+    (written / "config.yaml").write_text("trainer: {}\n")
+    assert not _remove_if_unwritten(written)
+    assert sorted(p.name for p in written.iterdir()) == ["config.yaml", "events.out.tfevents.2.host.1.0"]

@@ -17,8 +17,8 @@ from typing import Any
 
 import torch
 from lightning.fabric.plugins import CheckpointIO
-from lightning.pytorch import LightningDataModule, LightningModule, Trainer
-from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelSummary, RichProgressBar
+from lightning.pytorch import LightningDataModule, Trainer
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelSummary, RichProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from typing_extensions import override
 
@@ -83,28 +83,35 @@ class _DropNoise(logging.Filter):
         return not str(record.getMessage()).startswith(self.NOISE)
 
 
-class _DropEmptyRunFolder(Callback):
+def _drop_empty_run_folder(trainer: Trainer | None) -> None:
     """Remove the ``version_N`` folder of a run that failed before it wrote anything into it.
 
     Lightning creates the loggers' folder before the data module's setup, so a mistyped data path left an empty
-    ``version_0`` behind and the first run that worked became ``version_1``. Only an empty folder goes.
+    ``version_0`` behind and the first run that worked became ``version_1``.
     """
-
-    @override
-    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
-        if not trainer.is_global_zero:
-            return
-        # The loggers' own log_dir, not Trainer.log_dir: that one broadcasts under DDP, and a failed rank is alone.
-        for folder in {getattr(logger, "log_dir", None) for logger in trainer.loggers} - {None}:
-            _remove_if_empty(Path(str(folder)))
+    if trainer is None or not trainer.is_global_zero:
+        return
+    # The loggers' own log_dir, not Trainer.log_dir: that one broadcasts under DDP, and a failed rank is alone.
+    for folder in {getattr(logger, "log_dir", None) for logger in trainer.loggers} - {None}:
+        _remove_if_unwritten(Path(str(folder)))
 
 
-def _remove_if_empty(folder: Path) -> None:
-    for path in (folder, folder.parent):  # version_N, then lightning_logs if nothing else is in it either
+def _remove_if_unwritten(folder: Path) -> bool:
+    """Remove ``folder`` if nothing was written into it, and its parent (``lightning_logs``) if that is left empty.
+
+    TensorBoard's event file is there from the logger's start, before anything is logged, so a folder holding only
+    event files counts as unwritten; anything else (a config, metrics, a checkpoint) keeps the folder.
+    """
+    if not folder.is_dir() or any(not p.name.startswith("events.out.tfevents.") for p in folder.iterdir()):
+        return False
+    for event_file in folder.iterdir():
+        event_file.unlink()
+    for path in (folder, folder.parent):
         try:
             path.rmdir()  # refuses a folder with anything in it
         except OSError:
-            return
+            break
+    return True
 
 
 def default_loggers(root: str) -> list[Any]:
@@ -219,17 +226,23 @@ class CnnzooCLI(LightningCLI):
         # Parse errors are raised, not printed after a full usage dump, so `cnnzoo` can show them first, in one line.
         quiet_errors = {"exit_on_error": False}
         kwargs.setdefault("parser_kwargs", {**quiet_errors, **{sub: quiet_errors for sub in self.subcommands()}})
-        super().__init__(
-            ClassificationTask,
-            LightningDataModule,
-            subclass_mode_model=True,
-            subclass_mode_data=True,
-            seed_everything_default=DEFAULT_SEED,
-            args=args,
-            run=run,
-            auto_configure_optimizers=False,
-            **kwargs,
-        )
+        try:
+            super().__init__(
+                ClassificationTask,
+                LightningDataModule,
+                subclass_mode_model=True,
+                subclass_mode_data=True,
+                seed_everything_default=DEFAULT_SEED,
+                args=args,
+                run=run,
+                auto_configure_optimizers=False,
+                **kwargs,
+            )
+        except BaseException:
+            # Here, not in a callback's on_exception: Lightning calls every callback at every step, and this is
+            # needed once, when a run fails.
+            _drop_empty_run_folder(getattr(self, "trainer", None))
+            raise
 
     @override
     def setup_parser(
@@ -482,7 +495,6 @@ class CnnzooCLI(LightningCLI):
         # With both switches off SpeedSwitches has no work, but Lightning would still dispatch every hook to it:
         # ~120 Python calls a training step (benchmarks/step_overhead.py), a LeNet-5 step's 0.7%.
         extra = [cb for cb in extra if not isinstance(cb, SpeedSwitches) or cb.channels_last or cb.compile]
-        extra.append(_DropEmptyRunFolder())
         if self.subcommand == "fit":
             extra += [FiniteLossGuard(), PreemptionCheckpoint()]
             if bar is False:
