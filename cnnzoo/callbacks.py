@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.pytorch import LightningModule, Trainer
-from lightning.pytorch.callbacks import BasePredictionWriter, Callback
+from lightning.pytorch.callbacks import BasePredictionWriter, Callback, RichProgressBar
 from lightning.pytorch.callbacks import EarlyStopping as _LightningEarlyStopping
 from lightning.pytorch.callbacks import ModelCheckpoint as _LightningModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
@@ -37,6 +37,7 @@ __all__ = [
     "NonFiniteLossError",
     "PredictionWriter",
     "PreemptionCheckpoint",
+    "ProgressBar",
     "SpeedSwitches",
     "TrainingDivergedError",
 ]
@@ -357,6 +358,23 @@ def format_metrics(metrics: dict[str, Any]) -> str:
     """``name value`` pairs with 4 significant digits: losses first, then training, then the rest."""
     keys = sorted(metrics, key=lambda k: (not k.endswith("loss"), not k.startswith("train"), k))
     return "  ".join(f"{k} {float(metrics[k]):.4g}" for k in keys)
+
+
+class ProgressBar(RichProgressBar):
+    """Rich's progress bar, without the ``v_num`` Lightning adds to every bar.
+
+    ``v_num`` is the logger's version number, shown as a metric (``v_num: 0.000``) beside the losses, where a
+    student reads it as one. Lightning's documentation removes it this way. The run's folder is printed when the
+    fit ends.
+    """
+
+    @override
+    def get_metrics(
+        self, trainer: Trainer, pl_module: LightningModule
+    ) -> dict[str, int | str | float | dict[str, float]]:
+        items = super().get_metrics(trainer, pl_module)
+        items.pop("v_num", None)
+        return items
 
 
 class EpochLog(Callback):

@@ -432,3 +432,27 @@ def test_a_run_folder_holding_only_tensorboard_event_files_counts_as_unwritten(t
     (written / "config.yaml").write_text("trainer: {}\n")
     assert not _remove_if_unwritten(written)
     assert sorted(p.name for p in written.iterdir()) == ["config.yaml", "events.out.tfevents.2.host.1.0"]
+
+
+def test_the_progress_bar_does_not_show_the_log_version_as_a_metric(tmp_path: Path) -> None:
+    from lightning.pytorch.callbacks import RichProgressBar
+
+    from cnnzoo.callbacks import ProgressBar
+
+    cli = CnnzooCLI(
+        args=[
+            "fit",
+            "--config",
+            str(RECIPES / "lenet5_digits.yaml"),
+            "--trainer.max_epochs=1",
+            "--trainer.limit_train_batches=2",
+            "--trainer.limit_val_batches=1",
+            "--trainer.enable_progress_bar=true",
+            f"--trainer.default_root_dir={tmp_path}",
+        ]
+    )
+    bar = cli.trainer.progress_bar_callback
+    assert isinstance(bar, ProgressBar)
+    assert "v_num" in RichProgressBar.get_metrics(bar, cli.trainer, cli.model)  # what Lightning's bar shows
+    shown = bar.get_metrics(cli.trainer, cli.model)
+    assert "v_num" not in shown and "train_loss" in shown

@@ -35,6 +35,7 @@ from ..callbacks import (
     ModelCheckpoint,
     PredictionWriter,
     PreemptionCheckpoint,
+    ProgressBar,
     SpeedSwitches,
     TrainingDivergedError,
 )
@@ -208,7 +209,7 @@ class CnnzooCLI(LightningCLI):
       so recipes never repeat them.
     - Default callbacks, each configurable under its own key: ``checkpoint`` (ModelCheckpoint, best ``val_acc``
       plus ``last.ckpt``), ``early_stopping`` (EarlyStopping on ``val_loss``), ``progress_bar``
-      (RichProgressBar) and ``lr_monitor`` (LearningRateMonitor).
+      (RichProgressBar, as ``cnnzoo.callbacks.ProgressBar``) and ``lr_monitor`` (LearningRateMonitor).
     - ``trainer.precision`` left unset is chosen from the hardware at run time.
     - Every checkpoint is loaded with ``weights_only=True``: a checkpoint cannot run code on load.
     """
@@ -272,7 +273,7 @@ class CnnzooCLI(LightningCLI):
         )
         parser.add_lightning_class_args(EarlyStopping, "early_stopping")
         parser.set_defaults({"early_stopping.monitor": "val_loss", "early_stopping.patience": 5})
-        parser.add_lightning_class_args(RichProgressBar, "progress_bar")
+        parser.add_lightning_class_args(ProgressBar, "progress_bar")
         parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
         parser.add_lightning_class_args(PredictionWriter, "prediction_writer")
         parser.add_lightning_class_args(SpeedSwitches, "speed")
