@@ -468,7 +468,7 @@ def cifar_cpu_cost() -> str:
         times = published["fit"]["wall_s"] / fast["projected_run_s"]
         # The run and the projection are compared as measured together only where both files say one machine.
         why = (
-            "start-up, checkpoints and the test-time-augmented validation are in the run, not in the projection"
+            "start-up, the data cache, checkpoints and logging are in the run, not in the projection"
             if _same_machine(published.get("hardware", {}), r, keys=("cpu_count", "cpu_capability", "processor"))
             else "the run's result file does not record the machine the way this one does, and this shared 2-core "
             "VM's speed varies from day to day, so the two compare loosely"
@@ -780,7 +780,8 @@ def transfer_table() -> str:
     runs = [r[k] for k in TRANSFER_ORDER]
     recipes = {e["recipe"] for e in runs}
     epochs = {e["fit"]["epochs"] for e in runs}
-    if len(recipes) == 1 and len(epochs) == 1:
+    default_seed = all("--seed_everything" not in e["fit"]["command"] for e in runs)
+    if len(recipes) == 1 and len(epochs) == 1 and default_seed:
         data = yaml.safe_load((ROOT / recipes.pop()).read_text())["data"]["init_args"]
         lines += [
             "",
