@@ -63,8 +63,8 @@ DEFAULT_CALLBACKS = [
     "PreemptionCheckpoint",
     "EpochLog",
     "SaveConfigCallback",
-    "RichModelSummary",  # Lightning's, in a terminal
-    "ModelSummary",  # the plain one cnnzoo puts in its place without a terminal (where benchmarks run)
+    "RichModelSummary",  # cnnzoo's (Lightning's without the metric collections), in a terminal
+    "ModelSummary",  # the plain one, without a terminal (where benchmarks run)
 ]
 
 

@@ -18,6 +18,8 @@ from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter, Callback, RichProgressBar
 from lightning.pytorch.callbacks import EarlyStopping as _LightningEarlyStopping
 from lightning.pytorch.callbacks import ModelCheckpoint as _LightningModelCheckpoint
+from lightning.pytorch.callbacks import ModelSummary as _LightningModelSummary
+from lightning.pytorch.callbacks import RichModelSummary as _LightningRichModelSummary
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from typing_extensions import override
 
@@ -34,10 +36,12 @@ __all__ = [
     "FiniteLossGuard",
     "Lookahead",
     "ModelCheckpoint",
+    "ModelSummary",
     "NonFiniteLossError",
     "PredictionWriter",
     "PreemptionCheckpoint",
     "ProgressBar",
+    "RichModelSummary",
     "SpeedSwitches",
     "TrainingDivergedError",
 ]
@@ -358,6 +362,40 @@ def format_metrics(metrics: dict[str, Any]) -> str:
     """``name value`` pairs with 4 significant digits: losses first, then training, then the rest."""
     keys = sorted(metrics, key=lambda k: (not k.endswith("loss"), not k.startswith("train"), k))
     return "  ".join(f"{k} {float(metrics[k]):.4g}" for k in keys)
+
+
+def _without_metric_collections(summary_data: list[tuple[str, list[str]]]) -> list[tuple[str, list[str]]]:
+    """Lightning's summary columns without the rows of the task's metric collections, renumbered."""
+    types = dict(summary_data).get("Type", [])
+    keep = [i for i, t in enumerate(types) if t != "MetricCollection"]
+    if len(keep) == len(types):
+        return summary_data
+    return [
+        (header, [str(n) for n in range(len(keep))] if header == " " else [values[i] for i in keep])
+        for header, values in summary_data
+    ]
+
+
+class ModelSummary(_LightningModelSummary):
+    """Lightning's model summary (printed when a fit starts) without the task's metric collections.
+
+    They are modules of the task, so Lightning listed ``train_metrics``, ``val_metrics`` and ``test_metrics`` above
+    the network, each with 0 parameters and sizes ``?``, which a student reads as layers.
+    """
+
+    @staticmethod
+    @override
+    def summarize(summary_data: list[tuple[str, list[str]]], *args: Any, **kwargs: Any) -> None:
+        _LightningModelSummary.summarize(_without_metric_collections(summary_data), *args, **kwargs)
+
+
+class RichModelSummary(_LightningRichModelSummary):
+    """Lightning's Rich model summary (in a terminal), without the task's metric collections (see ModelSummary)."""
+
+    @staticmethod
+    @override
+    def summarize(summary_data: list[tuple[str, list[str]]], *args: Any, **kwargs: Any) -> None:
+        _LightningRichModelSummary.summarize(_without_metric_collections(summary_data), *args, **kwargs)
 
 
 class ProgressBar(RichProgressBar):

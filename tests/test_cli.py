@@ -231,6 +231,8 @@ def test_fit_into_a_pipe_prints_the_whole_model_summary(tmp_path: Path) -> None:
     assert out.returncode == 0, text[-3000:]
     assert "| LeNet5" in text and "[1, 1, 28, 28]" in text and "…" not in text
     assert "Trainer already configured" not in text
+    # The task's metric collections are modules too: Lightning listed them as layers with 0 parameters.
+    assert "MetricCollection" not in text and "train_metrics" not in text and "0 | net " in text
     # The epoch's line came after Lightning's "`Trainer.fit` stopped", which the fit loop logs before the task
     # has logged the epoch's training metrics.
     assert 0 < text.index("\nepoch 0 ") < text.index("`Trainer.fit` stopped: `max_epochs=1` reached.")
@@ -456,3 +458,28 @@ def test_the_progress_bar_does_not_show_the_log_version_as_a_metric(tmp_path: Pa
     assert "v_num" in RichProgressBar.get_metrics(bar, cli.trainer, cli.model)  # what Lightning's bar shows
     shown = bar.get_metrics(cli.trainer, cli.model)
     assert "v_num" not in shown and "train_loss" in shown
+
+
+@pytest.mark.parametrize("terminal", [True, False])
+def test_the_model_summary_in_a_terminal_and_in_a_log_leaves_out_the_metric_collections(
+    terminal: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lightning.pytorch.callbacks import ModelSummary as LightningModelSummary
+
+    from cnnzoo.callbacks import ModelSummary, RichModelSummary
+
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: terminal)
+    cli = CnnzooCLI(
+        args=["--config", str(RECIPES / "lenet5_digits.yaml"), f"--trainer.default_root_dir={tmp_path}"], run=False
+    )
+    summaries = [cb for cb in cli.trainer.callbacks if isinstance(cb, LightningModelSummary)]
+    assert [type(cb) for cb in summaries] == [RichModelSummary if terminal else ModelSummary]
+    shown: list[list[tuple[str, list[str]]]] = []
+    # Lightning's own summarize (the parent's), which prints: here it records what it was given.
+    monkeypatch.setattr(
+        type(summaries[0]).__mro__[1], "summarize", staticmethod(lambda data, *a, **k: shown.append(data))
+    )
+    cli.trainer.strategy.connect(cli.model)
+    summaries[0].on_fit_start(cli.trainer, cli.model)
+    columns = dict(shown[0])
+    assert columns["Name"] == ["net"] and columns[" "] == ["0"]

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from lightning.fabric.plugins import CheckpointIO
 from lightning.pytorch import LightningDataModule, Trainer
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelSummary, RichProgressBar
+from lightning.pytorch.callbacks import LearningRateMonitor, RichProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from typing_extensions import override
 
@@ -33,9 +33,11 @@ from ..callbacks import (
     EvalReport,
     FiniteLossGuard,
     ModelCheckpoint,
+    ModelSummary,
     PredictionWriter,
     PreemptionCheckpoint,
     ProgressBar,
+    RichModelSummary,
     SpeedSwitches,
     TrainingDivergedError,
 )
@@ -500,10 +502,10 @@ class CnnzooCLI(LightningCLI):
             extra += [FiniteLossGuard(), PreemptionCheckpoint()]
             if bar is False:
                 extra.append(EpochLog())
-        if not interactive and cfg.get("enable_model_summary") is not False:
-            # Lightning's default, RichModelSummary, squeezes its table into 80 columns without a terminal and
-            # cuts the cells; the plain summary keeps every name and size in a log.
-            extra.append(ModelSummary())
+        if cfg.get("enable_model_summary") is not False:
+            # cnnzoo's summaries leave out the task's metric collections. Without a terminal, the plain one: Rich's
+            # (Lightning's default beside its bar) squeezes its table into 80 columns and cuts the cells.
+            extra.append(RichModelSummary() if interactive and bar is not False else ModelSummary())
         if self.subcommand in ("validate", "test"):
             extra.append(EvalReport())
         trainer_config = {**cfg, **kwargs}
