@@ -420,20 +420,31 @@ def test_a_run_that_fails_before_writing_leaves_no_empty_version_folder(tmp_path
 
 
 def test_a_run_folder_holding_only_tensorboard_event_files_counts_as_unwritten(tmp_path: Path) -> None:
+    import time
+
     from cnnzoo.cli.trainer import _remove_if_unwritten
 
+    started = time.time() - 1
     run = tmp_path / "lightning_logs" / "version_1"
     run.mkdir(parents=True)
     (run / "events.out.tfevents.1.host.1.0").write_bytes(b"header only")
     (tmp_path / "lightning_logs" / "version_0").mkdir()
-    assert _remove_if_unwritten(run) and not run.exists()
+    assert _remove_if_unwritten(run, started) and not run.exists()
     assert (tmp_path / "lightning_logs" / "version_0").is_dir()  # an earlier run's folder stays
     written = tmp_path / "lightning_logs" / "version_2"
     written.mkdir()
     (written / "events.out.tfevents.2.host.1.0").write_bytes(b"header only")
     (written / "config.yaml").write_text("trainer: {}\n")
-    assert not _remove_if_unwritten(written)
+    assert not _remove_if_unwritten(written, started)
     assert sorted(p.name for p in written.iterdir()) == ["config.yaml", "events.out.tfevents.2.host.1.0"]
+    # A logger folder without versions holds earlier runs' event files: they are not this run's to delete.
+    flat = tmp_path / "tb"
+    flat.mkdir()
+    (flat / "events.out.tfevents.0.host.1.0").write_bytes(b"an earlier run's curves")
+    os.utime(flat / "events.out.tfevents.0.host.1.0", (started - 3600, started - 3600))
+    (flat / "events.out.tfevents.3.host.1.0").write_bytes(b"header only")
+    assert not _remove_if_unwritten(flat, started)
+    assert len(list(flat.iterdir())) == 2
 
 
 def test_the_progress_bar_does_not_show_the_log_version_as_a_metric(tmp_path: Path) -> None:

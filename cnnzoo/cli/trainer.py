@@ -86,7 +86,7 @@ class _DropNoise(logging.Filter):
         return not str(record.getMessage()).startswith(self.NOISE)
 
 
-def _drop_empty_run_folder(trainer: Trainer | None) -> None:
+def _drop_empty_run_folder(trainer: Trainer | None, started: float) -> None:
     """Remove the ``version_N`` folder of a run that failed before it wrote anything into it.
 
     Lightning creates the loggers' folder before the data module's setup, so a mistyped data path left an empty
@@ -96,18 +96,22 @@ def _drop_empty_run_folder(trainer: Trainer | None) -> None:
         return
     # The loggers' own log_dir, not Trainer.log_dir: that one broadcasts under DDP, and a failed rank is alone.
     for folder in {getattr(logger, "log_dir", None) for logger in trainer.loggers} - {None}:
-        _remove_if_unwritten(Path(str(folder)))
+        _remove_if_unwritten(Path(str(folder)), started)
 
 
-def _remove_if_unwritten(folder: Path) -> bool:
+def _remove_if_unwritten(folder: Path, since: float) -> bool:
     """Remove ``folder`` if nothing was written into it, and its parent (``lightning_logs``) if that is left empty.
 
     TensorBoard's event file is there from the logger's start, before anything is logged, so a folder holding only
-    event files counts as unwritten; anything else (a config, metrics, a checkpoint) keeps the folder.
+    event files written ``since`` the run started counts as unwritten. Anything else (a config, metrics, a
+    checkpoint, an earlier run's event file in a logger folder without versions) keeps the folder.
     """
-    if not folder.is_dir() or any(not p.name.startswith("events.out.tfevents.") for p in folder.iterdir()):
+    if not folder.is_dir():
         return False
-    for event_file in folder.iterdir():
+    entries = list(folder.iterdir())
+    if any(not p.name.startswith("events.out.tfevents.") or p.stat().st_mtime < since for p in entries):
+        return False
+    for event_file in entries:
         event_file.unlink()
     for path in (folder, folder.parent):
         try:
@@ -229,6 +233,7 @@ class CnnzooCLI(LightningCLI):
         # Parse errors are raised, not printed after a full usage dump, so `cnnzoo` can show them first, in one line.
         quiet_errors = {"exit_on_error": False}
         kwargs.setdefault("parser_kwargs", {**quiet_errors, **{sub: quiet_errors for sub in self.subcommands()}})
+        started = time.time()  # the wall clock of file times, to tell this run's files from earlier ones
         try:
             super().__init__(
                 ClassificationTask,
@@ -244,7 +249,7 @@ class CnnzooCLI(LightningCLI):
         except BaseException:
             # Here, not in a callback's on_exception: Lightning calls every callback at every step, and this is
             # needed once, when a run fails.
-            _drop_empty_run_folder(getattr(self, "trainer", None))
+            _drop_empty_run_folder(getattr(self, "trainer", None), started)
             raise
 
     @override
