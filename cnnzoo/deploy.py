@@ -341,14 +341,18 @@ def _name_before_loading(source: str) -> str | None:
 
     if Path(source).suffix in CHECKPOINT_SUFFIXES:
         return Path(source).stem
-    if source in list_pretrained():
-        return get_weights(source).name
-    if is_model(source):
+    if source in list_pretrained() or is_model(source):
         try:
-            return get_weights(source).name  # its default weights
+            return get_weights(source).name  # an architecture's name: its default weights
         except ValueError:
-            return source  # no published weights: random initialisation
+            return source  # an architecture without published weights: random initialisation
     return None  # a URL, hf-hub: or a published folder names its file from its metadata
+
+
+def _refuse_existing(path: Path, overwrite: bool) -> Path:
+    if path.exists() and not overwrite:
+        raise ExportError(f"{path} already exists: pass --overwrite to replace it, or choose another --out")
+    return path
 
 
 def _suffixed(path: Path, format: Format) -> Path:
@@ -396,17 +400,15 @@ def export(
         _check_opset(opset)
     started = time.monotonic()
     # The output is checked before loading (for a URL, downloading) wherever its name is known by then.
+    folder = Path(out if out is not None else ".")  # where a file named after the source goes
     named = _named_output(out, format)
-    early = _name_before_loading(source) if named is None else None
-    if early is not None:
-        named = _suffixed(Path(out if out is not None else ".") / early, format)
-    if named is not None and named.exists() and not overwrite:
-        raise ExportError(f"{named} already exists: pass --overwrite to replace it, or choose another --out")
+    if named is None and (early := _name_before_loading(source)) is not None:
+        named = _suffixed(folder / early, format)
+    if named is not None:
+        _refuse_existing(named, overwrite)
     net, meta = _load(source, config)
-    path = named or _suffixed(Path(out if out is not None else ".") / meta["name"], format)
+    path = _refuse_existing(named or _suffixed(folder / meta["name"], format), overwrite)
     sidecar = path.with_suffix(path.suffix + ".json")
-    if path.exists() and not overwrite:
-        raise ExportError(f"{path} already exists: pass --overwrite to replace it, or choose another --out")
     module: nn.Module = Normalized(net, tuple(meta["mean"]), tuple(meta["std"])) if bake_normalization else net
     module.eval()
     x = _batch(meta, images, 8, bake_normalization)

@@ -686,6 +686,7 @@ def explain_parse_error(text: str, run_config: str | None = None) -> str:
     (a network where a task class goes), ``--data mnist``, a mistyped option, and no model or data at all.
     """
     tasks = "ImageClassifier (a zoo network) or TimmClassifier (a timm backbone)"
+    modules = f"{DATA_EXAMPLES[0]} (or {', '.join(DATA_EXAMPLES[1:])})"
     recipe = "or start from a recipe: --config recipes/<name>.yaml (cnnzoo recipes lists them)"
     if match := _REQUIRED.search(text):
         if run_config is not None:  # `cnnzoo test --ckpt_path <run>/checkpoints/best.ckpt`: its run knows both
@@ -693,7 +694,7 @@ def explain_parse_error(text: str, run_config: str | None = None) -> str:
         if match[1] == "model":
             network = "--model.model <network> (cnnzoo models lists them)"
             return f"no model given: add --model ImageClassifier {network}, {recipe}"
-        return f"no data given: add --data {DATA_EXAMPLES[0]} (or {', '.join(DATA_EXAMPLES[1:])}), {recipe}"
+        return f"no data given: add --data {modules}, {recipe}"
     if match := _NOT_ACCEPTED.match(text):
         key, class_path, option = match.groups()
         class_name = class_path.rsplit(".", 1)[-1]
@@ -701,7 +702,7 @@ def explain_parse_error(text: str, run_config: str | None = None) -> str:
         cls = classes.get(class_name)
         if cls is None and class_name in ("ClassificationTask", "LightningDataModule"):
             # No class was chosen: jsonargparse tried the base class, which takes none of the subclasses' options.
-            which = tasks if key == "model" else f"{DATA_EXAMPLES[0]} (or {', '.join(DATA_EXAMPLES[1:])})"
+            which = tasks if key == "model" else modules
             return f"--{key}.{option} needs a class first: add --{key} {which}, {recipe}"
         if cls is None:
             return text
