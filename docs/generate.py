@@ -792,6 +792,9 @@ def transfer_table() -> str:
     return "\n".join(lines) + "\n"
 
 
+ONE_POINT = 0.01  # of accuracy: what the transfer page says a second seed could change
+
+
 def transfer_findings() -> str:
     r = results("transfer_mnist1k")
     if not all(k in r for k in ("pretrain", *TRANSFER_ORDER)):
@@ -807,9 +810,9 @@ def transfer_findings() -> str:
         )
 
     # One seed each: a difference within a point is what another seed could change, so it is not called a win.
-    above = [k for k in updating if acc[k] - scratch > 0.01]
-    near = [k for k in updating if abs(acc[k] - scratch) <= 0.01]
-    below = [k for k in updating if scratch - acc[k] > 0.01]
+    above = [k for k in updating if acc[k] - scratch > ONE_POINT]
+    near = [k for k in updating if abs(acc[k] - scratch) <= ONE_POINT]
+    below = [k for k in updating if scratch - acc[k] > ONE_POINT]
     parts = [
         f"{len(above)} beat it by more than a point ({named(above)}), although the pretraining was short and on "
         "very different images"
@@ -826,7 +829,7 @@ def transfer_findings() -> str:
         f"0.1x, {small:.4f}. "
         + (
             "The two are within a point: one seed cannot tell them apart."
-            if abs(large - small) <= 0.01
+            if abs(large - small) <= ONE_POINT
             else "The small rate did not win here, against the textbook advice: the backbone is weak and its features "
             "come from colour photographs, so MNIST gains from moving them far."
             if large > small
