@@ -51,7 +51,7 @@ for epoch in range(epochs):
     order = train[torch.randperm(len(train))]
     for i in range(steps):
         idx = order[i * 128 : (i + 1) * 128]
-        loss = F.cross_entropy(net(x[idx]), y[idx])
+        loss = F.cross_entropy(net(x.index_select(0, idx)), y.index_select(0, idx))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -87,7 +87,11 @@ class Setting:
 
 
 class PlainLoop:
-    """The baseline: a hand-written loop over pre-normalised float tensors (Adam, cross-entropy)."""
+    """The baseline: a hand-written loop over pre-normalised float tensors (Adam, cross-entropy).
+
+    It gathers a batch with ``index_select``, as cnnzoo's in-memory path does, so that the difference is the
+    framework's and not the gather's (``step_micro.py`` times the two gathers).
+    """
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, net: nn.Module, clock: Callable[[], float]) -> None:
         self.x, self.y, self.net, self.clock = x, y, net.train(), clock
@@ -101,7 +105,7 @@ class PlainLoop:
         for _ in range(steps):
             idx = self.order[(self.i * BATCH) % (len(self.y) - BATCH) :][:BATCH]
             self.i += 1
-            loss = F.cross_entropy(self.net(self.x[idx]), self.y[idx])
+            loss = F.cross_entropy(self.net(self.x.index_select(0, idx)), self.y.index_select(0, idx))
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             self.opt.step()

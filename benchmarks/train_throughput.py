@@ -101,7 +101,8 @@ def run_plain(data_dir: str, steps: int, warmup: int, batch: int) -> float:
         if i == warmup:
             t0 = time.perf_counter()
         idx = perm[(i * batch) % len(perm) : (i * batch) % len(perm) + batch]
-        x, y = x_all[idx], labels[idx]
+        # index_select, as cnnzoo's in-memory path gathers, so that the ratio is the framework's (step_micro.py)
+        x, y = x_all.index_select(0, idx), labels.index_select(0, idx)
         loss = F.cross_entropy(model(x), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()

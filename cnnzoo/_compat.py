@@ -1,4 +1,4 @@
-"""Every use of Lightning's private API, in one place.
+"""Every use of Lightning's private API, and the one side effect of importing Lightning that cnnzoo undoes.
 
 cnnzoo needs a few things Lightning has no public API for. Each one is wrapped here (or, for private methods that
 cnnzoo overrides, listed here), and ``tests/test_compat.py`` checks each against the installed Lightning, so an
@@ -7,13 +7,17 @@ upgrade that moves one fails a test that names it instead of misbehaving at run 
 
 from __future__ import annotations
 
+import ctypes
+import os
 from typing import Any
 
+import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 
 __all__ = [
+    "NVML_CHECK",
     "OVERRIDDEN_PRIVATE_METHODS",
     "attached_trainer",
     "checkpoint_check_due",
@@ -25,7 +29,30 @@ __all__ = [
     "cli_subcommand_arguments",
     "epoch_in_progress",
     "runs_apart",
+    "skip_nvml_check_without_nvml",
 ]
+
+NVML_CHECK = "PYTORCH_NVML_BASED_CUDA_CHECK"
+
+
+def skip_nvml_check_without_nvml() -> None:
+    """Undo Lightning's ``PYTORCH_NVML_BASED_CUDA_CHECK=1`` where NVML cannot be loaded (no NVIDIA driver).
+
+    Importing Lightning sets it so that asking whether CUDA is there does not initialise CUDA before a fork. With a
+    CUDA build of torch on a machine without the driver, ``Adam``, ``AdamW``, ``RMSprop`` and most of ``torch.optim``
+    (not ``SGD``) ask at every step, and each time torch tries to open ``libnvidia-ml.so.1``, fails, and asks the
+    CUDA runtime instead: the answer is the one it gives without the setting, after a failed library load per step
+    (``benchmarks/results/step_micro.json``). Where NVML loads, the setting stays.
+    """
+    if os.environ.get(NVML_CHECK) != "1" or not torch.backends.cuda.is_built():
+        return
+    try:
+        ctypes.CDLL("libnvidia-ml.so.1")  # the name torch opens
+    except OSError:
+        del os.environ[NVML_CHECK]
+
+
+skip_nvml_check_without_nvml()
 
 # Private methods that cnnzoo's subclasses override, with why:
 # - LightningCLI._parse_ckpt_path: reads --ckpt_path's hyperparameters into the model config; cnnzoo checks the

@@ -740,6 +740,52 @@ def step_overhead() -> str:
     return "\n".join(lines) + "\n"
 
 
+def step_micro() -> str:
+    r = results("step_micro")
+    if not r:
+        return f"Two per-step costs: {NOT_MEASURED} (run `python benchmarks/step_micro.py`).\n"
+    adam = r["adam_step"]
+    lines = [
+        f"Measured with `{r['command']}` (torch {r['torch']}, a {_core_cpu(r)}). The gathers: the best of "
+        f"{r['settings']['repeats']} timings of {r['settings']['number']:,} calls each. The Adam step: a plain loop "
+        f"with a network that costs almost nothing, the median of {adam['rounds']} alternated rounds of "
+        f"{adam['steps']} steps each way, CPU time per step.",
+        "",
+        "| per step | before | now |",
+        "| --- | ---: | ---: |",
+    ]
+    for name, g in r["gather"].items():
+        lines.append(
+            f"| gathering a batch of {g['batch_size']:,} uint8 images of {name} ({'x'.join(map(str, g['shape']))}) "
+            f"from {g['images']:,}: `images[idx]`, now `images.index_select(0, idx)` | {g['indexing_us']:,.1f} µs | "
+            f"{g['index_select_us']:,.1f} µs |"
+        )
+    mnist = [g for g in r["gather"].values() if g["batch_size"] == 128]
+    saved_ms = sum(g["indexing_us"] - g["index_select_us"] for g in mnist) / 1000
+    if adam["nvml_loads"]:
+        lines += ["", "NVML loads on this machine, so Lightning's setting stays, and an Adam step costs what it did."]
+    else:
+        lines.append(
+            f"| an Adam step: with Lightning's `PYTORCH_NVML_BASED_CUDA_CHECK=1`, now without it (no NVIDIA driver "
+            f"here) | {adam['with_nvml_setting_ms']:.3f} ms | {adam['without_ms']:.3f} ms |"
+        )
+        saved_ms += adam["with_nvml_setting_ms"] - adam["without_ms"]
+    apart = results("step_overhead")
+    if apart and _same_machine(r, apart) and mnist:
+        plain = apart["lenet_plain_step_ms"]
+        lines += [
+            "",
+            f"For LeNet-5 on MNIST with Adam that is {saved_ms:.2f} ms of a {plain:.1f} ms plain step "
+            f"({saved_ms / plain:.0%}; the plain step from `step_overhead.json`).",
+        ]
+    lines += [
+        "",
+        "The plain loops in the tables above gather with `index_select` too and run in a process that imports "
+        "cnnzoo, so that their ratios measure the framework; neither saving shows in them.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 # --- transfer learning -------------------------------------------------------------------------------------------
 TRANSFER_ORDER = ("scratch", "feature_extraction", "finetune_0.1x", "finetune_1x", "freeze_unfreeze_0.1x")
 
@@ -1007,6 +1053,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "train-throughput": throughput_table,
     "lenet-fit-wall": lenet_fit_wall,
     "step-overhead": step_overhead,
+    "step-micro": step_micro,
     "transfer-table": transfer_table,
     "transfer-findings": transfer_findings,
     "finetune-digits": finetune_digits,

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import ctypes
 import inspect
+import os
 from pathlib import Path
+from typing import Any
 
+import pytest
+import torch
 from lightning.pytorch.cli import LightningCLI
 
 from cnnzoo import _compat
@@ -53,3 +58,45 @@ def test_every_wrapper_against_a_real_run(tmp_path: Path) -> None:
     assert _compat.attached_trainer(ImageClassifier()) is None
     trainer = _compat.cli_instantiate_trainer(cli, {"max_epochs": 1, "logger": False}, [])
     assert trainer.max_epochs == 1
+
+
+def _nvml_loads() -> bool:
+    try:
+        ctypes.CDLL("libnvidia-ml.so.1")
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("loads", [False, True], ids=["no-driver", "driver"])
+def test_nvml_check_is_undone_only_where_nvml_cannot_load(monkeypatch: pytest.MonkeyPatch, loads: bool) -> None:
+    def cdll(name: str, *args: Any, **kwargs: Any) -> object:
+        if not loads:
+            raise OSError(f"{name}: cannot open shared object file")
+        return object()
+
+    monkeypatch.setenv(_compat.NVML_CHECK, "1")
+    monkeypatch.setattr(torch.backends.cuda, "is_built", lambda: True)
+    monkeypatch.setattr(ctypes, "CDLL", cdll)
+    _compat.skip_nvml_check_without_nvml()
+    assert os.environ.get(_compat.NVML_CHECK) == ("1" if loads else None)
+
+
+def test_adam_steps_do_not_try_to_load_nvml_after_importing_cnnzoo(monkeypatch: pytest.MonkeyPatch) -> None:
+    # What the setting cost: a failed load of libnvidia-ml per Adam step, on a machine without the NVIDIA driver.
+    if _nvml_loads():
+        pytest.skip("NVML loads on this machine, so Lightning's setting stays, as it should")
+    loads: list[str] = []
+    real = ctypes.CDLL
+
+    def counted(name: str, *args: Any, **kwargs: Any) -> Any:
+        loads.append(name)
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(ctypes, "CDLL", counted)
+    param = torch.nn.Parameter(torch.ones(3))
+    optimizer = torch.optim.Adam([param])
+    for _ in range(3):
+        param.sum().backward()
+        optimizer.step()
+    assert "libnvidia-ml.so.1" not in loads

@@ -1,0 +1,145 @@
+"""Two per-step costs outside the network, each timed the way it was and the way cnnzoo does it now.
+
+- **The batch gather** of the in-memory data paths (MNIST's fast path, the folder cache): ``images[idx]`` against
+  ``images.index_select(0, idx)``, on uint8 images of the training splits' shapes (MNIST after its 6,000 validation
+  images, CIFAR-10 after its 5,000), at the recipes' batch sizes. Both return the same tensor.
+  Each figure is the best of ``--repeats`` timings of ``--number`` calls, in microseconds per call.
+- **An Adam step under Lightning's ``PYTORCH_NVML_BASED_CUDA_CHECK=1``**, and without it. ``Adam``/``AdamW`` ask
+  once per ``step`` whether an accelerator is there; without the NVIDIA driver, the setting makes torch try to open
+  ``libnvidia-ml.so.1`` at every ask. Importing cnnzoo removes the setting on such machines (``cnnzoo/_compat.py``);
+  ``nvml_loads`` records which kind this machine is. Timed inside a training loop, not as a bare call: the bare call
+  cost a fraction of what it cost a step here, so the loop is what a user pays.
+
+Run: python benchmarks/step_micro.py
+Writes ``benchmarks/results/step_micro.json``, which ``docs/generate.py`` renders into ``docs/data.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import os
+import statistics
+import time
+import timeit
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from _runs import REPO, machine, write_result
+
+# (what, training images, image shape, batch size)
+GATHERS = [
+    ("MNIST", 54_000, (1, 28, 28), 128),
+    ("CIFAR-10", 45_000, (3, 32, 32), 1024),
+]
+NVML_CHECK = "PYTORCH_NVML_BASED_CUDA_CHECK"
+
+
+def best_us(fn: Callable[[], object], number: int, repeats: int) -> float:
+    return round(min(timeit.repeat(fn, number=number, repeat=repeats)) / number * 1e6, 2)
+
+
+def nvml_loads() -> bool:
+    try:
+        ctypes.CDLL("libnvidia-ml.so.1")
+    except OSError:
+        return False
+    return True
+
+
+def adam_steps(rounds: int, steps: int) -> dict[str, Any]:
+    """Steps of a plain loop (step_overhead's network that costs almost nothing, Adam, batch 128 of MNIST-shaped
+    floats), with the setting and without, alternated ``rounds`` times; CPU time of the main thread per step."""
+    torch.manual_seed(0)
+    x, y = torch.randn(54_000, 1, 28, 28), torch.randint(0, 10, (54_000,))
+    net = nn.Sequential(nn.AvgPool2d(7), nn.Flatten(), nn.Linear(16, 10))
+    optimizer = torch.optim.Adam(net.parameters())
+    order = torch.randperm(len(y))
+
+    def run() -> float:
+        start = time.thread_time()
+        for i in range(steps):
+            idx = order[(i * 128) % (len(y) - 128) :][:128]
+            loss = F.cross_entropy(net(x.index_select(0, idx)), y.index_select(0, idx))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        return (time.thread_time() - start) / steps * 1e3
+
+    before = os.environ.get(NVML_CHECK)
+    times: dict[bool, list[float]] = {True: [], False: []}
+    run()  # warm-up
+    for _ in range(rounds):
+        for setting in (True, False):
+            if setting:
+                os.environ[NVML_CHECK] = "1"
+            else:
+                os.environ.pop(NVML_CHECK, None)
+            times[setting].append(run())
+    if before is None:
+        os.environ.pop(NVML_CHECK, None)
+    else:
+        os.environ[NVML_CHECK] = before
+    return {
+        "nvml_loads": nvml_loads(),
+        "cuda_built": torch.backends.cuda.is_built(),
+        "rounds": rounds,
+        "steps": steps,
+        "with_nvml_setting_ms": round(statistics.median(times[True]), 3),
+        "without_ms": round(statistics.median(times[False]), 3),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--number", type=int, default=500, help="calls per timing")
+    parser.add_argument("--repeats", type=int, default=7, help="timings per figure; the best is kept")
+    parser.add_argument("--rounds", type=int, default=7, help="alternations of the Adam loop with and without")
+    parser.add_argument("--steps", type=int, default=200, help="steps per Adam loop")
+    parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "step_micro.json"))
+    args = parser.parse_args()
+    g = torch.Generator().manual_seed(0)
+
+    gather = {}
+    for name, n, shape, batch in GATHERS:
+        images = torch.randint(0, 256, (n, *shape), dtype=torch.uint8, generator=g)
+        idx = torch.randperm(n, generator=g)[:batch]
+        assert torch.equal(images[idx], images.index_select(0, idx))
+        indexing = best_us(lambda x=images, i=idx: x[i], args.number, args.repeats)
+        select = best_us(lambda x=images, i=idx: x.index_select(0, i), args.number, args.repeats)
+        gather[name] = {
+            "images": n,
+            "shape": list(shape),
+            "batch_size": batch,
+            "indexing_us": indexing,
+            "index_select_us": select,
+            "speedup": round(indexing / select, 1),
+        }
+        print(f"gather {name} batch {batch}: images[idx] {indexing} us, index_select {select} us", flush=True)
+
+    adam = adam_steps(args.rounds, args.steps)
+    print(
+        f"Adam step with {NVML_CHECK}=1: {adam['with_nvml_setting_ms']} ms, without: {adam['without_ms']} ms",
+        flush=True,
+    )
+
+    write_result(
+        args.out,
+        {
+            "benchmark": "step_micro",
+            "command": "python benchmarks/step_micro.py",
+            "settings": {"number": args.number, "repeats": args.repeats},
+            "gather": gather,
+            "adam_step": adam,
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            **machine(),
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()
