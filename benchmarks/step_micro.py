@@ -1,4 +1,4 @@
-"""Two per-step costs outside the network, each timed the way it was and the way cnnzoo does it now.
+"""Four per-step costs outside the network, each timed the way it was and the way cnnzoo does it now.
 
 - **The batch gather** of the in-memory data paths (MNIST's fast path, the folder cache): ``images[idx]`` against
   ``images.index_select(0, idx)``, on uint8 images of the training splits' shapes (MNIST after its 6,000 validation
@@ -9,8 +9,16 @@
   ``libnvidia-ml.so.1`` at every ask. Importing cnnzoo removes the setting on such machines (``cnnzoo/_compat.py``);
   ``nvml_loads`` records which kind this machine is. Timed inside a training loop, not as a bare call: the bare call
   cost a fraction of what it cost a step here, so the loop is what a user pays.
+- **The profiler's context manager.** The Trainer wraps every hook call in ``profiler.profile(name)``. Lightning's
+  default ``PassThroughProfiler`` builds a generator-based context manager each time to do nothing; the CLI's
+  ``cnnzoo.callbacks.NoProfiler`` hands back one shared ``nullcontext``. Timed per call (best of ``--repeats``), and
+  counted per training step of ``cnnzoo fit --config recipes/lenet5_mnist.yaml`` (piped: no progress bar), over
+  training steps 10 to 30.
+- **The hook name.** Lightning sets ``_current_fx_name`` on the LightningModule around every hook call;
+  ``nn.Module.__setattr__`` checks each value against parameters, buffers and modules, and cnnzoo's tasks store
+  this one string directly. Timed per set, counted per step as above.
 
-Run: python benchmarks/step_micro.py
+Run: python benchmarks/step_micro.py --data-dir ../shared/data/mnist
 Writes ``benchmarks/results/step_micro.json``, which ``docs/generate.py`` renders into ``docs/data.md``.
 """
 
@@ -20,6 +28,7 @@ import argparse
 import ctypes
 import os
 import statistics
+import tempfile
 import time
 import timeit
 from collections.abc import Callable
@@ -28,7 +37,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from _runs import REPO, machine, write_result
+from _runs import REPO, cli_fit, machine, write_result
 
 # (what, training images, image shape, batch size)
 GATHERS = [
@@ -93,12 +102,51 @@ def adam_steps(rounds: int, steps: int) -> dict[str, Any]:
     }
 
 
+def calls_per_step(data_dir: str) -> dict[str, float]:
+    """How many times ``cnnzoo fit`` of the LeNet-5 recipe, per training step, asks its profiler for a context
+    manager (``profiler``) and sets Lightning's hook name on the task (``hook_name``)."""
+    from lightning.pytorch import Callback
+
+    from cnnzoo._compat import HOOK_NAME_ATTRIBUTE
+    from cnnzoo.callbacks import NoProfiler
+    from cnnzoo.tasks.base import ClassificationTask
+
+    calls = {"profiler": 0, "hook_name": 0}
+    at: dict[int, dict[str, int]] = {}
+    profile, setattr_ = NoProfiler.profile, ClassificationTask.__setattr__
+
+    def counted_profile(self: NoProfiler, action_name: str) -> Any:
+        calls["profiler"] += 1
+        return profile(self, action_name)
+
+    def counted_setattr(self: ClassificationTask, name: str, value: Any) -> None:
+        calls["hook_name"] += name == HOOK_NAME_ATTRIBUTE
+        setattr_(self, name, value)
+
+    class Mark(Callback):
+        def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
+            at[batch_idx] = dict(calls)
+
+    NoProfiler.profile = counted_profile  # type: ignore[method-assign]
+    ClassificationTask.__setattr__ = counted_setattr  # type: ignore[method-assign]
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            args = ["--config", str(REPO / "recipes" / "lenet5_mnist.yaml"), f"--data.data_dir={data_dir}"]
+            args += ["--trainer.max_epochs=1", "--trainer.limit_train_batches=31", "--trainer.limit_val_batches=0"]
+            cli_fit([*args, f"--trainer.default_root_dir={tmp}"], [Mark()])
+    finally:
+        NoProfiler.profile = profile  # type: ignore[method-assign]
+        ClassificationTask.__setattr__ = setattr_  # type: ignore[method-assign]
+    return {key: (at[30][key] - at[10][key]) / 20 for key in calls}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--number", type=int, default=500, help="calls per timing")
     parser.add_argument("--repeats", type=int, default=7, help="timings per figure; the best is kept")
     parser.add_argument("--rounds", type=int, default=7, help="alternations of the Adam loop with and without")
     parser.add_argument("--steps", type=int, default=200, help="steps per Adam loop")
+    parser.add_argument("--data-dir", default=os.path.join("..", "shared", "data", "mnist"))
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "step_micro.json"))
     args = parser.parse_args()
     g = torch.Generator().manual_seed(0)
@@ -126,14 +174,57 @@ def main() -> None:
         flush=True,
     )
 
+    from lightning.pytorch.profilers import PassThroughProfiler
+
+    from cnnzoo._compat import HOOK_NAME_ATTRIBUTE
+    from cnnzoo.callbacks import NoProfiler
+    from cnnzoo.tasks import ImageClassifier
+
+    def enter_exit(profiler: Any) -> Callable[[], None]:
+        def run() -> None:
+            with profiler.profile("[Callback]EpochLog.on_train_batch_end"):
+                pass
+
+        return run
+
+    counts = calls_per_step(os.path.abspath(args.data_dir))
+    profiler = {
+        "calls_per_step": counts["profiler"],
+        "number": args.number * 20,
+        "pass_through_us": best_us(enter_exit(PassThroughProfiler()), args.number * 20, args.repeats),
+        "no_profiler_us": best_us(enter_exit(NoProfiler()), args.number * 20, args.repeats),
+    }
+    print(
+        f"profiler: {profiler['calls_per_step']} calls a step; {profiler['pass_through_us']} us a call with "
+        f"PassThroughProfiler, {profiler['no_profiler_us']} us with NoProfiler",
+        flush=True,
+    )
+    task = ImageClassifier(model="lenet5", optimizer=torch.optim.Adam)
+    hook = "on_train_batch_end"
+    hook_name = {
+        "calls_per_step": counts["hook_name"],
+        "number": args.number * 20,
+        "module_setattr_us": best_us(
+            lambda: nn.Module.__setattr__(task, HOOK_NAME_ATTRIBUTE, hook), args.number * 20, args.repeats
+        ),
+        "task_setattr_us": best_us(lambda: setattr(task, HOOK_NAME_ATTRIBUTE, hook), args.number * 20, args.repeats),
+    }
+    print(
+        f"hook name: {hook_name['calls_per_step']} sets a step; {hook_name['module_setattr_us']} us a set through "
+        f"nn.Module, {hook_name['task_setattr_us']} us now",
+        flush=True,
+    )
+
     write_result(
         args.out,
         {
             "benchmark": "step_micro",
-            "command": "python benchmarks/step_micro.py",
+            "command": "python benchmarks/step_micro.py --data-dir ../shared/data/mnist",
             "settings": {"number": args.number, "repeats": args.repeats},
             "gather": gather,
             "adam_step": adam,
+            "profiler": profiler,
+            "hook_name": hook_name,
             "torch": torch.__version__,
             "threads": torch.get_num_threads(),
             **machine(),

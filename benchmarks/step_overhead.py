@@ -16,7 +16,8 @@ Ways (every one trains the tiny net on MNIST, batch 128, Adam, ``augment: none``
   task             cnnzoo's ImageClassifier + MNISTDataModule (fast path) under the same bare Trainer;
   cli              ``cnnzoo fit`` of ``recipes/lenet5_mnist.yaml`` with the CLI's defaults;
   cli-no-<X>       the same without one default: a callback class (``+``-joined for several; ``callbacks``: all
-                   of DEFAULT_CALLBACKS), the ``logger``, or the per-step ``reseed`` of exact resume.
+                   of DEFAULT_CALLBACKS), the ``logger``, or the per-step ``reseed`` of exact resume;
+  cli-lightning-profiler  the same with Lightning's default profiler instead of the CLI's ``NoProfiler``.
 
 The LeNet-5 plain step is timed the same way (wall time: it uses both threads), and the ratio that each way's
 overhead implies for LeNet, plain / (plain + overhead), is printed beside it.
@@ -189,6 +190,9 @@ def run_way(way: str, data_dir: str, x: torch.Tensor, y: torch.Tensor, epochs: i
         args += ["--data.augment=none", f"--trainer.max_epochs={epochs}"]
         change = way.removeprefix("cli").removeprefix("-no-")
         drop: list[str] = []
+        if way == "cli-lightning-profiler":
+            change = ""
+            args.append("--trainer.profiler=lightning.pytorch.profilers.PassThroughProfiler")
         if change == "logger":
             args.append("--trainer.logger=false")
         elif change == "reseed":
@@ -234,7 +238,7 @@ def main() -> None:
     parser.add_argument(
         "--ways",
         default="lightning,task,cli,cli-no-callbacks,cli-no-FiniteLossGuard,cli-no-ModelCheckpoint,cli-no-logger,"
-        "cli-no-reseed",
+        "cli-no-reseed,cli-lightning-profiler",
     )
     parser.add_argument(
         "--lenet-ways", default="lightning,task,cli", help="ways run again with LeNet-5 itself, paired, in wall time"

@@ -17,6 +17,7 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 
 __all__ = [
+    "HOOK_NAME_ATTRIBUTE",
     "NVML_CHECK",
     "OVERRIDDEN_PRIVATE_METHODS",
     "attached_trainer",
@@ -53,6 +54,11 @@ def skip_nvml_check_without_nvml() -> None:
 
 
 skip_nvml_check_without_nvml()
+
+# The private attribute in which Lightning records the running hook's name on the LightningModule, set before and
+# after every hook call, dozens of times a training step. ClassificationTask stores it without nn.Module's
+# parameter, buffer and module checks, which cost more than anything else Lightning does per hook call.
+HOOK_NAME_ATTRIBUTE = "_current_fx_name"
 
 # Private methods that cnnzoo's subclasses override, with why:
 # - LightningCLI._parse_ckpt_path: reads --ckpt_path's hyperparameters into the model config; cnnzoo checks the

@@ -494,3 +494,22 @@ def test_the_model_summary_in_a_terminal_and_in_a_log_leaves_out_the_metric_coll
     summaries[0].on_fit_start(cli.trainer, cli.model)
     columns = dict(shown[0])
     assert columns["Name"] == ["net"] and columns[" "] == ["0"]
+
+
+@pytest.mark.parametrize("named", [None, "simple"])
+def test_the_trainer_profiles_nothing_at_no_cost_unless_a_profiler_is_named(named: str | None, tmp_path: Path) -> None:
+    from lightning.pytorch.profilers import SimpleProfiler
+
+    from cnnzoo.callbacks import NoProfiler
+
+    args = ["--config", str(RECIPES / "lenet5_digits.yaml"), f"--trainer.default_root_dir={tmp_path}"]
+    cli = CnnzooCLI(args=[*args, *([f"--trainer.profiler={named}"] if named else [])], run=False)
+    profiler = cli.trainer.profiler
+    if named:
+        assert isinstance(profiler, SimpleProfiler)
+        return
+    assert isinstance(profiler, NoProfiler)
+    # Lightning asks for a context manager at every hook call; this one is built once, not at each call.
+    with profiler.profile("[Callback]EpochLog.on_train_batch_end") as first:
+        pass
+    assert first is None and profiler.profile("a") is profiler.profile("b")

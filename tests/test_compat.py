@@ -100,3 +100,42 @@ def test_adam_steps_do_not_try_to_load_nvml_after_importing_cnnzoo(monkeypatch: 
         param.sum().backward()
         optimizer.step()
     assert "libnvidia-ml.so.1" not in loads
+
+
+def test_lightning_still_records_the_running_hook_under_the_name_the_tasks_store_directly() -> None:
+    from lightning.pytorch import Callback, Trainer
+
+    seen: list[str] = []
+
+    class Look(Callback):
+        def on_train_batch_start(self, trainer: Trainer, pl_module: Any, batch: Any, batch_idx: int) -> None:
+            seen.append(pl_module.__dict__[_compat.HOOK_NAME_ATTRIBUTE])
+
+    from cnnzoo.data import DigitsDataModule
+
+    task = ImageClassifier(model="lenet5", optimizer=torch.optim.Adam, num_classes=10, in_chans=1)
+    trainer = Trainer(
+        max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False, callbacks=[Look()]
+    )
+    trainer.fit(task, datamodule=DigitsDataModule(image_size=28, batch_size=8))
+    assert seen == ["on_train_batch_start"]
+
+
+def test_the_hook_name_skips_nn_modules_checks_and_everything_else_still_goes_through_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    task = ImageClassifier(model="lenet5", optimizer=torch.optim.Adam)
+    through: list[str] = []
+    real = torch.nn.Module.__setattr__
+
+    def counted(self: torch.nn.Module, name: str, value: Any) -> None:
+        through.append(name)
+        real(self, name, value)
+
+    monkeypatch.setattr(torch.nn.Module, "__setattr__", counted)
+    setattr(task, _compat.HOOK_NAME_ATTRIBUTE, "on_train_batch_end")
+    assert getattr(task, _compat.HOOK_NAME_ATTRIBUTE) == "on_train_batch_end" and through == []
+    extra = torch.nn.Linear(2, 2)
+    through.clear()
+    task.extra = extra
+    assert through == ["extra"] and task._modules["extra"] is extra

@@ -34,6 +34,7 @@ from ..callbacks import (
     FiniteLossGuard,
     ModelCheckpoint,
     ModelSummary,
+    NoProfiler,
     PredictionWriter,
     PreemptionCheckpoint,
     ProgressBar,
@@ -519,6 +520,8 @@ class CnnzooCLI(LightningCLI):
             self.save_config_callback = None
             if trainer_config.get("logger") is None:
                 trainer_config["logger"] = False
+        if trainer_config.get("profiler") is None:
+            trainer_config["profiler"] = NoProfiler()
         if trainer_config.get("logger") in (None, True):
             trainer_config["logger"] = default_loggers(trainer_config.get("default_root_dir") or os.getcwd())
         plugins = trainer_config.get("plugins")
