@@ -421,8 +421,8 @@ class NoProfiler(PassThroughProfiler):
     """Lightning's default profiler, which profiles nothing, without its cost per hook.
 
     The Trainer wraps every hook call (each callback's, the module's, the strategy's) in ``profiler.profile(...)``,
-    about 130 times a training step under ``cnnzoo fit``, and the base class builds a generator-based context
-    manager each time only to do nothing. This one hands back one shared ``nullcontext``
+    dozens of times a training step, and the base class builds a generator-based context manager each time only to
+    do nothing. This one hands back one shared ``nullcontext``
     (``benchmarks/results/step_micro.json``). The CLI uses it unless ``--trainer.profiler`` names another; in
     Python, ``Trainer(profiler=NoProfiler())``.
     """

@@ -1,4 +1,4 @@
-"""Each use of Lightning's private API (cnnzoo/_compat.py) against the installed Lightning."""
+"""Each use of Lightning's private API (cnnzoo/_compat.py), and the side effect of importing Lightning it undoes."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ from typing import Any
 
 import pytest
 import torch
+from lightning.pytorch import Callback, Trainer
 from lightning.pytorch.cli import LightningCLI
 
 from cnnzoo import _compat
 from cnnzoo.cli import CnnzooCLI
+from cnnzoo.data import DigitsDataModule
 from cnnzoo.tasks import ImageClassifier
 
 from .conftest import RECIPES
@@ -103,21 +105,17 @@ def test_adam_steps_do_not_try_to_load_nvml_after_importing_cnnzoo(monkeypatch: 
 
 
 def test_lightning_still_records_the_running_hook_under_the_name_the_tasks_store_directly() -> None:
-    from lightning.pytorch import Callback, Trainer
-
     seen: list[str] = []
 
     class Look(Callback):
         def on_train_batch_start(self, trainer: Trainer, pl_module: Any, batch: Any, batch_idx: int) -> None:
             seen.append(pl_module.__dict__[_compat.HOOK_NAME_ATTRIBUTE])
 
-    from cnnzoo.data import DigitsDataModule
-
     task = ImageClassifier(model="lenet5", optimizer=torch.optim.Adam, num_classes=10, in_chans=1)
     trainer = Trainer(
         max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False, callbacks=[Look()]
     )
-    trainer.fit(task, datamodule=DigitsDataModule(image_size=28, batch_size=8))
+    trainer.fit(task, datamodule=DigitsDataModule(img_size=28, batch_size=8))
     assert seen == ["on_train_batch_start"]
 
 
