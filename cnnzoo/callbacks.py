@@ -183,15 +183,24 @@ class FiniteLossGuard(Callback):
         if not str(trainer.precision).startswith("16"):
             grads = [p.grad.detach() for p in self._params or pl_module.parameters() if p.grad is not None]
             if grads:
-                # One fused reduction instead of a check per tensor: the norm is non-finite iff some element is.
+                # One fused reduction instead of a check per tensor: the norm is non-finite if some element is (or
+                # if they are too large to square, below).
                 flags.append(torch.isfinite(torch.nn.utils.get_total_norm(grads)))
         if not flags or bool(torch.stack(flags).all()):
             return
         bad_loss = next((loss for loss in losses if not bool(torch.isfinite(loss).all())), None)
         if bad_loss is not None:
             self._stop(trainer, f"train_loss is {float(bad_loss.float().mean()):.4g}")
-        bad = next(n for n, p in pl_module.named_parameters() if p.grad is not None and not p.grad.isfinite().all())
-        self._stop(trainer, f"the gradient of {bad} is not finite (the loss was finite)")
+        named = [(n, p.grad) for n, p in pl_module.named_parameters() if p.grad is not None]
+        bad = next((n for n, grad in named if not grad.isfinite().all()), None)
+        if bad is not None:
+            self._stop(trainer, f"the gradient of {bad} is not finite (the loss was finite)")
+        # Every value is finite, but their norm overflowed (past ~1e19 a square is inf in float32): diverged all the
+        # same. This must raise: a StopIteration escaping a hook reads to Lightning's loop as the end of the data.
+        biggest, name = max((float(grad.abs().max()), n) for n, grad in named)
+        self._stop(
+            trainer, f"the gradients are finite but too large for their norm (the largest, in {name}, is {biggest:.3g})"
+        )
 
     @staticmethod
     def _stop(trainer: Trainer, what: str) -> None:

@@ -416,6 +416,12 @@ def test_loss_guard_checks_every_accumulated_loss_in_one_step() -> None:
     guard.on_before_backward(trainer, net, torch.tensor(2.0))  # type: ignore[arg-type]
     with pytest.raises(NonFiniteLossError, match=r"gradient of weight is not finite \(the loss was finite\)"):
         guard.on_before_optimizer_step(trainer, net, None)  # type: ignore[arg-type]
+    # Every value finite, but too large for their norm to be: a StopIteration here hung the fit loop.
+    net.weight.grad[0, 0] = 3e37  # type: ignore[index]
+    guard.on_before_backward(trainer, net, torch.tensor(2.0))  # type: ignore[arg-type]
+    too_large = r"finite but too large for their norm \(the largest, in weight, is 3e\+37\) at epoch 0, step 7"
+    with pytest.raises(NonFiniteLossError, match=too_large):
+        guard.on_before_optimizer_step(trainer, net, None)  # type: ignore[arg-type]
 
 
 def test_early_stopping_says_why_and_a_diverged_run_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
