@@ -25,7 +25,6 @@ Writes ``benchmarks/results/step_micro.json``, which ``docs/generate.py`` render
 from __future__ import annotations
 
 import argparse
-import ctypes
 import os
 import statistics
 import tempfile
@@ -38,25 +37,23 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from _runs import REPO, cli_fit, machine, write_result
+from lightning.pytorch import Callback
+from lightning.pytorch.profilers import PassThroughProfiler
+
+from cnnzoo._compat import HOOK_NAME_ATTRIBUTE, NVML_CHECK, nvml_loads
+from cnnzoo.callbacks import NoProfiler
+from cnnzoo.tasks import ImageClassifier
+from cnnzoo.tasks.base import ClassificationTask
 
 # (what, training images, image shape, batch size)
 GATHERS = [
     ("MNIST", 54_000, (1, 28, 28), 128),
     ("CIFAR-10", 45_000, (3, 32, 32), 1024),
 ]
-NVML_CHECK = "PYTORCH_NVML_BASED_CUDA_CHECK"
 
 
 def best_us(fn: Callable[[], object], number: int, repeats: int) -> float:
     return round(min(timeit.repeat(fn, number=number, repeat=repeats)) / number * 1e6, 2)
-
-
-def nvml_loads() -> bool:
-    try:
-        ctypes.CDLL("libnvidia-ml.so.1")
-    except OSError:
-        return False
-    return True
 
 
 def adam_steps(rounds: int, steps: int) -> dict[str, Any]:
@@ -105,12 +102,6 @@ def adam_steps(rounds: int, steps: int) -> dict[str, Any]:
 def calls_per_step(data_dir: str) -> dict[str, float]:
     """How many times ``cnnzoo fit`` of the LeNet-5 recipe, per training step, asks its profiler for a context
     manager (``profiler``) and sets Lightning's hook name on the task (``hook_name``)."""
-    from lightning.pytorch import Callback
-
-    from cnnzoo._compat import HOOK_NAME_ATTRIBUTE
-    from cnnzoo.callbacks import NoProfiler
-    from cnnzoo.tasks.base import ClassificationTask
-
     calls = {"profiler": 0, "hook_name": 0}
     at: dict[int, dict[str, int]] = {}
     profile, setattr_ = NoProfiler.profile, ClassificationTask.__setattr__
@@ -174,12 +165,6 @@ def main() -> None:
         flush=True,
     )
 
-    from lightning.pytorch.profilers import PassThroughProfiler
-
-    from cnnzoo._compat import HOOK_NAME_ATTRIBUTE
-    from cnnzoo.callbacks import NoProfiler
-    from cnnzoo.tasks import ImageClassifier
-
     def enter_exit(profiler: Any) -> Callable[[], None]:
         def run() -> None:
             with profiler.profile("[Callback]EpochLog.on_train_batch_end"):
@@ -188,11 +173,12 @@ def main() -> None:
         return run
 
     counts = calls_per_step(os.path.abspath(args.data_dir))
+    many = args.number * 20  # calls per timing: these take under a microsecond each
     profiler = {
         "calls_per_step": counts["profiler"],
-        "number": args.number * 20,
-        "pass_through_us": best_us(enter_exit(PassThroughProfiler()), args.number * 20, args.repeats),
-        "no_profiler_us": best_us(enter_exit(NoProfiler()), args.number * 20, args.repeats),
+        "number": many,
+        "pass_through_us": best_us(enter_exit(PassThroughProfiler()), many, args.repeats),
+        "no_profiler_us": best_us(enter_exit(NoProfiler()), many, args.repeats),
     }
     print(
         f"profiler: {profiler['calls_per_step']} calls a step; {profiler['pass_through_us']} us a call with "
@@ -203,11 +189,11 @@ def main() -> None:
     hook = "on_train_batch_end"
     hook_name = {
         "calls_per_step": counts["hook_name"],
-        "number": args.number * 20,
+        "number": many,
         "module_setattr_us": best_us(
-            lambda: nn.Module.__setattr__(task, HOOK_NAME_ATTRIBUTE, hook), args.number * 20, args.repeats
+            lambda: nn.Module.__setattr__(task, HOOK_NAME_ATTRIBUTE, hook), many, args.repeats
         ),
-        "task_setattr_us": best_us(lambda: setattr(task, HOOK_NAME_ATTRIBUTE, hook), args.number * 20, args.repeats),
+        "task_setattr_us": best_us(lambda: setattr(task, HOOK_NAME_ATTRIBUTE, hook), many, args.repeats),
     }
     print(
         f"hook name: {hook_name['calls_per_step']} sets a step; {hook_name['module_setattr_us']} us a set through "

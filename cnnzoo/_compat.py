@@ -29,6 +29,7 @@ __all__ = [
     "cli_instantiate_trainer",
     "cli_subcommand_arguments",
     "epoch_in_progress",
+    "nvml_loads",
     "runs_apart",
     "skip_nvml_check_without_nvml",
 ]
@@ -45,12 +46,17 @@ def skip_nvml_check_without_nvml() -> None:
     CUDA runtime instead: the answer is the one it gives without the setting, after a failed library load per step
     (``benchmarks/results/step_micro.json``). Where NVML loads, the setting stays.
     """
-    if os.environ.get(NVML_CHECK) != "1" or not torch.backends.cuda.is_built():
-        return
-    try:
-        ctypes.CDLL("libnvidia-ml.so.1")  # the name torch opens
-    except OSError:
+    if os.environ.get(NVML_CHECK) == "1" and torch.backends.cuda.is_built() and not nvml_loads():
         del os.environ[NVML_CHECK]
+
+
+def nvml_loads() -> bool:
+    """Whether NVML, the NVIDIA driver's library, loads here, under the name torch opens it by."""
+    try:
+        ctypes.CDLL("libnvidia-ml.so.1")
+    except OSError:
+        return False
+    return True
 
 
 skip_nvml_check_without_nvml()

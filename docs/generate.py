@@ -744,19 +744,20 @@ def step_overhead() -> str:
 def step_micro() -> str:
     r = results("step_micro")
     if not r:
-        return f"Two per-step costs: {NOT_MEASURED} (run `python benchmarks/step_micro.py`).\n"
+        return f"Per-step costs outside the network: {NOT_MEASURED} (run `python benchmarks/step_micro.py`).\n"
     adam = r["adam_step"]
     lines = [
         f"Measured with `{r['command']}` (torch {r['torch']}, a {_core_cpu(r)}). The gathers: the best of "
         f"{r['settings']['repeats']} timings of {r['settings']['number']:,} calls each. The Adam step: a plain loop "
         f"with a network that costs almost nothing, the median of {adam['rounds']} alternated rounds of "
         f"{adam['steps']} steps each way, CPU time per step. The profiler and the hook name: the best of "
-        f"{r['settings']['repeats']} timings of {r.get('profiler', {}).get('number', 0):,} calls each, times the "
+        f"{r['settings']['repeats']} timings of {r['profiler']['number']:,} calls each, times the "
         "calls counted per step.",
         "",
         "| per step | before | now |",
         "| --- | ---: | ---: |",
     ]
+    notes = []
     for name, g in r["gather"].items():
         lines.append(
             f"| gathering a batch of {g['batch_size']:,} uint8 images of {name} ({'x'.join(map(str, g['shape']))}) "
@@ -766,30 +767,36 @@ def step_micro() -> str:
     mnist = [g for g in r["gather"].values() if g["batch_size"] == 128]
     saved_ms = sum(g["indexing_us"] - g["index_select_us"] for g in mnist) / 1000
     if adam["nvml_loads"]:
-        lines += ["", "NVML loads on this machine, so Lightning's setting stays, and an Adam step costs what it did."]
+        notes += ["", "NVML loads on this machine, so Lightning's setting stays, and an Adam step costs what it did."]
     else:
         lines.append(
             f"| an Adam step: with Lightning's `PYTORCH_NVML_BASED_CUDA_CHECK=1`, now without it (no NVIDIA driver "
             f"here) | {adam['with_nvml_setting_ms']:.3f} ms | {adam['without_ms']:.3f} ms |"
         )
         saved_ms += adam["with_nvml_setting_ms"] - adam["without_ms"]
-    prof = r.get("profiler")
-    if prof:
-        lines.append(
-            f"| the profiler's context manager around each hook call, {prof['calls_per_step']:.0f} a step of `cnnzoo "
-            f"fit` (piped): Lightning's `PassThroughProfiler`, now `cnnzoo.callbacks.NoProfiler` | "
-            f"{prof['calls_per_step'] * prof['pass_through_us']:,.1f} µs | "
-            f"{prof['calls_per_step'] * prof['no_profiler_us']:,.1f} µs |"
-        )
-        saved_ms += prof["calls_per_step"] * (prof["pass_through_us"] - prof["no_profiler_us"]) / 1000
-    hook = r.get("hook_name")
-    if hook:
-        lines.append(
-            f"| setting Lightning's hook name on the task, {hook['calls_per_step']:.0f} times a step: through "
-            f"`nn.Module.__setattr__`, now directly | {hook['calls_per_step'] * hook['module_setattr_us']:,.1f} µs | "
-            f"{hook['calls_per_step'] * hook['task_setattr_us']:,.1f} µs |"
-        )
-        saved_ms += hook["calls_per_step"] * (hook["module_setattr_us"] - hook["task_setattr_us"]) / 1000
+    # Costs per call, times the calls counted per step: (result key, row label, before, now).
+    per_call = (
+        (
+            "profiler",
+            "the profiler's context manager around each hook call, {n} a step of `cnnzoo fit` (piped): Lightning's "
+            "`PassThroughProfiler`, now `cnnzoo.callbacks.NoProfiler`",
+            "pass_through_us",
+            "no_profiler_us",
+        ),
+        (
+            "hook_name",
+            "setting Lightning's hook name on the task, {n} times a step: through `nn.Module.__setattr__`, now "
+            "directly",
+            "module_setattr_us",
+            "task_setattr_us",
+        ),
+    )
+    for key, label, before, now in per_call:
+        c = r[key]
+        n = c["calls_per_step"]
+        lines.append(f"| {label.format(n=f'{n:.0f}')} | {n * c[before]:,.1f} µs | {n * c[now]:,.1f} µs |")
+        saved_ms += n * (c[before] - c[now]) / 1000
+    lines += notes
     apart = results("step_overhead")
     if apart and _same_machine(r, apart) and mnist:
         plain = apart["lenet_plain_step_ms"]

@@ -62,14 +62,6 @@ def test_every_wrapper_against_a_real_run(tmp_path: Path) -> None:
     assert trainer.max_epochs == 1
 
 
-def _nvml_loads() -> bool:
-    try:
-        ctypes.CDLL("libnvidia-ml.so.1")
-    except OSError:
-        return False
-    return True
-
-
 @pytest.mark.parametrize("loads", [False, True], ids=["no-driver", "driver"])
 def test_nvml_check_is_undone_only_where_nvml_cannot_load(monkeypatch: pytest.MonkeyPatch, loads: bool) -> None:
     def cdll(name: str, *args: Any, **kwargs: Any) -> object:
@@ -86,7 +78,7 @@ def test_nvml_check_is_undone_only_where_nvml_cannot_load(monkeypatch: pytest.Mo
 
 def test_adam_steps_do_not_try_to_load_nvml_after_importing_cnnzoo(monkeypatch: pytest.MonkeyPatch) -> None:
     # What the setting cost: a failed load of libnvidia-ml per Adam step, on a machine without the NVIDIA driver.
-    if _nvml_loads():
+    if _compat.nvml_loads():
         pytest.skip("NVML loads on this machine, so Lightning's setting stays, as it should")
     loads: list[str] = []
     real = ctypes.CDLL
