@@ -283,6 +283,20 @@ def _write(fmt: str, module: nn.Module, x: torch.Tensor, path: Path, opset: int,
         ) from None
 
 
+def _pass_on(caught: list[warnings.WarningMessage]) -> None:
+    """Re-issue the warnings of loading the export for its check, except torch's deprecation of TorchScript.
+
+    That one (torch.jit.load's FutureWarning) would print a path inside torch; the user gets it as one line instead.
+    """
+    for w in caught:
+        text = str(w.message).strip()
+        if issubclass(w.category, FutureWarning) and "torch.jit" in text and "deprecated" in text:
+            said = text.splitlines()[0]
+            _logging.info(f"torch: {said} The file was written and checked; --format pt2 is its successor")
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+
+
 @contextlib.contextmanager
 def _quiet_exporters() -> Iterator[None]:
     """The exporters' progress lines, warnings and logged tracebacks: the outcome is reported once, at the end."""
@@ -418,7 +432,10 @@ def export(
         exporter = _write(format, module, x[:2], path, opset, min_size)
         reference = module(x)
     try:
-        run = load_exported(format, path)  # loaded once: an ONNX Runtime session is costly to create
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            run = load_exported(format, path)  # loaded once: an ONNX Runtime session is costly to create
+        _pass_on(caught)
         with torch.no_grad():  # a torch.export program's outputs would otherwise require grad
             got = run(x)
     except ImportError:

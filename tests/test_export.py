@@ -284,3 +284,25 @@ def test_default_name_is_the_weights_name(tmp_path: Path, monkeypatch: pytest.Mo
         export(str(folder / "lenet5.mnist.json"), f"{tmp_path / 'out'}/", "pt2").path
         == tmp_path / "out" / "lenet5.mnist.pt2"
     )
+
+
+def test_torch_deprecating_torchscript_is_one_line_and_other_warnings_pass(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    real = deploy.load_exported
+
+    def loading_warns(fmt: str, path: Path) -> object:
+        warnings.warn("`torch.jit.load` is deprecated. Please switch to `torch.export`.", FutureWarning, stacklevel=1)
+        warnings.warn("some other warning", UserWarning, stacklevel=1)
+        return real(fmt, path)
+
+    monkeypatch.setattr(deploy, "load_exported", loading_warns)
+    with warnings.catch_warnings(record=True) as caught, caplog.at_level("INFO", logger="cnnzoo"):
+        warnings.simplefilter("always")
+        export("lenet5.mnist", tmp_path / "m", "torchscript")
+    assert [str(w.message) for w in caught] == ["some other warning"]
+    said = {r.getMessage() for r in caplog.records if "torch.jit.load" in r.getMessage()}  # torch's own may join
+    assert said == {
+        "torch: `torch.jit.load` is deprecated. Please switch to `torch.export`. The file was written and checked; "
+        "--format pt2 is its successor"
+    }

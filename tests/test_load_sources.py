@@ -85,6 +85,9 @@ def test_sources_without_metadata_say_what_is_missing(published: Path, tmp_path:
         cnnzoo.load_pretrained(str(tmp_path / "notes.txt"))
     with pytest.raises(ConfigError, match=r"hf-hub:: name the Hub repository"):
         cnnzoo.load_pretrained("hf-hub:")
+    for empty in ("", " "):  # not the current directory searched for a weights JSON
+        with pytest.raises(ValueError, match=r"^the weights name is empty; give a weights name"):
+            cnnzoo.load_pretrained(empty)
 
 
 def free_port() -> int:
@@ -266,3 +269,6 @@ def test_pretrained_cfg_is_what_timm_expects() -> None:
     assert cfg["input_size"] == w.input_size and cfg["mean"] == w.mean and cfg["std"] == w.std
     assert cfg["interpolation"] == "bilinear" and cfg["crop_pct"] == 1.0
     assert w["num_classes"] == 10 and "mean" in w and w.get("missing", 7) == 7
+    # A mapping all the way: iterating, len, dict(), items() give the same keys and values.
+    assert list(w) == list(w.keys()) and len(w) == len(list(w)) and dict(w.items()) == dict(w) == {**w}
+    assert dict(w)["input_size"] == w.input_size

@@ -628,7 +628,8 @@ class CnnzooCLI(LightningCLI):
         with open(path, "w") as f:
             json.dump(report, f, indent=2)
         epochs, steps = trainer.current_epoch, trainer.global_step
-        summary = f"fit: {epochs} epoch{'s' * (epochs != 1)}, {steps} step{'s' * (steps != 1)} in {wall:.0f} s"
+        took = f"{wall:.1f}" if wall < 10 else f"{wall:.0f}"  # a short run is not "0 s"
+        summary = f"fit: {epochs} epoch{'s' * (epochs != 1)}, {steps} step{'s' * (steps != 1)} in {took} s"
         if best is not None and best["score"] is not None:
             summary += f"; best {best['monitor']} {best['score']:.4f} at epoch {best['epoch']}"
         print(f"{summary}; report: {path}")

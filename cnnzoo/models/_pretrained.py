@@ -203,9 +203,19 @@ class Weights:
     def __contains__(self, key: object) -> bool:
         return key in self._timm_cfg()
 
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._timm_cfg())
+
+    def __len__(self) -> int:
+        return len(self._timm_cfg())
+
     def keys(self) -> Any:
         """Timm's ``pretrained_cfg`` keys."""
         return self._timm_cfg().keys()
+
+    def items(self) -> Any:
+        """Timm's ``pretrained_cfg`` keys and values, as ``dict.items`` gives them."""
+        return self._timm_cfg().items()
 
     def transforms(self) -> Any:
         """The inference transforms of these weights.
@@ -347,6 +357,8 @@ def list_pretrained(pattern: str | None = None) -> list[str]:
 
 def get_weights(name: str) -> Weights:
     """Metadata of ``arch.tag``; ``arch`` alone or ``arch.DEFAULT`` gives the architecture's default weights."""
+    if not name.strip():  # Path("") is the current directory, which would be searched for a weights JSON
+        raise ValueError(f"the weights name is empty; give {SOURCES_HELP}")
     arch, _, tag = name.partition(".")
     if tag in ("", "DEFAULT"):
         defaults = [w for w in _registry.values() if w.arch == arch and w.default]
