@@ -371,3 +371,34 @@ def test_split_folders_given_as_root_are_refused_with_the_fix(tmp_path: Path) ->
     # A real class that happens to be called "test" beside others is a class.
     write_folder(tmp_path / "mixed", {"cat": 2, "test": 2}, size=12)
     assert ImageFolderDataModule(root=str(tmp_path / "mixed")).class_names == ("cat", "test")
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_overfit_batches_serves_whole_batches_in_order(fast: bool) -> None:
+    # Lightning turns shuffling off for overfit_batches by swapping in a sampler of single indices; the in-memory
+    # path indexes whole batches, so each "batch" was one image.
+    from lightning.pytorch import Callback, Trainer
+
+    from cnnzoo.tasks import ImageClassifier
+
+    seen: dict[str, list[torch.Tensor]] = {"train": [], "val": []}
+
+    class Record(Callback):
+        def on_train_batch_start(self, trainer: Trainer, module: Any, batch: Any, batch_idx: int) -> None:
+            seen["train"].append(batch[1])
+
+        def on_validation_batch_start(self, trainer: Trainer, module: Any, batch: Any, *args: Any) -> None:
+            seen["val"].append(batch[1])
+
+    dm = DigitsDataModule(batch_size=32, fast=fast)
+    kw = dict(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Lightning says it turned shuffling off
+        Trainer(max_epochs=2, overfit_batches=2, num_sanity_val_steps=0, callbacks=[Record()], **kw).fit(
+            ImageClassifier(model="lenet5"), datamodule=dm
+        )
+    train_labels = dm.splits["train"][1]
+    assert [len(y) for y in seen["train"]] == [32] * 4
+    for i, y in enumerate(seen["train"]):  # the same first two batches every epoch, in the data's order
+        assert torch.equal(y, train_labels[(i % 2) * 32 : (i % 2 + 1) * 32])
+    assert [len(y) for y in seen["val"]] == [dm.eval_batch_size] * 4

@@ -117,6 +117,23 @@ def test_one_cycle_resume_mid_epoch_is_exact(one_cycle_yaml: Path, tmp_path: Pat
     _assert_same_final_state(last_ckpt(tmp_path / "straight"), last_ckpt(tmp_path / "resumed"))
 
 
+def test_resume_mid_epoch_with_gradient_accumulation_is_exact(one_cycle_yaml: Path, tmp_path: Path) -> None:
+    # 39 batches an epoch in steps of 2 (the last alone): 20 steps, so step 30 is in the middle of epoch 1. The
+    # loader skips the batches of the steps taken, not one batch per step.
+    common = ["--config", str(one_cycle_yaml), "--data.augment=standard", "--trainer.max_epochs=3"]
+    common.append("--trainer.accumulate_grad_batches=2")
+    fit(tmp_path / "straight", *common)
+    sig = tmp_path / "sig.yaml"
+    sig.write_text(
+        "trainer:\n  callbacks:\n    - class_path: tests.helpers.SigtermAtStep\n      init_args: {step: 30}\n"
+    )
+    with pytest.raises(SIGTERMException):
+        fit(tmp_path / "resumed", *common, "--config", str(sig))
+    assert torch.load(last_ckpt(tmp_path / "resumed"), weights_only=True)["global_step"] == 30
+    fit(tmp_path / "resumed", *common, "--ckpt_path=last")
+    _assert_same_final_state(last_ckpt(tmp_path / "straight"), last_ckpt(tmp_path / "resumed"))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("where", ["epoch_boundary", "mid_epoch"])
 def test_lenet5_mnist_one_cycle_resume_is_exact(where: str, shared_data: Path, tmp_path: Path) -> None:

@@ -68,6 +68,26 @@ def test_bf16_mixed_on_cpu_runs_a_recipe_end_to_end(tmp_path: Path) -> None:
     assert Path(cli.trainer.checkpoint_callback.best_model_path).is_file()
 
 
+@pytest.mark.parametrize(("precision", "dtype"), [("64-true", torch.float64), ("bf16-true", torch.bfloat16)])
+def test_true_precisions_train_on_the_in_memory_path(precision: str, dtype: torch.dtype, tmp_path: Path) -> None:
+    # The batches are uint8 when Lightning converts floats to the precision's dtype, and become floats only in the
+    # data module's hook; the model summary (on here) runs the task's example input through the converted network.
+    cli = CnnzooCLI(
+        args=[
+            "fit",
+            "--config",
+            DIGITS,
+            f"--trainer.precision={precision}",
+            "--trainer.max_epochs=1",
+            "--trainer.limit_train_batches=3",
+            f"--trainer.default_root_dir={tmp_path}",
+            "--trainer.enable_progress_bar=false",
+        ]
+    )
+    assert cli.trainer.global_step == 3 and "val_acc" in cli.trainer.callback_metrics
+    assert {p.dtype for p in cli.model.parameters()} == {dtype}
+
+
 def test_nan_loss_stops_the_run_and_never_reaches_a_checkpoint(tmp_path: Path) -> None:
     # Step 45 falls in the second epoch (39 batches per epoch): epoch 0 has finite checkpoints by then.
     with pytest.raises(NonFiniteLossError, match=r"train_loss is nan at epoch 1, step 45.*lower the learning rate"):
@@ -294,3 +314,32 @@ for data in (DigitsDataModule(batch_size=64), Overriding(batch_size=64)):
     )
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.split() == ["DigitsDataModule", "False", "Overriding", "True"], run.stdout + run.stderr[-2000:]
+
+
+@pytest.mark.parametrize("accumulate", [1, 3])
+def test_every_batch_draws_its_own_randomness_and_steps_keep_their_seeds(accumulate: int) -> None:
+    # A step's batches under accumulate_grad_batches share its global_step; each still gets its own draws (they drew
+    # the same augmentation and dropout masks), and a step's first batch keeps the seed (seed, step, rank), so runs
+    # without accumulation, the published ones included, draw what they drew before.
+    from lightning.pytorch import Callback, Trainer, seed_everything
+
+    from cnnzoo.tasks.base import step_seed
+
+    drawn: list[tuple[int, float]] = []
+
+    class Draw(Callback):
+        def on_train_batch_start(self, trainer: Trainer, *args: object) -> None:
+            drawn.append((trainer.global_step, torch.rand(1).item()))
+
+    seed_everything(7)
+    kw = dict(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer = Trainer(max_steps=4, limit_val_batches=0, accumulate_grad_batches=accumulate, callbacks=[Draw()], **kw)
+    trainer.fit(ImageClassifier(model="lenet5"), DigitsDataModule(batch_size=32))
+    assert [step for step, _ in drawn] == [s for s in range(4) for _ in range(accumulate)]
+    assert len({value for _, value in drawn}) == len(drawn)
+    firsts = [value for i, (_, value) in enumerate(drawn) if i % accumulate == 0]
+    expected = []
+    for step in range(4):
+        torch.manual_seed(step_seed(7, step, 0))
+        expected.append(torch.rand(1).item())
+    assert firsts == expected

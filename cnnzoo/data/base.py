@@ -24,7 +24,13 @@ from .. import _logging
 from .._compat import epoch_in_progress
 from ..errors import ConfigError
 from ..presets import ImageClassificationEval, convert_channels, normalize, resize_batch
-from .sampling import AlternatingFlipDataset, InMemoryBatchSampler, ResumableDataLoader, TensorBatchDataset
+from .sampling import (
+    AlternatingFlipDataset,
+    BatchIndexedDataLoader,
+    InMemoryBatchSampler,
+    ResumableDataLoader,
+    TensorBatchDataset,
+)
 from .tensor_ops import Split, convert_stats
 from .transforms import (
     AugmentName,
@@ -269,13 +275,18 @@ class ClassificationDataModule(LightningDataModule):
         # uint8 batches come from the batched path and are augmented and normalised here, on the device; float
         # tensors are already model inputs (per-sample pipelines, and Lightning's example_input_array).
         if isinstance(batch, torch.Tensor):
-            return self.batch_transform(batch, train=False) if batch.dtype == torch.uint8 else batch
+            return self._as_precision(self.batch_transform(batch, train=False)) if batch.dtype == torch.uint8 else batch
         if isinstance(batch, (list, tuple)) and len(batch) == 2 and batch[0].dtype == torch.uint8:
-            batch = (self.batch_transform(batch[0], train=self._training()), batch[1])
+            batch = self._as_precision((self.batch_transform(batch[0], train=self._training()), batch[1]))
         # Batch-level mixing comes last, in training only.
         if isinstance(batch, (list, tuple)) and len(batch) == 2 and self._training() and self.mixing:
             return tuple(self.mixing(*batch))
         return batch
+
+    def _as_precision(self, batch: Any) -> Any:
+        # Lightning converts a batch's floats to the precision's dtype (64-true, 16-true, bf16-true) before this hook,
+        # when these images were still uint8, so the normalised floats are converted here; 32-true leaves them.
+        return batch if self.trainer is None else self.trainer.precision_plugin.convert_input(batch)
 
     def whitening_images(self, n: int = 5000) -> torch.Tensor:
         """A seeded random ``n`` of the training images, normalised and not augmented: what whitening is set from.
@@ -346,18 +357,22 @@ class ClassificationDataModule(LightningDataModule):
         if per_sample:
             common.update(batch_size=batch_size, drop_last=drop_last)
         else:
-            common.update(batch_size=None)
+            common.update(batch_size=None, rows_per_batch=batch_size)
         if not train or trainer is None:
-            return DataLoader(dataset, sampler=sampler, **common)
+            return BatchIndexedDataLoader(dataset, sampler=sampler, **common)
 
         def epoch() -> int:
             # The index of the epoch being run: Lightning's own argument to set_epoch.
             return epoch_in_progress(trainer)
 
         def batches_done() -> int:
-            # Optimizer steps taken since the start of the current epoch (no gradient accumulation assumed).
-            per_epoch = min(len(loader), trainer.num_training_batches)  # num_training_batches is inf until set
-            return trainer.global_step - epoch() * int(per_epoch)
+            # The batches of the optimizer steps taken in the current epoch. Under accumulate_grad_batches a step
+            # takes several, the epoch's last step what is left; the batches of a step that a checkpoint cut short
+            # left nothing in it (their gradients), so they run again. A GradientAccumulationScheduler that changes
+            # the count between epochs is not accounted for.
+            per_epoch = int(min(len(loader), trainer.num_training_batches))  # num_training_batches is inf until set
+            accumulate = max(1, int(trainer.accumulate_grad_batches))
+            return (trainer.global_step - epoch() * -(-per_epoch // accumulate)) * accumulate
 
         if self.alternating_flip and isinstance(dataset, TensorBatchDataset):
             dataset = AlternatingFlipDataset(dataset, self.seed, epoch)

@@ -6,9 +6,15 @@ from collections.abc import Callable, Iterator, Sized
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import BatchSampler, DataLoader, Dataset, DistributedSampler, Sampler
 
-__all__ = ["AlternatingFlipDataset", "InMemoryBatchSampler", "ResumableDataLoader", "TensorBatchDataset"]
+__all__ = [
+    "AlternatingFlipDataset",
+    "BatchIndexedDataLoader",
+    "InMemoryBatchSampler",
+    "ResumableDataLoader",
+    "TensorBatchDataset",
+]
 
 
 class TensorBatchDataset(Dataset):
@@ -133,7 +139,25 @@ class InMemoryBatchSampler(DistributedSampler):
         return n // self.batch_size if self.drop_batch_remainder else -(-n // self.batch_size)
 
 
-class ResumableDataLoader(DataLoader):
+_BATCHING = (InMemoryBatchSampler, BatchSampler)  # samplers that already yield whole batches of indices
+
+
+class BatchIndexedDataLoader(DataLoader):
+    """A DataLoader over a dataset indexed a whole batch at a time: ``batch_size=None``, a sampler of index lists.
+
+    Lightning replaces a loader's sampler with one of single indices in places: ``overfit_batches`` turns shuffling
+    off with a ``SequentialSampler``, and each "batch" became one image. With ``rows_per_batch`` set, such a sampler
+    is grouped here into batches of that many indices, in its order, as Lightning does for a loader that batches.
+    """
+
+    def __init__(self, *args: Any, rows_per_batch: int | None = None, **kwargs: Any) -> None:
+        sampler = kwargs.get("sampler")
+        if rows_per_batch is not None and isinstance(sampler, Sampler) and not isinstance(sampler, _BATCHING):
+            kwargs["sampler"] = BatchSampler(sampler, rows_per_batch, drop_last=False)
+        super().__init__(*args, **kwargs)
+
+
+class ResumableDataLoader(BatchIndexedDataLoader):
     """A DataLoader whose iterator starts exactly where an uninterrupted run would be, however early it is made.
 
     - The real iterator is created at the first ``next()``, not at ``iter()``. Lightning creates the training

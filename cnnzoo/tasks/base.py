@@ -54,9 +54,9 @@ __all__ = [
 ]
 
 
-def step_seed(seed: int, step: int, rank: int) -> int:
-    """A distinct 63-bit seed per (seed, step, rank)."""
-    return (seed * 1_000_003 + step * 8_191 + rank * 131_071 + 12_345) % (2**63)
+def step_seed(seed: int, step: int, rank: int, micro: int = 0) -> int:
+    """A distinct 63-bit seed per (seed, step, rank) and, under gradient accumulation, per batch of the step."""
+    return (seed * 1_000_003 + step * 8_191 + rank * 131_071 + micro * 524_287 + 12_345) % (2**63)
 
 
 def make_metrics(num_classes: int, prefix: str, validate: bool = True, full: bool = True) -> MetricCollection:
@@ -301,6 +301,8 @@ class ClassificationTask(LightningModule):
         # Per-epoch training accumulators, in a plain object: assigning to a LightningModule attribute goes through
         # nn.Module.__setattr__, which costs a few microseconds on every step.
         self._train_running = _TrainRunning()
+        # (global_step, index of the batch within that optimizer step), mutated in place for the same reason.
+        self._micro_batch = [-1, 0]
 
     @override
     def __setattr__(self, name: str, value: Any) -> None:
@@ -350,6 +352,19 @@ class ClassificationTask(LightningModule):
 
             raise UnsafePickleError(str(checkpoint_path)) from None
 
+    @property
+    def example_input_array(self) -> Any:
+        """Lightning's example input (its model summary runs it through the network), in the network's dtype.
+
+        A tensor stored in float32 would meet a network that 64-true, 16-true or bf16-true converted, and fail.
+        """
+        x = self._example_input_array
+        return x.to(self.dtype) if isinstance(x, torch.Tensor) and x.is_floating_point() else x
+
+    @example_input_array.setter
+    def example_input_array(self, example: Any) -> None:
+        self._example_input_array = example
+
     # --- hooks users override ---------------------------------------------------------------------------------
     @override
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -365,11 +380,16 @@ class ClassificationTask(LightningModule):
     def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         # With a seed set (seed_everything), every training step reseeds the RNG from (seed, step, rank), so
         # augmentation and dropout in step k are the same whether or not the run was interrupted and resumed
-        # before it; a restored checkpoint does not carry the RNG state.
+        # before it; a restored checkpoint does not carry the RNG state. The batches that accumulate into one step
+        # (accumulate_grad_batches) share its global_step, and are told apart by their index within it: with one
+        # seed they drew the same augmentation and dropout masks.
         trainer = attached_trainer(self)
         seed = os.environ.get("PL_GLOBAL_SEED")
         if trainer is not None and trainer.training and seed is not None:
-            reseed(step_seed(int(seed), self.global_step, self.global_rank), self.device)
+            step, counted = self.global_step, self._micro_batch
+            micro = counted[1] + 1 if counted[0] == step else 0
+            counted[0], counted[1] = step, micro
+            reseed(step_seed(int(seed), step, self.global_rank, micro), self.device)
         return batch
 
     @override
