@@ -164,6 +164,23 @@ def test_ckpt_path_last_without_a_checkpoint_is_a_clear_error(tmp_path: Path) ->
         )
 
 
+def test_barebones_runs_without_the_clis_defaults_and_refusals_are_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Lightning's barebones mode refuses the logger, checkpoints, summary, bar and profiler that the CLI adds, and the
+    # recipe's log_every_n_steps: each stopped the run with a traceback.
+    root = f"--trainer.default_root_dir={tmp_path}"
+    cli = CnnzooCLI(args=["fit", "--config", DIGITS, "--trainer.barebones=true", "--trainer.max_steps=3", root])
+    assert cli.trainer.barebones and cli.trainer.global_step == 3 and cli.trainer.logger is None
+    assert not list(tmp_path.rglob("*.ckpt"))
+    code = main(["fit", "--config", DIGITS, "--trainer.barebones=true", "--trainer.fast_dev_run=1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err == [
+        "cnnzoo: error: --trainer: `Trainer(barebones=True, fast_dev_run=1)` was passed. Development run is not "
+        "meant for raw speed evaluation so it is disabled in barebones mode."
+    ]
+
+
 def _assert_same_final_state(a: Path, b: Path) -> None:
     sa, sb = torch.load(a, weights_only=True), torch.load(b, weights_only=True)
     assert sa["global_step"] == sb["global_step"] and sa["epoch"] == sb["epoch"]

@@ -479,6 +479,13 @@ class CnnzooCLI(LightningCLI):
         # The default callbacks must not clash with switches the user turned off in the trainer section:
         # Lightning refuses a ModelCheckpoint with enable_checkpointing=False, and so on.
         cfg = cli_get(self, self.config_init, "trainer", default={})
+        barebones = bool(cfg.get("barebones"))
+        if barebones:
+            # Lightning's mode for timing its own loop refuses each of these, and the CLI's defaults and a recipe's
+            # log_every_n_steps turn them on: without this, it stopped at the first, with a traceback.
+            kwargs.update(logger=False, enable_checkpointing=False, enable_progress_bar=False)
+            kwargs.update(enable_model_summary=False, log_every_n_steps=None, num_sanity_val_steps=None)
+            cfg = {**cfg, **kwargs}
         # Rich's live bar writes redraws into a log file; there, each epoch prints one line instead (EpochLog).
         interactive = sys.stdout.isatty()
         if cfg.get("enable_progress_bar") is None and not interactive:
@@ -520,7 +527,7 @@ class CnnzooCLI(LightningCLI):
             self.save_config_callback = None
             if trainer_config.get("logger") is None:
                 trainer_config["logger"] = False
-        if trainer_config.get("profiler") is None:
+        if trainer_config.get("profiler") is None and not barebones:
             trainer_config["profiler"] = NoProfiler()
         if trainer_config.get("logger") in (None, True):
             trainer_config["logger"] = default_loggers(trainer_config.get("default_root_dir") or os.getcwd())
@@ -528,7 +535,12 @@ class CnnzooCLI(LightningCLI):
         plugins = list(plugins) if isinstance(plugins, (list, tuple)) else ([plugins] if plugins else [])
         if not any(isinstance(p, CheckpointIO) for p in plugins):
             trainer_config["plugins"] = [*plugins, AtomicCheckpointIO()]
-        trainer = cli_instantiate_trainer(self, trainer_config, extra)
+        try:
+            trainer = cli_instantiate_trainer(self, trainer_config, extra)
+        except ConfigError:
+            raise
+        except ValueError as err:  # the Trainer refusing a combination of its settings (fast_dev_run with barebones)
+            raise ConfigError(f"--trainer: {first_line(err)}") from None
         if runs_apart(trainer):
             strategy = trainer_config.get("strategy")
             raise ConfigError(
