@@ -65,6 +65,17 @@ def test_missing_dataset_error_says_where_what_and_how(tmp_path: Path) -> None:
     assert "{train,t10k}" in msg and "--data.download true" in msg and "--data.data_dir" in msg
 
 
+def test_cifar10_files_that_fail_the_checksums_are_not_called_missing(tmp_path: Path) -> None:
+    write_cifar(tmp_path, n_train=60, n_test=20)  # real files, not the published bytes
+    with pytest.raises(FileNotFoundError) as err:
+        CIFAR10DataModule(data_dir=str(tmp_path)).setup()
+    assert str(err.value) == (
+        f"CIFAR10DataModule: the files at {tmp_path / 'cifar-10-batches-py'} are incomplete or fail torchvision's "
+        "checksums (an interrupted or altered download). Fix: delete that folder and pass --data.download true, or "
+        "copy the files again"
+    )
+
+
 def test_cifar10_datamodule_on_generated_batches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     write_cifar(tmp_path, n_train=60, n_test=20)
     # The generated batches cannot match the published md5 sums that torchvision checks.

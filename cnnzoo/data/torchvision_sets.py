@@ -88,6 +88,13 @@ class TorchvisionDataModule(InMemoryDataModule):
             if "not found" not in str(err).lower():
                 raise
             where = os.path.abspath(os.path.join(self.data_dir, self.folder))
+            if os.path.isdir(where) and os.listdir(where):
+                # torchvision says "not found or corrupted" for both; a folder with files in it is the second.
+                raise DataNotFoundError(
+                    f"{type(self).__name__}: the files at {where} are incomplete or fail torchvision's checksums (an "
+                    "interrupted or altered download). Fix: delete that folder and pass --data.download true, or "
+                    "copy the files again"
+                ) from None
             raise DataNotFoundError(
                 f"{type(self).__name__}: no dataset found at {where}. Expected layout under data_dir "
                 f"({os.path.abspath(self.data_dir)}):\n{self.layout}\nFix: point --data.data_dir at the folder "
