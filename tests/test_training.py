@@ -181,6 +181,21 @@ def test_barebones_runs_without_the_clis_defaults_and_refusals_are_one_line(
     ]
 
 
+def test_the_quick_starts_one_batch_check_memorises_the_batch(tmp_path: Path) -> None:
+    # docs/quickstart.md: overfit_batches 1 without augmentation, early stopping out of the way.
+    args = ["--trainer.overfit_batches=1", "--data.augment=none", "--trainer.max_epochs=30"]
+    args += [
+        "--early_stopping.patience=30",
+        "--trainer.enable_checkpointing=false",
+        f"--trainer.default_root_dir={tmp_path}",
+    ]
+    args += QUIET
+    cli = CnnzooCLI(args=["fit", "--config", DIGITS, *args])
+    metrics = cli.trainer.callback_metrics
+    assert cli.trainer.global_step == 30 and float(metrics["train_acc"]) == 1.0
+    assert float(metrics["train_loss_epoch"]) < 0.05 < float(metrics["val_loss"])
+
+
 def _assert_same_final_state(a: Path, b: Path) -> None:
     sa, sb = torch.load(a, weights_only=True), torch.load(b, weights_only=True)
     assert sa["global_step"] == sb["global_step"] and sa["epoch"] == sb["epoch"]
