@@ -82,8 +82,8 @@ def normalize(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> t
 class ImageClassificationEval(nn.Module):
     """Evaluation preprocessing for images and batches.
 
-    Evaluation preprocessing: a PIL image, a uint8 (C, H, W) image or a uint8 (B, C, H, W) batch in, a
-    normalised float tensor of the same rank out.
+    Evaluation preprocessing: a PIL image, a uint8 (C, H, W) or (H, W) image or a uint8 (B, C, H, W) batch in, a
+    normalised float tensor out: (C, H, W) for an image, (B, C, H, W) for a batch.
 
     Args:
         img_size: side of the square the network sees.
@@ -109,6 +109,13 @@ class ImageClassificationEval(nn.Module):
 
     @override
     def forward(self, img: Any) -> torch.Tensor:
+        if isinstance(img, torch.Tensor) and img.ndim == 2:  # (H, W): one gray image, as tv_tensors.Image reads it
+            img = img.unsqueeze(0)
+        if isinstance(img, torch.Tensor) and img.ndim not in (3, 4):
+            raise ValueError(
+                "expected an image (C, H, W) or (H, W), or a batch (B, C, H, W); "
+                f"got a tensor of shape {tuple(img.shape)}"
+            )
         single = not isinstance(img, torch.Tensor) or img.ndim == 3
         x = self._to_uint8(img)
         if x.ndim == 3:

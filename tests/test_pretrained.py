@@ -111,6 +111,12 @@ def test_mnist_weights_on_real_mnist_images(shared_data: Path) -> None:
     tf = model.pretrained_cfg.transforms()
     x = torch.stack([tf(ds[i][0]) for i in range(8)])  # PIL images, as a user would have them
     assert model(x).argmax(1).tolist() == [7, 2, 1, 0, 4, 1, 4, 9]  # the first eight test labels
+    # The dataset's own (H, W) uint8 tensors are single gray images too, as torchvision's tv_tensors.Image reads them.
+    assert torch.equal(torch.stack([tf(ds.data[i]) for i in range(8)]), x)
+    with pytest.raises(
+        ValueError, match=r"^expected an image \(C, H, W\) or \(H, W\), or a batch .* shape \(1, 2, 1, 28, 28\)"
+    ):
+        tf(torch.zeros(1, 2, 1, 28, 28, dtype=torch.uint8))
 
 
 def test_new_num_classes_resets_only_the_classifier_and_says_so() -> None:
