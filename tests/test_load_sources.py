@@ -143,6 +143,12 @@ def test_create_model_pretrained_as_timm_users_type_it() -> None:
         cnnzoo.create_model("lenet5", pretrained="nope")
     with pytest.raises(ValueError, match="cannot be built with"):
         cnnzoo.create_model("lenet5", pretrained="digits", img_size=32)
+    # The full name, as list_pretrained() prints it; another architecture's, or none at all, is named as such.
+    assert cnnzoo.create_model("lenet5", pretrained=NAME).pretrained_cfg.name == NAME
+    with pytest.raises(ValueError, match=r"^weights vgg_cifar_fast\.cifar10 are for vgg_cifar_fast, not lenet5$"):
+        cnnzoo.create_model("lenet5", pretrained="vgg_cifar_fast.cifar10")
+    with pytest.raises(ValueError, match=r"^vgg11_bn has no published weights: pretrained=False builds it"):
+        cnnzoo.create_model("vgg11_bn", pretrained=True)
 
 
 class HubStandIn:
