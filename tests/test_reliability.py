@@ -103,35 +103,30 @@ def one_cycle_yaml(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def test_one_cycle_resume_mid_epoch_is_exact(one_cycle_yaml: Path, tmp_path: Path) -> None:
-    common = ["--config", str(one_cycle_yaml), "--data.augment=standard", "--trainer.max_epochs=3"]
+def _stopped_and_resumed_matches_straight(tmp_path: Path, common: list[str], step: int) -> None:
+    """A run stopped by SIGTERM after optimizer step ``step`` and resumed ends where an uninterrupted one does."""
     fit(tmp_path / "straight", *common)
     sig = tmp_path / "sig.yaml"
     sig.write_text(
-        "trainer:\n  callbacks:\n    - class_path: tests.helpers.SigtermAtStep\n      init_args: {step: 50}\n"
+        f"trainer:\n  callbacks:\n    - class_path: tests.helpers.SigtermAtStep\n      init_args: {{step: {step}}}\n"
     )
     with pytest.raises(SIGTERMException):
         fit(tmp_path / "resumed", *common, "--config", str(sig))
-    assert torch.load(last_ckpt(tmp_path / "resumed"), weights_only=True)["global_step"] == 50
+    assert torch.load(last_ckpt(tmp_path / "resumed"), weights_only=True)["global_step"] == step
     fit(tmp_path / "resumed", *common, "--ckpt_path=last")
     _assert_same_final_state(last_ckpt(tmp_path / "straight"), last_ckpt(tmp_path / "resumed"))
+
+
+def test_one_cycle_resume_mid_epoch_is_exact(one_cycle_yaml: Path, tmp_path: Path) -> None:
+    common = ["--config", str(one_cycle_yaml), "--data.augment=standard", "--trainer.max_epochs=3"]
+    _stopped_and_resumed_matches_straight(tmp_path, common, step=50)
 
 
 def test_resume_mid_epoch_with_gradient_accumulation_is_exact(one_cycle_yaml: Path, tmp_path: Path) -> None:
     # 39 batches an epoch in steps of 2 (the last alone): 20 steps, so step 30 is in the middle of epoch 1. The
     # loader skips the batches of the steps taken, not one batch per step.
     common = ["--config", str(one_cycle_yaml), "--data.augment=standard", "--trainer.max_epochs=3"]
-    common.append("--trainer.accumulate_grad_batches=2")
-    fit(tmp_path / "straight", *common)
-    sig = tmp_path / "sig.yaml"
-    sig.write_text(
-        "trainer:\n  callbacks:\n    - class_path: tests.helpers.SigtermAtStep\n      init_args: {step: 30}\n"
-    )
-    with pytest.raises(SIGTERMException):
-        fit(tmp_path / "resumed", *common, "--config", str(sig))
-    assert torch.load(last_ckpt(tmp_path / "resumed"), weights_only=True)["global_step"] == 30
-    fit(tmp_path / "resumed", *common, "--ckpt_path=last")
-    _assert_same_final_state(last_ckpt(tmp_path / "straight"), last_ckpt(tmp_path / "resumed"))
+    _stopped_and_resumed_matches_straight(tmp_path, [*common, "--trainer.accumulate_grad_batches=2"], step=30)
 
 
 @pytest.mark.slow
