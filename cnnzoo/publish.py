@@ -37,6 +37,7 @@ from .models import (
     load_strict,
     sha256_file,
     torch_load_weights_only,
+    weights_entries,
 )
 
 __all__ = ["main", "publish"]
@@ -188,6 +189,14 @@ def publish(
         raise ConfigError(
             f"{ckpt}: {', '.join(overflow[:3])}{' ...' if len(overflow) > 3 else ''} hold values beyond {dtype}'s "
             f"range (largest {torch.finfo(getattr(torch, dtype)).max:g}); publish without --dtype {dtype}"
+        )
+    # One release per folder: its README.md is that release's card, and load_pretrained(folder) and the Hub read one
+    # weights JSON from it. Publishing the same name again replaces it.
+    others = [p.stem for p in weights_entries(out) if p.stem != name] if out.is_dir() else []
+    if others:
+        raise ConfigError(
+            f"{out} already holds the release {others[0]}; a folder holds one release (its README.md is that "
+            f"release's model card). Publish {name} into another --out"
         )
     # Every check comes before the first file is written, so a refused publish leaves nothing behind.
     # The file's sha256 costs one more serialisation of the weights: only a report can need it.

@@ -351,6 +351,11 @@ def test_publish_float16_halves_the_file_and_takes_figures_of_that_file(
     # Publishing a name again replaces its file: the folder (a Hub upload) held both before.
     again = publish(ckpt, "lenet5.full", tmp_path / "full", dtype="float16")
     assert [p.name for p in (tmp_path / "full").glob("*.safetensors")] == [again.file] != [full.file]
+    # Another name into that folder would overwrite the card of the release there and leave two for load_pretrained.
+    card = (tmp_path / "full" / "README.md").read_text()
+    with pytest.raises(ValueError, match=r"full already holds the release lenet5\.full; a folder holds one release"):
+        publish(ckpt, "lenet5.other", tmp_path / "full")
+    assert (tmp_path / "full" / "README.md").read_text() == card and not list((tmp_path / "full").glob("*other*"))
 
 
 def test_a_published_run_records_its_command_and_its_card_loads_it(

@@ -25,6 +25,7 @@ from ._pretrained import (
     sha256_file,
     torch_load_weights_only,
     unregister_weights,
+    weights_entries,
     weights_from_source,
 )
 from ._registry import create_model, get_model_entrypoint, is_model, list_models, register_model, unknown_name_error
@@ -89,6 +90,7 @@ __all__ = [
     "vgg_cifar_fast",
     "vgg_cifar_fast_wide",
     "vgg_cifar_small",
+    "weights_entries",
     "weights_from_source",
     "whitening_filters",
 ]

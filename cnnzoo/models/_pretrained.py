@@ -400,7 +400,7 @@ def weights_from_source(source: str | Path) -> Weights:
         return _weights_from_url(text)
     path = Path(text).expanduser()
     if path.is_dir():
-        entries = [p for p in sorted(path.glob("*.json")) if _looks_like_weights_json(p)]
+        entries = weights_entries(path)
         if len(entries) != 1:
             found = "no weights JSON" if not entries else f"{len(entries)} weights JSON files"
             raise ValueError(f"{path}: {found} in the folder; give the folder of one cnnzoo publish, or its .json")
@@ -424,6 +424,11 @@ def weights_from_source(source: str | Path) -> Weights:
     if path.exists():
         raise ConfigError(f"{source}: not published weights; give {SOURCES_HELP}")
     raise FileNotFoundError(f"{source}: no such weights; give {SOURCES_HELP}")
+
+
+def weights_entries(folder: Path) -> list[Path]:
+    """The weights JSON files (``<arch.tag>.json`` of ``cnnzoo publish``) in ``folder``, sorted."""
+    return [p for p in sorted(folder.glob("*.json")) if _looks_like_weights_json(p)]
 
 
 def _looks_like_weights_json(path: Path) -> bool:
