@@ -2,6 +2,7 @@
 
     model = torch.hub.load("cnnzoo/cnnzoo", "lenet5", weights=True)            # its default published weights
     model = torch.hub.load("cnnzoo/cnnzoo", "lenet5", weights="lenet5.digits")  # other weights of the same net
+    model = torch.hub.load("cnnzoo/cnnzoo", "lenet5", weights="digits")         # the same, by its tag
     model = torch.hub.load("cnnzoo/cnnzoo", "vgg11_bn", num_classes=100)       # random initialisation
 
 Weights go through `cnnzoo.load_pretrained` (safetensors, sha256 checked); nothing is unpickled.
@@ -35,7 +36,10 @@ def _entry_point(arch: str) -> Callable[..., nn.Module]:
                 f"{arch} has no published weights: weights=None builds it randomly initialised "
                 "(cnnzoo.list_pretrained() lists the weights there are)"
             )
-        w = get_weights(arch if weights is True else str(weights))
+        name = arch if weights is True else str(weights)
+        if "." not in name and name != arch:  # a tag ("mnist"), as create_model(arch, pretrained="mnist") takes it
+            name = f"{arch}.{name}"
+        w = get_weights(name)
         if w.arch != arch:
             raise ValueError(f"weights {w.name} are for {w.arch}, not {arch}: torch.hub.load(..., {w.arch!r}, ...)")
         return load_pretrained(w, **kwargs)
@@ -44,9 +48,9 @@ def _entry_point(arch: str) -> Callable[..., nn.Module]:
     entry.__name__ = entry.__qualname__ = arch
     entry.__doc__ = (
         f"{arch}: {summary}\n\n"
-        "weights: True for its default published weights, a weights name (cnnzoo.list_pretrained()), or None for a "
-        "random initialisation. Other keywords go to cnnzoo.load_pretrained (num_classes, in_chans) or, without "
-        "weights, to cnnzoo.create_model."
+        "weights: True for its default published weights, a weights name (cnnzoo.list_pretrained()) or its tag, "
+        "or None for a random initialisation. Other keywords go to cnnzoo.load_pretrained (num_classes, in_chans) "
+        "or, without weights, to cnnzoo.create_model."
     )
     return entry
 
