@@ -53,6 +53,12 @@ def test_load_pretrained_from_a_published_folder(published: Path, form: str) -> 
     w = cnnzoo.get_weights(NAME)
     source = {"folder": published, "json": published / f"{NAME}.json", "safetensors": published / w.file}[form]
     same_as_bundled(cnnzoo.load_pretrained(str(source)))
+    # create_model and torch.hub take the same sources as timm-style `pretrained` and `weights`.
+    same_as_bundled(cnnzoo.create_model("lenet5", pretrained=str(source)).eval())
+    hub = torch.hub.load(str(Path(__file__).parents[1]), "lenet5", source="local", weights=str(source), verbose=False)
+    same_as_bundled(hub)
+    with pytest.raises(ValueError, match=r"^weights lenet5\.digits are for lenet5, not simple_cnn$"):
+        cnnzoo.create_model("simple_cnn", pretrained=str(source))
 
 
 def test_a_tampered_published_file_is_refused(published: Path) -> None:
@@ -147,7 +153,7 @@ def test_create_model_pretrained_as_timm_users_type_it() -> None:
     assert cnnzoo.create_model("lenet5", pretrained=NAME).pretrained_cfg.name == NAME
     with pytest.raises(ValueError, match=r"^weights vgg_cifar_fast\.cifar10 are for vgg_cifar_fast, not lenet5$"):
         cnnzoo.create_model("lenet5", pretrained="vgg_cifar_fast.cifar10")
-    with pytest.raises(ValueError, match=r"^vgg11_bn has no published weights: pretrained=False builds it"):
+    with pytest.raises(ValueError, match=r"^vgg11_bn has no published weights: build it without them"):
         cnnzoo.create_model("vgg11_bn", pretrained=True)
 
 

@@ -88,8 +88,9 @@ def create_model(
     Args:
         name: a name from `list_models`, or ``arch.tag`` for those weights (as ``pretrained="tag"``).
         pretrained: ``True`` for the architecture's default weights, a tag (``"mnist"``) or the full name
-            (``"lenet5.mnist"``) for ``arch.tag``; ``False`` for random initialisation. The model comes back in
-            training mode, with the weights' metadata as ``model.pretrained_cfg``.
+            (``"lenet5.mnist"``) of published weights, or any source `load_pretrained` takes (a published folder or
+            file, a URL, ``hf-hub:``); ``False`` for random initialisation. The model comes back in training mode,
+            with the weights' metadata as ``model.pretrained_cfg``.
         num_classes: size of the classifier; ``0`` returns pooled features instead of logits. ``None`` keeps the
             builder's (or the weights') default. With weights, another size resets only the classifier.
         in_chans: number of input channels (1 for grayscale, 3 for RGB). ``None`` keeps the builder's default.
@@ -99,19 +100,24 @@ def create_model(
     if dot:
         name, pretrained = arch, tag
     if pretrained:
-        from ._pretrained import get_weights, list_pretrained, load_pretrained
+        from ._pretrained import get_weights, is_weights_source, list_pretrained, load_pretrained
 
         get_model_entrypoint(name)  # an unknown architecture gets the model error, not the weights error
-        if not any(w.partition(".")[0] == name for w in list_pretrained()):
+        registered = list_pretrained()
+        choice = "DEFAULT" if pretrained is True or pretrained == name else str(pretrained)
+        if choice == "DEFAULT" and not any(w.partition(".")[0] == name for w in registered):
             raise ValueError(
-                f"{name} has no published weights: pretrained=False builds it randomly initialised "
-                "(cnnzoo.list_pretrained() lists the weights there are)"
+                f"{name} has no published weights: build it without them, randomly initialised (pretrained=False; "
+                "weights=None through torch.hub). cnnzoo.list_pretrained() lists the weights there are"
             )
-        if isinstance(pretrained, str) and "." in pretrained:  # a full weights name, as list_pretrained() gives it
-            arch_of, _, pretrained = pretrained.partition(".")
-            if arch_of != name:
-                raise ValueError(f"weights {arch_of}.{pretrained} are for {arch_of}, not {name}")
-        w = get_weights(f"{name}.{'DEFAULT' if pretrained is True else pretrained}")
+        if choice == "DEFAULT" or f"{name}.{choice}" in registered:
+            w = get_weights(f"{name}.{choice}")
+        elif choice in registered or is_weights_source(choice):  # a full name, a published folder or file, a URL
+            w = get_weights(choice)
+        else:
+            w = get_weights(f"{name}.{choice}")  # unknown: its error names the close matches
+        if w.arch != name:
+            raise ValueError(f"weights {w.name} are for {w.arch}, not {name}")
         differ = {k: v for k, v in kwargs.items() if w.model_kwargs.get(k, v) != v}
         if differ:
             raise ValueError(f"{w.name} was trained with {w.model_kwargs}; it cannot be built with {differ}")
