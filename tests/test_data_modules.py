@@ -411,5 +411,5 @@ def test_overfit_batches_serves_whole_batches_in_order(fast: bool) -> None:
     train_labels = dm.splits["train"][1]
     assert [len(y) for y in seen["train"]] == [32] * 4
     for i, y in enumerate(seen["train"]):  # the same first two batches every epoch, in the data's order
-        assert torch.equal(y, train_labels[(i % 2) * 32 : (i % 2 + 1) * 32])
+        assert torch.equal(y.cpu(), train_labels[(i % 2) * 32 : (i % 2 + 1) * 32])
     assert [len(y) for y in seen["val"]] == [dm.eval_batch_size] * 4
