@@ -4,6 +4,7 @@ import csv
 import logging
 import os
 import pickle
+import re
 import shutil
 import subprocess
 import sys
@@ -378,6 +379,15 @@ def test_a_command_line_without_a_recipe_is_told_its_fix(
     assert main(["fit", *args, "--trainer.fast_dev_run=1"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("cnnzoo: error: ") and said in err.splitlines()[0], err
+
+
+def test_an_option_that_several_other_classes_take_names_two_and_counts_the_rest(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    args = ["fit", "--model", "ImageClassifier", "--data", "DigitsDataModule", "--data.val_size", "0"]
+    assert main([*args, "--trainer.fast_dev_run=1"]) == 2
+    line = capsys.readouterr().err.splitlines()[0]
+    assert re.search(r"DigitsDataModule does not take it, \w+DataModule, \w+DataModule and \d+ more do$", line), line
 
 
 def test_the_data_modules_a_parse_error_names_exist() -> None:

@@ -708,7 +708,8 @@ def explain_parse_error(text: str, run_config: str | None = None) -> str:
             return text
         others = [name for name, c in classes.items() if c is not cls and option in _options_of(c)]
         if others:
-            return f"{text}: {class_name} does not take it, {' and '.join(others[:2])} does"
+            takers = " and ".join(others) if len(others) <= 2 else f"{', '.join(others[:2])} and {len(others) - 2} more"
+            return f"{text}: {class_name} does not take it, {takers} {'does' if len(others) == 1 else 'do'}"
         close = difflib.get_close_matches(option, _options_of(cls), n=1, cutoff=0.75)
         return f"{text}: did you mean --{key}.{close[0]}?" if close else text
     if match := _NO_CALLABLE.search(text):
