@@ -110,12 +110,11 @@ def create_model(
                 f"{name} has no published weights: build it without them, randomly initialised (pretrained=False; "
                 "weights=None through torch.hub). cnnzoo.list_pretrained() lists the weights there are"
             )
-        if choice == "DEFAULT" or f"{name}.{choice}" in registered:
-            w = get_weights(f"{name}.{choice}")
-        elif choice in registered or is_weights_source(choice):  # a full name, a published folder or file, a URL
-            w = get_weights(choice)
-        else:
-            w = get_weights(f"{name}.{choice}")  # unknown: its error names the close matches
+        # A tag of this architecture, else a full name, a published folder or file, a URL. An unknown name is asked
+        # for as a tag, whose error names the close matches.
+        qualified = f"{name}.{choice}"
+        elsewhere = qualified not in registered and (choice in registered or is_weights_source(choice))
+        w = get_weights(choice if choice != "DEFAULT" and elsewhere else qualified)
         if w.arch != name:
             raise ValueError(f"weights {w.name} are for {w.arch}, not {name}")
         differ = {k: v for k, v in kwargs.items() if w.model_kwargs.get(k, v) != v}
