@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from cnnzoo.cli import CheckpointMismatchError, CnnzooCLI, main
+from cnnzoo.cli import TRAINER_COMMANDS, CheckpointMismatchError, CnnzooCLI, main
 from cnnzoo.data import DigitsDataModule
 from cnnzoo.tasks import ImageClassifier
 
@@ -164,6 +164,16 @@ def test_models_command_prints_every_model(capsys: pytest.CaptureFixture[str]) -
     for name in list_models():
         assert name in out
     assert "61,706" in out  # lenet5's parameters
+
+
+@pytest.mark.parametrize("command", sorted(TRAINER_COMMANDS))
+def test_each_trainer_command_help_describes_that_command(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    # The subcommands shared one kwargs dict, so every one of them described itself as fit does.
+    with pytest.raises(SystemExit) as exited:
+        main([command, "--help"])
+    assert exited.value.code == 0
+    head = " ".join(capsys.readouterr().out.split()).split(" options: ")[0]  # the usage and the description
+    assert head.endswith(f"{TRAINER_COMMANDS[command][1:]}.")
 
 
 def test_console_script_help_and_print_config() -> None:

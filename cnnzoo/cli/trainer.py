@@ -45,6 +45,7 @@ from ..callbacks import (
 from ..errors import CheckpointMismatchError, ConfigError, first_line
 from ..models import torch_load_weights_only
 from ..tasks import ClassificationTask
+from . import TRAINER_COMMANDS
 
 __all__ = ["CnnzooCLI", "choose_precision"]
 
@@ -232,8 +233,16 @@ class CnnzooCLI(LightningCLI):
                 log.addFilter(_DropNoise())
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
         # Parse errors are raised, not printed after a full usage dump, so `cnnzoo` can show them first, in one line.
-        quiet_errors = {"exit_on_error": False}
-        kwargs.setdefault("parser_kwargs", {**quiet_errors, **{sub: quiet_errors for sub in self.subcommands()}})
+        # Each subcommand gets its own dict: Lightning fills in its description there, and a shared dict gave
+        # every subcommand fit's ("Runs the full optimization routine.").
+        subcommand_kwargs = {
+            sub: {
+                "exit_on_error": False,
+                "description": f"{TRAINER_COMMANDS[sub][0].upper()}{TRAINER_COMMANDS[sub][1:]}.",
+            }
+            for sub in self.subcommands()
+        }
+        kwargs.setdefault("parser_kwargs", {"exit_on_error": False, **subcommand_kwargs})
         started = time.time()  # the wall clock of file times, to tell this run's files from earlier ones
         try:
             super().__init__(
