@@ -135,11 +135,12 @@ class PredictionWriter(BasePredictionWriter):
         names = getattr(pl_module, "class_names", None)
         folder = log_dir or trainer.default_root_dir  # on_exception: one process, no log_dir broadcast needed
         path = self.output or os.path.join(folder, "predictions.csv")
-        write_predictions(path, rows, names)
+        replaced = write_predictions(path, rows, names)
         self.written_to = path
         skipped = [*(getattr(_datamodule(trainer), "unreadable", None) or []), *self._unreadable]
         note = f", {len(skipped)} unreadable file(s) skipped" if skipped else ""
         note += "; stopped early, the rows predicted so far are saved" if partial else ""
+        note += replaced
         print(f"predictions: {path} ({len(rows)} rows{note})", flush=True)
 
 

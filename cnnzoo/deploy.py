@@ -516,22 +516,33 @@ def export(
     return ExportResult(path, sidecar, exporter, diff, seconds)
 
 
-def write_predictions(path: str | Path, rows: list[tuple[str, int, float]], class_names: Any) -> None:
+def write_predictions(path: str | Path, rows: list[tuple[str, int, float]], class_names: Any) -> str:
     """The prediction CSV: ``file, pred_index, pred_class, prob``, one row per image, sorted by file.
 
     In-memory samples (``#index``) sort by index. ``class_names`` may be ``None`` (the index is the class).
+    The file is written beside the path and renamed into place, so an earlier CSV there is replaced whole or
+    not at all. Returns what the callers' one-line report adds: ``"; replaced the earlier file"`` or ``""``.
     """
+    from ._files import temp_beside
 
     def key(r: tuple[str, int, float]) -> Any:
         return (0, int(r[0][1:])) if r[0].startswith("#") else (1, r[0])
 
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["file", "pred_index", "pred_class", "prob"])
-        for file, pred, prob in sorted(rows, key=key):
-            writer.writerow([file, pred, class_names[pred] if class_names else str(pred), f"{prob:.6f}"])
+    replaced = "; replaced the earlier file" if out.exists() else ""
+    fd, tmp = temp_beside(out, f".{out.name}.", ".tmp")
+    try:
+        with open(fd, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["file", "pred_index", "pred_class", "prob"])
+            for file, pred, prob in sorted(rows, key=key):
+                writer.writerow([file, pred, class_names[pred] if class_names else str(pred), f"{prob:.6f}"])
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return replaced
 
 
 class _FolderBatches(torch.utils.data.Dataset):
@@ -612,9 +623,9 @@ def predict_folder(
     report_unreadable(unreadable, root, strict=False)  # one warning for all of them, by path
     if not rows:
         raise ExportError(f"--data.predict_dir {root} holds no readable images")
-    write_predictions(output, rows, class_names)
+    replaced = write_predictions(output, rows, class_names)
     note = f", {len(unreadable)} unreadable file(s) skipped" if unreadable else ""
-    print(f"predictions: {output} ({len(rows)} rows{note}; {backend})", flush=True)
+    print(f"predictions: {output} ({len(rows)} rows{note}; {backend}{replaced})", flush=True)
     return len(rows)
 
 

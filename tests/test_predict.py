@@ -4,6 +4,7 @@ import csv
 import shutil
 from pathlib import Path
 
+import pytest
 import torch
 
 from cnnzoo.cli import CnnzooCLI
@@ -63,33 +64,37 @@ def test_folder_fit_then_cli_predict_writes_csv_with_class_names(tmp_path: Path)
         assert 0.0 < float(r["prob"]) <= 1.0
 
 
-def test_predict_on_in_memory_test_split_defaults_to_log_dir(tmp_path: Path) -> None:
+def test_predict_on_in_memory_test_split_defaults_to_log_dir(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from .conftest import RECIPES
 
     recipe = str(RECIPES / "lenet5_digits.yaml")
     trained = CnnzooCLI(
         args=["fit", "--config", recipe, "--trainer.max_epochs=1", f"--trainer.default_root_dir={tmp_path}", *QUIET]
     )
-    cli = CnnzooCLI(
-        args=[
-            "predict",
-            "--config",
-            recipe,
-            f"--ckpt_path={trained.trainer.checkpoint_callback.best_model_path}",
-            f"--trainer.default_root_dir={tmp_path}",
-            *QUIET,
-        ]
-    )
+    cli_args = [
+        "predict",
+        "--config",
+        recipe,
+        f"--ckpt_path={trained.trainer.checkpoint_callback.best_model_path}",
+        f"--trainer.default_root_dir={tmp_path}",
+        *QUIET,
+    ]
+    cli = CnnzooCLI(args=cli_args)
     writer = next(cb for cb in cli.trainer.callbacks if type(cb).__name__ == "PredictionWriter")
     assert writer.written_to is not None and writer.written_to.startswith(str(tmp_path))
+    assert capsys.readouterr().out.splitlines()[-1] == f"predictions: {writer.written_to} (270 rows)"
     with open(writer.written_to) as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 270 and rows[0]["file"] == "#0" and rows[-1]["file"] == "#269"
     preds = torch.cat([b["preds"] for b in cli.trainer.predict_loop.predictions])
     assert [int(r["pred_index"]) for r in rows] == preds.tolist()
+    CnnzooCLI(args=cli_args)
+    assert capsys.readouterr().out.splitlines()[-1].endswith("(270 rows; replaced the earlier file)")
 
 
-def test_predict_with_weights_reads_sub_folders(tmp_path: Path) -> None:
+def test_predict_with_weights_reads_sub_folders(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from cnnzoo.cli import main
 
     write_folder(tmp_path / "new", {"day1": 2, "day2": 2}, size=28, mode="L")
@@ -98,3 +103,20 @@ def test_predict_with_weights_reads_sub_folders(tmp_path: Path) -> None:
     assert main([*args, f"--prediction_writer.output={out}"]) == 0
     files = [str(Path(r["file"]).relative_to(tmp_path / "new").parent) for r in csv.DictReader(out.open())]
     assert files == ["day1", "day1", "day2", "day2"]
+    assert "replaced" not in capsys.readouterr().out
+    # A second run into the same file says that it replaced the first one's CSV (it did so silently).
+    assert main([*args, f"--prediction_writer.output={out}"]) == 0
+    assert capsys.readouterr().out.strip() == f"predictions: {out} (4 rows; PyTorch; replaced the earlier file)"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["new", "preds.csv"]  # no temporary file left behind
+
+
+def test_a_prediction_csv_that_fails_to_write_leaves_the_earlier_one_whole(tmp_path: Path) -> None:
+    from cnnzoo.deploy import write_predictions
+
+    out = tmp_path / "preds.csv"
+    assert write_predictions(out, [("a.png", 1, 0.9)], ["cat", "dog"]) == ""
+    before = out.read_text()
+    with pytest.raises(IndexError):  # a class index the names do not cover, found halfway through the rows
+        write_predictions(out, [("a.png", 0, 0.9), ("b.png", 5, 0.8)], ["cat", "dog"])
+    assert out.read_text() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["preds.csv"]
