@@ -1,4 +1,4 @@
-"""Every use of Lightning's private API, and the one side effect of importing Lightning that cnnzoo undoes.
+"""Every use of Lightning's private API, and the Lightning behaviour that cnnzoo undoes or corrects.
 
 cnnzoo needs a few things Lightning has no public API for. Each one is wrapped here (or, for private methods that
 cnnzoo overrides, listed here), and ``tests/test_compat.py`` checks each against the installed Lightning, so an
@@ -13,13 +13,14 @@ from typing import Any
 
 import torch
 from lightning.pytorch import LightningModule, Trainer
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping, GradientAccumulationScheduler, ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 
 __all__ = [
     "HOOK_NAME_ATTRIBUTE",
     "NVML_CHECK",
     "OVERRIDDEN_PRIVATE_METHODS",
+    "accumulation_at",
     "attached_trainer",
     "checkpoint_check_due",
     "checkpoint_save_last",
@@ -102,6 +103,18 @@ def epoch_in_progress(trainer: Trainer) -> int:
     """The index of the epoch being run, restored on resume: Lightning's own argument to ``set_epoch``."""
     # Typed as the base tracker; at run time it is a _ProcessedTracker, which has `processed`.
     return int(trainer.fit_loop.epoch_progress.current.processed)  # type: ignore[attr-defined]
+
+
+def accumulation_at(trainer: Trainer, epoch: int) -> int:
+    """The batches per optimizer step in ``epoch``: a `GradientAccumulationScheduler`'s count, or the Trainer's.
+
+    The scheduler sets ``trainer.accumulate_grad_batches`` in ``on_train_epoch_start``, a hook that Lightning skips
+    when it resumes in the middle of an epoch; the rest of that epoch then ran with the Trainer's own count.
+    """
+    for callback in trainer.callbacks:  # type: ignore[attr-defined]
+        if isinstance(callback, GradientAccumulationScheduler):
+            return max(1, int(callback.get_accumulate_grad_batches(epoch)))
+    return max(1, int(trainer.accumulate_grad_batches))
 
 
 def attached_trainer(module: LightningModule) -> Trainer | None:

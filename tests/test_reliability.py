@@ -103,12 +103,17 @@ def one_cycle_yaml(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def _stopped_and_resumed_matches_straight(tmp_path: Path, common: list[str], step: int) -> None:
-    """A run stopped by SIGTERM after optimizer step ``step`` and resumed ends where an uninterrupted one does."""
+def _stopped_and_resumed_matches_straight(tmp_path: Path, common: list[str], step: int, callbacks: str = "") -> None:
+    """A run stopped by SIGTERM after optimizer step ``step`` and resumed ends where an uninterrupted one does.
+
+    ``callbacks``: YAML list items that ``common`` also gives as ``trainer.callbacks`` (the stopping run's config
+    replaces that list, so it repeats them).
+    """
     fit(tmp_path / "straight", *common)
     sig = tmp_path / "sig.yaml"
     sig.write_text(
         f"trainer:\n  callbacks:\n    - class_path: tests.helpers.SigtermAtStep\n      init_args: {{step: {step}}}\n"
+        + callbacks
     )
     with pytest.raises(SIGTERMException):
         fit(tmp_path / "resumed", *common, "--config", str(sig))
@@ -127,6 +132,19 @@ def test_resume_mid_epoch_with_gradient_accumulation_is_exact(one_cycle_yaml: Pa
     # loader skips the batches of the steps taken, not one batch per step.
     common = ["--config", str(one_cycle_yaml), "--data.augment=standard", "--trainer.max_epochs=3"]
     _stopped_and_resumed_matches_straight(tmp_path, [*common, "--trainer.accumulate_grad_batches=2"], step=30)
+
+
+def test_resume_mid_epoch_under_a_gradient_accumulation_schedule_is_exact(one_cycle_yaml: Path, tmp_path: Path) -> None:
+    # 39 batches an epoch, one per step in epoch 0 and three per step from epoch 1 (13 steps): step 45 is the sixth
+    # step of epoch 1. Counting epoch 0's steps with epoch 1's count skipped all of epoch 1.
+    scheduler = (
+        "    - class_path: lightning.pytorch.callbacks.GradientAccumulationScheduler\n"
+        "      init_args: {scheduling: {0: 1, 1: 3}}\n"
+    )
+    schedule = tmp_path / "schedule.yaml"
+    schedule.write_text("trainer:\n  callbacks:\n" + scheduler)
+    common = ["--config", str(one_cycle_yaml), "--config", str(schedule), "--data.augment=standard"]
+    _stopped_and_resumed_matches_straight(tmp_path, [*common, "--trainer.max_epochs=3"], step=45, callbacks=scheduler)
 
 
 @pytest.mark.slow

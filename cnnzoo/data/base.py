@@ -21,7 +21,7 @@ from torchvision.transforms import v2
 from typing_extensions import override
 
 from .. import _logging
-from .._compat import epoch_in_progress
+from .._compat import accumulation_at, epoch_in_progress
 from ..errors import ConfigError
 from ..presets import ImageClassificationEval, convert_channels, normalize, resize_batch
 from .sampling import (
@@ -368,11 +368,12 @@ class ClassificationDataModule(LightningDataModule):
         def batches_done() -> int:
             # The batches of the optimizer steps taken in the current epoch. Under accumulate_grad_batches a step
             # takes several, the epoch's last step what is left; the batches of a step that a checkpoint cut short
-            # left nothing in it (their gradients), so they run again. A GradientAccumulationScheduler that changes
-            # the count between epochs is not accounted for.
+            # left nothing in it (their gradients), so they run again. A GradientAccumulationScheduler sets the
+            # count per epoch, so the steps of earlier epochs are counted with each epoch's own.
             per_epoch = int(min(len(loader), trainer.num_training_batches))  # num_training_batches is inf until set
-            accumulate = max(1, int(trainer.accumulate_grad_batches))
-            return (trainer.global_step - epoch() * -(-per_epoch // accumulate)) * accumulate
+            current = epoch()
+            steps_before = sum(-(-per_epoch // accumulation_at(trainer, e)) for e in range(current))
+            return (trainer.global_step - steps_before) * accumulation_at(trainer, current)
 
         if self.alternating_flip and isinstance(dataset, TensorBatchDataset):
             dataset = AlternatingFlipDataset(dataset, self.seed, epoch)

@@ -30,7 +30,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 from typing_extensions import override
 
 from .. import _logging
-from .._compat import HOOK_NAME_ATTRIBUTE, attached_trainer
+from .._compat import HOOK_NAME_ATTRIBUTE, accumulation_at, attached_trainer, epoch_in_progress
 from ..errors import ConfigError, first_line
 from ..models.tta import TTA, check_tta, tta_logits
 
@@ -676,13 +676,15 @@ class ClassificationTask(LightningModule):
                 groups.append({"params": params, "name": name, "lr_scale": scale, "weight_decay_scale": 1 / scale})
         return groups
 
-    # --- DDP ----------------------------------------------------------------------------------------------------
+    # --- DDP and resume -----------------------------------------------------------------------------------------
     @override
     def on_train_start(self) -> None:
         # DDP registers only the parameters that required grad when it wrapped the model; the ones unfrozen later
         # would be updated from each rank's own gradient and drift apart (the DDP failure of Lightning #20340).
         # Their gradients are averaged here instead.
         self._late_params = [p for p in self.net.parameters() if not p.requires_grad]
+        # A run resumed mid-epoch skips on_train_epoch_start, where a GradientAccumulationScheduler sets the count.
+        self.trainer.accumulate_grad_batches = accumulation_at(self.trainer, epoch_in_progress(self.trainer))
 
     @override
     def on_after_backward(self) -> None:
