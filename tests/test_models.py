@@ -65,6 +65,14 @@ def test_wrong_channel_count_is_a_clear_error(name: str) -> None:
         model(torch.randn(1, 3, h, w))
 
 
+@pytest.mark.parametrize("name", ALL_MODELS)
+def test_integer_images_are_a_clear_error(name: str) -> None:
+    # A uint8 batch (read_image, MNIST(...).data) failed inside the first convolution with torch's dtype message.
+    model = create_model(name)
+    with pytest.raises(TypeError, match=r"takes float images.*got a torch.uint8 tensor.*transforms\(\)"):
+        model(torch.zeros(1, *model.input_size, dtype=torch.uint8))
+
+
 @pytest.mark.parametrize("name", [n for n in ALL_MODELS if create_model(n).fixed_input_size])
 def test_fixed_head_rejects_wrong_size_with_expected_and_received(name: str) -> None:
     model = create_model(name)

@@ -136,6 +136,14 @@ class ZooModel(nn.Module):
                 f"{name} received (C, H, W) = {(c, h, w)}, but its pooling stages need at least "
                 f"{self.min_input_size}x{self.min_input_size}. Fix: resize the images to at least that size."
             )
+        if not x.is_floating_point():
+            # torch's own message ("Input type (unsigned char) and bias type (float) should be the same") names
+            # neither the scaling nor the normalisation that a uint8 image still needs.
+            raise TypeError(
+                f"{name} takes float images, scaled and normalised as in training; got a {x.dtype} tensor. Fix: "
+                "preprocess with the weights' transforms() (model.pretrained_cfg.transforms() on loaded weights), "
+                "or divide by 255 and normalise with the training mean and std."
+            )
 
     # --- dropout ----------------------------------------------------------------------------------------------
     @property
