@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pickle
 import re
+import warnings
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,17 @@ def test_feature_extraction_keeps_backbone_and_bn_stats_bit_identical(tmp_path: 
     assert head == {"weight", "bias"}  # resnet's head is fc
     bn = model.net.bn1
     assert torch.equal(bn.running_mean, before["bn1.running_mean"]) and int(bn.num_batches_tracked) == 0
+
+
+def test_a_frozen_network_from_random_weights_is_warned_about(tmp_path: Path) -> None:
+    # The freeze/unfreeze recipe with pretrained: false trained a head on random features without a word.
+    from cnnzoo.errors import CnnzooWarning
+
+    with pytest.warns(CnnzooWarning, match=r"resnet18 starts from random weights .* strategy feature_extraction"):
+        fit(TimmClassifier("resnet18", num_classes=4, strategy="feature_extraction"), tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CnnzooWarning)
+        fit(TimmClassifier("resnet18", num_classes=4, strategy="finetune"), tmp_path)  # from scratch: all trains
 
 
 def test_freeze_unfreeze_schedule_groups_and_lrs(tmp_path: Path) -> None:

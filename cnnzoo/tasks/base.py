@@ -31,7 +31,7 @@ from typing_extensions import override
 
 from .. import _logging
 from .._compat import HOOK_NAME_ATTRIBUTE, accumulation_at, attached_trainer, epoch_in_progress
-from ..errors import ConfigError, first_line
+from ..errors import CnnzooWarning, ConfigError, first_line
 from ..models.tta import TTA, check_tta, tta_logits
 
 # Lightning warns on every fit that the task's `on_before_batch_transfer` (the per-step reseeding) is used although a
@@ -400,6 +400,21 @@ class ClassificationTask(LightningModule):
         if isinstance(hp, dict) and "_class_path" not in hp:
             hp["_class_path"] = f"{type(self).__module__}.{type(self).__qualname__}"
 
+    def _warn_frozen_random_start(self, trainer: Any) -> None:
+        # A frozen network that starts from random weights trains its head on random features: nearly always a
+        # forgotten `pretrained`, and nothing else would say so (the run trains, just badly). Tasks without a
+        # `pretrained` option are not judged.
+        if self.strategy == "finetune" or self.hparams.get("pretrained", True) or not trainer.is_global_zero:
+            return
+        name = self.hparams.get("backbone") or self.hparams.get("model") or type(self).__name__
+        warnings.warn(
+            f"{name} starts from random weights (pretrained: false), and strategy {self.strategy} freezes them: the "
+            "new head learns from random features. For transfer learning, set pretrained (true, a weights name, a "
+            "file or a URL); to train from scratch, use strategy: finetune.",
+            CnnzooWarning,
+            stacklevel=1,
+        )
+
     @override
     def setup(self, stage: str) -> None:
         """Take class names, mean and std from the data module where they were not given.
@@ -408,6 +423,8 @@ class ClassificationTask(LightningModule):
         checkpoint can be published and names its predictions.
         """
         trainer = attached_trainer(self)
+        if trainer is not None and stage == "fit":
+            self._warn_frozen_random_start(trainer)
         dm = getattr(trainer, "datamodule", None) if trainer is not None else None
         if dm is None:
             return
