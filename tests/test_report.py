@@ -187,6 +187,22 @@ def test_learning_rates_of_scaled_groups_share_a_log_axis(tmp_path: Path, scales
     assert len(lr_axis.get_lines()) == len(scales)
 
 
+@pytest.mark.parametrize("epochs", [1, 3])
+def test_curves_tick_whole_epochs(tmp_path: Path, epochs: int) -> None:
+    from cnnzoo.analysis.report import curves_figure
+
+    # A one-epoch run's curves were ticked -0.04, -0.02, ... 0.04 around its single point.
+    rows = [f"{e},{10 * e + 9},{1 / (e + 1)},{0.5 + e / 10}" for e in range(epochs)]
+    csv_file = tmp_path / "metrics.csv"
+    csv_file.write_text("\n".join(["epoch,step,val_loss,val_acc", *rows]) + "\n")
+    fig = curves_figure(csv_file)
+    fig.canvas.draw()
+    for ax in fig.axes:
+        ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+        assert ticks and all(float(t).is_integer() for t in ticks), (ax.get_title(), ticks)
+        assert {0, epochs - 1} <= set(ticks)
+
+
 def test_confusion_matrix_logger_writes_one_table_per_epoch(tmp_path: Path) -> None:
     argv = ["fit", "-c", "lenet5_digits", "--trainer.max_epochs=2", f"--trainer.default_root_dir={tmp_path}"]
     assert main([*argv, "--trainer.callbacks+=cnnzoo.callbacks.ConfusionMatrixLogger", *QUIET]) == 0

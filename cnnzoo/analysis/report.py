@@ -169,6 +169,11 @@ def curves_figure(metrics_csv: Path) -> Any | None:
         ax.set_title(title)
         ax.set_xlabel("epoch")
         ax.xaxis.get_major_locator().set_params(integer=True)
+        shown = {e for key in keys for e in series[key]}
+        if len(shown) == 1:  # one epoch: matplotlib's locator would tick -0.04 ... 0.04 around it
+            (only,) = shown
+            ax.set_xlim(only - 1, only + 1)
+            ax.set_xticks([only])
         if title == "learning rate":
             rates = [v for key in keys for v in series[key].values()]
             if min(rates) > 0 and max(rates) > 30 * min(rates):
