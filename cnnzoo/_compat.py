@@ -31,8 +31,10 @@ __all__ = [
     "cli_subcommand_arguments",
     "epoch_in_progress",
     "nvml_loads",
+    "optimizer_steps",
     "runs_apart",
     "skip_nvml_check_without_nvml",
+    "stepping_batches",
 ]
 
 NVML_CHECK = "PYTORCH_NVML_BASED_CUDA_CHECK"
@@ -115,6 +117,27 @@ def accumulation_at(trainer: Trainer, epoch: int) -> int:
         if isinstance(callback, GradientAccumulationScheduler):
             return max(1, int(callback.get_accumulate_grad_batches(epoch)))
     return max(1, int(trainer.accumulate_grad_batches))
+
+
+def stepping_batches(trainer: Trainer) -> int | float:
+    """``trainer.estimated_stepping_batches``, with each epoch's own count under a `GradientAccumulationScheduler`.
+
+    Lightning divides every epoch by the count in force when it is asked (before the first epoch), so a schedule
+    that raises it later made a OneCycleLR far longer than the run: with ``{0: 1, 1: 3}`` over three epochs of 39
+    batches, 117 steps for a run of 65, which then ended before its learning rate came down.
+    """
+    estimate = trainer.estimated_stepping_batches
+    schedule = next((c for c in trainer.callbacks if isinstance(c, GradientAccumulationScheduler)), None)  # type: ignore[attr-defined]
+    per_epoch, epochs = trainer.num_training_batches, trainer.max_epochs
+    if schedule is None or per_epoch == float("inf") or epochs is None or epochs < 0:
+        return estimate
+    steps = optimizer_steps(trainer, int(per_epoch), max(epochs, 1))
+    return min(steps, trainer.max_steps) if trainer.max_steps != -1 else steps
+
+
+def optimizer_steps(trainer: Trainer, batches_per_epoch: int, epochs: int) -> int:
+    """The optimizer steps of the first ``epochs`` epochs, each a ceil division by that epoch's accumulation."""
+    return sum(-(-batches_per_epoch // accumulation_at(trainer, e)) for e in range(epochs))
 
 
 def attached_trainer(module: LightningModule) -> Trainer | None:

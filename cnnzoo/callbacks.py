@@ -24,7 +24,7 @@ from lightning.pytorch.profilers import PassThroughProfiler
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from typing_extensions import override
 
-from ._compat import checkpoint_check_due, checkpoint_save_last, checkpoint_saved_at
+from ._compat import checkpoint_check_due, checkpoint_save_last, checkpoint_saved_at, stepping_batches
 from ._files import temp_beside
 from ._provenance import versions
 from .deploy import write_predictions
@@ -694,7 +694,7 @@ class Lookahead(Callback):
     def on_train_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        step, total = trainer.global_step, trainer.estimated_stepping_batches
+        step, total = trainer.global_step, stepping_batches(trainer)
         last = step >= total
         if step % self.every and not last:
             return

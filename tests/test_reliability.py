@@ -134,17 +134,36 @@ def test_resume_mid_epoch_with_gradient_accumulation_is_exact(one_cycle_yaml: Pa
     _stopped_and_resumed_matches_straight(tmp_path, [*common, "--trainer.accumulate_grad_batches=2"], step=30)
 
 
+ACCUMULATION_SCHEDULE = (
+    "    - class_path: lightning.pytorch.callbacks.GradientAccumulationScheduler\n"
+    "      init_args: {scheduling: {0: 1, 1: 3}}\n"
+)
+
+
+def _with_accumulation_schedule(one_cycle_yaml: Path, tmp_path: Path) -> list[str]:
+    """Options for the digits with a one-cycle schedule and one batch per step in epoch 0, three from epoch 1."""
+    schedule = tmp_path / "schedule.yaml"
+    schedule.write_text("trainer:\n  callbacks:\n" + ACCUMULATION_SCHEDULE)
+    return ["--config", str(one_cycle_yaml), "--config", str(schedule), "--data.augment=standard"]
+
+
 def test_resume_mid_epoch_under_a_gradient_accumulation_schedule_is_exact(one_cycle_yaml: Path, tmp_path: Path) -> None:
     # 39 batches an epoch, one per step in epoch 0 and three per step from epoch 1 (13 steps): step 45 is the sixth
     # step of epoch 1. Counting epoch 0's steps with epoch 1's count skipped all of epoch 1.
-    scheduler = (
-        "    - class_path: lightning.pytorch.callbacks.GradientAccumulationScheduler\n"
-        "      init_args: {scheduling: {0: 1, 1: 3}}\n"
-    )
-    schedule = tmp_path / "schedule.yaml"
-    schedule.write_text("trainer:\n  callbacks:\n" + scheduler)
-    common = ["--config", str(one_cycle_yaml), "--config", str(schedule), "--data.augment=standard"]
-    _stopped_and_resumed_matches_straight(tmp_path, [*common, "--trainer.max_epochs=3"], step=45, callbacks=scheduler)
+    common = [*_with_accumulation_schedule(one_cycle_yaml, tmp_path), "--trainer.max_epochs=3"]
+    _stopped_and_resumed_matches_straight(tmp_path, common, step=45, callbacks=ACCUMULATION_SCHEDULE)
+
+
+def test_one_cycle_under_a_gradient_accumulation_schedule_ends_with_the_run(
+    one_cycle_yaml: Path, tmp_path: Path
+) -> None:
+    # Lightning's estimate divided all three epochs by epoch 0's count: a 117-step cycle for a 65-step run, which
+    # ended with the learning rate still high.
+    cli = fit(tmp_path, *_with_accumulation_schedule(one_cycle_yaml, tmp_path), "--trainer.max_epochs=3")
+    scheduler = cli.trainer.lr_scheduler_configs[0].scheduler
+    assert cli.trainer.global_step == 39 + 13 + 13 == scheduler.total_steps  # type: ignore[attr-defined]
+    final = scheduler.get_last_lr()[0]
+    assert final < 0.01 * 0.004, final  # annealed: below 1% of the peak (it was near the peak)
 
 
 @pytest.mark.slow

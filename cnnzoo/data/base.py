@@ -21,7 +21,7 @@ from torchvision.transforms import v2
 from typing_extensions import override
 
 from .. import _logging
-from .._compat import accumulation_at, epoch_in_progress
+from .._compat import accumulation_at, epoch_in_progress, optimizer_steps
 from ..errors import ConfigError
 from ..presets import ImageClassificationEval, convert_channels, normalize, resize_batch
 from .sampling import (
@@ -372,8 +372,8 @@ class ClassificationDataModule(LightningDataModule):
             # count per epoch, so the steps of earlier epochs are counted with each epoch's own.
             per_epoch = int(min(len(loader), trainer.num_training_batches))  # num_training_batches is inf until set
             current = epoch()
-            steps_before = sum(-(-per_epoch // accumulation_at(trainer, e)) for e in range(current))
-            return (trainer.global_step - steps_before) * accumulation_at(trainer, current)
+            steps_taken = trainer.global_step - optimizer_steps(trainer, per_epoch, current)
+            return steps_taken * accumulation_at(trainer, current)
 
         if self.alternating_flip and isinstance(dataset, TensorBatchDataset):
             dataset = AlternatingFlipDataset(dataset, self.seed, epoch)

@@ -30,7 +30,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 from typing_extensions import override
 
 from .. import _logging
-from .._compat import HOOK_NAME_ATTRIBUTE, accumulation_at, attached_trainer, epoch_in_progress
+from .._compat import HOOK_NAME_ATTRIBUTE, accumulation_at, attached_trainer, epoch_in_progress, stepping_batches
 from ..errors import CnnzooWarning, ConfigError, first_line
 from ..models.tta import TTA, check_tta, tta_logits
 
@@ -758,7 +758,8 @@ class ClassificationTask(LightningModule):
 
         OneCycleLR is a per-step schedule whose length a recipe cannot know
         (it depends on the dataset size, batch size, world size and ``max_epochs``), so when the recipe gives
-        neither ``total_steps`` nor ``epochs`` it is filled in from ``trainer.estimated_stepping_batches``.
+        neither ``total_steps`` nor ``epochs`` it is filled in from ``trainer.estimated_stepping_batches`` (each epoch
+        counted with its own accumulation under a ``GradientAccumulationScheduler``).
         """
         factory = self.lr_scheduler_factory
         assert factory is not None
@@ -773,7 +774,7 @@ class ClassificationTask(LightningModule):
                 raise ConfigError("OneCycleLR with per-group learning-rate scales needs max_lr in the recipe")
             kwargs["max_lr"] = [keywords["max_lr"] * scale for scale in scales]
         if not {"total_steps", "epochs"} & given:
-            kwargs["total_steps"] = int(self.trainer.estimated_stepping_batches)
+            kwargs["total_steps"] = int(stepping_batches(self.trainer))
         # The length the schedule will have, checked before OneCycleLR is built: it divides by its phase lengths.
         total = kwargs.get("total_steps") or keywords.get("total_steps")
         if total is None and keywords.get("epochs") and keywords.get("steps_per_epoch"):
