@@ -154,6 +154,15 @@ def test_resume_mid_epoch_under_a_gradient_accumulation_schedule_is_exact(one_cy
     _stopped_and_resumed_matches_straight(tmp_path, common, step=45, callbacks=ACCUMULATION_SCHEDULE)
 
 
+def test_resume_of_a_run_that_used_the_learning_rate_finder_is_exact(one_cycle_yaml: Path, tmp_path: Path) -> None:
+    # The finder searched again from the resumed weights, set another max_lr, and the run went elsewhere.
+    finder = "    - class_path: lightning.pytorch.callbacks.LearningRateFinder\n"
+    found = tmp_path / "finder.yaml"
+    found.write_text("trainer:\n  callbacks:\n" + finder)
+    common = ["--config", str(one_cycle_yaml), "--config", str(found), "--data.augment=standard"]
+    _stopped_and_resumed_matches_straight(tmp_path, [*common, "--trainer.max_epochs=3"], step=50, callbacks=finder)
+
+
 def test_one_cycle_under_a_gradient_accumulation_schedule_ends_with_the_run(
     one_cycle_yaml: Path, tmp_path: Path
 ) -> None:

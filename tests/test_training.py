@@ -181,6 +181,31 @@ def test_barebones_runs_without_the_clis_defaults_and_refusals_are_one_line(
     ]
 
 
+def test_lightnings_learning_rate_finder_sets_the_recipes_rate(tmp_path: Path) -> None:
+    # It stopped with "AttributeError: ... should have one of these fields: ('lr', 'learning_rate')".
+    args = ["fit", "--config", DIGITS, "--trainer.max_epochs=1", f"--trainer.default_root_dir={tmp_path}", *QUIET]
+    cli = CnnzooCLI(args=[*args, "--trainer.callbacks+=LearningRateFinder"])
+    finder = next(cb for cb in cli.trainer.callbacks if type(cb).__name__ == "LearningRateFinder")
+    found = finder.optimal_lr.suggestion()
+    assert found is not None and found != 0.002  # the recipe's
+    assert cli.model.lr == found == cli.trainer.optimizers[0].param_groups[0]["lr"]
+
+
+def test_the_learning_rate_property_is_the_one_cycle_peak_or_the_optimisers_rate() -> None:
+    from functools import partial
+
+    task = ImageClassifier(model="lenet5")
+    assert task.lr == 0.001  # AdamW's own default: the factory is the class
+    task.lr = 0.01
+    assert task.configure_optimizers().param_groups[0]["lr"] == 0.01
+    one_cycle = partial(torch.optim.lr_scheduler.OneCycleLR, max_lr=0.004, total_steps=10)
+    task = ImageClassifier(model="lenet5", optimizer=partial(torch.optim.SGD, lr=0.1), lr_scheduler=one_cycle)
+    assert task.lr == 0.004
+    task.lr = 0.02
+    scheduler = task.configure_optimizers()["lr_scheduler"]["scheduler"]
+    assert [g["max_lr"] for g in scheduler.optimizer.param_groups] == [0.02]
+
+
 def test_the_quick_starts_one_batch_check_memorises_the_batch(tmp_path: Path) -> None:
     # docs/quickstart.md: overfit_batches 1 without augmentation, early stopping out of the way.
     args = ["--trainer.overfit_batches=1", "--data.augment=none", "--trainer.max_epochs=30"]

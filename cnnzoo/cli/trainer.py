@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from lightning.fabric.plugins import CheckpointIO
 from lightning.pytorch import LightningDataModule, Trainer
-from lightning.pytorch.callbacks import LearningRateMonitor, RichProgressBar
+from lightning.pytorch.callbacks import LearningRateFinder, LearningRateMonitor, RichProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from typing_extensions import override
 
@@ -531,6 +531,14 @@ class CnnzooCLI(LightningCLI):
         if self.subcommand in ("validate", "test"):
             extra.append(EvalReport())
         trainer_config = {**cfg, **kwargs}
+        if self.subcommand == "fit" and self.config["fit"].get("ckpt_path"):
+            # On resume, Lightning's finder searches again from the restored weights and sets a new rate, and the
+            # run stopped being a continuation. The checkpoint's optimiser state holds the rate the first search set.
+            callbacks = list(trainer_config.get("callbacks") or [])
+            finders = [cb for cb in callbacks if isinstance(cb, LearningRateFinder)]
+            if finders:
+                trainer_config["callbacks"] = [cb for cb in callbacks if cb not in finders]
+                _logging.info("resuming: LearningRateFinder left out; the run goes on at the rate its checkpoint holds")
         if self.subcommand == "predict":
             # A prediction run logs nothing: no lightning_logs/version_N holding only a copy of the config.
             self.save_config_callback = None

@@ -639,6 +639,45 @@ class ClassificationTask(LightningModule):
         # Freezing is the only thing the callback does, so a plain fine-tune runs without it.
         return [] if self.strategy == "finetune" else [self.finetuning]
 
+    @property
+    def lr(self) -> float:
+        """The learning rate that Lightning's ``LearningRateFinder`` (and ``Tuner.lr_find``) reads and sets.
+
+        A view of the recipe's own setting, not a second one: the ``max_lr`` of a OneCycleLR that gives one (the
+        peak a finder's suggestion is for, as with fast.ai's ``lr_find`` before ``fit_one_cycle``), otherwise the
+        optimiser's ``lr``. Parameter groups keep their ``lr_scale`` relative to it.
+        """
+        owner, key = self._lr_owner()
+        factory = getattr(self, owner)
+        target, _ = _partial_target(factory)
+        keywords = factory.keywords if isinstance(factory, partial) else {}
+        if keywords.get(key) is not None:
+            return float(keywords[key])
+        default = inspect.signature(target).parameters.get(key)
+        if default is None or not isinstance(default.default, (int, float)):
+            raise AttributeError(f"{target.__name__} has no default {key}: give it in the recipe")
+        return float(default.default)
+
+    @lr.setter
+    def lr(self, value: float) -> None:
+        owner, key = self._lr_owner()
+        factory, before = getattr(self, owner), self.lr
+        if isinstance(factory, partial):
+            changed = partial(factory.func, *factory.args, **{**factory.keywords, key: value})
+        else:
+            changed = partial(factory, **{key: value})
+        setattr(self, owner, changed)
+        where = "the OneCycleLR's max_lr" if key == "max_lr" else "the optimiser's lr"
+        _logging.info(f"{where}: {value:.4g} (the recipe's was {before:.4g})")
+
+    def _lr_owner(self) -> tuple[str, str]:
+        factory = self.lr_scheduler_factory
+        if factory is not None:
+            target, given = _partial_target(factory)
+            if target is torch.optim.lr_scheduler.OneCycleLR and "max_lr" in given:
+                return "lr_scheduler_factory", "max_lr"
+        return "optimizer_factory", "lr"
+
     def param_groups(self) -> list[dict[str, Any]]:
         """The parameter groups the optimiser receives.
 
