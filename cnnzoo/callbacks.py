@@ -8,6 +8,7 @@ import logging
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,12 @@ class PredictionWriter(BasePredictionWriter):
 
     def __init__(self, output: str | None = None) -> None:
         super().__init__(write_interval="batch")
+        # Lightning looks for the batch indices of every prediction writer's loader, and an in-memory loader, which
+        # indexes whole batches, has none to show: it warned on each run, from a path inside Lightning. This
+        # writer numbers in-memory rows itself and never reads them.
+        warnings.filterwarnings(
+            "ignore", message=r"Couldn't infer the batch indices fetched from your dataloader: `BatchIndexedDataLoader`"
+        )
         self.output = output
         self._rows: list[tuple[str, int, float]] = []
         self._unreadable: list[tuple[str, str]] = []  # files the loader could not decode, with the reason
