@@ -163,6 +163,22 @@ def test_resume_of_a_run_that_used_the_learning_rate_finder_is_exact(one_cycle_y
     _stopped_and_resumed_matches_straight(tmp_path, [*common, "--trainer.max_epochs=3"], step=50, callbacks=finder)
 
 
+def test_lightnings_tuners_leave_a_one_cycle_schedule_that_fits_the_run(one_cycle_yaml: Path, tmp_path: Path) -> None:
+    # The rate finder wrote its rate into the built optimiser, where the OneCycleLR kept its own max_lr; after the
+    # batch size finder, the schedule was sized for the old batch size and stopped with "Tried to step 118 times".
+    common = ["--config", str(one_cycle_yaml), "--trainer.max_epochs=2"]
+    cli = fit(tmp_path / "rate", *common, "--trainer.callbacks+=LearningRateFinder")
+    found = cli.model.lr
+    assert found != 0.004 and [g["max_lr"] for g in cli.trainer.optimizers[0].param_groups] == [found]
+    sizer = "--trainer.callbacks+=lightning.pytorch.callbacks.BatchSizeFinder"
+    cli = fit(tmp_path / "size", *common, sizer, "--trainer.callbacks.max_trials=2")
+    assert cli.datamodule.batch_size == 4  # 2, then one doubling
+    scheduler = cli.trainer.lr_scheduler_configs[0].scheduler
+    assert scheduler.total_steps == cli.trainer.global_step == 2 * (1257 // 4)  # full batches of 4
+    with pytest.raises(ConfigError, match=r"BatchSizeFinder: the batch size it chose is not in the checkpoint"):
+        fit(tmp_path / "size", *common, sizer, "--ckpt_path=last")
+
+
 def test_one_cycle_under_a_gradient_accumulation_schedule_ends_with_the_run(
     one_cycle_yaml: Path, tmp_path: Path
 ) -> None:

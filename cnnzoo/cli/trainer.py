@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from lightning.fabric.plugins import CheckpointIO
 from lightning.pytorch import LightningDataModule, Trainer
-from lightning.pytorch.callbacks import LearningRateFinder, LearningRateMonitor, RichProgressBar
+from lightning.pytorch.callbacks import BatchSizeFinder, LearningRateFinder, LearningRateMonitor, RichProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from typing_extensions import override
 
@@ -535,6 +535,13 @@ class CnnzooCLI(LightningCLI):
             # On resume, Lightning's finder searches again from the restored weights and sets a new rate, and the
             # run stopped being a continuation. The checkpoint's optimiser state holds the rate the first search set.
             callbacks = list(trainer_config.get("callbacks") or [])
+            if any(isinstance(cb, BatchSizeFinder) for cb in callbacks):
+                # Unlike the rate, the batch size it chose is in neither the checkpoint nor the config.
+                raise ConfigError(
+                    "--ckpt_path with BatchSizeFinder: the batch size it chose is not in the checkpoint, and a new "
+                    "search would not continue the run. Remove the finder and pass the batch size the first run "
+                    "chose ('using batch size N' in its log) with --data.batch_size N"
+                )
             finders = [cb for cb in callbacks if isinstance(cb, LearningRateFinder)]
             if finders:
                 trainer_config["callbacks"] = [cb for cb in callbacks if cb not in finders]

@@ -21,7 +21,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from lightning.pytorch import LightningModule
-from lightning.pytorch.callbacks import BaseFinetuning
+from lightning.pytorch.callbacks import BaseFinetuning, BatchSizeFinder, LearningRateFinder
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 from torch.optim import Optimizer
@@ -741,6 +741,20 @@ class ClassificationTask(LightningModule):
         self._late_params = [p for p in self.net.parameters() if not p.requires_grad]
         # A run resumed mid-epoch skips on_train_epoch_start, where a GradientAccumulationScheduler sets the count.
         self.trainer.accumulate_grad_batches = accumulation_at(self.trainer, epoch_in_progress(self.trainer))
+        self._rebuild_after_tuners(self.trainer)
+
+    def _rebuild_after_tuners(self, trainer: Any) -> None:
+        # Lightning's tuners run in on_fit_start, after the optimiser and the schedule were built. The rate finder
+        # then writes one rate into every group of the built optimiser, which drops the groups' lr_scale and which
+        # a schedule overrides at its next step; a new batch size leaves a OneCycleLR sized for the old one (it
+        # stopped with "Tried to step 118 times"). Built again from the task's settings, both follow. During a
+        # tuner's own trial runs the Trainer holds only the tuner's internal callbacks, so this waits for the run.
+        tuners = [c for c in trainer.callbacks if isinstance(c, (LearningRateFinder, BatchSizeFinder))]
+        if trainer.global_step or not tuners:
+            return
+        self._restored_total_steps = None  # from the tuner's own checkpoint of step 0, not from a run to resume
+        trainer.strategy.setup_optimizers(trainer)
+        _logging.info("optimiser and schedule built again after the tuner, for the rate and batch size it chose")
 
     @override
     def on_after_backward(self) -> None:
