@@ -88,7 +88,11 @@ def test_a_frozen_network_from_random_weights_is_warned_about(tmp_path: Path) ->
         fit(TimmClassifier("resnet18", num_classes=4, strategy="feature_extraction"), tmp_path)
     with warnings.catch_warnings():
         warnings.simplefilter("error", CnnzooWarning)
-        fit(TimmClassifier("resnet18", num_classes=4, strategy="finetune"), tmp_path)  # from scratch: all trains
+        trainer = fit(TimmClassifier("resnet18", num_classes=4, strategy="finetune"), tmp_path)  # all trains
+        trained = tmp_path / "trained.ckpt"
+        trainer.save_checkpoint(trained)
+        # Weights from a checkpoint are not random, whatever `pretrained` the first run had.
+        fit(TimmClassifier.load_from_checkpoint(trained, weights_only=True, strategy="feature_extraction"), tmp_path)
 
 
 def test_freeze_unfreeze_schedule_groups_and_lrs(tmp_path: Path) -> None:

@@ -403,8 +403,10 @@ class ClassificationTask(LightningModule):
     def _warn_frozen_random_start(self, trainer: Any) -> None:
         # A frozen network that starts from random weights trains its head on random features: nearly always a
         # forgotten `pretrained`, and nothing else would say so (the run trains, just badly). Tasks without a
-        # `pretrained` option are not judged.
-        if self.strategy == "finetune" or self.hparams.get("pretrained", True) or not trainer.is_global_zero:
+        # `pretrained` option are not judged, nor a task whose weights came from a checkpoint (load_from_checkpoint
+        # runs on_load_checkpoint, which records the epoch).
+        loaded = hasattr(self, "_restored_epoch")
+        if self.strategy == "finetune" or self.hparams.get("pretrained", True) or loaded or not trainer.is_global_zero:
             return
         name = self.hparams.get("backbone") or self.hparams.get("model") or type(self).__name__
         warnings.warn(
