@@ -756,7 +756,8 @@ class ClassificationTask(LightningModule):
             return
         self._restored_total_steps = None  # from the tuner's own checkpoint of step 0, not from a run to resume
         trainer.strategy.setup_optimizers(trainer)
-        _logging.info("optimiser and schedule built again after the tuner, for the rate and batch size it chose")
+        names = " and ".join(type(t).__name__ for t in tuners)
+        _logging.info(f"optimiser and schedule built again after {names}, from the rate and batch size now set")
 
     @override
     def on_after_backward(self) -> None:
