@@ -113,10 +113,14 @@ def accumulation_at(trainer: Trainer, epoch: int) -> int:
     The scheduler sets ``trainer.accumulate_grad_batches`` in ``on_train_epoch_start``, a hook that Lightning skips
     when it resumes in the middle of an epoch; the rest of that epoch then ran with the Trainer's own count.
     """
-    for callback in trainer.callbacks:  # type: ignore[attr-defined]
-        if isinstance(callback, GradientAccumulationScheduler):
-            return max(1, int(callback.get_accumulate_grad_batches(epoch)))
-    return max(1, int(trainer.accumulate_grad_batches))
+    schedule = _accumulation_schedule(trainer)
+    count = trainer.accumulate_grad_batches if schedule is None else schedule.get_accumulate_grad_batches(epoch)
+    return max(1, int(count))
+
+
+def _accumulation_schedule(trainer: Trainer) -> GradientAccumulationScheduler | None:
+    callbacks = trainer.callbacks  # type: ignore[attr-defined]
+    return next((c for c in callbacks if isinstance(c, GradientAccumulationScheduler)), None)
 
 
 def stepping_batches(trainer: Trainer) -> int | float:
@@ -126,10 +130,10 @@ def stepping_batches(trainer: Trainer) -> int | float:
     that raises it later made a OneCycleLR far longer than the run: with ``{0: 1, 1: 3}`` over three epochs of 39
     batches, 117 steps for a run of 65, which then ended before its learning rate came down.
     """
+    # Asked first also for its side effect: it loads the training data, which sets num_training_batches.
     estimate = trainer.estimated_stepping_batches
-    schedule = next((c for c in trainer.callbacks if isinstance(c, GradientAccumulationScheduler)), None)  # type: ignore[attr-defined]
     per_epoch, epochs = trainer.num_training_batches, trainer.max_epochs
-    if schedule is None or per_epoch == float("inf") or epochs is None or epochs < 0:
+    if _accumulation_schedule(trainer) is None or per_epoch == float("inf") or epochs is None or epochs < 0:
         return estimate
     steps = optimizer_steps(trainer, int(per_epoch), max(epochs, 1))
     return min(steps, trainer.max_steps) if trainer.max_steps != -1 else steps

@@ -532,16 +532,17 @@ class CnnzooCLI(LightningCLI):
             extra.append(EvalReport())
         trainer_config = {**cfg, **kwargs}
         if self.subcommand == "fit" and self.config["fit"].get("ckpt_path"):
-            # On resume, Lightning's finder searches again from the restored weights and sets a new rate, and the
-            # run stopped being a continuation. The checkpoint's optimiser state holds the rate the first search set.
+            # On resume, Lightning's tuners search again from the restored weights, and the run stops being a
+            # continuation.
             callbacks = list(trainer_config.get("callbacks") or [])
             if any(isinstance(cb, BatchSizeFinder) for cb in callbacks):
-                # Unlike the rate, the batch size it chose is in neither the checkpoint nor the config.
+                # The batch size it chose is in neither the checkpoint nor the config: only the user has it.
                 raise ConfigError(
                     "--ckpt_path with BatchSizeFinder: the batch size it chose is not in the checkpoint, and a new "
                     "search would not continue the run. Remove the finder and pass the batch size the first run "
                     "chose ('using batch size N' in its log) with --data.batch_size N"
                 )
+            # The rate the first search set is in the checkpoint's optimiser state: the run goes on without it.
             finders = [cb for cb in callbacks if isinstance(cb, LearningRateFinder)]
             if finders:
                 trainer_config["callbacks"] = [cb for cb in callbacks if cb not in finders]
