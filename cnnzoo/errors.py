@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __all__ = [
     "CheckpointMismatchError",
+    "CnnzooDeprecationWarning",
     "CnnzooWarning",
     "ConfigError",
     "DataNotFoundError",
@@ -40,6 +41,13 @@ class CnnzooWarning(UserWarning):
 
     The CLI prints it as ``cnnzoo: warning: ...``, not with the file of whichever library's frame it was raised
     under (a data module's warning raised during ``setup`` would otherwise show a Lightning path).
+    """
+
+
+class CnnzooDeprecationWarning(CnnzooWarning, FutureWarning):
+    """A name or file key that still works and goes away in a later release; the message names its replacement.
+
+    A ``FutureWarning``, which Python shows by default, and a `CnnzooWarning`, so the CLI prints it in one line.
     """
 
 

@@ -6,6 +6,7 @@ import csv
 import hashlib
 import json
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -80,6 +81,23 @@ def test_torch_force_no_weights_only_load_does_not_unpickle(tmp_path: Path) -> N
     env = {**os.environ, "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1", "PYTHONPATH": str(REPO)}
     out = subprocess.run([sys.executable, "-c", code, str(evil)], env=env, capture_output=True, text=True, timeout=300)
     assert "UnsafePickleError" in out.stdout, out.stderr[-2000:]
+    assert not sentinel.exists()
+
+
+def test_a_pickle_of_a_later_protocol_is_refused_with_our_line_alone(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    sentinel = tmp_path / "SENTINEL"
+    evil = tmp_path / "evil.ckpt"
+    evil.write_bytes(pickle.dumps({"state_dict": {}, "x": PicklePayload(sentinel)}, protocol=4))
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        with pytest.raises(UnsafePickleError, match="refused to load"):
+            load_state_dict_file(evil)
+    assert [str(w.message) for w in seen] == []
+    assert main(["test", "--config", str(RECIPES / "lenet5_digits.yaml"), f"--ckpt_path={evil}", *QUIET]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"cnnzoo: error: --ckpt_path {evil}: refused to load"), err
     assert not sentinel.exists()
 
 

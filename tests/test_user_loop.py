@@ -301,6 +301,14 @@ def test_extending_a_one_cycle_run_fails_at_once(capsys: pytest.CaptureFixture[s
     assert [ln.split()[1] for ln in out.splitlines() if ln.startswith("epoch ")] == ["1", "2"]
 
 
+def test_a_deprecated_option_is_one_warning_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    argv = ["fit", "--config", str(RECIPES / "lenet5_digits.yaml"), "--data.image_size=28", "--trainer.fast_dev_run=1"]
+    code, _, err = run([*argv, f"--trainer.default_root_dir={tmp_path}"], capsys)
+    assert code == 0, err
+    assert "cnnzoo: warning: data option image_size is deprecated" in err and "--data.img_size" in err
+    assert "FutureWarning" not in err and "folder.py" not in err and "base.py" not in err
+
+
 def test_predict_from_weights_needs_no_training_data(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     images = tmp_path / "imgs"
     images.mkdir()

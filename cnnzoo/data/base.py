@@ -22,7 +22,7 @@ from typing_extensions import override
 
 from .. import _logging
 from .._compat import accumulation_at, epoch_in_progress, optimizer_steps
-from ..errors import ConfigError
+from ..errors import CnnzooDeprecationWarning, ConfigError
 from ..presets import ImageClassificationEval, convert_channels, normalize, resize_batch
 from .sampling import (
     AlternatingFlipDataset,
@@ -127,7 +127,7 @@ class ClassificationDataModule(LightningDataModule):
             warnings.warn(
                 "data option image_size is deprecated and will be removed in cnnzoo 0.3; use img_size "
                 "(--data.img_size), the name models, tasks and weights use",
-                FutureWarning,
+                CnnzooDeprecationWarning,
                 stacklevel=2,
             )
             img_size = image_size
@@ -184,7 +184,7 @@ class ClassificationDataModule(LightningDataModule):
         """Deprecated name of `class_names` (until cnnzoo 0.3)."""
         warnings.warn(
             "DataModule.classes is deprecated and will be removed in cnnzoo 0.3; use class_names",
-            FutureWarning,
+            CnnzooDeprecationWarning,
             stacklevel=2,
         )
         return self.class_names

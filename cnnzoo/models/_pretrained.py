@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from .._files import temp_beside
-from ..errors import CnnzooWarning, ConfigError, WeightsUnavailableError, first_line
+from ..errors import CnnzooDeprecationWarning, CnnzooWarning, ConfigError, WeightsUnavailableError, first_line
 from ._registry import create_model, unknown_name_error
 from .tta import TTA, check_tta
 
@@ -143,7 +143,9 @@ class Weights:
     @property
     def classes(self) -> tuple[str, ...]:
         """Deprecated name of `class_names` (until cnnzoo 0.3)."""
-        warnings.warn("Weights.classes is deprecated (until cnnzoo 0.3); use class_names", FutureWarning, stacklevel=2)
+        warnings.warn(
+            "Weights.classes is deprecated (until cnnzoo 0.3); use class_names", CnnzooDeprecationWarning, stacklevel=2
+        )
         return self.class_names
 
     @property
@@ -247,14 +249,14 @@ class Weights:
         if "classes" in d:  # the key before 0.2; published files may still carry it
             warnings.warn(
                 f"{path}: the key 'classes' is deprecated (until cnnzoo 0.3); re-publish, or rename it 'class_names'",
-                FutureWarning,
+                CnnzooDeprecationWarning,
                 stacklevel=2,
             )
             d["class_names"] = d.pop("classes")
         if "metrics" in d:  # one row per metric before 0.2
             warnings.warn(
                 f"{path}: the key 'metrics' is deprecated (until cnnzoo 0.3); re-publish to get 'evaluations'",
-                FutureWarning,
+                CnnzooDeprecationWarning,
                 stacklevel=2,
             )
             d["evaluations"] = _group_metric_rows(d.pop("metrics") or [])
@@ -543,7 +545,11 @@ def torch_load_weights_only(path: Path | str) -> Any:
     if not (head.startswith(b"PK\x03\x04") or head.startswith(b"\x80")):
         raise ConfigError(f"{path}: not a PyTorch checkpoint (torch.save writes a zip archive; this starts {head!r})")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # torch warns that its restricted unpickler "might not support" a protocol above 2, ahead of the
+            # refusal below, which is the answer.
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         raise UnsafePickleError(path) from None
 
