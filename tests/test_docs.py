@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import json
 import re
 from pathlib import Path
@@ -105,3 +106,57 @@ def test_no_placeholder_is_taken_for_html(page: Path) -> None:
     }
     tags = {m.group(1).lower() for m in re.finditer(r"</?([A-Za-z][\w.-]*)[^>\n]*>", text)}
     assert tags <= html, f"{page.name}: {sorted(tags - html)} would vanish as HTML tags; put them in backticks"
+
+
+def trainer_commands() -> list[tuple[str, str]]:
+    """Each ``cnnzoo fit|validate|test|predict`` line that the docs and the README show, in code blocks or inline."""
+    found: dict[str, str] = {}
+    for page in [*sorted((ROOT / "docs").glob("*.md")), ROOT / "README.md"]:
+        text = page.read_text()
+        lines = [
+            ln.strip().removeprefix("$ ")
+            for block in re.findall(r"```[a-z]*\n(.*?)```", text, re.S)
+            for ln in block.replace("\\\n", " ").splitlines()
+        ]
+        for line in [*lines, *re.findall(r"`(cnnzoo [^`]+)`", text)]:
+            words = line.split("  #")[0].split()
+            if len(words) > 2 and words[0] == "cnnzoo" and words[1] in ("fit", "validate", "test", "predict"):
+                found.setdefault(" ".join(words), page.name)
+    return sorted((page, line) for line, page in found.items())
+
+
+def _stands_in_for_something(words: list[str]) -> str | None:
+    """Why a docs command cannot be parsed here: a placeholder, a run's file, or a module the page defines."""
+    if any("<" in w or "..." in w for w in words):
+        return "a placeholder"
+    for flag, value in itertools.pairwise(words):
+        if (
+            flag in ("--config", "-c")
+            and not (ROOT / value).is_file()
+            and not (ROOT / "recipes" / f"{value}.yaml").is_file()
+        ):
+            return f"{value}, a run's file"
+        if flag in ("--model", "--data") and "." in value and importlib.util.find_spec(value.split(".")[0]) is None:
+            return f"{value}, a class the page writes"
+        if flag == "--weights" and value not in cnnzoo.list_pretrained():
+            return f"{value}, a file the page makes"
+        if flag == "--backend":
+            return "the ONNX Runtime path parses no Trainer options (tests/test_export.py runs it)"
+    return None
+
+
+@pytest.mark.parametrize(("page", "line"), trainer_commands())
+def test_every_trainer_command_in_the_docs_parses(
+    page: str, line: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cnnzoo.cli import main
+
+    words = [w for w in line.split()[1:] if w != "--help"]
+    why = _stands_in_for_something(words)
+    if why is not None:
+        pytest.skip(f"{page}: {why}")
+    monkeypatch.chdir(ROOT)  # the docs' commands run from the repository root
+    with pytest.raises(SystemExit) as done:  # --print_config exits once the command line has parsed
+        main([*words, "--print_config"])
+    assert done.value.code in (0, None), f"{page}: {line}\n{capsys.readouterr().err}"
+    assert "trainer:" in capsys.readouterr().out
