@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import logging
 import math
 import os
+import shutil
 import time
 import warnings
 from collections.abc import Callable
@@ -32,6 +34,7 @@ from .deploy import write_predictions
 
 __all__ = [
     "AtomicCheckpointIO",
+    "CheckpointWriteError",
     "ConfusionMatrixLogger",
     "EarlyStopping",
     "EpochLog",
@@ -359,12 +362,49 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp_name, target)
-        except BaseException:
+        except BaseException as err:
+            full = _disk_full(err, target.parent) if isinstance(err, Exception) else None
             with contextlib.suppress(OSError):
                 os.unlink(tmp_name)
+            if full is not None:
+                raise CheckpointWriteError(target, full) from err
             raise
         _fsync_dir(target.parent)
         return None
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint that could not be written because its disk is full: where, what is still there, and the fix."""
+
+    def __init__(self, target: Path, reason: str) -> None:
+        free = shutil.disk_usage(target.parent).free
+        kept = sorted(p.name for p in target.parent.glob("*.ckpt"))
+        earlier = (
+            f"the checkpoints already there are intact ({', '.join(kept)}); resume with --ckpt_path last"
+            if kept
+            else "no earlier checkpoint was written"
+        )
+        super().__init__(
+            f"could not save checkpoint {target}: {reason} ({free / 2**20:.1f} MiB free there); {earlier}. Fix: free "
+            "disk space, or point --trainer.default_root_dir at a disk with room"
+        )
+
+
+def _disk_full(err: BaseException, folder: Path) -> str | None:
+    """Why a failed write failed, when the reason is a full disk or quota; ``None`` otherwise."""
+    # torch's zip writer reports a full disk as "[enforce fail at inline_container.cc] unexpected pos", with the
+    # OSError it hit as the context, or with none, so the chain is searched and then the disk itself is looked at.
+    seen: set[int] = set()
+    cause: BaseException | None = err
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT):
+            return os.strerror(cause.errno).lower()
+        cause = cause.__cause__ or cause.__context__
+    with contextlib.suppress(OSError):
+        if isinstance(err, (OSError, RuntimeError)) and shutil.disk_usage(folder).free < 2**20:
+            return os.strerror(errno.ENOSPC).lower()
+    return None
 
 
 def _fsync_dir(path: Path) -> None:

@@ -131,6 +131,29 @@ def test_folder_cache_is_reused_rebuilt_on_change_and_never_used_when_corrupt(
         assert torch.equal(load(), changed)  # the rebuilt file is sound
 
 
+def test_a_cache_that_cannot_be_written_warns_and_trains_from_the_decoded_images(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from safetensors import SafetensorError
+
+    root = write_folder(tmp_path / "img", {"a": 4, "b": 4}, size=16)
+    expected = ImageFolderDataModule(root=str(root), img_size=16, in_memory=True, cache_dir=str(tmp_path / "ok"))
+    expected.setup("fit")
+
+    def full_disk(*args: object, **kwargs: object) -> str:
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    (tmp_path / "a_file").write_text("")
+    for cache_dir, patch in ((tmp_path / "a_file" / "cache", False), (tmp_path / "full", True)):
+        if patch:
+            monkeypatch.setattr(folder_cache, "safetensors_beside", full_disk)
+        dm = ImageFolderDataModule(root=str(root), img_size=16, in_memory=True, cache_dir=str(cache_dir))
+        with pytest.warns(UserWarning, match=r"could not write the image cache .*this run uses the images it decoded"):
+            dm.setup("fit")
+        assert torch.equal(dm.tensors["train"][0], expected.tensors["train"][0])
+    assert not list((tmp_path / "full").glob("*"))
+
+
 def test_folder_too_large_for_the_cache_names_both_fixes(tmp_path: Path) -> None:
     root = write_folder(tmp_path / "img", {"a": 4, "b": 4}, size=16)
     dm = ImageFolderDataModule(root=str(root), img_size=512, in_memory=True, cache_dir=str(tmp_path), max_cache_mb=1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import errno
 import hashlib
 import json
 import os
@@ -13,6 +14,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -459,6 +461,31 @@ def test_a_kill_during_a_checkpoint_write_keeps_the_previous_file(tmp_path: Path
 def test_the_cli_trainer_saves_through_atomic_io(tmp_path: Path) -> None:
     cli = CnnzooCLI(args=["--config", DIGITS, f"--trainer.default_root_dir={tmp_path}"], run=False)
     assert isinstance(cli.trainer.strategy.checkpoint_io, AtomicCheckpointIO)
+
+
+def _save_onto_a_full_disk(obj: object, f: Any) -> None:
+    # What torch.save does when the disk fills: its zip writer hits ENOSPC and reports its own RuntimeError.
+    f.write(b"PK\x03\x04 the first bytes")
+    try:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    except OSError:
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 285568 vs 285460") from None
+
+
+def test_a_full_disk_is_one_line_and_keeps_the_checkpoints_there(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    fit(tmp_path, "--trainer.max_epochs=1")
+    last = last_ckpt(tmp_path)
+    before = last.read_bytes()
+    monkeypatch.setattr(torch, "save", _save_onto_a_full_disk)
+    argv = ["fit", "--config", DIGITS, f"--trainer.default_root_dir={tmp_path}", "--trainer.max_epochs=2", *QUIET]
+    assert main([*argv, "--ckpt_path=last"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("cnnzoo: error: could not save checkpoint "), err
+    assert "no space left on device" in err[0] and "last.ckpt" in err[0] and "--ckpt_path last" in err[0]
+    assert last.read_bytes() == before
+    assert not list(tmp_path.rglob("*.tmp"))
 
 
 # --- 11. linked arguments set by hand -------------------------------------------------------------------------------

@@ -535,9 +535,9 @@ def command_line() -> str:
 def main(argv: list[str] | None = None) -> int:
     """Run the ``cnnzoo`` command line; returns the exit status.
 
-    Exit codes: 0 done, 1 failed (diverged, out of memory), 2 refused input, 143 interrupted by SIGTERM after saving
-    ``last.ckpt`` (so a scheduler requeues the job). Zoo commands, ``--help`` and ``--version`` never import
-    Lightning, so they answer fast.
+    Exit codes: 0 done, 1 failed (diverged, out of memory, disk full), 2 refused input, 143 interrupted by SIGTERM
+    after saving ``last.ckpt`` (so a scheduler requeues the job). Zoo commands, ``--help`` and ``--version`` never
+    import Lightning, so they answer fast.
     """
     # As `python -m cnnzoo` does: the current directory is importable, so `--model mymod.MyTask` finds mymod.py.
     if "" not in sys.path and os.getcwd() not in sys.path:
@@ -757,7 +757,7 @@ def _run_trainer_command(args: list[str]) -> int:
     from jsonargparse import ArgumentError
     from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 
-    from ..callbacks import NonFiniteLossError, TrainingDivergedError
+    from ..callbacks import CheckpointWriteError, NonFiniteLossError, TrainingDivergedError
 
     verbose = "--verbose" in args
     args = [a for a in args if a != "--verbose"]
@@ -776,6 +776,9 @@ def _run_trainer_command(args: list[str]) -> int:
         hint = "" if verbose else "; --verbose shows the full message"
         print(f"cnnzoo: error: {message}\n(cnnzoo {args[0]} --help lists every option{hint})", file=sys.stderr)
         return 2
+    except CheckpointWriteError as err:  # an OSError, but not bad input: the run failed (exit 1)
+        print(f"cnnzoo: error: {err}", file=sys.stderr)
+        return 1
     except (ValueError, TypeError, OSError, MisconfigurationException) as err:
         if verbose and isinstance(err, ConfigError):
             traceback.print_exc()  # main() prints the message itself, last

@@ -77,10 +77,18 @@ def decode_images(
 
 
 def save_cache(path: Path, images: torch.Tensor, labels: torch.Tensor, keep: torch.Tensor) -> None:
-    """Write the cache atomically (a temporary file renamed into place), with the digest of its tensors."""
+    """Write the cache atomically (a temporary file renamed into place), with the digest of its tensors.
+
+    Raises ``OSError`` when it cannot be written (a full disk, a read-only folder), safetensors' errors included.
+    """
+    from safetensors import SafetensorError
+
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = {"format": "cnnzoo-folder-cache", "version": CACHE_VERSION, "sha256": _digest(images, labels, keep)}
-    tmp = safetensors_beside(path, path.name, {"images": images, "labels": labels, "keep": keep}, meta)
+    try:
+        tmp = safetensors_beside(path, path.name, {"images": images, "labels": labels, "keep": keep}, meta)
+    except SafetensorError as err:  # its writer's I/O errors ("No space left on device (os error 28)")
+        raise OSError(str(err)) from err
     try:
         os.replace(tmp, path)
     finally:

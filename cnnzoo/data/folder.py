@@ -13,7 +13,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from typing_extensions import override
 
-from ..errors import CnnzooWarning, ConfigError, DataNotFoundError
+from ..errors import CnnzooWarning, ConfigError, DataNotFoundError, first_line
 from ..images import (
     IMG_EXTENSIONS,
     CorruptImageError,
@@ -300,7 +300,16 @@ class ImageFolderDataModule(ClassificationDataModule):
             keep = torch.tensor([p not in bad_paths for p, _ in candidates], dtype=torch.bool)
             images = images[keep]
             labels = torch.tensor([y for _, y in candidates], dtype=torch.long)[keep]
-            save_cache(path, images, labels, keep)
+            try:
+                save_cache(path, images, labels, keep)
+            except OSError as err:
+                # The cache only saves the next run's decoding; this run has the decoded images.
+                warnings.warn(
+                    f"could not write the image cache {path} ({first_line(err)}); this run uses the images it "
+                    "decoded, and the next run decodes them again. Fix: free space there, or set --data.cache_dir",
+                    CnnzooWarning,
+                    stacklevel=3,
+                )
         samples = [c for c, k in zip(candidates, keep.tolist(), strict=True) if k]
         return samples, images
 
