@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import secrets
+import shutil
 import stat
 from pathlib import Path
 from typing import Any
@@ -46,3 +49,20 @@ def safetensors_beside(destination: Path, prefix: str, tensors: dict[str, Any], 
         Path(path).unlink(missing_ok=True)
         raise
     return path
+
+
+def disk_full_reason(err: BaseException, folder: Path) -> str | None:
+    """Why a failed write failed, when the reason is a full disk or quota; ``None`` otherwise."""
+    # torch's zip writer reports a full disk as "[enforce fail at inline_container.cc] unexpected pos", with the
+    # OSError it hit as the context, or with none: the chain is searched, then, for such a RuntimeError, the disk.
+    seen: set[int] = set()
+    cause: BaseException | None = err
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT):
+            return os.strerror(cause.errno).lower()
+        cause = cause.__cause__ or cause.__context__
+    with contextlib.suppress(OSError):
+        if isinstance(err, RuntimeError) and shutil.disk_usage(folder).free < 2**20:
+            return os.strerror(errno.ENOSPC).lower()
+    return None

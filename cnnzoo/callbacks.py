@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import errno
 import logging
 import math
 import os
@@ -28,7 +27,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from typing_extensions import override
 
 from ._compat import checkpoint_check_due, checkpoint_save_last, checkpoint_saved_at, stepping_batches
-from ._files import temp_beside
+from ._files import disk_full_reason, temp_beside
 from ._provenance import versions
 from .deploy import write_predictions
 
@@ -363,7 +362,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 os.fsync(f.fileno())
             os.replace(tmp_name, target)
         except BaseException as err:
-            full = _disk_full(err, target.parent) if isinstance(err, Exception) else None
+            full = disk_full_reason(err, target.parent) if isinstance(err, Exception) else None
             with contextlib.suppress(OSError):
                 os.unlink(tmp_name)
             if full is not None:
@@ -388,23 +387,6 @@ class CheckpointWriteError(OSError):
             f"could not save checkpoint {target}: {reason} ({free / 2**20:.1f} MiB free there); {earlier}. Fix: free "
             "disk space, or point --trainer.default_root_dir at a disk with room"
         )
-
-
-def _disk_full(err: BaseException, folder: Path) -> str | None:
-    """Why a failed write failed, when the reason is a full disk or quota; ``None`` otherwise."""
-    # torch's zip writer reports a full disk as "[enforce fail at inline_container.cc] unexpected pos", with the
-    # OSError it hit as the context, or with none, so the chain is searched and then the disk itself is looked at.
-    seen: set[int] = set()
-    cause: BaseException | None = err
-    while cause is not None and id(cause) not in seen:
-        seen.add(id(cause))
-        if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT):
-            return os.strerror(cause.errno).lower()
-        cause = cause.__cause__ or cause.__context__
-    with contextlib.suppress(OSError):
-        if isinstance(err, (OSError, RuntimeError)) and shutil.disk_usage(folder).free < 2**20:
-            return os.strerror(errno.ENOSPC).lower()
-    return None
 
 
 def _fsync_dir(path: Path) -> None:

@@ -628,6 +628,35 @@ def test_cache_hits_are_rehashed_whatever_their_size(server: LocalServer, tmp_pa
     assert dest.read_bytes() == body and len(server.requests) == 2
 
 
+class _FullDisk:
+    """A file opened on a disk with no room left: every write fails with ENOSPC."""
+
+    def __init__(self, f: Any) -> None:
+        self.f = f
+
+    def __enter__(self) -> _FullDisk:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.f.close()
+
+    def write(self, data: bytes) -> int:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def test_a_download_onto_a_full_disk_names_the_folder_and_the_fix(
+    server: LocalServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    body = os.urandom(5000)
+    server.files["/w.bin"] = body
+    fdopen = os.fdopen
+    monkeypatch.setattr(os, "fdopen", lambda fd, mode: _FullDisk(fdopen(fd, mode)))
+    dest = tmp_path / "cache" / "w.bin"
+    with pytest.raises(OSError, match=r"cannot save the download of .*w.bin in .*cache: no space left on device; free"):
+        download(server.url("/w.bin"), dest, hashlib.sha256(body).hexdigest(), len(body), progress=False)
+    assert not list(dest.parent.iterdir())
+
+
 def test_refused_publish_leaves_no_file(shapes_ckpt: Path, tmp_path: Path) -> None:
     from cnnzoo.publish import publish
 

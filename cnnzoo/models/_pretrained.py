@@ -29,7 +29,7 @@ from typing import Any, Literal, get_args
 import torch
 from torch import nn
 
-from .._files import temp_beside
+from .._files import disk_full_reason, temp_beside
 from ..errors import CnnzooDeprecationWarning, CnnzooWarning, ConfigError, WeightsUnavailableError, first_line
 from ._registry import create_model, unknown_name_error
 from .tta import TTA, check_tta
@@ -608,8 +608,14 @@ def download(url: str, dest: Path, sha256: str, num_bytes: int | None = None, pr
                 f"  actual   sha256 {actual}\nNothing was saved; the file may be corrupt or replaced."
             )
         os.replace(tmp, dest)
-    except BaseException:
+    except BaseException as err:
+        full = disk_full_reason(err, dest.parent) if isinstance(err, OSError) else None
         tmp.unlink(missing_ok=True)
+        if full is not None:
+            raise OSError(
+                f"cannot save the download of {url} in {dest.parent}: {full}; free space there, or set CNNZOO_HOME "
+                "to a folder with room"
+            ) from err
         raise
     return dest
 
