@@ -55,7 +55,7 @@ def write_folder(root: Path, classes: dict[str, int], size: int = 20, mode: str 
         for i in range(n):
             shape = (size, size, 3) if mode == "RGB" else (size, size)
             arr = rng.integers(0, 256, size=shape, dtype=np.uint8)
-            arr[: size // 4] = 40 * k
+            arr[: size // 4] = 40 * k % 256  # a band that tells the classes apart
             Image.fromarray(arr, mode=mode).save(d / f"{i:03d}.png")
     return root
 

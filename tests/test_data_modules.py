@@ -413,3 +413,24 @@ def test_overfit_batches_serves_whole_batches_in_order(fast: bool) -> None:
     for i, y in enumerate(seen["train"]):  # the same first two batches every epoch, in the data's order
         assert torch.equal(y.cpu(), train_labels[(i % 2) * 32 : (i % 2 + 1) * 32])
     assert [len(y) for y in seen["val"]] == [dm.eval_batch_size] * 4
+
+
+@pytest.mark.parametrize("in_memory", [False, True])
+def test_a_folders_evaluation_splits_mix_the_classes(tmp_path: Path, in_memory: bool) -> None:
+    # A folder lists its images class by class; the first batches of a split in that order would hold one class, so
+    # --trainer.limit_val_batches (and a report's first images) would score a single class.
+    root = write_folder(tmp_path / "root", {"a": 30, "b": 30, "c": 30}, size=8)
+    held = write_folder(tmp_path / "val", {"a": 12, "b": 12, "c": 12}, size=8, seed=1)
+    common = {"img_size": 8, "batch_size": 6, "num_workers": 0, "in_memory": in_memory, "cache_dir": str(tmp_path)}
+    for kwargs in ({"root": str(root), "val_fraction": 0.5, "test_fraction": 0.25},
+                   {"train_dir": str(root), "val_dir": str(held), "test_dir": str(held)}):  # fmt: skip
+        dm = ImageFolderDataModule(**kwargs, **common)  # type: ignore[arg-type]
+        dm.setup("fit")
+        for split, loader in (("val", dm.val_dataloader()), ("test", dm.test_dataloader())):
+            labels = [y for _, y in dm.samples[split]]
+            assert labels != sorted(labels), (split, kwargs)
+            assert len(set(next(iter(loader))[1].tolist())) > 1, (split, kwargs)  # in class order: one
+        again = ImageFolderDataModule(**kwargs, **common)  # type: ignore[arg-type]
+        again.setup("fit")
+        assert again.samples == dm.samples  # one seeded order
+    assert sorted(dm.samples["val"]) == sorted((str(p), "abc".index(p.parent.name)) for p in held.rglob("*.png"))

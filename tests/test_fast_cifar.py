@@ -343,3 +343,23 @@ def test_the_epoch_line_shows_the_base_rate_of_the_last_step(capsys: pytest.Capt
     log.on_train_end(trainer, None)  # type: ignore[arg-type]
     line = capsys.readouterr().out
     assert line.startswith("epoch 0") and f"lr {used[-1]:.4g} " in line, line
+
+
+def test_evaluating_weights_without_their_tta_says_how_to_reproduce_them(
+    tmp_path: Path, cnnzoo_said: list[str]
+) -> None:
+    from lightning.pytorch import Trainer
+
+    import cnnzoo
+
+    w = cnnzoo.get_weights("vgg_cifar_fast.cifar10")
+    assert w.tta == "mirror_translate"
+    root = write_folder(tmp_path / "img", dict.fromkeys(w.class_names, 2), size=32)
+    dm = ImageFolderDataModule(root=str(root), img_size=32, val_fraction=0.5, batch_size=10, num_workers=0)
+    for tta, says in (("none", True), ("mirror_translate", False)):
+        cnnzoo_said.clear()
+        task = ImageClassifier(model="vgg_cifar_fast", in_chans=3, pretrained=w.name, tta=tta)  # type: ignore[arg-type]
+        quiet = {"logger": False, "enable_progress_bar": False, "enable_model_summary": False}
+        Trainer(limit_val_batches=1, **quiet).validate(task, datamodule=dm)  # type: ignore[arg-type]
+        hint = f"{w.name}: its published figures used test-time augmentation mirror_translate, this run uses none"
+        assert any(line.startswith(hint) for line in cnnzoo_said) == says, cnnzoo_said

@@ -27,7 +27,7 @@ from ..images import (
 from .base import ClassificationDataModule, NoSplitError
 from .cache import cache_key, decode_images, load_cache, save_cache
 from .sampling import TensorBatchDataset
-from .tensor_ops import seeded_split
+from .tensor_ops import seeded_permutation, seeded_split
 from .transforms import AugmentName
 
 __all__ = ["IMG_EXTENSIONS", "CorruptImageError", "ImageFolderDataModule", "scan_class_folders"]
@@ -342,6 +342,11 @@ class ImageFolderDataModule(ClassificationDataModule):
                     self.samples = {"train": [train[i] for i in train_idx], "val": [train[i] for i in val_idx]}
                 if self.test_dir is not None:
                     self.samples["test"] = self._scan(self.test_dir)
+            # A folder lists its images class by class. The evaluation splits get one seeded mixed order instead, so
+            # that any part of them (--trainer.limit_val_batches, a report's figures) holds every class.
+            for split in [s for s in ("val", "test") if s in self.samples]:
+                found = self.samples[split]
+                self.samples[split] = [found[i] for i in seeded_permutation(len(found), self.seed).tolist()]
             if self.in_memory:
                 self._assemble_tensors()
             self.log_split_sizes({k: len(v) for k, v in self.samples.items()})

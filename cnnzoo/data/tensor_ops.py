@@ -13,7 +13,15 @@ import torch
 from ..errors import ConfigError
 from ..presets import LUMA, convert_channels, resize_batch
 
-__all__ = ["Split", "convert_channels", "convert_stats", "resize_batch", "resolve_val_size", "seeded_split"]
+__all__ = [
+    "Split",
+    "convert_channels",
+    "convert_stats",
+    "resize_batch",
+    "resolve_val_size",
+    "seeded_permutation",
+    "seeded_split",
+]
 
 Split = tuple[torch.Tensor, torch.Tensor]
 
@@ -22,14 +30,19 @@ def seeded_split(n: int, sizes: list[int], seed: int) -> list[torch.Tensor]:
     """Split ``range(n)`` into disjoint, sorted index sets of the given sizes; the same seed gives the same split."""
     if sum(sizes) > n:
         raise ValueError(f"split sizes {sizes} add up to more than the {n} available samples")
-    g = torch.Generator()
-    g.manual_seed(seed)
-    perm = torch.randperm(n, generator=g)
+    perm = seeded_permutation(n, seed)
     out, start = [], 0
     for size in sizes:
         out.append(perm[start : start + size].sort().values)
         start += size
     return out
+
+
+def seeded_permutation(n: int, seed: int) -> torch.Tensor:
+    """``range(n)`` in an order that depends only on ``seed``."""
+    g = torch.Generator()
+    g.manual_seed(seed)
+    return torch.randperm(n, generator=g)
 
 
 def resolve_val_size(n_train: int, val_size: int | None, val_fraction: float) -> int:

@@ -454,6 +454,8 @@ class ClassificationTask(LightningModule):
         resuming = trainer is not None and trainer.ckpt_path is not None
         if stage == "fit" and not resuming:
             self._say_if_normalised_otherwise(mean, std)
+        if stage != "fit" and not resuming and not hasattr(self, "_restored_epoch"):
+            self._say_if_measured_with_other_tta()
         if stage == "fit" and getattr(self.net, "needs_whitening", False) and not resuming:
             whitening_images = getattr(dm, "whitening_images", None)
             if whitening_images is None:
@@ -480,6 +482,18 @@ class ClassificationTask(LightningModule):
             f"the starting weights were trained on inputs normalised with mean {shown[0]}, std {shown[1]}; this "
             f"data is normalised with mean {shown[2]}, std {shown[3]}. To feed them what they saw, set "
             f"--data.init_args.mean {shown[0]} --data.init_args.std {shown[1]}"
+        )
+
+    def _say_if_measured_with_other_tta(self) -> None:
+        # Published figures of weights measured with test-time augmentation are higher than a plain pass gives; a
+        # user who evaluates them without it would otherwise think the figures overstated.
+        weights = getattr(self, "pretrained_cfg", None)
+        theirs = getattr(weights, "tta", None)
+        if theirs is None or theirs == self.tta:
+            return
+        _logging.info(
+            f"{getattr(weights, 'name', 'the weights')}: its published figures used test-time augmentation "
+            f"{theirs}, this run uses {self.tta} (--model.init_args.tta {theirs} reproduces them)"
         )
 
     @override
