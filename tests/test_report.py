@@ -95,6 +95,9 @@ def test_bad_input_gets_one_line(run: Path, tmp_path: Path, capsys: pytest.Captu
     assert "--target_layer 'nope' is not a layer of LeNet5" in capsys.readouterr().err
     assert main(["report", "-c", "lenet5_digits", "--out", str(tmp_path / "r")]) == 2
     assert "needs trained weights" in capsys.readouterr().err
+    # The command line's evaluation settings reach a checkpoint's task, as with `cnnzoo validate`, and are checked.
+    assert main([*argv, "--model.init_args.tta=mirror"]) == 2
+    assert "tta=mirror mirrors the images, and DigitsDataModule holds digits" in capsys.readouterr().err
 
     from cnnzoo.data import DigitsDataModule
     from cnnzoo.tasks import ImageClassifier
@@ -107,6 +110,23 @@ def test_bad_input_gets_one_line(run: Path, tmp_path: Path, capsys: pytest.Captu
     mlp.class_names = [str(i) for i in range(10)]  # type: ignore[assignment]
     with pytest.raises(ReportError, match="has no Conv2d layer"):
         report(mlp, DigitsDataModule(), tmp_path / "y")
+
+
+def test_the_report_scores_what_the_tasks_test_time_augmentation_predicts() -> None:
+    from cnnzoo.analysis.report import evaluate
+    from cnnzoo.data import DigitsDataModule
+
+    class Voted(torch.nn.Module):
+        """One plain forward says class 0; the augmented prediction says class 3."""
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.zeros(len(x), 10)
+
+        def predict_logits(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.zeros(len(x), 10).index_fill(1, torch.tensor([3]), 5.0)
+
+    ev = evaluate(Voted(), DigitsDataModule(), "val", 8, progress=False)
+    assert ev.probs.argmax(1).eq(3).all()
 
 
 def test_a_timm_classifier_reports_with_grad_cam_on_its_last_stage(tmp_path: Path) -> None:

@@ -75,12 +75,14 @@ def evaluate(task: nn.Module, datamodule: Any, split: str, max_images: int, prog
     images: list[torch.Tensor] = []
     from rich.progress import Progress
 
+    # A task's predict_logits averages over its test-time augmentation, as validate and test do.
+    logits_of = getattr(task, "predict_logits", task)
     task.eval()
     with Progress(transient=True, disable=not progress) as bar, torch.no_grad():
         job = bar.add_task(f"report: {split}", total=len(loader))
         for batch in loader:
             x, y = datamodule.on_after_batch_transfer(batch, 0)
-            probs.append(task(x).float().softmax(1))
+            probs.append(logits_of(x).float().softmax(1))
             labels.append(y)
             if sum(int(i.shape[0]) for i in images) < max_images:
                 images.append((x * std + mean).clamp(0, 1))
@@ -350,6 +352,9 @@ def report(task: nn.Module, datamodule: Any, out: Path, split: str = "val", ckpt
             f"the model was trained on classes {names}, but the data has {data_names}; give data with the model's "
             "classes in the same order"
         )
+    check_tta = getattr(task, "check_tta", None)
+    if callable(check_tta):
+        check_tta(datamodule)
     net = getattr(task, "net", task)
     layer = target_layer or default_cam_layer(net)
     out.mkdir(parents=True, exist_ok=True)
@@ -358,6 +363,7 @@ def report(task: nn.Module, datamodule: Any, out: Path, split: str = "val", ckpt
     cm = confusion(ev.probs, ev.labels, n)
     stats = per_class(cm)
     accuracy = float(cm.diag().sum()) / max(1, int(cm.sum()))
+    tta = str(getattr(task, "tta", "none"))
     figures: dict[str, str] = {}
     notes: dict[str, str] = {}
 
@@ -402,6 +408,7 @@ def report(task: nn.Module, datamodule: Any, out: Path, split: str = "val", ckpt
         "split": split,
         "num_examples": int(cm.sum()),
         "accuracy": accuracy,
+        "tta": tta,
         "per_class": {
             c: dict(zip(("precision", "recall", "f1", "support"), s, strict=True))
             for c, s in zip(names, stats, strict=True)
@@ -426,7 +433,9 @@ def report(task: nn.Module, datamodule: Any, out: Path, split: str = "val", ckpt
     }
     parts = [
         f"<h1>{html.escape(title or type(net).__name__)}: {split} split</h1>",
-        f"<p>{int(cm.sum()):,} images, accuracy {accuracy:.4f}. Checkpoint: {html.escape(str(ckpt_path or '-'))}. "
+        f"<p>{int(cm.sum()):,} images, accuracy {accuracy:.4f}"
+        + (f" with test-time augmentation {tta}" if tta != "none" else "")
+        + f". Checkpoint: {html.escape(str(ckpt_path or '-'))}. "
         f"Made by cnnzoo report in {seconds:.1f} s.</p>",
     ]
     for key, heading in sections.items():

@@ -348,6 +348,10 @@ def _cmd_report(argv: list[str]) -> int:
 
     if args.ckpt_path:
         task = _task_from_checkpoint(args.ckpt_path)
+        # As in `cnnzoo validate --config --ckpt_path`: the weights come from the checkpoint, the evaluation
+        # settings from the command line.
+        if hasattr(task, "tta") and hasattr(cli.model, "tta"):
+            task.tta = task.hparams["tta"] = cli.model.tta
     elif getattr(cli.model, "pretrained_cfg", None) is not None or cli.model.hparams.get("pretrained"):
         task = cli.model
     else:

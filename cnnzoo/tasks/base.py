@@ -444,11 +444,7 @@ class ClassificationTask(LightningModule):
             if getattr(self, key, None) is None and value is not None:
                 setattr(self, key, value)
                 self.hparams[key] = value
-        if self.tta != "none" and getattr(dm, "kind", "natural") == "digits":
-            raise ConfigError(
-                f"tta={self.tta} mirrors the images, and {type(dm).__name__} holds digits, where a mirrored digit is "
-                "another glyph: use tta: none"
-            )
+        self.check_tta(dm)
         # Set from the data before a checkpoint is restored (the restore then overwrites it) and before DDP copies
         # rank 0's weights to the other ranks.
         resuming = trainer is not None and trainer.ckpt_path is not None
@@ -483,6 +479,14 @@ class ClassificationTask(LightningModule):
             f"data is normalised with mean {shown[2]}, std {shown[3]}. To feed them what they saw, set "
             f"--data.init_args.mean {shown[0]} --data.init_args.std {shown[1]}"
         )
+
+    def check_tta(self, datamodule: Any) -> None:
+        """Raise `ConfigError` when the data cannot take the task's ``tta`` (digits: a mirrored digit is another)."""
+        if self.tta != "none" and getattr(datamodule, "kind", "natural") == "digits":
+            raise ConfigError(
+                f"tta={self.tta} mirrors the images, and {type(datamodule).__name__} holds digits, where a mirrored "
+                "digit is another glyph: use tta: none"
+            )
 
     def _say_if_measured_with_other_tta(self) -> None:
         # Published figures of weights measured with test-time augmentation are higher than a plain pass gives; a
