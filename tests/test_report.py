@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -252,3 +253,23 @@ def test_the_confusion_panels_do_not_overlap(names: list[str]) -> None:
     renderer = fig.canvas.get_renderer()
     left, right = (ax.get_tightbbox(renderer) for ax in fig.axes[:2])
     assert left.x1 <= right.x0, (left, right)
+
+
+@pytest.mark.parametrize(
+    "names",
+    [
+        [str(i) for i in range(10)],
+        ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"],
+        [f"class number {i}" for i in range(15)],
+    ],
+    ids=["digits", "cifar10", "15-long"],
+)
+def test_the_confusion_axis_names_do_not_overlap(names: list[str]) -> None:
+    from cnnzoo.analysis.report import confusion_figure
+
+    fig = confusion_figure(torch.eye(len(names), dtype=torch.long) * 5, names)
+    renderer = fig.canvas.get_renderer()
+    for ax in fig.axes[:2]:
+        labels = [(label.get_text(), label.get_window_extent(renderer)) for label in ax.get_xticklabels()]
+        clashes = [(a, b) for (a, box_a), (b, box_b) in itertools.pairwise(labels) if box_a.overlaps(box_b)]
+        assert not clashes, clashes

@@ -197,10 +197,14 @@ def confusion_figure(cm: torch.Tensor, names: list[str]) -> Any:
     fig, axes = plt.subplots(1, 2, figsize=(2 * size, size))
     norm = cm.float() / cm.sum(1, keepdim=True).clamp(min=1)
     panels = ((axes[0], cm.float(), "counts", "{:.0f}"), (axes[1], norm, "row-normalised", "{:.2f}"))
+    # A cell is about seven characters wide at this size: longer names ("automobile") are slanted, or they overlap.
+    rotation = 90 if n > 10 else 45 if max(map(len, names), default=0) > 6 else 0
     for ax, data, title, fmt in panels:
         ax.imshow(data.numpy(), cmap="Blues")
         ax.set_title(title)
-        ax.set_xticks(range(n), names, rotation=90 if n > 10 else 0, fontsize=8)
+        ax.set_xticks(range(n), names, rotation=rotation, fontsize=8)
+        if rotation == 45:
+            plt.setp(ax.get_xticklabels(), ha="right", rotation_mode="anchor")
         ax.set_yticks(range(n), names, fontsize=8)
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
