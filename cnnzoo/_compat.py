@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 from lightning.pytorch import LightningModule, Trainer
-from lightning.pytorch.callbacks import EarlyStopping, GradientAccumulationScheduler, ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping, GradientAccumulationScheduler, ModelCheckpoint, RichProgressBar
 from lightning.pytorch.cli import LightningCLI
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "cli_instantiate_trainer",
     "cli_subcommand_arguments",
     "epoch_in_progress",
+    "live_console",
     "nvml_loads",
     "optimizer_steps",
     "runs_apart",
@@ -167,6 +168,13 @@ def checkpoint_saved_at(checkpoint: ModelCheckpoint) -> int:
 def checkpoint_save_last(checkpoint: ModelCheckpoint, trainer: Trainer) -> None:
     """Write ``last.ckpt`` now, as ``checkpoint`` does after it has written a top-k file."""
     checkpoint._save_last_checkpoint(trainer, checkpoint._monitor_candidates(trainer))
+
+
+def live_console(bar: RichProgressBar) -> Any | None:
+    """The rich ``Console`` of ``bar`` while its live display runs; ``None`` before it starts and once it stops."""
+    if bar.progress is None or bar._progress_stopped:
+        return None
+    return bar._console
 
 
 def runs_apart(trainer: Trainer) -> bool:

@@ -26,7 +26,13 @@ from lightning.pytorch.profilers import PassThroughProfiler
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from typing_extensions import override
 
-from ._compat import checkpoint_check_due, checkpoint_save_last, checkpoint_saved_at, stepping_batches
+from ._compat import (
+    checkpoint_check_due,
+    checkpoint_save_last,
+    checkpoint_saved_at,
+    live_console,
+    stepping_batches,
+)
 from ._files import disk_full_reason, temp_beside
 from ._provenance import versions
 from .deploy import write_predictions
@@ -447,6 +453,9 @@ class ProgressBar(RichProgressBar):
     fit ends.
     """
 
+    # Lightning's info lines and cnnzoo's own, with the prefix cnnzoo's console handler gives them.
+    THROUGH_CONSOLE = {"lightning.pytorch.utilities.rank_zero": "", "cnnzoo": "[cnnzoo] "}
+
     @override
     def get_metrics(
         self, trainer: Trainer, pl_module: LightningModule
@@ -454,6 +463,37 @@ class ProgressBar(RichProgressBar):
         items = super().get_metrics(trainer, pl_module)
         items.pop("v_num", None)
         return items
+
+    @override
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        # A logging handler writes to the stderr it was given, past rich's live display, which then redraws over
+        # the line ("`Trainer.fit` stopped" was erased, and two lines of the bar were left above the final one).
+        # While the display runs, those records are printed through its console, which puts them above it.
+        self._through_console = {name: _ThroughConsole(self, prefix) for name, prefix in self.THROUGH_CONSOLE.items()}
+        for name, route in self._through_console.items():
+            logging.getLogger(name).addFilter(route)
+
+    @override
+    def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        super().teardown(trainer, pl_module, stage)
+        for name, route in getattr(self, "_through_console", {}).items():
+            logging.getLogger(name).removeFilter(route)
+
+
+class _ThroughConsole(logging.Filter):
+    """Prints a logger's records through a progress bar's console while its live display runs."""
+
+    def __init__(self, bar: RichProgressBar, prefix: str) -> None:
+        super().__init__()
+        self.bar, self.prefix = bar, prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        console = live_console(self.bar)
+        if console is None or record.levelno < logging.INFO:
+            return True
+        console.print(self.prefix + record.getMessage(), markup=False, highlight=False)
+        return False
 
 
 class NoProfiler(PassThroughProfiler):

@@ -491,6 +491,31 @@ def test_the_progress_bar_does_not_show_the_log_version_as_a_metric(tmp_path: Pa
     assert "v_num" not in shown and "train_loss" in shown
 
 
+def test_info_lines_during_the_progress_display_are_printed_above_it() -> None:
+    # Lightning's "`Trainer.fit` stopped" went past rich's live display, which then redrew over it: in a terminal
+    # the line was erased and two lines of the bar were left above the final one.
+    import io
+
+    import rich
+    from lightning.pytorch import Trainer
+
+    from cnnzoo.callbacks import ProgressBar
+
+    screen = io.StringIO()
+    bar = ProgressBar(console_kwargs={"file": screen, "force_terminal": True, "width": 100})
+    quiet = {"logger": False, "enable_model_summary": False, "enable_checkpointing": False}
+    try:
+        Trainer(max_epochs=1, limit_train_batches=2, limit_val_batches=1, callbacks=[bar], **quiet).fit(  # type: ignore[arg-type]
+            ImageClassifier(model="lenet5"), DigitsDataModule(batch_size=64)
+        )
+    finally:
+        rich.reconfigure()  # the bar reconfigures rich's global console to write to `screen`
+    lines = [re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", part).strip() for part in re.split(r"[\r\n]+", screen.getvalue())]
+    assert "`Trainer.fit` stopped: `max_epochs=1` reached." in lines
+    held = logging.getLogger("lightning.pytorch.utilities.rank_zero").filters
+    assert not [f for f in held if type(f).__name__ == "_ThroughConsole"]  # taken off at teardown
+
+
 @pytest.mark.parametrize("terminal", [True, False])
 def test_the_model_summary_in_a_terminal_and_in_a_log_leaves_out_the_metric_collections(
     terminal: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

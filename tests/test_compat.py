@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import torch
 from lightning.pytorch import Callback, Trainer
+from lightning.pytorch.callbacks import RichProgressBar
 from lightning.pytorch.cli import LightningCLI
 
 from cnnzoo import _compat
@@ -60,6 +61,8 @@ def test_every_wrapper_against_a_real_run(tmp_path: Path) -> None:
     assert _compat.attached_trainer(ImageClassifier()) is None
     trainer = _compat.cli_instantiate_trainer(cli, {"max_epochs": 1, "logger": False}, [])
     assert trainer.max_epochs == 1
+    # While a bar runs, test_cli.py's test_info_lines_during_the_progress_display_are_printed_above_it.
+    assert _compat.live_console(RichProgressBar()) is None
 
 
 @pytest.mark.parametrize("loads", [False, True], ids=["no-driver", "driver"])
