@@ -36,6 +36,7 @@ __all__ = [
     "runs_apart",
     "skip_nvml_check_without_nvml",
     "stepping_batches",
+    "stop_live_display",
 ]
 
 NVML_CHECK = "PYTORCH_NVML_BASED_CUDA_CHECK"
@@ -175,6 +176,13 @@ def live_console(bar: RichProgressBar) -> Any | None:
     if bar.progress is None or bar._progress_stopped:
         return None
     return bar._console
+
+
+def stop_live_display(trainer: Trainer) -> None:
+    """End the rich progress bar's live display now, as Lightning does at teardown, leaving its last frame."""
+    bar = trainer.progress_bar_callback
+    if isinstance(bar, RichProgressBar):
+        bar._stop_progress()
 
 
 def runs_apart(trainer: Trainer) -> bool:

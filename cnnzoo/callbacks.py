@@ -32,6 +32,7 @@ from ._compat import (
     checkpoint_saved_at,
     live_console,
     stepping_batches,
+    stop_live_display,
 )
 from ._files import disk_full_reason, temp_beside
 from ._provenance import versions
@@ -859,6 +860,8 @@ class EvalReport(Callback):
         with open(path, "w") as f:
             json.dump(report, f, indent=2)
         self.written_to = path
+        # The bar's display would otherwise stay live until teardown and be drawn below these lines.
+        stop_live_display(trainer)
         print(f"{stage} on {count:,} images: {format_metrics(metrics)}\n{stage} report: {path}")
 
 

@@ -516,6 +516,31 @@ def test_info_lines_during_the_progress_display_are_printed_above_it() -> None:
     assert not [f for f in held if type(f).__name__ == "_ThroughConsole"]  # taken off at teardown
 
 
+@pytest.mark.parametrize("stage", ["validate", "test"])
+def test_an_evaluations_summary_is_printed_below_the_finished_bar(
+    stage: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # While the display is live, rich draws it below whatever is printed: the results came above their own bar.
+    import io
+
+    import rich
+    from lightning.pytorch import Trainer
+
+    from cnnzoo import _compat, callbacks
+
+    bar = callbacks.ProgressBar(console_kwargs={"file": io.StringIO(), "force_terminal": True})
+    live_at_print: list[bool] = []
+    monkeypatch.setattr(callbacks, "print", lambda *a, **k: live_at_print.append(_compat.live_console(bar) is not None),
+                        raising=False)  # fmt: skip
+    report = callbacks.EvalReport(output=str(tmp_path / "report.json"))
+    trainer = Trainer(limit_val_batches=1, limit_test_batches=1, callbacks=[bar, report], logger=False)
+    try:
+        getattr(trainer, stage)(ImageClassifier(model="lenet5"), DigitsDataModule(batch_size=64))
+    finally:
+        rich.reconfigure()
+    assert live_at_print == [False]
+
+
 @pytest.mark.parametrize("terminal", [True, False])
 def test_the_model_summary_in_a_terminal_and_in_a_log_leaves_out_the_metric_collections(
     terminal: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

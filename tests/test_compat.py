@@ -63,6 +63,7 @@ def test_every_wrapper_against_a_real_run(tmp_path: Path) -> None:
     assert trainer.max_epochs == 1
     # While a bar runs, test_cli.py's test_info_lines_during_the_progress_display_are_printed_above_it.
     assert _compat.live_console(RichProgressBar()) is None
+    _compat.stop_live_display(cli.trainer)  # no bar: nothing to stop
 
 
 @pytest.mark.parametrize("loads", [False, True], ids=["no-driver", "driver"])
