@@ -157,6 +157,7 @@ class PredictionWriter(BasePredictionWriter):
         note = f", {len(skipped)} unreadable file(s) skipped" if skipped else ""
         note += "; stopped early, the rows predicted so far are saved" if partial else ""
         note += replaced
+        stop_live_display(trainer)  # as EvalReport: the line goes below the finished bar
         print(f"predictions: {path} ({len(rows)} rows{note})", flush=True)
 
 
@@ -335,6 +336,7 @@ class PreemptionCheckpoint(Callback):
         self.saved_to = path
         if trainer.is_global_zero:
             where = "validation of " if trainer.validating else ""
+            stop_live_display(trainer)
             print(
                 f"interrupted during {where}epoch {trainer.current_epoch}, step {trainer.global_step}: saved {path}; "
                 "resume with --ckpt_path last",
@@ -860,7 +862,7 @@ class EvalReport(Callback):
         with open(path, "w") as f:
             json.dump(report, f, indent=2)
         self.written_to = path
-        # The bar's display would otherwise stay live until teardown and be drawn below these lines.
+        # The bar's display would otherwise stay live until teardown, and rich draws it below what is printed.
         stop_live_display(trainer)
         print(f"{stage} on {count:,} images: {format_metrics(metrics)}\n{stage} report: {path}")
 

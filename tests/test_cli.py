@@ -516,7 +516,7 @@ def test_info_lines_during_the_progress_display_are_printed_above_it() -> None:
     assert not [f for f in held if type(f).__name__ == "_ThroughConsole"]  # taken off at teardown
 
 
-@pytest.mark.parametrize("stage", ["validate", "test"])
+@pytest.mark.parametrize("stage", ["validate", "test", "predict"])
 def test_an_evaluations_summary_is_printed_below_the_finished_bar(
     stage: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -533,7 +533,9 @@ def test_an_evaluations_summary_is_printed_below_the_finished_bar(
     monkeypatch.setattr(callbacks, "print", lambda *a, **k: live_at_print.append(_compat.live_console(bar) is not None),
                         raising=False)  # fmt: skip
     report = callbacks.EvalReport(output=str(tmp_path / "report.json"))
-    trainer = Trainer(limit_val_batches=1, limit_test_batches=1, callbacks=[bar, report], logger=False)
+    writer = callbacks.PredictionWriter(output=str(tmp_path / "predictions.csv"))
+    limits = {"limit_val_batches": 1, "limit_test_batches": 1, "limit_predict_batches": 1}
+    trainer = Trainer(callbacks=[bar, report, writer], logger=False, **limits)  # type: ignore[arg-type]
     try:
         getattr(trainer, stage)(ImageClassifier(model="lenet5"), DigitsDataModule(batch_size=64))
     finally:
