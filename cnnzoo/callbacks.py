@@ -493,10 +493,24 @@ class _ThroughConsole(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         console = live_console(self.bar)
-        if console is None or record.levelno < logging.INFO:
+        if console is None or record.levelno < logging.INFO or not _to_streams_only(logging.getLogger(record.name)):
             return True
         console.print(self.prefix + record.getMessage(), markup=False, highlight=False)
         return False
+
+
+def _to_streams_only(logger: logging.Logger) -> bool:
+    """Whether ``logger``'s records reach only console streams: an application's log file must still get them."""
+    current: logging.Logger | None = logger
+    while current is not None:
+        for handler in current.handlers:
+            # NullHandler: pytest's live-logging stand-in, which writes nothing.
+            if isinstance(handler, logging.FileHandler) or not isinstance(
+                handler, (logging.StreamHandler, logging.NullHandler)
+            ):
+                return False
+        current = current.parent if current.propagate else None
+    return True
 
 
 class NoProfiler(PassThroughProfiler):

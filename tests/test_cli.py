@@ -491,9 +491,13 @@ def test_the_progress_bar_does_not_show_the_log_version_as_a_metric(tmp_path: Pa
     assert "v_num" not in shown and "train_loss" in shown
 
 
-def test_info_lines_during_the_progress_display_are_printed_above_it() -> None:
+@pytest.mark.parametrize("log_file", [False, True], ids=["console", "an-application-log-file"])
+def test_info_lines_during_the_progress_display_are_printed_above_it(
+    log_file: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Lightning's "`Trainer.fit` stopped" went past rich's live display, which then redrew over it: in a terminal
-    # the line was erased and two lines of the bar were left above the final one.
+    # the line was erased and two lines of the bar were left above the final one. An application that logs to a
+    # file keeps the line in its file.
     import io
 
     import rich
@@ -501,6 +505,12 @@ def test_info_lines_during_the_progress_display_are_printed_above_it() -> None:
 
     from cnnzoo.callbacks import ProgressBar
 
+    # The CLI's process, without pytest's handlers (it adds a FileHandler of its own), or an application's log file.
+    handlers = [logging.FileHandler(tmp_path / "app.log")] if log_file else []
+    for name in ("lightning", "lightning.pytorch"):
+        monkeypatch.setattr(logging.getLogger(name), "handlers", [])
+        monkeypatch.setattr(logging.getLogger(name), "propagate", True)
+    monkeypatch.setattr(logging.getLogger(), "handlers", handlers)
     screen = io.StringIO()
     bar = ProgressBar(console_kwargs={"file": screen, "force_terminal": True, "width": 100})
     quiet = {"logger": False, "enable_model_summary": False, "enable_checkpointing": False}
@@ -510,8 +520,13 @@ def test_info_lines_during_the_progress_display_are_printed_above_it() -> None:
         )
     finally:
         rich.reconfigure()  # the bar reconfigures rich's global console to write to `screen`
+        for handler in handlers:
+            handler.close()
     lines = [re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", part).strip() for part in re.split(r"[\r\n]+", screen.getvalue())]
-    assert "`Trainer.fit` stopped: `max_epochs=1` reached." in lines
+    stopped = "`Trainer.fit` stopped: `max_epochs=1` reached."
+    assert (stopped in lines) != log_file
+    if log_file:
+        assert stopped in (tmp_path / "app.log").read_text()
     held = logging.getLogger("lightning.pytorch.utilities.rank_zero").filters
     assert not [f for f in held if type(f).__name__ == "_ThroughConsole"]  # taken off at teardown
 
