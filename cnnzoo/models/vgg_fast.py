@@ -29,7 +29,14 @@ from ._base import ZooModel, check_sizes
 from ._pretrained import register_pretrained
 from ._registry import register_model
 
-__all__ = ["VGG_FAST_WIDTHS", "VGGCifarFast", "vgg_cifar_fast", "vgg_cifar_fast_wide", "whitening_filters"]
+__all__ = [
+    "VGG_FAST_WIDTHS",
+    "FixedScaleBatchNorm",
+    "VGGCifarFast",
+    "vgg_cifar_fast",
+    "vgg_cifar_fast_wide",
+    "whitening_filters",
+]
 
 # airbench93's and airbench94's widths of the three conv groups.
 VGG_FAST_WIDTHS: dict[str, tuple[int, int, int]] = {"airbench93": (64, 128, 128), "airbench94": (64, 256, 256)}
@@ -55,7 +62,7 @@ def whitening_filters(images: torch.Tensor, kernel_size: int, eps: float = 5e-4)
     return torch.cat([scaled, -scaled]).float()
 
 
-class _FixedScaleBatchNorm(nn.BatchNorm2d):
+class FixedScaleBatchNorm(nn.BatchNorm2d):
     """BatchNorm whose scale stays 1: only the shift (bias) is a trained parameter."""
 
     def __init__(self, num_features: int, momentum: float) -> None:
@@ -77,10 +84,10 @@ class ConvGroup(nn.Sequential):
         super().__init__(
             _identity_conv(in_chans, width),
             nn.MaxPool2d(2),
-            _FixedScaleBatchNorm(width, bn_momentum),
+            FixedScaleBatchNorm(width, bn_momentum),
             nn.GELU(),
             _identity_conv(width, width),
-            _FixedScaleBatchNorm(width, bn_momentum),
+            FixedScaleBatchNorm(width, bn_momentum),
             nn.GELU(),
         )
 
