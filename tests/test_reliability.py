@@ -468,8 +468,8 @@ def _save_onto_a_full_disk(obj: object, f: Any) -> None:
     f.write(b"PK\x03\x04 the first bytes")
     try:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-    except OSError:
-        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 285568 vs 285460") from None
+    except OSError:  # raised while handling it, so the OSError is the RuntimeError's context, as with torch
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 285568 vs 285460")  # noqa: B904
 
 
 def test_a_full_disk_is_one_line_and_keeps_the_checkpoints_there(
