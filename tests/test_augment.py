@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -189,3 +190,23 @@ def test_show_augment_writes_a_grid(tmp_path: Path) -> None:
         == 0
     )
     assert Image.open(out).size == (3 * 30 + 2, 3 * 30 + 2)  # 28 px tiles with 2 px padding
+
+
+def test_the_grid_of_an_in_memory_folder_shows_each_epochs_alternating_flip(tmp_path: Path) -> None:
+    # The in-memory folder path serves uint8 batches like the in-memory datasets; its grid raised a shape error. With
+    # alternating flip, which acts where batches are gathered, draw k shows what epoch k trains on.
+    from cnnzoo.data import ImageFolderDataModule
+    from cnnzoo.data.preview import augmentation_grid
+
+    from .datagen import write_folder
+
+    root = write_folder(tmp_path / "img", {"a": 4, "b": 4}, size=16)
+    options = {"root": str(root), "img_size": 16, "in_memory": True, "cache_dir": str(tmp_path), "augment": "none"}
+    dm = ImageFolderDataModule(**options, alternating_flip=True)  # type: ignore[arg-type]
+    grid = augmentation_grid(dm, n_images=3, n_augment=4)
+    tiles = grid[:, 2:, 2:].unfold(1, 18, 18).unfold(2, 18, 18)[..., :16, :16].permute(1, 2, 0, 3, 4)  # rows, cols
+    assert tiles.shape[:2] == (3, 5)
+    for row in tiles:  # evaluation view, then epochs 0..3: each epoch mirrors the one before
+        draws = row[1:]
+        assert all(torch.equal(b, a.flip(-1)) for a, b in itertools.pairwise(draws))
+        assert torch.equal(draws[0], row[0]) or torch.equal(draws[0], row[0].flip(-1))

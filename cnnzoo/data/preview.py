@@ -7,7 +7,8 @@ from typing import Any
 import torch
 from torchvision.utils import make_grid
 
-from .base import ClassificationDataModule, InMemoryDataModule
+from .base import ClassificationDataModule
+from .sampling import AlternatingFlipDataset, TensorBatchDataset
 
 __all__ = ["augmentation_grid"]
 
@@ -23,19 +24,23 @@ def augmentation_grid(
     """
     dm.setup("fit")
     torch.manual_seed(seed)
-    rows: list[torch.Tensor] = []
-    if isinstance(dm, InMemoryDataModule) and dm.fast:
-        train = dm.splits["train"][0]
-        images = train[torch.linspace(0, len(train) - 1, n_images).long()]
-        rows.append(dm.batch_transform(images, train=False))
-        rows += [dm.batch_transform(images, train=True) for _ in range(n_augment)]
+    dataset: Any = dm.train_dataloader().dataset
+    # Evenly spaced picks: folder datasets are sorted by class, so the first images would all be one class.
+    picks = torch.linspace(0, len(dataset) - 1, min(n_images, len(dataset))).long()
+    if isinstance(dataset, TensorBatchDataset):  # the batched path (in-memory datasets, in_memory folders)
+        images = dataset[picks][0]
+        rows = [dm.batch_transform(images, train=False)]
+        # Alternating flip happens where the batch is gathered, not in batch_transform: draw k shows epoch k's.
+        epoch = [0]
+        flips = AlternatingFlipDataset(dataset, dm.seed, lambda: epoch[0]) if dm.alternating_flip else None
+        for draw in range(n_augment):
+            epoch[0] = draw
+            rows.append(dm.batch_transform(flips[picks][0] if flips is not None else images, train=True))
         grid = torch.stack(rows, dim=1)  # (n_images, 1 + n_augment, C, H, W)
-    else:
-        dataset: Any = dm.train_dataloader().dataset  # a per-sample dataset with a settable `transform`
+    else:  # a per-sample dataset with a settable `transform`
         eval_tf, train_tf = dm.sample_transform(train=False), dm.sample_transform(train=True)
         per_image = []
-        # Evenly spaced picks: folder datasets are sorted by class, so the first images would all be one class.
-        for i in torch.linspace(0, len(dataset) - 1, min(n_images, len(dataset))).long().tolist():
+        for i in picks.tolist():
             dataset.transform = eval_tf
             views = [dataset[i][0]]
             dataset.transform = train_tf
