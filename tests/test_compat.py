@@ -62,7 +62,9 @@ def test_every_wrapper_against_a_real_run(tmp_path: Path) -> None:
     trainer = _compat.cli_instantiate_trainer(cli, {"max_epochs": 1, "logger": False}, [])
     assert trainer.max_epochs == 1
     # While a bar runs, test_cli.py's test_info_lines_during_the_progress_display_are_printed_above_it.
-    assert _compat.live_console(RichProgressBar()) is None
+    bar = RichProgressBar()
+    assert _compat.live_console(bar) is None
+    assert isinstance(bar._progress_stopped, bool) and callable(bar._stop_progress)
     _compat.stop_live_display(cli.trainer)  # no bar: nothing to stop
 
 
