@@ -356,9 +356,9 @@ def report(task: nn.Module, datamodule: Any, out: Path, split: str = "val", ckpt
             f"the model was trained on classes {names}, but the data has {data_names}; give data with the model's "
             "classes in the same order"
         )
-    check_tta = getattr(task, "check_tta", None)
-    if callable(check_tta):
-        check_tta(datamodule)
+    check_tta_fits = getattr(task, "check_tta_fits", None)
+    if callable(check_tta_fits):
+        check_tta_fits(datamodule)
     net = getattr(task, "net", task)
     layer = target_layer or default_cam_layer(net)
     out.mkdir(parents=True, exist_ok=True)

@@ -444,7 +444,7 @@ class ClassificationTask(LightningModule):
             if getattr(self, key, None) is None and value is not None:
                 setattr(self, key, value)
                 self.hparams[key] = value
-        self.check_tta(dm)
+        self.check_tta_fits(dm)
         # Set from the data before a checkpoint is restored (the restore then overwrites it) and before DDP copies
         # rank 0's weights to the other ranks.
         resuming = trainer is not None and trainer.ckpt_path is not None
@@ -480,7 +480,7 @@ class ClassificationTask(LightningModule):
             f"--data.init_args.mean {shown[0]} --data.init_args.std {shown[1]}"
         )
 
-    def check_tta(self, datamodule: Any) -> None:
+    def check_tta_fits(self, datamodule: Any) -> None:
         """Raise `ConfigError` when the data cannot take the task's ``tta`` (digits: a mirrored digit is another)."""
         if self.tta != "none" and getattr(datamodule, "kind", "natural") == "digits":
             raise ConfigError(
