@@ -157,8 +157,7 @@ class PredictionWriter(BasePredictionWriter):
         note = f", {len(skipped)} unreadable file(s) skipped" if skipped else ""
         note += "; stopped early, the rows predicted so far are saved" if partial else ""
         note += replaced
-        stop_live_display(trainer)  # as EvalReport: the line goes below the finished bar
-        print(f"predictions: {path} ({len(rows)} rows{note})", flush=True)
+        _print_below_bar(trainer, f"predictions: {path} ({len(rows)} rows{note})")
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -336,11 +335,10 @@ class PreemptionCheckpoint(Callback):
         self.saved_to = path
         if trainer.is_global_zero:
             where = "validation of " if trainer.validating else ""
-            stop_live_display(trainer)
-            print(
+            _print_below_bar(
+                trainer,
                 f"interrupted during {where}epoch {trainer.current_epoch}, step {trainer.global_step}: saved {path}; "
                 "resume with --ckpt_path last",
-                flush=True,
             )
 
 
@@ -396,6 +394,16 @@ class CheckpointWriteError(OSError):
             f"could not save checkpoint {target}: {reason} ({free / 2**20:.1f} MiB free there); {earlier}. Fix: free "
             "disk space, or point --trainer.default_root_dir at a disk with room"
         )
+
+
+def _print_below_bar(trainer: Trainer, text: str) -> None:
+    """Print a run's closing line below its progress bar, whose live display ends first.
+
+    Lightning keeps the display live until teardown, and rich draws a live display below whatever is printed while
+    it runs, so the line would sit above the finished bar.
+    """
+    stop_live_display(trainer)
+    print(text, flush=True)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -876,9 +884,7 @@ class EvalReport(Callback):
         with open(path, "w") as f:
             json.dump(report, f, indent=2)
         self.written_to = path
-        # The bar's display would otherwise stay live until teardown, and rich draws it below what is printed.
-        stop_live_display(trainer)
-        print(f"{stage} on {count:,} images: {format_metrics(metrics)}\n{stage} report: {path}")
+        _print_below_bar(trainer, f"{stage} on {count:,} images: {format_metrics(metrics)}\n{stage} report: {path}")
 
 
 def _weights_record(pl_module: LightningModule) -> dict[str, Any] | None:

@@ -780,7 +780,8 @@ def _run_trainer_command(args: list[str]) -> int:
         hint = "" if verbose else "; --verbose shows the full message"
         print(f"cnnzoo: error: {message}\n(cnnzoo {args[0]} --help lists every option{hint})", file=sys.stderr)
         return 2
-    except CheckpointWriteError as err:  # an OSError, but not bad input: the run failed (exit 1)
+    # Before the clause below: CheckpointWriteError is an OSError, but not bad input. The run failed (exit 1).
+    except (CheckpointWriteError, NonFiniteLossError, TrainingDivergedError) as err:
         print(f"cnnzoo: error: {err}", file=sys.stderr)
         return 1
     except (ValueError, TypeError, OSError, MisconfigurationException) as err:
@@ -796,9 +797,6 @@ def _run_trainer_command(args: list[str]) -> int:
         return 2
     except SIGTERMException:
         return 143
-    except (NonFiniteLossError, TrainingDivergedError) as err:
-        print(f"cnnzoo: error: {err}", file=sys.stderr)
-        return 1
     except torch.OutOfMemoryError as err:
         first = (str(err).strip().splitlines() or ["out of memory"])[0]
         print(
