@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import os
 import pickle
@@ -8,7 +9,9 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -491,19 +494,26 @@ def test_the_progress_bar_does_not_show_the_log_version_as_a_metric(tmp_path: Pa
     assert "v_num" not in shown and "train_loss" in shown
 
 
+@pytest.fixture
+def terminal_bar() -> Iterator[tuple[Any, io.StringIO]]:
+    """cnnzoo's progress bar drawing into a string as into a 100-column terminal, and that string."""
+    import rich
+
+    from cnnzoo.callbacks import ProgressBar
+
+    screen = io.StringIO()
+    yield ProgressBar(console_kwargs={"file": screen, "force_terminal": True, "width": 100}), screen
+    rich.reconfigure()  # the bar reconfigures rich's global console to write to `screen`
+
+
 @pytest.mark.parametrize("log_file", [False, True], ids=["console", "an-application-log-file"])
 def test_info_lines_during_the_progress_display_are_printed_above_it(
-    log_file: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    log_file: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, terminal_bar: tuple[Any, io.StringIO]
 ) -> None:
     # Lightning's "`Trainer.fit` stopped" went past rich's live display, which then redrew over it: in a terminal
     # the line was erased and two lines of the bar were left above the final one. An application that logs to a
     # file keeps the line in its file.
-    import io
-
-    import rich
     from lightning.pytorch import Trainer
-
-    from cnnzoo.callbacks import ProgressBar
 
     # The CLI's process, without pytest's handlers (it adds a FileHandler of its own), or an application's log file.
     handlers = [logging.FileHandler(tmp_path / "app.log")] if log_file else []
@@ -511,15 +521,13 @@ def test_info_lines_during_the_progress_display_are_printed_above_it(
         monkeypatch.setattr(logging.getLogger(name), "handlers", [])
         monkeypatch.setattr(logging.getLogger(name), "propagate", True)
     monkeypatch.setattr(logging.getLogger(), "handlers", handlers)
-    screen = io.StringIO()
-    bar = ProgressBar(console_kwargs={"file": screen, "force_terminal": True, "width": 100})
+    bar, screen = terminal_bar
     quiet = {"logger": False, "enable_model_summary": False, "enable_checkpointing": False}
     try:
         Trainer(max_epochs=1, limit_train_batches=2, limit_val_batches=1, callbacks=[bar], **quiet).fit(  # type: ignore[arg-type]
             ImageClassifier(model="lenet5"), DigitsDataModule(batch_size=64)
         )
     finally:
-        rich.reconfigure()  # the bar reconfigures rich's global console to write to `screen`
         for handler in handlers:
             handler.close()
     lines = [re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", part).strip() for part in re.split(r"[\r\n]+", screen.getvalue())]
@@ -533,17 +541,14 @@ def test_info_lines_during_the_progress_display_are_printed_above_it(
 
 @pytest.mark.parametrize("stage", ["validate", "test", "predict"])
 def test_an_evaluations_summary_is_printed_below_the_finished_bar(
-    stage: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    stage: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, terminal_bar: tuple[Any, io.StringIO]
 ) -> None:
     # While the display is live, rich draws it below whatever is printed: the results came above their own bar.
-    import io
-
-    import rich
     from lightning.pytorch import Trainer
 
     from cnnzoo import _compat, callbacks
 
-    bar = callbacks.ProgressBar(console_kwargs={"file": io.StringIO(), "force_terminal": True})
+    bar, _ = terminal_bar
     live_at_print: list[bool] = []
     monkeypatch.setattr(callbacks, "print", lambda *a, **k: live_at_print.append(_compat.live_console(bar) is not None),
                         raising=False)  # fmt: skip
@@ -551,10 +556,7 @@ def test_an_evaluations_summary_is_printed_below_the_finished_bar(
     writer = callbacks.PredictionWriter(output=str(tmp_path / "predictions.csv"))
     limits = {"limit_val_batches": 1, "limit_test_batches": 1, "limit_predict_batches": 1}
     trainer = Trainer(callbacks=[bar, report, writer], logger=False, **limits)  # type: ignore[arg-type]
-    try:
-        getattr(trainer, stage)(ImageClassifier(model="lenet5"), DigitsDataModule(batch_size=64))
-    finally:
-        rich.reconfigure()
+    getattr(trainer, stage)(ImageClassifier(model="lenet5"), DigitsDataModule(batch_size=64))
     assert live_at_print == [False]
 
 
