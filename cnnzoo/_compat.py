@@ -8,7 +8,10 @@ upgrade that moves one fails a test that names it instead of misbehaving at run 
 from __future__ import annotations
 
 import ctypes
+import functools
+import operator
 import os
+import typing
 from typing import Any
 
 import torch
@@ -30,6 +33,7 @@ __all__ = [
     "cli_instantiate_trainer",
     "cli_subcommand_arguments",
     "epoch_in_progress",
+    "int_before_float_in_trainer_options",
     "live_console",
     "nvml_loads",
     "optimizer_steps",
@@ -194,3 +198,23 @@ def runs_apart(trainer: Trainer) -> bool:
     from lightning.pytorch.strategies.launchers import _MultiProcessingLauncher
 
     return isinstance(getattr(trainer.strategy, "launcher", None), _MultiProcessingLauncher)
+
+
+def int_before_float_in_trainer_options() -> None:
+    """Put ``int`` before ``float`` in the Trainer's ``int | float`` options, as Lightning writes them.
+
+    jsonargparse tries a union's types in order, and ``typing`` caches ``Union[int, float]`` as equal to a
+    ``Union[float, int]`` built earlier, so on some stacks "--trainer.limit_train_batches 1" meant every batch
+    (Lightning issue #21259). A PEP 604 union is not cached: its order holds.
+    """
+    annotations = Trainer.__init__.__annotations__
+    for name, hint in list(annotations.items()):
+        args = typing.get_args(hint)
+        if (
+            typing.get_origin(hint) is typing.Union
+            and int in args
+            and float in args
+            and args.index(float) < args.index(int)
+        ):
+            rest = [a for a in args if a not in (int, float)]
+            annotations[name] = functools.reduce(operator.or_, rest, int | float)

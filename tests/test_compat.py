@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import inspect
 import os
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -135,3 +136,34 @@ def test_the_hook_name_skips_nn_modules_checks_and_everything_else_still_goes_th
     through.clear()
     task.extra = extra
     assert through == ["extra"] and task._modules["extra"] is extra
+
+
+def test_an_integer_limit_is_a_count_of_batches_where_typing_cached_the_union_float_first(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # As Python 3.12 with torch 2.11 and Lightning 2.6.6 built the Trainer's annotations: jsonargparse then read
+    # "--trainer.limit_train_batches 1" as 1.0, every batch (Lightning turns 2.0 back into 2, but 1.0 is "all").
+    annotations = Trainer.__init__.__annotations__
+    # typing.Union, not "|": the cached typing.Union objects are what went float-first.
+    for name in ("limit_train_batches", "limit_val_batches", "val_check_interval"):
+        monkeypatch.setitem(annotations, name, typing.Union[float, int, None])  # noqa: UP007
+    monkeypatch.setitem(annotations, "overfit_batches", typing.Union[float, int])  # noqa: UP007
+    cli = CnnzooCLI(
+        args=[
+            "fit",
+            "--config",
+            str(RECIPES / "lenet5_digits.yaml"),
+            "--trainer.limit_train_batches=1",
+            "--trainer.limit_val_batches=0.5",
+            "--trainer.val_check_interval=1",
+            "--trainer.max_epochs=1",
+            f"--trainer.default_root_dir={tmp_path}",
+            "--trainer.enable_progress_bar=false",
+        ]
+    )
+    assert type(cli.trainer.limit_train_batches) is int and cli.trainer.global_step == 1
+    assert cli.trainer.limit_val_batches == 0.5  # a fraction stays a fraction
+    assert type(cli.trainer.val_check_interval) is int
+    names = ("limit_train_batches", "limit_val_batches", "val_check_interval", "overfit_batches")
+    hints = [annotations[name] for name in names]
+    assert all(typing.get_args(h)[:2] == (int, float) for h in hints)

@@ -24,7 +24,14 @@ from typing_extensions import override
 
 from .. import _logging
 from .. import data as _data  # noqa: F401  (imported so --data MNISTDataModule resolves by short name)
-from .._compat import cli_callback_keys, cli_get, cli_instantiate_trainer, cli_subcommand_arguments, runs_apart
+from .._compat import (
+    cli_callback_keys,
+    cli_get,
+    cli_instantiate_trainer,
+    cli_subcommand_arguments,
+    int_before_float_in_trainer_options,
+    runs_apart,
+)
 from .._provenance import versions
 from ..callbacks import (
     AtomicCheckpointIO,
@@ -232,6 +239,7 @@ class CnnzooCLI(LightningCLI):
             if not any(isinstance(f, _DropNoise) for f in log.filters):
                 log.addFilter(_DropNoise())
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
+        int_before_float_in_trainer_options()  # "--trainer.limit_train_batches 1" is one batch on every stack
         # Parse errors are raised, not printed after a full usage dump, so `cnnzoo` can show them first, in one line.
         # Each subcommand gets its own dict: Lightning fills in its description there, and a shared dict gave
         # every subcommand fit's ("Runs the full optimization routine.").
