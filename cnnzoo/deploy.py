@@ -286,11 +286,12 @@ def _write(fmt: str, module: nn.Module, x: torch.Tensor, path: Path, opset: int,
 def _pass_on(caught: list[warnings.WarningMessage]) -> None:
     """Re-issue the warnings of loading the export for its check, except torch's deprecation of TorchScript.
 
-    That one (torch.jit.load's FutureWarning) would print a path inside torch; the user gets it as one line instead.
+    That one (torch.jit.load's FutureWarning in torch 2.14, a DeprecationWarning in 2.11) would print a path
+    inside torch; the user gets it as one line instead.
     """
     for w in caught:
         text = str(w.message).strip()
-        if issubclass(w.category, FutureWarning) and "torch.jit" in text and "deprecated" in text:
+        if issubclass(w.category, (FutureWarning, DeprecationWarning)) and "torch.jit" in text and "deprecated" in text:
             said = text.splitlines()[0]
             _logging.info(f"torch: {said} The file was written and checked; --format pt2 is its successor")
         else:

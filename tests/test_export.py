@@ -286,13 +286,15 @@ def test_default_name_is_the_weights_name(tmp_path: Path, monkeypatch: pytest.Mo
     )
 
 
+# torch 2.14 deprecates TorchScript with a FutureWarning; torch 2.11 (within our floor) with a DeprecationWarning.
+@pytest.mark.parametrize("category", [FutureWarning, DeprecationWarning])
 def test_torch_deprecating_torchscript_is_one_line_and_other_warnings_pass(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    category: type[Warning], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     real = deploy.load_exported
 
     def loading_warns(fmt: str, path: Path) -> object:
-        warnings.warn("`torch.jit.load` is deprecated. Please switch to `torch.export`.", FutureWarning, stacklevel=1)
+        warnings.warn("`torch.jit.load` is deprecated. Please switch to `torch.export`.", category, stacklevel=1)
         warnings.warn("some other warning", UserWarning, stacklevel=1)
         return real(fmt, path)
 
