@@ -59,7 +59,7 @@ def test_cli_predict_matches_python_load_from_checkpoint(fitted: tuple[CnnzooCLI
     )
     cli_preds = torch.cat([b["preds"] for b in cli.trainer.predict_loop.predictions])
 
-    model = ImageClassifier.load_from_checkpoint(best, weights_only=True).eval()
+    model = ImageClassifier.load_from_checkpoint(best, weights_only=True, map_location="cpu").eval()
     assert model.class_names == [str(i) for i in range(10)]  # linked from the data module
     dm = DigitsDataModule()
     dm.setup()
@@ -84,7 +84,7 @@ def test_predict_weights_takes_the_checkpoint_of_a_digits_run(fitted: tuple[Cnnz
     args = ["predict", "--weights", str(best), f"--data.predict_dir={tmp_path / 'pngs'}"]
     assert main([*args, f"--prediction_writer.output={out}"]) == 0
     rows = {Path(r["file"]).name: int(r["pred_index"]) for r in csv.DictReader(out.open())}
-    model = ImageClassifier.load_from_checkpoint(best, weights_only=True).eval()
+    model = ImageClassifier.load_from_checkpoint(best, weights_only=True, map_location="cpu").eval()
     with torch.no_grad():
         expected = model(dm.normalize(images)).argmax(1).tolist()
     assert [rows[f"{i}.png"] for i in range(6)] == expected

@@ -291,7 +291,7 @@ def test_publish_round_trip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reg
     monkeypatch.setattr(_pretrained, "PRETRAINED_DIR", tmp_path / "out")
     registered(loaded_w)
     model = cnnzoo.load_pretrained("lenet5.roundtrip")
-    trained = ImageClassifier.load_from_checkpoint(ckpt, weights_only=True).eval()
+    trained = ImageClassifier.load_from_checkpoint(ckpt, weights_only=True, map_location="cpu").eval()
     x = torch.randn(4, 1, 28, 28)
     assert torch.equal(model(x), trained(x))
     assert list(model.pretrained_cfg.class_names) == trained.class_names

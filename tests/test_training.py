@@ -281,7 +281,9 @@ def test_a_spawned_fit_is_refused_before_it_starts(tmp_path: Path) -> None:
     # Its workers hand back only weights and metrics: the launcher reported "0 epochs, 0 steps", no last.ckpt and no
     # stop reason (a diverged run would have exited 0), and without tensorboard it crashed writing its report into
     # a log folder the workers had not used.
-    args = ["fit", "--config", DIGITS, "--trainer.strategy=ddp_spawn", "--trainer.devices=2", *QUIET]
+    # On the CPU: a one-GPU machine refuses devices=2 in Lightning's own device check first.
+    args = ["fit", "--config", DIGITS, "--trainer.strategy=ddp_spawn", "--trainer.accelerator=cpu"]
+    args += ["--trainer.devices=2", *QUIET]
     with pytest.raises(ConfigError, match=r"--trainer.strategy ddp_spawn: a spawned or forked run .* Use --trainer"):
         CnnzooCLI(args=[*args, f"--trainer.default_root_dir={tmp_path}"])
     assert not list(tmp_path.iterdir())  # refused before anything was written
@@ -315,7 +317,7 @@ def test_ddp_on_two_cpu_processes(tmp_path: Path) -> None:
     lrs = {float(r["lr-Adam"]) for r in rows if r.get("lr-Adam")}
     assert lrs == {0.002}
 
-    model = ImageClassifier.load_from_checkpoint(ckpt_dirs[0] / names[0], weights_only=True).eval()
+    model = ImageClassifier.load_from_checkpoint(ckpt_dirs[0] / names[0], weights_only=True, map_location="cpu").eval()
     dm = DigitsDataModule()
     dm.setup()
     x, y = dm.splits["val"]

@@ -463,7 +463,7 @@ def test_speed_switches_train_and_keep_checkpoints_loadable(
     ckpt = next(tmp_path.glob("lightning_logs/version_0/checkpoints/last.ckpt"))
     state = torch.load(ckpt, weights_only=True)["state_dict"]
     assert set(state) == set(ImageClassifier(model="lenet5").state_dict()), "the switch leaves the keys alone"
-    task = ImageClassifier.load_from_checkpoint(ckpt).eval()
+    task = ImageClassifier.load_from_checkpoint(ckpt, map_location="cpu").eval()
     x = torch.randn(2, 1, 28, 28)
     with torch.no_grad():
         expected = task(x)

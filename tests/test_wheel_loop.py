@@ -63,7 +63,7 @@ def test_the_user_loop_from_a_wheel(tmp_path: Path) -> None:
         "from PIL import Image\n"
         "from cnnzoo.tasks import ImageClassifier\n"
         "model = cnnzoo.load_pretrained('published')\n"
-        f"task = ImageClassifier.load_from_checkpoint({str(best)!r}).eval()\n"
+        f"task = ImageClassifier.load_from_checkpoint({str(best)!r}, map_location='cpu').eval()\n"
         "images = (load_digits().images[-20:] * 255 / 16).astype('uint8')\n"
         "import os; os.makedirs('pngs', exist_ok=True)\n"
         "names = []\n"
