@@ -873,6 +873,7 @@ class EvalReport(Callback):
             "metrics": metrics,
             # What `cnnzoo publish` records beside the metrics, so that users reproduce them.
             "tta": getattr(pl_module, "tta", "none"),
+            "crop_pct": getattr(dm, "crop_pct", None),  # the evaluation transform's, which weights' transforms() use
             "checkpoint": os.path.abspath(ckpt) if ckpt else None,
             "checkpoint_sha256": sha256_file(ckpt) if ckpt and os.path.isfile(ckpt) else None,
             # Evaluated from published weights (`--model.init_args.pretrained`) rather than a checkpoint.

@@ -66,8 +66,8 @@ def _report_tta(report: dict[str, Any]) -> str:
 
 def _evaluations_from_reports(
     reports: list[Path], checkpoint_sha256: str, file_sha256: str, rounded: bool
-) -> list[tuple[dict[str, Any], str]]:
-    """One (evaluation, test-time augmentation) per ``validate``/``test`` report.
+) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """One (evaluation, the whole report) per ``validate``/``test`` report.
 
     Each report must be measured on the checkpoint (unless the file that publishing writes stores ``rounded``
     values) or on that very file (``file_sha256``).
@@ -100,8 +100,24 @@ def _evaluations_from_reports(
         if any(k not in report for k in keys):
             lacking = ", ".join(k for k in keys if k not in report)
             raise ConfigError(f"--report {path} lacks {lacking}; write it again with cnnzoo test")
-        out.append(({k: report[k] for k in keys}, _report_tta(report)))
+        out.append(({k: report[k] for k in keys}, report))
     return out
+
+
+def _measured_crop_pct(reports: list[dict[str, Any]], fit: dict[str, Any] | None) -> float | None:
+    """The evaluation transform's crop ratio that the metrics were measured with (the fit's, without reports).
+
+    The published ``transforms()`` must be that transform. Reports from before it was recorded are left out.
+    """
+    recorded = {r["crop_pct"] for r in reports if "crop_pct" in r}
+    if len(recorded) > 1:
+        raise ConfigError(
+            f"the reports were measured with different crop_pct ({', '.join(map(str, sorted(recorded, key=str)))}); "
+            "the weights record one evaluation transform: publish the reports of one setting"
+        )
+    if recorded:
+        return recorded.pop()
+    return fit.get("crop_pct") if fit is not None else None
 
 
 def publish(
@@ -207,7 +223,7 @@ def publish(
         _checked_tta(tta, "--tta")
     # One set of weights records one TTA setting, and it must be the one its metrics were measured with: a number
     # measured with mirror_translate and recorded as `tta: none` is one that users cannot reproduce.
-    settings = sorted({t for _, t in measured})
+    settings = sorted({_report_tta(r) for _, r in measured})
     if len(settings) > 1:
         raise ConfigError(
             f"the reports were measured with different test-time augmentation ({', '.join(settings)}); the weights "
@@ -220,6 +236,7 @@ def publish(
         )
     level = _checked_tta(settings[0] if settings else (tta or "none"), "the reports' tta")
     fit = _fit_report_of(Path(ckpt), raw.get("global_step"))
+    crop_pct = _measured_crop_pct([r for _, r in measured], fit)
     if command is None and fit is not None:
         command = str(fit["command"])
         _logging.info(f"training command, from {fit['path']}: {command}")
@@ -248,6 +265,7 @@ def publish(
         input_size=input_size,  # type: ignore[arg-type]
         mean=tuple(hp["mean"]),
         std=tuple(hp["std"]),
+        crop_pct=crop_pct,
         model_kwargs=model_kwargs,
         evaluations=evaluations,
         tta=level,

@@ -523,3 +523,44 @@ def test_fine_tuning_says_when_the_data_is_normalised_otherwise_than_the_weights
     if told:
         assert "mean [0.1307], std [0.3081]; this data is normalised with mean [0.3058]" in hint[0]
         assert hint[0].endswith("--data.init_args.mean [0.1307] --data.init_args.std [0.3081]")
+
+
+def test_published_weights_preprocess_as_the_evaluation_that_measured_them(tmp_path: Path) -> None:
+    # A run whose data module center-crops for evaluation (crop_pct, as data_config sets for a timm backbone):
+    # publishing recorded no crop, so transforms() of the published weights, `predict --weights <ckpt>` and the
+    # export sidecar resized the whole image, and gave other logits than the ones the card's metrics came from.
+    from cnnzoo.data import ImageFolderDataModule
+    from cnnzoo.deploy import _load
+    from cnnzoo.publish import publish
+
+    from .datagen import write_folder
+
+    root = write_folder(tmp_path / "img", {"a": 8, "b": 8}, size=40)
+    data = [f"--data.root={root}", "--data.img_size=28", "--data.in_chans=1", "--data.crop_pct=0.5"]
+    model = ["--model=ImageClassifier", "--model.init_args.model=lenet5", "--data=ImageFolderDataModule"]
+    common = ["--trainer.enable_progress_bar=false", *QUIET]
+    fit = cli.CnnzooCLI(
+        args=["fit", *model, *data, "--trainer.max_epochs=1", f"--trainer.default_root_dir={tmp_path / 'run'}", *common]
+    )
+    ckpt = Path(fit.trainer.checkpoint_callback.best_model_path)
+    config = str(Path(fit.trainer.log_dir) / "config.yaml")
+    val_root = f"--trainer.default_root_dir={tmp_path / 'val'}"
+    val = cli.CnnzooCLI(args=["validate", "--config", config, f"--ckpt_path={ckpt}", val_root, *common])
+    report = next(cb for cb in val.trainer.callbacks if type(cb).__name__ == "EvalReport").written_to
+    w = publish(ckpt, "lenet5.cropped", tmp_path / "pub", [Path(report)])
+    dm = ImageFolderDataModule(root=root, img_size=28, in_chans=1, crop_pct=0.5)
+    image = torch.randint(0, 256, (3, 40, 56), dtype=torch.uint8)
+    assert w.crop_pct == 0.5
+    assert torch.equal(w.transforms()(image), dm.eval_transform(image))
+    assert _load(str(ckpt), None)[1]["crop_pct"] == 0.5  # predict --weights and export of the checkpoint
+
+
+def test_publish_records_one_evaluation_crop() -> None:
+    from cnnzoo.errors import ConfigError
+    from cnnzoo.publish import _measured_crop_pct
+
+    with pytest.raises(ConfigError, match=r"different crop_pct \(0.5, 0.875\); the weights record one"):
+        _measured_crop_pct([{"crop_pct": 0.875}, {"crop_pct": 0.5}], None)
+    assert _measured_crop_pct([{"crop_pct": None}], {"crop_pct": 0.9}) is None  # the reports' own setting
+    assert _measured_crop_pct([{}], {"crop_pct": 0.9}) == 0.9  # reports from before it was recorded: the fit's
+    assert _measured_crop_pct([], None) is None

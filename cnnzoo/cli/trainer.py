@@ -660,6 +660,8 @@ class CnnzooCLI(LightningCLI):
             "global_step": trainer.global_step,
             "stop_reason": stop_reason,
             "best": best,
+            # The evaluation transform's crop, for `publish` and `predict --weights` of this run's checkpoints.
+            "crop_pct": getattr(self.datamodule, "crop_pct", None),
             "hardware": {
                 "accelerator": type(trainer.accelerator).__name__,
                 "num_devices": trainer.num_devices,
