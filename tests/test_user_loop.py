@@ -547,6 +547,8 @@ def test_published_weights_preprocess_as_the_evaluation_that_measured_them(tmp_p
     val_root = f"--trainer.default_root_dir={tmp_path / 'val'}"
     val = cli.CnnzooCLI(args=["validate", "--config", config, f"--ckpt_path={ckpt}", val_root, *common])
     report = next(cb for cb in val.trainer.callbacks if type(cb).__name__ == "EvalReport").written_to
+    recorded = json.loads(Path(report).read_text())
+    assert recorded["crop_pct"] == 0.5 and recorded["hardware"]["precision"] == str(val.trainer.precision)
     w = publish(ckpt, "lenet5.cropped", tmp_path / "pub", [Path(report)])
     dm = ImageFolderDataModule(root=root, img_size=28, in_chans=1, crop_pct=0.5)
     image = torch.randint(0, 256, (3, 40, 56), dtype=torch.uint8)
