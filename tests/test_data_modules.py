@@ -434,3 +434,25 @@ def test_a_folders_evaluation_splits_mix_the_classes(tmp_path: Path, in_memory: 
         again.setup("fit")
         assert again.samples == dm.samples  # one seeded order
     assert sorted(dm.samples["val"]) == sorted((str(p), "abc".index(p.parent.name)) for p in held.rglob("*.png"))
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_lightnings_advice_to_add_workers_is_given_only_where_workers_help(
+    fast: bool, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # On a machine of more than two cores Lightning told every fit to raise num_workers, with a path into Lightning:
+    # the quick start too. The batched path's batches are slices of tensors in memory, and workers only copy them
+    # between processes (the fast CIFAR recipe ran slower with 4 workers than with none, on a GPU).
+    import lightning.pytorch.trainer.connectors.data_connector as connector
+    from lightning.pytorch import Trainer
+
+    from cnnzoo.tasks import ImageClassifier
+
+    monkeypatch.setattr(connector, "suggested_max_num_workers", lambda devices: 7)  # an 8-core machine
+    limits = {"max_epochs": 1, "limit_train_batches": 2, "limit_val_batches": 1}
+    trainer = Trainer(**limits, logger=False, enable_progress_bar=False, default_root_dir=tmp_path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.fit(ImageClassifier(model="lenet5"), DigitsDataModule(fast=fast))
+    advised = sorted({str(w.message).split("'")[1] for w in caught if "does not have many workers" in str(w.message)})
+    assert advised == ([] if fast else ["train_dataloader", "val_dataloader"])
