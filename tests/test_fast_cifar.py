@@ -363,3 +363,11 @@ def test_evaluating_weights_without_their_tta_says_how_to_reproduce_them(
         Trainer(limit_val_batches=1, **quiet).validate(task, datamodule=dm)  # type: ignore[arg-type]
         hint = f"{w.name}: its published figures used test-time augmentation mirror_translate, this run uses none"
         assert any(line.startswith(hint) for line in cnnzoo_said) == says, cnnzoo_said
+        # cnnzoo report gives the same note: its page names the TTA it scored, not that the card's figures used another.
+        pytest.importorskip("matplotlib")
+        pytest.importorskip("torchcam")
+        from cnnzoo.analysis.report import report
+
+        cnnzoo_said.clear()
+        report(task, dm, tmp_path / f"report_{tta}", max_images=2, progress=False)
+        assert any(line.startswith(hint) for line in cnnzoo_said) == says, cnnzoo_said

@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -357,8 +357,9 @@ def report(task: nn.Module, datamodule: Any, out: Path, split: str = "val", ckpt
             "classes in the same order"
         )
     check_tta_fits = getattr(task, "check_tta_fits", None)
-    if callable(check_tta_fits):
+    if callable(check_tta_fits):  # a cnnzoo task: the checks and the note that validate gives
         check_tta_fits(datamodule)
+        cast(Any, task).say_if_measured_with_other_tta()
     net = getattr(task, "net", task)
     layer = target_layer or default_cam_layer(net)
     out.mkdir(parents=True, exist_ok=True)

@@ -450,8 +450,8 @@ class ClassificationTask(LightningModule):
         resuming = trainer is not None and trainer.ckpt_path is not None
         if stage == "fit" and not resuming:
             self._say_if_normalised_otherwise(mean, std)
-        if stage != "fit" and not resuming and not hasattr(self, "_restored_epoch"):
-            self._say_if_measured_with_other_tta()
+        if stage != "fit" and not resuming:
+            self.say_if_measured_with_other_tta()
         if stage == "fit" and getattr(self.net, "needs_whitening", False) and not resuming:
             whitening_images = getattr(dm, "whitening_images", None)
             if whitening_images is None:
@@ -488,9 +488,15 @@ class ClassificationTask(LightningModule):
                 "digit is another glyph: use tta: none"
             )
 
-    def _say_if_measured_with_other_tta(self) -> None:
-        # Published figures of weights measured with test-time augmentation are higher than a plain pass gives; a
-        # user who evaluates them without it would otherwise think the figures overstated.
+    def say_if_measured_with_other_tta(self) -> None:
+        """Say in one line that published weights' figures used another test-time augmentation than this task.
+
+        Figures measured with it are higher than a plain pass gives; a user who evaluates the weights without it
+        would otherwise think them overstated. Evaluations call it (``validate``, ``test``, ``predict``, ``report``);
+        a task restored from a checkpoint says nothing, as its weights are no longer the published ones.
+        """
+        if hasattr(self, "_restored_epoch"):
+            return
         weights = getattr(self, "pretrained_cfg", None)
         theirs = getattr(weights, "tta", None)
         if theirs is None or theirs == self.tta:
