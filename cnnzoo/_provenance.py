@@ -6,14 +6,16 @@ Without Lightning: the deployment path (`cnnzoo.deploy`) records versions too, a
 from __future__ import annotations
 
 import functools
+import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from . import __version__
 
-__all__ = ["commit_of", "source_commit", "versions"]
+__all__ = ["commit_of", "hardware", "source_commit", "versions"]
 
 
 @functools.cache
@@ -58,3 +60,17 @@ def versions(lightning: str | None = None) -> dict[str, str]:
     if lightning is not None:
         out["lightning"] = lightning
     return out
+
+
+def hardware(trainer: Any) -> dict[str, Any]:
+    """What a Lightning Trainer ran on, for the fit and evaluation reports.
+
+    A figure measured in bf16-mixed on a GPU can differ in its last digits from one in float32 on a CPU.
+    """
+    return {
+        "accelerator": type(trainer.accelerator).__name__,
+        "num_devices": trainer.num_devices,
+        "cpu_count": os.cpu_count(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "precision": str(trainer.precision),
+    }

@@ -35,7 +35,7 @@ from ._compat import (
     stop_live_display,
 )
 from ._files import disk_full_reason, temp_beside
-from ._provenance import versions
+from ._provenance import hardware, versions
 from .deploy import write_predictions
 
 __all__ = [
@@ -879,8 +879,7 @@ class EvalReport(Callback):
             # Evaluated from published weights (`--model.init_args.pretrained`) rather than a checkpoint.
             "weights": _weights_record(pl_module) if not ckpt else None,
             "command": command_line(),
-            # bf16-mixed on a GPU can move a figure measured in float32 on a CPU in its last digits.
-            "hardware": {"accelerator": type(trainer.accelerator).__name__, "precision": str(trainer.precision)},
+            "hardware": hardware(trainer),
             "versions": versions(lightning=_lightning_version()),
         }
         path = self.output or os.path.join(log_dir, f"{stage}_report.json")

@@ -104,19 +104,27 @@ def _evaluations_from_reports(
     return out
 
 
+def _one_setting(values: set[Any], what: str) -> list[Any]:
+    """The one evaluation setting the reports share, as a list (empty when none records it).
+
+    One set of weights records one setting, and it must be the one its metrics were measured with.
+    """
+    if len(values) > 1:
+        raise ConfigError(
+            f"the reports were measured with different {what} ({', '.join(sorted(map(str, values)))}); the weights "
+            "record one: publish the reports of one setting"
+        )
+    return list(values)
+
+
 def _measured_crop_pct(reports: list[dict[str, Any]], fit: dict[str, Any] | None) -> float | None:
     """The evaluation transform's crop ratio that the metrics were measured with (the fit's, without reports).
 
     The published ``transforms()`` must be that transform. Reports from before it was recorded are left out.
     """
-    recorded = {r["crop_pct"] for r in reports if "crop_pct" in r}
-    if len(recorded) > 1:
-        raise ConfigError(
-            f"the reports were measured with different crop_pct ({', '.join(map(str, sorted(recorded, key=str)))}); "
-            "the weights record one evaluation transform: publish the reports of one setting"
-        )
+    recorded = _one_setting({r["crop_pct"] for r in reports if "crop_pct" in r}, "crop_pct")
     if recorded:
-        return recorded.pop()
+        return recorded[0]
     return fit.get("crop_pct") if fit is not None else None
 
 
@@ -221,14 +229,8 @@ def publish(
     evaluations = tuple(e for e, _ in measured)
     if tta is not None:
         _checked_tta(tta, "--tta")
-    # One set of weights records one TTA setting, and it must be the one its metrics were measured with: a number
-    # measured with mirror_translate and recorded as `tta: none` is one that users cannot reproduce.
-    settings = sorted({_report_tta(r) for _, r in measured})
-    if len(settings) > 1:
-        raise ConfigError(
-            f"the reports were measured with different test-time augmentation ({', '.join(settings)}); the weights "
-            "record one: publish the reports of one setting"
-        )
+    # A number measured with mirror_translate and recorded as `tta: none` is one that users cannot reproduce.
+    settings = _one_setting({_report_tta(r) for _, r in measured}, "test-time augmentation")
     if settings and tta is not None and tta != settings[0]:
         raise ConfigError(
             f"--tta {tta}, but the reports were measured with tta {settings[0]}; leave --tta out (the reports "

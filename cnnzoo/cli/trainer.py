@@ -32,7 +32,7 @@ from .._compat import (
     int_before_float_in_trainer_options,
     runs_apart,
 )
-from .._provenance import versions
+from .._provenance import hardware, versions
 from ..callbacks import (
     AtomicCheckpointIO,
     EarlyStopping,
@@ -662,13 +662,7 @@ class CnnzooCLI(LightningCLI):
             "best": best,
             # The evaluation transform's crop, for `publish` and `predict --weights` of this run's checkpoints.
             "crop_pct": getattr(self.datamodule, "crop_pct", None),
-            "hardware": {
-                "accelerator": type(trainer.accelerator).__name__,
-                "num_devices": trainer.num_devices,
-                "cpu_count": os.cpu_count(),
-                "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-                "precision": str(trainer.precision),
-            },
+            "hardware": hardware(trainer),
             "versions": versions(lightning=lightning.__version__),
         }
         path = os.path.join(log_dir, "fit_report.json")
