@@ -15,7 +15,10 @@ import torch
 
 from . import __version__
 
-__all__ = ["commit_of", "hardware", "source_commit", "versions"]
+__all__ = ["EVALUATION_KEY", "commit_of", "hardware", "source_commit", "versions"]
+
+# A checkpoint's record of how its run evaluated (the data module's ``crop_pct``), beside Lightning's own keys.
+EVALUATION_KEY = "cnnzoo_evaluation"
 
 
 @functools.cache

@@ -117,7 +117,7 @@ def _load_any(source: str, config: str | None) -> tuple[nn.Module, dict[str, Any
             task = _task_from_checkpoint(str(path))
         example = getattr(task, "example_input_array", None)
         size = tuple(example.shape[1:]) if example is not None else None
-        from .publish import _fit_report_of  # the run's report: its data module's evaluation crop
+        from .publish import _fit_report_of, recorded_crop_pct  # the run's evaluation crop
 
         fit = _fit_report_of(path, state.get("global_step") if isinstance(state, dict) else None)
         meta: dict[str, Any] = {
@@ -125,7 +125,7 @@ def _load_any(source: str, config: str | None) -> tuple[nn.Module, dict[str, Any
             "input_size": list(size) if size else None,
             "mean": list(task.mean or []),
             "std": list(task.std or []),
-            "crop_pct": fit.get("crop_pct") if fit is not None else None,
+            "crop_pct": recorded_crop_pct(state, fit) if isinstance(state, dict) else None,
             "source": str(source),
             "name": path.stem,
             "tta": str(getattr(task, "hparams", {}).get("tta", "none")),

@@ -22,7 +22,7 @@ import torch
 
 from . import _logging
 from ._files import safetensors_beside
-from ._provenance import versions
+from ._provenance import EVALUATION_KEY, versions
 from .cli._args import ZooArgumentParser
 from .errors import ConfigError, first_line
 from .models import (
@@ -117,14 +117,23 @@ def _one_setting(values: set[Any], what: str) -> list[Any]:
     return list(values)
 
 
-def _measured_crop_pct(reports: list[dict[str, Any]], fit: dict[str, Any] | None) -> float | None:
-    """The evaluation transform's crop ratio that the metrics were measured with (the fit's, without reports).
+def _measured_crop_pct(reports: list[dict[str, Any]], trained: float | None) -> float | None:
+    """The evaluation transform's crop ratio that the metrics were measured with (the training run's, without reports).
 
     The published ``transforms()`` must be that transform. Reports from before it was recorded are left out.
     """
     recorded = _one_setting({r["crop_pct"] for r in reports if "crop_pct" in r}, "crop_pct")
-    if recorded:
-        return recorded[0]
+    return recorded[0] if recorded else trained
+
+
+def recorded_crop_pct(checkpoint: dict[str, Any], fit: dict[str, Any] | None) -> float | None:
+    """The evaluation crop of the run that wrote ``checkpoint``: its own record, else its ``fit_report.json``'s.
+
+    Checkpoints from before the record was written carry none; their run folder's report still may.
+    """
+    record = checkpoint.get(EVALUATION_KEY)
+    if isinstance(record, dict) and "crop_pct" in record:
+        return record["crop_pct"]
     return fit.get("crop_pct") if fit is not None else None
 
 
@@ -238,7 +247,7 @@ def publish(
         )
     level = _checked_tta(settings[0] if settings else (tta or "none"), "the reports' tta")
     fit = _fit_report_of(Path(ckpt), raw.get("global_step"))
-    crop_pct = _measured_crop_pct([r for _, r in measured], fit)
+    crop_pct = _measured_crop_pct([r for _, r in measured], recorded_crop_pct(raw, fit))
     if command is None and fit is not None:
         command = str(fit["command"])
         _logging.info(f"training command, from {fit['path']}: {command}")

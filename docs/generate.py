@@ -1053,7 +1053,7 @@ def pretrained_page() -> str:
         "The weights record the evaluation transform that measured their figures: the reports' test-time augmentation",
         "and center-crop ratio (`crop_pct`, which `--data.data_config resnet18` sets from timm). So",
         "`model.pretrained_cfg.transforms()` preprocesses an image as the reported evaluation did, and so does",
-        "`cnnzoo predict --weights <best.ckpt>`, which reads the run's `fit_report.json`.",
+        "`cnnzoo predict --weights <best.ckpt>`, as the checkpoint records the crop of the data that trained it.",
         "",
         "`cnnzoo publish --dtype float16` stores the floating-point tensors at half the size, and loading casts them",
         "back to float32. Rounding changes the logits a little, so the figures must be measured on that file, not",

@@ -6,6 +6,7 @@ import csv
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import warnings
@@ -555,6 +556,10 @@ def test_published_weights_preprocess_as_the_evaluation_that_measured_them(tmp_p
     assert w.crop_pct == 0.5
     assert torch.equal(w.transforms()(image), dm.eval_transform(image))
     assert _load(str(ckpt), None)[1]["crop_pct"] == 0.5  # predict --weights and export of the checkpoint
+    # The checkpoint carries it: a copy away from its run folder (and fit_report.json) keeps the crop.
+    copied = shutil.copy(ckpt, tmp_path / "copied.ckpt")
+    assert _load(str(copied), None)[1]["crop_pct"] == 0.5
+    assert publish(Path(copied), "lenet5.copied", tmp_path / "pub2").crop_pct == 0.5
 
 
 def test_publish_records_one_evaluation_crop() -> None:
@@ -563,6 +568,14 @@ def test_publish_records_one_evaluation_crop() -> None:
 
     with pytest.raises(ConfigError, match=r"different crop_pct \(0.5, 0.875\); the weights record one"):
         _measured_crop_pct([{"crop_pct": 0.875}, {"crop_pct": 0.5}], None)
-    assert _measured_crop_pct([{"crop_pct": None}], {"crop_pct": 0.9}) is None  # the reports' own setting
-    assert _measured_crop_pct([{}], {"crop_pct": 0.9}) == 0.9  # reports from before it was recorded: the fit's
+    assert _measured_crop_pct([{"crop_pct": None}], 0.9) is None  # the reports' own setting
+    assert _measured_crop_pct([{}], 0.9) == 0.9  # reports from before it was recorded: the training run's
     assert _measured_crop_pct([], None) is None
+
+
+def test_a_checkpoint_records_its_evaluation_crop() -> None:
+    from cnnzoo.publish import recorded_crop_pct
+
+    assert recorded_crop_pct({"cnnzoo_evaluation": {"crop_pct": None}}, {"crop_pct": 0.9}) is None  # its own record
+    assert recorded_crop_pct({}, {"crop_pct": 0.9}) == 0.9  # an older checkpoint: its run's fit report
+    assert recorded_crop_pct({}, None) is None

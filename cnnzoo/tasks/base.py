@@ -31,6 +31,7 @@ from typing_extensions import override
 
 from .. import _logging
 from .._compat import HOOK_NAME_ATTRIBUTE, accumulation_at, attached_trainer, epoch_in_progress, stepping_batches
+from .._provenance import EVALUATION_KEY
 from ..errors import CnnzooWarning, ConfigError, first_line
 from ..models.tta import TTA, check_tta, tta_logits
 
@@ -399,6 +400,12 @@ class ClassificationTask(LightningModule):
         hp = checkpoint.get("hyper_parameters")
         if isinstance(hp, dict) and "_class_path" not in hp:
             hp["_class_path"] = f"{type(self).__module__}.{type(self).__qualname__}"
+        # The data module's evaluation crop travels with the weights: publish, `predict --weights` and export of a
+        # checkpoint copied out of its run folder (away from fit_report.json) would otherwise resize without it.
+        trainer = attached_trainer(self)
+        dm = getattr(trainer, "datamodule", None) if trainer is not None else None
+        if dm is not None and hasattr(dm, "crop_pct"):
+            checkpoint[EVALUATION_KEY] = {"crop_pct": dm.crop_pct}
 
     def _warn_frozen_random_start(self, trainer: Any) -> None:
         # A frozen network that starts from random weights trains its head on random features: nearly always a
