@@ -88,8 +88,22 @@ def test_a_checkpoint_without_logged_metrics_still_renders(run: Path, tmp_path: 
     assert "No learning curves: no logged metrics were found" in page and not (tmp_path / "r" / "curves.png").exists()
 
 
+def test_piped_output_is_the_report_line(run: Path, tmp_path: Path) -> None:
+    # Off a terminal, rich's progress bar printed a blank line into stdout before it.
+    config, out = str(run.parent.parent / "config.yaml"), tmp_path / "r"
+    argv = ["cnnzoo", "report", "-c", config, f"--ckpt_path={run}", f"--out={out}", "--max-images=8"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=True)
+    assert done.stdout == f"report: {out / 'report.html'}\n"
+
+
 def test_bad_input_gets_one_line(run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["report", "-c", "lenet5_digits", "--ckpt_path", str(run), "--out", str(tmp_path / "r")]
+    # The checkpoint given as `cnnzoo export` takes it, and no data: each named with its fix.
+    assert main(["report", str(run)]) == 2
+    assert f"cnnzoo report takes the checkpoint as an option: --ckpt_path {run}" in capsys.readouterr().err
+    assert main(["report", "--ckpt_path", str(run)]) == 2
+    run_config = run.parent.parent / "config.yaml"
+    assert f"the checkpoint's run saved its config; add --config {run_config}" in capsys.readouterr().err
     assert main([*argv, "--data.img_size=32"]) == 2
     assert "LeNet5 was built for (C, H, W) = (1, 28, 28) but received (1, 32, 32)" in capsys.readouterr().err
     assert main([*argv, "--target_layer", "nope"]) == 2

@@ -73,12 +73,18 @@ def evaluate(task: nn.Module, datamodule: Any, split: str, max_images: int, prog
     probs: list[torch.Tensor] = []
     labels: list[torch.Tensor] = []
     images: list[torch.Tensor] = []
+    from rich.console import Console
     from rich.progress import Progress
 
     # A task's predict_logits averages over its test-time augmentation, as validate and test do.
     logits_of = getattr(task, "predict_logits", task)
     task.eval()
-    with Progress(transient=True, disable=not progress) as bar, torch.no_grad():
+    # On stderr, and only at a terminal, like the download bar: off one, rich's bar printed a blank line into stdout.
+    console = Console(stderr=True)
+    with (
+        Progress(console=console, transient=True, disable=not (progress and console.is_terminal)) as bar,
+        torch.no_grad(),
+    ):
         job = bar.add_task(f"report: {split}", total=len(loader))
         for batch in loader:
             x, y = datamodule.on_after_batch_transfer(batch, 0)

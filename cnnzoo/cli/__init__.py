@@ -341,8 +341,18 @@ def _cmd_report(argv: list[str]) -> int:
     parser.add_argument("--target_layer", "--target-layer", help="Grad-CAM layer; default: the last convolution")
     parser.add_argument("--max-images", type=positive_int, default=256, help="images kept for the figures")
     args, rest = parser.parse_known_args(argv)
+    from ..models import CHECKPOINT_SUFFIXES
+
+    # `cnnzoo report best.ckpt`, as `cnnzoo export best.ckpt` takes it, stopped at "unrecognized arguments".
+    positional = next((a for a in rest if not a.startswith("-") and Path(a).suffix in CHECKPOINT_SUFFIXES), None)
+    if positional is not None and not args.ckpt_path:
+        raise ConfigError(f"cnnzoo report takes the checkpoint as an option: --ckpt_path {positional}")
     if not rest:
-        raise ConfigError("cnnzoo report needs the data: --config <recipe> (cnnzoo recipes), and --ckpt_path")
+        run_config = _config_beside_checkpoint(["--ckpt_path", args.ckpt_path]) if args.ckpt_path else None
+        fix = f"the checkpoint's run saved its config; add --config {run_config}" if run_config else None
+        raise ConfigError(
+            f"cnnzoo report needs the data: {fix or '--config <recipe> (cnnzoo recipes), and --ckpt_path'}"
+        )
     cli = _configured_cli(rest)
     from ..analysis.report import ReportError, report
 
