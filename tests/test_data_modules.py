@@ -456,3 +456,41 @@ def test_lightnings_advice_to_add_workers_is_given_only_where_workers_help(
         trainer.fit(ImageClassifier(model="lenet5"), DigitsDataModule(fast=fast))
     advised = sorted({str(w.message).split("'")[1] for w in caught if "does not have many workers" in str(w.message)})
     assert advised == ([] if fast else ["train_dataloader", "val_dataloader"])
+
+
+FORKSERVER_CHILD = """
+import json, multiprocessing, sys
+
+import torch
+
+multiprocessing.set_start_method("forkserver", force=True)
+from multiprocessing import forkserver
+
+from cnnzoo.data import ImageFolderDataModule
+
+multiprocessing.set_forkserver_preload(["__main__", "json"])  # a user's own list
+passes = []
+for workers in (0, 1):
+    dm = ImageFolderDataModule(root=sys.argv[1], img_size=16, num_workers=workers, batch_size=4, augment="none")
+    dm.setup("fit")
+    passes.append([b[0] for b in dm.train_dataloader()])
+same = all(torch.equal(a, b) for a, b in zip(*passes, strict=True))
+print(json.dumps({"same": same, "batches": len(passes[1]), "preload": forkserver._forkserver._preload_modules}))
+"""
+
+
+def test_forkserver_workers_start_with_the_dataset_imported(tmp_path: Path) -> None:
+    # Python 3.14 starts DataLoader workers from a forkserver on Linux: each worker imported torch, Lightning and
+    # cnnzoo in every epoch (benchmarks/results/worker_start.json). The loader has the server import them once,
+    # keeps the user's preload list, and serves what the main process would.
+    import json
+    import subprocess
+    import sys
+
+    root = write_folder(tmp_path / "img", {"a": 6, "b": 6}, size=20)
+    done = subprocess.run(
+        [sys.executable, "-c", FORKSERVER_CHILD, str(root)], capture_output=True, text=True, timeout=300, check=True
+    )
+    run = json.loads(done.stdout.strip().splitlines()[-1])
+    assert run["same"] and run["batches"] >= 2
+    assert run["preload"][:2] == ["__main__", "json"] and "cnnzoo.data.folder" in run["preload"]

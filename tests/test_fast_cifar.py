@@ -62,19 +62,41 @@ def test_vgg_cifar_fast_sizes_widths_and_features() -> None:
 # --- data ---------------------------------------------------------------------------------------------------------
 def test_alternating_flip_flips_every_image_in_alternate_epochs() -> None:
     images = torch.arange(2 * 3 * 4 * 4, dtype=torch.uint8).reshape(2, 3, 4, 4).repeat(8, 1, 1, 1)
-    epoch = [0]
-    ds = AlternatingFlipDataset(TensorBatchDataset(images, torch.zeros(16)), seed=1, epoch=lambda: epoch[0])
+    ds = AlternatingFlipDataset(TensorBatchDataset(images, torch.zeros(16)), seed=1)
     idx = list(range(16))
-    seen = []
-    for e in range(3):
-        epoch[0] = e
-        seen.append(ds[idx][0])
+    seen = [ds[e, idx][0] for e in range(3)]  # the sampler's keys: (epoch, indices)
     flipped0 = (seen[0] != images).flatten(1).any(1)
     assert 0 < int(flipped0.sum()) < 16  # a seeded coin for the first epoch
     assert torch.equal(seen[1], torch.where(flipped0[:, None, None, None], images, images.flip(-1)))
     assert torch.equal(seen[2], seen[0])
-    again = AlternatingFlipDataset(TensorBatchDataset(images, torch.zeros(16)), seed=1, epoch=lambda: 0)
-    assert torch.equal(again[idx][0], seen[0])
+    again = AlternatingFlipDataset(TensorBatchDataset(images, torch.zeros(16)), seed=1)
+    assert torch.equal(again[idx][0], seen[0])  # a plain index (a sampler Lightning put in place): epoch 0
+
+
+def test_alternating_flip_travels_to_workers_that_do_not_fork(tmp_path: Path) -> None:
+    # The dataset read the epoch through a closure over the Trainer: spawned or forkserver workers (macOS, Python
+    # 3.14's Linux default) could not unpickle it ("Can't pickle local object"), and a persistent forked worker
+    # kept the epoch it was started in. The sampler now hands each key its epoch.
+    import pickle
+
+    from lightning.pytorch import Trainer
+
+    root = write_folder(tmp_path / "img", {"a": 4, "b": 4}, size=16)
+    dm = ImageFolderDataModule(
+        root=str(root), img_size=16, in_memory=True, cache_dir=str(tmp_path), alternating_flip=True, val_fraction=0
+    )
+    dm.trainer = Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    dm.setup("fit")
+    loader = dm.train_dataloader()
+    copy = pickle.loads(pickle.dumps(loader.dataset))  # what a worker that does not fork receives
+    keys = {}
+    for epoch in (0, 1):
+        loader.sampler.set_epoch(epoch)  # type: ignore[attr-defined]
+        keys[epoch] = next(iter(loader.sampler))
+        assert keys[epoch][0] == epoch
+        assert torch.equal(copy[keys[epoch]][0], loader.dataset[keys[epoch]][0])
+    first, second = (copy[e, keys[0][1]][0] for e in (0, 1))
+    assert torch.equal(second, first.flip(-1))  # the copy alternates with the epoch it is handed
 
 
 def test_translate_preset_reflects_and_cutout_cuts_one_square() -> None:

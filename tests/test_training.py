@@ -277,6 +277,30 @@ def test_sigterm_mid_epoch_then_resume_matches_uninterrupted(straight_run: Path,
     _assert_same_final_state(straight_run, next(tmp_path.rglob("last.ckpt")))
 
 
+def test_per_sample_augmentation_resumes_exactly_with_any_worker_count(tmp_path: Path) -> None:
+    # An image folder's crops and flips are drawn per sample in the DataLoader. They came from worker seeds that the
+    # global RNG gave out at each epoch's start, which a resume does not restore: a folder fit resumed from its
+    # checkpoint trained on other crops, and the number of workers changed the run. Each sample now draws from
+    # (seed, epoch, index).
+    from .datagen import write_folder
+
+    root = write_folder(tmp_path / "img", {"a": 12, "b": 12}, size=36, mode="L")
+    model = ["--model=ImageClassifier", "--model.init_args.model=lenet5", "--data=ImageFolderDataModule"]
+    data = [f"--data.root={root}", "--data.img_size=28", "--data.in_chans=1", "--data.batch_size=8"]
+
+    def fit(where: str, epochs: int, workers: int, *extra: str) -> Path:
+        run = tmp_path / where
+        args = [*model, *data, f"--data.num_workers={workers}", f"--trainer.max_epochs={epochs}", *QUIET, *extra]
+        CnnzooCLI(args=["fit", *args, f"--trainer.default_root_dir={run}"])
+        return next(run.rglob("last.ckpt"))
+
+    straight = fit("straight", 3, 2)
+    _assert_same_final_state(straight, fit("without_workers", 3, 0))
+    _assert_same_final_state(straight, fit("persistent", 3, 2, "--data.persistent_workers=true"))
+    fit("resumed", 1, 2)
+    _assert_same_final_state(straight, fit("resumed", 3, 2, "--ckpt_path=last"))
+
+
 def test_a_spawned_fit_is_refused_before_it_starts(tmp_path: Path) -> None:
     # Its workers hand back only weights and metrics: the launcher reported "0 epochs, 0 steps", no last.ckpt and no
     # stop reason (a diverged run would have exited 0), and without tensorboard it crashed writing its report into

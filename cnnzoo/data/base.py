@@ -7,10 +7,11 @@ batch-level mixing. ``InMemoryDataModule`` adds the fast path for datasets that 
 
 from __future__ import annotations
 
+import multiprocessing
 import warnings
 from collections.abc import Callable, Iterable
 from functools import cached_property
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeGuard
 
 import torch
 from lightning.pytorch import LightningDataModule
@@ -29,6 +30,7 @@ from .sampling import (
     BatchIndexedDataLoader,
     InMemoryBatchSampler,
     ResumableDataLoader,
+    SeededSamples,
     TensorBatchDataset,
 )
 from .tensor_ops import Split, convert_stats
@@ -336,6 +338,8 @@ class ClassificationDataModule(LightningDataModule):
             # batches are slices of tensors in memory: workers only copy them between processes (the fast CIFAR
             # recipe ran its epochs slower with 4 workers than with none, on a GPU). The per-sample path keeps it.
             warnings.filterwarnings("ignore", message=r"The '\w+_dataloader' does not have many workers")
+        if self.num_workers > 0:
+            preload_in_forkserver(type(dataset).__module__)
         world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
         batch_size = self.batch_size if train else self.eval_batch_size
         per_rank = -(-n // world)
@@ -350,6 +354,8 @@ class ClassificationDataModule(LightningDataModule):
             num_replicas=world,
             rank=rank,
             flat=per_sample,
+            # For the datasets that take the epoch with each key (wrapped below): per-sample seeds, alternating flip.
+            with_epoch=train and trainer is not None and (per_sample or self._flips(dataset)),
         )
         sampler.loader_batch_size = batch_size
         if trainer is not None:
@@ -380,10 +386,16 @@ class ClassificationDataModule(LightningDataModule):
             steps_taken = trainer.global_step - optimizer_steps(trainer, per_epoch, current)
             return steps_taken * accumulation_at(trainer, current)
 
-        if self.alternating_flip and isinstance(dataset, TensorBatchDataset):
-            dataset = AlternatingFlipDataset(dataset, self.seed, epoch)
+        if per_sample:
+            dataset = SeededSamples(dataset, self.seed)
+        elif self._flips(dataset):
+            dataset = AlternatingFlipDataset(dataset, self.seed)
         loader = ResumableDataLoader(dataset, sampler=sampler, epoch=epoch, batches_done=batches_done, **common)
         return loader
+
+    def _flips(self, dataset: Dataset) -> TypeGuard[TensorBatchDataset]:
+        """Whether training flips ``dataset``'s images in alternate epochs (the batched path only)."""
+        return bool(self.alternating_flip) and isinstance(dataset, TensorBatchDataset)
 
     def make_loader(self, split: str, train: bool) -> DataLoader:
         """The DataLoader of ``split`` (``train``, ``val``, ``test`` or ``predict``); subclasses implement it."""
@@ -419,6 +431,21 @@ class ClassificationDataModule(LightningDataModule):
         _logging.info(
             f"{type(self).__name__}: {text} images, served at {self.in_chans}x{self.img_size}x{self.img_size}"
         )
+
+
+def preload_in_forkserver(module: str) -> None:
+    """Have a forkserver import ``module`` once, so that every DataLoader worker it starts begins with it imported.
+
+    Python 3.14 starts workers from a forkserver on Linux, where 3.13 forked them. Each worker then imported torch,
+    Lightning and cnnzoo while unpickling its dataset, in every epoch, for seconds (benchmarks/worker_start.py). The
+    user's own preload list is kept.
+    """
+    from multiprocessing import forkserver
+
+    # The list is the stdlib's private state; without it (another Python), the default ['__main__'].
+    current = list(getattr(getattr(forkserver, "_forkserver", None), "_preload_modules", None) or ["__main__"])
+    if module not in current:
+        multiprocessing.set_forkserver_preload([*current, module])
 
 
 class _PerSampleDataset(Dataset):

@@ -31,11 +31,9 @@ def augmentation_grid(
         images = dataset[picks][0]
         rows = [dm.batch_transform(images, train=False)]
         # Alternating flip happens where the batch is gathered, not in batch_transform: draw k shows epoch k's.
-        epoch = [0]
-        flips = AlternatingFlipDataset(dataset, dm.seed, lambda: epoch[0]) if dm.alternating_flip else None
+        flips = AlternatingFlipDataset(dataset, dm.seed) if dm.alternating_flip else None
         for draw in range(n_augment):
-            epoch[0] = draw
-            rows.append(dm.batch_transform(flips[picks][0] if flips is not None else images, train=True))
+            rows.append(dm.batch_transform(flips[draw, picks][0] if flips is not None else images, train=True))
         grid = torch.stack(rows, dim=1)  # (n_images, 1 + n_augment, C, H, W)
     else:  # a per-sample dataset with a settable `transform`
         eval_tf, train_tf = dm.sample_transform(train=False), dm.sample_transform(train=True)

@@ -13,7 +13,9 @@ __all__ = [
     "BatchIndexedDataLoader",
     "InMemoryBatchSampler",
     "ResumableDataLoader",
+    "SeededSamples",
     "TensorBatchDataset",
+    "split_key",
 ]
 
 
@@ -39,17 +41,29 @@ class TensorBatchDataset(Dataset):
         return tuple(t.index_select(0, idx) for t in self.tensors)
 
 
+def split_key(key: Any) -> tuple[int, Any]:
+    """``(epoch, index)`` from a key of an `InMemoryBatchSampler` with ``with_epoch=True``.
+
+    A plain index (from a sampler Lightning put in its place, as ``overfit_batches`` does) counts as epoch 0.
+    """
+    if isinstance(key, tuple) and len(key) == 2:
+        return int(key[0]), key[1]
+    return 0, key
+
+
 class AlternatingFlipDataset(Dataset):
     """airbench's alternating flip over a `TensorBatchDataset` of images (first tensor) and labels.
 
     Image ``i`` is mirrored in epoch ``e`` when ``first_flip[i] != (e is odd)``: a seeded coin decides its first
     epoch, then it alternates, so every image is seen both ways within any two epochs, which a random flip only
     does on average (Jordan, 2024, section 3.6). The flip is a pure function of (seed, index, epoch), so a resumed
-    run sees the same images.
+    run sees the same images. The epoch comes with each key (``(epoch, indices)``, `InMemoryBatchSampler` with
+    ``with_epoch=True``): a DataLoader worker, persistent or spawned, holds a copy of the dataset and could not
+    read it from the Trainer.
     """
 
-    def __init__(self, dataset: TensorBatchDataset, seed: int, epoch: Callable[[], int]) -> None:
-        self.dataset, self.epoch = dataset, epoch
+    def __init__(self, dataset: TensorBatchDataset, seed: int) -> None:
+        self.dataset = dataset
         g = torch.Generator()
         g.manual_seed(seed + 7919)
         self.first_flip = torch.rand(len(dataset), generator=g) < 0.5
@@ -57,11 +71,42 @@ class AlternatingFlipDataset(Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, index: list[int] | torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def __getitem__(self, key: Any) -> tuple[torch.Tensor, ...]:
+        epoch, index = split_key(key)
         idx = torch.as_tensor(index, dtype=torch.long)
         images, *rest = self.dataset[idx]
-        flip = self.first_flip.index_select(0, idx) ^ bool(self.epoch() % 2)
+        flip = self.first_flip.index_select(0, idx) ^ bool(epoch % 2)
         return (torch.where(flip[:, None, None, None], images.flip(-1), images), *rest)
+
+
+class SeededSamples(Dataset):
+    """A per-sample dataset whose random transforms draw from a seed of each sample's own: (seed, epoch, index).
+
+    A sample's augmentation then depends on nothing else: not on the number of DataLoader workers or how they were
+    started, nor on whether they persist, nor on where a resumed run starts. Otherwise each worker draws from a seed
+    that the main process's global RNG gives it when the epoch starts, and a resumed run does not restore that RNG:
+    a folder fit resumed from its checkpoint trained on other crops than the uninterrupted run. torch's RNG is
+    seeded (torchvision's transforms draw from it), and the caller's stream is left as it was.
+    """
+
+    def __init__(self, dataset: Dataset, seed: int) -> None:
+        self.dataset, self.seed = dataset, seed
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, key: Any) -> Any:
+        if not isinstance(key, tuple):  # a sampler Lightning put in place of ours: the transforms' own draws
+            return self.dataset[key]
+        epoch, index = split_key(key)
+        # The CPU generator itself: torch.manual_seed also queues seeds for accelerators, at about 70 us a sample.
+        cpu = torch.default_generator
+        state = cpu.get_state()
+        cpu.manual_seed(((self.seed * 0x9E3779B1 + epoch) * 0x85EBCA6B + int(index)) % 2**63)
+        try:
+            return self.dataset[index]
+        finally:
+            cpu.set_state(state)
 
 
 class InMemoryBatchSampler(DistributedSampler):
@@ -78,7 +123,8 @@ class InMemoryBatchSampler(DistributedSampler):
     equals the single-process one.
 
     With ``flat=True`` it yields single indices instead (``batch_size`` is then ignored), for a DataLoader that
-    batches per-sample items itself.
+    batches per-sample items itself. With ``with_epoch=True`` each item comes as ``(epoch, item)``, for a dataset
+    whose items depend on the epoch (`AlternatingFlipDataset`, `SeededSamples`).
     """
 
     def __init__(
@@ -92,6 +138,7 @@ class InMemoryBatchSampler(DistributedSampler):
         num_replicas: int = 1,
         rank: int = 0,
         flat: bool = False,
+        with_epoch: bool = False,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -100,6 +147,7 @@ class InMemoryBatchSampler(DistributedSampler):
         self.drop_batch_remainder = drop_last
         self.n = len(data)
         self.flat = flat
+        self.with_epoch = with_epoch
         self.loader_batch_size = 1  # the DataLoader's batch size in flat mode, to turn batches into samples
         # Batches of the current epoch to leave out on the next pass: set when a run resumes mid-epoch.
         self.skip_batches = 0
@@ -122,7 +170,11 @@ class InMemoryBatchSampler(DistributedSampler):
             return -(-self.n // self.num_replicas)
         return len(range(self.rank, self.n, self.num_replicas))
 
-    def __iter__(self) -> Iterator[list[int] | int]:  # yields whole batches of indices, or single ones (flat)
+    def __iter__(self) -> Iterator[Any]:
+        items = self._items()
+        return ((self.epoch, item) for item in items) if self.with_epoch else items
+
+    def _items(self) -> Iterator[list[int] | int]:  # whole batches of indices, or single ones (flat)
         indices = self._rank_indices().tolist()
         skip, self.skip_batches = self.skip_batches, 0
         if self.flat:
