@@ -301,6 +301,27 @@ def test_per_sample_augmentation_resumes_exactly_with_any_worker_count(tmp_path:
     _assert_same_final_state(straight, fit("resumed", 3, 2, "--ckpt_path=last"))
 
 
+@pytest.mark.slow
+def test_per_sample_augmentation_resumes_exactly_after_sigterm_mid_epoch(tmp_path: Path) -> None:
+    from .datagen import write_folder
+
+    root = write_folder(tmp_path / "img", {"a": 12, "b": 12}, size=36, mode="L")
+    args = ["--model=ImageClassifier", "--model.init_args.model=lenet5", "--data=ImageFolderDataModule"]
+    args += [f"--data.root={root}", "--data.img_size=28", "--data.in_chans=1", "--data.batch_size=8"]
+    args += ["--data.num_workers=2", "--trainer.max_epochs=3", *QUIET]
+    cnnzoo("fit", *args, f"--trainer.default_root_dir={tmp_path / 'straight'}")
+    sig = tmp_path / "sigterm.yaml"
+    sig.write_text(
+        "trainer:\n  callbacks:\n    - class_path: tests.helpers.SigtermAtStep\n      init_args: {step: 4}\n"
+    )
+    run = f"--trainer.default_root_dir={tmp_path / 'resumed'}"
+    assert cnnzoo("fit", *args, "--config", str(sig), run, check=False).returncode == 143
+    cnnzoo("fit", *args, run, "--ckpt_path=last")
+    _assert_same_final_state(
+        next((tmp_path / "straight").rglob("last.ckpt")), next(tmp_path.rglob("resumed/**/last.ckpt"))
+    )
+
+
 def test_a_spawned_fit_is_refused_before_it_starts(tmp_path: Path) -> None:
     # Its workers hand back only weights and metrics: the launcher reported "0 epochs, 0 steps", no last.ckpt and no
     # stop reason (a diverged run would have exited 0), and without tensorboard it crashed writing its report into
