@@ -98,7 +98,7 @@ class SeededSamples(Dataset):
     def __getitem__(self, key: Any) -> Any:
         if not isinstance(key, tuple):  # a sampler Lightning put in place of ours: the transforms' own draws
             return self.dataset[key]
-        epoch, index = split_key(key)
+        epoch, index = key
         # The CPU generator itself: torch.manual_seed also queues seeds for accelerators, at about 70 us a sample.
         cpu = torch.default_generator
         state = cpu.get_state()
