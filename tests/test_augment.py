@@ -210,3 +210,27 @@ def test_the_grid_of_an_in_memory_folder_shows_each_epochs_alternating_flip(tmp_
         draws = row[1:]
         assert all(torch.equal(b, a.flip(-1)) for a, b in itertools.pairwise(draws))
         assert torch.equal(draws[0], row[0]) or torch.equal(draws[0], row[0].flip(-1))
+
+
+def test_the_grid_of_a_per_sample_folder_shows_what_each_epoch_trains_on(tmp_path: Path) -> None:
+    # Per-sample augmentation is seeded by (seed, epoch, index), so the grid's draw k is epoch k's training view of
+    # that image: the one the Trainer's loader serves.
+    from lightning.pytorch import Trainer
+
+    from cnnzoo.data import ImageFolderDataModule
+    from cnnzoo.data.preview import augmentation_grid
+
+    from .datagen import write_folder
+
+    root = write_folder(tmp_path / "img", {"a": 4, "b": 4}, size=20)
+    dm = ImageFolderDataModule(root=str(root), img_size=16, num_workers=0, augment="standard", val_fraction=0)
+    grid = augmentation_grid(dm, n_images=2, n_augment=3)
+    tiles = grid[:, 2:, 2:].unfold(1, 18, 18).unfold(2, 18, 18)[..., :16, :16].permute(1, 2, 0, 3, 4)  # rows, cols
+    dm.trainer = Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    served = dm.train_dataloader().dataset
+    mean, std = torch.tensor(dm.mean).view(-1, 1, 1), torch.tensor(dm.std).view(-1, 1, 1)
+    picks = torch.linspace(0, len(served) - 1, 2).long().tolist()
+    for row, i in zip(tiles, picks, strict=True):
+        for epoch in range(3):
+            assert torch.allclose(row[1 + epoch], (served[epoch, i][0] * std + mean).clamp(0, 1), atol=1e-6)
+    assert not torch.equal(tiles[0][1], tiles[0][2])  # another crop in another epoch

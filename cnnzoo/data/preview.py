@@ -8,7 +8,7 @@ import torch
 from torchvision.utils import make_grid
 
 from .base import ClassificationDataModule
-from .sampling import AlternatingFlipDataset, TensorBatchDataset
+from .sampling import AlternatingFlipDataset, SeededSamples, TensorBatchDataset
 
 __all__ = ["augmentation_grid"]
 
@@ -37,12 +37,14 @@ def augmentation_grid(
         grid = torch.stack(rows, dim=1)  # (n_images, 1 + n_augment, C, H, W)
     else:  # a per-sample dataset with a settable `transform`
         eval_tf, train_tf = dm.sample_transform(train=False), dm.sample_transform(train=True)
+        # Training seeds each sample by (seed, epoch, index): draw k is the view epoch k trains on.
+        seeded = SeededSamples(dataset, dm.seed)
         per_image = []
         for i in picks.tolist():
             dataset.transform = eval_tf
             views = [dataset[i][0]]
             dataset.transform = train_tf
-            views += [dataset[i][0] for _ in range(n_augment)]
+            views += [seeded[draw, i][0] for draw in range(n_augment)]
             per_image.append(torch.stack(views))
         grid = torch.stack(per_image)
     mean = torch.tensor(dm.mean).view(1, 1, -1, 1, 1)
