@@ -15,6 +15,8 @@ from cnnzoo.analysis.receptive_field import empirical_field
 from cnnzoo.analysis.summary import ModelSummary, summary
 from cnnzoo.cli import main
 
+from .conftest import RECIPES
+
 
 def rows(s: ModelSummary) -> dict[str, tuple[str, str, str]]:
     return {r.name: (r.receptive_field, r.jump, r.start) for r in s.rows}
@@ -221,3 +223,25 @@ def test_a_named_model_is_built_for_the_input_size_asked() -> None:
     assert summary("vgg_cifar_fast", input_size=(1, 64, 64)).rows[0].output_shape[-2:] == [63, 63]
     pytest.importorskip("timm")
     assert summary("resnet18", input_size=(1, 64, 64)).rows[0].params == 64 * 1 * 7 * 7
+
+
+def test_a_command_that_runs_no_trainer_prints_no_trainer_lines() -> None:
+    # `cnnzoo summary --config R` printed the seed, the precision chosen and the GPUs and TPUs found before its
+    # table: lines about a Trainer that never runs.
+    import subprocess
+    import sys
+
+    argv = [
+        sys.executable,
+        "-m",
+        "cnnzoo",
+        "summary",
+        "--config",
+        str(RECIPES / "lenet5_digits.yaml"),
+        "--format",
+        "json",
+    ]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=True)
+    assert json.loads(done.stdout)["input_size"] == [1, 28, 28]
+    for line in ("Seed set to", "precision:", "GPU available", "TPU available"):
+        assert line not in done.stderr, done.stderr

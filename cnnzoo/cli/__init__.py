@@ -18,7 +18,7 @@ import sys
 import textwrap
 import traceback
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -436,7 +436,8 @@ def _configured_cli(args: list[str]) -> Any:
 
     saved, sys.argv = sys.argv, [sys.argv[0], *args]  # LightningCLI warns when args and sys.argv disagree
     try:
-        return CnnzooCLI(args=None, run=False)
+        with _lightning_quiet():
+            return CnnzooCLI(args=None, run=False)
     except ArgumentError as err:
         raise ConfigError(condense_parse_error(str(err))) from None
     except (ValueError, TypeError, OSError) as err:
@@ -446,6 +447,25 @@ def _configured_cli(args: list[str]) -> Any:
         raise ConfigError(first_line(cause)) from None
     finally:
         sys.argv = saved
+
+
+@contextlib.contextmanager
+def _lightning_quiet() -> Iterator[None]:
+    """Lightning's info lines (the seed, the accelerators found) hidden while a command builds a Trainer it never runs.
+
+    ``cnnzoo summary --config R`` printed four lines about seeds, GPUs and TPUs before its table. Warnings still show.
+    """
+    import logging
+
+    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
+    levels = [log.level for log in loggers]
+    for log in loggers:
+        log.setLevel(max(log.getEffectiveLevel(), logging.WARNING))
+    try:
+        yield
+    finally:
+        for log, level in zip(loggers, levels, strict=True):
+            log.setLevel(level)
 
 
 def instantiation_cause(err: BaseException) -> BaseException | None:

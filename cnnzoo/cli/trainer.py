@@ -388,9 +388,10 @@ class CnnzooCLI(LightningCLI):
         trainer["default_root_dir"] = os.path.realpath(trainer.get("default_root_dir") or os.getcwd())
         if trainer.get("precision") is None:
             trainer["precision"] = choose_precision(trainer.get("accelerator", "auto"))
-            _logging.info(
-                f"precision: {trainer['precision']} (chosen from the hardware; set trainer.precision to override)"
-            )
+            if self.subcommand is not None:  # summary, report, show-augment run no Trainer
+                _logging.info(
+                    f"precision: {trainer['precision']} (chosen from the hardware; set trainer.precision to override)"
+                )
 
     @override
     def instantiate_classes(self) -> None:
