@@ -494,3 +494,40 @@ def test_forkserver_workers_start_with_the_dataset_imported(tmp_path: Path) -> N
     run = json.loads(done.stdout.strip().splitlines()[-1])
     assert run["same"] and run["batches"] >= 2
     assert run["preload"][:2] == ["__main__", "json"] and "cnnzoo.data.folder" in run["preload"]
+
+
+def test_a_samples_augmentation_depends_only_on_seed_epoch_and_index() -> None:
+    # torch (torchvision's transforms), Python's random (RandomChoice in transforms v1) and numpy (albumentations,
+    # hand-written transforms): each sample draws from (seed, epoch, index), whatever the global generators hold,
+    # and leaves them as they were for the training loop.
+    import random
+
+    from torch.utils.data import Dataset
+
+    from cnnzoo.data.sampling import SeededSamples
+
+    class Draws(Dataset):
+        def __len__(self) -> int:
+            return 8
+
+        def __getitem__(self, i: int) -> tuple[float, float, float]:
+            return torch.rand(()).item(), random.random(), float(np.random.rand())
+
+    def seed_all(seed: int) -> None:
+        torch.manual_seed(seed)
+        random.seed(seed)
+        np.random.seed(seed)
+
+    ds = SeededSamples(Draws(), seed=3)
+    seed_all(0)
+    first = ds[0, 1]
+    seed_all(9)
+    assert ds[0, 1] == first
+    assert all(a != b for a, b in zip(ds[1, 1], first, strict=True))  # another epoch, other draws
+    assert all(a != b for a, b in zip(ds[0, 2], first, strict=True))  # another image, other draws
+    assert ds.__getitems__([(0, 1), (1, 1)]) == [first, ds[1, 1]]  # a batch as the DataLoader asks for it
+    seed_all(5)
+    untouched = Draws()[0]
+    seed_all(5)
+    ds.__getitems__([(0, 1), (0, 2)])
+    assert Draws()[0] == untouched

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Iterator, Sized
 from typing import Any
 
@@ -85,8 +86,9 @@ class SeededSamples(Dataset):
     A sample's augmentation then depends on nothing else: not on the number of DataLoader workers or how they were
     started, nor on whether they persist, nor on where a resumed run starts. Otherwise each worker draws from a seed
     that the main process's global RNG gives it when the epoch starts, and a resumed run does not restore that RNG:
-    a folder fit resumed from its checkpoint trained on other crops than the uninterrupted run. torch's RNG is
-    seeded (torchvision's transforms draw from it), and the caller's stream is left as it was.
+    a folder fit resumed from its checkpoint trained on other crops than the uninterrupted run. torch's generator
+    (torchvision's transforms), Python's ``random`` (``RandomChoice`` in transforms v1) and numpy's global one
+    (albumentations and hand-written transforms) are seeded, and left as they were for the caller.
     """
 
     def __init__(self, dataset: Dataset, seed: int) -> None:
@@ -96,17 +98,34 @@ class SeededSamples(Dataset):
         return len(self.dataset)  # type: ignore[arg-type]
 
     def __getitem__(self, key: Any) -> Any:
-        if not isinstance(key, tuple):  # a sampler Lightning put in place of ours: the transforms' own draws
-            return self.dataset[key]
-        epoch, index = key
+        return self.__getitems__([key])[0]
+
+    def __getitems__(self, keys: list[Any]) -> list[Any]:
+        """The samples of one batch, which the DataLoader asks for together.
+
+        The generators' states are saved and restored once a batch (numpy's takes about 50 us), and only seeded
+        per sample (a few us).
+        """
+        if not all(isinstance(key, tuple) for key in keys):  # a sampler Lightning put in place of ours
+            return [self.dataset[key] for key in keys]
+        import numpy as np
+
         # The CPU generator itself: torch.manual_seed also queues seeds for accelerators, at about 70 us a sample.
         cpu = torch.default_generator
-        state = cpu.get_state()
-        cpu.manual_seed(((self.seed * 0x9E3779B1 + epoch) * 0x85EBCA6B + int(index)) % 2**63)
+        saved = cpu.get_state(), random.getstate(), np.random.get_state()
         try:
-            return self.dataset[index]
+            out = []
+            for epoch, index in keys:
+                seed = ((self.seed * 0x9E3779B1 + epoch) * 0x85EBCA6B + int(index)) % 2**63
+                cpu.manual_seed(seed)
+                random.seed(seed)
+                np.random.seed(seed % 2**32)
+                out.append(self.dataset[index])
+            return out
         finally:
-            cpu.set_state(state)
+            cpu.set_state(saved[0])
+            random.setstate(saved[1])
+            np.random.set_state(saved[2])
 
 
 class InMemoryBatchSampler(DistributedSampler):
