@@ -4,6 +4,7 @@ Python 3.14 starts workers from a forkserver on Linux (3.13 and before fork them
 started anew every epoch (``persistent_workers`` is off by default), and a forkserver or spawned worker imports
 whatever unpickling its dataset needs: torch, Lightning and cnnzoo. The data module has the forkserver import the
 dataset's module once (``preload_in_forkserver``); ``forkserver_no_preload`` measures the loader without that.
+``spawn_persistent`` keeps spawned workers between passes (``persistent_workers: true``).
 
 Each start method runs in a fresh interpreter over the same generated JPEG folder; the first pass includes
 starting the forkserver, the later ones are what every following epoch costs. Writes
@@ -27,8 +28,8 @@ from _runs import machine, write_result
 CHILD = """
 import json, multiprocessing, sys, time
 
-method, preload, root = sys.argv[1], sys.argv[2] == "1", sys.argv[3]
-epochs, workers = int(sys.argv[4]), int(sys.argv[5])
+method, preload, persistent, root = sys.argv[1], sys.argv[2] == "1", sys.argv[3] == "1", sys.argv[4]
+epochs, workers = int(sys.argv[5]), int(sys.argv[6])
 multiprocessing.set_start_method(method, force=True)
 import cnnzoo.data.base as base
 
@@ -36,21 +37,25 @@ if not preload:
     base.preload_in_forkserver = lambda module: None
 from cnnzoo.data import ImageFolderDataModule
 
-dm = ImageFolderDataModule(root=root, img_size=32, num_workers=workers, batch_size=16, val_fraction=0.1)
+dm = ImageFolderDataModule(
+    root=root, img_size=32, num_workers=workers, batch_size=16, val_fraction=0.1, persistent_workers=persistent
+)
 dm.setup("fit")
+loader = dm.train_dataloader()  # one loader for the whole run, as the Trainer keeps it
 passes = []
 for _ in range(epochs):
     start = time.perf_counter()
-    batches = sum(1 for _ in dm.train_dataloader())
+    batches = sum(1 for _ in loader)
     passes.append(time.perf_counter() - start)
 print(json.dumps({"passes_s": passes, "batches": batches}))
 """
 
-METHODS = {  # name: (start method, preload)
-    "fork": ("fork", True),
-    "forkserver": ("forkserver", True),
-    "forkserver_no_preload": ("forkserver", False),
-    "spawn": ("spawn", True),
+METHODS = {  # name: (start method, preload, persistent_workers)
+    "fork": ("fork", True, False),
+    "forkserver": ("forkserver", True, False),
+    "forkserver_no_preload": ("forkserver", False, False),
+    "spawn": ("spawn", True, False),
+    "spawn_persistent": ("spawn", True, True),
 }
 
 
@@ -76,8 +81,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "images"
         write_folder(root, args.per_class)
-        for name, (method, preload) in METHODS.items():
-            argv = [method, str(int(preload)), str(root), str(args.epochs), str(args.workers)]
+        for name, (method, preload, persistent) in METHODS.items():
+            argv = [method, str(int(preload)), str(int(persistent)), str(root), str(args.epochs), str(args.workers)]
             done = subprocess.run([sys.executable, "-c", CHILD, *argv], check=True, capture_output=True, text=True)
             run = json.loads(done.stdout.strip().splitlines()[-1])
             later = run["passes_s"][1:]
