@@ -531,3 +531,27 @@ def test_a_samples_augmentation_depends_only_on_seed_epoch_and_index() -> None:
     seed_all(5)
     ds.__getitems__([(0, 1), (0, 2)])
     assert Draws()[0] == untouched
+
+
+@pytest.mark.parametrize(
+    ("method", "given", "workers", "kept"),
+    [
+        ("spawn", None, 2, True),  # macOS, Windows: each start costs seconds (benchmarks/results/worker_start.json)
+        ("fork", None, 2, False),
+        ("forkserver", None, 2, False),  # the server imports the dataset once: starts are quick
+        ("spawn", False, 2, False),
+        ("fork", True, 2, True),
+        ("spawn", None, 0, False),
+    ],
+)
+def test_workers_are_kept_between_epochs_where_python_spawns_them(
+    method: str, given: bool | None, workers: int, kept: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import multiprocessing
+
+    monkeypatch.setattr(multiprocessing, "get_start_method", lambda allow_none=False: method)
+    root = write_folder(tmp_path / "img", {"a": 4, "b": 4}, size=16)
+    dm = ImageFolderDataModule(root=str(root), img_size=16, num_workers=workers, persistent_workers=given)
+    dm.setup("fit")
+    assert dm.train_dataloader().persistent_workers is kept
+    assert dm.val_dataloader().persistent_workers is kept

@@ -69,8 +69,9 @@ class ClassificationDataModule(LightningDataModule):
         eval_batch_size: batch size for validation, test and predict (``None``: ``batch_size``).
         num_workers: DataLoader worker processes.
         pin_memory: pin host memory for faster host-to-GPU copies.
-        persistent_workers: keep workers alive between epochs (only with ``num_workers > 0``); worth it where
-            workers are spawned (macOS, Windows). The run is the same either way.
+        persistent_workers: keep workers alive between epochs (only with ``num_workers > 0``). ``None``: where
+            Python spawns them (macOS, Windows), whose start costs seconds each epoch and loader
+            (``benchmarks/results/worker_start.json``). The run is the same either way.
         seed: seed of the data split, of the shuffling order and of per-sample augmentation.
         augment: augmentation preset: ``none``, ``standard``, ``translate``, ``jitter``, ``autoaugment``,
             ``randaugment`` or ``trivialaugment`` (see `cnnzoo.data.transforms`).
@@ -108,7 +109,7 @@ class ClassificationDataModule(LightningDataModule):
         eval_batch_size: int | None = None,
         num_workers: int = 0,
         pin_memory: bool = False,
-        persistent_workers: bool = False,
+        persistent_workers: bool | None = None,
         seed: int = 42,
         augment: AugmentName = "none",
         train_transform: Callable | None = None,
@@ -157,7 +158,7 @@ class ClassificationDataModule(LightningDataModule):
         self.eval_batch_size = eval_batch_size or batch_size
         self.num_workers = num_workers
         self.pin_memory = pin_memory
-        self.persistent_workers = persistent_workers and num_workers > 0
+        self.persistent_workers = persistent_workers
         self.seed = seed
         self.augment = augment
         self.train_transform = train_transform
@@ -364,7 +365,7 @@ class ClassificationDataModule(LightningDataModule):
         common: dict[str, Any] = {
             "num_workers": self.num_workers,
             "pin_memory": self.pin_memory,
-            "persistent_workers": self.persistent_workers,
+            "persistent_workers": self.keeps_workers(),
         }
         if per_sample:
             common.update(batch_size=batch_size, drop_last=drop_last)
@@ -393,6 +394,16 @@ class ClassificationDataModule(LightningDataModule):
             dataset = AlternatingFlipDataset(dataset, self.seed)
         loader = ResumableDataLoader(dataset, sampler=sampler, epoch=epoch, batches_done=batches_done, **common)
         return loader
+
+    def keeps_workers(self) -> bool:
+        """Whether the loaders keep their workers between epochs (``persistent_workers``, ``None`` resolved)."""
+        if self.num_workers == 0:
+            return False
+        if self.persistent_workers is not None:
+            return self.persistent_workers
+        # Read when the loaders are built, not fixed here: the default start method is the first one listed.
+        method = multiprocessing.get_start_method(allow_none=True) or multiprocessing.get_all_start_methods()[0]
+        return method == "spawn"
 
     def _flips(self, dataset: Dataset) -> TypeGuard[TensorBatchDataset]:
         """Whether training flips ``dataset``'s images in alternate epochs (the batched path only)."""
