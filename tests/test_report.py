@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -91,7 +92,17 @@ def test_a_checkpoint_without_logged_metrics_still_renders(run: Path, tmp_path: 
 def test_piped_output_is_the_report_line(run: Path, tmp_path: Path) -> None:
     # Off a terminal, rich's progress bar printed a blank line into stdout before it.
     config, out = str(run.parent.parent / "config.yaml"), tmp_path / "r"
-    argv = ["cnnzoo", "report", "-c", config, f"--ckpt_path={run}", f"--out={out}", "--max-images=8"]
+    argv = [
+        sys.executable,
+        "-m",
+        "cnnzoo",
+        "report",
+        "-c",
+        config,
+        f"--ckpt_path={run}",
+        f"--out={out}",
+        "--max-images=8",
+    ]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=True)
     assert done.stdout == f"report: {out / 'report.html'}\n"
 
