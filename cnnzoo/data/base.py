@@ -11,7 +11,7 @@ import multiprocessing
 import warnings
 from collections.abc import Callable, Iterable
 from functools import cached_property
-from typing import Any, ClassVar, TypeGuard
+from typing import Any, ClassVar
 
 import torch
 from lightning.pytorch import LightningDataModule
@@ -342,6 +342,14 @@ class ClassificationDataModule(LightningDataModule):
             warnings.filterwarnings("ignore", message=r"The '\w+_dataloader' does not have many workers")
         if self.num_workers > 0:
             preload_in_forkserver(type(dataset).__module__)
+        # A training dataset whose items depend on the epoch takes it with each key from the sampler (with_epoch):
+        # per-sample seeds, or airbench's alternating flip on the batched path.
+        keyed: Dataset | None = None
+        if train and trainer is not None:
+            if per_sample:
+                keyed = SeededSamples(dataset, self.seed)
+            elif self.alternating_flip and isinstance(dataset, TensorBatchDataset):
+                keyed = AlternatingFlipDataset(dataset, self.seed)
         world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
         batch_size = self.batch_size if train else self.eval_batch_size
         per_rank = -(-n // world)
@@ -356,8 +364,7 @@ class ClassificationDataModule(LightningDataModule):
             num_replicas=world,
             rank=rank,
             flat=per_sample,
-            # For the datasets that take the epoch with each key (wrapped below): per-sample seeds, alternating flip.
-            with_epoch=train and trainer is not None and (per_sample or self._flips(dataset)),
+            with_epoch=keyed is not None,
         )
         sampler.loader_batch_size = batch_size
         if trainer is not None:
@@ -388,11 +395,8 @@ class ClassificationDataModule(LightningDataModule):
             steps_taken = trainer.global_step - optimizer_steps(trainer, per_epoch, current)
             return steps_taken * accumulation_at(trainer, current)
 
-        if per_sample:
-            dataset = SeededSamples(dataset, self.seed)
-        elif self._flips(dataset):
-            dataset = AlternatingFlipDataset(dataset, self.seed)
-        loader = ResumableDataLoader(dataset, sampler=sampler, epoch=epoch, batches_done=batches_done, **common)
+        served = keyed if keyed is not None else dataset
+        loader = ResumableDataLoader(served, sampler=sampler, epoch=epoch, batches_done=batches_done, **common)
         return loader
 
     def keeps_workers(self) -> bool:
@@ -404,10 +408,6 @@ class ClassificationDataModule(LightningDataModule):
         # Read when the loaders are built, not fixed here: the default start method is the first one listed.
         method = multiprocessing.get_start_method(allow_none=True) or multiprocessing.get_all_start_methods()[0]
         return method == "spawn"
-
-    def _flips(self, dataset: Dataset) -> TypeGuard[TensorBatchDataset]:
-        """Whether training flips ``dataset``'s images in alternate epochs (the batched path only)."""
-        return bool(self.alternating_flip) and isinstance(dataset, TensorBatchDataset)
 
     def make_loader(self, split: str, train: bool) -> DataLoader:
         """The DataLoader of ``split`` (``train``, ``val``, ``test`` or ``predict``); subclasses implement it."""
