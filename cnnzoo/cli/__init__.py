@@ -348,7 +348,7 @@ def _cmd_report(argv: list[str]) -> int:
     if positional is not None and not args.ckpt_path:
         raise ConfigError(f"cnnzoo report takes the checkpoint as an option: --ckpt_path {positional}")
     if not rest:
-        run_config = _config_beside_checkpoint(["--ckpt_path", args.ckpt_path]) if args.ckpt_path else None
+        run_config = _run_config_of(args.ckpt_path) if args.ckpt_path else None
         fix = f"the checkpoint's run saved its config; add --config {run_config}" if run_config else None
         raise ConfigError(
             f"cnnzoo report needs the data: {fix or '--config <recipe> (cnnzoo recipes), and --ckpt_path'}"
@@ -781,9 +781,15 @@ def _config_beside_checkpoint(args: list[str]) -> str | None:
         ckpt = arg.split("=", 1)[1] if arg.startswith("--ckpt_path=") else None
         if arg == "--ckpt_path" and i + 1 < len(args):
             ckpt = args[i + 1]
-        if ckpt and (config := Path(ckpt).parent.parent / "config.yaml").is_file():
-            return str(config)
+        if ckpt and (config := _run_config_of(ckpt)) is not None:
+            return config
     return None
+
+
+def _run_config_of(ckpt: str) -> str | None:
+    """The ``config.yaml`` that ``cnnzoo fit`` saved in the run that wrote ``ckpt`` (``<run>/checkpoints/``)."""
+    config = Path(ckpt).parent.parent / "config.yaml"
+    return str(config) if config.is_file() else None
 
 
 def _run_trainer_command(args: list[str]) -> int:
