@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import os
 import signal
+from pathlib import Path
 from typing import Any
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
 from cnnzoo.tasks import ImageClassifier
+
+
+def sigterm_config(path: Path, step: int, more_callbacks: str = "") -> Path:
+    """Write a config whose Trainer callbacks are `SigtermAtStep` at ``step``, then ``more_callbacks`` (YAML items)."""
+    path.write_text(
+        f"trainer:\n  callbacks:\n    - class_path: tests.helpers.SigtermAtStep\n      init_args: {{step: {step}}}\n"
+        + more_callbacks
+    )
+    return path
 
 
 class SigtermAtStep(Callback):

@@ -29,7 +29,7 @@ from cnnzoo.tasks import ImageClassifier
 
 from .conftest import RECIPES, REPO, LocalServer
 from .datagen import write_folder
-from .helpers import PicklePayload, write_malicious_pickle
+from .helpers import PicklePayload, sigterm_config, write_malicious_pickle
 from .test_training import _assert_same_final_state, cnnzoo
 
 DIGITS = str(RECIPES / "lenet5_digits.yaml")
@@ -130,11 +130,7 @@ def _stopped_and_resumed_matches_straight(tmp_path: Path, common: list[str], ste
     replaces that list, so it repeats them).
     """
     fit(tmp_path / "straight", *common)
-    sig = tmp_path / "sig.yaml"
-    sig.write_text(
-        f"trainer:\n  callbacks:\n    - class_path: tests.helpers.SigtermAtStep\n      init_args: {{step: {step}}}\n"
-        + callbacks
-    )
+    sig = sigterm_config(tmp_path / "sig.yaml", step, callbacks)
     with pytest.raises(SIGTERMException):
         fit(tmp_path / "resumed", *common, "--config", str(sig))
     assert torch.load(last_ckpt(tmp_path / "resumed"), weights_only=True)["global_step"] == step
@@ -229,10 +225,7 @@ def test_lenet5_mnist_one_cycle_resume_is_exact(where: str, shared_data: Path, t
     root = tmp_path / "resumed"
     # 40 batches an epoch: step 40 is the last step of epoch 0, step 60 the middle of epoch 1.
     step = 40 if where == "epoch_boundary" else 60
-    sig = tmp_path / "sig.yaml"
-    sig.write_text(
-        f"trainer:\n  callbacks:\n    - class_path: tests.helpers.SigtermAtStep\n      init_args: {{step: {step}}}\n"
-    )
+    sig = sigterm_config(tmp_path / "sig.yaml", step)
     out = cnnzoo("fit", *common, "--config", str(sig), f"--trainer.default_root_dir={root}", check=False)
     assert out.returncode == 143, out.stderr[-3000:]
     assert torch.load(last_ckpt(root), weights_only=True)["global_step"] == step
@@ -304,10 +297,7 @@ def test_evaluation_without_weights_is_refused(command: str, tmp_path: Path) -> 
 
 # --- 5. preemption --------------------------------------------------------------------------------------------------
 def test_sigterm_exits_143_after_saving(tmp_path: Path) -> None:
-    sig = tmp_path / "sig.yaml"
-    sig.write_text(
-        "trainer:\n  callbacks:\n    - class_path: tests.helpers.SigtermAtStep\n      init_args: {step: 10}\n"
-    )
+    sig = sigterm_config(tmp_path / "sig.yaml", 10)
     out = cnnzoo(
         "fit", "--config", DIGITS, "--config", str(sig), f"--trainer.default_root_dir={tmp_path}", *QUIET, check=False
     )

@@ -18,6 +18,8 @@ from cnnzoo.data import DigitsDataModule
 from cnnzoo.tasks import ImageClassifier
 
 from .conftest import RECIPES, REPO
+from .datagen import write_folder
+from .helpers import sigterm_config
 
 DIGITS = str(RECIPES / "lenet5_digits.yaml")
 QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
@@ -257,10 +259,7 @@ def test_resume_at_epoch_boundary_is_exact(straight_run: Path, tmp_path: Path) -
 
 @pytest.mark.slow
 def test_sigterm_mid_epoch_then_resume_matches_uninterrupted(straight_run: Path, tmp_path: Path) -> None:
-    sig = tmp_path / "sigterm.yaml"
-    sig.write_text(
-        "trainer:\n  callbacks:\n    - class_path: tests.helpers.SigtermAtStep\n      init_args: {step: 60}\n"
-    )
+    sig = sigterm_config(tmp_path / "sigterm.yaml", 60)
     first = cnnzoo(
         "fit",
         *RESUME_ARGS,
@@ -277,20 +276,23 @@ def test_sigterm_mid_epoch_then_resume_matches_uninterrupted(straight_run: Path,
     _assert_same_final_state(straight_run, next(tmp_path.rglob("last.ckpt")))
 
 
+def _per_sample_folder_fit(tmp_path: Path) -> list[str]:
+    """The options of a LeNet-5 fit on a small generated image folder, on the per-sample path."""
+    root = write_folder(tmp_path / "img", {"a": 12, "b": 12}, size=36, mode="L")
+    model = ["--model=ImageClassifier", "--model.init_args.model=lenet5", "--data=ImageFolderDataModule"]
+    return [*model, f"--data.root={root}", "--data.img_size=28", "--data.in_chans=1", "--data.batch_size=8"]
+
+
 def test_per_sample_augmentation_resumes_exactly_with_any_worker_count(tmp_path: Path) -> None:
     # An image folder's crops and flips are drawn per sample in the DataLoader. They came from worker seeds that the
     # global RNG gave out at each epoch's start, which a resume does not restore: a folder fit resumed from its
     # checkpoint trained on other crops, and the number of workers changed the run. Each sample now draws from
     # (seed, epoch, index).
-    from .datagen import write_folder
-
-    root = write_folder(tmp_path / "img", {"a": 12, "b": 12}, size=36, mode="L")
-    model = ["--model=ImageClassifier", "--model.init_args.model=lenet5", "--data=ImageFolderDataModule"]
-    data = [f"--data.root={root}", "--data.img_size=28", "--data.in_chans=1", "--data.batch_size=8"]
+    folder = _per_sample_folder_fit(tmp_path)
 
     def fit(where: str, epochs: int, workers: int, *extra: str) -> Path:
         run = tmp_path / where
-        args = [*model, *data, f"--data.num_workers={workers}", f"--trainer.max_epochs={epochs}", *QUIET, *extra]
+        args = [*folder, f"--data.num_workers={workers}", f"--trainer.max_epochs={epochs}", *QUIET, *extra]
         CnnzooCLI(args=["fit", *args, f"--trainer.default_root_dir={run}"])
         return next(run.rglob("last.ckpt"))
 
@@ -303,17 +305,9 @@ def test_per_sample_augmentation_resumes_exactly_with_any_worker_count(tmp_path:
 
 @pytest.mark.slow
 def test_per_sample_augmentation_resumes_exactly_after_sigterm_mid_epoch(tmp_path: Path) -> None:
-    from .datagen import write_folder
-
-    root = write_folder(tmp_path / "img", {"a": 12, "b": 12}, size=36, mode="L")
-    args = ["--model=ImageClassifier", "--model.init_args.model=lenet5", "--data=ImageFolderDataModule"]
-    args += [f"--data.root={root}", "--data.img_size=28", "--data.in_chans=1", "--data.batch_size=8"]
-    args += ["--data.num_workers=2", "--trainer.max_epochs=3", *QUIET]
+    args = [*_per_sample_folder_fit(tmp_path), "--data.num_workers=2", "--trainer.max_epochs=3", *QUIET]
     cnnzoo("fit", *args, f"--trainer.default_root_dir={tmp_path / 'straight'}")
-    sig = tmp_path / "sigterm.yaml"
-    sig.write_text(
-        "trainer:\n  callbacks:\n    - class_path: tests.helpers.SigtermAtStep\n      init_args: {step: 4}\n"
-    )
+    sig = sigterm_config(tmp_path / "sigterm.yaml", 4)
     run = f"--trainer.default_root_dir={tmp_path / 'resumed'}"
     assert cnnzoo("fit", *args, "--config", str(sig), run, check=False).returncode == 143
     cnnzoo("fit", *args, run, "--ckpt_path=last")
