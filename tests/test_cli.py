@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import torch
 
-from cnnzoo.cli import TRAINER_COMMANDS, CheckpointMismatchError, CnnzooCLI, main
+from cnnzoo.cli import TRAINER_COMMANDS, CheckpointMismatchError, CnnzooCLI, known_options, main
 from cnnzoo.data import DigitsDataModule
 from cnnzoo.tasks import ImageClassifier
 
@@ -382,6 +382,42 @@ def test_what_is_said_about_an_epoch_prints_after_its_line(capsys: pytest.Captur
             ["--config", QUICKSTART, "--model.init_args.optimizer.init_args.lrr", "0.1"],
             "Option 'lrr' is not accepted: did you mean --model.init_args.optimizer.init_args.lr?",
         ),
+        (
+            ["--config", QUICKSTART, "--model.optimizer.momentum", "0.9"],
+            "Option 'momentum' is not accepted: torch.optim.Adam takes lr, betas, eps, weight_decay",
+        ),
+        # Options given where students look for them: the hint names the key they belong under.
+        (
+            ["--config", QUICKSTART, "--model.lr", "0.1"],
+            "Option 'lr' is not accepted: did you mean --model.optimizer.lr?",
+        ),
+        (["--config", QUICKSTART, "--model.max_lr", "0.1"], "did you mean --model.lr_scheduler.max_lr?"),
+        (["--config", QUICKSTART, "--model.model_name", "vgg11"], "did you mean --model.model?"),
+        (
+            ["--config", QUICKSTART, "--data.batch", "8"],
+            "Option 'batch' is not accepted: did you mean --data.batch_size?",
+        ),
+        (
+            ["--config", QUICKSTART, "--max_epochs", "3"],
+            "unrecognized arguments: --max_epochs 3: did you mean --trainer.max_epochs?",
+        ),
+        (["--config", QUICKSTART, "--epochs", "3"], "did you mean --trainer.max_epochs or --trainer.min_epochs?"),
+        (["--config", QUICKSTART, "--batch_size", "8"], "did you mean --data.batch_size?"),
+        (["--config", QUICKSTART, "--patience", "3"], "did you mean --early_stopping.patience?"),
+        (["--config", QUICKSTART, "--lr", "0.1"], "ambiguous option: --lr could match --lr_monitor"),
+        (["--config", QUICKSTART, "--lr", "0.1"], "did you mean --model.optimizer.lr?"),
+        (
+            ["--config", QUICKSTART, "--max_epochs", "3", "--xyz", "1", "--batchsize", "8"],
+            "(--max_epochs: did you mean --trainer.max_epochs?; --batchsize: did you mean --data.batch_size?)",
+        ),
+        (
+            ["--config", QUICKSTART, "--data.augment", "strong"],
+            "augment: 'strong' is not one of none, standard, translate, jitter, autoaugment, randaugment",
+        ),
+        (
+            ["--config", QUICKSTART, "--model.tta", "mirrors"],
+            "tta: 'mirrors' is not one of none, mirror, mirror_translate; did you mean mirror?",
+        ),
     ],
 )
 def test_a_command_line_without_a_recipe_is_told_its_fix(
@@ -392,6 +428,25 @@ def test_a_command_line_without_a_recipe_is_told_its_fix(
     assert main(["fit", *args, "--trainer.fast_dev_run=1"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("cnnzoo: error: ") and said in err.splitlines()[0], err
+
+
+def test_the_hints_name_options_that_the_parser_takes(capsys: pytest.CaptureFixture[str]) -> None:
+    # The hints come from a table of their own (Trainer arguments, the default callbacks' keys): an option that the
+    # parser does not take would send the user from one error to the next.
+    with pytest.raises(SystemExit):
+        CnnzooCLI(args=["fit", "--help"])
+    listed = set(re.findall(r"--([\w.]+)", capsys.readouterr().out))
+    keys = [k for k in known_options() if not k.startswith(("model.", "data."))]
+    assert {k.partition(".")[0] for k in keys} == {
+        "trainer",
+        "checkpoint",
+        "early_stopping",
+        "progress_bar",
+        "lr_monitor",
+        "prediction_writer",
+        "speed",
+    }
+    assert set(keys) <= listed, set(keys) - listed
 
 
 def test_an_option_that_several_other_classes_take_names_two_and_counts_the_rest(

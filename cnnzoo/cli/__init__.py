@@ -653,30 +653,120 @@ def condense_parse_error(message: str, run_config: str | None = None) -> str:
     # An optimizer's or scheduler's type (typing.Callable[[...], ...]) and the Namespace it was given say nothing the
     # user typed; "Expected a <class 'int'>" is the type's name.
     text = re.sub(r"Type typing\.Callable\[.*? expects a function or a callable class: ", "", text)
+    text = re.sub(r"Expected a typing\.Literal\[(.*?)\]\. Got value: (\S+)", _not_a_choice, text)
     given = re.search(r"Got value: Namespace\(class_path='([\w.]+)'", text)
     text = re.sub(r"\.? Got value: .*$", "", text)
     text = re.sub(r"Expected a <class '(\w+)'>", r"expected \1", text)
     text = re.sub(r"expected (\w+) expected (\w+)", r"expected \1 or \2", text)
     text = explain_parse_error(re.sub(r"Problem with given class_path '([^']+)':", r"\1:", text), run_config)
     if given and (option := re.search(r"(optimizer|lr_scheduler): Option '(\w+)' is not accepted$", text)):
-        close = _close_argument(given[1], option[2])
+        takes = _arguments_of(given[1])
+        close = difflib.get_close_matches(option[2], takes, n=1, cutoff=0.6)
         if close:
-            return f"{text}: did you mean --model.init_args.{option[1]}.init_args.{close}?"
+            return f"{text}: did you mean --model.init_args.{option[1]}.init_args.{close[0]}?"
+        if takes:  # momentum for Adam: name what this class takes, the fix may be another class
+            return f"{text}: {given[1]} takes {', '.join(takes)}"
     return text
 
 
-def _close_argument(class_path: str, typed: str) -> str | None:
-    """The argument of the optimizer or scheduler class at ``class_path`` that ``typed`` misspells (lrr: lr)."""
+def _arguments_of(class_path: str) -> list[str]:
+    """The arguments a user gives the optimizer or scheduler class at ``class_path`` (not params or optimizer)."""
     import importlib
-    import inspect
 
     module, _, name = class_path.rpartition(".")
     try:
-        takes = list(inspect.signature(getattr(importlib.import_module(module), name)).parameters)
+        takes = _parameters(getattr(importlib.import_module(module), name))
     except (ImportError, AttributeError, ValueError, TypeError):
-        return None
-    close = difflib.get_close_matches(typed, [p for p in takes if p not in ("params", "optimizer")], n=1, cutoff=0.6)
-    return close[0] if close else None
+        return []
+    return [p for p in takes if p not in ("params", "optimizer")]
+
+
+def _not_a_choice(match: re.Match[str]) -> str:
+    """``augment: Expected a typing.Literal['none', ...]. Got value: strong`` as the value and the choices."""
+    choices = re.findall(r"'([^']*)'", match[1])
+    close = difflib.get_close_matches(match[2], choices, n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]}?" if close else ""
+    return f"{match[2]!r} is not one of {', '.join(choices)}{hint}"
+
+
+def _parameters(fn: Callable[..., Any]) -> list[str]:
+    import inspect
+
+    params = inspect.signature(fn).parameters.values()
+    return [p.name for p in params if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and p.name != "self"]
+
+
+def known_options() -> list[str]:
+    """The dotted options a trainer command takes (``trainer.max_epochs``, ``data.batch_size``, ...), for the hints.
+
+    The model and data options are those of every task and data module, and the optimizer's and scheduler's are
+    those of the ones the recipes use: what a mistyped option is most likely meant to be.
+    """
+    import torch.optim
+    from lightning.pytorch import Trainer
+
+    from .trainer import CALLBACK_ARGS
+
+    keys = [f"trainer.{name}" for name in _parameters(Trainer)]
+    keys += [f"{key}.{name}" for key, callback in CALLBACK_ARGS.items() for name in _parameters(callback)]
+    keys += [
+        f"{key}.{name}" for key in ("data", "model") for cls in _classes(key).values() for name in _options_of(cls)
+    ]
+    # Left out: the arguments the task fills in from the Trainer (OneCycleLR's total_steps), so that --epochs gets
+    # --trainer.max_epochs, and those no one sets.
+    filled = {"params", "optimizer", "total_steps", "epochs", "steps_per_epoch", "last_epoch", "verbose"}
+    for where, classes in (
+        ("optimizer", (torch.optim.SGD, torch.optim.AdamW)),
+        ("lr_scheduler", (torch.optim.lr_scheduler.OneCycleLR, torch.optim.lr_scheduler.CosineAnnealingLR)),
+    ):
+        keys += [f"model.{where}.{name}" for cls in classes for name in _parameters(cls) if name not in filled]
+    return list(dict.fromkeys(keys))
+
+
+def suggest_options(typed: str, known: list[str], n: int = 2) -> list[str]:
+    """The options that ``typed`` (dotted, without dashes) most likely means, best first.
+
+    The same name under the key it belongs to (``max_epochs``: ``trainer.max_epochs``; ``model.lr``:
+    ``model.optimizer.lr``), else names that contain it or that it contains, else similar names.
+    """
+    prefix, _, name = typed.rpartition(".")
+    under = [k for k in known if k.startswith(f"{prefix}.")] if prefix else []
+    pool = under or known
+    same = [k for k in pool if k.rpartition(".")[2] == name]
+    if same:
+        return same[:n]
+
+    def score(key: str) -> float:
+        return difflib.SequenceMatcher(None, name, key.rpartition(".")[2]).ratio()
+
+    def contains(key: str) -> bool:
+        last = key.rpartition(".")[2]
+        return min(len(name), len(last)) >= 3 and (name in last or last in name)
+
+    ranked = sorted(pool, key=lambda k: (-score(k), k))
+    found = [k for k in ranked if contains(k)] or [k for k in ranked if score(k) >= 0.7]
+    # A second name only when it is about as likely (max_epochs, min_epochs), not as a distant runner-up.
+    return [k for k in found if score(k) >= score(found[0]) - 0.1][:n] if found else []
+
+
+def _did_you_mean(typed: str, known: list[str]) -> str:
+    found = suggest_options(typed, known)
+    return f"did you mean {' or '.join(f'--{k}' for k in found)}?" if found else ""
+
+
+def _explain_unknown_options(text: str) -> str:
+    """``unrecognized arguments: --max_epochs 3``, ``ambiguous option: --lr could match ...``: add the option meant."""
+    if match := re.match(r"unrecognized arguments: (.*)$", text):
+        typed = [t.removeprefix("--").split("=", 1)[0] for t in match[1].split() if t.startswith("--")]
+    elif match := re.match(r"ambiguous option: --([\w.]+)", text):
+        typed = [match[1]]
+    else:
+        return text
+    known = known_options()
+    hints = [(t, hint) for t in typed if (hint := _did_you_mean(t, known))]
+    if len(hints) == 1 and len(typed) == 1:
+        return f"{text}: {hints[0][1]}"
+    return f"{text} ({'; '.join(f'--{t}: {hint}' for t, hint in hints)})" if hints else text
 
 
 _NOT_ACCEPTED = re.compile(r"^(model|data): ([\w.]+): Option '(\w+)' is not accepted")
@@ -744,8 +834,10 @@ def explain_parse_error(text: str, run_config: str | None = None) -> str:
         if others:
             takers = " and ".join(others) if len(others) <= 2 else f"{', '.join(others[:2])} and {len(others) - 2} more"
             return f"{text}: {class_name} does not take it, {takers} {'does' if len(others) == 1 else 'do'}"
-        close = difflib.get_close_matches(option, _options_of(cls), n=1, cutoff=0.75)
-        return f"{text}: did you mean --{key}.{close[0]}?" if close else text
+        own = [f"{key}.{name}" for name in _options_of(cls)]
+        belongs = [k for k in known_options() if k.startswith(("model.optimizer.", "model.lr_scheduler."))]
+        hint = _did_you_mean(f"{key}.{option}", own + (belongs if key == "model" else []))
+        return f"{text}: {hint}" if hint else text
     if match := _NO_CALLABLE.search(text):
         key, value = match.groups()
         import torch.optim
@@ -772,7 +864,7 @@ def explain_parse_error(text: str, run_config: str | None = None) -> str:
             return f"--data {value}: not a data module class; did you mean --data {short[close[0]]}?"
         examples = ", ".join(DATA_EXAMPLES)
         return f"--data {value}: not a data module class; give one such as {examples}, or your own as module.Class"
-    return text
+    return _explain_unknown_options(text)
 
 
 def _config_beside_checkpoint(args: list[str]) -> str | None:

@@ -74,6 +74,16 @@ DOWNLOAD_ARGS = ("pretrained",)
 DEFAULT_SEED = 42
 # Model arguments that only change evaluation (validate, test, predict), never the weights.
 EVALUATION_ARGS = ("tta",)
+# The default callbacks, each configurable under its own key (--early_stopping.patience); the error hints for a
+# mistyped option read the same table.
+CALLBACK_ARGS: dict[str, type] = {
+    "checkpoint": ModelCheckpoint,
+    "early_stopping": EarlyStopping,
+    "progress_bar": ProgressBar,
+    "lr_monitor": LearningRateMonitor,
+    "prediction_writer": PredictionWriter,
+    "speed": SpeedSwitches,
+}
 
 
 def _short_path(path: str) -> str:
@@ -286,7 +296,8 @@ class CnnzooCLI(LightningCLI):
 
     @override
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        for key, callback in CALLBACK_ARGS.items():
+            parser.add_lightning_class_args(callback, key)
         parser.set_defaults(
             {
                 "checkpoint.monitor": "val_acc",
@@ -294,14 +305,10 @@ class CnnzooCLI(LightningCLI):
                 "checkpoint.save_last": True,
                 "checkpoint.filename": "best-{epoch:03d}-{val_acc:.4f}",
                 "checkpoint.auto_insert_metric_name": False,
+                "early_stopping.monitor": "val_loss",
+                "early_stopping.patience": 5,
             }
         )
-        parser.add_lightning_class_args(EarlyStopping, "early_stopping")
-        parser.set_defaults({"early_stopping.monitor": "val_loss", "early_stopping.patience": 5})
-        parser.add_lightning_class_args(ProgressBar, "progress_bar")
-        parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
-        parser.add_lightning_class_args(PredictionWriter, "prediction_writer")
-        parser.add_lightning_class_args(SpeedSwitches, "speed")
         for name, compute, _ in LINKS:
             parser.link_arguments(f"data.{name}", f"model.init_args.{name}", compute_fn=compute, apply_on="instantiate")
 
