@@ -139,6 +139,13 @@ def test_unknown_name_suggests_close_matches() -> None:
         create_model("lenet")
     with pytest.raises(ValueError, match="vgg16_bn"):
         create_model("vgg16bn")
+    # A name like none in the registry is most often the user's own model, registered in a module not imported yet.
+    with pytest.raises(ValueError, match=r"unknown model 'tiny_net'\. See .* when its module is imported") as err:
+        create_model("tiny_net")
+    assert "Did you mean" not in str(err.value)
+    with pytest.raises(ValueError) as err:
+        create_model("lenet")
+    assert "its module is imported" not in str(err.value)
 
 
 def test_registering_a_name_twice_is_an_error() -> None:

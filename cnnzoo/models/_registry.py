@@ -72,7 +72,14 @@ def get_model_entrypoint(name: str) -> Callable[..., nn.Module]:
     try:
         return _model_entrypoints[name]
     except KeyError:
-        raise unknown_name_error("model", name, list(_model_entrypoints), "cnnzoo.list_models()") from None
+        err = unknown_name_error("model", name, list(_model_entrypoints), "cnnzoo.list_models()")
+        if suggest_names(name, list(_model_entrypoints)):
+            raise err from None
+        # A name like no other is often a user's own model, whose @register_model has not run.
+        raise ValueError(
+            f"{err} A model of your own is registered when its module is imported: import it before naming the "
+            "model, or on the command line put it in the module of your --model or --data class_path"
+        ) from None
 
 
 def create_model(
