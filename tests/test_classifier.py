@@ -1,11 +1,12 @@
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-from lightning.pytorch import Trainer, seed_everything
+from lightning.pytorch import Callback, Trainer, seed_everything
 
 from cnnzoo.data import DigitsDataModule
 from cnnzoo.tasks import ImageClassifier
@@ -152,3 +153,58 @@ def test_scheduler_is_wired(tmp_path: Path) -> None:
     )
     trainer.fit(model, DigitsDataModule())
     assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.025)
+
+
+@pytest.mark.parametrize(
+    ("train_batches", "accumulate", "given", "logs_every"), [(12, 1, None, 2), (12, 2, None, 1), (12, 1, 5, 5)]
+)
+def test_an_epoch_shorter_than_the_logging_interval_still_logs_the_training_loss(
+    tmp_path: Path,
+    recwarn: pytest.WarningsRecorder,
+    train_batches: int,
+    accumulate: int,
+    given: int | None,
+    logs_every: int,
+) -> None:
+    # Lightning's default interval of 50 steps logged no training loss on a run of 12 steps an epoch, and warned
+    # with a path into Lightning. An interval within the epoch (5 here) is the user's and stays.
+    from lightning.pytorch.loggers import CSVLogger
+
+    seed_everything(0)
+    trainer = Trainer(
+        max_epochs=2,
+        limit_train_batches=train_batches,
+        limit_val_batches=1,
+        accumulate_grad_batches=accumulate,
+        default_root_dir=tmp_path,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        logger=CSVLogger(tmp_path),
+        **({} if given is None else {"log_every_n_steps": given}),
+    )
+    losses = _StepLosses()
+    trainer.callbacks.append(losses)  # type: ignore[attr-defined]
+    trainer.fit(ImageClassifier(model="lenet5"), DigitsDataModule(batch_size=32))
+    assert trainer.log_every_n_steps == logs_every
+    with open(Path(trainer.logger.log_dir) / "metrics.csv") as f:  # type: ignore[union-attr]
+        logged = {int(row["step"]): float(row["train_loss"]) for row in csv.DictReader(f) if row["train_loss"]}
+    per_epoch = train_batches // accumulate
+    assert sorted(logged) == [s for s in range(2 * per_epoch) if (s + 1) % logs_every == 0]
+    # Each row holds the loss of its own step (the rows held the loss of the step an interval before).
+    assert logged == pytest.approx({s: losses.at[s] for s in logged}, rel=1e-6)
+    assert not [w for w in recwarn if "smaller than the logging interval" in str(w.message)]
+
+
+class _StepLosses(Callback):
+    """The training loss of each optimiser step (the mean of its batches under gradient accumulation)."""
+
+    def __init__(self) -> None:
+        self.at: dict[int, float] = {}
+        self._batches: list[float] = []
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self._batches.append(float(outputs["loss"]) * trainer.accumulate_grad_batches)  # Lightning divides it
+        if trainer.fit_loop.epoch_loop._should_accumulate():
+            return
+        self.at[trainer.global_step - 1], self._batches = self._batches[-1], []

@@ -136,6 +136,17 @@ def _stopped_and_resumed_matches_straight(tmp_path: Path, common: list[str], ste
     assert torch.load(last_ckpt(tmp_path / "resumed"), weights_only=True)["global_step"] == step
     fit(tmp_path / "resumed", *common, "--ckpt_path=last")
     _assert_same_final_state(last_ckpt(tmp_path / "straight"), last_ckpt(tmp_path / "resumed"))
+    # The logged curve goes on as well: the rest of the interrupted epoch was logged at the default 50 steps.
+    after = _logged_train_losses(tmp_path / "straight", step)
+    assert after and _logged_train_losses(tmp_path / "resumed", step) == after
+
+
+def _logged_train_losses(root: Path, since: int) -> dict[int, str]:
+    """The training losses of the newest ``metrics.csv`` under ``root`` from step ``since`` on, as written."""
+    with open(max(root.rglob("metrics.csv"), key=lambda p: p.stat().st_mtime)) as f:
+        return {
+            int(r["step"]): r["train_loss"] for r in csv.DictReader(f) if r["train_loss"] and int(r["step"]) >= since
+        }
 
 
 def test_one_cycle_resume_mid_epoch_is_exact(one_cycle_yaml: Path, tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import math
 import os
 import pickle
 import warnings
@@ -147,6 +148,8 @@ def reseed(seed: int, device: torch.device) -> None:
 
 
 TRAIN_METRICS_EVERY = 16
+# How often an epoch shorter than the logging interval logs the training loss (ClassificationTask.on_train_start).
+LOGS_PER_SHORT_EPOCH = 5
 
 
 class _TrainRunning:
@@ -434,6 +437,10 @@ class ClassificationTask(LightningModule):
         trainer = attached_trainer(self)
         if trainer is not None and stage == "fit":
             self._warn_frozen_random_start(trainer)
+            # on_train_start shortens an interval longer than an epoch, which Lightning advises just before.
+            warnings.filterwarnings(
+                "ignore", message=r"The number of training batches \(\d+\) is smaller than the logging"
+            )
         dm = getattr(trainer, "datamodule", None) if trainer is not None else None
         if dm is None:
             return
@@ -564,7 +571,10 @@ class ClassificationTask(LightningModule):
         # Lightning's self.log costs about 1 ms a call on CPU, as much as a LeNet step's data handling, so the
         # training loss is summed in _train_running and handed to it only every log_every_n_steps steps (the rate at
         # which loggers write anyway) and once per epoch, as train_loss (step values) and train_loss_epoch.
-        if self.global_step % self._train_running.log_every == 0:
+        # Lightning writes step values after the steps whose count reaches a multiple of the interval (steps 4, 9, ...
+        # of interval 5): the loss is logged at those steps, so that each row holds its own step's loss, and at the
+        # first step, for the progress bar (that value is replaced before it is written).
+        if (self.global_step + 1) % self._train_running.log_every == 0 or self.global_step == 0:
             self.log("train_loss", loss.detach(), on_step=True, on_epoch=False, prog_bar=True)
 
     def _flush_train_metrics(self) -> None:
@@ -576,6 +586,9 @@ class ClassificationTask(LightningModule):
 
     @override
     def on_train_epoch_start(self) -> None:
+        self._start_train_running()
+
+    def _start_train_running(self) -> None:
         # Lightning's connectors set this Trainer attribute at run time, where a type checker cannot see it.
         every = int(getattr(attached_trainer(self), "log_every_n_steps", 50))
         self._train_running = _TrainRunning(log_every=max(every, 1))
@@ -774,7 +787,19 @@ class ClassificationTask(LightningModule):
         self._late_params = [p for p in self.net.parameters() if not p.requires_grad]
         # A run resumed mid-epoch skips on_train_epoch_start, where a GradientAccumulationScheduler sets the count.
         self.trainer.accumulate_grad_batches = accumulation_at(self.trainer, epoch_in_progress(self.trainer))
+        self._log_within_an_epoch(self.trainer)
+        # Also for that resumed epoch: without it, the rest of the epoch was logged at the default interval of 50.
+        self._start_train_running()
         self._rebuild_after_tuners(self.trainer)
+
+    @staticmethod
+    def _log_within_an_epoch(trainer: Any) -> None:
+        # An interval longer than an epoch (Lightning's default 50 steps, on the digits or a small folder) logged no
+        # training loss at all, and Lightning warned with a path into its own code. The loss is then logged five
+        # times an epoch; an interval within an epoch, the user's or the default, is kept.
+        steps = trainer.num_training_batches / max(1, int(trainer.accumulate_grad_batches))
+        if math.isfinite(steps) and 1 <= steps < trainer.log_every_n_steps:
+            trainer.log_every_n_steps = max(1, int(steps) // LOGS_PER_SHORT_EPOCH)
 
     def _rebuild_after_tuners(self, trainer: Any) -> None:
         # Lightning's tuners run in on_fit_start, after the optimiser and the schedule were built. The rate finder
