@@ -17,19 +17,19 @@ def _quick_fit(
     cls: type[ImageClassifier] = ImageClassifier,
     train_batches: int = 5,
     batch_size: int = 64,
+    trainer_kwargs: dict[str, Any] | None = None,
     **model_kwargs: object,
 ) -> tuple[ImageClassifier, DigitsDataModule, Trainer]:
     seed_everything(0)
     dm = DigitsDataModule(batch_size=batch_size)
     model = cls(model="lenet5", class_names=list(dm.class_names), **model_kwargs)  # type: ignore[arg-type]
+    options = {"max_epochs": 1, "limit_val_batches": 2, "logger": False, **(trainer_kwargs or {})}
     trainer = Trainer(
-        max_epochs=1,
         limit_train_batches=train_batches,
-        limit_val_batches=2,
         default_root_dir=tmp_path,
         enable_progress_bar=False,
         enable_model_summary=False,
-        logger=False,
+        **options,
     )
     trainer.fit(model, dm)
     return model, dm, trainer
@@ -170,22 +170,12 @@ def test_an_epoch_shorter_than_the_logging_interval_still_logs_the_training_loss
     # with a path into Lightning. An interval within the epoch (5 here) is the user's and stays.
     from lightning.pytorch.loggers import CSVLogger
 
-    seed_everything(0)
-    trainer = Trainer(
-        max_epochs=2,
-        limit_train_batches=train_batches,
-        limit_val_batches=1,
-        accumulate_grad_batches=accumulate,
-        default_root_dir=tmp_path,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=False,
-        logger=CSVLogger(tmp_path),
-        **({} if given is None else {"log_every_n_steps": given}),
-    )
     losses = _StepLosses()
-    trainer.callbacks.append(losses)  # type: ignore[attr-defined]
-    trainer.fit(ImageClassifier(model="lenet5"), DigitsDataModule(batch_size=32))
+    options = {"max_epochs": 2, "limit_val_batches": 1, "accumulate_grad_batches": accumulate, "callbacks": [losses]}
+    options.update(enable_checkpointing=False, logger=CSVLogger(tmp_path))
+    if given is not None:
+        options["log_every_n_steps"] = given
+    _, _, trainer = _quick_fit(tmp_path, train_batches=train_batches, batch_size=32, trainer_kwargs=options)
     assert trainer.log_every_n_steps == logs_every
     with open(Path(trainer.logger.log_dir) / "metrics.csv") as f:  # type: ignore[union-attr]
         logged = {int(row["step"]): float(row["train_loss"]) for row in csv.DictReader(f) if row["train_loss"]}
@@ -197,14 +187,15 @@ def test_an_epoch_shorter_than_the_logging_interval_still_logs_the_training_loss
 
 
 class _StepLosses(Callback):
-    """The training loss of each optimiser step (the mean of its batches under gradient accumulation)."""
+    """The training loss of each optimiser step, as the task logs it: under gradient accumulation, its last batch's."""
 
     def __init__(self) -> None:
         self.at: dict[int, float] = {}
-        self._batches: list[float] = []
+        self._before = 0
+
+    def on_train_batch_start(self, trainer: Trainer, pl_module: Any, batch: Any, batch_idx: int) -> None:
+        self._before = trainer.global_step
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
-        self._batches.append(float(outputs["loss"]) * trainer.accumulate_grad_batches)  # Lightning divides it
-        if trainer.fit_loop.epoch_loop._should_accumulate():
-            return
-        self.at[trainer.global_step - 1], self._batches = self._batches[-1], []
+        if trainer.global_step > self._before:  # the batch that ends a step; Lightning hands its loss divided
+            self.at[self._before] = float(outputs["loss"]) * trainer.accumulate_grad_batches
