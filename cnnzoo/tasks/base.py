@@ -796,8 +796,9 @@ class ClassificationTask(LightningModule):
     def _log_within_an_epoch(trainer: Any) -> None:
         # An interval longer than an epoch (Lightning's default 50 steps, on the digits or a small folder) logged no
         # training loss at all, and Lightning warned with a path into its own code. The loss is then logged five
-        # times an epoch; an interval within an epoch, the user's or the default, is kept.
-        steps = trainer.num_training_batches / max(1, int(trainer.accumulate_grad_batches))
+        # times an epoch; an interval within an epoch, the user's or the default, is kept. Counted with the first
+        # epoch's accumulation, so that a run resumed in a later epoch of a GradientAccumulationScheduler logs alike.
+        steps = trainer.num_training_batches / accumulation_at(trainer, 0)
         if math.isfinite(steps) and 1 <= steps < trainer.log_every_n_steps:
             trainer.log_every_n_steps = max(1, int(steps) // LOGS_PER_SHORT_EPOCH)
 
