@@ -156,7 +156,8 @@ def test_scheduler_is_wired(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("train_batches", "accumulate", "given", "logs_every"), [(12, 1, None, 2), (12, 2, None, 1), (12, 1, 5, 5)]
+    ("train_batches", "accumulate", "given", "logs_every"),
+    [(12, 1, None, 2), (12, 2, None, 1), (12, 1, 5, 5), (12, 1, 20, 20)],
 )
 def test_an_epoch_shorter_than_the_logging_interval_still_logs_the_training_loss(
     tmp_path: Path,
@@ -167,7 +168,7 @@ def test_an_epoch_shorter_than_the_logging_interval_still_logs_the_training_loss
     logs_every: int,
 ) -> None:
     # Lightning's default interval of 50 steps logged no training loss on a run of 12 steps an epoch, and warned
-    # with a path into Lightning. An interval within the epoch (5 here) is the user's and stays.
+    # with a path into Lightning. An interval that the user sets (5, or 20 across epochs) stays, with the warning.
     from lightning.pytorch.loggers import CSVLogger
 
     losses = _StepLosses()
@@ -183,7 +184,8 @@ def test_an_epoch_shorter_than_the_logging_interval_still_logs_the_training_loss
     assert sorted(logged) == [s for s in range(2 * per_epoch) if (s + 1) % logs_every == 0]
     # Each row holds the loss of its own step (the rows held the loss of the step an interval before).
     assert logged == pytest.approx({s: losses.at[s] for s in logged}, rel=1e-6)
-    assert not [w for w in recwarn if "smaller than the logging interval" in str(w.message)]
+    warned = [w for w in recwarn if "smaller than the logging interval" in str(w.message)]
+    assert bool(warned) == (given is not None and given > train_batches)
 
 
 class _StepLosses(Callback):

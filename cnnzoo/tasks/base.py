@@ -148,8 +148,10 @@ def reseed(seed: int, device: torch.device) -> None:
 
 
 TRAIN_METRICS_EVERY = 16
-# How often an epoch shorter than the logging interval logs the training loss (ClassificationTask.on_train_start).
+# How often an epoch shorter than Lightning's default logging interval (Trainer(log_every_n_steps=None): 50 steps)
+# logs the training loss (ClassificationTask.on_train_start).
 LOGS_PER_SHORT_EPOCH = 5
+LIGHTNING_LOG_EVERY = 50
 
 
 class _TrainRunning:
@@ -437,10 +439,12 @@ class ClassificationTask(LightningModule):
         trainer = attached_trainer(self)
         if trainer is not None and stage == "fit":
             self._warn_frozen_random_start(trainer)
-            # on_train_start shortens an interval longer than an epoch, which Lightning advises just before.
-            warnings.filterwarnings(
-                "ignore", message=r"The number of training batches \(\d+\) is smaller than the logging"
-            )
+            # Lightning's connectors set this Trainer attribute at run time, where a type checker cannot see it.
+            if getattr(trainer, "log_every_n_steps", None) == LIGHTNING_LOG_EVERY:
+                # on_train_start shortens this interval where it exceeds an epoch, as Lightning advises just before.
+                warnings.filterwarnings(
+                    "ignore", message=r"The number of training batches \(\d+\) is smaller than the logging"
+                )
         dm = getattr(trainer, "datamodule", None) if trainer is not None else None
         if dm is None:
             return
@@ -794,12 +798,16 @@ class ClassificationTask(LightningModule):
 
     @staticmethod
     def _log_within_an_epoch(trainer: Any) -> None:
-        # An interval longer than an epoch (Lightning's default 50 steps, on the digits or a small folder) logged no
-        # training loss at all, and Lightning warned with a path into its own code. The loss is then logged five
-        # times an epoch; an interval within an epoch, the user's or the default, is kept. Counted with the first
+        # Lightning's default interval, on an epoch of fewer steps (the digits, a small folder), gave a curve of one
+        # point in several epochs, and Lightning advised a shorter one from a path into its own code. The loss is
+        # then logged five times an epoch. Another interval is the user's, and is kept. Counted with the first
         # epoch's accumulation, so that a run resumed in a later epoch of a GradientAccumulationScheduler logs alike.
         steps = trainer.num_training_batches / accumulation_at(trainer, 0)
-        if math.isfinite(steps) and 1 <= steps < trainer.log_every_n_steps:
+        if (
+            trainer.log_every_n_steps == LIGHTNING_LOG_EVERY
+            and math.isfinite(steps)
+            and 1 <= steps < LIGHTNING_LOG_EVERY
+        ):
             trainer.log_every_n_steps = max(1, int(steps) // LOGS_PER_SHORT_EPOCH)
 
     def _rebuild_after_tuners(self, trainer: Any) -> None:
