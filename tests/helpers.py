@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import signal
 from pathlib import Path
@@ -128,3 +129,10 @@ def write_malicious_pickle(path: Any, obj_with_payload: Any) -> None:
 
     with open(path, "wb") as f:
         pickle.dump(obj_with_payload, f, protocol=2)
+
+
+def logged_train_losses(metrics_csv: Path, since: int = 0) -> dict[int, str]:
+    """The step rows of ``train_loss`` in a CSVLogger's ``metrics.csv``, from step ``since`` on, as written."""
+    with open(metrics_csv) as f:
+        rows = csv.DictReader(f)
+        return {int(r["step"]): r["train_loss"] for r in rows if r["train_loss"] and int(r["step"]) >= since}

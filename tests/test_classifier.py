@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +9,8 @@ from lightning.pytorch import Callback, Trainer, seed_everything
 
 from cnnzoo.data import DigitsDataModule
 from cnnzoo.tasks import ImageClassifier
+
+from .helpers import logged_train_losses
 
 
 def _quick_fit(
@@ -178,8 +179,8 @@ def test_an_epoch_shorter_than_the_logging_interval_still_logs_the_training_loss
         options["log_every_n_steps"] = given
     _, _, trainer = _quick_fit(tmp_path, train_batches=train_batches, batch_size=32, trainer_kwargs=options)
     assert trainer.log_every_n_steps == logs_every
-    with open(Path(trainer.logger.log_dir) / "metrics.csv") as f:  # type: ignore[union-attr]
-        logged = {int(row["step"]): float(row["train_loss"]) for row in csv.DictReader(f) if row["train_loss"]}
+    written = logged_train_losses(Path(trainer.logger.log_dir) / "metrics.csv")  # type: ignore[union-attr]
+    logged = {step: float(loss) for step, loss in written.items()}
     per_epoch = train_batches // accumulate
     assert sorted(logged) == [s for s in range(2 * per_epoch) if (s + 1) % logs_every == 0]
     # Each row holds the loss of its own step (the rows held the loss of the step an interval before).

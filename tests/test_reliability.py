@@ -29,7 +29,7 @@ from cnnzoo.tasks import ImageClassifier
 
 from .conftest import RECIPES, REPO, LocalServer
 from .datagen import write_folder
-from .helpers import PicklePayload, sigterm_config, write_malicious_pickle
+from .helpers import PicklePayload, logged_train_losses, sigterm_config, write_malicious_pickle
 from .test_training import _assert_same_final_state, cnnzoo
 
 DIGITS = str(RECIPES / "lenet5_digits.yaml")
@@ -45,7 +45,12 @@ def fit(tmp: Path, *args: str) -> CnnzooCLI:
 
 
 def last_ckpt(root: Path) -> Path:
-    return max(root.rglob("last*.ckpt"), key=lambda p: p.stat().st_mtime)
+    return newest(root, "last*.ckpt")
+
+
+def newest(root: Path, pattern: str) -> Path:
+    """The file under ``root`` matching ``pattern`` that was written last (a resumed run's, say)."""
+    return max(root.rglob(pattern), key=lambda p: p.stat().st_mtime)
 
 
 # --- 1. remote code execution through load_from_checkpoint ----------------------------------------------------------
@@ -137,16 +142,8 @@ def _stopped_and_resumed_matches_straight(tmp_path: Path, common: list[str], ste
     fit(tmp_path / "resumed", *common, "--ckpt_path=last")
     _assert_same_final_state(last_ckpt(tmp_path / "straight"), last_ckpt(tmp_path / "resumed"))
     # The logged curve goes on as well: the rest of the interrupted epoch was logged at the default 50 steps.
-    after = _logged_train_losses(tmp_path / "straight", step)
-    assert after and _logged_train_losses(tmp_path / "resumed", step) == after
-
-
-def _logged_train_losses(root: Path, since: int) -> dict[int, str]:
-    """The training losses of the newest ``metrics.csv`` under ``root`` from step ``since`` on, as written."""
-    with open(max(root.rglob("metrics.csv"), key=lambda p: p.stat().st_mtime)) as f:
-        return {
-            int(r["step"]): r["train_loss"] for r in csv.DictReader(f) if r["train_loss"] and int(r["step"]) >= since
-        }
+    after = logged_train_losses(newest(tmp_path / "straight", "metrics.csv"), step)
+    assert after and logged_train_losses(newest(tmp_path / "resumed", "metrics.csv"), step) == after
 
 
 def test_one_cycle_resume_mid_epoch_is_exact(one_cycle_yaml: Path, tmp_path: Path) -> None:
