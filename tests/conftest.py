@@ -8,9 +8,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import lightning.pytorch  # noqa: F401  (see below)
-import pytest
-import torch
+# pytest-xdist runs one worker per core: each worker (and the processes it starts, through the environment) gets
+# its share of the cores, so that the workers do not spin on each other's threads.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+_THREADS = max(1, min(2, os.cpu_count() or 1) // _WORKERS)
+if _WORKERS > 1:
+    os.environ["OMP_NUM_THREADS"] = str(_THREADS)
+
+import lightning.pytorch  # noqa: E402, F401  (see below)
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = REPO / "recipes"
@@ -21,7 +28,7 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 # ended, and every later Lightning log line in the process printed "--- Logging error ---" with a traceback.
 
 # Two cores: keep intra-op threads fixed so timings and results do not depend on the machine's core count.
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+torch.set_num_threads(_THREADS)
 
 
 @pytest.fixture
@@ -114,3 +121,9 @@ def cnnzoo_said() -> Iterator[list[str]]:
     logging.getLogger("cnnzoo").addHandler(handler)
     yield said
     logging.getLogger("cnnzoo").removeHandler(handler)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # pytest-xdist hands out the tests in this order. The wheel loop (minutes of pip installs into a new venv)
+    # starts first, so that the other worker runs the rest of `-m slow` beside it instead of waiting at the end.
+    items.sort(key=lambda item: item.path.name != "test_wheel_loop.py")
