@@ -5,10 +5,16 @@
   (b) a plain PyTorch script: the same net, Adam and one-cycle schedule, batch 128, 54,000 training and 6,000
       validation images from the same files, 3 epochs with a validation pass and a ``torch.save`` after each.
 
-Both are timed as whole processes (imports included), interleaved ``--rounds`` times; the medians are compared.
+  (c) (a) with scipy and matplotlib hidden from the process, as in an install without the ``digits`` and ``report``
+      extras. torchmetrics, which Lightning imports, imports both at its own import when they are installed
+      (``scipy.signal`` for a shim, ``matplotlib.pyplot`` for plot type hints; Lightning-AI/torchmetrics#3457), and
+      LeNet-5's ``fit`` uses neither.
+
+All are timed as whole processes (imports included), interleaved ``--rounds`` times; the medians are compared.
 Where the time goes in (a) comes from its own ``fit_report.json`` (the ``fit`` call) and per-epoch timings: the
 process start-up (imports, parsing the command line, building the objects), the training steps, validation with
-the checkpoint save, and what follows ``fit``. Python's start-up with ``import lightning.pytorch`` is timed alone.
+the checkpoint save, and what follows ``fit``. Python's start-up with ``import lightning.pytorch`` is timed alone,
+with and without the two packages.
 
 Run: python benchmarks/lenet_fit_wall.py --data-dir ../shared/data/mnist
 Writes ``benchmarks/results/lenet_fit_wall.json``, which ``docs/generate.py`` renders into ``docs/data.md``.
@@ -65,6 +71,28 @@ for epoch in range(epochs):
 """
 
 
+# Run first in (c)'s processes: scipy and matplotlib neither import nor look installed (torchmetrics asks both the
+# import system and the installed distributions' metadata), so torchmetrics takes the path it takes without them.
+HIDDEN = ("scipy", "matplotlib")
+HIDE = f"""
+import importlib.abc, importlib.metadata as md, importlib.util, sys
+hidden = lambda name: name.split(".")[0] in {HIDDEN!r}
+class Hide(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if hidden(name):
+            raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
+sys.meta_path.insert(0, Hide())
+find_spec = importlib.util.find_spec
+importlib.util.find_spec = lambda name, package=None: None if hidden(name) else find_spec(name, package)
+for fn in ("version", "distribution"):
+    def absent(name, _fn=getattr(md, fn)):
+        if hidden(name):
+            raise md.PackageNotFoundError(name)
+        return _fn(name)
+    setattr(md, fn, absent)
+"""
+
+
 def timed(cmd: list[str], cwd: str) -> tuple[float, str]:
     start = time.perf_counter()
     out = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, check=False)
@@ -82,25 +110,33 @@ def main() -> None:
     args = parser.parse_args()
     data_dir = str(Path(args.data_dir).resolve())
     recipe = str(REPO / "recipes" / "lenet5_mnist.yaml")
-    walls: dict[str, list[float]] = {"cnnzoo_fit": [], "plain_script": []}
-    reports = []
+    walls: dict[str, list[float]] = {"cnnzoo_fit": [], "plain_script": [], "cnnzoo_fit_without_scipy_matplotlib": []}
+    reports: dict[str, list[dict]] = {"cnnzoo_fit": [], "cnnzoo_fit_without_scipy_matplotlib": []}
+    fit_args = ["fit", "--config", recipe, f"--data.data_dir={data_dir}", "--data.augment=none"]
+    fit_args += [f"--trainer.max_epochs={EPOCHS}"]
+    # python -c puts "-c" in sys.argv[0], and the CLI reads the arguments after it.
+    run_hidden = HIDE + "import runpy; runpy.run_module('cnnzoo', run_name='__main__')"
     for r in range(args.rounds):
         for way in list(walls) if r % 2 == 0 else list(reversed(walls)):
             with tempfile.TemporaryDirectory() as tmp:
-                if way == "cnnzoo_fit":
-                    cmd = [sys.executable, "-m", "cnnzoo", "fit", "--config", recipe, f"--data.data_dir={data_dir}"]
-                    cmd += ["--data.augment=none", f"--trainer.max_epochs={EPOCHS}"]
-                    cmd += [f"--trainer.default_root_dir={tmp}"]
-                    wall, _ = timed(cmd, tmp)
-                    reports.append(json.loads(next(Path(tmp).rglob("fit_report.json")).read_text()))
-                else:
+                if way == "plain_script":
                     wall, _ = timed([sys.executable, "-c", PLAIN, data_dir, str(EPOCHS)], tmp)
+                else:
+                    start = ["-m", "cnnzoo"] if way == "cnnzoo_fit" else ["-c", run_hidden]
+                    wall, _ = timed([sys.executable, *start, *fit_args, f"--trainer.default_root_dir={tmp}"], tmp)
+                    reports[way].append(json.loads(next(Path(tmp).rglob("fit_report.json")).read_text()))
             walls[way].append(round(wall, 2))
             print(f"round {r + 1}, {way}: {wall:.1f} s", flush=True)
-    imports = [timed([sys.executable, "-c", "import lightning.pytorch"], str(REPO))[0] for _ in range(args.rounds)]
-    baseline = [timed([sys.executable, "-c", "import torch, torchvision"], str(REPO))[0] for _ in range(args.rounds)]
+    check = "import lightning.pytorch, sys; assert not {m.split('.')[0] for m in sys.modules} & set(HIDDEN)"
+    imports: dict[str, list[float]] = {"as_installed": [], "without_scipy_matplotlib": [], "torch_torchvision": []}
+    for _ in range(args.rounds):
+        imports["as_installed"].append(timed([sys.executable, "-c", "import lightning.pytorch"], str(REPO))[0])
+        hidden = f"{HIDE}HIDDEN = {HIDDEN!r}\n{check}"
+        imports["without_scipy_matplotlib"].append(timed([sys.executable, "-c", hidden], str(REPO))[0])
+        imports["torch_torchvision"].append(timed([sys.executable, "-c", "import torch, torchvision"], str(REPO))[0])
     med = {k: statistics.median(v) for k, v in walls.items()}
-    fit_wall = statistics.median(rep["wall_s"] for rep in reports)
+    fit_wall = statistics.median(rep["wall_s"] for rep in reports["cnnzoo_fit"])
+    fit_wall_hidden = statistics.median(rep["wall_s"] for rep in reports["cnnzoo_fit_without_scipy_matplotlib"])
     result = {
         "benchmark": "lenet_fit_wall",
         "command": "python benchmarks/lenet_fit_wall.py " + " ".join(sys.argv[1:]),
@@ -109,18 +145,34 @@ def main() -> None:
         "wall_s": walls,
         "median_wall_s": med,
         "ratio_fit_to_plain": round(med["cnnzoo_fit"] / med["plain_script"], 3),
+        "ratio_fit_without_scipy_matplotlib_to_plain": round(
+            med["cnnzoo_fit_without_scipy_matplotlib"] / med["plain_script"], 3
+        ),
         "cnnzoo_fit_breakdown_s": {
             "fit_call": round(fit_wall, 2),
             "outside_fit_call": round(med["cnnzoo_fit"] - fit_wall, 2),
-            "import_lightning_pytorch": round(statistics.median(imports), 2),
-            "import_torch_torchvision": round(statistics.median(baseline), 2),
+            "fit_call_without_scipy_matplotlib": round(fit_wall_hidden, 2),
+            "outside_fit_call_without_scipy_matplotlib": round(
+                med["cnnzoo_fit_without_scipy_matplotlib"] - fit_wall_hidden, 2
+            ),
+            "import_lightning_pytorch": round(statistics.median(imports["as_installed"]), 2),
+            "import_lightning_pytorch_without_scipy_matplotlib": round(
+                statistics.median(imports["without_scipy_matplotlib"]), 2
+            ),
+            "import_torch_torchvision": round(statistics.median(imports["torch_torchvision"]), 2),
         },
-        "fit_report": {k: reports[-1][k] for k in ("epochs", "global_step", "wall_s", "command") if k in reports[-1]},
+        "hidden_packages": list(HIDDEN),
+        "fit_report": {
+            k: reports["cnnzoo_fit"][-1][k]
+            for k in ("epochs", "global_step", "wall_s", "command")
+            if k in reports["cnnzoo_fit"][-1]
+        },
         **machine(),
         "measured_on": time.strftime("%Y-%m-%d"),
     }
     write_result(args.out, result)
-    print(json.dumps({k: result[k] for k in ("median_wall_s", "ratio_fit_to_plain", "cnnzoo_fit_breakdown_s")}))
+    shown = ("median_wall_s", "ratio_fit_to_plain", "ratio_fit_without_scipy_matplotlib_to_plain")
+    print(json.dumps({k: result[k] for k in (*shown, "cnnzoo_fit_breakdown_s")}))
 
 
 if __name__ == "__main__":

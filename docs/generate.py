@@ -548,6 +548,26 @@ def lenet_fit_wall() -> str:
         "",
         f"`cnnzoo fit` / plain script, wall time: {r['ratio_fit_to_plain']:.2f}.",
     ]
+    if "ratio_fit_without_scipy_matplotlib_to_plain" in r:
+        hidden = " and ".join(r["hidden_packages"])
+        lightning_alone = b["import_lightning_pytorch_without_scipy_matplotlib"]
+        lines += [
+            "",
+            f"Lightning imports torchmetrics, which imports {hidden} at its own import whenever they are installed "
+            "([torchmetrics#3457](https://github.com/Lightning-AI/torchmetrics/issues/3457)); cnnzoo needs them "
+            "only for its `digits` and `report` extras, and LeNet-5's `fit` uses neither. The same runs with the two "
+            "hidden from the process, as in an install without those extras:",
+            "",
+            "| what runs, without " + hidden + " | median seconds |",
+            "| --- | ---: |",
+            f"| the same `cnnzoo fit` | {med['cnnzoo_fit_without_scipy_matplotlib']:.1f} |",
+            f"| of that process: the `fit` call itself | {b['fit_call_without_scipy_matplotlib']:.1f} |",
+            f"| of that process: start-up and exit around it | {b['outside_fit_call_without_scipy_matplotlib']:.1f} |",
+            f"| `python -c 'import lightning.pytorch'` alone | {lightning_alone:.1f} |",
+            "",
+            f"`cnnzoo fit` / plain script, wall time, without them: "
+            f"{r['ratio_fit_without_scipy_matplotlib_to_plain']:.2f}.",
+        ]
     return "\n".join(lines) + "\n"
 
 
