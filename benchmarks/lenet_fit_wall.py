@@ -131,8 +131,8 @@ def main() -> None:
     imports: dict[str, list[float]] = {"as_installed": [], "without_scipy_matplotlib": [], "torch_torchvision": []}
     for _ in range(args.rounds):
         imports["as_installed"].append(timed([sys.executable, "-c", "import lightning.pytorch"], str(REPO))[0])
-        hidden = f"{HIDE}HIDDEN = {HIDDEN!r}\n{check}"
-        imports["without_scipy_matplotlib"].append(timed([sys.executable, "-c", hidden], str(REPO))[0])
+        import_hidden = f"{HIDE}HIDDEN = {HIDDEN!r}\n{check}"
+        imports["without_scipy_matplotlib"].append(timed([sys.executable, "-c", import_hidden], str(REPO))[0])
         imports["torch_torchvision"].append(timed([sys.executable, "-c", "import torch, torchvision"], str(REPO))[0])
     med = {k: statistics.median(v) for k, v in walls.items()}
     fit_wall = statistics.median(rep["wall_s"] for rep in reports["cnnzoo_fit"])
