@@ -74,6 +74,7 @@ for epoch in range(epochs):
 # Run first in (c)'s processes: scipy and matplotlib neither import nor look installed (torchmetrics asks both the
 # import system and the installed distributions' metadata), so torchmetrics takes the path it takes without them.
 HIDDEN = ("scipy", "matplotlib")
+WITHOUT = "_without_scipy_matplotlib"  # the suffix of (c)'s keys in the result file
 HIDE = f"""
 import importlib.abc, importlib.metadata as md, importlib.util, sys
 hidden = lambda name: name.split(".")[0] in {HIDDEN!r}
@@ -110,33 +111,44 @@ def main() -> None:
     args = parser.parse_args()
     data_dir = str(Path(args.data_dir).resolve())
     recipe = str(REPO / "recipes" / "lenet5_mnist.yaml")
-    walls: dict[str, list[float]] = {"cnnzoo_fit": [], "plain_script": [], "cnnzoo_fit_without_scipy_matplotlib": []}
-    reports: dict[str, list[dict]] = {"cnnzoo_fit": [], "cnnzoo_fit_without_scipy_matplotlib": []}
+    # How Python starts for each way that runs `cnnzoo fit`, by the suffix of its keys; python -c puts "-c" in
+    # sys.argv[0], and the CLI reads the arguments after it.
+    starts = {
+        "": ["-m", "cnnzoo"],
+        WITHOUT: ["-c", HIDE + "import runpy; runpy.run_module('cnnzoo', run_name='__main__')"],
+    }
+    walls: dict[str, list[float]] = {"cnnzoo_fit": [], "plain_script": [], f"cnnzoo_fit{WITHOUT}": []}
+    reports: dict[str, list[dict]] = {f"cnnzoo_fit{suffix}": [] for suffix in starts}
     fit_args = ["fit", "--config", recipe, f"--data.data_dir={data_dir}", "--data.augment=none"]
     fit_args += [f"--trainer.max_epochs={EPOCHS}"]
-    # python -c puts "-c" in sys.argv[0], and the CLI reads the arguments after it.
-    run_hidden = HIDE + "import runpy; runpy.run_module('cnnzoo', run_name='__main__')"
     for r in range(args.rounds):
         for way in list(walls) if r % 2 == 0 else list(reversed(walls)):
             with tempfile.TemporaryDirectory() as tmp:
                 if way == "plain_script":
                     wall, _ = timed([sys.executable, "-c", PLAIN, data_dir, str(EPOCHS)], tmp)
                 else:
-                    start = ["-m", "cnnzoo"] if way == "cnnzoo_fit" else ["-c", run_hidden]
+                    start = starts[way.removeprefix("cnnzoo_fit")]
                     wall, _ = timed([sys.executable, *start, *fit_args, f"--trainer.default_root_dir={tmp}"], tmp)
                     reports[way].append(json.loads(next(Path(tmp).rglob("fit_report.json")).read_text()))
             walls[way].append(round(wall, 2))
             print(f"round {r + 1}, {way}: {wall:.1f} s", flush=True)
-    check = "import lightning.pytorch, sys; assert not {m.split('.')[0] for m in sys.modules} & set(HIDDEN)"
-    imports: dict[str, list[float]] = {"as_installed": [], "without_scipy_matplotlib": [], "torch_torchvision": []}
+    import_hidden = HIDE + "import lightning.pytorch\nassert not any(map(hidden, sys.modules))"
+    imports = {
+        "import_lightning_pytorch": "import lightning.pytorch",
+        f"import_lightning_pytorch{WITHOUT}": import_hidden,
+        "import_torch_torchvision": "import torch, torchvision",
+    }
+    import_walls: dict[str, list[float]] = {key: [] for key in imports}
     for _ in range(args.rounds):
-        imports["as_installed"].append(timed([sys.executable, "-c", "import lightning.pytorch"], str(REPO))[0])
-        import_hidden = f"{HIDE}HIDDEN = {HIDDEN!r}\n{check}"
-        imports["without_scipy_matplotlib"].append(timed([sys.executable, "-c", import_hidden], str(REPO))[0])
-        imports["torch_torchvision"].append(timed([sys.executable, "-c", "import torch, torchvision"], str(REPO))[0])
+        for key, code in imports.items():
+            import_walls[key].append(timed([sys.executable, "-c", code], str(REPO))[0])
     med = {k: statistics.median(v) for k, v in walls.items()}
-    fit_wall = statistics.median(rep["wall_s"] for rep in reports["cnnzoo_fit"])
-    fit_wall_hidden = statistics.median(rep["wall_s"] for rep in reports["cnnzoo_fit_without_scipy_matplotlib"])
+    breakdown = {}
+    for suffix in starts:
+        fit_wall = statistics.median(rep["wall_s"] for rep in reports[f"cnnzoo_fit{suffix}"])
+        breakdown[f"fit_call{suffix}"] = round(fit_wall, 2)
+        breakdown[f"outside_fit_call{suffix}"] = round(med[f"cnnzoo_fit{suffix}"] - fit_wall, 2)
+    breakdown |= {key: round(statistics.median(v), 2) for key, v in import_walls.items()}
     result = {
         "benchmark": "lenet_fit_wall",
         "command": "python benchmarks/lenet_fit_wall.py " + " ".join(sys.argv[1:]),
@@ -144,23 +156,8 @@ def main() -> None:
         "rounds": args.rounds,
         "wall_s": walls,
         "median_wall_s": med,
-        "ratio_fit_to_plain": round(med["cnnzoo_fit"] / med["plain_script"], 3),
-        "ratio_fit_without_scipy_matplotlib_to_plain": round(
-            med["cnnzoo_fit_without_scipy_matplotlib"] / med["plain_script"], 3
-        ),
-        "cnnzoo_fit_breakdown_s": {
-            "fit_call": round(fit_wall, 2),
-            "outside_fit_call": round(med["cnnzoo_fit"] - fit_wall, 2),
-            "fit_call_without_scipy_matplotlib": round(fit_wall_hidden, 2),
-            "outside_fit_call_without_scipy_matplotlib": round(
-                med["cnnzoo_fit_without_scipy_matplotlib"] - fit_wall_hidden, 2
-            ),
-            "import_lightning_pytorch": round(statistics.median(imports["as_installed"]), 2),
-            "import_lightning_pytorch_without_scipy_matplotlib": round(
-                statistics.median(imports["without_scipy_matplotlib"]), 2
-            ),
-            "import_torch_torchvision": round(statistics.median(imports["torch_torchvision"]), 2),
-        },
+        **{f"ratio_fit{sfx}_to_plain": round(med[f"cnnzoo_fit{sfx}"] / med["plain_script"], 3) for sfx in starts},
+        "cnnzoo_fit_breakdown_s": breakdown,
         "hidden_packages": list(HIDDEN),
         "fit_report": {
             k: reports["cnnzoo_fit"][-1][k]
@@ -171,7 +168,7 @@ def main() -> None:
         "measured_on": time.strftime("%Y-%m-%d"),
     }
     write_result(args.out, result)
-    shown = ("median_wall_s", "ratio_fit_to_plain", "ratio_fit_without_scipy_matplotlib_to_plain")
+    shown = ("median_wall_s", "ratio_fit_to_plain", f"ratio_fit{WITHOUT}_to_plain")
     print(json.dumps({k: result[k] for k in (*shown, "cnnzoo_fit_breakdown_s")}))
 
 

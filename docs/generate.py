@@ -532,42 +532,39 @@ def lenet_fit_wall() -> str:
     if not r:
         return f"The whole `cnnzoo fit`: {NOT_MEASURED} (run `python benchmarks/lenet_fit_wall.py`).\n"
     med, b = r["median_wall_s"], r["cnnzoo_fit_breakdown_s"]
+    hidden, without = " and ".join(r["hidden_packages"]), "_without_scipy_matplotlib"
+    # (what runs, the table and key of its median, and whether it was also run with the packages hidden: key + without)
+    rows = [
+        (
+            f"`cnnzoo fit -c lenet5_mnist --data.augment none --trainer.max_epochs {r['epochs']}`",
+            med,
+            "cnnzoo_fit",
+            True,
+        ),
+        ("a plain script doing the same work (validation and `torch.save` each epoch)", med, "plain_script", False),
+        ("of the `cnnzoo fit` process: the `fit` call itself", b, "fit_call", True),
+        ("of the `cnnzoo fit` process: start-up and exit around it", b, "outside_fit_call", True),
+        ("`python -c 'import lightning.pytorch'` alone", b, "import_lightning_pytorch", True),
+        ("`python -c 'import torch, torchvision'` alone", b, "import_torch_torchvision", False),
+    ]
     lines = [
         f"Measured with `{r['command'].strip()}` on a {_core_cpu(r)}, whole processes, "
-        f"{r['rounds']} interleaved rounds, {r['epochs']} epochs each:",
+        f"{r['rounds']} interleaved rounds, {r['epochs']} epochs each. Lightning imports torchmetrics, which imports "
+        f"{hidden} at its own import whenever they are installed "
+        "([torchmetrics#3457](https://github.com/Lightning-AI/torchmetrics/issues/3457)); cnnzoo needs them only for "
+        "its `digits` and `report` extras, and LeNet-5's `fit` uses neither. The last column hides the two from the "
+        "process, as in an install without those extras:",
         "",
-        "| what runs | median seconds |",
-        "| --- | ---: |",
-        f"| `cnnzoo fit -c lenet5_mnist --data.augment none --trainer.max_epochs {r['epochs']}` | "
-        f"{med['cnnzoo_fit']:.1f} |",
-        f"| a plain script doing the same work (validation and `torch.save` each epoch) | {med['plain_script']:.1f} |",
-        f"| of the `cnnzoo fit` process: the `fit` call itself | {b['fit_call']:.1f} |",
-        f"| of the `cnnzoo fit` process: start-up and exit around it | {b['outside_fit_call']:.1f} |",
-        f"| `python -c 'import lightning.pytorch'` alone | {b['import_lightning_pytorch']:.1f} |",
-        f"| `python -c 'import torch, torchvision'` alone | {b['import_torch_torchvision']:.1f} |",
+        f"| what runs | median seconds | without {hidden} |",
+        "| --- | ---: | ---: |",
+        *(
+            f"| {what} | {table[key]:.1f} | {f'{table[key + without]:.1f}' if both else '—'} |"
+            for what, table, key, both in rows
+        ),
         "",
-        f"`cnnzoo fit` / plain script, wall time: {r['ratio_fit_to_plain']:.2f}.",
+        f"`cnnzoo fit` / plain script, wall time: {r['ratio_fit_to_plain']:.2f} "
+        f"({r[f'ratio_fit{without}_to_plain']:.2f} without {hidden}).",
     ]
-    if "ratio_fit_without_scipy_matplotlib_to_plain" in r:
-        hidden = " and ".join(r["hidden_packages"])
-        lightning_alone = b["import_lightning_pytorch_without_scipy_matplotlib"]
-        lines += [
-            "",
-            f"Lightning imports torchmetrics, which imports {hidden} at its own import whenever they are installed "
-            "([torchmetrics#3457](https://github.com/Lightning-AI/torchmetrics/issues/3457)); cnnzoo needs them "
-            "only for its `digits` and `report` extras, and LeNet-5's `fit` uses neither. The same runs with the two "
-            "hidden from the process, as in an install without those extras:",
-            "",
-            "| what runs, without " + hidden + " | median seconds |",
-            "| --- | ---: |",
-            f"| the same `cnnzoo fit` | {med['cnnzoo_fit_without_scipy_matplotlib']:.1f} |",
-            f"| of that process: the `fit` call itself | {b['fit_call_without_scipy_matplotlib']:.1f} |",
-            f"| of that process: start-up and exit around it | {b['outside_fit_call_without_scipy_matplotlib']:.1f} |",
-            f"| `python -c 'import lightning.pytorch'` alone | {lightning_alone:.1f} |",
-            "",
-            f"`cnnzoo fit` / plain script, wall time, without them: "
-            f"{r['ratio_fit_without_scipy_matplotlib_to_plain']:.2f}.",
-        ]
     return "\n".join(lines) + "\n"
 
 
