@@ -16,7 +16,13 @@ from typing import Any
 
 import torch
 from lightning.pytorch import LightningModule, Trainer
-from lightning.pytorch.callbacks import EarlyStopping, GradientAccumulationScheduler, ModelCheckpoint, RichProgressBar
+from lightning.pytorch.callbacks import (
+    EarlyStopping,
+    GradientAccumulationScheduler,
+    LearningRateFinder,
+    ModelCheckpoint,
+    RichProgressBar,
+)
 from lightning.pytorch.cli import LightningCLI
 
 __all__ = [
@@ -37,6 +43,7 @@ __all__ = [
     "live_console",
     "nvml_loads",
     "optimizer_steps",
+    "rate_search_steps",
     "runs_apart",
     "skip_nvml_check_without_nvml",
     "stepping_batches",
@@ -148,6 +155,18 @@ def stepping_batches(trainer: Trainer) -> int | float:
 def optimizer_steps(trainer: Trainer, batches_per_epoch: int, epochs: int) -> int:
     """The optimizer steps of the first ``epochs`` epochs, each a ceil division by that epoch's accumulation."""
     return sum(-(-batches_per_epoch // accumulation_at(trainer, e)) for e in range(epochs))
+
+
+def rate_search_steps(finder: LearningRateFinder) -> tuple[int, int] | None:
+    """The steps a `LearningRateFinder`'s search ran and the steps it was asked for; ``None`` before it ran.
+
+    Its result object is Lightning's private ``_LRFinder``: ``results`` (documented for ``Tuner.lr_find``) holds a
+    rate per step, and ``num_training`` the steps asked for.
+    """
+    search = finder.optimal_lr
+    if search is None or "lr" not in search.results:
+        return None
+    return len(search.results["lr"]), int(search.num_training)
 
 
 def attached_trainer(module: LightningModule) -> Trainer | None:

@@ -69,6 +69,17 @@ def test_every_wrapper_against_a_real_run(tmp_path: Path) -> None:
     _compat.stop_live_display(cli.trainer)  # no bar: nothing to stop
 
 
+def test_the_rate_search_steps_are_read_from_lightnings_finder(tmp_path: Path) -> None:
+    from lightning.pytorch.callbacks import LearningRateFinder
+
+    assert _compat.rate_search_steps(LearningRateFinder()) is None  # before a search
+    args = ["fit", "--config", str(RECIPES / "lenet5_digits.yaml"), "--trainer.max_epochs=1"]
+    args += [f"--trainer.default_root_dir={tmp_path}", "--trainer.enable_progress_bar=false"]
+    cli = CnnzooCLI(args=[*args, "--trainer.callbacks+=LearningRateFinder", "--trainer.callbacks.num_training_steps=7"])
+    finder = next(cb for cb in cli.trainer.callbacks if isinstance(cb, LearningRateFinder))
+    assert _compat.rate_search_steps(finder) == (7, 7)
+
+
 @pytest.mark.parametrize("loads", [False, True], ids=["no-driver", "driver"])
 def test_nvml_check_is_undone_only_where_nvml_cannot_load(monkeypatch: pytest.MonkeyPatch, loads: bool) -> None:
     def cdll(name: str, *args: Any, **kwargs: Any) -> object:

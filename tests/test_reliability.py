@@ -191,7 +191,8 @@ def test_lightnings_tuners_leave_a_one_cycle_schedule_that_fits_the_run(one_cycl
     # The rate finder wrote its rate into the built optimiser, where the OneCycleLR kept its own max_lr; after the
     # batch size finder, the schedule was sized for the old batch size and stopped with "Tried to step 118 times".
     common = ["--config", str(one_cycle_yaml), "--trainer.max_epochs=2"]
-    cli = fit(tmp_path / "rate", *common, "--trainer.callbacks+=LearningRateFinder")
+    finder = ["--trainer.callbacks+=LearningRateFinder", "--trainer.callbacks.num_training_steps=78"]  # 2 epochs
+    cli = fit(tmp_path / "rate", *common, *finder)
     found = cli.model.lr
     assert found != 0.004 and [g["max_lr"] for g in cli.trainer.optimizers[0].param_groups] == [found]
     sizer = "--trainer.callbacks+=lightning.pytorch.callbacks.BatchSizeFinder"

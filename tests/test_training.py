@@ -186,11 +186,30 @@ def test_barebones_runs_without_the_clis_defaults_and_refusals_are_one_line(
 def test_lightnings_learning_rate_finder_sets_the_recipes_rate(tmp_path: Path) -> None:
     # It stopped with "AttributeError: ... should have one of these fields: ('lr', 'learning_rate')".
     args = ["fit", "--config", DIGITS, "--trainer.max_epochs=1", f"--trainer.default_root_dir={tmp_path}", *QUIET]
-    cli = CnnzooCLI(args=[*args, "--trainer.callbacks+=LearningRateFinder"])
+    finder_args = ["--trainer.callbacks+=LearningRateFinder", "--trainer.callbacks.num_training_steps=39"]
+    cli = CnnzooCLI(args=[*args, *finder_args])
     finder = next(cb for cb in cli.trainer.callbacks if type(cb).__name__ == "LearningRateFinder")
     found = finder.optimal_lr.suggestion()
     assert found is not None and found != 0.002  # the recipe's
     assert cli.model.lr == found == cli.trainer.optimizers[0].param_groups[0]["lr"]
+    assert cli.trainer.global_step == 39  # the run trained, at the found rate
+
+
+def test_a_rate_search_that_max_epochs_cut_short_stops_the_run_before_its_first_step(tmp_path: Path) -> None:
+    # Lightning ran 39 of the 100 steps, said the loss diverged, and set 9e-6: the run ended at 8% accuracy.
+    args = ["fit", "--config", DIGITS, f"--trainer.default_root_dir={tmp_path}", *QUIET]
+    finder = "--trainer.callbacks+=LearningRateFinder"
+    with pytest.raises(ConfigError) as refused:
+        CnnzooCLI(args=[*args, "--trainer.max_epochs=1", finder])
+    message = str(refused.value)
+    assert message.startswith("LearningRateFinder ran 39 of its 100 steps: max_epochs=1 holds 39 (39 an epoch)")
+    assert "num_training_steps=39 (or fewer), or --trainer.max_epochs=3" in message
+    assert not list(tmp_path.rglob("*.ckpt"))  # refused before the first step: nothing trained, nothing saved
+    # A search that diverges before the epochs end is Lightning's own early stop, and its rate is kept.
+    cli = CnnzooCLI(args=[*args, "--trainer.max_epochs=2", finder, "--trainer.callbacks.max_lr=1e6"])
+    search = next(cb for cb in cli.trainer.callbacks if type(cb).__name__ == "LearningRateFinder").optimal_lr
+    assert len(search.results["lr"]) < 2 * 39 < 100
+    assert cli.model.lr == search.suggestion() and cli.trainer.global_step == 2 * 39
 
 
 def test_the_learning_rate_property_is_the_one_cycle_peak_or_the_optimisers_rate() -> None:

@@ -31,7 +31,14 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 from typing_extensions import override
 
 from .. import _logging
-from .._compat import HOOK_NAME_ATTRIBUTE, accumulation_at, attached_trainer, epoch_in_progress, stepping_batches
+from .._compat import (
+    HOOK_NAME_ATTRIBUTE,
+    accumulation_at,
+    attached_trainer,
+    epoch_in_progress,
+    rate_search_steps,
+    stepping_batches,
+)
 from .._provenance import EVALUATION_KEY
 from ..errors import CnnzooWarning, ConfigError, first_line
 from ..models.tta import TTA, check_tta, tta_logits
@@ -819,10 +826,33 @@ class ClassificationTask(LightningModule):
         tuners = [c for c in trainer.callbacks if isinstance(c, (LearningRateFinder, BatchSizeFinder))]
         if trainer.global_step or not tuners:
             return
+        for finder in tuners:
+            if isinstance(finder, LearningRateFinder):
+                self._refuse_a_rate_search_cut_short(trainer, finder)
         self._restored_total_steps = None  # from the tuner's own checkpoint of step 0, not from a run to resume
         trainer.strategy.setup_optimizers(trainer)
         names = " and ".join(type(t).__name__ for t in tuners)
         _logging.info(f"optimiser and schedule built again after {names}, from the rate and batch size now set")
+
+    def _refuse_a_rate_search_cut_short(self, trainer: Any, finder: LearningRateFinder) -> None:
+        # The search sweeps from min_lr to max_lr over num_training_steps steps, but Lightning leaves max_epochs in
+        # force: on the digits with max_epochs 1 it ran 39 of 100 steps, logged "stopped early ... due to diverging
+        # loss", and set 9e-6, the steepest point of the lowest rates; the run then ended at 8% accuracy.
+        steps = rate_search_steps(finder)
+        per_epoch = trainer.num_training_batches
+        if steps is None or trainer.max_epochs is None or trainer.max_epochs < 0 or not math.isfinite(per_epoch):
+            return
+        ran, asked = steps
+        per_epoch = int(per_epoch) // max(1, trainer.accumulate_grad_batches)
+        held = trainer.max_epochs * per_epoch
+        if ran < asked and held < asked and ran >= held:  # a divergence stops the search before the epochs end
+            raise ConfigError(
+                f"LearningRateFinder ran {ran} of its {asked} steps: max_epochs={trainer.max_epochs} holds {held} "
+                f"({per_epoch} an epoch), so its rate ({self.lr:.2g}) comes from "
+                "the low end of its sweep, and not from a diverging loss. Fix: "
+                f"--trainer.callbacks.num_training_steps={held} (or fewer), or "
+                f"--trainer.max_epochs={-(-asked // max(1, per_epoch))}"
+            )
 
     @override
     def on_after_backward(self) -> None:
