@@ -837,7 +837,8 @@ class ClassificationTask(LightningModule):
     def _refuse_a_rate_search_cut_short(self, trainer: Any, finder: LearningRateFinder) -> None:
         # The search sweeps from min_lr to max_lr over num_training_steps steps, but Lightning leaves max_epochs in
         # force: on the digits with max_epochs 1 it ran 39 of 100 steps, logged "stopped early ... due to diverging
-        # loss", and set 9e-6, the steepest point of the lowest rates; the run then ended at 8% accuracy.
+        # loss", and set 9e-6, the steepest point of the lowest rates; the run then ended at 8% accuracy. Upstream
+        # closed this as won't fix (Lightning-AI/pytorch-lightning#16561).
         steps = rate_search_steps(finder)
         per_epoch = trainer.num_training_batches
         if steps is None or trainer.max_epochs is None or trainer.max_epochs < 0 or not math.isfinite(per_epoch):
@@ -845,13 +846,14 @@ class ClassificationTask(LightningModule):
         ran, asked = steps
         per_epoch = int(per_epoch) // max(1, trainer.accumulate_grad_batches)
         held = trainer.max_epochs * per_epoch
-        if ran < asked and held < asked and ran >= held:  # a divergence stops the search before the epochs end
+        # A divergence stops the search before the epochs end; that stop, and its rate, are Lightning's.
+        if per_epoch and ran < asked and held < asked and ran >= held:
             raise ConfigError(
                 f"LearningRateFinder ran {ran} of its {asked} steps: max_epochs={trainer.max_epochs} holds {held} "
                 f"({per_epoch} an epoch), so its rate ({self.lr:.2g}) comes from "
                 "the low end of its sweep, and not from a diverging loss. Fix: "
                 f"--trainer.callbacks.num_training_steps={held} (or fewer), or "
-                f"--trainer.max_epochs={-(-asked // max(1, per_epoch))}"
+                f"--trainer.max_epochs={-(-asked // per_epoch)}"
             )
 
     @override
