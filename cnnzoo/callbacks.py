@@ -241,9 +241,20 @@ class EarlyStopping(_LightningEarlyStopping):
       diverged, and ``cnnzoo fit`` then exits non-zero.
     """
 
-    # Class-level defaults rather than an __init__ override, so the CLI still reads Lightning's typed signature.
+    # Class-level defaults, so that __init__ only gives monitor the default that Lightning's lacks.
     stop_reason: str | None = None
     diverged: bool = False
+
+    def __init__(self, monitor: str = "val_loss", **kwargs: Any) -> None:
+        """Lightning's ``EarlyStopping``, watching ``val_loss`` unless told otherwise.
+
+        Args:
+            monitor: the logged metric to watch (every cnnzoo task logs ``val_loss``).
+            **kwargs: Lightning's other arguments (``patience``, ``mode``, ``min_delta`` ...).
+        """
+        # Lightning's monitor has no default, which made `cnnzoo fit --help` list it as required; the rest reach
+        # Lightning's typed signature through **kwargs, which jsonargparse follows.
+        super().__init__(monitor=monitor, **kwargs)
 
     def _run_early_stopping_check(self, trainer: Trainer) -> None:
         logs = trainer.callback_metrics

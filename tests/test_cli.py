@@ -179,6 +179,26 @@ def test_each_trainer_command_help_describes_that_command(command: str, capsys: 
     assert head.endswith(f"{TRAINER_COMMANDS[command][1:]}.")
 
 
+def test_fit_help_lists_every_early_stopping_option_and_requires_none(capsys: pytest.CaptureFixture[str]) -> None:
+    # Lightning's monitor has no default, so the usage line showed --early_stopping.monitor as required, and its
+    # help said "(required, ..., default: val_loss)".
+    import inspect
+
+    from lightning.pytorch.callbacks import EarlyStopping as LightningEarlyStopping
+
+    from cnnzoo.callbacks import EarlyStopping
+
+    with pytest.raises(SystemExit):
+        main(["fit", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    options = [name for name in inspect.signature(LightningEarlyStopping.__init__).parameters if name != "self"]
+    for name in options:
+        assert f"[--early_stopping.{name} " in text, name  # in brackets: optional
+    monitor = "--early_stopping.monitor MONITOR the logged metric to watch (every cnnzoo task logs ``val_loss``). "
+    assert monitor + "(type: str, default: val_loss)" in text
+    assert EarlyStopping().monitor == "val_loss" and EarlyStopping(patience=2, mode="max").mode == "max"
+
+
 def test_console_script_help_and_print_config() -> None:
     env = {**os.environ, "COLUMNS": "200"}
     help_out = subprocess.run([sys.executable, "-m", "cnnzoo", "--help"], capture_output=True, text=True, env=env)

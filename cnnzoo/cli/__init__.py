@@ -708,7 +708,8 @@ def known_options() -> list[str]:
     from .trainer import CALLBACK_ARGS
 
     keys = [f"trainer.{name}" for name in _parameters(Trainer)]
-    keys += [f"{key}.{name}" for key, callback in CALLBACK_ARGS.items() for name in _parameters(callback)]
+    # cnnzoo's EarlyStopping forwards Lightning's own arguments through **kwargs.
+    keys += [f"{key}.{name}" for key, callback in CALLBACK_ARGS.items() for name in _options_of(callback, skip=())]
     keys += [
         f"{key}.{name}" for key in ("data", "model") for cls in _classes(key).values() for name in _options_of(cls)
     ]
@@ -788,13 +789,16 @@ def _classes(key: str) -> dict[str, type]:
     return {n: c for n, c in found.items() if inspect.isclass(c) and issubclass(c, base) and c is not base}
 
 
-def _options_of(cls: type) -> list[str]:
-    """Every option a class takes: its own, and its parents' that it forwards through ``**kwargs``."""
+def _options_of(cls: type, skip: tuple[str, ...] = ("lightning", "torch")) -> list[str]:
+    """Every option a class takes: its own, and its parents' that it forwards through ``**kwargs``.
+
+    ``skip``: the packages whose classes add no option (the Lightning and torch bases of tasks and data modules).
+    """
     import inspect
 
     names: list[str] = []
     for klass in cls.__mro__:
-        if "__init__" not in vars(klass) or klass.__module__.startswith(("lightning", "torch")):
+        if "__init__" not in vars(klass) or klass.__module__.startswith(skip):
             continue
         params = list(inspect.signature(vars(klass)["__init__"]).parameters.values())[1:]
         names += [p.name for p in params if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]

@@ -305,7 +305,6 @@ class CnnzooCLI(LightningCLI):
                 "checkpoint.save_last": True,
                 "checkpoint.filename": "best-{epoch:03d}-{val_acc:.4f}",
                 "checkpoint.auto_insert_metric_name": False,
-                "early_stopping.monitor": "val_loss",
                 "early_stopping.patience": 5,
             }
         )
