@@ -78,6 +78,14 @@ def test_loss_accepts_soft_targets() -> None:
         model.compute_loss(logits, torch.rand(3))
 
 
+def test_label_smoothing_spreads_its_share_over_every_class() -> None:
+    logits, target = torch.randn(4, 10), torch.tensor([0, 3, 7, 9])
+    loss = ImageClassifier(model="lenet5", label_smoothing=0.2).compute_loss(logits, target)
+    spread = torch.nn.functional.one_hot(target, 10) * 0.8 + 0.02  # 0.2 shared by the 10 classes
+    torch.testing.assert_close(loss, -(spread * logits.log_softmax(1)).sum(1).mean())
+    assert not torch.allclose(loss, ImageClassifier(model="lenet5").compute_loss(logits, target))
+
+
 def test_bad_arguments_are_clear_errors() -> None:
     with pytest.raises(ValueError, match="class_names has 2 names"):
         ImageClassifier(model="lenet5", num_classes=10, class_names=["a", "b"])

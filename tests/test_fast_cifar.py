@@ -3,6 +3,7 @@ cutout, the per-part learning rates, lookahead, test-time augmentation, and exac
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 
@@ -153,6 +154,42 @@ def test_folder_cache_is_reused_rebuilt_on_change_and_never_used_when_corrupt(
         assert torch.equal(load(), changed)  # the rebuilt file is sound
 
 
+def test_the_cache_key_follows_each_file_and_the_stored_geometry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each part of the key on its own: a copy that kept its mtime (cp -p, tar, rsync -t) differs only in size, a
+    # touched file only in mtime, and another img_size or channel count must never read the cache of the first.
+    root = write_folder(tmp_path / "img", {"a": 6, "b": 6}, size=16)
+    decodes: list[int] = []
+    decode = folder_cache.decode_images
+
+    def counted(samples: list[tuple[str, int]], img_size: int, in_chans: int) -> object:
+        decodes.append(img_size)
+        return decode(samples, img_size, in_chans)
+
+    monkeypatch.setattr("cnnzoo.data.folder.decode_images", counted)
+
+    def load(img_size: int = 16, in_chans: int = 3) -> torch.Tensor:
+        kw = {"img_size": img_size, "in_chans": in_chans, "cache_dir": str(tmp_path / "cache")}
+        dm = ImageFolderDataModule(root=str(root), in_memory=True, val_fraction=0, **kw)
+        dm.setup("fit")
+        return dm.tensors["train"][0]
+
+    first = load()
+    assert torch.equal(load(), first) and len(decodes) == 1  # unchanged: read back, not decoded
+    target = root / "a" / "000.png"
+    kept = target.stat().st_mtime_ns
+    os.utime(target, ns=(kept + 10**9, kept + 10**9))  # the same bytes, touched
+    assert torch.equal(load(), first) and len(decodes) == 2
+    other = root / "b" / "001.png"
+    assert other.stat().st_size != target.stat().st_size
+    target.write_bytes(other.read_bytes())
+    os.utime(target, ns=(kept + 10**9, kept + 10**9))  # new bytes, the mtime kept
+    assert not torch.equal(load(), first) and len(decodes) == 3
+    assert load(img_size=8).shape == (12, 3, 8, 8) and decodes[-1] == 8
+    assert load(in_chans=1).shape == (12, 1, 16, 16) and len(decodes) == 5
+
+
 def test_a_cache_that_cannot_be_written_warns_and_trains_from_the_decoded_images(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -232,6 +269,24 @@ def test_tta_averages_mirrors_and_shifts() -> None:
         assert torch.allclose(mirror, (net(x) + net(x.flip(-1))) / 2, atol=1e-6)
         full = tta_logits(net, x, "mirror_translate")
         assert full.shape == (2, 10) and not torch.allclose(full, mirror)
+
+    # The six inputs: the image, and copies shifted one pixel diagonally each way (reflect-padded), each mirrored.
+    seen: list[torch.Tensor] = []
+
+    def recording(inputs: torch.Tensor) -> torch.Tensor:
+        seen.append(inputs)
+        return inputs.mean(dim=(2, 3))
+
+    out = tta_logits(recording, x, "mirror_translate")
+    padded = F.pad(x, (1, 1, 1, 1), mode="reflect")
+    up_left, down_right = padded[..., :32, :32], padded[..., 2:, 2:]
+    assert torch.equal(up_left[..., 1:, 1:], x[..., :-1, :-1]) and torch.equal(
+        down_right[..., :-1, :-1], x[..., 1:, 1:]
+    )
+    expected = [x, x.flip(-1), up_left, up_left.flip(-1), down_right, down_right.flip(-1)]
+    assert len(seen) == 6 and all(torch.equal(a, b) for a, b in zip(seen, expected, strict=True))
+    means = [e.mean(dim=(2, 3)) for e in expected]
+    torch.testing.assert_close(out, (means[0] + means[1]) / 4 + sum(means[2:]) / 8)
 
 
 def test_tta_levels_have_one_owner_and_bad_ones_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
