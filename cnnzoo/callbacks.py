@@ -800,10 +800,12 @@ class Lookahead(Callback):
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         step, total = trainer.global_step, stepping_batches(trainer)
-        last = step >= total
-        if step % self.every and not last:
+        regular, last = step % self.every == 0, step >= total
+        if not (regular or last):
             return
-        decay = 1.0 if last else self.decay * (step / total) ** self.power
+        # A last step that is also an update step averages first, as airbench does; after that update the weights
+        # equal the average, so taking the average is a no-op. Otherwise the last step only takes the average.
+        decay = self.decay * (step / total) ** self.power if regular else 1.0
         with torch.no_grad():
             for key, weight in self._weights(pl_module).items():
                 average = self.average[key]

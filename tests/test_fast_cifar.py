@@ -332,6 +332,42 @@ def test_whitening_bias_stops_training_after_its_epochs(monkeypatch: pytest.Monk
         Lookahead(every=0)
 
 
+@pytest.mark.parametrize("total", [10, 12])  # a last step that is an update step, and one that is not
+def test_lookahead_follows_airbench_to_the_last_step(total: int) -> None:
+    from lightning.pytorch import LightningModule, Trainer
+    from torch.utils.data import DataLoader
+
+    class Walk(LightningModule):
+        """One weight that SGD moves by -1 a step: the averaging is then plain arithmetic."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(()))
+
+        def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
+            return self.w * 1.0
+
+        def configure_optimizers(self) -> torch.optim.Optimizer:
+            return torch.optim.SGD(self.parameters(), lr=1.0)
+
+        def train_dataloader(self) -> DataLoader:
+            return DataLoader(torch.zeros(total, 1), batch_size=1)
+
+    # airbench's loop (legacy/airbench94.py): an update every 5 steps, then the average at the last step.
+    w = average = 0.0
+    for step in range(1, total + 1):
+        w -= 1.0
+        if step % 5 == 0:
+            decay = 0.5 * (step / total) ** 2
+            average, w = [average + (1 - decay) * (w - average)] * 2
+        if step >= total:
+            w = average
+    module = Walk()
+    kw = {"logger": False, "enable_checkpointing": False, "enable_progress_bar": False, "enable_model_summary": False}
+    Trainer(max_epochs=1, callbacks=[Lookahead(every=5, decay=0.5, power=2.0)], **kw).fit(module)
+    assert module.w.item() == pytest.approx(w)
+
+
 def test_fast_recipe_resumes_exactly_with_whitening_lookahead_and_alternating_flip(tmp_path: Path) -> None:
     root = write_folder(tmp_path / "img", {"a": 20, "b": 20, "c": 20}, size=32)
     common = [
