@@ -107,6 +107,24 @@ def test_out_may_name_a_folder(tmp_path: Path) -> None:
     assert made.path == tmp_path / "new" / "lenet5.mnist.pt" and made.sidecar.is_file()
 
 
+def test_an_export_that_differs_from_eager_fails_and_is_kept_for_inspection(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def off_by_a_little(fmt: str, path: Path) -> object:
+        run = load_exported(fmt, path)
+        return lambda x: run(x) + 0.01
+
+    monkeypatch.setattr(deploy, "load_exported", off_by_a_little)
+    with pytest.raises(ExportError, match=r"differs from eager PyTorch by 0\.01 \(tolerance 0\.0001\); it was kept"):
+        export("lenet5.mnist", tmp_path, "pt2")
+    assert (tmp_path / "lenet5.mnist.pt2").is_file()
+    sidecar = json.loads((tmp_path / "lenet5.mnist.pt2.json").read_text())
+    assert sidecar["check"]["max_abs_diff"] == pytest.approx(0.01, abs=1e-5)
+    assert export("lenet5.mnist", tmp_path, "pt2", overwrite=True, tolerance=0.02).max_abs_diff == pytest.approx(
+        0.01, abs=1e-5
+    )
+
+
 @pytest.mark.parametrize("source", ["lenet5.mnist", "lenet5", "vgg11_bn", "run.ckpt"])
 def test_an_existing_file_in_the_out_folder_is_refused_before_loading(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: str
