@@ -110,6 +110,15 @@ def test_translate_preset_reflects_and_cutout_cuts_one_square() -> None:
         batch_cutout(x, 40)
 
 
+def test_cutout_squares_fall_anywhere_inside_the_image() -> None:
+    torch.manual_seed(0)
+    out = batch_cutout(torch.ones(4000, 1, 8, 8), 3)
+    rows, cols = (out[:, 0] == 0).any(2), (out[:, 0] == 0).any(1)  # (N, 8) each: the square's rows and columns
+    tops, lefts = rows.float().argmax(1), cols.float().argmax(1)
+    assert (rows.sum(1) == 3).all() and (cols.sum(1) == 3).all()
+    assert set(tops.tolist()) == set(range(6)) and set(lefts.tolist()) == set(range(6))  # 0 to 8 - 3, both ends
+
+
 def test_batched_only_options_on_the_per_sample_path_are_refused(tmp_path: Path) -> None:
     root = write_folder(tmp_path / "img", {"a": 4, "b": 4}, size=12)
     with pytest.raises(ConfigError, match=r"alternating_flip needs the batched in-memory path.*in_memory: true"):
