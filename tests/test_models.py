@@ -163,8 +163,9 @@ def test_conv_output_size_arithmetic() -> None:
     assert conv_output_size(28, 3, stride=2, padding=1) == 14
     assert conv_output_size(7, 3, stride=2, padding=1) == 4
     x = torch.randn(1, 1, 28, 28)
-    for k, s, p in [(5, 1, 2), (3, 2, 1), (2, 2, 0), (7, 3, 3)]:
-        assert nn.Conv2d(1, 1, k, s, p)(x).shape[-1] == conv_output_size(28, k, s, p)
+    for k, s, p, d in [(5, 1, 2, 1), (3, 2, 1, 1), (2, 2, 0, 1), (7, 3, 3, 1), (3, 1, 2, 2), (3, 2, 0, 3)]:
+        assert nn.Conv2d(1, 1, k, s, p, d)(x).shape[-1] == conv_output_size(28, k, s, p, d)
+        assert nn.MaxPool2d(k, s, min(p, k // 2), d)(x).shape[-1] == conv_output_size(28, k, s, min(p, k // 2), d)
 
 
 def test_the_model_layer_and_summary_never_import_lightning() -> None:
