@@ -425,6 +425,28 @@ def test_tta_on_the_command_line_wins_over_the_checkpoints(tmp_path: Path) -> No
     assert plain.trainer.callback_metrics["val_loss"] != tta.trainer.callback_metrics["val_loss"]
 
 
+def test_fit_validates_with_one_plain_forward_and_evaluation_with_the_tta(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The per-epoch figures of a fit (fast_cifar.json's) are plain; validate, test and predict average the TTA.
+    from lightning.pytorch import Trainer
+
+    from cnnzoo.tasks import base
+
+    levels: list[str] = []
+    real = base.tta_logits
+    monkeypatch.setattr(base, "tta_logits", lambda net, x, level: levels.append(level) or real(net, x, level))
+    root = write_folder(tmp_path / "img", {"a": 8, "b": 8}, size=28)
+    dm = ImageFolderDataModule(root=str(root), img_size=28, in_memory=True, cache_dir=str(tmp_path), batch_size=4)
+    task = ImageClassifier(model="lenet5", in_chans=3, num_classes=2, tta="mirror")
+    kw = {"logger": False, "enable_checkpointing": False, "enable_progress_bar": False, "enable_model_summary": False}
+    trainer = Trainer(max_epochs=1, **kw)
+    trainer.fit(task, dm)
+    assert levels == [] and "val_acc" in trainer.callback_metrics
+    trainer.validate(task, dm, verbose=False)
+    assert levels and set(levels) == {"mirror"}
+
+
 def test_the_epoch_line_shows_the_base_rate_of_the_last_step(capsys: pytest.CaptureFixture[str]) -> None:
     from types import SimpleNamespace
 
