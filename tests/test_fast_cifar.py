@@ -28,6 +28,12 @@ from .test_training import _assert_same_final_state
 
 RECIPE = str(RECIPES / "vgg_cifar_fast_cifar10_folder.yaml")
 QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
+QUIET_TRAINER = {
+    "logger": False,
+    "enable_checkpointing": False,
+    "enable_progress_bar": False,
+    "enable_model_summary": False,
+}
 
 
 # --- the model --------------------------------------------------------------------------------------------------
@@ -368,12 +374,12 @@ def test_lookahead_follows_airbench_to_the_last_step(total: int) -> None:
         w -= 1.0
         if step % 5 == 0:
             decay = 0.5 * (step / total) ** 2
-            average, w = [average + (1 - decay) * (w - average)] * 2
+            average += (1 - decay) * (w - average)
+            w = average
         if step >= total:
             w = average
     module = Walk()
-    kw = {"logger": False, "enable_checkpointing": False, "enable_progress_bar": False, "enable_model_summary": False}
-    Trainer(max_epochs=1, callbacks=[Lookahead(every=5, decay=0.5, power=2.0)], **kw).fit(module)
+    Trainer(max_epochs=1, callbacks=[Lookahead(every=5, decay=0.5, power=2.0)], **QUIET_TRAINER).fit(module)
     assert module.w.item() == pytest.approx(w)
 
 
@@ -435,12 +441,16 @@ def test_fit_validates_with_one_plain_forward_and_evaluation_with_the_tta(
 
     levels: list[str] = []
     real = base.tta_logits
-    monkeypatch.setattr(base, "tta_logits", lambda net, x, level: levels.append(level) or real(net, x, level))
+
+    def counted(net: torch.nn.Module, x: torch.Tensor, level: str) -> torch.Tensor:
+        levels.append(level)
+        return real(net, x, level)
+
+    monkeypatch.setattr(base, "tta_logits", counted)
     root = write_folder(tmp_path / "img", {"a": 8, "b": 8}, size=28)
     dm = ImageFolderDataModule(root=str(root), img_size=28, in_memory=True, cache_dir=str(tmp_path), batch_size=4)
     task = ImageClassifier(model="lenet5", in_chans=3, num_classes=2, tta="mirror")
-    kw = {"logger": False, "enable_checkpointing": False, "enable_progress_bar": False, "enable_model_summary": False}
-    trainer = Trainer(max_epochs=1, **kw)
+    trainer = Trainer(max_epochs=1, **QUIET_TRAINER)
     trainer.fit(task, dm)
     assert levels == [] and "val_acc" in trainer.callback_metrics
     trainer.validate(task, dm, verbose=False)
