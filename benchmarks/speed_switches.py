@@ -1,9 +1,11 @@
-"""The speed switches (``speed.channels_last``, ``speed.compile``) measured, not assumed.
+"""The speed switches (``speed.channels_last``, ``speed.compile``) and ``--trainer.precision bf16-mixed``, measured.
 
 For lenet5 and vgg_cifar_small, an ``ImageClassifier`` is prepared by ``cnnzoo.callbacks.SpeedSwitches`` exactly as
 the CLI prepares it, then timed: training steps (SGD, batch 128) and inference (``inference_mode``, batch 64), in
 images per second, the median of timed iterations after a warm-up. The time the first compiled step waits is
-recorded too. Writes ``benchmarks/results/speed_switches.json``, which ``docs/generate.py`` renders.
+recorded too. ``bf16-mixed`` runs the eager network under ``torch.autocast("cpu", torch.bfloat16)``, as Lightning's
+``MixedPrecision`` plugin does on a CPU (and as ``16-mixed`` becomes there): whether it pays depends on the CPU
+having bfloat16 instructions. Writes ``benchmarks/results/speed_switches.json``, which ``docs/generate.py`` renders.
 
     python benchmarks/speed_switches.py
 """
@@ -26,7 +28,21 @@ from cnnzoo.tasks import ImageClassifier
 
 OUT = Path(__file__).parent / "results" / "speed_switches.json"
 MODELS = {"lenet5": (1, 28), "vgg_cifar_small": (3, 32)}
-VARIANTS = {"eager": {}, "channels_last": {"channels_last": True}, "compile": {"compile": True}}
+VARIANTS: dict[str, dict[str, bool]] = {
+    "eager": {},
+    "channels_last": {"channels_last": True},
+    "compile": {"compile": True},
+    "bf16-mixed": {},
+}
+
+
+def bf16_instructions() -> list[str] | None:
+    """The bfloat16 instructions in ``/proc/cpuinfo`` (``None`` where it cannot be read): bf16-mixed needs them."""
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return None
+    return sorted(flags & {"avx512_bf16", "amx_bf16", "avx_ne_convert"})
 
 
 def median_rate(fn: object, n: int, warmup: int, iters: int) -> float:
@@ -40,8 +56,9 @@ def median_rate(fn: object, n: int, warmup: int, iters: int) -> float:
     return n / statistics.median(times)
 
 
-def measure(model: str, variant: dict[str, bool]) -> dict[str, float]:
+def measure(model: str, variant: dict[str, bool], autocast: bool = False) -> dict[str, float]:
     chans, size = MODELS[model]
+    mixed = torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast)
     torch.manual_seed(0)
     task = ImageClassifier(model=model, in_chans=chans, img_size=size)
     SpeedSwitches(**variant).setup(None, task, "fit")  # type: ignore[arg-type]
@@ -50,7 +67,8 @@ def measure(model: str, variant: dict[str, bool]) -> dict[str, float]:
     x, y = torch.randn(128, chans, size, size), torch.randint(0, 10, (128,))
 
     def train_step() -> None:
-        loss = F.cross_entropy(net(x), y)
+        with mixed:
+            loss = F.cross_entropy(net(x), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -61,7 +79,7 @@ def measure(model: str, variant: dict[str, bool]) -> dict[str, float]:
     train = median_rate(train_step, 128, 2, 10)
     net.eval()
     xe = torch.randn(64, chans, size, size)
-    with torch.inference_mode():
+    with torch.inference_mode(), mixed:
         start = time.perf_counter()
         net(xe)
         first_eval = time.perf_counter() - start
@@ -82,13 +100,14 @@ def main() -> None:
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         **machine(),
+        "bf16_instructions": bf16_instructions(),
         "load_average_at_start": round(os.getloadavg()[0], 2),
         "models": {},
     }
     for model in MODELS:
         rows = {}
         for name, variant in VARIANTS.items():
-            rows[name] = measure(model, variant)
+            rows[name] = measure(model, variant, autocast=name == "bf16-mixed")
             print(model, name, rows[name], flush=True)
         result["models"][model] = rows  # type: ignore[index]
     write_result(OUT, result)

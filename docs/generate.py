@@ -214,10 +214,16 @@ def speed_switches() -> str:
     r = results("speed_switches")
     if not r:
         return "Not measured yet: run `python benchmarks/speed_switches.py`.\n"
+    bf16 = r.get("bf16_instructions")  # bf16-mixed's speed depends on them; older result files did not record them
+    if bf16 is None:
+        has_bf16 = ""
+    else:
+        has_bf16 = f" and bfloat16 instructions ({', '.join(bf16)})" if bf16 else " and no bfloat16 instructions"
     lines = [
-        f"Measured with `{r['command'].strip()}` on a {_core_cpu(r, threads=True)} "
+        f"Measured with `{r['command'].strip()}` on a {_core_cpu(r, threads=True)}{has_bf16}, "
         f"with torch {r['torch']}: images/s, median after a warm-up; training at batch 128 (SGD), inference at "
-        "batch 64.",
+        "batch 64. `bf16-mixed` is the eager network under `--trainer.precision bf16-mixed` (what `16-mixed` "
+        "becomes on a CPU).",
         "",
         "| model | switch | training | inference | first training step |",
         "| --- | --- | ---: | ---: | ---: |",

@@ -53,21 +53,53 @@ def test_precision_is_chosen_from_the_hardware(
     assert choose_precision(accelerator) == expected
 
 
-def test_bf16_mixed_on_cpu_runs_a_recipe_end_to_end(tmp_path: Path) -> None:
-    cli = CnnzooCLI(
-        args=[
-            "fit",
-            "--config",
-            DIGITS,
-            "--trainer.precision=bf16-mixed",
-            "--trainer.max_epochs=1",
-            f"--trainer.default_root_dir={tmp_path}",
-            *QUIET,
-        ]
-    )
+def test_bf16_mixed_on_cpu_runs_a_recipe_end_to_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
+    with caplog.at_level("INFO", logger="cnnzoo"):
+        cli = CnnzooCLI(
+            args=[
+                "fit",
+                "--config",
+                DIGITS,
+                "--trainer.precision=bf16-mixed",
+                "--trainer.max_epochs=1",
+                f"--trainer.default_root_dir={tmp_path}",
+                *QUIET,
+            ]
+        )
     assert cli.trainer.precision == "bf16-mixed"
     assert float(cli.trainer.callback_metrics["val_acc"]) > 0.3
     assert Path(cli.trainer.checkpoint_callback.best_model_path).is_file()
+    assert not [r for r in caplog.records if r.name == "cnnzoo" and "bfloat16" in r.getMessage()]  # AVX512 may have it
+
+
+def test_16_mixed_on_a_cpu_without_bf16_instructions_is_told_it_is_slower(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Lightning turns 16-mixed on a CPU into bf16-mixed and says only that; below AVX512, bfloat16 is reference code.
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    with caplog.at_level("INFO", logger="cnnzoo"), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*AMP with fp16 is not supported on CPU")
+        cli = CnnzooCLI(
+            args=[
+                "fit",
+                "--config",
+                DIGITS,
+                "--trainer.precision=16-mixed",
+                "--trainer.max_steps=1",
+                "--trainer.limit_val_batches=1",
+                f"--trainer.default_root_dir={tmp_path}",
+                *QUIET,
+            ]
+        )
+    assert cli.trainer.precision == "bf16-mixed"
+    assert [r.getMessage() for r in caplog.records if r.name == "cnnzoo" and "bfloat16" in r.getMessage()] == [
+        "precision bf16-mixed on a CPU without bfloat16 instructions (torch's kernels here: AVX2) runs slower "
+        "than 32-true, not faster (see 'Speed switches' in the export guide). Fix: --trainer.precision 32-true, "
+        "or leave it unset"
+    ]
 
 
 @pytest.mark.parametrize(("precision", "dtype"), [("64-true", torch.float64), ("bf16-true", torch.bfloat16)])

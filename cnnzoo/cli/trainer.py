@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from lightning.fabric.plugins import CheckpointIO
 from lightning.pytorch import LightningDataModule, Trainer
+from lightning.pytorch.accelerators import CPUAccelerator
 from lightning.pytorch.callbacks import BatchSizeFinder, LearningRateFinder, LearningRateMonitor, RichProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from typing_extensions import override
@@ -173,6 +174,16 @@ def choose_precision(accelerator: Any) -> str:
     if wants_gpu and torch.cuda.is_available():
         return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
     return "32-true"
+
+
+def _cpu_without_bf16() -> str | None:
+    """The kernels torch's CPU code runs here (``AVX2``, ...) when they have no bfloat16 instructions, else ``None``.
+
+    On x86 the bfloat16 instructions (AVX512-BF16, AMX) come only with AVX512; without them torch's bfloat16
+    kernels take slower paths than float32's, as ``benchmarks/speed_switches.py`` measures.
+    """
+    capability = torch.backends.cpu.get_cpu_capability()
+    return capability if capability in ("DEFAULT", "AVX2") else None
 
 
 def _read_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -405,10 +416,27 @@ class CnnzooCLI(LightningCLI):
         if not self.subcommand:
             return
         cfg = self.config[self.subcommand]
+        self._hint_slow_cpu_precision()
         if cfg.get("ckpt_path") == "last":
             self._resolve_last_checkpoint(cfg)
         if self._ckpt_state is not None:
             self._check_checkpoint_classes(str(cfg.get("ckpt_path")))
+
+    def _hint_slow_cpu_precision(self) -> None:
+        """Say that bfloat16 on a CPU without its instructions is slower, not faster, than 32-true.
+
+        Lightning turns ``16-mixed`` on a CPU into ``bf16-mixed`` and says only that; the docs' speed switches table
+        shows what it costs.
+        """
+        kernels = _cpu_without_bf16()
+        if kernels and isinstance(self.trainer.accelerator, CPUAccelerator):
+            precision = str(self.trainer.precision)
+            if precision.startswith("bf16"):
+                _logging.info(
+                    f"precision {precision} on a CPU without bfloat16 instructions (torch's kernels here: {kernels}) "
+                    "runs slower than 32-true, not faster (see 'Speed switches' in the export guide). "
+                    "Fix: --trainer.precision 32-true, or leave it unset"
+                )
 
     def _data_classes(self) -> list[str] | None:
         classes = getattr(self.datamodule, "class_names", None)
