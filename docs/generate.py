@@ -498,9 +498,10 @@ def fast_cifar_wide() -> str:
         else "; ".join(f"{t:.0%} first after epoch {e}" if e else f"{t:.0%} in no epoch" for t, e in passed.items())
     )
     lines = [
-        f"The 94% width, run to completion on this CPU (`{r['command'].strip()}`): `{r['fit']['command']}` took "
-        f"{r['fit']['wall_s'] / 60:.0f} minutes for {r['fit']['epochs']} epochs ({r['fit']['global_step']} steps), "
-        f"start-up, validation and checkpoints included. Without test-time augmentation, {reached}.",
+        f"The 94% width, run to completion on a CPU (`{r['command'].strip()}`): `{r['fit']['command']}` took "
+        f"{r['fit']['wall_s'] / 60:.0f} minutes on a {_machine(r)} for {r['fit']['epochs']} epochs "
+        f"({r['fit']['global_step']} steps), start-up, validation and checkpoints included. Without test-time "
+        f"augmentation, {reached}.",
         "",
         *_val_acc_by_epoch(per_epoch),
         "",
@@ -509,17 +510,24 @@ def fast_cifar_wide() -> str:
         + f" ({next(iter(tta.values()))['num_examples']:,} images).",
     ]
     published = [n for n in cnnzoo.list_pretrained() if _same_fit(cnnzoo.get_weights(n).command, r["fit"]["command"])]
-    projected = results("cifar_cpu_cost").get("nets", {}).get("vgg_cifar_fast_wide")
-    if projected:
+    cost = results("cifar_cpu_cost")
+    projected = cost.get("nets", {}).get("vgg_cifar_fast_wide")
+    # A projection from one kind of CPU says little about a run on another (AVX512 and AVX2 differ severalfold).
+    if projected and _same_machine(r.get("hardware", {}), cost, keys=("cpu_count", "cpu_capability", "processor")):
         lines[0] += (
             f" The projection above, from the plain loop's steps, said {projected['projected_run_s'] / 60:.0f} minutes."
+        )
+    elif projected:
+        lines[0] += (
+            f" The projection above ({projected['projected_run_s'] / 60:.0f} minutes) was measured on a "
+            f"{_core_cpu(cost)}, so it does not apply to this run."
         )
     gpu = sorted((RESULTS / "gpu").glob("fast_cifar_wide_seed*.json"))
     if gpu:
         g = json.loads(gpu[0].read_text())
         seeded = any("--seed_everything" in c for c in (g["fit"]["command"], r["fit"]["command"]))
         lines[-1] += (
-            f" The same command on the lent GPU (`{g['hardware']['precision']}`"
+            f" The same command on the lent GPU on {g['measured_on']} (`{g['hardware']['precision']}`"
             f"{'' if seeded else ', the same default seed'}): "
             f"{g['per_epoch'][-1]['val_acc']:.4f}, and {g['tta']['mirror_translate']['val_acc']:.4f} with "
             "`mirror_translate`."
