@@ -78,7 +78,7 @@ def test_bf16_mixed_on_cpu_runs_a_recipe_end_to_end(
 def test_16_mixed_on_a_cpu_without_bf16_instructions_is_told_it_is_slower(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # Lightning turns 16-mixed on a CPU into bf16-mixed and says only that; below AVX512, bfloat16 is reference code.
+    # Lightning turns 16-mixed on a CPU into bf16-mixed and says only that; below AVX512 no bfloat16 instructions.
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
     with caplog.at_level("INFO", logger="cnnzoo"), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*AMP with fp16 is not supported on CPU")
