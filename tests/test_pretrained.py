@@ -362,6 +362,25 @@ def test_publish_float16_halves_the_file_and_takes_figures_of_that_file(
     assert (tmp_path / "full" / "README.md").read_text() == card and not list((tmp_path / "full").glob("*other*"))
 
 
+def test_a_run_records_the_commit_it_started_from_not_the_tree_at_its_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    """Editing the checkout while a long fit trains must not mark the run's report ``+dirty``."""
+    from cnnzoo import _provenance
+    from cnnzoo.cli import main
+
+    edited: list[bool] = []
+    monkeypatch.setattr(_provenance, "commit_of", lambda package: "0123abc" + "+dirty" * bool(edited))
+    source_commit.cache_clear()
+    request.addfinalizer(source_commit.cache_clear)  # the other tests read the real checkout's commit
+    monkeypatch.setattr(ImageClassifier, "on_train_end", lambda self: edited.append(True))  # an edit during the run
+    monkeypatch.chdir(tmp_path)
+    fit = ["fit", "-c", "lenet5_digits", "--trainer.max_epochs=1", "--trainer.limit_train_batches=2"]
+    assert main([*fit, "--trainer.limit_val_batches=1", "--trainer.enable_model_summary=false"]) == 0
+    report = json.loads(next(tmp_path.glob("lightning_logs/version_0/fit_report.json")).read_text())
+    assert edited and report["versions"]["cnnzoo_commit"] == "0123abc"
+
+
 def test_a_published_run_records_its_command_and_its_card_loads_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

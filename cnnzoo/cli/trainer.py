@@ -33,7 +33,7 @@ from .._compat import (
     int_before_float_in_trainer_options,
     runs_apart,
 )
-from .._provenance import hardware, versions
+from .._provenance import hardware, source_commit, versions
 from ..callbacks import (
     AtomicCheckpointIO,
     EarlyStopping,
@@ -416,6 +416,9 @@ class CnnzooCLI(LightningCLI):
         if not self.subcommand:
             return
         cfg = self.config[self.subcommand]
+        # The reports name the commit that ran. A long fit outlives the work tree's state, and they are written at
+        # its end, so read it (once per process) before the run starts.
+        source_commit()
         self._hint_slow_cpu_precision()
         if cfg.get("ckpt_path") == "last":
             self._resolve_last_checkpoint(cfg)
