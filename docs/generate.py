@@ -1085,6 +1085,8 @@ def pretrained_page() -> str:
         "and center-crop ratio (`crop_pct`, which `--data.data_config resnet18` sets from timm). So",
         "`model.pretrained_cfg.transforms()` preprocesses an image as the reported evaluation did, and so does",
         "`cnnzoo predict --weights <best.ckpt>`, as the checkpoint records the crop of the data that trained it.",
+        "So does `transforms()` of the task restored from it in Python",
+        "(`ImageClassifier.load_from_checkpoint(path, weights_only=True)`), before any publishing.",
         "",
         "`cnnzoo publish --dtype float16` stores the floating-point tensors at half the size, and loading casts them",
         "back to float32. Rounding changes the logits a little, so the figures must be measured on that file, not",

@@ -19,6 +19,7 @@ from PIL import Image
 import cnnzoo
 from cnnzoo import cli
 from cnnzoo.cli import main
+from cnnzoo.tasks import ImageClassifier
 
 from .conftest import RECIPES
 
@@ -200,8 +201,6 @@ def test_zoo_commands_refuse_bad_input_in_one_line(
 ) -> None:
     from lightning.pytorch import Trainer
 
-    from cnnzoo.tasks import ImageClassifier
-
     task = ImageClassifier(model="lenet5", num_classes=3, class_names=["a", "b", "c"], mean=[0.5], std=[0.25])
     trainer = Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
     trainer.strategy.connect(task)
@@ -222,8 +221,6 @@ def test_zoo_commands_refuse_bad_input_in_one_line(
 
 def test_report_shows_a_missing_dataset_whole(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     from lightning.pytorch import Trainer
-
-    from cnnzoo.tasks import ImageClassifier
 
     task = ImageClassifier(model="lenet5", class_names=[str(i) for i in range(10)], mean=[0.1307], std=[0.3081])
     trainer = Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
@@ -356,7 +353,6 @@ def test_plain_python_training_records_the_data_metadata(tmp_path: Path) -> None
 
     from cnnzoo.data import DigitsDataModule
     from cnnzoo.publish import publish
-    from cnnzoo.tasks import ImageClassifier
 
     dm, task = DigitsDataModule(), ImageClassifier(model="lenet5")
     trainer = Trainer(max_steps=2, limit_val_batches=1, logger=False, enable_progress_bar=False,
@@ -373,7 +369,6 @@ def test_plain_python_training_records_the_data_metadata(tmp_path: Path) -> None
 
 
 def test_image_classifier_shares_the_transfer_strategies() -> None:
-    from cnnzoo.tasks import ImageClassifier
 
     task = ImageClassifier(
         model="lenet5", pretrained="lenet5.mnist", strategy="freeze_unfreeze", unfreeze_top=2, backbone_lr_ratio=0.1
@@ -397,7 +392,6 @@ def test_image_classifier_shares_the_transfer_strategies() -> None:
 def test_register_model_with_a_plain_module_trains_and_says_what_it_lacks(
     registered_model: object, tmp_path: Path
 ) -> None:
-    from cnnzoo.tasks import ImageClassifier
 
     task = ImageClassifier(model="plain_mlp", img_size=28)
     assert task(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
@@ -456,7 +450,6 @@ def test_speed_switches_join_the_trainer_only_with_a_switch_on(flags: list[str],
 def test_speed_switches_train_and_keep_checkpoints_loadable(
     switch: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    from cnnzoo.tasks import ImageClassifier
 
     argv = ["fit", "-c", "lenet5_digits", "--trainer.max_epochs=1", f"--speed.{switch}=true"]
     code, _, err = run([*argv, f"--trainer.default_root_dir={tmp_path}", *QUIET], capsys)
@@ -560,6 +553,28 @@ def test_published_weights_preprocess_as_the_evaluation_that_measured_them(tmp_p
     copied = shutil.copy(ckpt, tmp_path / "copied.ckpt")
     assert _load(str(copied), None)[1]["crop_pct"] == 0.5
     assert publish(Path(copied), "lenet5.copied", tmp_path / "pub2").crop_pct == 0.5
+    # And the task restored from that copy preprocesses so too, unpublished (Lightning's user loop).
+    task = ImageClassifier.load_from_checkpoint(copied, weights_only=True)
+    assert torch.equal(task.transforms()(image), dm.eval_transform(image))
+    # A checkpoint from before the crop was recorded cannot say which: refused, not resized without it.
+    state = torch.load(copied, weights_only=True)
+    del state["cnnzoo_evaluation"]
+    torch.save(state, tmp_path / "old.ckpt")
+    with pytest.raises(ValueError, match=r"does not record its evaluation crop .*publish it from its run folder"):
+        ImageClassifier.load_from_checkpoint(tmp_path / "old.ckpt", weights_only=True).transforms()
+
+
+def test_a_task_without_its_normalisation_has_no_evaluation_transform() -> None:
+    with pytest.raises(ValueError, match=r"does not record its normalisation \(mean, std\).*train it with a cnnzoo"):
+        ImageClassifier(model="lenet5").transforms()
+    # Given mean and std, and never trained: the data modules' default, no crop.
+    made = ImageClassifier(model="lenet5", mean=[0.5], std=[0.25]).transforms()
+    assert (made.img_size, made.in_chans, made.mean, made.std, made.crop_pct) == (28, 1, (0.5,), (0.25,), None)
+    # Published weights give theirs.
+    weights = cnnzoo.get_weights("lenet5.mnist")
+    task = ImageClassifier.from_pretrained("lenet5.mnist")
+    photo = Image.new("L", (40, 30), 128)
+    assert torch.equal(task.transforms()(photo), weights.transforms()(photo))
 
 
 def test_publish_records_one_evaluation_crop() -> None:

@@ -42,6 +42,7 @@ from .._compat import (
 from .._provenance import EVALUATION_KEY
 from ..errors import CnnzooWarning, ConfigError, first_line
 from ..models.tta import TTA, check_tta, tta_logits
+from ..presets import ImageClassificationEval
 
 # Lightning warns on every fit that the task's `on_before_batch_transfer` (the per-step reseeding) is used although a
 # data module was passed. That is intended, and the warning made users think their data module's hooks were skipped.
@@ -531,6 +532,49 @@ class ClassificationTask(LightningModule):
             f"{theirs}, this run uses {self.tta} (--model.init_args.tta {theirs} reproduces them)"
         )
 
+    def transforms(self) -> ImageClassificationEval:
+        """The evaluation transform of this task's run: an image or a uint8 batch in, the network's input out.
+
+        ``ImageClassifier.load_from_checkpoint(path, weights_only=True).transforms()`` preprocesses an image as that
+        run's evaluation did, without publishing the checkpoint first. It is the preset that the data modules
+        evaluate with and that published weights' ``transforms()`` return (`cnnzoo.presets.ImageClassificationEval`),
+        built from what the task records: its input size, its ``mean`` and ``std``, and its data module's
+        ``crop_pct`` (a checkpoint records it; weights loaded by ``pretrained`` give theirs).
+        Test-time augmentation is not a transform: the task applies its ``tta`` itself.
+
+        Raises:
+            ValueError: the task does not know its normalisation or input size, or it comes from a checkpoint
+                that does not record its evaluation crop.
+        """
+        example = self._example_input_array
+        if self.mean is None or self.std is None or not isinstance(example, torch.Tensor):
+            missing = "input size" if not isinstance(example, torch.Tensor) else "normalisation (mean, std)"
+            raise ValueError(
+                f"{type(self).__name__} does not record its {missing}, so it has no evaluation transform; train it "
+                "with a cnnzoo data module (the CLI links mean and std from the data) or give mean and std"
+            )
+        _, chans, size, _ = example.shape
+        return ImageClassificationEval(size, chans, self.mean, self.std, self._evaluation_crop())
+
+    def _evaluation_crop(self) -> float | None:
+        """The ``crop_pct`` this task evaluates with: its data module's, its checkpoint's record, or its weights'."""
+        trainer = attached_trainer(self)
+        dm = getattr(trainer, "datamodule", None) if trainer is not None else None
+        if dm is not None and hasattr(dm, "crop_pct"):
+            return dm.crop_pct
+        recorded = getattr(self, "_recorded_crop", None)
+        if recorded is not None:
+            return recorded[0]
+        if hasattr(self, "_restored_epoch"):  # a checkpoint from before the crop was recorded: a guess could be wrong
+            raise ValueError(
+                "this checkpoint does not record its evaluation crop (cnnzoo wrote it before it did); publish it "
+                "from its run folder, whose fit_report.json does (cnnzoo publish CKPT --name arch.tag), and use the "
+                "published weights' transforms()"
+            )
+        weights = getattr(self, "pretrained_cfg", None)
+        # Neither trained nor loaded from a run: the data modules' default, resizing without a crop.
+        return getattr(weights, "crop_pct", None)
+
     @override
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Kept to compare with the schedule this run builds: a OneCycleLR restored into a longer run runs out of
@@ -540,6 +584,11 @@ class ClassificationTask(LightningModule):
             (int(s["total_steps"]) for s in schedulers if isinstance(s, dict) and "total_steps" in s), None
         )
         self._restored_epoch = checkpoint.get("epoch")
+        # The run's evaluation crop, for transforms(); checkpoints from before it was recorded carry none.
+        record = checkpoint.get(EVALUATION_KEY)
+        self._recorded_crop: tuple[float | None] | None = (
+            (record["crop_pct"],) if isinstance(record, dict) and "crop_pct" in record else None
+        )
 
     # --- steps --------------------------------------------------------------------------------------------------
     @staticmethod
