@@ -560,7 +560,7 @@ def test_published_weights_preprocess_as_the_evaluation_that_measured_them(tmp_p
     state = torch.load(copied, weights_only=True)
     del state["cnnzoo_evaluation"]
     torch.save(state, tmp_path / "old.ckpt")
-    with pytest.raises(ValueError, match=r"does not record its evaluation crop .*publish it from its run folder"):
+    with pytest.raises(ValueError, match=r"records no evaluation crop .*publish it from its run folder"):
         ImageClassifier.load_from_checkpoint(tmp_path / "old.ckpt", weights_only=True).transforms()
 
 

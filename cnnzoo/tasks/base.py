@@ -567,9 +567,10 @@ class ClassificationTask(LightningModule):
             return recorded[0]
         if hasattr(self, "_restored_epoch"):  # a checkpoint from before the crop was recorded: a guess could be wrong
             raise ValueError(
-                "this checkpoint does not record its evaluation crop (cnnzoo wrote it before it did); publish it "
-                "from its run folder, whose fit_report.json does (cnnzoo publish CKPT --name arch.tag), and use the "
-                "published weights' transforms()"
+                "this checkpoint records no evaluation crop (an older cnnzoo, or a run without a cnnzoo data module, "
+                "wrote it); publish it from its run folder (cnnzoo publish CKPT --name arch.tag reads the run's "
+                "fit_report.json) and use the published weights' transforms(), or build "
+                "cnnzoo.presets.ImageClassificationEval with your crop_pct"
             )
         weights = getattr(self, "pretrained_cfg", None)
         # Neither trained nor loaded from a run: the data modules' default, resizing without a crop.
