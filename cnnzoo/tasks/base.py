@@ -540,7 +540,9 @@ class ClassificationTask(LightningModule):
         evaluate with and that published weights' ``transforms()`` return (`cnnzoo.presets.ImageClassificationEval`),
         built from what the task records: its input size, its ``mean`` and ``std``, and its data module's
         ``crop_pct`` (a checkpoint records it; weights loaded by ``pretrained`` give theirs).
-        Test-time augmentation is not a transform: the task applies its ``tta`` itself.
+        Test-time augmentation is not a transform: the task applies its ``tta`` itself. ``load_from_checkpoint``
+        returns the task in training mode, as Lightning does: call ``task.eval()`` before predicting, or BatchNorm
+        normalises with the statistics of the batch in hand.
 
         Raises:
             ValueError: the task does not know its normalisation or input size, or it comes from a checkpoint
