@@ -210,30 +210,56 @@ def export_matrix() -> str:
     return "\n".join(lines) + "\n"
 
 
-def speed_switches() -> str:
-    r = results("speed_switches")
-    if not r:
-        return "Not measured yet: run `python benchmarks/speed_switches.py`.\n"
+# The same benchmark on two CPUs: whether bf16-mixed pays depends on the CPU's bfloat16 instructions.
+SPEED_SWITCH_FILES = ("speed_switches", "speed_switches_bf16_cpu")
+
+
+def _speed_switch_cpu(r: dict[str, Any]) -> str:
     bf16 = r.get("bf16_instructions")  # bf16-mixed's speed depends on them; older result files did not record them
     if bf16 is None:
-        has_bf16 = ""
-    else:
-        has_bf16 = f" and bfloat16 instructions ({', '.join(bf16)})" if bf16 else " and no bfloat16 instructions"
+        return _core_cpu(r, threads=True)
+    return _core_cpu(r, threads=True) + (
+        f" with bfloat16 instructions ({', '.join(bf16)})" if bf16 else " without bfloat16 instructions"
+    )
+
+
+def speed_switches() -> str:
+    measured = [r for r in map(results, SPEED_SWITCH_FILES) if r]
+    if not measured:
+        return "Not measured yet: run `python benchmarks/speed_switches.py`.\n"
     lines = [
-        f"Measured with `{r['command'].strip()}` on a {_core_cpu(r, threads=True)}{has_bf16}, "
-        f"with torch {r['torch']}: images/s, median after a warm-up; training at batch 128 (SGD), inference at "
-        "batch 64. `bf16-mixed` is the eager network under `--trainer.precision bf16-mixed` (what `16-mixed` "
-        "becomes on a CPU).",
-        "",
-        "| model | switch | training | inference | first training step |",
-        "| --- | --- | ---: | ---: | ---: |",
+        f"Measured with `python benchmarks/speed_switches.py`, with torch {measured[0]['torch']}: images/s, median "
+        "after a warm-up; training at batch 128 (SGD), inference at batch 64. `bf16-mixed` is the eager network "
+        "under `--trainer.precision bf16-mixed` (what `16-mixed` becomes on a CPU).",
     ]
-    for model, rows in r["models"].items():
-        for name, v in rows.items():
-            lines.append(
-                f"| `{model}` | {name} | {v['train_images_per_s']:,.0f} | {v['inference_images_per_s']:,.0f} | "
-                f"{v['first_train_step_s']:.2f} s |"
-            )
+    for r in measured:
+        lines += [
+            "",
+            f"On a {_speed_switch_cpu(r)}, by `{r['command'].strip()}`:",
+            "",
+            "| model | switch | training | inference | first training step |",
+            "| --- | --- | ---: | ---: | ---: |",
+        ]
+        for model, rows in r["models"].items():
+            for name, v in rows.items():
+                lines.append(
+                    f"| `{model}` | {name} | {v['train_images_per_s']:,.0f} | {v['inference_images_per_s']:,.0f} | "
+                    f"{v['first_train_step_s']:.2f} s |"
+                )
+    ratios = []
+    for r in measured:
+        each = " and ".join(
+            f"`{model}` {rows['bf16-mixed']['train_images_per_s'] / rows['eager']['train_images_per_s']:.2f}x"
+            for model, rows in r["models"].items()
+            if "bf16-mixed" in rows
+        )
+        bf16 = r.get("bf16_instructions")
+        has = "with" if bf16 else "without"
+        cpu = f"the {_core_cpu(r)}" if bf16 is None else f"the CPU {has} bfloat16 instructions"
+        if each:
+            ratios.append(f"on {cpu}, {each}")
+    if ratios:
+        lines += ["", "`bf16-mixed` against eager float32, training images/s: " + "; ".join(ratios) + "."]
     return "\n".join(lines) + "\n"
 
 
