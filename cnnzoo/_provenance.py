@@ -15,10 +15,16 @@ import torch
 
 from . import __version__
 
-__all__ = ["EVALUATION_KEY", "commit_of", "hardware", "source_commit", "versions"]
+__all__ = ["EVALUATION_KEY", "commit_of", "evaluation_record", "hardware", "source_commit", "versions"]
 
 # A checkpoint's record of how its run evaluated (the data module's ``crop_pct``), beside Lightning's own keys.
 EVALUATION_KEY = "cnnzoo_evaluation"
+
+
+def evaluation_record(checkpoint: dict[str, Any]) -> dict[str, Any] | None:
+    """The checkpoint's ``EVALUATION_KEY`` record (its ``crop_pct``); ``None`` in checkpoints written before it was."""
+    record = checkpoint.get(EVALUATION_KEY)
+    return record if isinstance(record, dict) and "crop_pct" in record else None
 
 
 @functools.cache

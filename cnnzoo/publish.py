@@ -22,7 +22,7 @@ import torch
 
 from . import _logging
 from ._files import safetensors_beside
-from ._provenance import EVALUATION_KEY, versions
+from ._provenance import evaluation_record, versions
 from .cli._args import ZooArgumentParser
 from .errors import ConfigError, first_line
 from .models import (
@@ -131,8 +131,8 @@ def recorded_crop_pct(checkpoint: dict[str, Any], fit: dict[str, Any] | None) ->
 
     Checkpoints from before the record was written carry none; their run folder's report still may.
     """
-    record = checkpoint.get(EVALUATION_KEY)
-    if isinstance(record, dict) and "crop_pct" in record:
+    record = evaluation_record(checkpoint)
+    if record is not None:
         return record["crop_pct"]
     return fit.get("crop_pct") if fit is not None else None
 

@@ -39,7 +39,7 @@ from .._compat import (
     rate_search_steps,
     stepping_batches,
 )
-from .._provenance import EVALUATION_KEY
+from .._provenance import EVALUATION_KEY, evaluation_record
 from ..errors import CnnzooWarning, ConfigError, first_line
 from ..models.tta import TTA, check_tta, tta_logits
 from ..presets import ImageClassificationEval
@@ -564,9 +564,9 @@ class ClassificationTask(LightningModule):
         dm = getattr(trainer, "datamodule", None) if trainer is not None else None
         if dm is not None and hasattr(dm, "crop_pct"):
             return dm.crop_pct
-        recorded = getattr(self, "_recorded_crop", None)
-        if recorded is not None:
-            return recorded[0]
+        record = getattr(self, "_evaluation_record", None)
+        if record is not None:
+            return record["crop_pct"]
         if hasattr(self, "_restored_epoch"):  # a checkpoint from before the crop was recorded: a guess could be wrong
             raise ValueError(
                 "this checkpoint records no evaluation crop (an older cnnzoo, or a run without a cnnzoo data module, "
@@ -587,11 +587,7 @@ class ClassificationTask(LightningModule):
             (int(s["total_steps"]) for s in schedulers if isinstance(s, dict) and "total_steps" in s), None
         )
         self._restored_epoch = checkpoint.get("epoch")
-        # The run's evaluation crop, for transforms(); checkpoints from before it was recorded carry none.
-        record = checkpoint.get(EVALUATION_KEY)
-        self._recorded_crop: tuple[float | None] | None = (
-            (record["crop_pct"],) if isinstance(record, dict) and "crop_pct" in record else None
-        )
+        self._evaluation_record = evaluation_record(checkpoint)  # the run's evaluation crop, for transforms()
 
     # --- steps --------------------------------------------------------------------------------------------------
     @staticmethod
