@@ -41,8 +41,19 @@ def machine() -> dict[str, Any]:
         "processor": platform.processor() or platform.machine(),
         # The vector instructions torch's CPU kernels use here (AVX2, AVX512, ...): CPU figures depend on them.
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        # bfloat16 work (bf16-mixed) is fast only with these; AVX512 alone does not say whether they are there.
+        "bf16_instructions": bf16_instructions(),
         "python": platform.python_version(),
     }
+
+
+def bf16_instructions() -> list[str] | None:
+    """The bfloat16 instructions in ``/proc/cpuinfo`` (``None`` where it cannot be read)."""
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return None
+    return sorted(flags & {"avx512_bf16", "amx_bf16", "avx_ne_convert"})
 
 
 def write_result(path: Path | str, result: dict[str, Any]) -> None:

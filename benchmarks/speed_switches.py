@@ -40,15 +40,6 @@ VARIANTS: dict[str, dict[str, bool]] = {
 }
 
 
-def bf16_instructions() -> list[str] | None:
-    """The bfloat16 instructions in ``/proc/cpuinfo`` (``None`` where it cannot be read): bf16-mixed needs them."""
-    try:
-        flags = set(Path("/proc/cpuinfo").read_text().split())
-    except OSError:
-        return None
-    return sorted(flags & {"avx512_bf16", "amx_bf16", "avx_ne_convert"})
-
-
 def median_rate(fn: object, n: int, warmup: int, iters: int) -> float:
     for _ in range(warmup):
         fn()  # type: ignore[operator]
@@ -108,8 +99,7 @@ def main() -> None:
         "command": "python benchmarks/speed_switches.py " + " ".join(sys.argv[1:]),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
-        **machine(),
-        "bf16_instructions": bf16_instructions(),
+        **machine(),  # with the CPU's bfloat16 instructions, which bf16-mixed needs
         "load_average_at_start": round(os.getloadavg()[0], 2),
         "models": {},
     }

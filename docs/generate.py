@@ -214,15 +214,6 @@ def export_matrix() -> str:
 SPEED_SWITCH_FILES = ("speed_switches", "speed_switches_bf16_cpu")
 
 
-def _speed_switch_cpu(r: dict[str, Any]) -> str:
-    bf16 = r.get("bf16_instructions")  # bf16-mixed's speed depends on them; older result files did not record them
-    if bf16 is None:
-        return _core_cpu(r, threads=True)
-    return _core_cpu(r, threads=True) + (
-        f" with bfloat16 instructions ({', '.join(bf16)})" if bf16 else " without bfloat16 instructions"
-    )
-
-
 def speed_switches() -> str:
     measured = [r for r in map(results, SPEED_SWITCH_FILES) if r]
     if not measured:
@@ -232,10 +223,14 @@ def speed_switches() -> str:
         "after a warm-up; training at batch 128 (SGD), inference at batch 64. `bf16-mixed` is the eager network "
         "under `--trainer.precision bf16-mixed` (what `16-mixed` becomes on a CPU).",
     ]
+    ratios = []
     for r in measured:
+        bf16 = r.get("bf16_instructions")  # bf16-mixed's speed depends on them; older files did not record them
+        has = None if bf16 is None else "with" if bf16 else "without"
+        named = "" if has is None else f" {has} bfloat16 instructions" + (f" ({', '.join(bf16)})" if bf16 else "")
         lines += [
             "",
-            f"On a {_speed_switch_cpu(r)}, by `{r['command'].strip()}`:",
+            f"On a {_core_cpu(r, threads=True)}{named}, by `{r['command'].strip()}`:",
             "",
             "| model | switch | training | inference | first training step |",
             "| --- | --- | ---: | ---: | ---: |",
@@ -246,17 +241,13 @@ def speed_switches() -> str:
                     f"| `{model}` | {name} | {v['train_images_per_s']:,.0f} | {v['inference_images_per_s']:,.0f} | "
                     f"{v['first_train_step_s']:.2f} s |"
                 )
-    ratios = []
-    for r in measured:
         each = " and ".join(
             f"`{model}` {rows['bf16-mixed']['train_images_per_s'] / rows['eager']['train_images_per_s']:.2f}x"
             for model, rows in r["models"].items()
             if "bf16-mixed" in rows
         )
-        bf16 = r.get("bf16_instructions")
-        has = "with" if bf16 else "without"
-        cpu = f"the {_core_cpu(r)}" if bf16 is None else f"the CPU {has} bfloat16 instructions"
         if each:
+            cpu = f"the {_core_cpu(r)}" if has is None else f"the CPU {has} bfloat16 instructions"
             ratios.append(f"on {cpu}, {each}")
     if ratios:
         lines += ["", "`bf16-mixed` against eager float32, training images/s: " + "; ".join(ratios) + "."]
