@@ -31,8 +31,8 @@ def evaluation_record(checkpoint: dict[str, Any]) -> dict[str, Any] | None:
 def source_commit() -> str | None:
     """The git commit of the cnnzoo source that is running, ``+dirty`` when tracked files differ from it.
 
-    Read once per process, at the first call: the CLI calls it before a run starts, so that edits made while it
-    trains do not mark the run's reports ``+dirty``. ``None`` for an installed package (no git work tree holds this
+    Read once per process, at the first call: the CLI calls it before a fit starts, so that edits made while it
+    trains do not mark the run's report ``+dirty``. ``None`` for an installed package (no git work tree holds this
     file) or without git. "0.1.0" covers every state of the code between two releases; the commit names the one
     that ran.
     """

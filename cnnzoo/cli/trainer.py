@@ -416,9 +416,6 @@ class CnnzooCLI(LightningCLI):
         if not self.subcommand:
             return
         cfg = self.config[self.subcommand]
-        # The reports name the commit that ran. A long fit outlives the work tree's state, and they are written at
-        # its end, so read it (once per process) before the run starts.
-        source_commit()
         self._hint_slow_cpu_precision()
         if cfg.get("ckpt_path") == "last":
             self._resolve_last_checkpoint(cfg)
@@ -640,6 +637,9 @@ class CnnzooCLI(LightningCLI):
     def before_fit(self) -> None:
         """Before ``fit`` (LightningCLI calls ``before_<subcommand>``): start the wall clock of the fit report."""
         self._fit_started = time.monotonic()
+        # The report names the commit that ran. A long fit outlives the work tree's state, and the report is written
+        # at its end, so read it (once per process) now.
+        source_commit()
 
     def after_fit(self) -> None:
         """After ``fit`` (LightningCLI calls ``after_<subcommand>``).
