@@ -1,4 +1,4 @@
-"""What code produced a result: the versions that reports, exports and published weights record.
+"""What code produced a result, and where a run left it: versions, commits and a run folder's checkpoints.
 
 Without Lightning: the deployment path (`cnnzoo.deploy`) records versions too, and never imports it.
 """
@@ -6,6 +6,7 @@ Without Lightning: the deployment path (`cnnzoo.deploy`) records versions too, a
 from __future__ import annotations
 
 import functools
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -15,7 +16,15 @@ import torch
 
 from . import __version__
 
-__all__ = ["EVALUATION_KEY", "commit_of", "evaluation_record", "hardware", "source_commit", "versions"]
+__all__ = [
+    "EVALUATION_KEY",
+    "commit_of",
+    "evaluation_record",
+    "hardware",
+    "run_folder_message",
+    "source_commit",
+    "versions",
+]
 
 # A checkpoint's record of how its run evaluated (the data module's ``crop_pct``), beside Lightning's own keys.
 EVALUATION_KEY = "cnnzoo_evaluation"
@@ -85,3 +94,27 @@ def hardware(trainer: Any) -> dict[str, Any]:
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "precision": str(trainer.precision),
     }
+
+
+def run_folder_message(path: str | Path, use: str) -> str | None:
+    """The error for a training run's folder (``<run>`` or ``<run>/checkpoints``) given where a file belongs.
+
+    Every command that takes a checkpoint or published weights is handed the run folder that ``cnnzoo fit`` named,
+    sooner or later. The message names the file the user most likely meant (the best checkpoint its
+    ``fit_report.json`` records, else its newest), then ``use``: what to do with it. ``None`` for any other path.
+    """
+    folder = Path(path).expanduser()
+    run = folder.parent if folder.name == "checkpoints" else folder
+    if not folder.is_dir() or not ((run / "fit_report.json").is_file() or (run / "checkpoints").is_dir()):
+        return None
+    here = f"{path} is a training run's folder"
+    try:
+        best = json.loads((run / "fit_report.json").read_text())["best"]
+        if Path(best["path"]).is_file():
+            return f"{here}; its best checkpoint ({best['monitor']}) is {best['path']}: {use}"
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    found = sorted((run / "checkpoints").glob("*.ckpt"), key=lambda p: p.stat().st_mtime)
+    if found:
+        return f"{here}; its newest checkpoint is {found[-1]}: {use}"
+    return f"{here}, which holds no checkpoint yet"

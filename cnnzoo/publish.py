@@ -22,7 +22,7 @@ import torch
 
 from . import _logging
 from ._files import safetensors_beside
-from ._provenance import evaluation_record, versions
+from ._provenance import evaluation_record, run_folder_message, versions
 from .cli._args import ZooArgumentParser
 from .errors import ConfigError, first_line
 from .models import (
@@ -181,6 +181,9 @@ def publish(
     if not dot or not tag:
         raise ConfigError(f"--name must be 'arch.tag' (like lenet5.mnist), got {name!r}")
     if not Path(ckpt).is_file():
+        run = run_folder_message(ckpt, "publish that file, or another .ckpt of the run")
+        if run is not None:
+            raise ConfigError(run)
         raise ConfigError(f"{ckpt}: no such checkpoint; give a .ckpt that cnnzoo fit wrote (<run>/checkpoints/)")
     raw = torch_load_weights_only(ckpt)  # a ConfigError for a file it refuses, unsafe pickles included
     if not isinstance(raw, dict) or not isinstance(raw.get("state_dict"), dict):
@@ -324,6 +327,17 @@ def _file_named_by(entry: Path) -> str | None:
     return named if ours else None
 
 
+def _measure_next(ckpt: Path, out: Path) -> str:
+    """What to run after publishing without a report, whose card then lists no metrics."""
+    config = ckpt.parent.parent / "config.yaml"  # the config that cnnzoo fit saved beside checkpoints/
+    shown = shlex.quote(str(config)) if ckpt.parent.name == "checkpoints" and config.is_file() else "<run>/config.yaml"
+    return (
+        "next: measure the published file, then publish again with --report <the report it writes>, for the card's "
+        f"metrics:\n  cnnzoo test --config {shown} --model.init_args.pretrained {shlex.quote(str(out))}\n"
+        "  (cnnzoo validate instead, for data without a test split)"
+    )
+
+
 def _fit_report_of(ckpt: Path, global_step: Any) -> dict[str, Any] | None:
     """The ``fit_report.json`` of the fit that wrote ``ckpt`` (with its ``path``); ``None`` when not found.
 
@@ -363,15 +377,25 @@ def _recipe_of(command: str | None) -> str | None:
 
 def model_card(w: Weights, source: str | None = None) -> str:
     """The README of a published folder; ``source`` is what ``load_pretrained`` is given (default: the name)."""
-    rows = (
-        "\n".join(
-            f"| {m['dataset']} | {m['split']} | {m['metric']} | {m['value']:.4f} | {m['num_examples']:,} |"
-            for m in w.metrics
-        )
-        or "| - | - | - | - | - |"
+    rows = "\n".join(
+        f"| {m['dataset']} | {m['split']} | {m['metric']} | {m['value']:.4f} | {m['num_examples']:,} |"
+        for m in w.metrics
     )
     evals = "\n".join(f"    {e['command']}" for e in w.evaluations)
     tta_note = f" (test-time augmentation: {w.tta}, as `--model.init_args.tta {w.tta}`)" if w.tta != "none" else ""
+    measured = (
+        f"""Measured by `cnnzoo validate`/`cnnzoo test` on this file:
+
+| dataset | split | metric | value | examples |
+| --- | --- | --- | ---: | ---: |
+{rows}
+
+Evaluation commands{tta_note}:
+
+{evals}"""
+        if w.evaluations
+        else "Not measured: these weights were published without a `cnnzoo validate` or `cnnzoo test` report of them."
+    )
     stored = f", stored as {w.dtype}: loading casts it to float32" if w.dtype != "float32" else ""
     commit = f" at commit `{w.versions['cnnzoo_commit']}`" if "cnnzoo_commit" in w.versions else ""
     return f"""# {w.name}
@@ -392,15 +416,7 @@ label = model.pretrained_cfg.class_names[int(probs.argmax())]
 
 ## Measured metrics
 
-Measured by `cnnzoo validate`/`cnnzoo test` on this file:
-
-| dataset | split | metric | value | examples |
-| --- | --- | --- | ---: | ---: |
-{rows}
-
-Evaluation commands{tta_note}:
-
-{evals or "    (none recorded)"}
+{measured}
 
 ## How it was made
 
@@ -474,6 +490,8 @@ def main(argv: list[str] | None = None) -> int:
     if w.evaluations:
         # The setting came from the reports unless --tta was given: say which one users will be told to run.
         print(f"its metrics were measured with tta {w.tta}, which its metadata records")
+    else:
+        print(_measure_next(args.ckpt, args.out))
     if args.push_to_hub:
         try:
             from huggingface_hub import HfApi

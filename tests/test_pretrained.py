@@ -382,7 +382,7 @@ def test_a_run_records_the_commit_it_started_from_not_the_tree_at_its_end(
 
 
 def test_a_published_run_records_its_command_and_its_card_loads_it(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from PIL import Image
 
@@ -415,6 +415,16 @@ def test_a_published_run_records_its_command_and_its_card_loads_it(
     scope: dict[str, Any] = {"image": Image.new("L", (28, 28))}
     exec(snippet, scope)
     assert scope["label"] in meta["class_names"]
+    # Without a report the card says so, and publish prints the command that measures the file: it runs as printed,
+    # and its report, given back to publish, fills the card.
+    assert "## Measured metrics\n\nNot measured: " in card
+    measure = capsys.readouterr().out.rsplit("next: ", 1)[1].splitlines()[1].split()
+    assert measure[:2] == ["cnnzoo", "test"] and measure[-2:] == ["--model.init_args.pretrained", "released"]
+    assert main([*measure[1:], "--trainer.enable_model_summary=false"]) == 0
+    measured = next(tmp_path.glob("lightning_logs/*/test_report.json"))
+    assert main(["publish", best, "--name", "lenet5.mine", "--out", "released", "--report", str(measured)]) == 0
+    card = (tmp_path / "released" / "README.md").read_text()
+    assert "| test | test_acc |" in card and "Not measured" not in card and "next: " not in capsys.readouterr().out
 
 
 def test_the_card_of_a_hub_upload_loads_from_the_hub(tmp_path: Path) -> None:

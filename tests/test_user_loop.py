@@ -219,6 +219,41 @@ def test_zoo_commands_refuse_bad_input_in_one_line(
     assert not out.exists()  # a refused publish writes nothing
 
 
+@pytest.mark.parametrize(
+    ("args", "given", "use"),
+    [
+        (["publish", "{run}", "--name=lenet5.x", "--out={tmp}/release"], "", "publish that file, or another .ckpt"),
+        (["export", "{run}"], "", "give that checkpoint to cnnzoo predict --weights or cnnzoo export; load_pretrained"),
+        (["predict", "--weights={run}/checkpoints", "--data.predict_dir={tmp}"], "/checkpoints", "give that"),
+        (["summary", "--ckpt_path={run}"], "", "give that file"),
+        (["validate", "-c", "lenet5_digits", "--ckpt_path={run}"], "", "give that file, or 'last'"),
+    ],
+)
+def test_a_run_folder_given_for_a_file_names_its_best_checkpoint(
+    args: list[str], given: str, use: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # The folder that cnnzoo fit names is what users hand every command sooner or later.
+    run_dir = tmp_path / "version_0"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    best, last = run_dir / "checkpoints" / "best-003-0.9100.ckpt", run_dir / "checkpoints" / "last.ckpt"
+    best.write_bytes(b"")
+    last.write_bytes(b"")
+    os.utime(best, (1, 1))  # older than last.ckpt: only the report says it is the best
+    report = {"best": {"monitor": "val_acc", "score": 0.91, "epoch": 3, "path": str(best)}}
+    (run_dir / "fit_report.json").write_text(json.dumps(report))
+    argv = [a.format(run=run_dir, tmp=tmp_path) for a in args]
+    folder = f"{run_dir}{given} is a training run's folder"
+    code, _, err = run(argv, capsys)
+    tail = err[err.find("cnnzoo: error: ") :]
+    assert code == 2 and "Traceback" not in err and len(tail.strip().splitlines()) == 1
+    assert f"{folder}; its best checkpoint (val_acc) is {best}: {use}" in tail
+    # Without the report, the newest checkpoint.
+    (run_dir / "fit_report.json").unlink()
+    code, _, err = run(argv, capsys)
+    assert code == 2 and f"{folder}; its newest checkpoint is {last}: {use}" in err
+    assert not (tmp_path / "release").exists()
+
+
 def test_report_shows_a_missing_dataset_whole(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     from lightning.pytorch import Trainer
 

@@ -33,7 +33,7 @@ from .._compat import (
     int_before_float_in_trainer_options,
     runs_apart,
 )
-from .._provenance import hardware, source_commit, versions
+from .._provenance import hardware, run_folder_message, source_commit, versions
 from ..callbacks import (
     AtomicCheckpointIO,
     EarlyStopping,
@@ -346,6 +346,9 @@ class CnnzooCLI(LightningCLI):
         if not ckpt_path or ckpt_path == "last":
             return
         if not Path(ckpt_path).is_file():
+            run = run_folder_message(ckpt_path, "give that file, or 'last'")
+            if run is not None:
+                raise ConfigError(f"--ckpt_path {run}")
             raise ConfigError(f"--ckpt_path {ckpt_path}: no such file; give a checkpoint path or 'last'")
         self._ckpt_state = _read_checkpoint(ckpt_path)
         hparams = dict(self._ckpt_state.get("hyper_parameters") or {})

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from .._files import disk_full_reason, temp_beside
+from .._provenance import run_folder_message
 from ..errors import CnnzooDeprecationWarning, CnnzooWarning, ConfigError, WeightsUnavailableError, first_line
 from ._registry import create_model, unknown_name_error
 from .tta import TTA, check_tta
@@ -403,6 +404,13 @@ def weights_from_source(source: str | Path) -> Weights:
     path = Path(text).expanduser()
     if path.is_dir():
         entries = weights_entries(path)
+        use = (
+            "give that checkpoint to cnnzoo predict --weights or cnnzoo export; load_pretrained takes published "
+            "weights (cnnzoo publish <it> --name arch.tag --out DIR)"
+        )
+        run = run_folder_message(path, use) if not entries else None
+        if run is not None:
+            raise ValueError(run)
         if len(entries) != 1:
             found = "no weights JSON" if not entries else f"{len(entries)} weights JSON files"
             raise ValueError(f"{path}: {found} in the folder; give the folder of one cnnzoo publish, or its .json")
