@@ -503,6 +503,49 @@ def cifar_cpu_cost() -> str:
     return "\n".join(lines) + "\n"
 
 
+def fast_cifar_precision() -> str:
+    """The recipe run twice on one CPU with bfloat16 instructions: in 32-true and in bf16-mixed."""
+    runs = {p: results(f"fast_cifar_cpu_{p.replace('-', '_')}") for p in ("32-true", "bf16-mixed")}
+    if not all(runs.values()):
+        return f"The recipe in bf16-mixed on a CPU: {NOT_MEASURED} (see `benchmarks/fast_cifar.py`).\n"
+    single, mixed = runs.values()
+    hw = mixed["hardware"]
+    if not _same_machine(single["hardware"], hw, keys=("cpu_count", "cpu_capability", "processor")):
+        raise SystemExit("fast_cifar_cpu_*.json: the two precisions were measured on different machines")
+    lines = [
+        f"On a {_core_cpu(hw)} with bfloat16 instructions ({', '.join(hw.get('bf16_instructions') or ['unrecorded'])}"
+        f"), on {mixed['measured_on']}, the recipe ran in each precision: "
+        + " and ".join(f"`{shlex.join(_without_root(r['fit']['command']))}`" for r in runs.values())
+        + ". The whole fit is timed (start-up, loading the data cache, validation and checkpoints included), and its "
+        "last checkpoint was validated with `mirror_translate` in the same precision:",
+        "",
+        "| | " + " | ".join(f"`{p}`" for p in runs) + " |",
+        "| --- | " + " | ".join("---:" for _ in runs) + " |",
+        "| whole fit | " + " | ".join(f"{r['fit']['wall_s'] / 60:.1f} min" for r in runs.values()) + " |",
+    ]
+    for i, e in enumerate(single["per_epoch"]):
+        lines.append(
+            f"| val_acc after epoch {e['epoch'] + 1} | "
+            + " | ".join(f"{r['per_epoch'][i]['val_acc']:.4f}" for r in runs.values())
+            + " |"
+        )
+    lines.append(
+        "| last checkpoint, `mirror_translate` | "
+        + " | ".join(f"{r['tta']['mirror_translate']['val_acc']:.4f}" for r in runs.values())
+        + " |"
+    )
+    speedup = single["fit"]["wall_s"] / mixed["fit"]["wall_s"]
+    lines += [
+        "",
+        f"`bf16-mixed` ran the whole fit {speedup:.2f}x as fast. On a CPU without these instructions it is the other "
+        "way round (the speed-switch tables of the [export guide](export.md)), and the CLI says so when it is asked "
+        "for there. Unset, `trainer.precision` stays `32-true` on every CPU. Measured by "
+        + " and ".join(f"`{r['command'].strip()}`" for r in runs.values())
+        + ".",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def fast_cifar_wide() -> str:
     r = results("fast_cifar_wide_cpu")
     if not r:
@@ -1150,6 +1193,7 @@ BLOCKS: dict[str, Callable[[], str]] = {
     "cifar-throughput": cifar_throughput,
     "cifar-cpu-cost": cifar_cpu_cost,
     "fast-cifar-wide": fast_cifar_wide,
+    "fast-cifar-precision": fast_cifar_precision,
 }
 PAGES = (
     "README.md",
