@@ -1,4 +1,7 @@
-"""Files written atomically: a temporary file beside the destination, renamed into place when complete."""
+"""Files written atomically: a temporary file beside the destination, renamed into place when complete.
+
+And paths as the CLI prints them.
+"""
 
 from __future__ import annotations
 
@@ -66,3 +69,9 @@ def disk_full_reason(err: BaseException, folder: Path) -> str | None:
         if isinstance(err, RuntimeError) and shutil.disk_usage(folder).free < 2**20:
             return os.strerror(errno.ENOSPC).lower()
     return None
+
+
+def short_path(path: str) -> str:
+    """``path`` as printed commands show it: relative to the current directory below it, else absolute."""
+    rel = os.path.relpath(path)
+    return path if rel.startswith("..") else rel

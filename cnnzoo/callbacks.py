@@ -7,6 +7,7 @@ import csv
 import logging
 import math
 import os
+import shlex
 import shutil
 import time
 import warnings
@@ -34,7 +35,7 @@ from ._compat import (
     stepping_batches,
     stop_live_display,
 )
-from ._files import disk_full_reason, temp_beside
+from ._files import disk_full_reason, short_path, temp_beside
 from ._provenance import hardware, versions
 from .deploy import write_predictions
 
@@ -899,7 +900,13 @@ class EvalReport(Callback):
         with open(path, "w") as f:
             json.dump(report, f, indent=2)
         self.written_to = path
-        _print_below_bar(trainer, f"{stage} on {count:,} images: {format_metrics(metrics)}\n{stage} report: {path}")
+        text = f"{stage} on {count:,} images: {format_metrics(metrics)}\n{stage} report: {path}"
+        # A measured checkpoint is one command from a release: name it, as the closing "next:" line of fit does.
+        arch = pl_module.hparams.get("model") or pl_module.hparams.get("backbone")
+        if ckpt and os.path.isfile(ckpt) and isinstance(arch, str):
+            words = ["cnnzoo", "publish", short_path(str(ckpt)), "--name", f"{arch}.mine", "--out", "published"]
+            text += "\nnext: " + shlex.join([*words, "--report", short_path(str(path))])
+        _print_below_bar(trainer, text)
 
 
 def _weights_record(pl_module: LightningModule) -> dict[str, Any] | None:

@@ -270,10 +270,15 @@ def test_report_shows_a_missing_dataset_whole(capsys: pytest.CaptureFixture[str]
 
 @pytest.mark.parametrize(("test_fraction", "stage"), [(0.0, "validate"), (0.25, "test")])
 def test_the_next_line_names_a_command_the_data_can_run(
-    test_fraction: float, stage: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    test_fraction: float,
+    stage: str,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from .datagen import write_folder
 
+    monkeypatch.chdir(tmp_path)  # where the printed commands write (published/)
     root = write_folder(tmp_path / "shapes", {"circle": 8, "square": 8}, size=28)
     args = ["--data=cnnzoo.data.ImageFolderDataModule", f"--data.root={root}", "--data.img_size=28"]
     args += ["--data.in_chans=1", "--data.num_workers=0", "--data.batch_size=4"]
@@ -285,6 +290,15 @@ def test_the_next_line_names_a_command_the_data_can_run(
     assert next_cmd.startswith(f"next: cnnzoo {stage} --config ")  # an image folder without a test split validates
     code, out, err = run([*next_cmd.removeprefix("next: cnnzoo ").split(), *QUIET], capsys)
     assert code == 0, err
+    # The evaluated checkpoint is one command from a release, whose card carries what was just measured.
+    publish = next(ln for ln in out.splitlines() if ln.startswith("next: cnnzoo publish "))
+    assert " --name lenet5.mine --out published --report " in publish
+    code, out, err = run(publish.removeprefix("next: cnnzoo ").split(), capsys)
+    assert code == 0, err
+    card = (tmp_path / "published" / "README.md").read_text()
+    split = "val" if stage == "validate" else "test"
+    assert f"| ImageFolderDataModule | {split} | {split}_acc |" in card
+    assert cnnzoo.load_pretrained("published").pretrained_cfg.metric(f"{split}_acc") is not None
 
 
 def test_quick_start_log_is_readable_off_a_terminal(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

@@ -33,6 +33,7 @@ from .._compat import (
     int_before_float_in_trainer_options,
     runs_apart,
 )
+from .._files import short_path
 from .._provenance import hardware, run_folder_message, source_commit, versions
 from ..callbacks import (
     AtomicCheckpointIO,
@@ -85,12 +86,6 @@ CALLBACK_ARGS: dict[str, type] = {
     "prediction_writer": PredictionWriter,
     "speed": SpeedSwitches,
 }
-
-
-def _short_path(path: str) -> str:
-    """``path`` relative to the current directory when it lies below it, else absolute."""
-    rel = os.path.relpath(path)
-    return path if rel.startswith("..") else rel
 
 
 class _DropNoise(logging.Filter):
@@ -678,7 +673,7 @@ class CnnzooCLI(LightningCLI):
         # The best checkpoint, or the last one of a fit without validation (nothing to rank by).
         evaluated = best["path"] if best is not None else last
         if evaluated and os.path.isfile(os.path.join(log_dir, "config.yaml")):
-            config, ckpt = _short_path(os.path.join(log_dir, "config.yaml")), _short_path(evaluated)
+            config, ckpt = short_path(os.path.join(log_dir, "config.yaml")), short_path(evaluated)
             # Data without a test split (an image folder split only into train and val) cannot be tested.
             sizes = getattr(self.datamodule, "split_sizes", None) or {}
             stage = "test" if not sizes or sizes.get("test") else "validate" if sizes.get("val") else None
