@@ -251,6 +251,11 @@ def test_a_run_folder_given_for_a_file_names_its_best_checkpoint(
     (run_dir / "fit_report.json").unlink()
     code, _, err = run(argv, capsys)
     assert code == 2 and f"{folder}; its newest checkpoint is {last}: {use}" in err
+    # A fit stopped before its first checkpoint: said so, with nothing to point at.
+    best.unlink()
+    last.unlink()
+    code, _, err = run(argv, capsys)
+    assert code == 2 and f"{folder}, which holds no checkpoint yet" in err
     assert not (tmp_path / "release").exists()
 
 
