@@ -62,6 +62,17 @@ TRAINER_COMMANDS = {
     "test": "evaluate a checkpoint on the test split, with a JSON report",
     "predict": "write class predictions for a folder of images to a CSV",
 }
+# The options that `cnnzoo` reads before LightningCLI does, so that its parser (and --help) never sees them.
+TRAINER_SHORTCUTS = {
+    "validate": "--weights SOURCE with --config <recipe>: evaluate published weights (it stands for "
+    "--model.init_args.pretrained SOURCE).",
+    "test": "--weights SOURCE with --config <recipe>: evaluate published weights (it stands for "
+    "--model.init_args.pretrained SOURCE).",
+    "predict": "--weights SOURCE: predict with published weights (a name from cnnzoo weights, a published folder or "
+    "its .json, a URL#sha256=, hf-hub:org/repo) or a training .ckpt, with no recipe and no training data, as in "
+    "cnnzoo predict --weights lenet5.mnist --data.predict_dir DIR; --backend onnxruntime predicts through an ONNX "
+    "export of them instead.",
+}
 
 
 def _cmd_models(argv: list[str]) -> int:

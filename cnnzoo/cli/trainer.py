@@ -54,7 +54,7 @@ from ..callbacks import (
 from ..errors import CheckpointMismatchError, ConfigError, first_line
 from ..models import torch_load_weights_only
 from ..tasks import ClassificationTask
-from . import TRAINER_COMMANDS
+from . import TRAINER_COMMANDS, TRAINER_SHORTCUTS
 
 __all__ = ["CnnzooCLI", "choose_precision"]
 
@@ -265,7 +265,8 @@ class CnnzooCLI(LightningCLI):
         subcommand_kwargs = {
             sub: {
                 "exit_on_error": False,
-                "description": f"{TRAINER_COMMANDS[sub][0].upper()}{TRAINER_COMMANDS[sub][1:]}.",
+                "description": f"{TRAINER_COMMANDS[sub][0].upper()}{TRAINER_COMMANDS[sub][1:]}."
+                + (f" {TRAINER_SHORTCUTS[sub]}" if sub in TRAINER_SHORTCUTS else ""),
             }
             for sub in self.subcommands()
         }
