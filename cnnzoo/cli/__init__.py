@@ -63,11 +63,13 @@ TRAINER_COMMANDS = {
     "predict": "write class predictions for a folder of images to a CSV",
 }
 # The options that `cnnzoo` reads before LightningCLI does, so that its parser (and --help) never sees them.
+_EVALUATE_WEIGHTS = (
+    "--weights SOURCE with --config <recipe>: evaluate published weights (it stands for "
+    "--model.init_args.pretrained SOURCE)."
+)
 TRAINER_SHORTCUTS = {
-    "validate": "--weights SOURCE with --config <recipe>: evaluate published weights (it stands for "
-    "--model.init_args.pretrained SOURCE).",
-    "test": "--weights SOURCE with --config <recipe>: evaluate published weights (it stands for "
-    "--model.init_args.pretrained SOURCE).",
+    "validate": _EVALUATE_WEIGHTS,
+    "test": _EVALUATE_WEIGHTS,
     "predict": "--weights SOURCE: predict with published weights (a name from cnnzoo weights, a published folder or "
     "its .json, a URL#sha256=, hf-hub:org/repo) or a training .ckpt, with no recipe and no training data, as in "
     "cnnzoo predict --weights lenet5.mnist --data.predict_dir DIR; --backend onnxruntime predicts through an ONNX "
