@@ -415,10 +415,15 @@ class ClassificationTask(LightningModule):
             hp["_class_path"] = f"{type(self).__module__}.{type(self).__qualname__}"
         # The data module's evaluation crop travels with the weights: publish, `predict --weights` and export of a
         # checkpoint copied out of its run folder (away from fit_report.json) would otherwise resize without it.
-        trainer = attached_trainer(self)
-        dm = getattr(trainer, "datamodule", None) if trainer is not None else None
+        dm = self._attached_datamodule()
         if dm is not None and hasattr(dm, "crop_pct"):
             checkpoint[EVALUATION_KEY] = {"crop_pct": dm.crop_pct}
+
+    def _attached_datamodule(self) -> Any:
+        """The data module of the Trainer this task is attached to, or ``None``."""
+        trainer = attached_trainer(self)
+        # Lightning's data connector sets this Trainer attribute at run time, where a type checker cannot see it.
+        return getattr(trainer, "datamodule", None) if trainer is not None else None
 
     def _warn_frozen_random_start(self, trainer: Any) -> None:
         # A frozen network that starts from random weights trains its head on random features: nearly always a
@@ -453,7 +458,7 @@ class ClassificationTask(LightningModule):
                 warnings.filterwarnings(
                     "ignore", message=r"The number of training batches \(\d+\) is smaller than the logging"
                 )
-        dm = getattr(trainer, "datamodule", None) if trainer is not None else None
+        dm = self._attached_datamodule()
         if dm is None:
             return
         n = self.hparams.get("num_classes")
@@ -560,14 +565,13 @@ class ClassificationTask(LightningModule):
 
     def _evaluation_crop(self) -> float | None:
         """The ``crop_pct`` this task evaluates with: its data module's, its checkpoint's record, or its weights'."""
-        trainer = attached_trainer(self)
-        dm = getattr(trainer, "datamodule", None) if trainer is not None else None
+        dm = self._attached_datamodule()
         if dm is not None and hasattr(dm, "crop_pct"):
             return dm.crop_pct
-        record = getattr(self, "_evaluation_record", None)
-        if record is not None:
-            return record["crop_pct"]
-        if hasattr(self, "_restored_epoch"):  # a checkpoint from before the crop was recorded: a guess could be wrong
+        if hasattr(self, "_evaluation_record"):  # restored from a checkpoint
+            if self._evaluation_record is not None:
+                return self._evaluation_record["crop_pct"]
+            # A checkpoint from before the crop was recorded: a guess could be wrong.
             raise ValueError(
                 "this checkpoint records no evaluation crop (an older cnnzoo, or a run without a cnnzoo data module, "
                 "wrote it); publish it from its run folder (cnnzoo publish CKPT --name arch.tag reads the run's "
