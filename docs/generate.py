@@ -210,6 +210,17 @@ def export_matrix() -> str:
     return "\n".join(lines) + "\n"
 
 
+def _bf16_instructions(r: dict[str, Any]) -> tuple[str | None, str]:
+    """Whether a result file's CPU had bfloat16 instructions, and the words that say so after the CPU.
+
+    ``("with", " with bfloat16 instructions (avx512_bf16)")``, ``("without", ...)``, or ``(None, "")`` for a file
+    that did not record them.
+    """
+    bf16 = r.get("bf16_instructions")  # bf16-mixed's speed depends on them; older files did not record them
+    has = None if bf16 is None else "with" if bf16 else "without"
+    return has, "" if has is None else f" {has} bfloat16 instructions" + (f" ({', '.join(bf16)})" if bf16 else "")
+
+
 # The same benchmark on two CPUs: whether bf16-mixed pays depends on the CPU's bfloat16 instructions.
 SPEED_SWITCH_FILES = ("speed_switches", "speed_switches_bf16_cpu")
 
@@ -225,9 +236,7 @@ def speed_switches() -> str:
     ]
     ratios = []
     for r in measured:
-        bf16 = r.get("bf16_instructions")  # bf16-mixed's speed depends on them; older files did not record them
-        has = None if bf16 is None else "with" if bf16 else "without"
-        named = "" if has is None else f" {has} bfloat16 instructions" + (f" ({', '.join(bf16)})" if bf16 else "")
+        has, named = _bf16_instructions(r)
         lines += [
             "",
             f"On a {_core_cpu(r, threads=True)}{named}, by `{r['command'].strip()}`:",
@@ -513,8 +522,8 @@ def fast_cifar_precision() -> str:
     if not _same_machine(single["hardware"], hw, keys=("cpu_count", "cpu_capability", "processor")):
         raise SystemExit("fast_cifar_cpu_*.json: the two precisions were measured on different machines")
     lines = [
-        f"On a {_core_cpu(hw)} with bfloat16 instructions ({', '.join(hw.get('bf16_instructions') or ['unrecorded'])}"
-        f"), on {mixed['measured_on']}, the recipe ran in each precision: "
+        f"On a {_core_cpu(hw)}{_bf16_instructions(hw)[1]}, on {mixed['measured_on']}, the recipe ran in each "
+        "precision: "
         + " and ".join(f"`{shlex.join(_without_root(r['fit']['command']))}`" for r in runs.values())
         + ". The whole fit is timed (start-up, loading the data cache, validation and checkpoints included), and its "
         "last checkpoint was validated with `mirror_translate` in the same precision:",
