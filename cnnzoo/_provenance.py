@@ -18,9 +18,11 @@ from . import __version__
 
 __all__ = [
     "EVALUATION_KEY",
+    "checkpoint_problem",
     "commit_of",
     "evaluation_record",
     "hardware",
+    "is_state_dict",
     "run_folder_message",
     "source_commit",
     "versions",
@@ -34,6 +36,26 @@ def evaluation_record(checkpoint: dict[str, Any]) -> dict[str, Any] | None:
     """The checkpoint's ``EVALUATION_KEY`` record (its ``crop_pct``); ``None`` in checkpoints written before it was."""
     record = checkpoint.get(EVALUATION_KEY)
     return record if isinstance(record, dict) and "crop_pct" in record else None
+
+
+def checkpoint_problem(obj: Any) -> str | None:
+    """What a loaded file holds, when it is not a checkpoint that a Lightning Trainer saved; ``None`` when it is.
+
+    A bare ``state_dict`` saved with ``torch.save`` is the usual one. Lightning's loader fails on it with a
+    ``KeyError: 'pytorch-lightning_version'`` that names neither the file nor the way on.
+    """
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict) and "pytorch-lightning_version" in obj:
+        return None
+    if is_state_dict(obj):
+        return "a bare state dict"
+    if isinstance(obj, dict):
+        return "a dict without a Lightning Trainer's state"
+    return f"a {type(obj).__name__}"
+
+
+def is_state_dict(obj: Any) -> bool:
+    """Whether a loaded file is a bare ``state_dict``: names to tensors, what ``pretrained`` options load."""
+    return isinstance(obj, dict) and bool(obj) and all(isinstance(v, torch.Tensor) for v in obj.values())
 
 
 @functools.cache
@@ -100,21 +122,43 @@ def run_folder_message(path: str | Path, use: str) -> str | None:
     """The error for a training run's folder (``<run>`` or ``<run>/checkpoints``) given where a file belongs.
 
     Every command that takes a checkpoint or published weights is handed the run folder that ``cnnzoo fit`` named,
-    sooner or later. The message names the file the user most likely meant (the best checkpoint its
-    ``fit_report.json`` records, else its newest), then ``use``: what to do with it. ``None`` for any other path.
+    sooner or later, or the folder above the runs (``lightning_logs``). The message names the file the user most
+    likely meant (the best checkpoint its ``fit_report.json`` records, else its newest; of the newest run, for the
+    folder above), then ``use``: what to do with it. ``None`` for any other path.
     """
     folder = Path(path).expanduser()
     run = folder.parent if folder.name == "checkpoints" else folder
-    if not folder.is_dir() or not ((run / "fit_report.json").is_file() or (run / "checkpoints").is_dir()):
+    if not folder.is_dir():
         return None
-    here = f"{path} is a training run's folder"
+    if _is_run(run):
+        found = _run_checkpoint(run)
+        here = f"{path} is a training run's folder"
+        return f"{here}; {found}: {use}" if found else f"{here}, which holds no checkpoint yet"
+    runs = [d for d in folder.iterdir() if d.is_dir() and _is_run(d)]
+    if not runs:
+        return None
+    newest = max(runs, key=lambda d: d.stat().st_mtime)  # a folder's mtime moves when a file is written in it
+    found = _run_checkpoint(newest)
+    if len(runs) == 1:
+        here = f"{path} holds one training run's folder, {newest.name}"
+        return f"{here}; {found}: {use}" if found else f"{here}, which holds no checkpoint yet"
+    here = f"{path} holds {len(runs)} training runs' folders"
+    if found is None:
+        return f"{here}; the newest, {newest.name}, holds no checkpoint yet"
+    return f"{here}; in the newest, {newest.name}, {found}: {use}"
+
+
+def _is_run(folder: Path) -> bool:
+    return (folder / "fit_report.json").is_file() or (folder / "checkpoints").is_dir()
+
+
+def _run_checkpoint(run: Path) -> str | None:
+    """Which checkpoint of a run the user most likely meant, as "its best checkpoint (val_acc) is <path>"."""
     try:
         best = json.loads((run / "fit_report.json").read_text())["best"]
         if Path(best["path"]).is_file():
-            return f"{here}; its best checkpoint ({best['monitor']}) is {best['path']}: {use}"
+            return f"its best checkpoint ({best['monitor']}) is {best['path']}"
     except (OSError, ValueError, KeyError, TypeError):
         pass
     found = sorted((run / "checkpoints").glob("*.ckpt"), key=lambda p: p.stat().st_mtime)
-    if found:
-        return f"{here}; its newest checkpoint is {found[-1]}: {use}"
-    return f"{here}, which holds no checkpoint yet"
+    return f"its newest checkpoint is {found[-1]}" if found else None

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import _logging
-from ._provenance import versions
+from ._provenance import checkpoint_problem, versions
 from .errors import first_line
 
 __all__ = [
@@ -99,18 +99,21 @@ def _load_any(source: str, config: str | None) -> tuple[nn.Module, dict[str, Any
 
         state = torch_load_weights_only(path)
         hparams = state.get("hyper_parameters") if isinstance(state, dict) else None
+        problem = checkpoint_problem(state)
         if not hparams or not hparams.get("_class_path"):
             if config is None:
                 raise ExportError(
-                    f"{source} does not say which model it holds (a bare state dict): use the checkpoint that cnnzoo "
-                    "fit wrote, which records it, or give the run's config with it (cnnzoo export --config "
-                    "<run>/config.yaml)"
+                    f"{source} does not say which model it holds ({problem or 'no model class recorded'}): use the "
+                    "checkpoint that cnnzoo fit wrote, which records it, or give the run's config with it (cnnzoo "
+                    "export --config <run>/config.yaml)"
                 )
             from .cli import _configured_cli
             from .models import load_state_dict_file
 
             task = _configured_cli(["--config", config]).model
             task.load_state_dict(load_state_dict_file(path))
+        elif problem is not None:  # cnnzoo's hyperparameters without a Trainer's state: Lightning cannot load it
+            raise ExportError(f"{source} holds {problem}, not a checkpoint that cnnzoo fit wrote")
         else:
             from .cli import _task_from_checkpoint  # the one place that rebuilds a task from its checkpoint
 

@@ -403,7 +403,7 @@ def test_corrupt_and_non_image_files_in_predict_dir_are_reported_not_fatal(shape
 def test_checkpoint_with_another_class_path_is_refused(tmp_path: Path) -> None:
     ckpt = tmp_path / "swap.ckpt"
     hp = {"_class_path": "cnnzoo.tasks.TimmClassifier", "backbone": "resnet18", "pretrained": "http://127.0.0.1:9/w"}
-    torch.save({"state_dict": {}, "hyper_parameters": hp}, ckpt)
+    torch.save({"state_dict": {}, "hyper_parameters": hp, "pytorch-lightning_version": "2.6.0"}, ckpt)
     with pytest.raises(CheckpointMismatchError, match=r"saved by cnnzoo.tasks.TimmClassifier.*trains"):
         CnnzooCLI(args=["test", "--config", DIGITS, f"--ckpt_path={ckpt}", f"--trainer.default_root_dir={tmp_path}"])
 

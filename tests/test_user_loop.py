@@ -188,7 +188,10 @@ class _NeedsUnpickling:
         (["export", "{tmp}/none.ckpt"], "{tmp}/none.ckpt: no such checkpoint; give the path of a file that cnnzoo"),
         (["export", "lenet5.mnst"], "unknown pretrained weights 'lenet5.mnst'. Did you mean: lenet5.mnist,"),
         (["predict", "--weights=lenet5.mnist", "--data.predict_dir={tmp}/a.png"], "--data.predict_dir {tmp}/a.png is"),
-        (["summary", "--ckpt_path={tmp}/unsafe.ckpt"], "{tmp}/unsafe.ckpt: refused to load: the file needs"),
+        (["summary", "--ckpt_path={tmp}/unsafe.ckpt"], "--ckpt_path {tmp}/unsafe.ckpt: refused to load: the file"),
+        (["summary", "--ckpt_path={tmp}/bare.ckpt"], "--ckpt_path {tmp}/bare.ckpt holds a bare state dict, not a"),
+        (["test", "-c", "lenet5_digits", "--ckpt_path={tmp}/bare.ckpt"], "--ckpt_path {tmp}/bare.ckpt holds a bare"),
+        (["fit", "-c", "lenet5_digits", "--ckpt_path={tmp}/list.ckpt"], "--ckpt_path {tmp}/list.ckpt holds a list, no"),
         (["validate", "-c", "lenet5_digits", "--ckpt_path={tmp}/a.png"], "--ckpt_path {tmp}/a.png: not a PyTorch"),
         (["models", "zzz*"], "'zzz*' matches no registered model (cnnzoo models lists them all)"),
         (["weights", "zzz*"], "'zzz*' matches no published weights (cnnzoo weights lists them all)"),
@@ -209,6 +212,8 @@ def test_zoo_commands_refuse_bad_input_in_one_line(
     hp = {"model": "lenet5", "class_names": ["a"], "mean": [0.5], "std": [0.25], "in_chans": 1}
     torch.save({"hyper_parameters": hp, "state_dict": {"net.other": torch.zeros(1)}}, tmp_path / "other.ckpt")
     torch.save({"state_dict": {}, "extra": _NeedsUnpickling()}, tmp_path / "unsafe.ckpt")
+    torch.save(task.net.state_dict(), tmp_path / "bare.ckpt")
+    torch.save([1, 2], tmp_path / "list.ckpt")
     out = tmp_path / "release"
     argv = [a.format(tmp=tmp_path, ckpt=tmp_path / "run.ckpt") for a in args]
     argv += [f"--out={out}"] if args[0] == "publish" else []
@@ -217,6 +222,28 @@ def test_zoo_commands_refuse_bad_input_in_one_line(
     assert code == 2 and err.count("Traceback") == err.count("--- Logging error ---")
     assert tail.startswith(f"cnnzoo: error: {message.format(tmp=tmp_path)}") and len(tail.strip().splitlines()) == 1
     assert not out.exists()  # a refused publish writes nothing
+
+
+def test_a_bare_state_dict_given_as_a_checkpoint_names_the_option_that_loads_it(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # torch.save(model.state_dict()) is what most tutorials save. As --ckpt_path, or to load_from_checkpoint, it
+    # ended in Lightning's "KeyError: 'pytorch-lightning_version'"; the error now names the option that takes it.
+    bare = tmp_path / "bare.pt"
+    torch.save(cnnzoo.create_model("lenet5").state_dict(), bare)
+    args = ["test", "-c", "lenet5_digits", f"--trainer.default_root_dir={tmp_path}", *QUIET]
+    code, _, err = run([*args, f"--ckpt_path={bare}"], capsys)
+    fix = re.search(r"give its weights as (--model\.init_args\.pretrained \S+) instead$", err.strip())
+    assert code == 2 and fix is not None
+    assert run([*args, *fix.group(1).split()], capsys)[0] == 0  # the option the error names takes the file
+    from cnnzoo.errors import CheckpointMismatchError
+
+    with pytest.raises(CheckpointMismatchError, match="holds a bare state dict") as caught:
+        ImageClassifier.load_from_checkpoint(bare)
+    named = re.search(r"load plain weights with ImageClassifier\(\.\.\., pretrained='([^']+)'\)$", str(caught.value))
+    assert named is not None
+    task = ImageClassifier(model="lenet5", pretrained=named.group(1))
+    torch.testing.assert_close(task.net.state_dict(), torch.load(bare, weights_only=True))
 
 
 @pytest.mark.parametrize(
@@ -233,7 +260,10 @@ def test_a_run_folder_given_for_a_file_names_its_best_checkpoint(
     args: list[str], given: str, use: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     # The folder that cnnzoo fit names is what users hand every command sooner or later.
-    run_dir = tmp_path / "version_0"
+    logs = tmp_path / "lightning_logs"
+    (logs / "version_0" / "checkpoints").mkdir(parents=True)
+    (logs / "version_0" / "checkpoints" / "last.ckpt").write_bytes(b"")
+    run_dir = logs / "version_1"
     (run_dir / "checkpoints").mkdir(parents=True)
     best, last = run_dir / "checkpoints" / "best-003-0.9100.ckpt", run_dir / "checkpoints" / "last.ckpt"
     best.write_bytes(b"")
@@ -247,6 +277,11 @@ def test_a_run_folder_given_for_a_file_names_its_best_checkpoint(
     tail = err[err.find("cnnzoo: error: ") :]
     assert code == 2 and "Traceback" not in err and len(tail.strip().splitlines()) == 1
     assert f"{folder}; its best checkpoint (val_acc) is {best}: {use}" in tail
+    if not given:  # the folder above the runs: the newest run's best checkpoint
+        os.utime(logs / "version_0", (1, 1))
+        code, _, err = run([a.replace(str(run_dir), str(logs)) for a in argv], capsys)
+        above = f"{logs} holds 2 training runs' folders; in the newest, version_1, its best checkpoint (val_acc) is"
+        assert code == 2 and f"{above} {best}: {use}" in err
     # Without the report, the newest checkpoint.
     (run_dir / "fit_report.json").unlink()
     code, _, err = run(argv, capsys)

@@ -490,16 +490,9 @@ def instantiation_cause(err: BaseException) -> BaseException | None:
 
 
 def _task_from_checkpoint(path: str) -> Any:
-    from ..models import torch_load_weights_only
+    from .trainer import read_checkpoint  # the one reader of --ckpt_path, as the Trainer commands read it
 
-    if not Path(path).is_file():
-        from .._provenance import run_folder_message
-
-        run = run_folder_message(path, "give that file")
-        if run is not None:
-            raise ConfigError(f"--ckpt_path {run}")
-        raise ConfigError(f"--ckpt_path {path}: no such file")
-    hparams = torch_load_weights_only(path).get("hyper_parameters") or {}
+    hparams = read_checkpoint(path).get("hyper_parameters") or {}
     class_path = hparams.get("_class_path") or "cnnzoo.tasks.ImageClassifier"
     module, _, name = class_path.rpartition(".")
     import importlib

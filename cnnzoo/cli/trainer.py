@@ -34,7 +34,7 @@ from .._compat import (
     runs_apart,
 )
 from .._files import short_path
-from .._provenance import hardware, run_folder_message, source_commit, versions
+from .._provenance import checkpoint_problem, hardware, is_state_dict, run_folder_message, source_commit, versions
 from ..callbacks import (
     AtomicCheckpointIO,
     EarlyStopping,
@@ -181,9 +181,22 @@ def _cpu_without_bf16() -> str | None:
     return capability if capability in ("DEFAULT", "AVX2") else None
 
 
-def _read_checkpoint(path: str | Path) -> dict[str, Any]:
+def read_checkpoint(path: str | Path, or_last: bool = False) -> dict[str, Any]:
+    """The training checkpoint ``--ckpt_path`` names, read with ``weights_only=True``.
+
+    Every refusal is one line that starts with ``--ckpt_path``: a missing file (a run's folder gets its best
+    checkpoint named), a file ``torch.save`` did not write, an unsafe pickle, or a file that holds no Trainer state
+    (a bare state dict, whose weights belong in ``--model.init_args.pretrained``). ``or_last``: the command also
+    takes ``last``, and the errors say so.
+    """
+    if not Path(path).is_file():
+        last = ", or 'last'" if or_last else ""
+        run = run_folder_message(path, f"give that file{last}")
+        if run is not None:
+            raise ConfigError(f"--ckpt_path {run}")
+        raise ConfigError(f"--ckpt_path {path}: no such file; give a checkpoint that cnnzoo fit wrote{last}")
     try:
-        return torch_load_weights_only(path)
+        state = torch_load_weights_only(path)
     except ConfigError as err:  # an unsafe pickle (UnsafePickleError), or a file that torch.save did not write
         raise CheckpointMismatchError(f"--ckpt_path {err}") from None
     except Exception as err:
@@ -191,6 +204,14 @@ def _read_checkpoint(path: str | Path) -> dict[str, Any]:
             f"--ckpt_path {path}: cannot be read as a checkpoint with weights_only=True ({first_line(err)}); "
             "give a checkpoint that cnnzoo fit wrote"
         ) from None
+    problem = checkpoint_problem(state)
+    if problem is not None:
+        fix = f"give its weights as --model.init_args.pretrained {path} instead" if is_state_dict(state) else ""
+        raise CheckpointMismatchError(
+            f"--ckpt_path {path} holds {problem}, not a checkpoint that cnnzoo fit wrote; "
+            + (fix or "give the .ckpt that cnnzoo fit saved in <run>/checkpoints/")
+        )
+    return state
 
 
 def _saved_checkpoint_dirpath(state: dict[str, Any], ckpt: Path) -> str:
@@ -344,12 +365,7 @@ class CnnzooCLI(LightningCLI):
             )
         if not ckpt_path or ckpt_path == "last":
             return
-        if not Path(ckpt_path).is_file():
-            run = run_folder_message(ckpt_path, "give that file, or 'last'")
-            if run is not None:
-                raise ConfigError(f"--ckpt_path {run}")
-            raise ConfigError(f"--ckpt_path {ckpt_path}: no such file; give a checkpoint path or 'last'")
-        self._ckpt_state = _read_checkpoint(ckpt_path)
+        self._ckpt_state = read_checkpoint(ckpt_path, or_last=True)
         hparams = dict(self._ckpt_state.get("hyper_parameters") or {})
         hparams.pop("_instantiator", None)
         if not hparams:
@@ -497,7 +513,7 @@ class CnnzooCLI(LightningCLI):
         want_classes = self._data_classes()
         rejected: list[str] = []
         for path in sorted(candidates, key=lambda p: p.stat().st_mtime, reverse=True):
-            state = _read_checkpoint(path)
+            state = read_checkpoint(path)
             hp = state.get("hyper_parameters") or {}
             names = [str(c) for c in hp.get("class_names") or []] or None
             found = (hp.get("_class_path"), _arch_of(hp), names)
@@ -664,7 +680,7 @@ class CnnzooCLI(LightningCLI):
         best: dict[str, Any] | None = None
         if isinstance(cb, ModelCheckpoint) and cb.best_model_path:
             score = float(cb.best_model_score) if cb.best_model_score is not None else None
-            epoch = _read_checkpoint(cb.best_model_path).get("epoch")
+            epoch = read_checkpoint(cb.best_model_path).get("epoch")
             best = {"monitor": cb.monitor, "score": score, "epoch": epoch, "path": cb.best_model_path}
             shown = f" ({cb.monitor}={score:.4f}, epoch {epoch})" if score is not None else ""
             print(f"best checkpoint: {cb.best_model_path}{shown}")

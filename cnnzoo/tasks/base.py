@@ -39,8 +39,8 @@ from .._compat import (
     rate_search_steps,
     stepping_batches,
 )
-from .._provenance import EVALUATION_KEY, evaluation_record
-from ..errors import CnnzooWarning, ConfigError, first_line
+from .._provenance import EVALUATION_KEY, checkpoint_problem, evaluation_record, is_state_dict
+from ..errors import CheckpointMismatchError, CnnzooWarning, ConfigError, first_line
 from ..models.tta import TTA, check_tta, tta_logits
 from ..presets import ImageClassificationEval
 
@@ -225,6 +225,22 @@ class TransferFinetuning(BaseFinetuning):
             self.unfrozen = True
 
 
+def _not_a_checkpoint(source: Any, task: str) -> str | None:
+    """The error for a file given by path that holds no Trainer's checkpoint; ``None`` for a stream or a checkpoint."""
+    if not isinstance(source, (str, Path)) or not Path(source).is_file():
+        return None
+    from ..models import torch_load_weights_only
+
+    obj = torch_load_weights_only(source)
+    problem = checkpoint_problem(obj)
+    if problem is None:
+        return None
+    fix = f"load plain weights with {task}(..., pretrained={str(source)!r})" if is_state_dict(obj) else ""
+    return f"{source} holds {problem}, not a checkpoint that a Lightning Trainer saved; " + (
+        fix or "give a checkpoint that Trainer.fit saved"
+    )
+
+
 class ClassificationTask(LightningModule):
     """The shared training logic of the cnnzoo classifiers.
 
@@ -365,6 +381,13 @@ class ClassificationTask(LightningModule):
             from ..models import UnsafePickleError
 
             raise UnsafePickleError(str(checkpoint_path)) from None
+        except (KeyError, AttributeError, TypeError):
+            # Lightning reads the file as a Trainer's checkpoint; a bare state dict fails that with a KeyError
+            # naming one of Lightning's keys. The file is read again only on this failing path, to say what it holds.
+            problem = _not_a_checkpoint(checkpoint_path, cls.__name__)
+            if problem is None:
+                raise
+            raise CheckpointMismatchError(problem) from None
 
     @property
     def example_input_array(self) -> Any:
