@@ -25,7 +25,12 @@ LUMA = (0.299, 0.587, 0.114)
 
 
 def convert_channels(images: torch.Tensor, in_chans: int) -> torch.Tensor:
-    """uint8 (N, C, H, W) to ``in_chans`` channels: gray to RGB repeats the channel, RGB to gray takes luma."""
+    """uint8 (N, C, H, W) to ``in_chans`` channels: gray to RGB repeats the channel, RGB to gray takes luma.
+
+    RGBA loses its alpha channel first, as PIL's ``convert("RGB")`` drops it for a decoded file.
+    """
+    if images.shape[1] == 4 and in_chans != 4:
+        images = images[:, :3]
     c = images.shape[1]
     if c == in_chans:
         return images
@@ -34,7 +39,7 @@ def convert_channels(images: torch.Tensor, in_chans: int) -> torch.Tensor:
     if c == 3 and in_chans == 1:
         w = torch.tensor(LUMA, dtype=torch.float32).view(1, 3, 1, 1)
         return (images.float() * w).sum(1, keepdim=True).round_().clamp_(0, 255).to(torch.uint8)
-    raise ValueError(f"cannot convert {c}-channel images to {in_chans} channels; use in_chans=1 or 3")
+    raise ValueError(f"cannot convert {c}-channel images to {in_chans} channels; give 1 (gray), 3 (RGB) or 4 (RGBA)")
 
 
 def resize_batch(x: torch.Tensor, img_size: int, crop_pct: float | None) -> torch.Tensor:
@@ -116,6 +121,13 @@ class ImageClassificationEval(nn.Module):
                 "expected an image (C, H, W) or (H, W), or a batch (B, C, H, W); "
                 f"got a tensor of shape {tuple(img.shape)}"
             )
+        if isinstance(img, torch.Tensor) and img.shape[-3] not in (1, 3, 4) and img.shape[-1] in (1, 3, 4):
+            # numpy and PIL arrays are (H, W, C); read as (C, H, W), the width became a channel count.
+            order = "(2, 0, 1)" if img.ndim == 3 else "(0, 3, 1, 2)"
+            raise ValueError(
+                f"expected channels first, (C, H, W); this tensor of shape {tuple(img.shape)} looks channels-last "
+                f"(H, W, C), as numpy and PIL arrays are. Fix: x.permute{order}"
+            )
         single = not isinstance(img, torch.Tensor) or img.ndim == 3
         x = self._to_uint8(img)
         if x.ndim == 3:
@@ -134,7 +146,11 @@ class ImageClassificationEval(nn.Module):
         from torchvision.transforms.functional import pil_to_tensor
 
         if not isinstance(img, Image.Image):
-            raise TypeError(f"expected a PIL image or a uint8 tensor, got {type(img).__name__}")
+            fix = "Image.fromarray(a), or torch.from_numpy(a).permute(2, 0, 1) for an (H, W, C) array"
+            raise TypeError(
+                f"expected a PIL image or a uint8 tensor, got {type(img).__name__}. Fix: "
+                + (fix if type(img).__module__ == "numpy" else "open the file with PIL.Image.open")
+            )
         return pil_to_tensor(img.convert("L" if self.in_chans == 1 else "RGB"))
 
     @override

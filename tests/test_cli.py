@@ -18,6 +18,7 @@ import torch
 
 from cnnzoo.cli import TRAINER_COMMANDS, TRAINER_SHORTCUTS, CheckpointMismatchError, CnnzooCLI, known_options, main
 from cnnzoo.data import DigitsDataModule
+from cnnzoo.errors import ConfigError
 from cnnzoo.tasks import ImageClassifier
 
 from .conftest import RECIPES
@@ -227,7 +228,10 @@ def test_recipe_paths_fall_back_to_the_shipped_copies(tmp_path: Path, monkeypatc
     monkeypatch.chdir(tmp_path)
     args = cli._packaged_recipes(["fit", "--config", "recipes/lenet5_digits.yaml"])
     assert args[2] == str(shipped / "lenet5_digits.yaml")
-    assert cli._packaged_recipes(["fit", "--config", "recipes/nope.yaml"])[2] == "recipes/nope.yaml"
+    assert cli._packaged_recipes(["fit", "-c", "lenet5_digits.yml"])[2] == str(shipped / "lenet5_digits.yaml")
+    with pytest.raises(ConfigError, match=r"recipes/nope\.yaml: no such file, and no recipe shipped .* named nope \("):
+        cli._packaged_recipes(["fit", "--config", "recipes/nope.yaml"])
+    assert cli._packaged_recipes(["fit", "--config", "trainer: {max_epochs: 1}"])[2] == "trainer: {max_epochs: 1}"
 
 
 def test_tables_printed_into_a_pipe_keep_every_cell_whole(
@@ -679,3 +683,20 @@ def test_the_trainer_profiles_nothing_at_no_cost_unless_a_profiler_is_named(name
     with profiler.profile("[Callback]EpochLog.on_train_batch_end") as first:
         pass
     assert first is None and profiler.profile("a") is profiler.profile("b")
+
+
+@pytest.mark.parametrize(("cuda", "fix"), [(None, "install a CUDA build of torch"), ("12.8", "check its driver")])
+def test_a_gpu_asked_for_where_torch_finds_none_says_why_in_one_line(
+    cuda: str | None, fix: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # Lightning said "No supported gpu backend found!"; most often torch is a CPU-only build on a machine with a GPU.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    monkeypatch.setattr(torch.version, "cuda", cuda)
+    argv = ["fit", "-c", "lenet5_digits", "--trainer.accelerator=gpu", f"--trainer.default_root_dir={tmp_path}"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    tail = err[err.find("cnnzoo: error: ") :].strip()
+    assert tail.startswith("cnnzoo: error: --trainer.accelerator gpu: torch finds no CUDA GPU here") and fix in tail
+    assert "Fix: --trainer.accelerator auto" in tail and len(tail.splitlines()) == 1
+    assert not (tmp_path / "lightning_logs").exists()

@@ -281,6 +281,28 @@ def test_one_eval_transform_on_real_mnist(shared_data: Path) -> None:
     assert torch.equal(a, b) and torch.equal(b, c)
 
 
+@pytest.mark.parametrize("in_chans", [1, 3])
+def test_the_eval_transform_names_the_fix_for_arrays_and_channels_last_tensors(in_chans: int) -> None:
+    # torch.from_numpy(np.array(img)) is (H, W, C): read as (C, H, W), its width became a channel count.
+    from cnnzoo.presets import ImageClassificationEval
+
+    t = ImageClassificationEval(24, in_chans, [0.5] * in_chans, [0.25] * in_chans, crop_pct=0.875)
+    rgba = np.random.default_rng(0).integers(0, 256, (40, 30, 4), dtype=np.uint8)
+    expected = t(Image.fromarray(rgba, mode="RGBA"))
+    assert expected.shape == (in_chans, 24, 24)
+    with pytest.raises(
+        TypeError, match=r"got ndarray\. Fix: Image\.fromarray\(a\), or torch\.from_numpy\(a\)\.permute"
+    ):
+        t(rgba)
+    hwc = torch.from_numpy(rgba)
+    for x, fixed in ((hwc, hwc.permute(2, 0, 1)), (hwc[None], hwc[None].permute(0, 3, 1, 2))):
+        order = "(2, 0, 1)" if x.ndim == 3 else "(0, 3, 1, 2)"
+        with pytest.raises(ValueError, match=rf"looks channels-last \(H, W, C\).*Fix: x\.permute\{order[:-1]}\)$"):
+            t(x)
+        # The fix, and an RGBA tensor, give what PIL gives for the same pixels (PIL's convert drops alpha).
+        assert torch.equal(t(fixed).reshape(expected.shape), expected)
+
+
 def test_try_decode_returns_the_image_or_the_reason(tmp_path: Path) -> None:
     from cnnzoo.images import try_decode
 

@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import threading
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlparse
@@ -86,6 +87,9 @@ def test_sources_without_metadata_say_what_is_missing(published: Path, tmp_path:
     torch.save({"state_dict": {}}, tmp_path / "run.ckpt")
     with pytest.raises(ConfigError, match=r"run\.ckpt is a training checkpoint, not published weights: publish it"):
         cnnzoo.load_pretrained(str(tmp_path / "run.ckpt"))
+    torch.save(cnnzoo.create_model("lenet5").state_dict(), tmp_path / "bare.pt")  # cannot be published either
+    with pytest.raises(ConfigError, match=r"bare\.pt holds a bare state dict .*: load it into the model it came from"):
+        cnnzoo.load_pretrained(str(tmp_path / "bare.pt"))
     (tmp_path / "notes.txt").write_text("x")
     with pytest.raises(ConfigError, match=r"notes\.txt: not published weights; give a weights name"):
         cnnzoo.load_pretrained(str(tmp_path / "notes.txt"))
@@ -137,6 +141,15 @@ def test_image_classifier_fine_tunes_a_published_folder(published: Path) -> None
     assert new.class_names == ["a", "b", "c"]
     with pytest.raises(ValueError, match="holds lenet5 weights, but model is 'simple_cnn'"):
         ImageClassifier(model="simple_cnn", pretrained=str(published))
+
+
+def test_another_networks_weights_raise_without_first_saying_they_loaded(tmp_path: Path) -> None:
+    # The classifier's "everything else is loaded" warning came before the error that nothing was.
+    torch.save(cnnzoo.create_model("lenet5").state_dict(), tmp_path / "w.pt")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match=r"w\.pt does not fit VGG: missing"):
+            ImageClassifier(model="vgg11_bn", pretrained=str(tmp_path / "w.pt"))
 
 
 def test_create_model_pretrained_as_timm_users_type_it() -> None:

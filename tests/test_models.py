@@ -73,6 +73,29 @@ def test_integer_images_are_a_clear_error(name: str) -> None:
         model(torch.zeros(1, *model.input_size, dtype=torch.uint8))
 
 
+@pytest.mark.parametrize("name", ALL_MODELS)
+def test_numpy_dtype_and_missing_dimensions_are_clear_errors(name: str) -> None:
+    # torch.from_numpy gives float64, which failed inside the first convolution with a message about its bias.
+    model = create_model(name)
+    with pytest.raises(TypeError, match=r"torch\.float32 weights but received a torch\.float64 tensor.*x\.float\(\)"):
+        model(torch.zeros(1, *model.input_size, dtype=torch.float64))
+    assert model.eval()(torch.zeros(1, *model.input_size, dtype=torch.float64).float()).ndim == 2
+    _c, h, w = model.input_size
+    with pytest.raises(
+        ValueError, match=r"shape \((\d+), (\d+)\)\. Fix: add the batch and channel dimensions with x\[None, None\]"
+    ):
+        model(torch.zeros(h, w))
+
+
+@pytest.mark.parametrize("name", [n for n in ALL_MODELS if not create_model(n).fixed_input_size])
+def test_an_input_too_small_for_the_pooling_names_the_size_to_serve(name: str) -> None:
+    model = create_model(name)
+    c, m = model.input_size[0], model.min_input_size
+    with pytest.raises(ValueError, match=rf"need at least {m}x{m}\. Fix: .*img_size={m}, --data\.img_size {m}"):
+        model(torch.randn(1, c, m - 1, m - 1))
+    assert model.eval()(torch.randn(1, c, m, m)).ndim == 2
+
+
 @pytest.mark.parametrize("name", [n for n in ALL_MODELS if create_model(n).fixed_input_size])
 def test_fixed_head_rejects_wrong_size_with_expected_and_received(name: str) -> None:
     model = create_model(name)

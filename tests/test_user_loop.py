@@ -193,6 +193,13 @@ class _NeedsUnpickling:
         (["test", "-c", "lenet5_digits", "--ckpt_path={tmp}/bare.ckpt"], "--ckpt_path {tmp}/bare.ckpt holds a bare"),
         (["fit", "-c", "lenet5_digits", "--ckpt_path={tmp}/list.ckpt"], "--ckpt_path {tmp}/list.ckpt holds a list, no"),
         (["validate", "-c", "lenet5_digits", "--ckpt_path={tmp}/a.png"], "--ckpt_path {tmp}/a.png: not a PyTorch"),
+        (
+            ["fit", "-c", "lenet5_mnsit"],
+            "--config lenet5_mnsit: no such file, and no recipe shipped with cnnzoo is named lenet5_mnsit; did you "
+            "mean lenet5_mnist,",
+        ),
+        (["summary", "--config=recipes/zzz.yml"], "--config recipes/zzz.yml: no such file, and no recipe shipped"),
+        (["trian", "-c", "zzz"], "unknown command 'trian': did you mean 'fit'?"),
         (["models", "zzz*"], "'zzz*' matches no registered model (cnnzoo models lists them all)"),
         (["weights", "zzz*"], "'zzz*' matches no published weights (cnnzoo weights lists them all)"),
         (["models", "vgg16bn"], "'vgg16bn' matches no registered model; did you mean vgg16_bn,"),

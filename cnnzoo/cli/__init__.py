@@ -525,15 +525,27 @@ def _print_zoo_help() -> None:
 
 
 def _resolve_recipe(value: str) -> str:
-    """A ``--config`` value as given, or the shipped recipe it names (``recipes/NAME.yaml``, ``NAME``)."""
+    """A ``--config`` value as given, or the shipped recipe it names (``recipes/NAME.yaml``, ``NAME``).
+
+    A path that names neither is refused here, with the shipped names closest to it: jsonargparse's "File does not
+    exist" did not say that a shipped recipe can be named, nor which. A value that is not a path (jsonargparse also
+    takes a YAML string) passes on.
+    """
     if Path(value).exists():
         return value
-    name = Path(value).name
-    shipped = recipes_dir() / (name if name.endswith((".yaml", ".yml")) else f"{name}.yaml")
-    if not shipped.is_file():
+    stem = Path(value).name.removesuffix(".yaml").removesuffix(".yml")
+    shipped = recipes_dir() / f"{stem}.yaml"
+    if shipped.is_file():
+        _logging.info(f"using the recipe shipped with cnnzoo: {shipped}")
+        return str(shipped)
+    if not re.fullmatch(r"[\w.~/\\-]+", value):
         return value
-    _logging.info(f"using the recipe shipped with cnnzoo: {shipped}")
-    return str(shipped)
+    close = difflib.get_close_matches(stem, sorted(p.stem for p in recipes_dir().glob("*.yaml")), n=3)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    raise ConfigError(
+        f"--config {value}: no such file, and no recipe shipped with cnnzoo is named {stem}{hint} "
+        "(cnnzoo recipes lists them)"
+    )
 
 
 def _packaged_recipes(args: list[str]) -> list[str]:
@@ -589,11 +601,11 @@ def main(argv: list[str] | None = None) -> int:
         sys.path.insert(0, os.getcwd())
     global _typed
     _typed = list(sys.argv[1:] if argv is None else argv)
-    args = _packaged_recipes(_typed)
     showwarning = warnings.showwarning
     warnings.showwarning = functools.partial(_show_warning, showwarning)
     try:
-        _suggest_command(args)
+        _suggest_command(_typed)  # a mistyped command first: its recipe is not the mistake
+        args = _packaged_recipes(_typed)
         recipe = any(a in ("--config", "-c") or a.startswith(("--config=", "-c=")) for a in args)
         if args and args[0] == "predict" and not recipe and any(a.startswith("--weights") for a in args):
             status = _predict_weights(args[1:])

@@ -171,6 +171,26 @@ def choose_precision(accelerator: Any) -> str:
     return "32-true"
 
 
+def _missing_gpu(accelerator: Any) -> str | None:
+    """The error for ``--trainer.accelerator gpu`` (or ``cuda``) where torch finds no CUDA device, else ``None``.
+
+    Lightning says only "No supported gpu backend found!". Most often torch is a CPU-only build on a machine that
+    has a GPU, and the fix is another torch, which its version string tells (``+cpu``, ``torch.version.cuda``).
+    """
+    if accelerator not in ("gpu", "cuda") or torch.cuda.is_available():
+        return None
+    if accelerator == "gpu" and torch.backends.mps.is_available():  # Lightning's "gpu" means Apple's GPU there
+        return None
+    if torch.version.cuda is None:
+        build, gpu = "a build without CUDA", "install a CUDA build of torch"
+    else:
+        build, gpu = f"built for CUDA {torch.version.cuda}", "check its driver (nvidia-smi) and CUDA_VISIBLE_DEVICES"
+    return (
+        f"--trainer.accelerator {accelerator}: torch finds no CUDA GPU here (torch {torch.__version__}, {build}). "
+        f"Fix: --trainer.accelerator auto, which takes the CPU here; if the machine has a GPU, {gpu}"
+    )
+
+
 def _cpu_without_bf16() -> str | None:
     """The kernels torch's CPU code runs here (``AVX2``, ...) when they have no bfloat16 instructions, else ``None``.
 
@@ -421,6 +441,9 @@ class CnnzooCLI(LightningCLI):
         # An absolute, symlink-free root makes every checkpoint record its directory the way ModelCheckpoint
         # normalises an explicit dirpath (realpath), so a resumed run is recognised as the same directory.
         trainer["default_root_dir"] = os.path.realpath(trainer.get("default_root_dir") or os.getcwd())
+        missing = _missing_gpu(trainer.get("accelerator"))
+        if missing is not None:
+            raise ConfigError(missing)
         if trainer.get("precision") is None:
             trainer["precision"] = choose_precision(trainer.get("accelerator", "auto"))
             if self.subcommand is not None:  # summary, report, show-augment run no Trainer

@@ -108,9 +108,13 @@ class ZooModel(nn.Module):
         """
         name = type(self).__name__
         if x.ndim != 4:
+            fix = {
+                2: "add the batch and channel dimensions with x[None, None]",
+                3: "add the batch dimension with x.unsqueeze(0)",
+            }.get(x.ndim, "give the images as one 4-D batch")
             raise ValueError(
                 f"{name} expects a batch of images shaped (B, C, H, W) = (B, {', '.join(map(str, self.input_size))}); "
-                f"got a tensor of shape {tuple(x.shape)}. Fix: add the batch dimension with x.unsqueeze(0)."
+                f"got a tensor of shape {tuple(x.shape)}. Fix: {fix}."
             )
         c, h, w = x.shape[1:]
         if c != self.in_chans:
@@ -134,7 +138,8 @@ class ZooModel(nn.Module):
         if not self.fixed_input_size and min(h, w) < self.min_input_size:
             raise ValueError(
                 f"{name} received (C, H, W) = {(c, h, w)}, but its pooling stages need at least "
-                f"{self.min_input_size}x{self.min_input_size}. Fix: resize the images to at least that size."
+                f"{self.min_input_size}x{self.min_input_size}. Fix: resize the images to at least that size (a data "
+                f"module's img_size={self.min_input_size}, --data.img_size {self.min_input_size} on the command line)."
             )
         if not x.is_floating_point():
             # torch's own message ("Input type (unsigned char) and bias type (float) should be the same") names
@@ -143,6 +148,12 @@ class ZooModel(nn.Module):
                 f"{name} takes float images, scaled and normalised as in training; got a {x.dtype} tensor. Fix: "
                 "preprocess with the weights' transforms() (model.pretrained_cfg.transforms() on loaded weights), "
                 "or divide by 255 and normalise with the training mean and std."
+            )
+        if x.dtype == torch.float64 and (p := next(self.parameters(), None)) is not None and p.dtype != x.dtype:
+            # numpy's default dtype, through torch.from_numpy; torch's message names the bias, not the input.
+            raise TypeError(
+                f"{name} has {p.dtype} weights but received a torch.float64 tensor (numpy's default float). Fix: "
+                "convert the images with x.float()."
             )
 
     # --- dropout ----------------------------------------------------------------------------------------------

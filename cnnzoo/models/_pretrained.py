@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from .._files import disk_full_reason, temp_beside
-from .._provenance import run_folder_message
+from .._provenance import is_state_dict, run_folder_message
 from ..errors import CnnzooDeprecationWarning, CnnzooWarning, ConfigError, WeightsUnavailableError, first_line
 from ._registry import create_model, unknown_name_error
 from .tta import TTA, check_tta
@@ -426,6 +426,12 @@ def weights_from_source(source: str | Path) -> Weights:
             "keep the JSON that cnnzoo publish wrote next to it"
         )
     if path.suffix in CHECKPOINT_SUFFIXES and path.is_file():
+        if is_state_dict(torch_load_weights_only(path)):  # what torch.save(model.state_dict()) writes
+            raise ConfigError(
+                f"{source} holds a bare state dict (no classes, normalisation or architecture), not published weights: "
+                "load it into the model it came from (model.load_state_dict(torch.load(path, weights_only=True))), "
+                "or start a task from it with ImageClassifier(model=..., pretrained=path)"
+            )
         raise ConfigError(
             f"{source} is a training checkpoint, not published weights: publish it first (cnnzoo publish {source} "
             "--name arch.tag --out DIR, which records its classes and transforms), or load it as a checkpoint: "
@@ -881,16 +887,17 @@ def load_weights_into(
     head_keys = [k for k in own if k.startswith(head_prefix)]
     if new_head:
         state = {**state, **{k: own[k] for k in head_keys}}
-    elif any(k in state and state[k].shape != own[k].shape for k in head_keys):
-        shape = next(tuple(state[k].shape) for k in head_keys if k in state and state[k].shape != own[k].shape)
+    shape = next((tuple(state[k].shape) for k in head_keys if k in state and state[k].shape != own[k].shape), None)
+    if shape is not None:
+        state = {**state, **{k: own[k] for k in head_keys}}
+    load_strict(net, state, source)
+    if shape is not None:  # said once the rest has loaded: another network's weights raise instead
         warnings.warn(
             f"{source}: its classifier has shape {shape}, this model's {tuple(own[head_keys[0]].shape)}; the "
             "classifier starts from a fresh initialisation, everything else is loaded.",
             CnnzooWarning,
             stacklevel=3,
         )
-        state = {**state, **{k: own[k] for k in head_keys}}
-    load_strict(net, state, source)
     return w
 
 
