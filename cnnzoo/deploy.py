@@ -677,6 +677,8 @@ def predict_onnx(
     predict_dir(folder)
     path = Path(model)
     sidecar = path.with_suffix(path.suffix + ".json")
+    if not path.is_file():
+        raise ExportError(f"{path}: no such file; give an .onnx file that cnnzoo export wrote")
     if not sidecar.is_file():
         raise ExportError(f"{path}: no {sidecar.name} beside it; export it with cnnzoo export, which writes one")
     meta = json.loads(sidecar.read_text())

@@ -222,6 +222,14 @@ def test_predict_with_onnx_runtime_writes_the_same_csv(tmp_path: Path, capsys: p
             assert (a["file"], a["pred_index"], a["pred_class"]) == (b["file"], b["pred_index"], b["pred_class"])
             assert float(a["prob"]) == pytest.approx(float(b["prob"]), abs=1e-4)
     assert (tmp_path / "lenet5.mnist.onnx.json").is_file(), "the export it ran is kept, with its metadata"
+    # That file, as --weights: its suffix chooses ONNX Runtime, which --backend torch cannot replace.
+    for weights, backend, code in (("lenet5.mnist.onnx", [], 0), ("lenet5.mnist.onnx", ["--backend=torch"], 2)):
+        argv = ["predict", "--weights", str(tmp_path / weights), *backend, "--data.predict_dir", str(images)]
+        assert main([*argv, "--prediction_writer.output", str(tmp_path / "f.csv")]) == code
+    assert (tmp_path / "f.csv").read_text() == (tmp_path / "o.csv").read_text()
+    assert "is an ONNX file, which runs in ONNX Runtime: leave out --backend torch" in capsys.readouterr().err
+    assert main(["predict", "--weights", str(tmp_path / "gone.onnx"), "--data.predict_dir", str(images)]) == 2
+    assert f"{tmp_path / 'gone.onnx'}: no such file; give an .onnx file" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

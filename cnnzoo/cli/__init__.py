@@ -73,7 +73,7 @@ TRAINER_SHORTCUTS = {
     "predict": "--weights SOURCE: predict with published weights (a name from cnnzoo weights, a published folder or "
     "its .json, a URL#sha256=, hf-hub:org/repo) or a training .ckpt, with no recipe and no training data, as in "
     "cnnzoo predict --weights lenet5.mnist --data.predict_dir DIR; --backend onnxruntime predicts through an ONNX "
-    "export of them instead.",
+    "export of them instead, and is the backend of an .onnx file that cnnzoo export wrote.",
 }
 
 
@@ -209,7 +209,7 @@ def _predict_weights(argv: list[str]) -> int | None:
     parser = ZooArgumentParser(prog="cnnzoo predict", add_help=False, allow_abbrev=False)
     parser.add_argument("--weights", required=True)
     options = [
-        parser.add_argument("--backend", choices=["torch", "onnxruntime"], default="torch"),
+        parser.add_argument("--backend", choices=["torch", "onnxruntime"]),
         parser.add_argument("--data.predict_dir", dest="predict_dir"),
         parser.add_argument("--prediction_writer.output", dest="output"),
         parser.add_argument(
@@ -227,13 +227,22 @@ def _predict_weights(argv: list[str]) -> int | None:
     args, rest = parser.parse_known_args(argv)
     from ..models import CHECKPOINT_SUFFIXES
 
+    # An ONNX file runs only in ONNX Runtime: its suffix chooses the backend.
+    onnx_file = Path(args.weights).suffix == ".onnx"
+    if args.backend == "torch" and onnx_file:
+        raise ConfigError(
+            f"--weights {args.weights} is an ONNX file, which runs in ONNX Runtime: leave out --backend torch (or "
+            "give --backend onnxruntime), or give the published weights it was exported from"
+        )
+    args.backend = args.backend or ("onnxruntime" if onnx_file else "torch")
+
     checkpoint = Path(args.weights).suffix in CHECKPOINT_SUFFIXES
     if rest and checkpoint and rest[0] in ("-h", "--help"):
         parser.print_help()
         return 0
     if rest and (args.backend == "onnxruntime" or checkpoint):
         # Only the Trainer path reads other options, and it takes published weights, not a training checkpoint.
-        what = "--backend onnxruntime" if args.backend == "onnxruntime" else f"--weights {args.weights}"
+        what = f"--weights {args.weights}" if checkpoint or onnx_file else "--backend onnxruntime"
         flags = [action.option_strings[0] for action in options]
         # `--output` for `--prediction_writer.output`: the last part of a dotted option is what people type.
         given = rest[0].split("=", 1)[0].lstrip("-")
