@@ -1143,6 +1143,7 @@ def pretrained_page() -> str:
         "```bash",
         "cnnzoo test --config <run>/config.yaml --ckpt_path <best.ckpt>      # writes test_report.json",
         "cnnzoo publish <best.ckpt> --name lenet5.mine --out published --report <test_report.json>",
+        "cnnzoo weights published                                           # its row, as the registry shows it",
         "cnnzoo predict --weights published --data.predict_dir my_pngs/     # no training data needed",
         "```",
         "",

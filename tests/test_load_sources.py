@@ -71,6 +71,25 @@ def test_a_tampered_published_file_is_refused(published: Path) -> None:
         cnnzoo.load_pretrained(str(published))
 
 
+def test_cnnzoo_weights_shows_a_published_folder_as_it_shows_the_registry(
+    published: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `cnnzoo weights published` said "'published' matches no published weights" right after a publish.
+    from cnnzoo.cli import main
+
+    assert main(["weights", NAME]) == 0
+    registry = capsys.readouterr().out
+    for source in (published, published / f"{NAME}.json"):
+        assert main(["weights", str(source)]) == 0
+        assert capsys.readouterr().out == registry, "the same weights, the same row"
+    (tmp_path / "empty").mkdir()
+    assert main(["weights", str(tmp_path / "empty")]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err.startswith(f"cnnzoo: error: {tmp_path / 'empty'}: no weights JSON in the folder") and "Traceback" not in err
+    )
+
+
 def test_sources_without_metadata_say_what_is_missing(published: Path, tmp_path: Path) -> None:
     w = cnnzoo.get_weights(NAME)
     (published / f"{NAME}.json").unlink()

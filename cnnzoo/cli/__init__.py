@@ -130,7 +130,9 @@ def _cmd_weights(argv: list[str]) -> int:
     from ..models.commands import no_match_error, print_weights_table
 
     parser = ZooArgumentParser(prog="cnnzoo weights", description="List the published weights.")
-    parser.add_argument("pattern", nargs="?", default=None, help="shell-style filter, e.g. 'lenet5.*'")
+    parser.add_argument(
+        "pattern", nargs="?", default=None, help="shell-style filter, e.g. 'lenet5.*', or a folder cnnzoo publish wrote"
+    )
     pattern = parser.parse_args(argv).pattern
     if not print_weights_table(pattern):
         raise no_match_error("weights", pattern)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from .._console import print_rich
-from ..errors import ConfigError
-from ._pretrained import get_weights, list_pretrained
+from ..errors import ConfigError, first_line
+from ._pretrained import get_weights, list_pretrained, weights_from_source
 from ._registry import create_model, get_model_entrypoint, list_models, suggest_names
 
 __all__ = ["model_summary_rows", "no_match_error", "print_models_table", "print_weights_table"]
@@ -49,18 +51,27 @@ def print_models_table(pattern: str | None = None) -> int:
 
 
 def print_weights_table(pattern: str | None = None) -> int:
-    """Print the published weights (the pretrained page's table); returns its rows, and prints nothing for none."""
+    """Print the published weights (the pretrained page's table); returns its rows, and prints nothing for none.
+
+    ``pattern`` filters the registry's names, or is the path of weights ``cnnzoo publish`` wrote (its folder,
+    ``.json`` or ``.safetensors``), which get the same row.
+    """
     from rich.table import Table
+
+    entries = [get_weights(name) for name in list_pretrained(pattern)]
+    if not entries and pattern is not None and Path(pattern).expanduser().exists():
+        try:
+            entries = [weights_from_source(pattern)]
+        except ValueError as err:  # a run folder, or a file that publish did not write: its one-line reason
+            raise ConfigError(first_line(err)) from None
 
     table = Table(title="cnnzoo published weights")
     columns = ("name", "input", "test_acc", "val_acc", "TTA", "size", "default")  # parameters: cnnzoo models
     for col in columns:  # a narrow terminal wraps cells, but never cuts a name or a figure short
         table.add_column(col, justify="right" if col == "size" else "left", overflow="fold", no_wrap=col == "name")
-    names = list_pretrained(pattern)
-    for name in names:
-        w = get_weights(name)
+    for w in entries:
         table.add_row(
-            name,
+            w.name,
             "x".join(map(str, w.input_size)),
             w.measured("test_acc"),
             w.measured("val_acc"),
@@ -68,9 +79,9 @@ def print_weights_table(pattern: str | None = None) -> int:
             w.size_text(),
             "yes" if w.default else "",
         )
-    if names:
+    if entries:
         print_rich(table)
-    return len(names)
+    return len(entries)
 
 
 def no_match_error(command: str, pattern: str) -> ConfigError:
