@@ -16,9 +16,9 @@ if tuple(int(p) for p in _torch.__version__.split("+")[0].split(".")[:2]) < (2, 
         stacklevel=2,
     )
 
-from typing import Any
+from typing import Any as _Any  # private: tab completion on `cnnzoo.` shows the public names
 
-from ._logging import setup_logging
+from ._logging import setup_logging as _setup_logging
 from .models import (
     Weights,
     create_model,
@@ -30,7 +30,7 @@ from .models import (
     tta_logits,
 )
 
-setup_logging()
+_setup_logging()
 
 # The Lightning layer, importable from the top level but loaded on first use (PEP 562): `import cnnzoo` and
 # `cnnzoo.load_pretrained` stay plain PyTorch and start fast.
@@ -52,7 +52,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _Any:
     if name in _LAZY:
         import importlib
 

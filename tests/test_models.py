@@ -216,6 +216,11 @@ def test_lightning_classes_load_lazily_from_the_top_level() -> None:
     assert cnnzoo.ImageClassifier is ImageClassifier and cnnzoo.TimmClassifier is TimmClassifier
     assert cnnzoo.MNISTDataModule is MNISTDataModule
     assert "ImageClassifier" in dir(cnnzoo)
+    # What tab completion offers: the public names and the subpackages, not the imports that implement them.
+    import types
+
+    public = {n for n in dir(cnnzoo) if not n.startswith("_")}
+    assert public - set(cnnzoo.__all__) == {n for n in public if isinstance(getattr(cnnzoo, n), types.ModuleType)}
     with pytest.raises(AttributeError, match="no attribute 'NoSuchThing'"):
         _ = cnnzoo.NoSuchThing  # type: ignore[attr-defined]
 
