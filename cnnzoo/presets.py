@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 from typing_extensions import override
 
-__all__ = ["LUMA", "ImageClassificationEval", "convert_channels", "normalize", "resize_batch"]
+__all__ = ["LUMA", "ImageClassificationEval", "convert_channels", "normalize", "resize_batch", "same_normalisation"]
 
 LUMA = (0.299, 0.587, 0.114)
 
@@ -76,6 +76,12 @@ def _mean_std(
         m = torch.tensor(mean, device=device).view(1, -1, 1, 1)
         s = torch.tensor(std, device=device).view(1, -1, 1, 1)
     return m, s
+
+
+def same_normalisation(a: tuple[Sequence[float], Sequence[float]], b: tuple[Sequence[float], Sequence[float]]) -> bool:
+    """Whether two (mean, std) pairs normalise alike, to the 4 decimals that data modules and weights record."""
+    x, y = [*a[0], *a[1]], [*b[0], *b[1]]
+    return len(x) == len(y) and all(abs(float(u) - float(v)) < 1e-3 for u, v in zip(x, y, strict=True))
 
 
 def normalize(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:

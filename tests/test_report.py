@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import cnnzoo
 from cnnzoo.analysis.report import SECTIONS, ReportError, report
 from cnnzoo.cli import main
 
@@ -107,7 +108,9 @@ def test_piped_output_is_the_report_line(run: Path, tmp_path: Path) -> None:
     assert done.stdout == f"report: {out / 'report.html'}\n"
 
 
-def test_bad_input_gets_one_line(run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_input_gets_one_line(
+    run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], cnnzoo_said: list[str]
+) -> None:
     argv = ["report", "-c", "lenet5_digits", "--ckpt_path", str(run), "--out", str(tmp_path / "r")]
     # The checkpoint given as `cnnzoo export` takes it, and no data: each named with its fix.
     assert main(["report", str(run)]) == 2
@@ -136,6 +139,16 @@ def test_bad_input_gets_one_line(run: Path, tmp_path: Path, capsys: pytest.Captu
     mlp.class_names = [str(i) for i in range(10)]  # type: ignore[assignment]
     with pytest.raises(ReportError, match="has no Conv2d layer"):
         report(mlp, DigitsDataModule(), tmp_path / "y")
+    # Published weights (load_pretrained) carry their classes and normalisation in pretrained_cfg: a report on data
+    # normalised otherwise scored other inputs, and a model of another class count crashed in the confusion matrix.
+    weights = cnnzoo.load_pretrained("lenet5.mnist")
+    note = "the model was trained on images normalised with mean [0.1307], std [0.3081]; this data module normalises"
+    for data, said in ((DigitsDataModule(), True), (DigitsDataModule(mean=[0.1307], std=[0.3081]), False)):
+        cnnzoo_said.clear()
+        assert (report(weights, data, str(tmp_path / "w"), max_images=2, progress=False)).is_file()  # out: a str
+        assert any(line.startswith(note) for line in cnnzoo_said) == said, cnnzoo_said
+    with pytest.raises(ReportError, match=r"the model has 3 outputs, but the data has 10 classes"):
+        report(cnnzoo.create_model("lenet5", num_classes=3), DigitsDataModule(), tmp_path / "z")
 
 
 def test_the_report_scores_what_the_tasks_test_time_augmentation_predicts() -> None:

@@ -615,6 +615,20 @@ def test_fine_tuning_says_when_the_data_is_normalised_otherwise_than_the_weights
         assert hint[0].endswith("--data.init_args.mean [0.1307] --data.init_args.std [0.3081]")
 
 
+@pytest.mark.parametrize(("data", "told"), [([], True), (["--data.mean=[0.1307]", "--data.std=[0.3081]"], False)])
+def test_evaluating_weights_says_when_the_data_is_normalised_otherwise(
+    data: list[str], told: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cnnzoo_said: list[str]
+) -> None:
+    # As fine-tuning says it: validate of lenet5.mnist on the digits scored inputs normalised with the digits'
+    # statistics without a word, while the card's figures came from MNIST's.
+    monkeypatch.chdir(tmp_path)
+    assert main(["validate", "-c", "lenet5_digits", "--weights", "lenet5.mnist", *data, *QUIET]) == 0
+    hint = [line for line in cnnzoo_said if line.startswith("the weights were trained on inputs normalised")]
+    assert len(hint) == int(told), cnnzoo_said
+    if told:
+        assert hint[0].endswith("--data.init_args.mean [0.1307] --data.init_args.std [0.3081]")
+
+
 def test_published_weights_preprocess_as_the_evaluation_that_measured_them(tmp_path: Path) -> None:
     # A run whose data module center-crops for evaluation (crop_pct, as data_config sets for a timm backbone):
     # publishing recorded no crop, so transforms() of the published weights, `predict --weights <ckpt>` and the

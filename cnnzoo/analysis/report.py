@@ -25,6 +25,9 @@ from typing import Any, cast
 import torch
 from torch import nn
 
+from .. import _logging
+from ..presets import same_normalisation
+
 __all__ = ["ReportError", "find_metrics_csv", "report"]
 
 SECTIONS = ("curves", "confusion", "per-class", "mistakes", "filters", "feature-maps", "grad-cam")
@@ -335,7 +338,7 @@ td { text-align: right; } td:first-child { text-align: left; } img { max-width: 
 """
 
 
-def report(task: nn.Module, datamodule: Any, out: Path, split: str = "val", ckpt_path: str | None = None,
+def report(task: nn.Module, datamodule: Any, out: str | Path, split: str = "val", ckpt_path: str | None = None,
                  target_layer: str | None = None, max_images: int = 256, progress: bool = True,
                  title: str | None = None) -> Path:  # fmt: skip
     """Write ``out/report.html`` with the PNGs beside it, and ``out/report.json`` (the figures' numbers).
@@ -355,12 +358,28 @@ def report(task: nn.Module, datamodule: Any, out: Path, split: str = "val", ckpt
         The path of ``report.html``.
     """
     started = time.monotonic()
-    names = [str(c) for c in (getattr(task, "class_names", None) or datamodule.class_names)]
+    # A task knows its classes and normalisation; weights from load_pretrained carry them in pretrained_cfg.
+    weights = getattr(task, "pretrained_cfg", None)
+    known = getattr(task, "class_names", None) or getattr(weights, "class_names", None)
+    names = [str(c) for c in (known or datamodule.class_names)]
     data_names = [str(c) for c in datamodule.class_names]
     if names != data_names:
         raise ReportError(
             f"the model was trained on classes {names}, but the data has {data_names}; give data with the model's "
             "classes in the same order"
+        )
+    outputs = getattr(getattr(task, "net", task), "num_classes", None)
+    if isinstance(outputs, int) and outputs != len(names):
+        raise ReportError(f"the model has {outputs} outputs, but the data has {len(names)} classes {names}")
+    # What the network was trained on: a task records it, published weights carry it.
+    mean = getattr(task, "mean", None) or getattr(weights, "mean", None)
+    std = getattr(task, "std", None) or getattr(weights, "std", None)
+    if mean and std and not same_normalisation((mean, std), (datamodule.mean, datamodule.std)):
+        # Said, not refused, as validate says it: other statistics can be the user's choice for other data.
+        _logging.info(
+            f"the model was trained on images normalised with mean {list(mean)}, std {list(std)}; this data module "
+            f"normalises with mean {list(datamodule.mean)}, std {list(datamodule.std)}. To score the inputs it "
+            f"saw, build it with mean={list(mean)}, std={list(std)}"
         )
     check_tta_fits = getattr(task, "check_tta_fits", None)
     if callable(check_tta_fits):  # a cnnzoo task: the checks and the note that validate gives
@@ -368,6 +387,7 @@ def report(task: nn.Module, datamodule: Any, out: Path, split: str = "val", ckpt
         cast(Any, task).say_if_measured_with_other_tta()
     net = getattr(task, "net", task)
     layer = target_layer or default_cam_layer(net)
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     ev = evaluate(task, datamodule, split, max_images, progress)
     n = len(names)

@@ -42,7 +42,7 @@ from .._compat import (
 from .._provenance import EVALUATION_KEY, checkpoint_problem, evaluation_record, is_state_dict
 from ..errors import CheckpointMismatchError, CnnzooWarning, ConfigError, first_line
 from ..models.tta import TTA, check_tta, tta_logits
-from ..presets import ImageClassificationEval
+from ..presets import ImageClassificationEval, same_normalisation
 
 # Lightning warns on every fit that the task's `on_before_batch_transfer` (the per-step reseeding) is used although a
 # data module was passed. That is intended, and the warning made users think their data module's hooks were skipped.
@@ -503,9 +503,11 @@ class ClassificationTask(LightningModule):
         # rank 0's weights to the other ranks.
         resuming = trainer is not None and trainer.ckpt_path is not None
         if stage == "fit" and not resuming:
-            self._say_if_normalised_otherwise(mean, std)
+            self._say_if_normalised_otherwise(mean, std, "the starting weights")
         if stage != "fit" and not resuming:
             self.say_if_measured_with_other_tta()
+            if not hasattr(self, "_restored_epoch"):  # a restored task's weights learned the run's normalisation
+                self._say_if_normalised_otherwise(mean, std, "the weights")
         if stage == "fit" and getattr(self.net, "needs_whitening", False) and not resuming:
             whitening_images = getattr(dm, "whitening_images", None)
             if whitening_images is None:
@@ -519,17 +521,18 @@ class ClassificationTask(LightningModule):
         """The mean and std the network's starting weights were trained with; ``None`` when it starts fresh."""
         return None
 
-    def _say_if_normalised_otherwise(self, mean: list[float] | None, std: list[float] | None) -> None:
-        # The first layer of pretrained weights expects inputs normalised as in their training; fine-tuning on data
-        # normalised with its own statistics still works, but a student should know the choice was made.
+    def _say_if_normalised_otherwise(self, mean: list[float] | None, std: list[float] | None, what: str) -> None:
+        # The first layer of pretrained weights expects inputs normalised as in their training; fine-tuning (or
+        # evaluating) on data normalised with its own statistics still works, but a student should know the choice
+        # was made.
         theirs = self.pretrained_normalization()
         if theirs is None or mean is None or std is None or len(theirs[0]) != len(mean):
             return
-        if all(abs(a - b) < 1e-3 for a, b in zip([*theirs[0], *theirs[1]], [*mean, *std], strict=True)):
+        if same_normalisation(theirs, (mean, std)):
             return
         shown = [[round(v, 4) for v in values] for values in (*theirs, mean, std)]
         _logging.info(
-            f"the starting weights were trained on inputs normalised with mean {shown[0]}, std {shown[1]}; this "
+            f"{what} were trained on inputs normalised with mean {shown[0]}, std {shown[1]}; this "
             f"data is normalised with mean {shown[2]}, std {shown[3]}. To feed them what they saw, set "
             f"--data.init_args.mean {shown[0]} --data.init_args.std {shown[1]}"
         )
