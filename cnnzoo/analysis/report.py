@@ -368,7 +368,8 @@ def report(task: nn.Module, datamodule: Any, out: str | Path, split: str = "val"
             f"the model was trained on classes {names}, but the data has {data_names}; give data with the model's "
             "classes in the same order"
         )
-    outputs = getattr(getattr(task, "net", task), "num_classes", None)
+    net = getattr(task, "net", task)
+    outputs = getattr(net, "num_classes", None)
     if isinstance(outputs, int) and outputs != len(names):
         raise ReportError(f"the model has {outputs} outputs, but the data has {len(names)} classes {names}")
     # What the network was trained on: a task records it, published weights carry it.
@@ -385,7 +386,6 @@ def report(task: nn.Module, datamodule: Any, out: str | Path, split: str = "val"
     if callable(check_tta_fits):  # a cnnzoo task: the checks and the note that validate gives
         check_tta_fits(datamodule)
         cast(Any, task).say_if_measured_with_other_tta()
-    net = getattr(task, "net", task)
     layer = target_layer or default_cam_layer(net)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
