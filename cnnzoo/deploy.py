@@ -80,9 +80,9 @@ class Normalized(nn.Module):
         return self.net((x.float() - self.mean) / self.std)
 
 
-def _load(source: str, config: str | None) -> tuple[nn.Module, dict[str, Any]]:
+def _load(source: str | nn.Module, config: str | None) -> tuple[nn.Module, dict[str, Any]]:
     """The network and its metadata (class names, input size, mean, std, crop_pct, tta) from any source."""
-    net, meta = _load_any(source, config)
+    net, meta = _from_module(source) if isinstance(source, nn.Module) else _load_any(source, config)
     if not meta["input_size"]:
         raise ExportError(f"{source}: its input size is unknown; use a checkpoint that cnnzoo fit wrote")
     return net, meta
@@ -155,7 +155,12 @@ def _load_any(source: str, config: str | None) -> tuple[nn.Module, dict[str, Any
 
     model = load_pretrained(source)
     w: Weights = model.pretrained_cfg  # type: ignore[assignment]  # set by load_pretrained
-    return model.eval(), {
+    return model.eval(), _weights_meta(w)
+
+
+def _weights_meta(w: Any) -> dict[str, Any]:
+    """`_load`'s metadata of published weights (a `Weights`)."""
+    return {
         "class_names": list(w.class_names),
         "input_size": list(w.input_size),
         "mean": list(w.mean),
@@ -166,6 +171,48 @@ def _load_any(source: str, config: str | None) -> tuple[nn.Module, dict[str, Any
         "sha256": w.sha256,
         "tta": w.tta,
     }
+
+
+def _from_module(model: nn.Module) -> tuple[nn.Module, dict[str, Any]]:
+    """A network in memory: a model from ``load_pretrained`` (its ``pretrained_cfg``) or a cnnzoo task.
+
+    A copy is exported, so that the caller's model keeps its mode (export needs eval mode) and its device.
+    """
+    import copy
+
+    from .models import Weights
+
+    weights = getattr(model, "pretrained_cfg", None)
+    net = getattr(model, "net", None)
+    if isinstance(net, nn.Module) and callable(getattr(model, "transforms", None)):  # a cnnzoo task
+        try:
+            t = model.transforms()  # type: ignore[operator]  # the evaluation preset of the task's own run
+        except ValueError as err:
+            raise ExportError(first_line(err)) from None
+        hparams = getattr(model, "hparams", {})
+        name = str(hparams.get("model") or hparams.get("backbone") or type(net).__name__.lower())
+        return copy.deepcopy(net).cpu().eval(), {
+            "class_names": [str(c) for c in getattr(model, "class_names", None) or []],
+            "input_size": [t.in_chans, t.img_size, t.img_size],
+            "mean": list(t.mean),
+            "std": list(t.std),
+            "crop_pct": t.crop_pct,
+            "source": f"{type(model).__name__} ({name}, in memory)",
+            "name": name,
+            "tta": str(hparams.get("tta", "none")),
+        }
+    if isinstance(weights, Weights):
+        outputs = getattr(model, "num_classes", weights.num_classes)
+        if outputs != weights.num_classes:
+            raise ExportError(
+                f"the model has {outputs} outputs, but its pretrained_cfg ({weights.name}) names "
+                f"{weights.num_classes} classes: export the task that trained the new head (or its checkpoint)"
+            )
+        return copy.deepcopy(model).cpu().eval(), _weights_meta(weights)
+    raise ExportError(
+        f"a {type(model).__name__} in memory does not say its classes, input size and normalisation: give a model "
+        "from cnnzoo.load_pretrained, a cnnzoo task (ImageClassifier, TimmClassifier), or a weights name or checkpoint"
+    )
 
 
 def _eval_transform(meta: dict[str, Any]) -> Any:
@@ -381,7 +428,7 @@ def _suffixed(path: Path, format: Format) -> Path:
 
 
 def export(
-    source: str,
+    source: str | nn.Module,
     out: str | Path | None = None,
     format: Format = "onnx",
     *,
@@ -396,7 +443,8 @@ def export(
     """Export a network and check it against eager PyTorch.
 
     Args:
-        source: a weights name, a published folder / JSON / safetensors / URL / ``hf-hub:``, or a checkpoint.
+        source: a weights name, a published folder / JSON / safetensors / URL / ``hf-hub:``, or a checkpoint; or a
+            network in memory: a model from `load_pretrained` or a cnnzoo task (a copy is exported).
         out: the output file (its suffix is added when missing: ``.onnx``, ``.pt``, ``.pt2``), or a folder to write
             it in. A folder or ``None`` (the current directory) gets a file named after what was loaded: the weights'
             ``arch.tag`` (also for a published folder, a URL or ``hf-hub:``), the checkpoint's stem, or the model.
@@ -423,7 +471,7 @@ def export(
     # The output is checked before loading (for a URL, downloading) wherever its name is known by then.
     folder = Path(out if out is not None else ".")  # where a file named after the source goes
     named = _named_output(out, format)
-    if named is None and (early := _name_before_loading(source)) is not None:
+    if named is None and isinstance(source, str) and (early := _name_before_loading(source)) is not None:
         named = _suffixed(folder / early, format)
     if named is not None:
         _refuse_existing(named, overwrite)
@@ -433,7 +481,8 @@ def export(
     module: nn.Module = Normalized(net, tuple(meta["mean"]), tuple(meta["std"])) if bake_normalization else net
     module.eval()
     x = _batch(meta, images, 8, bake_normalization)
-    min_size = _check_dynamic_size(net, source, x) if dynamic_size else None
+    label = source if isinstance(source, str) else meta["source"]  # what the messages call the source
+    min_size = _check_dynamic_size(net, label, x) if dynamic_size else None
     path.parent.mkdir(parents=True, exist_ok=True)
     with torch.no_grad(), _quiet_exporters():
         exporter = _write(format, module, x[:2], path, opset, min_size)
@@ -463,7 +512,7 @@ def export(
         except Exception as err:
             path.unlink(missing_ok=True)
             raise ExportError(
-                f"the {format} export of {source} does not run at another input size ({tuple(other.shape[1:])}): "
+                f"the {format} export of {label} does not run at another input size ({tuple(other.shape[1:])}): "
                 f"{first_line(err)[:300]}. Export without --dynamic-size (the batch axis stays dynamic)"
             ) from None
     seconds = time.monotonic() - started

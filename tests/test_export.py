@@ -176,6 +176,38 @@ def test_a_checkpoint_exports_with_the_metadata_it_recorded(tmp_path: Path, caps
     )
 
 
+def test_a_network_in_memory_exports_as_its_source_does(tmp_path: Path) -> None:
+    # export(model) raised "expected str, bytes or os.PathLike object, not LeNet5": only names and paths were taken.
+    from lightning.pytorch import Trainer
+
+    from cnnzoo.tasks import ImageClassifier
+
+    def sidecar(result: deploy.ExportResult) -> dict[str, object]:
+        meta = json.loads(result.sidecar.read_text())
+        return {k: v for k, v in meta.items() if k not in ("file", "source")}
+
+    weights = cnnzoo.load_pretrained("lenet5.mnist").train()
+    from_weights = sidecar(export(weights, tmp_path / "a", "torchscript"))
+    assert from_weights == sidecar(export("lenet5.mnist", tmp_path / "b", "torchscript"))
+    assert weights.training, "a copy is exported: the caller's model keeps its mode"
+    from cnnzoo.data import DigitsDataModule
+
+    task = ImageClassifier(model="lenet5")
+    quiet = {"logger": False, "enable_progress_bar": False, "enable_model_summary": False}
+    trainer = Trainer(max_steps=1, limit_val_batches=0, enable_checkpointing=False, **quiet)  # type: ignore[arg-type]
+    trainer.fit(task, DigitsDataModule(crop_pct=0.875))  # the checkpoint records the data's evaluation crop
+    trainer.save_checkpoint(tmp_path / "t.ckpt")
+    restored = ImageClassifier.load_from_checkpoint(tmp_path / "t.ckpt")
+    from_task = sidecar(export(restored, tmp_path / "c", "torchscript"))
+    assert from_task == sidecar(export(str(tmp_path / "t.ckpt"), tmp_path / "d", "torchscript"))
+    assert from_task["crop_pct"] == 0.875 and len(from_task["class_names"]) == 10  # type: ignore[arg-type]
+    weights.reset_classifier(3)  # a new head: the weights' class names no longer describe it
+    with pytest.raises(ExportError, match=r"has 3 outputs, but its pretrained_cfg \(lenet5\.mnist\) names 10"):
+        export(weights, tmp_path / "e")
+    with pytest.raises(ExportError, match=r"a Linear in memory does not say its classes.*load_pretrained"):
+        export(torch.nn.Linear(2, 2), tmp_path / "f")
+
+
 @pytest.mark.slow  # the dynamo ONNX exporter takes tens of seconds per timm backbone on a CPU
 @pytest.mark.parametrize("backbone", ["resnet18", "efficientnet_b0"])
 def test_timm_classifier_checkpoints_export_to_onnx(backbone: str, tmp_path: Path) -> None:
