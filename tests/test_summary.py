@@ -178,6 +178,11 @@ def test_cli_summary_of_a_checkpoint(capsys: pytest.CaptureFixture[str], tmp_pat
     assert data["rows"][-1]["output_shape"] == [1, 3] and data["total_params"] == sum(
         p.numel() for p in task.net.parameters()
     )
+    # In Python the task itself summarises as the command does: its network, at the input it was built for. It
+    # raised "the model does not say which input it takes".
+    img = ImageClassifier(model="simple_cnn", num_classes=3, img_size=40)
+    assert summary(img).to_dict() == summary(img.net, input_size=(1, 40, 40)).to_dict()
+    assert summary(task).to_json() == json.dumps(data, indent=2)
 
 
 def test_an_input_the_network_cannot_take_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:

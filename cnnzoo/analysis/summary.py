@@ -167,6 +167,10 @@ def _resolve(
     if input_size is not None and len(input_size) == 3:
         build["in_chans"] = int(input_size[0])
     if isinstance(model_or_name, nn.Module):
+        net = getattr(model_or_name, "net", None)
+        if isinstance(net, nn.Module):  # a cnnzoo task: its network, at the input the task was built for
+            example = getattr(model_or_name, "example_input_array", None)
+            return net, type(net).__name__, tuple(example.shape[1:]) if isinstance(example, torch.Tensor) else None
         return model_or_name, type(model_or_name).__name__, None
     from ..models import (
         build_model,
@@ -217,8 +221,9 @@ def summary(
     """Summarise a network layer by layer, with its convolution arithmetic and receptive fields.
 
     Args:
-        model_or_name: a module, a registered cnnzoo model name, published weights (``"lenet5.mnist"``: their
-            architecture at the size they were trained at), or a timm model name.
+        model_or_name: a module (of a cnnzoo task: its network, at the input the task was built for), a registered
+            cnnzoo model name, published weights (``"lenet5.mnist"``: their architecture at the size they were
+            trained at), or a timm model name.
         input_size: ``(C, H, W)``; ``None`` takes the model's own (``input_size``, or timm's ``pretrained_cfg``).
         batch_size: the batch size for multiply-adds and activation memory.
         precision: a Lightning precision, for the memory totals.

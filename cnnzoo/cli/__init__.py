@@ -332,10 +332,6 @@ def _cmd_summary(argv: list[str]) -> int:
         target = args.model
     else:
         raise ConfigError("cnnzoo summary needs a model name, --config RECIPE or --ckpt_path CHECKPOINT")
-    if not isinstance(target, str):  # a task: summarise its network, at the input it was built for
-        example = getattr(target, "example_input_array", None)
-        size = size or (tuple(example.shape[1:]) if example is not None else None)
-        target = target.net
     try:
         table = summary(target, input_size=size, batch_size=args.batch_size, precision=args.precision)
     except ValueError as err:
