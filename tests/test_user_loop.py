@@ -231,6 +231,34 @@ def test_zoo_commands_refuse_bad_input_in_one_line(
     assert not out.exists()  # a refused publish writes nothing
 
 
+def test_a_checkpoint_of_another_task_class_names_the_class_that_loads_it(tmp_path: Path) -> None:
+    # Lightning refused it and advised importing the class's module, which was imported already.
+    import sys
+
+    from lightning.pytorch import Trainer
+
+    from cnnzoo.errors import CheckpointMismatchError
+    from cnnzoo.tasks import TimmClassifier
+
+    timm_task = TimmClassifier("resnet18", num_classes=2, img_size=32, class_names=["a", "b"], mean=[0.5] * 3,
+                               std=[0.25] * 3)  # fmt: skip
+    trainer = Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.strategy.connect(timm_task)
+    trainer.save_checkpoint(tmp_path / "timm.ckpt")
+    fix = r"load it with TimmClassifier\.load_from_checkpoint \(from cnnzoo import TimmClassifier\)$"
+    with pytest.raises(CheckpointMismatchError, match=rf"saved by cnnzoo\.TimmClassifier, not by ImageClass.*: {fix}"):
+        ImageClassifier.load_from_checkpoint(tmp_path / "timm.ckpt")
+    assert isinstance(TimmClassifier.load_from_checkpoint(tmp_path / "timm.ckpt"), TimmClassifier)  # the fix
+    # A class in a module nobody imported: Lightning's own handling stands, and naming it imports nothing.
+    state = torch.load(tmp_path / "timm.ckpt", weights_only=True)
+    state["hyper_parameters"]["_class_path"] = "cnnzoo_never_imported_module.Task"
+    torch.save(state, tmp_path / "other.ckpt")
+    with pytest.raises(ValueError) as raised:
+        ImageClassifier.load_from_checkpoint(tmp_path / "other.ckpt")
+    assert not isinstance(raised.value, CheckpointMismatchError)
+    assert "cnnzoo_never_imported_module" not in sys.modules
+
+
 def test_a_bare_state_dict_given_as_a_checkpoint_names_the_option_that_loads_it(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

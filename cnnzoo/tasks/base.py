@@ -241,6 +241,33 @@ def _not_a_checkpoint(source: Any, task: str) -> str | None:
     )
 
 
+def _saved_by_another_class(source: Any, cls: type) -> str | None:
+    """The task class a checkpoint file records (``_class_path``) when it is not ``cls`` or a subclass of it.
+
+    Only modules already imported are looked in, as Lightning does: a checkpoint must not make cnnzoo import code.
+    """
+    if not isinstance(source, (str, Path)) or not Path(source).is_file():
+        return None
+    import sys
+
+    from ..models import torch_load_weights_only
+
+    state = torch_load_weights_only(source)
+    saved = ((state.get("hyper_parameters") if isinstance(state, dict) else None) or {}).get("_class_path")
+    if not isinstance(saved, str) or "." not in saved:
+        return None
+    module, _, name = saved.rpartition(".")
+    found = getattr(sys.modules.get(module), name, None)
+    if not isinstance(found, type) or not issubclass(found, LightningModule):
+        return None  # not imported, or not a task: Lightning's own message says what to import
+    if issubclass(found, cls):
+        return None
+    import cnnzoo
+
+    # cnnzoo's tasks are named by the public import, not the private module that a plain Trainer records.
+    return f"cnnzoo.{name}" if getattr(cnnzoo, name, None) is found else saved
+
+
 class ClassificationTask(LightningModule):
     """The shared training logic of the cnnzoo classifiers.
 
@@ -388,6 +415,17 @@ class ClassificationTask(LightningModule):
             if problem is None:
                 raise
             raise CheckpointMismatchError(problem) from None
+        except ValueError:
+            # Lightning refuses a checkpoint of another task class and advises importing its module, which is
+            # imported already: the fix is the class that saved it.
+            other = _saved_by_another_class(checkpoint_path, cls)
+            if other is None:
+                raise
+            module, _, name = other.rpartition(".")
+            raise CheckpointMismatchError(
+                f"{checkpoint_path} was saved by {other}, not by {cls.__name__} or a subclass: load it with "
+                f"{name}.load_from_checkpoint (from {module} import {name})"
+            ) from None
 
     @property
     def example_input_array(self) -> Any:
