@@ -117,23 +117,12 @@ def _load_any(source: str, config: str | None) -> tuple[nn.Module, dict[str, Any
         else:
             from .cli import _task_from_checkpoint  # the one place that rebuilds a task from its checkpoint
 
-            task = _task_from_checkpoint(str(path))
-        example = getattr(task, "example_input_array", None)
-        size = tuple(example.shape[1:]) if example is not None else None
+            task = _task_from_checkpoint(str(path), state)  # the state read above, not the file a second time
         from .publish import _fit_report_of, recorded_crop_pct  # the run's evaluation crop
 
         fit = _fit_report_of(path, state.get("global_step") if isinstance(state, dict) else None)
-        meta: dict[str, Any] = {
-            "class_names": list(task.class_names or []),
-            "input_size": list(size) if size else None,
-            "mean": list(task.mean or []),
-            "std": list(task.std or []),
-            "crop_pct": recorded_crop_pct(state, fit) if isinstance(state, dict) else None,
-            "source": str(source),
-            "name": path.stem,
-            "tta": str(getattr(task, "hparams", {}).get("tta", "none")),
-        }
-        return task.net.eval(), meta
+        crop_pct = recorded_crop_pct(state, fit) if isinstance(state, dict) else None
+        return task.net.eval(), _task_meta(task, crop_pct, str(source), path.stem)
     from .models import Weights, create_model, get_weights, is_model, load_pretrained
 
     if is_model(source):
@@ -173,6 +162,21 @@ def _weights_meta(w: Any) -> dict[str, Any]:
     }
 
 
+def _task_meta(task: Any, crop_pct: float | None, source: str, name: str) -> dict[str, Any]:
+    """`_load`'s metadata of a cnnzoo task (from its checkpoint, or in memory), with the crop its caller found."""
+    example = getattr(task, "example_input_array", None)
+    return {
+        "class_names": [str(c) for c in task.class_names or []],
+        "input_size": list(example.shape[1:]) if example is not None else None,
+        "mean": list(task.mean or []),
+        "std": list(task.std or []),
+        "crop_pct": crop_pct,
+        "source": source,
+        "name": name,
+        "tta": str(getattr(task, "hparams", {}).get("tta", "none")),
+    }
+
+
 def _from_module(model: nn.Module) -> tuple[nn.Module, dict[str, Any]]:
     """A network in memory: a model from ``load_pretrained`` (its ``pretrained_cfg``) or a cnnzoo task.
 
@@ -186,21 +190,13 @@ def _from_module(model: nn.Module) -> tuple[nn.Module, dict[str, Any]]:
     net = getattr(model, "net", None)
     if isinstance(net, nn.Module) and callable(getattr(model, "transforms", None)):  # a cnnzoo task
         try:
-            t = model.transforms()  # type: ignore[operator]  # the evaluation preset of the task's own run
+            crop_pct = model.transforms().crop_pct  # type: ignore[operator]  # its run's preset, which it checks
         except ValueError as err:
             raise ExportError(first_line(err)) from None
         hparams = getattr(model, "hparams", {})
         name = str(hparams.get("model") or hparams.get("backbone") or type(net).__name__.lower())
-        return copy.deepcopy(net).cpu().eval(), {
-            "class_names": [str(c) for c in getattr(model, "class_names", None) or []],
-            "input_size": [t.in_chans, t.img_size, t.img_size],
-            "mean": list(t.mean),
-            "std": list(t.std),
-            "crop_pct": t.crop_pct,
-            "source": f"{type(model).__name__} ({name}, in memory)",
-            "name": name,
-            "tta": str(hparams.get("tta", "none")),
-        }
+        meta = _task_meta(model, crop_pct, f"{type(model).__name__} ({name}, in memory)", name)
+        return copy.deepcopy(net).cpu().eval(), meta
     if isinstance(weights, Weights):
         outputs = getattr(model, "num_classes", weights.num_classes)
         if outputs != weights.num_classes:

@@ -496,10 +496,11 @@ def instantiation_cause(err: BaseException) -> BaseException | None:
     return None if cause is err else cause
 
 
-def _task_from_checkpoint(path: str) -> Any:
+def _task_from_checkpoint(path: str, state: dict[str, Any] | None = None) -> Any:
+    """The task a checkpoint holds; ``state``: the checkpoint, when the caller has read and checked it already."""
     from .trainer import read_checkpoint  # the one reader of --ckpt_path, as the Trainer commands read it
 
-    hparams = read_checkpoint(path).get("hyper_parameters") or {}
+    hparams = (state if state is not None else read_checkpoint(path)).get("hyper_parameters") or {}
     class_path = hparams.get("_class_path") or "cnnzoo.tasks.ImageClassifier"
     module, _, name = class_path.rpartition(".")
     import importlib
