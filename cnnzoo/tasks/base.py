@@ -225,26 +225,13 @@ class TransferFinetuning(BaseFinetuning):
             self.unfrozen = True
 
 
-def _not_a_checkpoint(source: Any, task: str) -> str | None:
-    """The error for a file given by path that holds no Trainer's checkpoint; ``None`` for a stream or a checkpoint."""
-    if not isinstance(source, (str, Path)) or not Path(source).is_file():
-        return None
-    from ..models import torch_load_weights_only
+def _why_not_loaded(source: Any, cls: type) -> str | None:
+    """Why Lightning could not load a checkpoint file given by path into ``cls``, with the fix; ``None`` if unknown.
 
-    obj = torch_load_weights_only(source)
-    problem = checkpoint_problem(obj)
-    if problem is None:
-        return None
-    fix = f"load plain weights with {task}(..., pretrained={str(source)!r})" if is_state_dict(obj) else ""
-    return f"{source} holds {problem}, not a checkpoint that a Lightning Trainer saved; " + (
-        fix or "give a checkpoint that Trainer.fit saved"
-    )
-
-
-def _saved_by_another_class(source: Any, cls: type) -> str | None:
-    """The task class a checkpoint file records (``_class_path``) when it is not ``cls`` or a subclass of it.
-
-    Only modules already imported are looked in, as Lightning does: a checkpoint must not make cnnzoo import code.
+    Lightning's errors for the two usual cases name neither the file nor the way on: a bare state dict fails with
+    ``KeyError: 'pytorch-lightning_version'``, and a checkpoint of another task class with advice to import a module
+    that is imported already. The file is read again only on this failing path. Only modules already imported are
+    looked in for the saving class, as Lightning does: a checkpoint must not make cnnzoo import code.
     """
     if not isinstance(source, (str, Path)) or not Path(source).is_file():
         return None
@@ -253,19 +240,27 @@ def _saved_by_another_class(source: Any, cls: type) -> str | None:
     from ..models import torch_load_weights_only
 
     state = torch_load_weights_only(source)
-    saved = ((state.get("hyper_parameters") if isinstance(state, dict) else None) or {}).get("_class_path")
+    problem = checkpoint_problem(state)
+    if problem is not None:
+        fix = f"load plain weights with {cls.__name__}(..., pretrained={str(source)!r})" if is_state_dict(state) else ""
+        return f"{source} holds {problem}, not a checkpoint that a Lightning Trainer saved; " + (
+            fix or "give a checkpoint that Trainer.fit saved"
+        )
+    saved = (state.get("hyper_parameters") or {}).get("_class_path")
     if not isinstance(saved, str) or "." not in saved:
         return None
     module, _, name = saved.rpartition(".")
     found = getattr(sys.modules.get(module), name, None)
-    if not isinstance(found, type) or not issubclass(found, LightningModule):
-        return None  # not imported, or not a task: Lightning's own message says what to import
-    if issubclass(found, cls):
-        return None
+    if not isinstance(found, type) or not issubclass(found, LightningModule) or issubclass(found, cls):
+        return None  # not imported, not a task, or a class Lightning accepts: its own message stands
     import cnnzoo
 
     # cnnzoo's tasks are named by the public import, not the private module that a plain Trainer records.
-    return f"cnnzoo.{name}" if getattr(cnnzoo, name, None) is found else saved
+    module = "cnnzoo" if getattr(cnnzoo, name, None) is found else module
+    return (
+        f"{source} was saved by {module}.{name}, not by {cls.__name__} or a subclass: load it with "
+        f"{name}.load_from_checkpoint (from {module} import {name})"
+    )
 
 
 class ClassificationTask(LightningModule):
@@ -408,24 +403,11 @@ class ClassificationTask(LightningModule):
             from ..models import UnsafePickleError
 
             raise UnsafePickleError(str(checkpoint_path)) from None
-        except (KeyError, AttributeError, TypeError):
-            # Lightning reads the file as a Trainer's checkpoint; a bare state dict fails that with a KeyError
-            # naming one of Lightning's keys. The file is read again only on this failing path, to say what it holds.
-            problem = _not_a_checkpoint(checkpoint_path, cls.__name__)
-            if problem is None:
+        except (KeyError, AttributeError, TypeError, ValueError):
+            why = _why_not_loaded(checkpoint_path, cls)
+            if why is None:
                 raise
-            raise CheckpointMismatchError(problem) from None
-        except ValueError:
-            # Lightning refuses a checkpoint of another task class and advises importing its module, which is
-            # imported already: the fix is the class that saved it.
-            other = _saved_by_another_class(checkpoint_path, cls)
-            if other is None:
-                raise
-            module, _, name = other.rpartition(".")
-            raise CheckpointMismatchError(
-                f"{checkpoint_path} was saved by {other}, not by {cls.__name__} or a subclass: load it with "
-                f"{name}.load_from_checkpoint (from {module} import {name})"
-            ) from None
+            raise CheckpointMismatchError(why) from None
 
     @property
     def example_input_array(self) -> Any:
