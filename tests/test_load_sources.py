@@ -189,6 +189,58 @@ def test_create_model_pretrained_as_timm_users_type_it() -> None:
         cnnzoo.create_model("vgg11_bn", pretrained=True)
 
 
+def test_a_weights_name_reads_the_same_in_create_model_and_the_tasks() -> None:
+    # ImageClassifier(model="lenet5.digits") loaded the weights but recorded pretrained=False and no pretrained_cfg;
+    # its pretrained="digits" (a tag) was looked for as a file; create_model("lenet5.digits", pretrained=False)
+    # loaded the weights regardless.
+    named = ImageClassifier(model=NAME)
+    assert named.hparams["model"] == "lenet5" and named.hparams["pretrained"] == NAME
+    assert named.pretrained_cfg is not None and named.pretrained_cfg.name == NAME
+    assert named.class_names == list(cnnzoo.get_weights(NAME).class_names)
+    tagged = ImageClassifier(model="lenet5", pretrained="digits")
+    assert tagged.pretrained_cfg is not None and tagged.pretrained_cfg.name == NAME
+    reference = cnnzoo.load_pretrained(NAME).state_dict()
+    for task in (named, tagged):
+        assert all(torch.equal(v, reference[k]) for k, v in task.net.state_dict().items())
+    # A mistyped name gets the close matches, from the tasks as from create_model; a missing file stays a file.
+    with pytest.raises(ValueError, match=r"^unknown pretrained weights 'lenet5\.digts'\. Did you mean: lenet5\.digits"):
+        ImageClassifier(model="lenet5", pretrained="digts")
+    with pytest.raises(ValueError, match=r"^unknown pretrained weights 'lenet5\.mnsit'\. Did you mean: lenet5\.mnist"):
+        cnnzoo.create_model("lenet5.mnsit")
+    with pytest.raises(FileNotFoundError, match=r"^model\.pt: no such weights file$"):
+        ImageClassifier(model="lenet5", pretrained="model.pt")
+    with pytest.raises(ValueError, match=r"^vgg11_bn has no published weights"):
+        ImageClassifier(model="vgg11_bn", pretrained=True)
+    # A name and a pretrained that contradict it are refused, never one of them quietly.
+    with pytest.raises(ValueError, match=r"^'lenet5\.digits' names published weights, and pretrained=False asks"):
+        cnnzoo.create_model(NAME, pretrained=False)
+    with pytest.raises(ValueError, match=r"^'lenet5\.digits' names weights, and pretrained='mnist' names others"):
+        ImageClassifier(model=NAME, pretrained="mnist")
+    assert cnnzoo.create_model(NAME, pretrained="digits").pretrained_cfg.name == NAME
+    assert getattr(cnnzoo.create_model("lenet5", pretrained=None), "pretrained_cfg", None) is None
+
+
+def test_weights_read_as_torchvisions_do() -> None:
+    # torchvision users pass the weights object to the builder and read weights.meta["categories"]; the first
+    # failed with "File name too long" (its repr taken for a path), the second with AttributeError.
+    w = cnnzoo.get_weights(NAME)
+    model = cnnzoo.create_model("lenet5", pretrained=w, num_classes=3)
+    assert model.pretrained_cfg == w and model.get_classifier().out_features == 3
+    with pytest.raises(ValueError, match=r"^weights vgg_cifar_fast\.cifar10 are for vgg_cifar_fast, not lenet5$"):
+        cnnzoo.create_model("lenet5", pretrained=cnnzoo.get_weights("vgg_cifar_fast.cifar10"))
+
+
+@pytest.mark.parametrize("name", cnnzoo.list_pretrained())
+def test_weights_meta_holds_torchvisions_keys(name: str) -> None:
+    w = cnnzoo.get_weights(name)
+    meta = w.meta
+    assert meta["categories"] == list(w.class_names) and meta["num_params"] == w.num_params
+    assert meta["recipe"] == w.recipe and meta["_file_size"] == w.num_bytes / 2**20
+    for e in w.evaluations:
+        assert meta["_metrics"][f"{e['dataset']} {e['split']}"] == e["metrics"]
+    assert meta["_metrics"] and len(meta["_metrics"]) == len({(e["dataset"], e["split"]) for e in w.evaluations})
+
+
 class HubStandIn:
     """The three Hugging Face Hub endpoints ``snapshot_download`` calls: revision info, tree, resolve."""
 

@@ -30,6 +30,16 @@ def test_registry_lists_the_issue_models() -> None:
     assert list_models("vgg_cifar*") == ["vgg_cifar_fast", "vgg_cifar_fast_wide", "vgg_cifar_small"]
 
 
+def test_list_models_takes_timms_options() -> None:
+    # timm users filter with exclude_filters and list weights with pretrained=True; both raised TypeError.
+    assert list_models("vgg*", exclude_filters="vgg_cifar*") == ["vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn"]
+    assert list_models(exclude_filters=["vgg*", "lenet*"]) == [n for n in ALL_MODELS if n[:3] not in ("vgg", "len")]
+    assert list_models(pretrained=True) == cnnzoo.list_pretrained()
+    assert list_models("vgg*", pretrained=True, exclude_filters="*wide*") == [
+        n for n in cnnzoo.list_pretrained("vgg*") if "wide" not in n
+    ]
+
+
 @pytest.mark.parametrize("name", ALL_MODELS)
 @pytest.mark.parametrize("in_chans", [1, 3])
 def test_forward_backward_features_reset(name: str, in_chans: int) -> None:

@@ -27,8 +27,17 @@ from ._pretrained import (
     unregister_weights,
     weights_entries,
     weights_from_source,
+    weights_source,
 )
-from ._registry import create_model, get_model_entrypoint, is_model, list_models, register_model, unknown_name_error
+from ._registry import (
+    create_model,
+    get_model_entrypoint,
+    is_model,
+    list_models,
+    register_model,
+    split_weights_name,
+    unknown_name_error,
+)
 
 # Importing the model files registers their builders.
 from .lenet import LeNet5, lenet5, lenet5_classic
@@ -79,6 +88,7 @@ __all__ = [
     "register_weights",
     "sha256_file",
     "simple_cnn",
+    "split_weights_name",
     "torch_load_weights_only",
     "tta_logits",
     "unknown_name_error",
@@ -92,5 +102,6 @@ __all__ = [
     "vgg_cifar_small",
     "weights_entries",
     "weights_from_source",
+    "weights_source",
     "whitening_filters",
 ]

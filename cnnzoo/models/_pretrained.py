@@ -58,6 +58,7 @@ __all__ = [
     "torch_load_weights_only",
     "unregister_weights",
     "weights_from_source",
+    "weights_source",
 ]
 
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
@@ -179,6 +180,25 @@ class Weights:
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """The keys of torchvision's ``weights.meta``, so that code written for its weights reads these.
+
+        ``categories`` (the class names), ``num_params``, ``recipe``, ``_metrics`` (each evaluation's metrics, by
+        ``"<dataset> <split>"``), ``_file_size`` (MiB, as torchvision gives it) and ``_docs`` (the notes).
+        """
+        measured: dict[str, dict[str, float]] = {}
+        for e in self.evaluations:
+            measured.setdefault(f"{e['dataset']} {e['split']}", {}).update(e["metrics"])
+        return {
+            "categories": list(self.class_names),
+            "num_params": self.num_params,
+            "recipe": self.recipe,
+            "_metrics": measured,
+            "_file_size": self.num_bytes / 2**20,
+            "_docs": self.notes,
+        }
 
     # timm reads `model.pretrained_cfg` as a dict (timm.data.resolve_data_config, create_transform); these methods
     # give it timm's keys, so a cnnzoo model's metadata works there too.
@@ -385,6 +405,31 @@ SOURCES_HELP = (
 def is_weights_source(source: str) -> bool:
     """Whether ``source`` names weights outside the registry: a path, a URL or ``hf-hub:``."""
     return source.startswith(("hf-hub:", "https://", "http://")) or "/" in source or Path(source).exists()
+
+
+def weights_source(arch: str, pretrained: bool | str) -> str:
+    """The weights that a ``pretrained`` option names for ``arch``, as a source that `get_weights` reads.
+
+    The one reading of that option, for `create_model` and the tasks alike. ``True`` (or ``"DEFAULT"``) is
+    ``arch``'s default weights, and a tag (``"mnist"``) is ``arch.tag``; a full name, a path, a URL or ``hf-hub:``
+    passes as it is. A name that is none of these gets its close matches, where a file loader would answer "no such
+    weights file".
+    """
+    registered = list_pretrained()
+    choice = "DEFAULT" if pretrained is True or pretrained == arch else str(pretrained)
+    if choice == "DEFAULT":
+        if not any(w.partition(".")[0] == arch for w in registered):
+            raise ValueError(
+                f"{arch} has no published weights: build it without them, randomly initialised (pretrained=False; "
+                "weights=None through torch.hub). cnnzoo.list_pretrained() lists the weights there are"
+            )
+        return get_weights(arch).name
+    if f"{arch}.{choice}" in registered:
+        return f"{arch}.{choice}"
+    looks_like_file = Path(choice).suffix in (*CHECKPOINT_SUFFIXES, ".safetensors", ".json", ".bin")
+    if choice in registered or is_weights_source(choice) or looks_like_file:
+        return choice
+    return get_weights(choice if "." in choice else f"{arch}.{choice}").name  # raises, naming the close matches
 
 
 def weights_from_source(source: str | Path) -> Weights:

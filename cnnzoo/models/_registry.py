@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from torch import nn
+
+if TYPE_CHECKING:
+    from ._pretrained import Weights
 
 __all__ = ["create_model", "is_model", "list_models", "register_model", "suggest_names"]
 
@@ -34,12 +37,27 @@ def register_model(fn: F) -> F:
     return fn
 
 
-def list_models(pattern: str | None = None) -> list[str]:
-    """Registered model names, sorted; ``pattern`` is a shell-style wildcard such as ``"vgg*"``."""
-    names = sorted(_model_entrypoints)
+def list_models(
+    pattern: str | None = None, *, pretrained: bool = False, exclude_filters: str | Sequence[str] = ()
+) -> list[str]:
+    """Registered model names, sorted, with timm's ``list_models`` options.
+
+    Args:
+        pattern: a shell-style wildcard such as ``"vgg*"``.
+        pretrained: only the published weights, as ``arch.tag`` names (what `list_pretrained` lists), as timm's
+            ``pretrained=True`` lists its names with their tags.
+        exclude_filters: wildcards of names to leave out.
+    """
+    if pretrained:
+        from ._pretrained import list_pretrained
+
+        names = list_pretrained()
+    else:
+        names = sorted(_model_entrypoints)
     if pattern:
         names = [n for n in names if fnmatch.fnmatch(n, pattern)]
-    return names
+    excluded = [exclude_filters] if isinstance(exclude_filters, str) else list(exclude_filters)
+    return [n for n in names if not any(fnmatch.fnmatch(n, x) for x in excluded)]
 
 
 def is_model(name: str) -> bool:
@@ -82,9 +100,29 @@ def get_model_entrypoint(name: str) -> Callable[..., nn.Module]:
         ) from None
 
 
+def split_weights_name(name: str, pretrained: bool | str | Weights | None) -> tuple[str, str]:
+    """``"arch.tag"`` as the architecture and the weights it names, checked against a ``pretrained`` also given.
+
+    Unlike timm, where a tag names a config and only ``pretrained=True`` loads, the tag loads its weights here. An
+    explicit ``pretrained=False`` would then be overridden without a word, so it is refused, as are other weights.
+    """
+    arch, _, tag = name.partition(".")
+    if pretrained is False:
+        raise ValueError(
+            f"{name!r} names published weights, and pretrained=False asks for none; name the architecture alone "
+            f"({arch!r}) for a random initialisation"
+        )
+    if getattr(pretrained, "name", pretrained) not in (None, True, tag, name):
+        raise ValueError(
+            f"{name!r} names weights, and pretrained={pretrained!r} names others; name the architecture alone "
+            f"({arch!r}) and the weights as pretrained"
+        )
+    return arch, name
+
+
 def create_model(
     name: str,
-    pretrained: bool | str = False,
+    pretrained: bool | str | Weights | None = None,
     *,
     num_classes: int | None = None,
     in_chans: int | None = None,
@@ -95,33 +133,24 @@ def create_model(
     Args:
         name: a name from `list_models`, or ``arch.tag`` for those weights (as ``pretrained="tag"``).
         pretrained: ``True`` for the architecture's default weights, a tag (``"mnist"``) or the full name
-            (``"lenet5.mnist"``) of published weights, or any source `load_pretrained` takes (a published folder or
-            file, a URL, ``hf-hub:``); ``False`` for random initialisation. The model comes back in training mode,
+            (``"lenet5.mnist"``) of published weights, their `Weights` (as torchvision's builders take), or any
+            source `load_pretrained` takes (a published folder or
+            file, a URL, ``hf-hub:``). ``None`` (the default) or ``False``: random initialisation; an ``arch.tag``
+            name with ``pretrained=False`` is refused, as the two contradict. The model comes back in training mode,
             with the weights' metadata as ``model.pretrained_cfg``.
         num_classes: size of the classifier; ``0`` returns pooled features instead of logits. ``None`` keeps the
             builder's (or the weights') default. With weights, another size resets only the classifier.
         in_chans: number of input channels (1 for grayscale, 3 for RGB). ``None`` keeps the builder's default.
         **kwargs: passed on to the builder (for example ``img_size`` or ``drop_rate``).
     """
-    arch, dot, tag = name.partition(".")
-    if dot:
-        name, pretrained = arch, tag
+    if "." in name:
+        name, pretrained = split_weights_name(name, pretrained)
     if pretrained:
-        from ._pretrained import get_weights, is_weights_source, list_pretrained, load_pretrained
+        from ._pretrained import Weights, get_weights, load_pretrained, weights_source
 
         get_model_entrypoint(name)  # an unknown architecture gets the model error, not the weights error
-        registered = list_pretrained()
-        choice = "DEFAULT" if pretrained is True or pretrained == name else str(pretrained)
-        if choice == "DEFAULT" and not any(w.partition(".")[0] == name for w in registered):
-            raise ValueError(
-                f"{name} has no published weights: build it without them, randomly initialised (pretrained=False; "
-                "weights=None through torch.hub). cnnzoo.list_pretrained() lists the weights there are"
-            )
-        # A tag of this architecture, else a full name, a published folder or file, a URL. An unknown name is asked
-        # for as a tag, whose error names the close matches.
-        qualified = f"{name}.{choice}"
-        elsewhere = qualified not in registered and (choice in registered or is_weights_source(choice))
-        w = get_weights(choice if choice != "DEFAULT" and elsewhere else qualified)
+        # torchvision's builders take a weights object (resnet50(weights=ResNet50_Weights.DEFAULT)); so does this.
+        w = pretrained if isinstance(pretrained, Weights) else get_weights(weights_source(name, pretrained))
         if w.arch != name:
             raise ValueError(f"weights {w.name} are for {w.arch}, not {name}")
         differ = {k: v for k, v in kwargs.items() if w.model_kwargs.get(k, v) != v}

@@ -9,7 +9,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 from typing_extensions import override
 
-from ..models import Weights, ZooModel, create_model, load_weights_into
+from ..models import Weights, ZooModel, create_model, load_weights_into, split_weights_name, weights_source
 from .base import TTA, ClassificationTask, Strategy
 
 __all__ = ["ImageClassifier"]
@@ -19,7 +19,8 @@ class ImageClassifier(ClassificationTask):
     """Train any model from `cnnzoo.list_models` as an image classifier.
 
     Args:
-        model: registered model name, e.g. ``"lenet5"`` or ``"vgg11_bn"``.
+        model: registered model name, e.g. ``"lenet5"`` or ``"vgg11_bn"``. A weights name (``"lenet5.mnist"``)
+            is read as ``create_model`` reads it: the architecture, with ``pretrained`` set to those weights.
         pretrained: weights to start from: ``True`` for the model's default weights, a weights name
             (``"lenet5.mnist"``), a folder that ``cnnzoo publish`` wrote (or its ``.json`` / ``.safetensors``), an
             ``https://...#sha256=<hex>`` URL, ``hf-hub:org/repo``, or a bare weights or checkpoint file (read
@@ -93,8 +94,10 @@ class ImageClassifier(ClassificationTask):
         head_lr_scale: float = 1.0,
         whiten_bias_epochs: int | None = None,
     ) -> None:
-        source = f"{model}.DEFAULT" if pretrained is True else str(pretrained)
-        weights = published_weights(model, source, "model") if pretrained else None
+        if "." in model:  # "arch.tag", read as create_model reads it; False is this option's default, not a refusal
+            model, pretrained = split_weights_name(model, None if pretrained is False else pretrained)
+        source = weights_source(model, pretrained) if pretrained else None
+        weights = published_weights(model, source, "model") if source else None
         if weights is not None and not new_head and num_classes == weights.num_classes:
             # Plain-Python fine-tuning or evaluation without a data module keeps the weights' own metadata; the
             # CLI links these from the data, which wins.
@@ -130,8 +133,7 @@ class ImageClassifier(ClassificationTask):
                 raise TypeError(f"drop_rate needs a cnnzoo ZooModel; {model!r} builds a {type(net).__name__}")
             net.set_drop_rate(drop_rate)
         self.net = net
-        if pretrained:
-            source = f"{model}.DEFAULT" if pretrained is True else str(pretrained)
+        if source:
             found = load_weights_into(
                 net,
                 source,

@@ -147,13 +147,13 @@ class TimmClassifier(ClassificationTask):
             (list(timm_cfg["mean"]), list(timm_cfg["std"])) if pretrained is True and "mean" in timm_cfg else None
         )
         if isinstance(pretrained, str) and pretrained:
-            from ..models import load_weights_into
+            from ..models import load_weights_into, weights_source
             from .classification import published_weights
 
-            published_weights(backbone, pretrained, "backbone")
-            found = load_weights_into(
-                self.net, pretrained, head_prefix=classifier_prefix(self.net) + ".", new_head=new_head
-            )
+            source = weights_source(backbone, pretrained)
+            published_weights(backbone, source, "backbone")
+            head = classifier_prefix(self.net) + "."
+            found = load_weights_into(self.net, source, head_prefix=head, new_head=new_head)
             self._started_from = (list(found.mean), list(found.std)) if found is not None else None
         size = img_size or self.net.pretrained_cfg.get("input_size", (in_chans, 224, 224))[-1]
         self.example_input_array = torch.zeros(1, in_chans, size, size)
