@@ -375,8 +375,47 @@ def _recipe_of(command: str | None) -> str | None:
     return None
 
 
+# The Hugging Face Hub's metric types (those of its `evaluate` library) for the metrics cnnzoo logs.
+_HUB_METRIC_TYPES = {"acc": "accuracy", "acc_top5": "top_5_accuracy", "f1": "f1", "loss": "loss"}
+
+
+def card_metadata(w: Weights) -> dict[str, Any]:
+    """The model card's YAML metadata, in the Hugging Face Hub's schema.
+
+    The Hub reads it for the license, the task and the library it shows, and ``model-index`` for the results
+    panel: each of ``w.evaluations``, as measured (a card without it gets the Hub's "missing metadata" warning).
+    """
+    meta: dict[str, Any] = {
+        # The Hub takes lower-case license ids ("mit", "apache-2.0"); any other text is "other", named in the card.
+        "license": w.license.lower() if re.fullmatch(r"[A-Za-z0-9.\-]+", w.license) else "other",
+        "library_name": "cnnzoo",
+        "pipeline_tag": "image-classification",
+        "tags": ["image-classification", "cnnzoo", w.arch],
+    }
+    results = [
+        {
+            "task": {"type": "image-classification"},
+            "dataset": {"name": e["dataset"], "type": e["dataset"], "split": e["split"]},
+            "metrics": [
+                {
+                    "type": _HUB_METRIC_TYPES.get(metric.removeprefix(f"{e['split']}_"), metric),
+                    "value": v,
+                    "name": metric,
+                }
+                for metric, v in sorted(e["metrics"].items())
+            ],
+        }
+        for e in w.evaluations
+    ]
+    if results:  # the Hub refuses a model-index without results
+        meta["model-index"] = [{"name": w.name, "results": results}]
+    return meta
+
+
 def model_card(w: Weights, source: str | None = None) -> str:
     """The README of a published folder; ``source`` is what ``load_pretrained`` is given (default: the name)."""
+    import yaml
+
     rows = "\n".join(
         f"| {m['dataset']} | {m['split']} | {m['metric']} | {m['value']:.4f} | {m['num_examples']:,} |"
         for m in w.metrics
@@ -398,7 +437,11 @@ Evaluation commands{tta_note}:
     )
     stored = f", stored as {w.dtype}: loading casts it to float32" if w.dtype != "float32" else ""
     commit = f" at commit `{w.versions['cnnzoo_commit']}`" if "cnnzoo_commit" in w.versions else ""
-    return f"""# {w.name}
+    front = yaml.safe_dump(card_metadata(w), sort_keys=False)
+    return f"""---
+{front}---
+
+# {w.name}
 
 `{w.arch}` trained by cnnzoo {w.versions.get("cnnzoo")}{commit} (torch {w.versions.get("torch")}, lightning
 {w.versions.get("lightning")}). {w.num_params:,} parameters, {w.num_classes} classes, input

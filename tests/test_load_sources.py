@@ -217,6 +217,8 @@ def test_a_weights_name_reads_the_same_in_create_model_and_the_tasks() -> None:
     with pytest.raises(ValueError, match=r"^'lenet5\.digits' names weights, and pretrained='mnist' names others"):
         ImageClassifier(model=NAME, pretrained="mnist")
     assert cnnzoo.create_model(NAME, pretrained="digits").pretrained_cfg.name == NAME
+    with pytest.raises(ValueError, match=r"^'hf-hub:org/repo' names published weights, and pretrained=False asks"):
+        cnnzoo.create_model("hf-hub:org/repo", pretrained=False)  # refused before any request
     assert getattr(cnnzoo.create_model("lenet5", pretrained=None), "pretrained_cfg", None) is None
 
 
@@ -310,7 +312,12 @@ def test_load_pretrained_from_the_hub_uses_its_download_and_cache(hub: HubStandI
         "m = cnnzoo.load_pretrained('hf-hub:org/lenet5-digits')\n"
         f"ref = cnnzoo.load_pretrained('{NAME}')\n"
         "assert torch.equal(m(x), ref(x)) and m.pretrained_cfg.name == ref.pretrained_cfg.name\n"
-        "m = cnnzoo.load_pretrained('hf-hub:org/lenet5-digits@main'); print('ok')\n"
+        "m = cnnzoo.load_pretrained('hf-hub:org/lenet5-digits@main')\n"
+        # timm's way in: create_model of the Hub name, in training mode, with a head of another size if asked.
+        "c = cnnzoo.create_model('hf-hub:org/lenet5-digits').eval()\n"
+        "assert torch.equal(c(x), ref(x)) and c.pretrained_cfg.name == ref.pretrained_cfg.name\n"
+        "assert cnnzoo.create_model('hf-hub:org/lenet5-digits', num_classes=3).get_classifier().out_features == 3\n"
+        "print('ok')\n"
     )
     run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0 and "ok" in run.stdout, run.stderr[-2000:]

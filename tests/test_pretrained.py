@@ -289,6 +289,14 @@ def test_publish_round_trip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reg
     assert (tmp_path / "out" / f"lenet5.roundtrip-{w.sha256[:8]}.safetensors").is_file()
     card = (tmp_path / "out" / "README.md").read_text()
     assert "test_acc" in card and "load_pretrained" in card and "limitations" in card.lower()
+    # The Hub reads the card's metadata (license, task, library) and its results panel from model-index.
+    from huggingface_hub import ModelCard
+
+    hub = ModelCard(card).data
+    assert (hub.license, hub.library_name, hub.pipeline_tag) == ("mit", "cnnzoo", "image-classification")
+    shown = [(r.dataset_name, r.dataset_split, r.metric_name, r.metric_value) for r in hub.eval_results or []]
+    assert shown == [(m["dataset"], m["split"], m["metric"], m["value"]) for m in w.metrics]
+    assert {r.metric_type for r in hub.eval_results or []} >= {"accuracy", "f1", "loss"}
     assert w.metrics[0]["value"] == pytest.approx(float(test.trainer.callback_metrics[w.metrics[0]["metric"]]))
 
     loaded_w = Weights.from_json(tmp_path / "out" / "lenet5.roundtrip.json")
@@ -434,6 +442,15 @@ def test_the_card_of_a_hub_upload_loads_from_the_hub(tmp_path: Path) -> None:
     torch.save({"state_dict": task.state_dict(), "hyper_parameters": dict(task.hparams)}, tmp_path / "m.ckpt")
     publish(tmp_path / "m.ckpt", "lenet5.hub", tmp_path / "out", hub_repo="me/lenet5-hub")
     assert 'load_pretrained("hf-hub:me/lenet5-hub")' in (tmp_path / "out" / "README.md").read_text()
+    # Without measured metrics there is no model-index (the Hub refuses one without results); a license that is not
+    # an id is "other" there, and the card's text names it.
+    from huggingface_hub import ModelCard
+
+    card = (tmp_path / "out" / "README.md").read_text()
+    assert ModelCard(card).data.eval_results is None and "model-index" not in card
+    publish(tmp_path / "m.ckpt", "lenet5.hub", tmp_path / "own", license="Research use only")
+    card = (tmp_path / "own" / "README.md").read_text()
+    assert ModelCard(card).data.license == "other" and "License: Research use only." in card
 
 
 # --- honest metrics ------------------------------------------------------------------------------------------------

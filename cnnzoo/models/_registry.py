@@ -131,7 +131,8 @@ def create_model(
     """Build a registered model, as timm's ``create_model`` does.
 
     Args:
-        name: a name from `list_models`, or ``arch.tag`` for those weights (as ``pretrained="tag"``).
+        name: a name from `list_models`, or ``arch.tag`` for those weights (as ``pretrained="tag"``), or
+            ``hf-hub:org/repo`` for the weights that ``cnnzoo publish --push-to-hub`` put there, as in timm.
         pretrained: ``True`` for the architecture's default weights, a tag (``"mnist"``) or the full name
             (``"lenet5.mnist"``) of published weights, their `Weights` (as torchvision's builders take), or any
             source `load_pretrained` takes (a published folder or
@@ -143,12 +144,23 @@ def create_model(
         in_chans: number of input channels (1 for grayscale, 3 for RGB). ``None`` keeps the builder's default.
         **kwargs: passed on to the builder (for example ``img_size`` or ``drop_rate``).
     """
-    if "." in name:
+    if name.startswith("hf-hub:"):  # as timm's create_model("hf-hub:org/repo"): the weights that repository holds
+        from ._pretrained import get_weights
+
+        if pretrained is False:
+            raise ValueError(
+                f"{name!r} names published weights, and pretrained=False asks for none; name the architecture alone "
+                "for a random initialisation"
+            )
+        pretrained = get_weights(name)
+        name = pretrained.arch
+    elif "." in name:
         name, pretrained = split_weights_name(name, pretrained)
     if pretrained:
         from ._pretrained import Weights, get_weights, load_pretrained, weights_source
 
-        get_model_entrypoint(name)  # an unknown architecture gets the model error, not the weights error
+        if not isinstance(pretrained, Weights):  # an unknown architecture gets the model error, not the weights one
+            get_model_entrypoint(name)
         # torchvision's builders take a weights object (resnet50(weights=ResNet50_Weights.DEFAULT)); so does this.
         w = pretrained if isinstance(pretrained, Weights) else get_weights(weights_source(name, pretrained))
         if w.arch != name:
