@@ -41,6 +41,25 @@ def test_list_models_takes_timms_options() -> None:
 
 
 @pytest.mark.parametrize("name", ALL_MODELS)
+def test_torchvisions_feature_extractor_traces_every_model(name: str) -> None:
+    # The input check's branches on x.shape (and BatchNorm's, in a subclass that fx traces into) failed the
+    # symbolic trace with "symbolically traced variables cannot be used as inputs to control flow".
+    from torchvision.models.feature_extraction import create_feature_extractor, get_graph_node_names
+
+    torch.manual_seed(0)
+    model = create_model(name).eval()
+    train_nodes, eval_nodes = get_graph_node_names(model)
+    assert train_nodes == eval_nodes
+    layers = [n for n in eval_nodes if n.startswith("features.")]
+    extractor = create_feature_extractor(model, return_nodes={layers[-1]: "features", eval_nodes[-1]: "logits"})
+    x = torch.randn(2, *model.input_size)
+    out = extractor(x)
+    assert torch.allclose(out["logits"], model(x)) and torch.allclose(out["features"], model.forward_features(x))
+    with pytest.raises(ValueError, match="expects a batch of images"):  # eager calls still check their input
+        model(x[0])
+
+
+@pytest.mark.parametrize("name", ALL_MODELS)
 @pytest.mark.parametrize("in_chans", [1, 3])
 def test_forward_backward_features_reset(name: str, in_chans: int) -> None:
     torch.manual_seed(0)

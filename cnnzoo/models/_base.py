@@ -183,7 +183,10 @@ class ZooModel(nn.Module):
         return x if pre_logits else self.classifier(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.check_input(x)
+        # Symbolic tracing (torch.fx, torchvision's create_feature_extractor) passes a Proxy, whose shape is not known
+        # until the traced graph runs: branching on it fails the trace, so the check is left out of the graph.
+        if not isinstance(x, torch.fx.Proxy):
+            self.check_input(x)
         return self.forward_head(self.forward_features(x))
 
 
