@@ -210,3 +210,32 @@ class _StepLosses(Callback):
     def on_train_batch_end(self, trainer: Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         if trainer.global_step > self._before:  # the batch that ends a step; Lightning hands its loss divided
             self.at[self._before] = float(outputs["loss"]) * trainer.accumulate_grad_batches
+
+
+def test_class_weights_weigh_the_loss_and_travel_with_the_checkpoint(tmp_path: Path) -> None:
+    import lightning
+    import torch.nn.functional as F
+
+    from cnnzoo.tasks import TimmClassifier
+
+    weights = [3.0, 1.0, 0.5]
+    task = ImageClassifier(model="lenet5", num_classes=3, class_weights=weights)
+    logits, target = torch.randn(16, 3), torch.randint(0, 3, (16,))
+    assert torch.allclose(
+        task.compute_loss(logits, target), F.cross_entropy(logits, target, weight=torch.tensor(weights))
+    )
+    assert not torch.allclose(task.compute_loss(logits, target), F.cross_entropy(logits, target))
+    soft = F.one_hot(target, 3).float()  # mixup's soft targets are weighted too
+    assert torch.allclose(task.compute_loss(logits, soft), F.cross_entropy(logits, soft, weight=torch.tensor(weights)))
+    # Hyperparameters record them (a checkpoint's state dict stays as it was), and a restored task weighs the same.
+    assert "class_weights" not in task.state_dict() and task.hparams["class_weights"] == weights
+    path = tmp_path / "w.ckpt"
+    checkpoint = {"state_dict": task.state_dict(), "hyper_parameters": dict(task.hparams)}
+    torch.save({**checkpoint, "pytorch-lightning_version": lightning.__version__}, path)
+    restored = ImageClassifier.load_from_checkpoint(path, weights_only=True)
+    assert restored.class_weights is not None and restored.class_weights.tolist() == weights
+    assert TimmClassifier(backbone="resnet18", num_classes=3, class_weights=weights).hparams["class_weights"] == weights
+    with pytest.raises(ValueError, match=r"^class_weights has 2 weights but num_classes is 3; give one weight per"):
+        ImageClassifier(model="lenet5", num_classes=3, class_weights=[1.0, 2.0])
+    with pytest.raises(ValueError, match=r"^class_weights must all be finite and > 0"):
+        ImageClassifier(model="lenet5", num_classes=3, class_weights=[1.0, 0.0, 2.0])

@@ -577,3 +577,40 @@ def test_workers_are_kept_between_epochs_where_python_spawns_them(
     dm.setup("fit")
     assert dm.train_dataloader().persistent_workers is kept
     assert dm.val_dataloader().persistent_workers is kept
+
+
+def test_imbalanced_training_classes_get_the_weights_that_balance_them(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import json
+    import logging
+    from collections import Counter
+
+    from lightning.pytorch import Trainer
+
+    from cnnzoo.tasks import ImageClassifier
+
+    def notes(dm: ImageFolderDataModule, stage: str) -> list[str]:
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="cnnzoo"):
+            dm.setup(stage)
+        return [r.getMessage() for r in caplog.records if "imbalanced" in r.getMessage()]
+
+    root = write_folder(tmp_path / "imb", {"defect": 8, "ok": 40})
+    dm = ImageFolderDataModule(root=str(root), img_size=28, num_workers=0)
+    [line] = notes(dm, "fit")
+    counts = Counter(y for _, y in dm.samples["train"])
+    assert f"{counts[1]} images of 'ok', {counts[0]} of 'defect'" in line
+    # Each class then adds the same total weight to the loss, as scikit-learn's "balanced" weights do.
+    weights = json.loads(line.rsplit("--model.init_args.class_weights ", 1)[1])
+    assert weights[0] * counts[0] == pytest.approx(weights[1] * counts[1], rel=1e-2)
+    # Evaluation, balanced classes, and a model that weights its classes already are not told.
+    assert notes(ImageFolderDataModule(root=str(root), img_size=28, num_workers=0), "validate") == []
+    balanced = write_folder(tmp_path / "bal", {"a": 20, "b": 20})
+    assert notes(ImageFolderDataModule(root=str(balanced), img_size=28, num_workers=0), "fit") == []
+    task = ImageClassifier(model="lenet5", num_classes=2, in_chans=3, class_weights=weights)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="cnnzoo"):
+        trainer = Trainer(fast_dev_run=1, logger=False, enable_progress_bar=False, enable_model_summary=False)
+        trainer.fit(task, ImageFolderDataModule(root=str(root), img_size=28, num_workers=0))
+    assert not [r for r in caplog.records if "imbalanced" in r.getMessage()]

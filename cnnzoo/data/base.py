@@ -436,13 +436,41 @@ class ClassificationDataModule(LightningDataModule):
     def predict_dataloader(self) -> DataLoader:
         return self.make_loader("predict", train=False)
 
-    def log_split_sizes(self, sizes: dict[str, int]) -> None:
-        """Record the size of each split in `split_sizes`, and log them with the shape the images are served at."""
+    def log_split_sizes(self, sizes: dict[str, int], train_labels: torch.Tensor | None = None) -> None:
+        """Record the size of each split in `split_sizes`, and log them with the shape the images are served at.
+
+        ``train_labels`` (given when fitting) add a line when the training classes are imbalanced, with the
+        ``class_weights`` that balance them.
+        """
         self.split_sizes = dict(sizes)
         text = ", ".join(f"{k}={v}" for k, v in sizes.items() if v)
         _logging.info(
             f"{type(self).__name__}: {text} images, served at {self.in_chans}x{self.img_size}x{self.img_size}"
         )
+        if train_labels is not None and len(train_labels):
+            self._note_imbalance(train_labels)
+
+    def _note_imbalance(self, labels: torch.Tensor) -> None:
+        counts = torch.bincount(torch.as_tensor(labels).long(), minlength=self.num_classes).tolist()
+        most, least = max(counts), min(counts)
+        if least == 0 or most < IMBALANCE_RATIO * least:  # a class without training images is another problem
+            return
+        task = getattr(self.trainer, "lightning_module", None) if self.trainer is not None else None
+        if getattr(task, "class_weights", None) is not None:  # the model being fit weights its classes already
+            return
+        names = list(self.class_names)
+        # scikit-learn's "balanced" weights: every class then adds the same total weight to the loss.
+        balanced = [len(labels) / (len(counts) * c) for c in counts]
+        given = f" [{', '.join(f'{w:.3g}' for w in balanced)}]" if len(counts) <= 20 else ", n / (classes x count) each"
+        _logging.info(
+            f"the training classes are imbalanced: {most} images of {names[counts.index(most)]!r}, {least} of "
+            f"{names[counts.index(least)]!r} ({most / least:.1f}x). Accuracy can stay high while the rare classes are "
+            f"missed: watch val_f1 (macro), or weight the loss with --model.init_args.class_weights{given}"
+        )
+
+
+# The largest training class this many times the smallest: the point from which the set-up line says so.
+IMBALANCE_RATIO = 3.0
 
 
 def preload_in_forkserver(module: str) -> None:
@@ -535,7 +563,8 @@ class InMemoryDataModule(ClassificationDataModule):
                 )
             splits[name] = (convert_channels(images, self.in_chans), labels)
         self.splits = splits
-        self.log_split_sizes({k: len(v[1]) for k, v in splits.items()})
+        fitting = "train" in splits and stage in (None, "fit")
+        self.log_split_sizes({k: len(v[1]) for k, v in splits.items()}, splits["train"][1] if fitting else None)
 
     @override
     def make_loader(self, split: str, train: bool) -> DataLoader:

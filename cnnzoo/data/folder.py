@@ -349,7 +349,9 @@ class ImageFolderDataModule(ClassificationDataModule):
                 self.samples[split] = [found[i] for i in seeded_permutation(len(found), self.seed).tolist()]
             if self.in_memory:
                 self._assemble_tensors()
-            self.log_split_sizes({k: len(v) for k, v in self.samples.items()})
+            fitting = "train" in self.samples and stage in (None, "fit")
+            labels = torch.tensor([y for _, y in self.samples["train"]]) if fitting else None
+            self.log_split_sizes({k: len(v) for k, v in self.samples.items()}, labels)
         if stage == "predict" and "predict" not in self.samples:
             self.samples["predict"] = self._predict_samples()
 

@@ -277,6 +277,7 @@ class ClassificationTask(LightningModule):
     """
 
     net: nn.Module
+    class_weights: torch.Tensor | None  # a buffer (see __init__)
 
     def __init__(
         self,
@@ -286,6 +287,7 @@ class ClassificationTask(LightningModule):
         lr_scheduler_interval: Literal["epoch", "step"],
         label_smoothing: float,
         class_names: list[str] | None = None,
+        class_weights: list[float] | None = None,
         mean: list[float] | None = None,
         std: list[float] | None = None,
         strategy: Strategy = "finetune",
@@ -329,6 +331,13 @@ class ClassificationTask(LightningModule):
             )
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+        if class_weights is not None and len(class_weights) != num_classes:
+            raise ValueError(
+                f"class_weights has {len(class_weights)} weights but num_classes is {num_classes}; give one weight per "
+                "class, in label order"
+            )
+        if class_weights is not None and not all(math.isfinite(w) and w > 0 for w in class_weights):
+            raise ValueError(f"class_weights must all be finite and > 0, got {list(class_weights)}")
         # A string ("sgd") would pass until configure_optimizers, after setup, with "'str' object is not callable".
         if not callable(optimizer):
             raise TypeError(
@@ -344,6 +353,10 @@ class ClassificationTask(LightningModule):
         self.lr_scheduler_factory = lr_scheduler
         self.lr_scheduler_interval = lr_scheduler_interval
         self.label_smoothing = label_smoothing
+        # A buffer, so that it follows the task to its device and dtype; not persistent, as the hyperparameters
+        # already record it and checkpoints keep the state dict they had.
+        weights = torch.tensor(class_weights, dtype=torch.float32) if class_weights is not None else None
+        self.register_buffer("class_weights", weights, persistent=False)
         self.class_names, self.mean, self.std = class_names, mean, std
         # Training tracks accuracy only, without input validation (a torch.unique scan of the targets): it runs every
         # step, and F1/top-5 on augmented training batches say little that val_* does not.
@@ -428,10 +441,13 @@ class ClassificationTask(LightningModule):
         return self.net(x)
 
     def compute_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Cross-entropy on class indices or on soft targets (probabilities, as mixup/cutmix produce)."""
+        """Cross-entropy on class indices or on soft targets (probabilities, as mixup/cutmix produce).
+
+        ``class_weights``, when given, weight each class's term (``F.cross_entropy``'s ``weight``).
+        """
         if target.is_floating_point() and target.ndim != 2:
             raise ValueError(f"soft targets must be (B, num_classes) probabilities, got shape {tuple(target.shape)}")
-        return F.cross_entropy(logits, target, label_smoothing=self.label_smoothing)
+        return F.cross_entropy(logits, target, weight=self.class_weights, label_smoothing=self.label_smoothing)
 
     @override
     def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:

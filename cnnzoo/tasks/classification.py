@@ -48,6 +48,9 @@ class ImageClassifier(ClassificationTask):
         lr_scheduler: learning-rate scheduler factory, or ``None`` for a constant rate.
         lr_scheduler_interval: step the scheduler every ``"epoch"`` or every optimiser ``"step"``.
         label_smoothing: cross-entropy label smoothing in [0, 1).
+        class_weights: one weight per class, in label order, for the cross-entropy of training and evaluation
+            (``F.cross_entropy``'s ``weight``); ``None``: every class weighs 1. With imbalanced training data, the
+            data module's set-up line gives balancing weights (``n / (classes x count)``).
         tta: test-time augmentation for ``validate``, ``test`` and ``predict``: ``none``, ``mirror`` (the image and
             its mirror image) or ``mirror_translate`` (also two one-pixel shifts; 6 forward passes). Fit's per-epoch
             validation runs without it. Published weights record the setting their metrics were measured with.
@@ -88,6 +91,7 @@ class ImageClassifier(ClassificationTask):
         lr_scheduler: LRSchedulerCallable | None = None,
         lr_scheduler_interval: Literal["epoch", "step"] = "epoch",
         label_smoothing: float = 0.0,
+        class_weights: list[float] | None = None,
         tta: TTA = "none",
         norm_bias_lr_scale: float = 1.0,
         whiten_bias_lr_scale: float = 1.0,
@@ -110,6 +114,7 @@ class ImageClassifier(ClassificationTask):
             lr_scheduler=lr_scheduler,
             lr_scheduler_interval=lr_scheduler_interval,
             label_smoothing=label_smoothing,
+            class_weights=class_weights,
             class_names=class_names,
             mean=mean,
             std=std,

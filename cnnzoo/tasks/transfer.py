@@ -96,6 +96,9 @@ class TimmClassifier(ClassificationTask):
         lr_scheduler: scheduler factory. OneCycleLR gets a per-group ``max_lr`` that keeps the ratio.
         lr_scheduler_interval: ``"epoch"`` or ``"step"``.
         label_smoothing: cross-entropy label smoothing.
+        class_weights: one weight per class, in label order, for the cross-entropy of training and evaluation
+            (``F.cross_entropy``'s ``weight``); ``None``: every class weighs 1. With imbalanced training data, the
+            data module's set-up line gives balancing weights (``n / (classes x count)``).
     """
 
     # A timm network: typed loosely because its API (get_classifier, group_matcher, pretrained_cfg) is timm's,
@@ -123,6 +126,7 @@ class TimmClassifier(ClassificationTask):
         lr_scheduler: LRSchedulerCallable | None = None,
         lr_scheduler_interval: Literal["epoch", "step"] = "epoch",
         label_smoothing: float = 0.0,
+        class_weights: list[float] | None = None,
     ) -> None:
         super().__init__(
             num_classes=num_classes,
@@ -130,6 +134,7 @@ class TimmClassifier(ClassificationTask):
             lr_scheduler=lr_scheduler,
             lr_scheduler_interval=lr_scheduler_interval,
             label_smoothing=label_smoothing,
+            class_weights=class_weights,
             class_names=class_names,
             mean=mean,
             std=std,
