@@ -403,6 +403,11 @@ def test_what_is_said_about_an_epoch_prints_after_its_line(capsys: pytest.Captur
             ["--config", QUICKSTART, "--model.init_args.lr_scheduler", "torch.optim.lr_scheduler.OneCycle"],
             "is not a class to import; did you mean torch.optim.lr_scheduler.OneCycleLR?",
         ),
+        (
+            ["--config", QUICKSTART, "--model.init_args.lr_scheduler", "ReduceLROnPlateau"],
+            "lr_scheduler: more than one class is named ReduceLROnPlateau; give "
+            "torch.optim.lr_scheduler.ReduceLROnPlateau",
+        ),
         (["--config", QUICKSTART, "--seed_everything", "abc"], "seed_everything: expected bool or int"),
         (
             ["--config", QUICKSTART, "--model.init_args.optimizer.init_args.lrr", "0.1"],

@@ -14,7 +14,7 @@ from safetensors.torch import save_file
 from torch.utils.data import DataLoader, TensorDataset
 
 import cnnzoo
-from cnnzoo.tasks import TimmClassifier
+from cnnzoo.tasks import ImageClassifier, TimmClassifier
 
 from .helpers import PicklePayload, write_malicious_pickle
 
@@ -161,6 +161,17 @@ def test_reduce_on_plateau_monitors_val_loss_with_a_backbone_ratio(tmp_path: Pat
     assert config.monitor == "val_loss" and config.reduce_on_plateau
     head, backbone = (g["lr"] for g in trainer.optimizers[0].param_groups)
     assert backbone == pytest.approx(head * 0.1)
+
+
+def test_lightnings_reduce_on_plateau_keeps_the_metric_it_names() -> None:
+    # Lightning's CLI subclass takes a monitor; it was replaced by val_loss, so val_acc with mode "max" watched the
+    # loss and cut the rate while the loss fell.
+    from lightning.pytorch.cli import ReduceLROnPlateau
+
+    task = ImageClassifier(model="lenet5", lr_scheduler=partial(ReduceLROnPlateau, monitor="val_acc", mode="max"))
+    assert task.configure_optimizers()["lr_scheduler"]["monitor"] == "val_acc"
+    task = ImageClassifier(model="lenet5", lr_scheduler=torch.optim.lr_scheduler.ReduceLROnPlateau)
+    assert task.configure_optimizers()["lr_scheduler"]["monitor"] == "val_loss"
 
 
 def test_resume_after_unfreeze_keeps_groups_and_trainable_blocks(tmp_path: Path) -> None:

@@ -882,6 +882,8 @@ def explain_parse_error(text: str, run_config: str | None = None) -> str:
         close = difflib.get_close_matches(value.rsplit(".", 1)[-1], names, n=1)
         if close:
             where = text[: match.start()]  # "model: cnnzoo.tasks.ImageClassifier: "
+            if close[0] == value:  # torch's and Lightning's CLI both have a ReduceLROnPlateau
+                return f"{where}{key}: more than one class is named {value}; give {module.__name__}.{value}"
             return f"{where}{key}: {value} is not a class to import; did you mean {module.__name__}.{close[0]}?"
         return text
     if (match := _NOT_A_CLASS.match(text)) and "." not in match[2]:

@@ -998,7 +998,7 @@ class ClassificationTask(LightningModule):
 
         Groups with an ``lr_scale`` get ``lr x lr_scale``; OneCycleLR gets a per-group ``max_lr`` with the same
         factors, and its length from the Trainer when the recipe does not give one; ReduceLROnPlateau monitors
-        ``val_loss``.
+        ``val_loss``, or the ``monitor`` of Lightning's ``lightning.pytorch.cli.ReduceLROnPlateau``.
         """
         groups = self.param_groups()
         scales = [float(g.pop("lr_scale", 1.0)) for g in groups]
@@ -1017,7 +1017,8 @@ class ClassificationTask(LightningModule):
             scheduler, interval = self.build_lr_scheduler(optimizer, scales)
         config: dict[str, Any] = {"scheduler": scheduler, "interval": interval}
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            config["monitor"] = "val_loss"
+            # Lightning's CLI subclass (lightning.pytorch.cli.ReduceLROnPlateau) names the metric it watches.
+            config["monitor"] = getattr(scheduler, "monitor", "val_loss")
         return {"optimizer": optimizer, "lr_scheduler": config}
 
     def build_lr_scheduler(self, optimizer: torch.optim.Optimizer, scales: list[float]) -> tuple[Any, str]:
