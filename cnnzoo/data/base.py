@@ -48,6 +48,9 @@ from .transforms import (
 
 __all__ = ["ClassificationDataModule", "InMemoryDataModule"]
 
+# The largest training class this many times the smallest: the point from which fit's set-up says so.
+IMBALANCE_RATIO = 3.0
+
 
 class NoSplitError(ConfigError):
     """A data module asked for a split it does not have (``val`` with ``val_fraction`` 0, a folder without test)."""
@@ -467,10 +470,6 @@ class ClassificationDataModule(LightningDataModule):
             f"{names[counts.index(least)]!r} ({most / least:.1f}x). Accuracy can stay high while the rare classes are "
             f"missed: watch val_f1 (macro), or weight the loss with --model.init_args.class_weights{given}"
         )
-
-
-# The largest training class this many times the smallest: the point from which the set-up line says so.
-IMBALANCE_RATIO = 3.0
 
 
 def preload_in_forkserver(module: str) -> None:

@@ -107,15 +107,16 @@ def split_weights_name(name: str, pretrained: bool | str | Weights | None) -> tu
     explicit ``pretrained=False`` would then be overridden without a word, so it is refused, as are other weights.
     """
     arch, _, tag = name.partition(".")
+    alone = "" if name.startswith("hf-hub:") else f" ({arch!r})"
     if pretrained is False:
         raise ValueError(
-            f"{name!r} names published weights, and pretrained=False asks for none; name the architecture alone "
-            f"({arch!r}) for a random initialisation"
+            f"{name!r} names published weights, and pretrained=False asks for none; name the architecture "
+            f"alone{alone} for a random initialisation"
         )
     if getattr(pretrained, "name", pretrained) not in (None, True, tag, name):
         raise ValueError(
-            f"{name!r} names weights, and pretrained={pretrained!r} names others; name the architecture alone "
-            f"({arch!r}) and the weights as pretrained"
+            f"{name!r} names weights, and pretrained={pretrained!r} names others; name the architecture "
+            f"alone{alone} and the weights as pretrained"
         )
     return arch, name
 
@@ -135,10 +136,10 @@ def create_model(
             ``hf-hub:org/repo`` for the weights that ``cnnzoo publish --push-to-hub`` put there, as in timm.
         pretrained: ``True`` for the architecture's default weights, a tag (``"mnist"``) or the full name
             (``"lenet5.mnist"``) of published weights, their `Weights` (as torchvision's builders take), or any
-            source `load_pretrained` takes (a published folder or
-            file, a URL, ``hf-hub:``). ``None`` (the default) or ``False``: random initialisation; an ``arch.tag``
-            name with ``pretrained=False`` is refused, as the two contradict. The model comes back in training mode,
-            with the weights' metadata as ``model.pretrained_cfg``.
+            source `load_pretrained` takes (a published folder or file, a URL, ``hf-hub:``). ``None`` (the default)
+            or ``False``: random initialisation; a name of weights with ``pretrained=False`` is refused, as the two
+            contradict. The model comes back in training mode, with the weights' metadata as
+            ``model.pretrained_cfg``.
         num_classes: size of the classifier; ``0`` returns pooled features instead of logits. ``None`` keeps the
             builder's (or the weights') default. With weights, another size resets only the classifier.
         in_chans: number of input channels (1 for grayscale, 3 for RGB). ``None`` keeps the builder's default.
@@ -147,11 +148,7 @@ def create_model(
     if name.startswith("hf-hub:"):  # as timm's create_model("hf-hub:org/repo"): the weights that repository holds
         from ._pretrained import get_weights
 
-        if pretrained is False:
-            raise ValueError(
-                f"{name!r} names published weights, and pretrained=False asks for none; name the architecture alone "
-                "for a random initialisation"
-            )
+        split_weights_name(name, pretrained)  # refuses pretrained=False
         pretrained = get_weights(name)
         name = pretrained.arch
     elif "." in name:
