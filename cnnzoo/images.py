@@ -10,6 +10,7 @@ import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import cast
 
 from PIL import Image, UnidentifiedImageError
 
@@ -21,6 +22,7 @@ __all__ = [
     "CorruptImageError",
     "check_image",
     "decode_image",
+    "eight_bit",
     "failure",
     "find_unreadable",
     "is_hidden",
@@ -58,10 +60,34 @@ def decode_image(path: str, mode: str | None) -> Image.Image:
     try:
         with Image.open(path) as img:
             img.load()  # a full decode: verify() alone lets truncated JPEGs through
+            img = eight_bit(img)
             return img.convert(mode) if mode else img
     except DECODE_ERRORS as err:
         reason = failure(err)
         raise CorruptImageError(f"cannot decode image {path}: {reason}", reason) from err
+
+
+def eight_bit(img: Image.Image) -> Image.Image:
+    """A 16-bit or floating-point grayscale image as 8-bit ``"L"``, scaled; other images as they are.
+
+    Pillow's ``convert`` clips such pixels to 0..255 instead of scaling them: a 16-bit PNG came out almost all
+    white, and a float TIFF in [0, 1] all black. 16-bit values are divided by 257, as torchvision's
+    ``ToDtype(torch.uint8, scale=True)`` does; floats in [0, 1] are multiplied by 255. Raises ``ValueError`` for
+    values that fit neither (negative, or beyond 16 bits), which no fixed scale would map correctly.
+    """
+    if img.mode not in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        return img
+    low, high = cast(tuple[float, float], img.getextrema())  # one band: (min, max)
+    if low < 0 or high > 65535:
+        raise ValueError(
+            f"{img.mode} pixels from {low:g} to {high:g}: cnnzoo reads 8-bit, 16-bit, or floating-point images in "
+            "[0, 1]; rescale the file to one of those"
+        )
+    if img.mode == "F":
+        scale = 255.0 if high <= 1 else 1.0 if high <= 255 else 1 / 257
+    else:  # Pillow opens some 16-bit files as 32-bit "I"; values up to 255 there are 8-bit data
+        scale = 1 / 257 if img.mode.startswith("I;16") or high > 255 else 1.0
+    return img.convert("I" if img.mode != "F" else "F").point(lambda v: v * scale + 0.5).convert("L")
 
 
 def try_decode(path: str, mode: str | None) -> tuple[Image.Image | None, str]:

@@ -157,7 +157,9 @@ class ImageClassificationEval(nn.Module):
                 f"expected a PIL image or a uint8 tensor, got {type(img).__name__}. Fix: "
                 + (fix if type(img).__module__ == "numpy" else "open the file with PIL.Image.open")
             )
-        return pil_to_tensor(img.convert("L" if self.in_chans == 1 else "RGB"))
+        from .images import eight_bit  # 16-bit and float images scaled, where convert() would clip them
+
+        return pil_to_tensor(eight_bit(img).convert("L" if self.in_chans == 1 else "RGB"))
 
     @override
     def extra_repr(self) -> str:

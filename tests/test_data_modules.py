@@ -614,3 +614,37 @@ def test_imbalanced_training_classes_get_the_weights_that_balance_them(
         trainer = Trainer(fast_dev_run=1, logger=False, enable_progress_bar=False, enable_model_summary=False)
         trainer.fit(task, ImageFolderDataModule(root=str(root), img_size=28, num_workers=0))
     assert not [r for r in caplog.records if "imbalanced" in r.getMessage()]
+
+
+def test_16_bit_and_float_images_are_scaled_not_clipped(tmp_path: Path) -> None:
+    # Pillow's convert() clips wider pixels to 0..255: a 16-bit PNG came out 99.6% white, a float TIFF all black.
+    from cnnzoo.images import CorruptImageError, check_image, decode_image
+    from cnnzoo.presets import ImageClassificationEval
+
+    wide = np.linspace(0, 65535, 32 * 32).reshape(32, 32).astype(np.uint16)
+    expected = np.round(wide / 257).astype(np.uint8)  # as torchvision's ToDtype(uint8, scale=True)
+    Image.fromarray(wide).save(tmp_path / "deep.png")
+    unit = np.linspace(0, 1, 32 * 32).reshape(32, 32).astype(np.float32)
+    Image.fromarray(unit).save(tmp_path / "unit.tif")
+    assert Image.open(tmp_path / "deep.png").mode == "I;16" and Image.open(tmp_path / "unit.tif").mode == "F"
+    assert np.array_equal(np.array(decode_image(str(tmp_path / "deep.png"), "L")), expected)
+    assert np.array_equal(np.array(decode_image(str(tmp_path / "deep.png"), "RGB"))[..., 1], expected)
+    assert np.array_equal(np.array(decode_image(str(tmp_path / "unit.tif"), "L")), np.round(unit * 255))
+    # An image handed to the evaluation transform is read as its file is.
+    preset = ImageClassificationEval(32, 1, (0.5,), (0.5,))
+    assert torch.equal(preset(Image.open(tmp_path / "deep.png")), preset(Image.fromarray(expected)))
+    # Values no fixed scale maps are refused by name, so a folder lists and skips the file.
+    Image.fromarray(np.full((8, 8), -2.0, np.float32)).save(tmp_path / "negative.tif")
+    assert "F pixels from -2 to -2" in (check_image(str(tmp_path / "negative.tif")) or "")
+    with pytest.raises(CorruptImageError, match=r"negative\.tif: ValueError: F pixels from -2 to -2: cnnzoo reads"):
+        decode_image(str(tmp_path / "negative.tif"), "L")
+    # Through a folder, cached in memory: the training images hold the scaled pixels.
+    for name in ("a", "b"):
+        (tmp_path / "folder" / name).mkdir(parents=True)
+        Image.fromarray(wide).save(tmp_path / "folder" / name / "x.png")
+    dm = ImageFolderDataModule(
+        root=str(tmp_path / "folder"), img_size=32, in_chans=1, val_fraction=0.0, in_memory=True,
+        cache_dir=str(tmp_path / "cache"), num_workers=0,
+    )  # fmt: skip
+    dm.setup("fit")
+    assert all(np.array_equal(img[0].numpy(), expected) for img in dm.tensors["train"][0])
