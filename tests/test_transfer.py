@@ -315,3 +315,33 @@ def test_new_head_restarts_a_same_size_classifier(tmp_path: Path) -> None:
     assert torch.equal(kept.net.fc.weight, src.net.fc.weight)
     assert not torch.equal(fresh.net.fc.weight, src.net.fc.weight)
     assert torch.equal(fresh.net.layer4[1].conv2.weight, src.net.layer4[1].conv2.weight)
+
+
+def test_a_classifier_kept_from_other_classes_is_named(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # lenet5.mnist's ten-way classifier was kept for ten other classes without a word: fine-tuning started with digit
+    # i as class i, and validate scored the digits' classifier against the new labels.
+    import logging
+
+    from cnnzoo.data import ImageFolderDataModule
+    from cnnzoo.errors import ConfigError
+
+    from .datagen import write_folder
+
+    letters = write_folder(tmp_path / "letters", {c: 3 for c in "abcdefghij"}, size=28, mode="L")
+    digits = write_folder(tmp_path / "digits", {str(i): 3 for i in range(10)}, size=28, mode="L")
+
+    def said(root: Path, **kw: Any) -> list[str]:
+        task = ImageClassifier(model="lenet5", pretrained="lenet5.mnist", in_chans=1, num_classes=10, **kw)
+        dm = ImageFolderDataModule(root=str(root), img_size=28, in_chans=1, num_workers=0)
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="cnnzoo"):
+            Trainer(fast_dev_run=1, logger=False, enable_progress_bar=False, enable_model_summary=False).fit(task, dm)
+        return [r.getMessage() for r in caplog.records if "classifier was trained on classes" in r.getMessage()]
+
+    [line] = said(letters)
+    assert "['0', '1', '2'" in line and "['a', 'b', 'c'" in line and "--model.init_args.new_head true" in line
+    assert said(letters, new_head=True) == [] and said(digits) == []
+    task = ImageClassifier(model="lenet5", pretrained="lenet5.mnist", in_chans=1, num_classes=10)
+    dm = ImageFolderDataModule(root=str(letters), img_size=28, in_chans=1, num_workers=0)
+    with pytest.raises(ConfigError, match=r"the figures would score one label set against the other"):
+        Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False).validate(task, dm)

@@ -69,6 +69,12 @@ def step_seed(seed: int, step: int, rank: int, micro: int = 0) -> int:
     return (seed * 1_000_003 + step * 8_191 + rank * 131_071 + micro * 524_287 + 12_345) % (2**63)
 
 
+def _listed(names: list[str], first: int = 10) -> str:
+    """Class names for a one-line message: the first ten, and how many more."""
+    more = f", ... {len(names) - first} more" if len(names) > first else ""
+    return "[" + ", ".join(repr(str(n)) for n in names[:first]) + more + "]"
+
+
 def make_metrics(num_classes: int, prefix: str, validate: bool = True, full: bool = True) -> MetricCollection:
     """Top-1 accuracy and, with ``full``, macro-F1 and (more than 5 classes) top-5 accuracy."""
     metrics: dict[str, Any] = {
@@ -529,7 +535,8 @@ class ClassificationTask(LightningModule):
             )
         mean = [float(v) for v in getattr(dm, "mean", None) or []] or None
         std = [float(v) for v in getattr(dm, "std", None) or []] or None
-        found = {"class_names": [str(c) for c in names] if names is not None else None, "mean": mean, "std": std}
+        data_classes = [str(c) for c in names] if names is not None else None
+        found = {"class_names": data_classes, "mean": mean, "std": std}
         for key, value in found.items():
             if getattr(self, key, None) is None and value is not None:
                 setattr(self, key, value)
@@ -544,6 +551,8 @@ class ClassificationTask(LightningModule):
             self.say_if_measured_with_other_tta()
             if not hasattr(self, "_restored_epoch"):  # a restored task's weights learned the run's normalisation
                 self._say_if_normalised_otherwise(mean, std, "the weights")
+        if not resuming and not hasattr(self, "_restored_epoch"):
+            self._check_kept_classifier(data_classes, stage)
         if stage == "fit" and getattr(self.net, "needs_whitening", False) and not resuming:
             whitening_images = getattr(dm, "whitening_images", None)
             if whitening_images is None:
@@ -556,6 +565,30 @@ class ClassificationTask(LightningModule):
     def pretrained_normalization(self) -> tuple[list[float], list[float]] | None:
         """The mean and std the network's starting weights were trained with; ``None`` when it starts fresh."""
         return None
+
+    def pretrained_class_names(self) -> list[str] | None:
+        """The classes of the starting weights' classifier when the task kept it; ``None`` when it starts fresh."""
+        return None
+
+    def _check_kept_classifier(self, names: list[str] | None, stage: str) -> None:
+        # A classifier kept from weights trained on other classes takes their class i as the data's class i: fine as
+        # a start for fine-tuning (said, with the fix for a new label set), meaningless as an evaluation (refused).
+        theirs = self.pretrained_class_names()
+        if theirs is None or names is None or [str(c) for c in theirs] == names:
+            return
+        w = getattr(self, "pretrained_cfg", None)
+        which = f"{w.name}'s classifier" if w is not None else "the starting weights' classifier"
+        shown = f"was trained on classes {_listed(theirs)}, and the data's classes are {_listed(names)}"
+        if stage == "fit":
+            _logging.info(
+                f"{which} {shown}: it is kept, so its class i starts as the data's class i. For a new label set, "
+                "start it fresh with --model.init_args.new_head true"
+            )
+        else:
+            raise ConfigError(
+                f"{which} {shown}: the figures would score one label set against the other. Evaluate on data with "
+                "the weights' classes in the same order"
+            )
 
     def _say_if_normalised_otherwise(self, mean: list[float] | None, std: list[float] | None, what: str) -> None:
         # The first layer of pretrained weights expects inputs normalised as in their training; fine-tuning (or

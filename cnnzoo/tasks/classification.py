@@ -157,6 +157,12 @@ class ImageClassifier(ClassificationTask):
         return (list(w.mean), list(w.std)) if w is not None else None
 
     @override
+    def pretrained_class_names(self) -> list[str] | None:
+        w = self.pretrained_cfg
+        kept = w is not None and not self.hparams.get("new_head") and w.num_classes == self.hparams["num_classes"]
+        return list(w.class_names) if kept and w is not None else None
+
+    @override
     def block_groups(self) -> list[list[nn.Module]]:
         """A ZooModel's blocks (`blocks`): each weight layer and what follows it."""
         if not isinstance(self.net, ZooModel):

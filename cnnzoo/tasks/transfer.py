@@ -160,12 +160,18 @@ class TimmClassifier(ClassificationTask):
             head = classifier_prefix(self.net) + "."
             found = load_weights_into(self.net, source, head_prefix=head, new_head=new_head)
             self._started_from = (list(found.mean), list(found.std)) if found is not None else None
+            kept = found is not None and not new_head and found.num_classes == num_classes
+            self._started_classes = list(found.class_names) if kept and found is not None else None
         size = img_size or self.net.pretrained_cfg.get("input_size", (in_chans, 224, 224))[-1]
         self.example_input_array = torch.zeros(1, in_chans, size, size)
 
     @override
     def pretrained_normalization(self) -> tuple[list[float], list[float]] | None:
         return self._started_from
+
+    @override
+    def pretrained_class_names(self) -> list[str] | None:
+        return getattr(self, "_started_classes", None)
 
     @property
     def data_config(self) -> dict[str, Any]:
