@@ -156,6 +156,13 @@ def test_from_pretrained_task() -> None:
     with pytest.warns(UserWarning, match="classifier starts from a fresh initialisation"):
         ft = ImageClassifier.from_pretrained("lenet5.digits", num_classes=3, class_names=["a", "b", "c"])
     assert ft.class_names == ["a", "b", "c"]
+    # As many classes, other names: a new label set, so the classifier starts fresh too, as the docstring says.
+    letters = [chr(ord("a") + i) for i in range(10)]
+    relabelled = ImageClassifier.from_pretrained("lenet5.digits", class_names=letters)
+    assert relabelled.hparams["new_head"] and relabelled.pretrained_class_names() is None
+    published = cnnzoo.load_pretrained("lenet5.digits")
+    assert not torch.equal(relabelled.net.get_classifier().weight, published.get_classifier().weight)
+    assert torch.equal(relabelled.net.features[0].weight, published.features[0].weight)
 
 
 # --- downloads ---------------------------------------------------------------------------------------------------

@@ -192,6 +192,8 @@ class ImageClassifier(ClassificationTask):
         return cls(
             model=w.arch,
             pretrained=name,
+            # Other class names are a new label set, even when they are as many: the weights' classifier starts fresh.
+            new_head=n == w.num_classes and class_names is not None and list(class_names) != list(w.class_names),
             num_classes=n,
             in_chans=w.in_chans,
             img_size=w.model_kwargs.get("img_size"),
