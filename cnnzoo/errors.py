@@ -10,6 +10,7 @@ __all__ = [
     "DataNotFoundError",
     "WeightsUnavailableError",
     "first_line",
+    "listed",
 ]
 
 
@@ -54,3 +55,9 @@ class CnnzooDeprecationWarning(CnnzooWarning, FutureWarning):
 def first_line(err: BaseException) -> str:
     """The first line of an exception's message (its type name when the message is empty), for one-line errors."""
     return (str(err).strip().splitlines() or [type(err).__name__])[0]
+
+
+def listed(items: list[str], first: int) -> str:
+    """Names for a one-line message, ``['a', 'b', ... 3 more]``: the first ``first`` of them, and how many more."""
+    more = f", ... {len(items) - first} more" if len(items) > first else ""
+    return "[" + ", ".join(repr(str(i)) for i in items[:first]) + more + "]"

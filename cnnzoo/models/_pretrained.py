@@ -31,7 +31,14 @@ from torch import nn
 
 from .._files import disk_full_reason, temp_beside
 from .._provenance import is_state_dict, run_folder_message
-from ..errors import CnnzooDeprecationWarning, CnnzooWarning, ConfigError, WeightsUnavailableError, first_line
+from ..errors import (
+    CnnzooDeprecationWarning,
+    CnnzooWarning,
+    ConfigError,
+    WeightsUnavailableError,
+    first_line,
+    listed,
+)
 from ._registry import create_model, unknown_name_error
 from .tta import TTA, check_tta
 
@@ -957,15 +964,11 @@ def load_strict(model: nn.Module, state: dict[str, torch.Tensor], source: str) -
         if k in state and state[k].shape != v.shape
     ]
     if missing or unexpected or shapes:
-
-        def listed(keys: list[str], first: int = 6) -> str:  # another architecture's weights list hundreds
-            more = f", ... {len(keys) - first} more" if len(keys) > first else ""
-            return "[" + ", ".join(repr(k) for k in keys[:first]) + more + "]"
-
+        first = 6  # another architecture's weights list hundreds
         parts = [
-            f"missing {listed(missing)}" if missing else "",
-            f"unexpected {listed(unexpected)}" if unexpected else "",
-            f"shape mismatches {listed(shapes)}" if shapes else "",
+            f"missing {listed(missing, first)}" if missing else "",
+            f"unexpected {listed(unexpected, first)}" if unexpected else "",
+            f"shape mismatches {listed(shapes, first)}" if shapes else "",
             "no key in common: weights of another architecture" if not set(own) & set(state) else "",
         ]
         raise ValueError(f"{source} does not fit {type(model).__name__}: " + "; ".join(p for p in parts if p))

@@ -40,7 +40,7 @@ from .._compat import (
     stepping_batches,
 )
 from .._provenance import EVALUATION_KEY, checkpoint_problem, evaluation_record, is_state_dict
-from ..errors import CheckpointMismatchError, CnnzooWarning, ConfigError, first_line
+from ..errors import CheckpointMismatchError, CnnzooWarning, ConfigError, first_line, listed
 from ..models.tta import TTA, check_tta, tta_logits
 from ..presets import ImageClassificationEval, same_normalisation
 
@@ -67,12 +67,6 @@ __all__ = [
 def step_seed(seed: int, step: int, rank: int, micro: int = 0) -> int:
     """A distinct 63-bit seed per (seed, step, rank) and, under gradient accumulation, per batch of the step."""
     return (seed * 1_000_003 + step * 8_191 + rank * 131_071 + micro * 524_287 + 12_345) % (2**63)
-
-
-def _listed(names: list[str], first: int = 10) -> str:
-    """Class names for a one-line message: the first ten, and how many more."""
-    more = f", ... {len(names) - first} more" if len(names) > first else ""
-    return "[" + ", ".join(repr(str(n)) for n in names[:first]) + more + "]"
 
 
 def make_metrics(num_classes: int, prefix: str, validate: bool = True, full: bool = True) -> MetricCollection:
@@ -542,18 +536,21 @@ class ClassificationTask(LightningModule):
                 setattr(self, key, value)
                 self.hparams[key] = value
         self.check_tta_fits(dm)
-        # Set from the data before a checkpoint is restored (the restore then overwrites it) and before DDP copies
-        # rank 0's weights to the other ranks.
-        resuming = trainer is not None and trainer.ckpt_path is not None
-        if stage == "fit" and not resuming:
+        if trainer is not None and trainer.ckpt_path is not None:  # resuming, or evaluating a checkpoint
+            return
+        # A restored task's weights learned the run's normalisation and classes: nothing to say of either.
+        restored = hasattr(self, "_restored_epoch")
+        if stage == "fit":
             self._say_if_normalised_otherwise(mean, std, "the starting weights")
-        if stage != "fit" and not resuming:
+        else:
             self.say_if_measured_with_other_tta()
-            if not hasattr(self, "_restored_epoch"):  # a restored task's weights learned the run's normalisation
+            if not restored:
                 self._say_if_normalised_otherwise(mean, std, "the weights")
-        if not resuming and not hasattr(self, "_restored_epoch"):
+        if not restored:
             self._check_kept_classifier(data_classes, stage)
-        if stage == "fit" and getattr(self.net, "needs_whitening", False) and not resuming:
+        # The whitening layer is set from the data before DDP copies rank 0's weights to the other ranks (a resumed
+        # run's checkpoint holds it already).
+        if stage == "fit" and getattr(self.net, "needs_whitening", False):
             whitening_images = getattr(dm, "whitening_images", None)
             if whitening_images is None:
                 raise ConfigError(
@@ -578,7 +575,7 @@ class ClassificationTask(LightningModule):
             return
         w = getattr(self, "pretrained_cfg", None)
         which = f"{w.name}'s classifier" if w is not None else "the starting weights' classifier"
-        shown = f"was trained on classes {_listed(theirs)}, and the data's classes are {_listed(names)}"
+        shown = f"was trained on classes {listed(theirs, 10)}, and the data's classes are {listed(names, 10)}"
         if stage == "fit":
             _logging.info(
                 f"{which} {shown}: it is kept, so its class i starts as the data's class i. For a new label set, "

@@ -102,7 +102,7 @@ class ImageClassifier(ClassificationTask):
             model, pretrained = split_weights_name(model, None if pretrained is False else pretrained)
         source = weights_source(model, pretrained) if pretrained else None
         weights = published_weights(model, source, "model") if source else None
-        if weights is not None and not new_head and num_classes == weights.num_classes:
+        if weights is not None and kept_classifier_classes(weights, num_classes, new_head) is not None:
             # Plain-Python fine-tuning or evaluation without a data module keeps the weights' own metadata; the
             # CLI links these from the data, which wins.
             class_names = class_names if class_names is not None else list(weights.class_names)
@@ -158,9 +158,8 @@ class ImageClassifier(ClassificationTask):
 
     @override
     def pretrained_class_names(self) -> list[str] | None:
-        w = self.pretrained_cfg
-        kept = w is not None and not self.hparams.get("new_head") and w.num_classes == self.hparams["num_classes"]
-        return list(w.class_names) if kept and w is not None else None
+        new_head = bool(self.hparams.get("new_head"))
+        return kept_classifier_classes(self.pretrained_cfg, self.hparams["num_classes"], new_head)
 
     @override
     def block_groups(self) -> list[list[nn.Module]]:
@@ -218,6 +217,13 @@ def _classifier_name(net: nn.Module) -> str:
             "that pretrained weights know which layer to replace"
         )
     return found
+
+
+def kept_classifier_classes(weights: Weights | None, num_classes: int, new_head: bool) -> list[str] | None:
+    """The classes of the weights' classifier when a task keeps it (as many classes, no ``new_head``), else ``None``."""
+    if weights is None or new_head or weights.num_classes != num_classes:
+        return None
+    return list(weights.class_names)
 
 
 def published_weights(arch: str, source: str, key: str) -> Weights | None:

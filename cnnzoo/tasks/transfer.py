@@ -153,15 +153,14 @@ class TimmClassifier(ClassificationTask):
         )
         if isinstance(pretrained, str) and pretrained:
             from ..models import load_weights_into, weights_source
-            from .classification import published_weights
+            from .classification import kept_classifier_classes, published_weights
 
             source = weights_source(backbone, pretrained)
             published_weights(backbone, source, "backbone")
             head = classifier_prefix(self.net) + "."
             found = load_weights_into(self.net, source, head_prefix=head, new_head=new_head)
             self._started_from = (list(found.mean), list(found.std)) if found is not None else None
-            kept = found is not None and not new_head and found.num_classes == num_classes
-            self._started_classes = list(found.class_names) if kept and found is not None else None
+            self._started_classes = kept_classifier_classes(found, num_classes, new_head)
         size = img_size or self.net.pretrained_cfg.get("input_size", (in_chans, 224, 224))[-1]
         self.example_input_array = torch.zeros(1, in_chans, size, size)
 
