@@ -151,6 +151,30 @@ def test_bad_input_gets_one_line(
         report(cnnzoo.create_model("lenet5", num_classes=3), DigitsDataModule(), tmp_path / "z")
 
 
+def test_a_classifier_kept_from_other_classes_is_refused_as_validate_refuses_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The report ran the task's other evaluation checks but not this one: lenet5.mnist's digit classifier, given ten
+    # letter folders, got a page of the digits scored against the letters without a word.
+    from .datagen import write_folder
+
+    def report_on(root: Path, *extra: str) -> int:
+        data = ["--data", "ImageFolderDataModule", f"--data.root={root}", "--data.img_size=28", "--data.in_chans=1"]
+        weights = ["--model.init_args.pretrained=lenet5.mnist", *extra]
+        return main(
+            ["report", "-c", "lenet5_mnist", *data, *weights, f"--out={tmp_path / 'out' / root.name}", "--max-images=4"]
+        )
+
+    letters = write_folder(tmp_path / "letters", {c: 2 for c in "abcdefghij"}, size=28, mode="L")
+    assert report_on(letters) == 2
+    assert not (tmp_path / "out" / "letters").exists()
+    err = capsys.readouterr().err
+    assert "lenet5.mnist's classifier was trained on classes ['0', '1', '2'" in err
+    assert "the figures would score one label set against the other" in err
+    digits = write_folder(tmp_path / "digits", {str(i): 2 for i in range(10)}, size=28, mode="L")
+    assert report_on(digits) == 0 and (tmp_path / "out" / "digits" / "report.html").is_file()
+
+
 def test_the_report_scores_what_the_tasks_test_time_augmentation_predicts() -> None:
     from cnnzoo.analysis.report import evaluate
     from cnnzoo.data import DigitsDataModule

@@ -385,6 +385,7 @@ def report(task: nn.Module, datamodule: Any, out: str | Path, split: str = "val"
     check_tta_fits = getattr(task, "check_tta_fits", None)
     if callable(check_tta_fits):  # a cnnzoo task: the checks and the note that validate gives
         check_tta_fits(datamodule)
+        cast(Any, task).check_kept_classifier(data_names, "report")
         cast(Any, task).say_if_measured_with_other_tta()
     layer = target_layer or default_cam_layer(net)
     out = Path(out)

@@ -546,8 +546,7 @@ class ClassificationTask(LightningModule):
             self.say_if_measured_with_other_tta()
             if not restored:
                 self._say_if_normalised_otherwise(mean, std, "the weights")
-        if not restored:
-            self._check_kept_classifier(data_classes, stage)
+        self.check_kept_classifier(data_classes, stage)
         # The whitening layer is set from the data before DDP copies rank 0's weights to the other ranks (a resumed
         # run's checkpoint holds it already).
         if stage == "fit" and getattr(self.net, "needs_whitening", False):
@@ -567,11 +566,21 @@ class ClassificationTask(LightningModule):
         """The classes of the starting weights' classifier when the task kept it; ``None`` when it starts fresh."""
         return None
 
-    def _check_kept_classifier(self, names: list[str] | None, stage: str) -> None:
-        # A classifier kept from weights trained on other classes takes their class i as the data's class i: fine as
-        # a start for fine-tuning (said, with the fix for a new label set), meaningless as an evaluation (refused).
+    def check_kept_classifier(self, names: list[str] | None, stage: str) -> None:
+        """Name a classifier kept from weights trained on other classes than ``names``, the data's.
+
+        It takes their class i as the data's class i: a start for fine-tuning (``stage="fit"`` says so in one line,
+        with the fix for a new label set), but no evaluation (any other stage raises). Evaluations call it
+        (``validate``, ``test``, ``predict``, ``report``); a task restored from a checkpoint learned the run's
+        classes, so nothing is checked.
+
+        Raises:
+            ConfigError: an evaluation of the kept classifier on other classes.
+        """
         theirs = self.pretrained_class_names()
-        if theirs is None or names is None or [str(c) for c in theirs] == names:
+        if hasattr(self, "_restored_epoch") or theirs is None or names is None:
+            return
+        if [str(c) for c in theirs] == [str(c) for c in names]:
             return
         w = getattr(self, "pretrained_cfg", None)
         which = f"{w.name}'s classifier" if w is not None else "the starting weights' classifier"
