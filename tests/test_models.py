@@ -7,7 +7,15 @@ import torch
 from torch import nn
 
 import cnnzoo
-from cnnzoo.models import ZooModel, conv_output_size, create_model, get_model_entrypoint, list_models, register_model
+from cnnzoo.models import (
+    LeNet5,
+    ZooModel,
+    conv_output_size,
+    create_model,
+    get_model_entrypoint,
+    list_models,
+    register_model,
+)
 
 ALL_MODELS = list_models()
 
@@ -198,6 +206,52 @@ def test_unknown_name_suggests_close_matches() -> None:
     with pytest.raises(ValueError) as err:
         create_model("lenet")
     assert "its module is imported" not in str(err.value)
+
+
+@pytest.mark.parametrize("name", ALL_MODELS)
+def test_an_option_the_model_does_not_take_is_named_with_those_it_takes(name: str) -> None:
+    # Python's "lenet5() got an unexpected keyword argument 'drop_rate'" named neither the options nor a close one.
+    from cnnzoo.models._registry import model_options
+
+    options = model_options(name)
+    assert options is not None and {"num_classes", "in_chans", "img_size"} <= set(options)
+    with pytest.raises(
+        TypeError, match=rf"^{name} takes no option 'num_clases'; its options are .*num_classes, in_chans, img_size"
+    ):
+        create_model(name, num_clases=3)
+    with pytest.raises(TypeError, match=r"Did you mean num_classes\?$"):
+        create_model(name, num_clases=3)
+
+
+def test_a_builder_that_takes_an_option_of_its_own_from_kwargs_is_not_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cnnzoo.models import _registry
+
+    def lenet5_deep(**kwargs: int) -> LeNet5:
+        kwargs.pop("depth")  # an option the builder reads itself, which its model class does not list
+        return LeNet5(**kwargs)
+
+    monkeypatch.setitem(_registry._model_entrypoints, "lenet5_deep", lenet5_deep)
+    assert isinstance(create_model("lenet5_deep", depth=3), LeNet5)
+    with pytest.raises(TypeError, match=r"^lenet5_deep takes no option 'drop_rate'; its options are num_classes, "):
+        create_model("lenet5_deep", depth=3, drop_rate=0.1)
+
+
+@pytest.mark.parametrize("name", cnnzoo.list_pretrained())
+def test_weights_take_the_options_that_leave_their_shapes_alone(name: str) -> None:
+    # create_model("simple_cnn.mnist", drop_rate=0.5) loaded the weights with dropout 0.3, and
+    # create_model("lenet5.mnist", drop_rate=0.2) a model without dropout, both without a word.
+    from cnnzoo.models._registry import model_options
+
+    arch = name.partition(".")[0]
+    published = cnnzoo.load_pretrained(name).state_dict()
+    if "drop_rate" in (model_options(arch) or []):
+        model = create_model(name, drop_rate=0.05)
+        assert {m.p for m in model.modules() if isinstance(m, nn.Dropout)} == {0.05}
+        assert all(torch.equal(v, published[k]) for k, v in model.state_dict().items())
+        assert model.pretrained_cfg.name == name
+    else:
+        with pytest.raises(TypeError, match=rf"^{arch} takes no option 'drop_rate'; its options are "):
+            create_model(name, drop_rate=0.05)
 
 
 def test_registering_a_name_twice_is_an_error() -> None:

@@ -836,22 +836,29 @@ def _adapt_first_conv(
     )
 
 
-def build_model(w: Weights, in_chans: int | None = None, num_classes: int | None = None) -> nn.Module:
-    """The untrained network that ``w``'s file fits: a cnnzoo model, or a timm one for a published TimmClassifier."""
+def build_model(w: Weights, in_chans: int | None = None, num_classes: int | None = None, **kwargs: Any) -> nn.Module:
+    """The untrained network that ``w``'s file fits: a cnnzoo model, or a timm one for a published TimmClassifier.
+
+    ``kwargs`` are other options of the architecture (``drop_rate``); one the weights were trained with otherwise
+    is refused, and one that changes their shapes fails to load.
+    """
     n = w.num_classes if num_classes is None else num_classes
     if w.builder == "timm":
         try:
             import timm
         except ImportError:
             raise ImportError(f"{w.name} is a timm {w.arch}: pip install timm") from None
-        return timm.create_model(w.arch, pretrained=False, num_classes=n, in_chans=in_chans or w.in_chans)
+        return timm.create_model(w.arch, pretrained=False, num_classes=n, in_chans=in_chans or w.in_chans, **kwargs)
     if w.builder != "cnnzoo":
         raise ValueError(f"{w.name}: unknown builder {w.builder!r} (cnnzoo or timm); upgrade cnnzoo")
-    return create_model(w.arch, num_classes=n, in_chans=in_chans or w.in_chans, **w.model_kwargs)
+    differ = {k: v for k, v in kwargs.items() if w.model_kwargs.get(k, v) != v}
+    if differ:
+        raise ValueError(f"{w.name} was trained with {w.model_kwargs}; it cannot be built with {differ}")
+    return create_model(w.arch, num_classes=n, in_chans=in_chans or w.in_chans, **{**w.model_kwargs, **kwargs})
 
 
 def load_pretrained(
-    name: str | Path | Weights, *, num_classes: int | None = None, in_chans: int | None = None
+    name: str | Path | Weights, *, num_classes: int | None = None, in_chans: int | None = None, **kwargs: Any
 ) -> nn.Module:
     """The model of published weights, in eval mode, with their metadata as ``model.pretrained_cfg``.
 
@@ -861,12 +868,14 @@ def load_pretrained(
             ``hf-hub:org/repo[@revision]``. The weights file's sha256 is checked on every route.
         num_classes: a size other than the weights' resets only the final layer (and says so).
         in_chans: a channel count other than the weights' adapts the first convolution.
+        **kwargs: other options of the architecture that leave the weights' shapes alone (``drop_rate``), as
+            `create_model` takes them.
 
     Every other key must match exactly.
     """
     w = name if isinstance(name, Weights) else get_weights(str(name))
     state = load_state_dict_file(w.local_path())
-    model = build_model(w, in_chans=in_chans or w.in_chans)
+    model = build_model(w, in_chans=in_chans or w.in_chans, **kwargs)
     first = getattr(model, "first_conv", None) or (getattr(model, "pretrained_cfg", None) or {}).get("first_conv")
     if in_chans is not None and in_chans != w.in_chans and first is not None:
         _adapt_first_conv(state, f"{first}.weight", model.state_dict(), w.name, stacklevel=3)

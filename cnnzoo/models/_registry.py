@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import inspect
+import re
+import typing
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -100,6 +103,45 @@ def get_model_entrypoint(name: str) -> Callable[..., nn.Module]:
         ) from None
 
 
+def model_options(name: str) -> list[str] | None:
+    """The keyword options that ``name``'s builder takes; ``None`` when they cannot be read from its signature.
+
+    A builder that forwards ``**kwargs`` (``vgg11_bn``) takes its model class's options: the class it is annotated
+    to return.
+    """
+    fn = get_model_entrypoint(name)
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    params = list(inspect.signature(fn).parameters.values())
+    options = [p.name for p in params if p.kind in named]
+    if all(p.kind is not inspect.Parameter.VAR_KEYWORD for p in params):
+        return options
+    try:
+        cls = typing.get_type_hints(fn).get("return")
+    except (NameError, TypeError):  # an annotation that does not resolve: the options are unknown
+        return None
+    if not isinstance(cls, type):
+        return None
+    forwarded = list(inspect.signature(cls).parameters.values())
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in forwarded):
+        return None
+    return options + [p.name for p in forwarded if p.kind in named and p.name not in options]
+
+
+def unknown_option_error(name: str, kwargs: dict[str, Any], err: TypeError) -> TypeError | None:
+    """``err`` in one line with ``name``'s options and a close match, when it says an option in ``kwargs`` is unknown.
+
+    Python's own "got an unexpected keyword argument" names neither. Read from the error, not checked beforehand, so
+    that a builder which takes an option of its own from ``**kwargs`` is never refused.
+    """
+    said = re.search(r"got an unexpected keyword argument '(\w+)'", str(err))
+    options = model_options(name)
+    if said is None or said.group(1) not in kwargs or options is None:
+        return None
+    close = difflib.get_close_matches(said.group(1), options, n=1)
+    hint = f" Did you mean {close[0]}?" if close else ""
+    return TypeError(f"{name} takes no option {said.group(1)!r}; its options are {', '.join(options)}.{hint}")
+
+
 def split_weights_name(name: str, pretrained: bool | str | Weights | None) -> tuple[str, str]:
     """``"arch.tag"`` as the architecture and the weights it names, checked against a ``pretrained`` also given.
 
@@ -143,7 +185,9 @@ def create_model(
         num_classes: size of the classifier; ``0`` returns pooled features instead of logits. ``None`` keeps the
             builder's (or the weights') default. With weights, another size resets only the classifier.
         in_chans: number of input channels (1 for grayscale, 3 for RGB). ``None`` keeps the builder's default.
-        **kwargs: passed on to the builder (for example ``img_size`` or ``drop_rate``).
+        **kwargs: passed on to the builder (for example ``img_size``, or ``drop_rate`` for the models that have
+            dropout). With weights, the options that leave their shapes alone. An option the model does not take is a
+            one-line ``TypeError`` that lists those it takes.
     """
     if name.startswith("hf-hub:"):  # as timm's create_model("hf-hub:org/repo"): the weights that repository holds
         from ._pretrained import get_weights
@@ -162,13 +206,16 @@ def create_model(
         w = pretrained if isinstance(pretrained, Weights) else get_weights(weights_source(name, pretrained))
         if w.arch != name:
             raise ValueError(f"weights {w.name} are for {w.arch}, not {name}")
-        differ = {k: v for k, v in kwargs.items() if w.model_kwargs.get(k, v) != v}
-        if differ:
-            raise ValueError(f"{w.name} was trained with {w.model_kwargs}; it cannot be built with {differ}")
-        return load_pretrained(w, num_classes=num_classes, in_chans=in_chans).train()
+        return load_pretrained(w, num_classes=num_classes, in_chans=in_chans, **kwargs).train()
     fn = get_model_entrypoint(name)
     if num_classes is not None:
         kwargs["num_classes"] = num_classes
     if in_chans is not None:
         kwargs["in_chans"] = in_chans
-    return fn(**kwargs)
+    try:
+        return fn(**kwargs)
+    except TypeError as err:
+        better = unknown_option_error(name, kwargs, err)
+        if better is None:
+            raise
+        raise better from None
