@@ -182,6 +182,35 @@ def test_each_trainer_command_help_describes_that_command(command: str, capsys: 
     assert head.endswith(f"{TRAINER_COMMANDS[command][1:]}.{shortcut}")
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        *([command, "--help"] for command in sorted(TRAINER_COMMANDS)),
+        ["fit", "--model.help", "ImageClassifier"],
+        ["fit", "--model.help", "TimmClassifier"],
+        ["fit", "--data.help", "ImageFolderDataModule"],
+        ["fit", "--trainer.callbacks.help", "lightning.pytorch.callbacks.EarlyStopping"],
+    ],
+    ids=" ".join,
+)
+def test_help_reads_as_text_in_a_terminal(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    # The docstrings' code marks were shown as typed (``None``, `TimmClassifier`, :class:`~...`), and the data
+    # options' title was LightningDataModule's first line, cut mid-sentence ("... The main advantage is:").
+    from cnnzoo.cli.trainer import GROUP_TITLES
+
+    try:
+        code = main(argv)
+    except SystemExit as exited:  # LightningCLI's help exits; a nested class help returns
+        code = exited.code
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "`" not in out, [line for line in out.splitlines() if "`" in line][:3]
+    assert "The main advantage is" not in out
+    if argv[1] == "--help":
+        titles = [line[:-1] for line in out.splitlines() if line.endswith(":") and not line.startswith(" ")]
+        assert {GROUP_TITLES[k] for k in ("model", "data", "checkpoint")} <= set(titles), titles
+
+
 def test_fit_help_lists_every_early_stopping_option_and_requires_none(capsys: pytest.CaptureFixture[str]) -> None:
     # Lightning's monitor has no default, so the usage line showed --early_stopping.monitor as required, and its
     # help said "(required, ..., default: val_loss)".
@@ -197,7 +226,7 @@ def test_fit_help_lists_every_early_stopping_option_and_requires_none(capsys: py
     options = [name for name in inspect.signature(LightningEarlyStopping.__init__).parameters if name != "self"]
     for name in options:
         assert f"[--early_stopping.{name} " in text, name  # in brackets: optional
-    monitor = "--early_stopping.monitor MONITOR the logged metric to watch (every cnnzoo task logs ``val_loss``). "
+    monitor = "--early_stopping.monitor MONITOR the logged metric to watch (every cnnzoo task logs val_loss). "
     assert monitor + "(type: str, default: val_loss)" in text
     assert EarlyStopping().monitor == "val_loss" and EarlyStopping(patience=2, mode="max").mode == "max"
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import inspect
 import logging
 import os
+import re
 import sys
 import time
 import warnings
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from jsonargparse import DefaultHelpFormatter
 from lightning.fabric.plugins import CheckpointIO
 from lightning.pytorch import LightningDataModule, Trainer
 from lightning.pytorch.accelerators import CPUAccelerator
@@ -86,6 +88,59 @@ CALLBACK_ARGS: dict[str, type] = {
     "prediction_writer": PredictionWriter,
     "speed": SpeedSwitches,
 }
+
+
+# The help's group titles. By default each is its class's first docstring line: the data group took
+# LightningDataModule's, which ends mid-sentence ("... The main advantage is:").
+GROUP_TITLES = {
+    "model": "The model (--model ImageClassifier or TimmClassifier; --model.help CLASS lists its options)",
+    "data": "The data (--data CLASS: a cnnzoo data module or any LightningDataModule; --data.help CLASS lists its "
+    "options)",
+    "checkpoint": "Checkpoints (Lightning's ModelCheckpoint; last.ckpt is the run's latest state)",
+    "early_stopping": "Early stopping (Lightning's EarlyStopping, which says why it stopped)",
+    "progress_bar": "The progress bar (Rich's)",
+    "progress_bar.theme": "The progress bar's colours",
+    "lr_monitor": "Learning-rate logging (Lightning's LearningRateMonitor)",
+    "prediction_writer": "Predictions (the CSV file that predict writes)",
+    "speed": "Speed switches (channels-last memory format, torch.compile)",
+}
+
+_CODE_MARKS = (
+    (re.compile(r"`([^`<]+?)\s*<([^>]+)>`__?"), r"\1 (\2)"),  # RST links (`Notes <https://...>`_)
+    (re.compile(r":[a-z]+:`~?([^`]+)`"), r"\1"),  # Sphinx roles (:class:`~lightning.pytorch.Trainer`)
+    (re.compile(r"``(.+?)``"), r"\1"),  # RST literals (``None``)
+    (re.compile(r"(?<![`\w])`([^`\s][^`]*?)`(?![`\w])"), r"\1"),  # Markdown code and RST references (`TimmClassifier`)
+)
+
+
+def plain_help(text: str) -> str:
+    """``text`` without the docstrings' code marks, which a terminal shows as they are typed."""
+    for pattern, repl in _CODE_MARKS:
+        text = pattern.sub(repl, text)
+    return text
+
+
+class PlainHelpFormatter(DefaultHelpFormatter):
+    """jsonargparse's help, with the code marks of the docstrings it shows taken out before the lines are wrapped."""
+
+    @override
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        return super()._split_lines(plain_help(text), width)
+
+    @override
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        return super()._fill_text(plain_help(text), width, indent)
+
+    @override
+    def start_section(self, heading: str | None) -> None:
+        super().start_section(plain_help(heading) if heading else heading)
+
+
+class CnnzooArgumentParser(LightningArgumentParser):
+    """Lightning's parser with `PlainHelpFormatter`, also in the parsers that ``--model.help CLASS`` builds."""
+
+    def __init__(self, *args: Any, formatter_class: type = PlainHelpFormatter, **kwargs: Any) -> None:
+        super().__init__(*args, formatter_class=formatter_class, **kwargs)
 
 
 class _DropNoise(logging.Filter):
@@ -312,6 +367,7 @@ class CnnzooCLI(LightningCLI):
             for sub in self.subcommands()
         }
         kwargs.setdefault("parser_kwargs", {"exit_on_error": False, **subcommand_kwargs})
+        kwargs.setdefault("parser_class", CnnzooArgumentParser)
         started = time.time()  # the wall clock of file times, to tell this run's files from earlier ones
         try:
             super().__init__(
@@ -361,6 +417,10 @@ class CnnzooCLI(LightningCLI):
         )
         for name, compute, _ in LINKS:
             parser.link_arguments(f"data.{name}", f"model.init_args.{name}", compute_fn=compute, apply_on="instantiate")
+        groups = parser.groups or {}
+        for key, title in GROUP_TITLES.items():
+            if key in groups:
+                groups[key].title = title
 
     # --- checks between parsing and instantiation ------------------------------------------------------------
     def _parse_ckpt_path(self) -> None:
