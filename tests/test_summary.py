@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -250,3 +251,25 @@ def test_a_command_that_runs_no_trainer_prints_no_trainer_lines() -> None:
     assert json.loads(done.stdout)["input_size"] == [1, 28, 28]
     for line in ("Seed set to", "precision:", "GPU available", "TPU available"):
         assert line not in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("name", cnnzoo.list_models())
+def test_the_table_fits_an_80_column_terminal_without_cutting_a_number(name: str) -> None:
+    # At 80 columns every cell was cut ("feat…", "122,…", "6x28…") and "n/a (dense layer)" took three lines.
+    from rich.console import Console
+
+    s = summary(name)
+    console = Console(width=80, record=True, file=io.StringIO(), color_system=None)
+    console.print(s)
+    text = console.export_text()
+    assert all(len(line) <= 80 for line in text.splitlines())
+    assert "…" not in text
+    header = text.splitlines()[1].split()
+    assert header[:3] == ["layer", "type", "k/s/p"] and header[-3:] == ["RF", "jump", "start"]
+    assert ("frozen" in header) == (s.frozen_params > 0)
+    cells = " ".join(text.split())
+    for r in s.rows:
+        for number in (f"{r.params:,}", f"{r.mult_adds:,}", "x".join(map(str, r.output_shape[1:]))):
+            assert f" {number} " in f" {cells} ", (r.name, number)
+    first = next(r for r in s.rows if r.receptive_field.startswith("n/a"))
+    assert f"RF n/a from {first.name} on ({first.receptive_field[5:-1]})" in text
