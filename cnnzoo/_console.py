@@ -18,3 +18,72 @@ def print_rich(renderable: Any) -> None:
     if not console.is_terminal and "COLUMNS" not in os.environ:
         console = Console(width=max(Console(width=10_000).measure(renderable).maximum, 40))
     console.print(renderable)
+
+
+class CompactTable:
+    """A rich table drawn to fit the terminal: no vertical rules, and figures never split or cut.
+
+    Rich shares a narrow terminal's width out over every column, so a figure was broken across lines (``0.981``
+    then ``5``). Here the widths are chosen for the terminal: first the columns whose cells have spaces wrap at
+    them (``0.9929`` above ``(n=10,000)``), then the ``fold`` columns (names) break inside words.
+
+    Args:
+        title: shown above, on the left.
+        columns: (header, ``"left"`` or ``"right"``) per column.
+        rows: the cells, as text.
+        fold: the headers of the columns that may break inside a word, the first to break first.
+    """
+
+    GAP = 2  # between columns: one space of padding and the blank rule
+    FOLD_FLOOR = 6  # the narrowest a fold column gets
+
+    def __init__(
+        self, title: str, columns: list[tuple[str, str]], rows: list[list[str]], fold: tuple[str, ...] = ()
+    ) -> None:
+        self.title, self.columns, self.rows, self.fold = title, columns, rows, fold
+        cells = [[row[i] for row in rows] + [header] for i, (header, _) in enumerate(columns)]
+        self.natural = [max(len(c) for c in col) for col in cells]
+        self.words = [max(len(w) for c in col for w in c.split() or [""]) for col in cells]
+
+    def widths(self, total: int) -> list[int]:
+        """Each column's width in ``total`` characters (more than ``total`` only where the words do not fit)."""
+        widths = list(self.natural)
+        excess = sum(widths) + self.GAP * (len(widths) - 1) - total
+        headers = [h for h, _ in self.columns]
+        # First whole columns wrap at their spaces, widest first: a column part-narrowed wraps just the same, so
+        # the one that overshoots keeps what was not needed.
+        while excess > 0:
+            slack = [0 if h in self.fold else widths[i] - self.words[i] for i, h in enumerate(headers)]
+            i = slack.index(max(slack))
+            if slack[i] <= 0:
+                break
+            widths[i] -= slack[i]
+            excess -= slack[i]
+            if excess < 0:
+                widths[i] -= excess
+                excess = 0
+        # Then the fold columns break inside words, in the order given, each down to a few characters.
+        for header in self.fold:
+            i = headers.index(header)
+            cut = max(0, min(excess, widths[i] - min(self.words[i], self.FOLD_FLOOR)))
+            widths[i] -= cut
+            excess -= cut
+        return widths
+
+    def __rich_console__(self, console: Any, options: Any) -> Any:
+        from rich import box
+        from rich.table import Table
+
+        table = Table(title=self.title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
+                      padding=(0, 1, 0, 0))  # fmt: skip
+        for (header, justify), width in zip(self.columns, self.widths(options.max_width), strict=True):
+            table.add_column(header, justify=justify, overflow="fold", width=width)  # type: ignore[arg-type]
+        for row in self.rows:
+            table.add_row(*row)
+        yield table
+
+    def __rich_measure__(self, console: Any, options: Any) -> Any:
+        from rich.measure import Measurement
+
+        gaps = self.GAP * (len(self.columns) - 1)
+        return Measurement(min(sum(self.widths(0)) + gaps, options.max_width), sum(self.natural) + gaps)

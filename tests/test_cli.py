@@ -280,8 +280,28 @@ def test_tables_printed_into_a_pipe_keep_every_cell_whole(
     assert "…" not in out
     for name in cnnzoo.list_pretrained():  # the pretrained page's columns, from the registry
         w = cnnzoo.get_weights(name)
-        line = next(ln for ln in out.splitlines() if f" {name} " in ln)
+        line = next(ln for ln in out.splitlines() if ln.startswith(f"{name} "))
         assert w.measured("test_acc") in line and w.measured("val_acc") in line and f" {w.tta} " in line
+
+
+@pytest.mark.parametrize("width", [80, 100, 120])
+def test_the_weights_table_fits_the_terminal_without_splitting_a_figure(
+    width: int, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # At 80 columns rich shared the width out over every column: "0.981" above "5", "(n=10" above ",000)".
+    import cnnzoo
+
+    monkeypatch.setenv("COLUMNS", str(width))
+    assert main(["weights"]) == 0
+    out = capsys.readouterr().out
+    assert all(len(line) <= width for line in out.splitlines())
+    words = out.split()
+    for name in cnnzoo.list_pretrained():
+        w = cnnzoo.get_weights(name)
+        for figure in (*w.measured("test_acc").split(), *w.measured("val_acc").split(), *w.size_text().split()):
+            assert figure in words, (name, figure)
+        if width >= 100:  # wide enough for the names and test-time augmentations whole
+            assert name in words and w.tta in words
 
 
 def test_fit_into_a_pipe_prints_the_whole_model_summary(tmp_path: Path) -> None:

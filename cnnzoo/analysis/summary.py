@@ -115,39 +115,32 @@ class ModelSummary:
         return "\n".join([*lines, "", *(f"- {t}" for t in self.totals_lines())]) + "\n"
 
     def __rich__(self) -> Any:
-        from rich import box
         from rich.console import Group
-        from rich.table import Table
         from rich.text import Text
 
-        # Drawn to fit an 80-column terminal for the zoo's nets: no vertical rules, k/s/p as "3/1/1" (the dilation
-        # only when a layer dilates), the frozen column only when something is frozen, and a receptive field that
-        # no longer applies as "n/a" with its reason below. Names wrap rather than numbers being cut.
+        from .._console import CompactTable
+
+        # Drawn to fit an 80-column terminal for the zoo's nets: k/s/p as "3/1/1" (the dilation only when a layer
+        # dilates), the frozen column only when something is frozen, and a receptive field that no longer applies
+        # as "n/a" with its reason below.
         frozen = any(r.frozen_params for r in self.rows)
         dilated = any(r.dilation not in ("", "1") for r in self.rows)
         geometry = "k/s/p/d" if dilated else "k/s/p"
-        table = Table(title=f"{self.model}, input {'x'.join(map(str, self.input_size))}", title_justify="left",
-                      box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0))  # fmt: skip
-        longest = {"layer": max(len(r.name) for r in self.rows), "type": max(len(r.type) for r in self.rows)}
-        for col, justify in (("layer", "left"), ("type", "left"), (geometry, "left"), ("output", "left"),
-                             ("params", "right"), ("frozen", "right"), ("mult-adds", "right"), ("RF", "right"),
-                             ("jump", "right"), ("start", "right")):  # fmt: skip
-            if col == "frozen" and not frozen:
-                continue
-            names = col in longest
-            table.add_column(col, justify=justify, overflow="fold", no_wrap=not names,  # type: ignore[arg-type]
-                             min_width=min(longest[col], 6) if names else None)  # fmt: skip
+        columns = [("layer", "left"), ("type", "left"), (geometry, "left"), ("output", "left"), ("params", "right"),
+                   *([("frozen", "right")] if frozen else []), ("mult-adds", "right"), ("RF", "right"),
+                   ("jump", "right"), ("start", "right")]  # fmt: skip
         undefined: list[str] = []
+        rows: list[list[str]] = []
         for r in self.rows:
             rf = r.receptive_field
             if rf.startswith("n/a"):
                 undefined.append(f"from {r.name} on {rf[len('n/a ') :]}")
                 rf = "n/a"
             ksp = "/".join((r.kernel, r.stride, r.padding, *([r.dilation] if dilated else []))) if r.kernel else ""
-            cells = [r.name, r.type, ksp, "x".join(map(str, r.output_shape[1:])), f"{r.params:,}",
-                     *([f"{r.frozen_params:,}" if r.frozen_params else ""] if frozen else []), f"{r.mult_adds:,}",
-                     rf, r.jump, r.start]  # fmt: skip
-            table.add_row(*cells)
+            rows.append([r.name, r.type, ksp, "x".join(map(str, r.output_shape[1:])), f"{r.params:,}",
+                         *([f"{r.frozen_params:,}" if r.frozen_params else ""] if frozen else []),
+                         f"{r.mult_adds:,}", rf, r.jump, r.start])  # fmt: skip
+        title = f"{self.model}, input {'x'.join(map(str, self.input_size))}"
         notes = [
             f"{geometry}: {'/'.join(('kernel', 'stride', 'padding', 'dilation')[: len(geometry.split('/'))])}; "
             "RF: the input pixels one unit sees; jump: input pixels between "
@@ -155,6 +148,7 @@ class ModelSummary:
         ]
         if undefined:
             notes.append(f"RF n/a {undefined[0]}")
+        table = CompactTable(title, columns, rows, fold=("type", "layer"))
         return Group(table, *(Text(t) for t in (*notes, *self.totals_lines())))
 
     def __str__(self) -> str:

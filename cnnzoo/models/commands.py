@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from .._console import print_rich
+from .._console import CompactTable, print_rich
 from ..errors import ConfigError, first_line
 from ._pretrained import get_weights, list_pretrained, weights_from_source
 from ._registry import create_model, get_model_entrypoint, list_models, suggest_names
@@ -56,8 +56,6 @@ def print_weights_table(pattern: str | None = None) -> int:
     ``pattern`` filters the registry's names, or is the path of weights ``cnnzoo publish`` wrote (its folder,
     ``.json`` or ``.safetensors``), which get the same row.
     """
-    from rich.table import Table
-
     entries = [get_weights(name) for name in list_pretrained(pattern)]
     if not entries and pattern is not None and Path(pattern).expanduser().exists():
         try:
@@ -65,12 +63,17 @@ def print_weights_table(pattern: str | None = None) -> int:
         except ValueError as err:  # a run folder, or a file that publish did not write: its one-line reason
             raise ConfigError(first_line(err)) from None
 
-    table = Table(title="cnnzoo published weights")
-    columns = ("name", "input", "test_acc", "val_acc", "TTA", "size", "default")  # parameters: cnnzoo models
-    for col in columns:  # a narrow terminal wraps cells, but never cuts a name or a figure short
-        table.add_column(col, justify="right" if col == "size" else "left", overflow="fold", no_wrap=col == "name")
-    for w in entries:
-        table.add_row(
+    columns = [
+        ("name", "left"),
+        ("input", "left"),
+        ("test_acc", "left"),
+        ("val_acc", "left"),
+        ("TTA", "left"),
+        ("size", "right"),
+        ("default", "left"),
+    ]  # parameters: cnnzoo models
+    rows = [
+        [
             w.name,
             "x".join(map(str, w.input_size)),
             w.measured("test_acc"),
@@ -78,7 +81,10 @@ def print_weights_table(pattern: str | None = None) -> int:
             w.tta,
             w.size_text(),
             "yes" if w.default else "",
-        )
+        ]
+        for w in entries
+    ]
+    table = CompactTable("cnnzoo published weights", columns, rows, fold=("TTA", "name"))
     if entries:
         print_rich(table)
     return len(entries)
