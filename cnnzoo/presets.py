@@ -19,7 +19,15 @@ import torch.nn.functional as F
 from torch import nn
 from typing_extensions import override
 
-__all__ = ["LUMA", "ImageClassificationEval", "convert_channels", "normalize", "resize_batch", "same_normalisation"]
+__all__ = [
+    "LUMA",
+    "ImageClassificationEval",
+    "convert_channels",
+    "normalisation_note",
+    "normalize",
+    "resize_batch",
+    "same_normalisation",
+]
 
 LUMA = (0.299, 0.587, 0.114)
 
@@ -82,6 +90,24 @@ def same_normalisation(a: tuple[Sequence[float], Sequence[float]], b: tuple[Sequ
     """Whether two (mean, std) pairs normalise alike, to the 4 decimals that data modules and weights record."""
     x, y = [*a[0], *a[1]], [*b[0], *b[1]]
     return len(x) == len(y) and all(abs(float(u) - float(v)) < 1e-3 for u, v in zip(x, y, strict=True))
+
+
+def normalisation_note(
+    theirs: tuple[Sequence[float], Sequence[float]], ours: tuple[Sequence[float], Sequence[float]], what: str
+) -> str | None:
+    """The line that says that ``what`` learned on inputs normalised otherwise than the data; ``None`` if alike.
+
+    ``what`` is the subject and its verb (``"the weights were"``). ``None`` too for other channel counts. Said, not
+    refused: other statistics can be the user's choice for other data, but a student should know it.
+    """
+    if len(theirs[0]) != len(ours[0]) or same_normalisation(theirs, ours):
+        return None
+    shown = [[round(float(v), 4) for v in values] for values in (*theirs, *ours)]
+    return (
+        f"{what} trained on inputs normalised with mean {shown[0]}, std "
+        f"{shown[1]}; this data is normalised with mean {shown[2]}, std {shown[3]}. To feed the network what it "
+        f"saw, set --data.init_args.mean {shown[0]} --data.init_args.std {shown[1]}"
+    )
 
 
 def normalize(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:

@@ -142,7 +142,7 @@ def test_bad_input_gets_one_line(
     # Published weights (load_pretrained) carry their classes and normalisation in pretrained_cfg: a report on data
     # normalised otherwise scored other inputs, and a model of another class count crashed in the confusion matrix.
     weights = cnnzoo.load_pretrained("lenet5.mnist")
-    note = "the model was trained on images normalised with mean [0.1307], std [0.3081]; this data module normalises"
+    note = "the model was trained on inputs normalised with mean [0.1307], std [0.3081]; this data is normalised"
     for data, said in ((DigitsDataModule(), True), (DigitsDataModule(mean=[0.1307], std=[0.3081]), False)):
         cnnzoo_said.clear()
         assert (report(weights, data, str(tmp_path / "w"), max_images=2, progress=False)).is_file()  # out: a str

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from .. import _logging
-from ..presets import same_normalisation
+from ..presets import normalisation_note
 
 __all__ = ["ReportError", "find_metrics_csv", "report"]
 
@@ -375,13 +375,9 @@ def report(task: nn.Module, datamodule: Any, out: str | Path, split: str = "val"
     # What the network was trained on: a task records it, published weights carry it.
     mean = getattr(task, "mean", None) or getattr(weights, "mean", None)
     std = getattr(task, "std", None) or getattr(weights, "std", None)
-    if mean and std and not same_normalisation((mean, std), (datamodule.mean, datamodule.std)):
-        # Said, not refused, as validate says it: other statistics can be the user's choice for other data.
-        _logging.info(
-            f"the model was trained on images normalised with mean {list(mean)}, std {list(std)}; this data module "
-            f"normalises with mean {list(datamodule.mean)}, std {list(datamodule.std)}. To score the inputs it "
-            f"saw, build it with mean={list(mean)}, std={list(std)}"
-        )
+    note = normalisation_note((mean, std), (datamodule.mean, datamodule.std), "the model was") if mean and std else None
+    if note is not None:  # said, as validate says it
+        _logging.info(note)
     check_tta_fits = getattr(task, "check_tta_fits", None)
     if callable(check_tta_fits):  # a cnnzoo task: the checks and the note that validate gives
         check_tta_fits(datamodule)

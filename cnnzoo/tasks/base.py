@@ -42,7 +42,7 @@ from .._compat import (
 from .._provenance import EVALUATION_KEY, checkpoint_problem, evaluation_record, is_state_dict
 from ..errors import CheckpointMismatchError, CnnzooWarning, ConfigError, first_line, listed
 from ..models.tta import TTA, check_tta, tta_logits
-from ..presets import ImageClassificationEval, same_normalisation
+from ..presets import ImageClassificationEval, normalisation_note
 
 # Lightning warns on every fit that the task's `on_before_batch_transfer` (the per-step reseeding) is used although a
 # data module was passed. That is intended, and the warning made users think their data module's hooks were skipped.
@@ -541,11 +541,11 @@ class ClassificationTask(LightningModule):
         # A restored task's weights learned the run's normalisation and classes: nothing to say of either.
         restored = hasattr(self, "_restored_epoch")
         if stage == "fit":
-            self._say_if_normalised_otherwise(mean, std, "the starting weights")
+            self._say_if_normalised_otherwise(mean, std, "the starting weights were")
         else:
             self.say_if_measured_with_other_tta()
             if not restored:
-                self._say_if_normalised_otherwise(mean, std, "the weights")
+                self._say_if_normalised_otherwise(mean, std, "the weights were")
         self.check_kept_classifier(data_classes, stage)
         # The whitening layer is set from the data before DDP copies rank 0's weights to the other ranks (a resumed
         # run's checkpoint holds it already).
@@ -601,16 +601,11 @@ class ClassificationTask(LightningModule):
         # evaluating) on data normalised with its own statistics still works, but a student should know the choice
         # was made.
         theirs = self.pretrained_normalization()
-        if theirs is None or mean is None or std is None or len(theirs[0]) != len(mean):
+        if theirs is None or mean is None or std is None:
             return
-        if same_normalisation(theirs, (mean, std)):
-            return
-        shown = [[round(v, 4) for v in values] for values in (*theirs, mean, std)]
-        _logging.info(
-            f"{what} were trained on inputs normalised with mean {shown[0]}, std {shown[1]}; this "
-            f"data is normalised with mean {shown[2]}, std {shown[3]}. To feed them what they saw, set "
-            f"--data.init_args.mean {shown[0]} --data.init_args.std {shown[1]}"
-        )
+        note = normalisation_note(theirs, (mean, std), what)
+        if note is not None:
+            _logging.info(note)
 
     def check_tta_fits(self, datamodule: Any) -> None:
         """Raise `ConfigError` when the data cannot take the task's ``tta`` (digits: a mirrored digit is another)."""
