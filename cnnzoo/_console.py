@@ -3,7 +3,22 @@
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
+
+_CODE_MARKS = (
+    (re.compile(r"`([^`<]+?)\s*<([^>]+)>`__?"), r"\1 (\2)"),  # RST links (`Notes <https://...>`_)
+    (re.compile(r":[a-z]+:`~?([^`]+)`"), r"\1"),  # Sphinx roles (:class:`~lightning.pytorch.Trainer`)
+    (re.compile(r"``(.+?)``"), r"\1"),  # RST literals (``None``)
+    (re.compile(r"(?<![`\w])`([^`\s][^`]*?)`(?![`\w])"), r"\1"),  # Markdown code and RST references (`TimmClassifier`)
+)
+
+
+def plain_help(text: str) -> str:
+    """``text`` without the docstrings' code marks, which a terminal shows as they are typed."""
+    for pattern, repl in _CODE_MARKS:
+        text = pattern.sub(repl, text)
+    return text
 
 
 def print_rich(renderable: Any) -> None:

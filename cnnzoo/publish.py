@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from . import _logging
+from ._console import plain_help
 from ._files import safetensors_beside
 from ._provenance import evaluation_record, run_folder_message, versions
 from .cli._args import ZooArgumentParser
@@ -482,7 +483,9 @@ files: `{w.file}` (sha256 `{w.sha256}`, {w.num_bytes:,} bytes{stored})
 def main(argv: list[str] | None = None) -> int:
     """``cnnzoo publish``: parse the command line and publish; returns the exit status."""
     parser = ZooArgumentParser(
-        prog="cnnzoo publish", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="cnnzoo publish",
+        description=plain_help(__doc__ or ""),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("ckpt", type=Path, help="training checkpoint (.ckpt), loaded with weights_only=True")
     parser.add_argument("--name", required=True, help="arch.tag, e.g. lenet5.mnist")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import inspect
 import logging
 import os
-import re
 import sys
 import time
 import warnings
@@ -35,6 +34,7 @@ from .._compat import (
     int_before_float_in_trainer_options,
     runs_apart,
 )
+from .._console import plain_help
 from .._files import short_path
 from .._provenance import checkpoint_problem, hardware, is_state_dict, run_folder_message, source_commit, versions
 from ..callbacks import (
@@ -104,20 +104,6 @@ GROUP_TITLES = {
     "prediction_writer": "Predictions (the CSV file that predict writes)",
     "speed": "Speed switches (channels-last memory format, torch.compile)",
 }
-
-_CODE_MARKS = (
-    (re.compile(r"`([^`<]+?)\s*<([^>]+)>`__?"), r"\1 (\2)"),  # RST links (`Notes <https://...>`_)
-    (re.compile(r":[a-z]+:`~?([^`]+)`"), r"\1"),  # Sphinx roles (:class:`~lightning.pytorch.Trainer`)
-    (re.compile(r"``(.+?)``"), r"\1"),  # RST literals (``None``)
-    (re.compile(r"(?<![`\w])`([^`\s][^`]*?)`(?![`\w])"), r"\1"),  # Markdown code and RST references (`TimmClassifier`)
-)
-
-
-def plain_help(text: str) -> str:
-    """``text`` without the docstrings' code marks, which a terminal shows as they are typed."""
-    for pattern, repl in _CODE_MARKS:
-        text = pattern.sub(repl, text)
-    return text
 
 
 class PlainHelpFormatter(DefaultHelpFormatter):
