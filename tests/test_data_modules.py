@@ -648,3 +648,62 @@ def test_16_bit_and_float_images_are_scaled_not_clipped(tmp_path: Path) -> None:
     )  # fmt: skip
     dm.setup("fit")
     assert all(np.array_equal(img[0].numpy(), expected) for img in dm.tensors["train"][0])
+
+
+@pytest.mark.parametrize(
+    ("counts", "fractions"),
+    [({0: 60, 1: 3}, [0.1]), ({0: 60, 1: 3}, [0.3]), ({0: 5, 1: 2, 2: 1, 3: 40}, [0.2, 0.1]), ({0: 9, 1: 11}, [0.5])],
+)
+def test_a_stratified_split_holds_each_class_in_proportion(counts: dict[int, int], fractions: list[float]) -> None:
+    from collections import Counter
+
+    from cnnzoo.data.tensor_ops import seeded_stratified_split
+
+    labels = [y for y, n in counts.items() for _ in range(n)]
+    parts = seeded_stratified_split(labels, fractions, seed=7)
+    every = torch.cat(parts).sort().values
+    assert torch.equal(every, torch.arange(len(labels)))  # disjoint, and they cover the whole
+    for k, fraction in enumerate(fractions):
+        held = Counter(labels[i] for i in parts[k].tolist())
+        for y, n in counts.items():
+            # Its share, or one where the share rounds to none; the validation split (the first) has every class
+            # that has two images or more.
+            assert held[y] in ({round(n * fraction)} if round(n * fraction) else {0, 1}), (y, held[y], n, fraction)
+            assert held[y] >= 1 or k > 0 or n < 2, (y, n, fraction)
+    trained = Counter(labels[i] for i in parts[-1].tolist())
+    assert all(trained[y] >= 1 for y in counts)  # every class is left to train on
+    again = seeded_stratified_split(labels, fractions, seed=7)
+    assert all(torch.equal(a, b) for a, b in zip(parts, again, strict=True))
+    assert not all(torch.equal(a, b) for a, b in zip(parts, seeded_stratified_split(labels, fractions, 8), strict=True))
+
+
+def test_a_class_left_out_of_validation_is_named_with_the_fix(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # 60 'ok' and 3 'defect' images: the seeded split of the whole folder put every defect in training, at a
+    # val_fraction of 0.1 and of 0.3, so val_f1 (which the imbalance line advises watching) never saw one.
+    import logging
+
+    root = write_folder(tmp_path / "imb", {"ok": 60, "defect": 3}, size=16)
+
+    def fit_setup(**kw: Any) -> tuple[ImageFolderDataModule, list[str]]:
+        dm = ImageFolderDataModule(root=str(root), img_size=16, num_workers=0, **kw)
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="cnnzoo"):
+            dm.setup("fit")
+        return dm, [r.getMessage() for r in caplog.records if "validation split holds no image" in r.getMessage()]
+
+    def validated(dm: ImageFolderDataModule) -> set[int]:
+        return {y for _, y in dm.samples["val"]}
+
+    for fraction in (0.1, 0.3):
+        dm, [line] = fit_setup(val_fraction=fraction)
+        assert validated(dm) == {dm.class_to_idx["ok"]}
+        assert "no image of ['defect']" in line and line.endswith("Fix: split each class on its own with "
+                                                                   "--data.init_args.stratify true")  # fmt: skip
+        dm, said = fit_setup(val_fraction=fraction, stratify=True)
+        assert validated(dm) == {0, 1} and said == []
+        held = sum(y == dm.class_to_idx["ok"] for _, y in dm.samples["val"])
+        assert held == round(60 * fraction)
+    # A test split too, from the same root, and the same split on every call.
+    dm, _ = fit_setup(val_fraction=0.1, test_fraction=0.1, stratify=True)
+    assert {y for _, y in dm.samples["test"]} == {0, 1}
+    assert dm.samples == fit_setup(val_fraction=0.1, test_fraction=0.1, stratify=True)[0].samples

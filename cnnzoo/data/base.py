@@ -23,7 +23,7 @@ from typing_extensions import override
 
 from .. import _logging
 from .._compat import accumulation_at, epoch_in_progress, optimizer_steps
-from ..errors import CnnzooDeprecationWarning, ConfigError
+from ..errors import CnnzooDeprecationWarning, ConfigError, listed
 from ..presets import ImageClassificationEval, convert_channels, normalize, resize_batch
 from .sampling import (
     AlternatingFlipDataset,
@@ -439,11 +439,14 @@ class ClassificationDataModule(LightningDataModule):
     def predict_dataloader(self) -> DataLoader:
         return self.make_loader("predict", train=False)
 
-    def log_split_sizes(self, sizes: dict[str, int], train_labels: torch.Tensor | None = None) -> None:
+    def log_split_sizes(
+        self, sizes: dict[str, int], train_labels: torch.Tensor | None = None, val_labels: torch.Tensor | None = None
+    ) -> None:
         """Record the size of each split in `split_sizes`, and log them with the shape the images are served at.
 
         ``train_labels`` (given when fitting) add a line when the training classes are imbalanced, with the
-        ``class_weights`` that balance them.
+        ``class_weights`` that balance them; with ``val_labels``, one when a class that trains has no validation
+        image.
         """
         self.split_sizes = dict(sizes)
         text = ", ".join(f"{k}={v}" for k, v in sizes.items() if v)
@@ -452,6 +455,26 @@ class ClassificationDataModule(LightningDataModule):
         )
         if train_labels is not None and len(train_labels):
             self._note_imbalance(train_labels)
+            if val_labels is not None and len(val_labels):
+                self._note_unvalidated(train_labels, val_labels)
+
+    def _note_unvalidated(self, train_labels: torch.Tensor, val_labels: torch.Tensor) -> None:
+        # A seeded random split of a small or imbalanced folder can leave a rare class out of validation: val_acc,
+        # val_f1 and the early stopping and checkpoint choices that watch them then say nothing of it.
+        trained = torch.bincount(torch.as_tensor(train_labels).long(), minlength=self.num_classes).tolist()
+        validated = torch.bincount(torch.as_tensor(val_labels).long(), minlength=self.num_classes).tolist()
+        names = [str(c) for c in self.class_names]
+        missing = [n for n, t, v in zip(names, trained, validated, strict=True) if t and not v]
+        if missing:
+            fix = (
+                "split each class on its own with --data.init_args.stratify true"
+                if getattr(self, "stratify", None) is False
+                else "give validation more images with --data.init_args.val_fraction"
+            )
+            _logging.info(
+                f"the validation split holds no image of {listed(missing, 5)}: val_acc and val_f1 (and the "
+                f"checkpoint and early stopping that watch them) say nothing of those classes. Fix: {fix}"
+            )
 
     def _note_imbalance(self, labels: torch.Tensor) -> None:
         counts = torch.bincount(torch.as_tensor(labels).long(), minlength=self.num_classes).tolist()
@@ -563,7 +586,11 @@ class InMemoryDataModule(ClassificationDataModule):
             splits[name] = (convert_channels(images, self.in_chans), labels)
         self.splits = splits
         fitting = "train" in splits and stage in (None, "fit")
-        self.log_split_sizes({k: len(v[1]) for k, v in splits.items()}, splits["train"][1] if fitting else None)
+        self.log_split_sizes(
+            {k: len(v[1]) for k, v in splits.items()},
+            splits["train"][1] if fitting else None,
+            splits["val"][1] if fitting and "val" in splits else None,
+        )
 
     @override
     def make_loader(self, split: str, train: bool) -> DataLoader:

@@ -27,7 +27,7 @@ from ..images import (
 from .base import ClassificationDataModule, NoSplitError
 from .cache import cache_key, decode_images, load_cache, save_cache
 from .sampling import TensorBatchDataset
-from .tensor_ops import seeded_permutation, seeded_split
+from .tensor_ops import seeded_permutation, seeded_split, seeded_stratified_split
 from .transforms import AugmentName
 
 __all__ = ["IMG_EXTENSIONS", "CorruptImageError", "ImageFolderDataModule", "scan_class_folders"]
@@ -170,6 +170,9 @@ class ImageFolderDataModule(ClassificationDataModule):
             folder (``cnnzoo predict --weights`` sets them from the weights).
         val_fraction: fraction held out for validation when there is no ``val_dir``.
         test_fraction: fraction of ``root`` held out for testing.
+        stratify: split each class on its own, so that every split holds each class in proportion (and a rare class
+            at least once), as scikit-learn's ``train_test_split(stratify=...)``. Off by default: a plain seeded split
+            of the whole folder, which can leave a rare class out of validation.
         strict: make unreadable images fatal instead of skipped.
         check_images: decode every image once at setup to find corrupt files before training starts.
         in_memory: decode once into the on-disk tensor cache and train from memory with batched augmentation
@@ -198,6 +201,7 @@ class ImageFolderDataModule(ClassificationDataModule):
         class_names: list[str] | None = None,
         val_fraction: float = 0.1,
         test_fraction: float = 0.0,
+        stratify: bool = False,
         strict: bool = False,
         check_images: bool = True,
         in_memory: bool = False,
@@ -224,7 +228,7 @@ class ImageFolderDataModule(ClassificationDataModule):
         self.val_dir = Path(val_dir).expanduser() if val_dir else None
         self.test_dir = Path(test_dir).expanduser() if test_dir else None
         self.predict_dir = Path(predict_dir).expanduser() if predict_dir else None
-        self.val_fraction, self.test_fraction = val_fraction, test_fraction
+        self.val_fraction, self.test_fraction, self.stratify = val_fraction, test_fraction, stratify
         self.strict, self.check_images = strict, check_images
         self.check_batched_options(in_memory)
         self.in_memory, self.max_cache_mb = in_memory, max_cache_mb
@@ -323,9 +327,7 @@ class ImageFolderDataModule(ClassificationDataModule):
         if not self.samples:
             if self.root is not None:
                 all_samples = self._scan(self.root)
-                n = len(all_samples)
-                n_val, n_test = round(n * self.val_fraction), round(n * self.test_fraction)
-                val_idx, test_idx, train_idx = seeded_split(n, [n_val, n_test, n - n_val - n_test], self.seed)
+                val_idx, test_idx, train_idx = self._split(all_samples, [self.val_fraction, self.test_fraction])
                 self.samples = {
                     "train": [all_samples[i] for i in train_idx],
                     "val": [all_samples[i] for i in val_idx],
@@ -337,8 +339,7 @@ class ImageFolderDataModule(ClassificationDataModule):
                 if self.val_dir is not None:
                     self.samples = {"train": train, "val": self._scan(self.val_dir)}
                 else:
-                    n_val = round(len(train) * self.val_fraction)
-                    val_idx, train_idx = seeded_split(len(train), [n_val, len(train) - n_val], self.seed)
+                    val_idx, train_idx = self._split(train, [self.val_fraction])
                     self.samples = {"train": [train[i] for i in train_idx], "val": [train[i] for i in val_idx]}
                 if self.test_dir is not None:
                     self.samples["test"] = self._scan(self.test_dir)
@@ -350,10 +351,22 @@ class ImageFolderDataModule(ClassificationDataModule):
             if self.in_memory:
                 self._assemble_tensors()
             fitting = "train" in self.samples and stage in (None, "fit")
-            labels = torch.tensor([y for _, y in self.samples["train"]]) if fitting else None
-            self.log_split_sizes({k: len(v) for k, v in self.samples.items()}, labels)
+            labels = {k: torch.tensor([y for _, y in v]) for k, v in self.samples.items() if k in ("train", "val")}
+            self.log_split_sizes(
+                {k: len(v) for k, v in self.samples.items()},
+                labels["train"] if fitting else None,
+                labels.get("val") if fitting else None,
+            )
         if stage == "predict" and "predict" not in self.samples:
             self.samples["predict"] = self._predict_samples()
+
+    def _split(self, samples: list[tuple[str, int]], fractions: list[float]) -> list[torch.Tensor]:
+        """Index sets for ``fractions`` of ``samples`` and the rest: per class with ``stratify``, else of the whole."""
+        if self.stratify:
+            return seeded_stratified_split([y for _, y in samples], fractions, self.seed)
+        n = len(samples)
+        sizes = [round(n * f) for f in fractions]
+        return seeded_split(n, [*sizes, n - sum(sizes)], self.seed)
 
     def _assemble_tensors(self) -> None:
         """Each split's uint8 images and labels, gathered by path from the folders' cached tensors."""

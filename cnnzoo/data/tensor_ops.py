@@ -21,6 +21,7 @@ __all__ = [
     "resolve_val_size",
     "seeded_permutation",
     "seeded_split",
+    "seeded_stratified_split",
 ]
 
 Split = tuple[torch.Tensor, torch.Tensor]
@@ -36,6 +37,31 @@ def seeded_split(n: int, sizes: list[int], seed: int) -> list[torch.Tensor]:
         out.append(perm[start : start + size].sort().values)
         start += size
     return out
+
+
+def seeded_stratified_split(labels: Sequence[int], fractions: list[float], seed: int) -> list[torch.Tensor]:
+    """Split each class on its own: ``fractions`` of it for the first parts, the rest last; sorted index sets.
+
+    A class gets ``round(n * fraction)`` images in each part, and at least one when its other images still leave one
+    for the last part, so that a rare class is in every split: a random split of 60 and 3 images can leave it out of
+    validation altogether. The same seed gives the same split.
+    """
+    by_class: dict[int, list[int]] = {}
+    for i, y in enumerate(labels):
+        by_class.setdefault(int(y), []).append(i)
+    parts: list[list[int]] = [[] for _ in range(len(fractions) + 1)]
+    for y, members in sorted(by_class.items()):
+        order = [members[i] for i in seeded_permutation(len(members), seed + y).tolist()]
+        start = 0
+        for k, fraction in enumerate(fractions):
+            size = round(len(order) * fraction)
+            if fraction > 0 and size == 0 and len(order) - start >= 2:
+                size = 1
+            size = min(size, max(0, len(order) - start - 1))  # at least one image of the class is left to train
+            parts[k].extend(order[start : start + size])
+            start += size
+        parts[-1].extend(order[start:])
+    return [torch.tensor(sorted(p), dtype=torch.long) for p in parts]
 
 
 def seeded_permutation(n: int, seed: int) -> torch.Tensor:
