@@ -273,3 +273,19 @@ def test_the_table_fits_an_80_column_terminal_without_cutting_a_number(name: str
             assert f" {number} " in f" {cells} ", (r.name, number)
     first = next(r for r in s.rows if r.receptive_field.startswith("n/a"))
     assert f"RF n/a from {first.name} on ({first.receptive_field[5:-1]})" in text
+
+
+def test_ipython_and_notebooks_show_the_table_not_the_fields() -> None:
+    # A notebook cell ending in cnnzoo.summary("lenet5") showed the dataclass: a screen of LayerRow(name=...).
+    s = summary("lenet5")
+    shown: list[str] = []
+
+    class Printer:  # IPython's pretty printer, as _repr_pretty_ gets it
+        def text(self, text: str) -> None:
+            shown.append(text)
+
+    s._repr_pretty_(Printer(), cycle=False)
+    assert shown == [s.to_text()] and "LayerRow(" not in shown[0]
+    assert shown[0].startswith("lenet5, input 1x28x28") and "features.0" in shown[0] and "122,304" in shown[0]
+    assert all(len(line) <= 80 for line in s.to_text(width=80).splitlines())
+    assert s._repr_markdown_() == s.to_markdown()

@@ -10,8 +10,10 @@ parameters, and the receptive field, jump and start of each layer's output
 
 from __future__ import annotations
 
+import io
 import json
 import math
+import shutil
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -152,6 +154,23 @@ class ModelSummary:
         return Group(table, *(Text(t) for t in (*notes, *self.totals_lines())))
 
     def __str__(self) -> str:
+        return self.to_markdown()
+
+    def to_text(self, width: int | None = None) -> str:
+        """The terminal's table and notes as plain text, ``width`` columns wide (default: the terminal's)."""
+        from rich.console import Console
+
+        columns = width or shutil.get_terminal_size().columns
+        console = Console(width=columns, record=True, file=io.StringIO(), color_system=None)
+        console.print(self)
+        return console.export_text()
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        # IPython shows the table, where it showed the dataclass's fields: a screen of LayerRow(...).
+        printer.text(self.to_text())
+
+    def _repr_markdown_(self) -> str:
+        # A notebook renders the Markdown table.
         return self.to_markdown()
 
 
