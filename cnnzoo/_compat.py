@@ -12,6 +12,7 @@ import functools
 import operator
 import os
 import typing
+import warnings
 from typing import Any
 
 import torch
@@ -43,6 +44,7 @@ __all__ = [
     "live_console",
     "nvml_loads",
     "optimizer_steps",
+    "quiet_lightning_pytree_warning",
     "rate_search_steps",
     "runs_apart",
     "skip_nvml_check_without_nvml",
@@ -76,6 +78,23 @@ def nvml_loads() -> bool:
 
 
 skip_nvml_check_without_nvml()
+
+
+def quiet_lightning_pytree_warning() -> None:
+    """Hide the deprecation torch raises at Lightning's own pytree code, twice on every ``Trainer.fit``.
+
+    ``isinstance(treespec, LeafSpec)`` in ``lightning.pytorch.utilities._pytree`` is Lightning's to change, not the
+    user's; a plain-Python fit of a cnnzoo task showed it as the CLI does not. Only warnings raised at that module
+    are hidden, so a user's own code that makes the same call still hears of it.
+    """
+    warnings.filterwarnings(
+        "ignore",
+        message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+        module=r"lightning\.pytorch\.utilities\._pytree",
+    )
+
+
+quiet_lightning_pytree_warning()
 
 # The private attribute in which Lightning records the running hook's name on the LightningModule, set before and
 # after every hook call, dozens of times a training step. ClassificationTask stores it without nn.Module's

@@ -5,6 +5,8 @@ from __future__ import annotations
 import ctypes
 import inspect
 import os
+import subprocess
+import sys
 import typing
 from pathlib import Path
 from typing import Any
@@ -178,3 +180,18 @@ def test_an_integer_limit_is_a_count_of_batches_where_typing_cached_the_union_fl
     names = ("limit_train_batches", "limit_val_batches", "val_check_interval", "overfit_batches")
     hints = [annotations[name] for name in names]
     assert all(typing.get_args(h)[:2] == (int, float) for h in hints)
+
+
+def test_lightnings_pytree_deprecation_is_hidden_only_where_lightning_raises_it() -> None:
+    # A plain-Python fit of a cnnzoo task printed torch's LeafSpec deprecation twice, raised at Lightning's code.
+    script = (
+        "import warnings, lightning, cnnzoo.tasks, cnnzoo.data\n"
+        "task, data = cnnzoo.tasks.ImageClassifier(model='lenet5'), cnnzoo.data.DigitsDataModule(num_workers=0)\n"
+        "lightning.Trainer(max_epochs=1, limit_train_batches=2, limit_val_batches=1, logger=False,\n"
+        "                  enable_checkpointing=False).fit(task, data)\n"
+        "msg = '`isinstance(treespec, LeafSpec)` is deprecated, use ...'\n"
+        "warnings.warn_explicit(msg, FutureWarning, 'x.py', 1, module='lightning.pytorch.utilities._pytree')\n"
+        "warnings.warn_explicit(msg, FutureWarning, 'mine.py', 1, module='mine')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stderr.count("LeafSpec") == 1 and "mine.py:1" in done.stderr, done.stderr

@@ -330,8 +330,6 @@ class CnnzooCLI(LightningCLI):
     _ckpt_state: dict[str, Any] | None = None  # the --ckpt_path checkpoint, read once with weights_only=True
 
     def __init__(self, args: Any = None, run: bool = True, **kwargs: Any) -> None:
-        # Lightning's own use of torch's pytree API warns on every run (fixed upstream, not ours to act on).
-        warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
         # Lightning's model summary calls its 32-bit size "not accurate" under 16-mixed and bf16-mixed, where the
         # weights are float32 all the same: the size it shows is right, and the warning named a library file.
         warnings.filterwarnings("ignore", message=r"Precision (bf)?16-mixed is not supported by the model summary")
