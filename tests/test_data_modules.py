@@ -707,3 +707,18 @@ def test_a_class_left_out_of_validation_is_named_with_the_fix(tmp_path: Path, ca
     dm, _ = fit_setup(val_fraction=0.1, test_fraction=0.1, stratify=True)
     assert {y for _, y in dm.samples["test"]} == {0, 1}
     assert dm.samples == fit_setup(val_fraction=0.1, test_fraction=0.1, stratify=True)[0].samples
+
+
+def test_a_data_module_says_what_it_serves_when_shown() -> None:
+    # A notebook cell that ended with a data module showed "<cnnzoo.data.digits.DigitsDataModule object at 0x7f...>".
+    from cnnzoo.data import ClassificationDataModule, DigitsDataModule
+
+    dm = DigitsDataModule(batch_size=16)
+    assert repr(dm) == "DigitsDataModule(10 classes, served at 1x28x28, batch_size=16, augment='none'; not set up yet)"
+    dm.setup("fit")
+    assert repr(dm).endswith(f"; train={dm.split_sizes['train']}, val=270, test=270)")
+
+    class Unfinished(ClassificationDataModule):  # no class constants: shown, not raised
+        native_img_size = 8
+
+    assert repr(Unfinished()).startswith("Unfinished(no class names, served at 3x8x8")

@@ -186,6 +186,19 @@ class ClassificationDataModule(LightningDataModule):
         if len(self.mean) != self.in_chans or len(self.std) != self.in_chans:
             raise ValueError(f"mean and std need {self.in_chans} values (one per channel); got {self.mean}, {self.std}")
 
+    def __repr__(self) -> str:
+        # A notebook cell that ended with a data module showed "<...DigitsDataModule object at 0x7f...>"; this says
+        # what it serves, as torchvision's datasets do.
+        try:
+            classes = f"{len(self.class_names)} classes"
+        except MissingConstantError:
+            classes = "no class names"
+        sizes = ", ".join(f"{k}={v}" for k, v in self.split_sizes.items() if v) or "not set up yet"
+        return (
+            f"{type(self).__name__}({classes}, served at {self.in_chans}x{self.img_size}x{self.img_size}, "
+            f"batch_size={self.batch_size}, augment={self.augment!r}; {sizes})"
+        )
+
     @property
     def classes(self) -> tuple[str, ...]:
         """Deprecated name of `class_names` (until cnnzoo 0.3)."""
