@@ -703,6 +703,15 @@ def test_a_class_left_out_of_validation_is_named_with_the_fix(tmp_path: Path, ca
         assert validated(dm) == {0, 1} and said == []
         held = sum(y == dm.class_to_idx["ok"] for _, y in dm.samples["val"])
         assert held == round(60 * fraction)
+    # A class of one image stays in training, stratified or not: it is named, with the fix that works.
+    (root / "scratch").mkdir()
+    (root / "scratch" / "only.png").write_bytes((root / "ok" / "000.png").read_bytes())
+    dm, [line] = fit_setup(stratify=True)
+    assert "no image of ['scratch']" in line and line.endswith(
+        "a class needs two to be in both training and validation"
+    )
+    (root / "scratch" / "only.png").unlink()
+    (root / "scratch").rmdir()
     # A test split too, from the same root, and the same split on every call.
     dm, _ = fit_setup(val_fraction=0.1, test_fraction=0.1, stratify=True)
     assert {y for _, y in dm.samples["test"]} == {0, 1}

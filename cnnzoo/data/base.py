@@ -479,11 +479,13 @@ class ClassificationDataModule(LightningDataModule):
         names = [str(c) for c in self.class_names]
         missing = [n for n, t, v in zip(names, trained, validated, strict=True) if t and not v]
         if missing:
-            fix = (
-                "split each class on its own with --data.init_args.stratify true"
-                if getattr(self, "stratify", None) is False
-                else "give validation more images with --data.init_args.val_fraction"
-            )
+            stratify = getattr(self, "stratify", None)
+            if stratify is False:
+                fix = "split each class on its own with --data.init_args.stratify true"
+            elif stratify:  # a stratified split leaves out only a class of one image
+                fix = "add images of those classes: a class needs two to be in both training and validation"
+            else:
+                fix = "give validation more images with --data.init_args.val_fraction"
             _logging.info(
                 f"the validation split holds no image of {listed(missing, 5)}: val_acc and val_f1 (and the "
                 f"checkpoint and early stopping that watch them) say nothing of those classes. Fix: {fix}"
