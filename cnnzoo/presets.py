@@ -104,9 +104,9 @@ def normalisation_note(
         return None
     shown = [[round(float(v), 4) for v in values] for values in (*theirs, *ours)]
     return (
-        f"{what} trained on inputs normalised with mean {shown[0]}, std "
-        f"{shown[1]}; this data is normalised with mean {shown[2]}, std {shown[3]}. To feed the network what it "
-        f"saw, set --data.init_args.mean {shown[0]} --data.init_args.std {shown[1]}"
+        f"{what} trained on inputs normalised with mean {shown[0]}, std {shown[1]}; this data is normalised with "
+        f"mean {shown[2]}, std {shown[3]}. To feed the network what it saw, set --data.init_args.mean {shown[0]} "
+        f"--data.init_args.std {shown[1]}"
     )
 
 
