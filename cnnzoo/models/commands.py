@@ -35,18 +35,11 @@ def print_models_table(pattern: str | None = None) -> int:
 
     Prints nothing when no model matches ``pattern``.
     """
-    from rich.table import Table
-
-    table = Table(title="cnnzoo models (10 classes, default channels)")
-    table.add_column("name", style="bold")
-    table.add_column("parameters", justify="right")
-    table.add_column("input (C, H, W)")
-    table.add_column("description")
     rows = model_summary_rows(pattern)
-    for name, n_params, size, doc in rows:
-        table.add_row(name, f"{n_params:,}", "x".join(map(str, size)), doc)
+    columns = [("name", "left"), ("parameters", "right"), ("input (C, H, W)", "left"), ("description", "left")]
+    cells = [[name, f"{n_params:,}", "x".join(map(str, size)), doc] for name, n_params, size, doc in rows]
     if rows:
-        print_rich(table)
+        print_rich(CompactTable("cnnzoo models (10 classes, default channels)", columns, cells, fold=("name",)))
     return len(rows)
 
 
