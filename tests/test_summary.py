@@ -289,3 +289,24 @@ def test_ipython_and_notebooks_show_the_table_not_the_fields() -> None:
     assert shown[0].startswith("lenet5, input 1x28x28") and "features.0" in shown[0] and "122,304" in shown[0]
     assert all(len(line) <= 80 for line in s.to_text(width=80).splitlines())
     assert s._repr_markdown_() == s.to_markdown()
+
+
+def test_a_side_branch_without_a_receptive_field_is_not_said_to_end_the_arithmetic() -> None:
+    # The note under the table said "from side.0 on", and conv2 after it has a field of 5.
+    class Aux(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(1, 4, 3, padding=1)
+            self.side = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
+            self.conv2 = nn.Conv2d(4, 4, 3, padding=1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = self.conv(x)
+            aux = self.side(y)  # runs before conv2, so its rows come first
+            return self.conv2(y).mean((2, 3)) + aux.sum()
+
+    s = summary(Aux(), input_size=(1, 8, 8))
+    assert rows(s)["conv2"][0] == "5"
+    text = s.to_text(width=100)
+    assert "RF n/a at 3 layers, first side.0 (global pooling); --format json gives each one's reason" in text
+    assert "RF n/a from" not in text

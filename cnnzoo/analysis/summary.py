@@ -131,12 +131,12 @@ class ModelSummary:
         columns = [("layer", "left"), ("type", "left"), (geometry, "left"), ("output", "left"), ("params", "right"),
                    *([("frozen", "right")] if frozen else []), ("mult-adds", "right"), ("RF", "right"),
                    ("jump", "right"), ("start", "right")]  # fmt: skip
-        undefined: list[str] = []
+        undefined: list[int] = []
         rows: list[list[str]] = []
-        for r in self.rows:
+        for i, r in enumerate(self.rows):
             rf = r.receptive_field
             if rf.startswith("n/a"):
-                undefined.append(f"from {r.name} on {rf[len('n/a ') :]}")
+                undefined.append(i)
                 rf = "n/a"
             ksp = "/".join((r.kernel, r.stride, r.padding, *([r.dilation] if dilated else []))) if r.kernel else ""
             rows.append([r.name, r.type, ksp, "x".join(map(str, r.output_shape[1:])), f"{r.params:,}",
@@ -149,7 +149,13 @@ class ModelSummary:
             "neighbouring units; start: the centre of the first unit's field (the first pixel's: 0.5)"
         ]
         if undefined:
-            notes.append(f"RF n/a {undefined[0]}")
+            first = self.rows[undefined[0]]
+            reason = first.receptive_field[len("n/a ") :]
+            if len(undefined) == len(self.rows) - undefined[0]:  # from there to the end
+                notes.append(f"RF n/a from {first.name} on {reason}")
+            else:
+                notes.append(f"RF n/a at {len(undefined)} layers, first {first.name} {reason}; --format json gives "
+                             "each one's reason")  # fmt: skip
         table = CompactTable(title, columns, rows, fold=("type", "layer"))
         return Group(table, *(Text(t) for t in (*notes, *self.totals_lines())))
 
