@@ -452,30 +452,31 @@ class ClassificationDataModule(LightningDataModule):
     def predict_dataloader(self) -> DataLoader:
         return self.make_loader("predict", train=False)
 
-    def log_split_sizes(
-        self, sizes: dict[str, int], train_labels: torch.Tensor | None = None, val_labels: torch.Tensor | None = None
-    ) -> None:
+    def log_split_sizes(self, sizes: dict[str, int], labels: dict[str, torch.Tensor] | None = None) -> None:
         """Record the size of each split in `split_sizes`, and log them with the shape the images are served at.
 
-        ``train_labels`` (given when fitting) add a line when the training classes are imbalanced, with the
-        ``class_weights`` that balance them; with ``val_labels``, one when a class that trains has no validation
-        image.
+        ``labels``, each split's (given when fitting), add a line when the training classes are imbalanced, with
+        the ``class_weights`` that balance them, and one when a class that trains has no validation image.
         """
         self.split_sizes = dict(sizes)
         text = ", ".join(f"{k}={v}" for k, v in sizes.items() if v)
         _logging.info(
             f"{type(self).__name__}: {text} images, served at {self.in_chans}x{self.img_size}x{self.img_size}"
         )
-        if train_labels is not None and len(train_labels):
-            self._note_imbalance(train_labels)
-            if val_labels is not None and len(val_labels):
-                self._note_unvalidated(train_labels, val_labels)
+        train, val = (labels or {}).get("train"), (labels or {}).get("val")
+        if train is None or not len(train):
+            return
+        trained = self._class_counts(train)
+        self._note_imbalance(trained)
+        if val is not None and len(val):
+            self._note_unvalidated(trained, self._class_counts(val))
 
-    def _note_unvalidated(self, train_labels: torch.Tensor, val_labels: torch.Tensor) -> None:
+    def _class_counts(self, labels: torch.Tensor) -> list[int]:
+        return torch.bincount(torch.as_tensor(labels).long(), minlength=self.num_classes).tolist()
+
+    def _note_unvalidated(self, trained: list[int], validated: list[int]) -> None:
         # A seeded random split of a small or imbalanced folder can leave a rare class out of validation: val_acc,
         # val_f1 and the early stopping and checkpoint choices that watch them then say nothing of it.
-        trained = torch.bincount(torch.as_tensor(train_labels).long(), minlength=self.num_classes).tolist()
-        validated = torch.bincount(torch.as_tensor(val_labels).long(), minlength=self.num_classes).tolist()
         names = [str(c) for c in self.class_names]
         missing = [n for n, t, v in zip(names, trained, validated, strict=True) if t and not v]
         if missing:
@@ -491,8 +492,7 @@ class ClassificationDataModule(LightningDataModule):
                 f"checkpoint and early stopping that watch them) say nothing of those classes. Fix: {fix}"
             )
 
-    def _note_imbalance(self, labels: torch.Tensor) -> None:
-        counts = torch.bincount(torch.as_tensor(labels).long(), minlength=self.num_classes).tolist()
+    def _note_imbalance(self, counts: list[int]) -> None:
         most, least = max(counts), min(counts)
         if least == 0 or most < IMBALANCE_RATIO * least:  # a class without training images is another problem
             return
@@ -501,7 +501,7 @@ class ClassificationDataModule(LightningDataModule):
             return
         names = list(self.class_names)
         # scikit-learn's "balanced" weights: every class then adds the same total weight to the loss.
-        balanced = [len(labels) / (len(counts) * c) for c in counts]
+        balanced = [sum(counts) / (len(counts) * c) for c in counts]
         given = f" [{', '.join(f'{w:.3g}' for w in balanced)}]" if len(counts) <= 20 else ", n / (classes x count) each"
         _logging.info(
             f"the training classes are imbalanced: {most} images of {names[counts.index(most)]!r}, {least} of "
@@ -602,9 +602,7 @@ class InMemoryDataModule(ClassificationDataModule):
         self.splits = splits
         fitting = "train" in splits and stage in (None, "fit")
         self.log_split_sizes(
-            {k: len(v[1]) for k, v in splits.items()},
-            splits["train"][1] if fitting else None,
-            splits["val"][1] if fitting and "val" in splits else None,
+            {k: len(v[1]) for k, v in splits.items()}, {k: v[1] for k, v in splits.items()} if fitting else None
         )
 
     @override

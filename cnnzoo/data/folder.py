@@ -351,12 +351,9 @@ class ImageFolderDataModule(ClassificationDataModule):
             if self.in_memory:
                 self._assemble_tensors()
             fitting = "train" in self.samples and stage in (None, "fit")
-            labels = {k: torch.tensor([y for _, y in v]) for k, v in self.samples.items() if k in ("train", "val")}
-            self.log_split_sizes(
-                {k: len(v) for k, v in self.samples.items()},
-                labels["train"] if fitting else None,
-                labels.get("val") if fitting else None,
-            )
+            splits: list[str] = [k for k in ("train", "val") if k in self.samples] if fitting else []
+            labels = {k: torch.tensor([y for _, y in self.samples[k]]) for k in splits}
+            self.log_split_sizes({k: len(v) for k, v in self.samples.items()}, labels)
         if stage == "predict" and "predict" not in self.samples:
             self.samples["predict"] = self._predict_samples()
 
