@@ -127,7 +127,9 @@ class ModelSummary:
         # as "n/a" with its reason below.
         frozen = any(r.frozen_params for r in self.rows)
         dilated = any(r.dilation not in ("", "1") for r in self.rows)
-        geometry = "k/s/p/d" if dilated else "k/s/p"
+        geometry, legend = (
+            ("k/s/p/d", "kernel/stride/padding/dilation") if dilated else ("k/s/p", "kernel/stride/padding")
+        )
         columns = [("layer", "left"), ("type", "left"), (geometry, "left"), ("output", "left"), ("params", "right"),
                    *([("frozen", "right")] if frozen else []), ("mult-adds", "right"), ("RF", "right"),
                    ("jump", "right"), ("start", "right")]  # fmt: skip
@@ -144,9 +146,8 @@ class ModelSummary:
                          f"{r.mult_adds:,}", rf, r.jump, r.start])  # fmt: skip
         title = f"{self.model}, input {'x'.join(map(str, self.input_size))}"
         notes = [
-            f"{geometry}: {'/'.join(('kernel', 'stride', 'padding', 'dilation')[: len(geometry.split('/'))])}; "
-            "RF: the input pixels one unit sees; jump: input pixels between "
-            "neighbouring units; start: the centre of the first unit's field (the first pixel's: 0.5)"
+            f"{geometry}: {legend}; RF: the input pixels one unit sees; jump: input pixels between neighbouring "
+            "units; start: the centre of the first unit's field (the first pixel's: 0.5)"
         ]
         if undefined:
             first = self.rows[undefined[0]]

@@ -151,6 +151,7 @@ class TimmClassifier(ClassificationTask):
         self._started_from: tuple[list[float], list[float]] | None = (
             (list(timm_cfg["mean"]), list(timm_cfg["std"])) if pretrained is True and "mean" in timm_cfg else None
         )
+        self._started_classes: list[str] | None = None  # set below from weights of ours; timm's carry no class names
         if isinstance(pretrained, str) and pretrained:
             from ..models import load_weights_into, weights_source
             from .classification import kept_classifier_classes, published_weights
@@ -170,7 +171,7 @@ class TimmClassifier(ClassificationTask):
 
     @override
     def pretrained_class_names(self) -> list[str] | None:
-        return getattr(self, "_started_classes", None)
+        return self._started_classes
 
     @property
     def data_config(self) -> dict[str, Any]:
