@@ -35,12 +35,40 @@ def print_rich(renderable: Any) -> None:
     console.print(renderable)
 
 
+# A name's pieces: each runs to just after a mark (vgg_ cifar_ fast. cifar10) or to a capital that starts a word
+# (Batch Norm2d), or is a run of spaces.
+_PIECE = re.compile(r"\s+|[^\s._/-]+?(?:[._/-]+|(?=[a-z0-9][A-Z])[a-z0-9]|(?=\s|$))|[._/-]+")
+
+
+def break_at_marks(text: str, width: int) -> str:
+    """``text`` in lines of at most ``width``, broken after its marks and spaces, and inside a piece only if longer.
+
+    Rich folds a cell at its width wherever that falls: ``vgg_cifar_fast.cifa`` above ``r10``.
+    """
+    lines: list[str] = []
+    for line in text.splitlines() or [""]:
+        current = ""
+        for piece in _PIECE.findall(line):
+            if len(current) + len(piece.rstrip()) <= width:
+                current += piece
+                continue
+            if current.strip():
+                lines.append(current.rstrip())
+            current = "" if piece.isspace() else piece
+            while len(current) > width:
+                lines.append(current[:width])
+                current = current[width:]
+        lines.append(current.rstrip())
+    return "\n".join(lines)
+
+
 class CompactTable:
     """A rich table drawn to fit the terminal: no vertical rules, and figures never split or cut.
 
     Rich shares a narrow terminal's width out over every column, so a figure was broken across lines (``0.981``
     then ``5``). Here the widths are chosen for the terminal: first the columns whose cells have spaces wrap at
-    them (``0.9929`` above ``(n=10,000)``), then the ``fold`` columns (names) break inside words.
+    them (``0.9929`` above ``(n=10,000)``), then the ``fold`` columns (names) break: after a ``.``, ``_``, ``-`` or
+    ``/`` where they can (``vgg_cifar_fast.`` above ``cifar10``), and inside a word only where they must.
 
     Args:
         title: shown above, on the left.
@@ -59,6 +87,7 @@ class CompactTable:
         cells = [[row[i] for row in rows] + [header] for i, (header, _) in enumerate(columns)]
         self.natural = [max(len(c) for c in col) for col in cells]
         self.words = [max(len(w) for c in col for w in c.split() or [""]) for col in cells]
+        self.pieces = [max(len(p) for c in col for p in _PIECE.findall(c) or [""]) for col in cells]
 
     def widths(self, total: int) -> list[int]:
         """Each column's width in ``total`` characters (more than ``total`` only where the words do not fit)."""
@@ -77,12 +106,14 @@ class CompactTable:
             if excess < 0:
                 widths[i] -= excess
                 excess = 0
-        # Then the fold columns break inside words, in the order given, each down to a few characters.
-        for header in self.fold:
-            i = headers.index(header)
-            cut = max(0, min(excess, widths[i] - min(self.words[i], self.FOLD_FLOOR)))
-            widths[i] -= cut
-            excess -= cut
+        # Then the fold columns break, in the order given: first after their marks, then inside words, each down
+        # to a few characters.
+        for floor in (self.pieces, [min(w, self.FOLD_FLOOR) for w in self.words]):
+            for header in self.fold:
+                i = headers.index(header)
+                cut = max(0, min(excess, widths[i] - floor[i]))
+                widths[i] -= cut
+                excess -= cut
         return widths
 
     def __rich_console__(self, console: Any, options: Any) -> Any:
@@ -91,10 +122,14 @@ class CompactTable:
 
         table = Table(title=self.title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False,
                       padding=(0, 1, 0, 0))  # fmt: skip
-        for (header, justify), width in zip(self.columns, self.widths(options.max_width), strict=True):
+        widths = self.widths(options.max_width)
+        for (header, justify), width in zip(self.columns, widths, strict=True):
             table.add_column(header, justify=justify, overflow="fold", width=width)  # type: ignore[arg-type]
+        # Where the words do not fit either, rich narrows every column again: a line broken here would break twice.
+        fits = sum(widths) + self.GAP * (len(widths) - 1) <= options.max_width
+        folded = [i for i, (header, _) in enumerate(self.columns) if header in self.fold and fits]
         for row in self.rows:
-            table.add_row(*row)
+            table.add_row(*(break_at_marks(c, widths[i]) if i in folded else c for i, c in enumerate(row)))
         yield table
 
     def __rich_measure__(self, console: Any, options: Any) -> Any:

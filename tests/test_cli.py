@@ -311,6 +311,38 @@ def test_the_weights_table_fits_the_terminal_without_splitting_a_figure(
             assert figure in words, (name, figure)
         if width >= 100:  # wide enough for the names and test-time augmentations whole
             assert name in words and w.tta in words
+    # A name too long for its column breaks after a mark: "vgg_cifar_fast.cifa" above "r10" read as another name.
+    lines = out.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("name "))
+    edge = lines[header].index("input")
+    names: list[list[str]] = []
+    for line in lines[header + 2 :]:
+        if line[edge:].split()[:1] and not line[edge].isspace():  # a row starts where its input is
+            names.append([])
+        if line[:edge].strip():
+            names[-1].append(line[:edge].strip())
+    assert ["".join(parts) for parts in names] == cnnzoo.list_pretrained()
+    assert all(part[-1] in "._" for parts in names for part in parts[:-1]), names
+    ttas = {cnnzoo.get_weights(name).tta for name in cnnzoo.list_pretrained()}
+    assert all(w in ttas or w.endswith("_") for w in words if w.startswith("mirror")), words
+
+
+@pytest.mark.parametrize(
+    ("text", "width", "lines"),
+    [
+        ("vgg_cifar_fast.cifar10", 16, ["vgg_cifar_fast.", "cifar10"]),
+        ("mirror_translate", 9, ["mirror_", "translate"]),
+        ("FixedScaleBatchNorm", 10, ["FixedScale", "BatchNorm"]),
+        ("features.10.conv", 12, ["features.10.", "conv"]),
+        ("AdaptiveAvgPool2d", 6, ["Adapti", "veAvg", "Pool2d"]),  # a piece longer than the column
+        ("4481 KiB (float16)", 9, ["4481 KiB", "(float16)"]),
+        ("lenet5", 6, ["lenet5"]),
+    ],
+)
+def test_a_narrow_cell_breaks_after_marks_and_capitals(text: str, width: int, lines: list[str]) -> None:
+    from cnnzoo._console import break_at_marks
+
+    assert break_at_marks(text, width).split("\n") == lines
 
 
 def test_fit_into_a_pipe_prints_the_whole_model_summary(tmp_path: Path) -> None:
