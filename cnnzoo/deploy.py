@@ -164,10 +164,10 @@ def _weights_meta(w: Any) -> dict[str, Any]:
 
 def _task_meta(task: Any, crop_pct: float | None, source: str, name: str) -> dict[str, Any]:
     """`_load`'s metadata of a cnnzoo task (from its checkpoint, or in memory), with the crop its caller found."""
-    example = getattr(task, "example_input_array", None)
+    size = task.input_size
     return {
         "class_names": [str(c) for c in task.class_names or []],
-        "input_size": list(example.shape[1:]) if example is not None else None,
+        "input_size": list(size) if size is not None else None,
         "mean": list(task.mean or []),
         "std": list(task.std or []),
         "crop_pct": crop_pct,

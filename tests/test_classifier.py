@@ -239,3 +239,18 @@ def test_class_weights_weigh_the_loss_and_travel_with_the_checkpoint(tmp_path: P
         ImageClassifier(model="lenet5", num_classes=3, class_weights=[1.0, 2.0])
     with pytest.raises(ValueError, match=r"^class_weights must all be finite and > 0"):
         ImageClassifier(model="lenet5", num_classes=3, class_weights=[1.0, 0.0, 2.0])
+
+
+@pytest.mark.parametrize("name", __import__("cnnzoo").list_models())
+def test_the_task_owns_its_input_size_for_the_transform_summary_and_export(name: str) -> None:
+    # The summary, export and the evaluation transform each read the size from Lightning's example input.
+    import cnnzoo
+    from cnnzoo.deploy import _task_meta
+
+    net = cnnzoo.create_model(name)
+    chans = net.in_chans
+    task = ImageClassifier(model=name, in_chans=chans, mean=[0.5] * chans, std=[0.5] * chans)
+    assert task.input_size == tuple(net.input_size)
+    assert cnnzoo.summary(task).input_size == task.input_size
+    assert tuple(_task_meta(task, None, "memory", name)["input_size"]) == task.input_size
+    assert task.transforms().img_size == net.input_size[-1]

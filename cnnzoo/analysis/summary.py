@@ -215,8 +215,7 @@ def _resolve(
     if isinstance(model_or_name, nn.Module):
         net = getattr(model_or_name, "net", None)
         if isinstance(net, nn.Module):  # a cnnzoo task: its network, at the input the task was built for
-            example = getattr(model_or_name, "example_input_array", None)
-            return net, type(net).__name__, tuple(example.shape[1:]) if isinstance(example, torch.Tensor) else None
+            return net, type(net).__name__, getattr(model_or_name, "input_size", None)
         return model_or_name, type(model_or_name).__name__, None
     from ..models import (
         build_model,

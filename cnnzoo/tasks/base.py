@@ -435,6 +435,16 @@ class ClassificationTask(LightningModule):
     def example_input_array(self, example: Any) -> None:
         self._example_input_array = example
 
+    @property
+    def input_size(self) -> tuple[int, ...] | None:
+        """The (C, H, W) input the network was built for.
+
+        The evaluation transform, the summary and export read it here. ``None`` when the task was given neither an
+        image size nor a network that records one.
+        """
+        x = self._example_input_array
+        return tuple(x.shape[1:]) if isinstance(x, torch.Tensor) else None
+
     # --- hooks users override ---------------------------------------------------------------------------------
     @override
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -649,15 +659,15 @@ class ClassificationTask(LightningModule):
             ValueError: the task does not know its normalisation or input size, or it comes from a checkpoint
                 that does not record its evaluation crop.
         """
-        example = self._example_input_array
-        if self.mean is None or self.std is None or not isinstance(example, torch.Tensor):
-            missing = "input size" if not isinstance(example, torch.Tensor) else "normalisation (mean, std)"
+        size = self.input_size
+        if self.mean is None or self.std is None or size is None:
+            missing = "input size" if size is None else "normalisation (mean, std)"
             raise ValueError(
                 f"{type(self).__name__} does not record its {missing}, so it has no evaluation transform; train it "
                 "with a cnnzoo data module (the CLI links mean and std from the data) or give mean and std"
             )
-        _, chans, size, _ = example.shape
-        return ImageClassificationEval(size, chans, self.mean, self.std, self._evaluation_crop())
+        chans, side = size[0], size[1]
+        return ImageClassificationEval(side, chans, self.mean, self.std, self._evaluation_crop())
 
     def _evaluation_crop(self) -> float | None:
         """The ``crop_pct`` this task evaluates with: its data module's, its checkpoint's record, or its weights'."""
