@@ -470,6 +470,15 @@ def test_what_is_said_about_an_epoch_prints_after_its_line(capsys: pytest.Captur
             "MNISTDataModule does not take it, ImageFolderDataModule does",
         ),
         (
+            ["--model", "ImageClassifier", "--data", "ImageFolderDataModule", "--data.data_dir", "x"],
+            "ImageFolderDataModule does not take it, CIFAR10DataModule, CIFAR100DataModule and 3 more do; did you "
+            "mean --data.root?",
+        ),
+        (
+            ["--model", "ImageClassifier", "--data", "MNISTDataModule", "--data.root", "x"],
+            "MNISTDataModule does not take it, ImageFolderDataModule does; did you mean --data.data_dir?",
+        ),
+        (
             ["--model", "ImageClassifier", "--model.backbone", "x"],
             "ImageClassifier does not take it, TimmClassifier does",
         ),

@@ -806,6 +806,9 @@ _NOT_A_CLASS = re.compile(r"^(model|data): Expected a path but (\S+) either not 
 _NO_CALLABLE = re.compile(r"(optimizer|lr_scheduler): Expected a path but (\S+) either not accessible")
 _REQUIRED = re.compile(r"the following arguments are required: (?:\w+\.)?(model|data)\b")
 # Shown when the data module is missing or unknown; a test checks that each is a data module.
+# Options that name one idea under two names in different classes: where the data is (a folder of class folders,
+# or the folder a torchvision dataset is stored in). A recipe moved to the other kind of module carries the other.
+_SAME_IDEA = {"data_dir": "root", "root": "data_dir"}
 DATA_EXAMPLES = ("MNISTDataModule", "CIFAR10DataModule", "ImageFolderDataModule")
 
 
@@ -868,7 +871,9 @@ def explain_parse_error(text: str, run_config: str | None = None) -> str:
         others = [name for name, c in classes.items() if c is not cls and option in _options_of(c)]
         if others:
             takers = " and ".join(others) if len(others) <= 2 else f"{', '.join(others[:2])} and {len(others) - 2} more"
-            return f"{text}: {class_name} does not take it, {takers} {'does' if len(others) == 1 else 'do'}"
+            said = f"{text}: {class_name} does not take it, {takers} {'does' if len(others) == 1 else 'do'}"
+            same = _SAME_IDEA.get(option)
+            return f"{said}; did you mean --{key}.{same}?" if same in _options_of(cls) else said
         own = [f"{key}.{name}" for name in _options_of(cls)]
         belongs = [k for k in known_options() if k.startswith(("model.optimizer.", "model.lr_scheduler."))]
         hint = _did_you_mean(f"{key}.{option}", own + (belongs if key == "model" else []))
