@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import signal
 import subprocess
 import sys
 import warnings
@@ -328,6 +329,28 @@ def test_sigterm_mid_epoch_then_resume_matches_uninterrupted(straight_run: Path,
     assert torch.load(next(tmp_path.rglob("last.ckpt")), weights_only=True)["global_step"] == 60
     cnnzoo("fit", *RESUME_ARGS, "--trainer.max_epochs=4", f"--trainer.default_root_dir={tmp_path}", "--ckpt_path=last")
     _assert_same_final_state(straight_run, next(tmp_path.rglob("last.ckpt")))
+
+
+def test_ctrl_c_saves_the_run_and_ends_the_process_by_sigint(tmp_path: Path) -> None:
+    # Lightning ends a run stopped by Ctrl-C with exit status 1, so a shell loop of runs (for seed in ...; do cnnzoo
+    # fit ...; done) went on to the next run. A process that ends by SIGINT stops the loop, as Python's own does.
+    env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "200", "PYTHONUNBUFFERED": "1"}
+    endless = ["--trainer.max_epochs=100000", "--early_stopping.patience=100000"]
+    args = [sys.executable, "-m", "cnnzoo", "fit", "--config", DIGITS, *QUIET, *endless]
+    args.append(f"--trainer.default_root_dir={tmp_path}")
+    with subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as run:
+        assert run.stdout is not None
+        lines = []
+        for line in run.stdout:  # the second epoch's line: the run is training, past its sanity check
+            lines.append(line)
+            if line.startswith("epoch 1 "):
+                run.send_signal(signal.SIGINT)
+                break
+        out = "".join(lines) + run.communicate(timeout=120)[0]
+    assert run.returncode == -signal.SIGINT, out[-3000:]
+    assert "interrupted during epoch" in out and "resume with --ckpt_path last" in out
+    assert "Traceback" not in out, out[-3000:]
+    assert torch.load(next(tmp_path.rglob("last.ckpt")), weights_only=True)["global_step"] > 0
 
 
 def _per_sample_folder_fit(tmp_path: Path) -> list[str]:

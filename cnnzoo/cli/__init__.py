@@ -20,7 +20,8 @@ import traceback
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TextIO
+from types import TracebackType
+from typing import Any, NoReturn, TextIO
 
 from .. import __version__, _logging
 from ..errors import CheckpointMismatchError, CnnzooWarning, ConfigError, first_line
@@ -601,8 +602,9 @@ def main(argv: list[str] | None = None) -> int:
     """Run the ``cnnzoo`` command line; returns the exit status.
 
     Exit codes: 0 done, 1 failed (diverged, out of memory, disk full), 2 refused input, 143 interrupted by SIGTERM
-    after saving ``last.ckpt`` (so a scheduler requeues the job). Zoo commands, ``--help`` and ``--version`` never
-    import Lightning, so they answer fast.
+    after saving ``last.ckpt`` (so a scheduler requeues the job). Ctrl-C (which also saves ``last.ckpt`` in ``fit``)
+    ends the process by SIGINT, as an uncaught Ctrl-C does in Python, so that a shell loop of runs stops too. Zoo
+    commands, ``--help`` and ``--version`` never import Lightning, so they answer fast.
     """
     # As `python -m cnnzoo` does: the current directory is importable, so `--model mymod.MyTask` finds mymod.py.
     if "" not in sys.path and os.getcwd() not in sys.path:
@@ -636,6 +638,12 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"cnnzoo: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        _leave_as_interrupted()
+    except SystemExit as err:
+        if isinstance(err.__context__, KeyboardInterrupt):  # Lightning's graceful shutdown after Ctrl-C: exit(1)
+            _leave_as_interrupted()
+        raise
     except BrokenPipeError:
         # The reader stopped early (`cnnzoo recipes | head`), which is not an error. Python flushes stdout again at
         # exit, so it is pointed at /dev/null first, as the Python docs advise.
@@ -645,6 +653,22 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         warnings.showwarning = showwarning
         _typed = None
+
+
+def _leave_as_interrupted() -> NoReturn:
+    """Re-raise Ctrl-C without its traceback: Python then ends the process by SIGINT.
+
+    A shell reads that as "the user stopped it" and leaves a loop of runs, where Lightning's exit status 1 let the
+    loop start the next run.
+    """
+    hook = sys.excepthook
+
+    def quiet(kind: type[BaseException], value: BaseException, tb: TracebackType | None) -> None:
+        if not issubclass(kind, KeyboardInterrupt):
+            hook(kind, value, tb)
+
+    sys.excepthook = quiet
+    raise KeyboardInterrupt from None
 
 
 def _show_warning(
