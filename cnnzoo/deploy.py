@@ -16,6 +16,8 @@ import io
 import json
 import logging
 import os
+import signal
+import threading
 import time
 import warnings
 from collections.abc import Iterator
@@ -29,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import _logging
+from ._files import temp_beside
 from ._provenance import checkpoint_problem, versions
 from .errors import first_line
 
@@ -288,6 +291,7 @@ def _write(fmt: str, module: nn.Module, x: torch.Tensor, path: Path, opset: int,
         try:
             program = torch.export.export(module, (x,), dynamic_shapes={"x": axes})
         except Exception as err:
+            _stop_if_interrupted()
             lines = [ln.strip() for ln in str(err).strip().splitlines() if ln.strip()]
             reason = next((ln for ln in lines if ln.startswith("- ")), lines[0] if lines else type(err).__name__)
             if min_size is None:
@@ -303,6 +307,7 @@ def _write(fmt: str, module: nn.Module, x: torch.Tensor, path: Path, opset: int,
             torch.jit.save(torch.jit.script(module), str(path))
             return "torch.jit.script"
         except Exception:  # scripting fails on Python it cannot compile; tracing records one run instead
+            _stop_if_interrupted()
             torch.jit.save(torch.jit.trace(module, x), str(path))
             return "torch.jit.trace"
     dynamo_error: str  # onnx is installed: export() checked the opset against it
@@ -317,6 +322,7 @@ def _write(fmt: str, module: nn.Module, x: torch.Tensor, path: Path, opset: int,
         # The dynamo exporter writes its own opset when it cannot convert the graph down to the one asked for.
         dynamo_error = f"it could only write opset {written}"
     except Exception as err:
+        _stop_if_interrupted()
         dynamo_error = first_line(err)[:200]
     try:  # the TorchScript-based exporter still handles graphs and opsets that dynamo cannot
         torch.onnx.export(
@@ -325,7 +331,7 @@ def _write(fmt: str, module: nn.Module, x: torch.Tensor, path: Path, opset: int,
         )  # fmt: skip
         return f"torch.onnx (TorchScript-based), opset {opset}"
     except Exception as err:
-        path.unlink(missing_ok=True)
+        _stop_if_interrupted()
         raise ExportError(
             f"ONNX export at opset {opset} failed: {first_line(err)[:300]} (dynamo exporter: {dynamo_error}). An op "
             "may need a newer opset: try --opset 18 (the default) or later"
@@ -345,6 +351,42 @@ def _pass_on(caught: list[warnings.WarningMessage]) -> None:
             _logging.info(f"torch: {said} The file was written and checked; --format pt2 is its successor")
         else:
             warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+
+
+_interrupted = threading.Event()
+
+
+@contextlib.contextmanager
+def _ctrl_c_noted() -> Iterator[None]:
+    """Note a Ctrl-C while exporting, so that it stops the export.
+
+    An exporter can turn it into an error of its own (torch.export's, with the interrupt lost), and the fallback to
+    the next exporter would then run instead. Only the main thread gets signals.
+    """
+    _interrupted.clear()
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.getsignal(signal.SIGINT)
+
+    def note(signum: int, frame: Any) -> None:
+        _interrupted.set()
+        if callable(before):
+            before(signum, frame)
+        elif before != signal.SIG_IGN:
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, note)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+def _stop_if_interrupted() -> None:
+    """In an exporter's ``except Exception``: a Ctrl-C that the exporter turned into its error stops the export."""
+    if _interrupted.is_set():
+        raise KeyboardInterrupt
 
 
 @contextlib.contextmanager
@@ -423,6 +465,42 @@ def _suffixed(path: Path, format: Format) -> Path:
     return path if path.suffix == SUFFIX[format] else path.with_name(path.name + SUFFIX[format])
 
 
+def _write_and_check(
+    format: str, module: nn.Module, x: torch.Tensor, path: Path, opset: int, min_size: int | None, label: str
+) -> tuple[str, float]:
+    """Write the export to ``path`` and run it against eager PyTorch; return the exporter and the largest difference."""
+    with torch.no_grad(), _quiet_exporters(), _ctrl_c_noted():
+        exporter = _write(format, module, x[:2], path, opset, min_size)
+        reference = module(x)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            run = load_exported(format, path)  # loaded once: an ONNX Runtime session is costly to create
+        _pass_on(caught)
+        with torch.no_grad():  # a torch.export program's outputs would otherwise require grad
+            got = run(x)
+    except ImportError:
+        raise
+    except Exception as err:  # the runtime's own error type (onnxruntime raises pybind11 exceptions)
+        hint = "an op may need a newer opset: try --opset 18 (the default) or later" if format == "onnx" else ""
+        raise ExportError(
+            f"the exported {format} file does not run: {first_line(err)[:300]}; {hint}".rstrip("; ")
+        ) from None
+    diff = float((got.float() - reference.float()).abs().max())
+    if min_size is not None:
+        # The second size is where a graph that recorded one shape (a trace, a reshape to a constant) shows it.
+        other = F.interpolate(x.float(), scale_factor=1.25, mode="nearest").to(x.dtype)
+        try:
+            with torch.no_grad():
+                diff = max(diff, float((run(other) - module(other)).abs().max()))
+        except Exception as err:
+            raise ExportError(
+                f"the {format} export of {label} does not run at another input size ({tuple(other.shape[1:])}): "
+                f"{first_line(err)[:300]}. Export without --dynamic-size (the batch axis stays dynamic)"
+            ) from None
+    return exporter, diff
+
+
 def export(
     source: str | nn.Module,
     out: str | Path | None = None,
@@ -480,37 +558,17 @@ def export(
     label = source if isinstance(source, str) else meta["source"]  # what the messages call the source
     min_size = _check_dynamic_size(net, label, x) if dynamic_size else None
     path.parent.mkdir(parents=True, exist_ok=True)
-    with torch.no_grad(), _quiet_exporters():
-        exporter = _write(format, module, x[:2], path, opset, min_size)
-        reference = module(x)
+    # Written beside the output and renamed into place once checked: an export that fails, or is stopped, leaves
+    # an earlier file there whole (--overwrite) and no half-written one.
+    fd, name = temp_beside(path, f".{path.name}.", f".tmp{SUFFIX[format]}")
+    os.close(fd)
+    written = Path(name)
     try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            run = load_exported(format, path)  # loaded once: an ONNX Runtime session is costly to create
-        _pass_on(caught)
-        with torch.no_grad():  # a torch.export program's outputs would otherwise require grad
-            got = run(x)
-    except ImportError:
+        exporter, diff = _write_and_check(format, module, x, written, opset, min_size, label)
+    except BaseException:
+        written.unlink(missing_ok=True)
         raise
-    except Exception as err:  # the runtime's own error type (onnxruntime raises pybind11 exceptions)
-        path.unlink(missing_ok=True)
-        hint = "an op may need a newer opset: try --opset 18 (the default) or later" if format == "onnx" else ""
-        raise ExportError(
-            f"the exported {format} file does not run: {first_line(err)[:300]}; {hint}".rstrip("; ")
-        ) from None
-    diff = float((got.float() - reference.float()).abs().max())
-    if min_size is not None:
-        # The second size is where a graph that recorded one shape (a trace, a reshape to a constant) shows it.
-        other = F.interpolate(x.float(), scale_factor=1.25, mode="nearest").to(x.dtype)
-        try:
-            with torch.no_grad():
-                diff = max(diff, float((run(other) - module(other)).abs().max()))
-        except Exception as err:
-            path.unlink(missing_ok=True)
-            raise ExportError(
-                f"the {format} export of {label} does not run at another input size ({tuple(other.shape[1:])}): "
-                f"{first_line(err)[:300]}. Export without --dynamic-size (the batch axis stays dynamic)"
-            ) from None
+    os.replace(written, path)
     seconds = time.monotonic() - started
     c, h, w = meta["input_size"]
     tta = meta.get("tta", "none")
@@ -575,7 +633,6 @@ def write_predictions(path: str | Path, rows: list[tuple[str, int, float]], clas
     The file is written beside the path and renamed into place, so an earlier CSV there is replaced whole or
     not at all. Returns what the callers' one-line report adds: ``"; replaced the earlier file"`` or ``""``.
     """
-    from ._files import temp_beside
 
     def key(r: tuple[str, int, float]) -> Any:
         return (0, int(r[0][1:])) if r[0].startswith("#") else (1, r[0])

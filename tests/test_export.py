@@ -125,6 +125,51 @@ def test_an_export_that_differs_from_eager_fails_and_is_kept_for_inspection(
     )
 
 
+def test_an_export_that_fails_leaves_the_earlier_file_whole_and_no_other(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The export was written at its path and deleted when its check failed: with --overwrite, the earlier good
+    # file went with it, and a stopped export left a half-written file under the final name.
+    first = export("lenet5.mnist", tmp_path, "pt2")
+    before = first.path.read_bytes()
+
+    def does_not_run(fmt: str, path: Path) -> object:
+        raise RuntimeError("no kernel for this op")
+
+    monkeypatch.setattr(deploy, "load_exported", does_not_run)
+    with pytest.raises(ExportError, match="the exported pt2 file does not run: no kernel for this op"):
+        export("lenet5.mnist", tmp_path, "pt2", overwrite=True)
+    assert first.path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lenet5.mnist.pt2", "lenet5.mnist.pt2.json"]
+
+
+def test_ctrl_c_that_an_exporter_turns_into_its_error_stops_the_export(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # torch.export can catch the KeyboardInterrupt of a Ctrl-C and raise its own error instead; the fallback to
+    # the TorchScript-based exporter then ran, and the export went on.
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signal handlers are only installed in the main thread")
+    calls: list[bool] = []
+
+    def swallowing_export(*args: object, dynamo: bool = True, **kwargs: object) -> None:
+        calls.append(dynamo)
+        try:
+            signal.getsignal(signal.SIGINT)(signal.SIGINT, None)  # type: ignore[operator]  # what Ctrl-C runs
+        except KeyboardInterrupt:
+            raise RuntimeError("TorchExportError: failed to trace") from None
+
+    monkeypatch.setattr(torch.onnx, "export", swallowing_export)
+    handler = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        export("lenet5.mnist", tmp_path, "onnx")
+    assert calls == [True] and list(tmp_path.iterdir()) == []
+    assert signal.getsignal(signal.SIGINT) is handler
+
+
 @pytest.mark.parametrize("source", ["lenet5.mnist", "lenet5", "vgg11_bn", "run.ckpt"])
 def test_an_existing_file_in_the_out_folder_is_refused_before_loading(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: str
