@@ -124,6 +124,23 @@ def test_numpy_dtype_and_missing_dimensions_are_clear_errors(name: str) -> None:
         model(torch.zeros(h, w))
 
 
+@pytest.mark.parametrize("name", ALL_MODELS)
+def test_channels_last_images_are_told_the_permute_that_fixes_them(name: str) -> None:
+    # numpy and PIL arrays are (H, W, C): a (B, 28, 28, 1) batch was told to build the model with in_chans=28.
+    model = create_model(name).eval()
+    c, h, w = model.input_size
+    batch = torch.randn(2, h, w, c)
+    with pytest.raises(ValueError, match=r"looks channels-last \(B, H, W, C\)\. Fix: x\.permute\(0, 3, 1, 2\)\.$"):
+        model(batch)
+    with pytest.raises(ValueError, match=r"one image shaped \(H, W, C\): use x\.permute\(2, 0, 1\)\.unsqueeze\(0\)"):
+        model(batch[0])
+    assert model(batch.permute(0, 3, 1, 2)).shape[0] == 2
+    if c == 1:  # a batch of grayscale images without its channel axis, as MNIST(...).data holds them
+        with pytest.raises(ValueError, match=r"one-channel images \(B, H, W\): use x\.unsqueeze\(1\)"):
+            model(batch[..., 0])
+        assert model(batch[..., 0].unsqueeze(1)).shape[0] == 2
+
+
 @pytest.mark.parametrize("name", [n for n in ALL_MODELS if not create_model(n).fixed_input_size])
 def test_an_input_too_small_for_the_pooling_names_the_size_to_serve(name: str) -> None:
     model = create_model(name)

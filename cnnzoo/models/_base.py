@@ -112,11 +112,24 @@ class ZooModel(nn.Module):
                 2: "add the batch and channel dimensions with x[None, None]",
                 3: "add the batch dimension with x.unsqueeze(0)",
             }.get(x.ndim, "give the images as one 4-D batch")
+            if x.ndim == 3 and x.shape[0] != self.in_chans:
+                if x.shape[-1] == self.in_chans:  # one image as numpy and PIL lay it out
+                    fix = "this looks like one image shaped (H, W, C): use x.permute(2, 0, 1).unsqueeze(0)"
+                elif self.in_chans == 1:
+                    fix = "this looks like a batch of one-channel images (B, H, W): use x.unsqueeze(1)"
+                else:
+                    fix = f"give one image as ({self.in_chans}, H, W) with x.unsqueeze(0), or a batch of them"
             raise ValueError(
                 f"{name} expects a batch of images shaped (B, C, H, W) = (B, {', '.join(map(str, self.input_size))}); "
                 f"got a tensor of shape {tuple(x.shape)}. Fix: {fix}."
             )
         c, h, w = x.shape[1:]
+        if c != self.in_chans and w == self.in_chans:
+            # numpy and PIL arrays are channels-last; "build the model with in_chans=28" would mislead.
+            raise ValueError(
+                f"{name} expects a batch shaped (B, C, H, W) = (B, {', '.join(map(str, self.input_size))}); got "
+                f"{tuple(x.shape)}, which looks channels-last (B, H, W, C). Fix: x.permute(0, 3, 1, 2)."
+            )
         if c != self.in_chans:
             raise ValueError(
                 f"{name} was built for (C, H, W) = {self.input_size} but received {(c, h, w)}: "
