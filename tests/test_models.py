@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -122,6 +123,15 @@ def test_numpy_dtype_and_missing_dimensions_are_clear_errors(name: str) -> None:
         ValueError, match=r"shape \((\d+), (\d+)\)\. Fix: add the batch and channel dimensions with x\[None, None\]"
     ):
         model(torch.zeros(h, w))
+
+
+@pytest.mark.parametrize("name", ALL_MODELS)
+def test_a_size_that_is_not_an_integer_is_named(name: str) -> None:
+    # num_classes="10" (a string from sys.argv) failed with "'<' not supported between instances of 'str' and 'int'".
+    for option, value in (("num_classes", "10"), ("in_chans", 3.0), ("img_size", "32")):
+        with pytest.raises(TypeError, match=rf"^{option} must be an int, got {re.escape(repr(value))} \("):
+            create_model(name, **{option: value})
+    assert create_model(name, num_classes=np.int64(7)).num_classes == 7  # numpy's integers are integers
 
 
 @pytest.mark.parametrize("name", ALL_MODELS)

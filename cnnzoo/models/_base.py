@@ -49,6 +49,9 @@ class ZooModel(nn.Module):
 
     def __init__(self, *, num_classes: int, in_chans: int, img_size: int, min_input_size: int | None = None) -> None:
         super().__init__()
+        for option, value in (("num_classes", num_classes), ("in_chans", in_chans), ("img_size", img_size)):
+            if isinstance(value, bool) or not hasattr(value, "__index__"):  # "10" from argv failed at '<'
+                raise TypeError(f"{option} must be an int, got {value!r} ({type(value).__name__})")
         if num_classes < 0:
             raise ValueError(f"num_classes must be >= 0 (0 returns features), got {num_classes}")
         if in_chans < 1:
