@@ -2,39 +2,85 @@
 
 __version__ = "0.1.0"
 
+import typing as _typing
 import warnings as _warnings
+from importlib import metadata as _metadata
 
-import torch as _torch
+from ._logging import setup_logging as _setup_logging
+
+
+def _torch_release() -> tuple[int, ...]:
+    """The major and minor version of torch: the imported torch's, or else its installed metadata's.
+
+    Importing torch only to ask would cost `cnnzoo --help` a second.
+    """
+    import sys
+
+    imported = sys.modules.get("torch")
+    try:
+        version = imported.__version__ if imported is not None else _metadata.version("torch")
+    except _metadata.PackageNotFoundError:  # a build without metadata (from source): ask torch itself
+        import torch
+
+        version = torch.__version__
+    return tuple(int(p) for p in str(version).split("+")[0].split(".")[:2] if p.isdigit())
+
 
 # torch.load(weights_only=True) is the only unpickler cnnzoo uses, and releases before 2.10 have known escapes
 # from it; the declared floor stays 2.6 for users who cannot upgrade, but they are told once.
-if tuple(int(p) for p in _torch.__version__.split("+")[0].split(".")[:2]) < (2, 10):
+if (_release := _torch_release()) < (2, 10):
     _warnings.warn(
-        f"torch {_torch.__version__} predates fixes to the weights-only unpickler (torch 2.10): load checkpoints "
-        "only from sources you trust, or upgrade with `pip install -U 'torch>=2.10'`.",
+        f"torch {'.'.join(map(str, _release))} predates fixes to the weights-only unpickler (torch 2.10): "
+        "load checkpoints only from sources you trust, or upgrade with `pip install -U 'torch>=2.10'`.",
         UserWarning,
         stacklevel=2,
     )
 
-from typing import Any as _Any  # private: tab completion on `cnnzoo.` shows the public names
-
-from ._logging import setup_logging as _setup_logging
-from .models import (
-    Weights,
-    create_model,
-    get_weights,
-    list_models,
-    list_pretrained,
-    load_pretrained,
-    register_model,
-    tta_logits,
-)
-
 _setup_logging()
 
-# The Lightning layer, importable from the top level but loaded on first use (PEP 562): `import cnnzoo` and
-# `cnnzoo.load_pretrained` stay plain PyTorch and start fast.
+if _typing.TYPE_CHECKING:  # what the lazy names below are, for type checkers and editors
+    from .analysis.report import report
+    from .analysis.summary import summary
+    from .cli import CnnzooCLI
+    from .data import (
+        CIFAR10DataModule,
+        CIFAR100DataModule,
+        ClassificationDataModule,
+        DigitsDataModule,
+        FashionMNISTDataModule,
+        ImageFolderDataModule,
+        MNISTDataModule,
+    )
+    from .deploy import export
+    from .models import (
+        Weights,
+        create_model,
+        get_weights,
+        list_models,
+        list_pretrained,
+        load_pretrained,
+        register_model,
+        tta_logits,
+    )
+    from .tasks import ClassificationTask, ImageClassifier, TimmClassifier
+
+# Everything public is loaded on first use (PEP 562). The Lightning layer: `import cnnzoo` and
+# `cnnzoo.load_pretrained` stay plain PyTorch. The models too: `cnnzoo --help`, `--version` and `recipes` need no
+# torch, which took 1.3 s of their 1.4 s.
 _LAZY = {
+    **dict.fromkeys(
+        (
+            "Weights",
+            "create_model",
+            "get_weights",
+            "list_models",
+            "list_pretrained",
+            "load_pretrained",
+            "register_model",
+            "tta_logits",
+        ),
+        "cnnzoo.models",
+    ),
     "ImageClassifier": "cnnzoo.tasks",
     "TimmClassifier": "cnnzoo.tasks",
     "ClassificationTask": "cnnzoo.tasks",
@@ -52,18 +98,35 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> _Any:
-    if name in _LAZY:
-        import importlib
+_SUBMODULES = (
+    "analysis",
+    "callbacks",
+    "cli",
+    "data",
+    "deploy",
+    "errors",
+    "images",
+    "models",
+    "presets",
+    "publish",
+    "tasks",
+)
 
+
+def __getattr__(name: str) -> _typing.Any:
+    import importlib
+
+    if name in _LAZY:
         value = getattr(importlib.import_module(_LAZY[name]), name)
         globals()[name] = value
         return value
+    if name in _SUBMODULES:  # `import cnnzoo; cnnzoo.models.ZooModel`, as when the models were imported eagerly
+        return importlib.import_module(f"cnnzoo.{name}")
     raise AttributeError(f"module 'cnnzoo' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *_LAZY])
+    return sorted({*globals(), *_LAZY, *_SUBMODULES})
 
 
 __all__ = [

@@ -318,6 +318,44 @@ def test_the_model_layer_and_summary_never_import_lightning() -> None:
     assert out.stdout.strip() == "[]"
 
 
+def test_the_commands_that_need_no_model_import_no_torch() -> None:
+    # `import cnnzoo` imported torch and the models: `cnnzoo --help`, `--version` and `recipes` took 1.4 s, 1.3 s
+    # of it torch's import.
+    import subprocess
+    import sys
+
+    from .conftest import REPO
+
+    code = (
+        "import sys, contextlib, io\nimport cnnzoo\nfrom cnnzoo.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    codes = [main(['--version']), main(['--help']), main(['recipes'])]\n"
+        "print(codes, 'torch' in sys.modules)\n"
+        "print(cnnzoo.create_model('lenet5').num_classes, cnnzoo.models.ZooModel.__name__, 'torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.splitlines() == ["[0, 0, 0] False", "10 ZooModel True"]
+
+
+@pytest.mark.parametrize(("release", "warned"), [("2.6.0+cpu", True), ("2.14.1", False)])
+def test_a_torch_older_than_the_unpickler_fixes_is_named_on_import(release: str, warned: bool) -> None:
+    # Without torch imported, the version is read from torch's metadata (test_reliability checks an imported one).
+    import subprocess
+    import sys
+
+    from .conftest import REPO
+
+    code = (
+        "import importlib.metadata as m, warnings\nreal = m.version\n"
+        f"m.version = lambda name: {release!r} if name == 'torch' else real(name)\n"
+        "warnings.simplefilter('always')\nimport cnnzoo"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert ("torch 2.6 predates fixes to the weights-only unpickler (torch 2.10)" in out.stderr) == warned, out.stderr
+
+
 def test_lightning_classes_load_lazily_from_the_top_level() -> None:
     import cnnzoo
     from cnnzoo.data import MNISTDataModule
