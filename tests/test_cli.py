@@ -205,7 +205,7 @@ def test_each_trainer_command_help_describes_that_command(command: str, capsys: 
 def test_help_reads_as_text_in_a_terminal(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     # The docstrings' code marks were shown as typed (``None``, `TimmClassifier`, :class:`~...`), and the data
     # options' title was LightningDataModule's first line, cut mid-sentence ("... The main advantage is:").
-    from cnnzoo.cli.trainer import GROUP_TITLES
+    from cnnzoo.cli.trainer import GROUP_COMMANDS, GROUP_TITLES
 
     try:
         code = main(argv)
@@ -217,7 +217,31 @@ def test_help_reads_as_text_in_a_terminal(argv: list[str], capsys: pytest.Captur
     assert "The main advantage is" not in out
     if argv[1] == "--help" and argv[0] in TRAINER_COMMANDS:
         titles = [line[:-1] for line in out.splitlines() if line.endswith(":") and not line.startswith(" ")]
-        assert {GROUP_TITLES[k] for k in ("model", "data", "checkpoint")} <= set(titles), titles
+        assert {GROUP_TITLES[k] for k in ("model", "data", "progress_bar", "speed")} <= set(titles), titles
+        # A group that one command uses is left out of the others' help, options and usage line alike: predict's
+        # listed checkpointing, early stopping and learning-rate logging.
+        for key, owner in GROUP_COMMANDS.items():
+            assert (GROUP_TITLES[key] in titles) == (owner == argv[0]), (key, titles)
+            assert (f"--{key}." in out) == (owner == argv[0]), key
+
+
+@pytest.mark.parametrize(
+    ("option", "listed_by"),
+    [
+        ("--early_stopping.patiance", "fit"),
+        ("--prediction_writer.outptu", "predict"),
+        ("--trainer.max_epochz", "validate"),
+    ],
+)
+def test_a_mistyped_option_is_sent_to_the_help_that_lists_it(
+    option: str, listed_by: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # validate --help leaves out fit's early stopping, but its parse error said "cnnzoo validate --help lists every
+    # option" beside "did you mean --early_stopping.patience?".
+    assert main(["validate", "--config", QUICKSTART, option, "3"]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0].startswith("cnnzoo: error: unrecognized arguments") and option in lines[0], lines
+    assert lines[1].startswith(f"(cnnzoo {listed_by} --help lists every option"), lines
 
 
 def test_fit_help_lists_every_early_stopping_option_and_requires_none(capsys: pytest.CaptureFixture[str]) -> None:
@@ -563,9 +587,11 @@ def test_a_command_line_without_a_recipe_is_told_its_fix(
 def test_the_hints_name_options_that_the_parser_takes(capsys: pytest.CaptureFixture[str]) -> None:
     # The hints come from a table of their own (Trainer arguments, the default callbacks' keys): an option that the
     # parser does not take would send the user from one error to the next.
-    with pytest.raises(SystemExit):
-        CnnzooCLI(args=["fit", "--help"])
-    listed = set(re.findall(r"--([\w.]+)", capsys.readouterr().out))
+    listed: set[str] = set()
+    for command in ("fit", "predict"):  # each command's --help leaves out the groups of the other
+        with pytest.raises(SystemExit):
+            CnnzooCLI(args=[command, "--help"])
+        listed |= set(re.findall(r"--([\w.]+)", capsys.readouterr().out))
     keys = [k for k in known_options() if not k.startswith(("model.", "data."))]
     assert {k.partition(".")[0] for k in keys} == {
         "trainer",

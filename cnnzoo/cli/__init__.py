@@ -655,6 +655,14 @@ def main(argv: list[str] | None = None) -> int:
         _typed = None
 
 
+def _help_of(command: str, message: str) -> str:
+    """The command whose ``--help`` lists the options ``message`` names: validate's leaves out fit's early stopping."""
+    from .trainer import GROUP_COMMANDS
+
+    owners = [GROUP_COMMANDS.get(key, command) for key in re.findall(r"--(\w+)\.", message)]
+    return next((owner for owner in owners if owner != command), command)
+
+
 def _leave_as_interrupted() -> NoReturn:
     """Re-raise Ctrl-C without its traceback: Python then ends the process by SIGINT.
 
@@ -972,7 +980,8 @@ def _run_trainer_command(args: list[str]) -> int:
     except ArgumentError as err:
         message = str(err) if verbose else condense_parse_error(str(err), _config_beside_checkpoint(args))
         hint = "" if verbose else "; --verbose shows the full message"
-        print(f"cnnzoo: error: {message}\n(cnnzoo {args[0]} --help lists every option{hint})", file=sys.stderr)
+        print(f"cnnzoo: error: {message}\n(cnnzoo {_help_of(args[0], message)} --help lists every option{hint})",
+              file=sys.stderr)  # fmt: skip
         return 2
     # Before the clause below: CheckpointWriteError is an OSError, but not bad input. The run failed (exit 1).
     except (CheckpointWriteError, NonFiniteLossError, TrainingDivergedError) as err:

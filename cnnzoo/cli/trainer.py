@@ -6,6 +6,7 @@ The LightningCLI lives here, apart from `cnnzoo.cli`, so that the zoo commands (
 
 from __future__ import annotations
 
+import argparse
 import inspect
 import logging
 import os
@@ -106,6 +107,11 @@ GROUP_TITLES = {
 }
 
 
+# The groups that one command uses. A recipe carries their keys to every command, so each command parses them, but
+# the others' --help leaves them out: predict's listed checkpointing, early stopping and learning-rate logging.
+GROUP_COMMANDS = {"checkpoint": "fit", "early_stopping": "fit", "lr_monitor": "fit", "prediction_writer": "predict"}
+
+
 class PlainHelpFormatter(DefaultHelpFormatter):
     """jsonargparse's help, with the code marks of the docstrings it shows taken out before the lines are wrapped."""
 
@@ -127,6 +133,27 @@ class CnnzooArgumentParser(LightningArgumentParser):
 
     def __init__(self, *args: Any, formatter_class: type = PlainHelpFormatter, **kwargs: Any) -> None:
         super().__init__(*args, formatter_class=formatter_class, **kwargs)
+
+    @override
+    def format_help(self, formatter: argparse.HelpFormatter | None = None) -> str:
+        """The help, without the groups of `GROUP_COMMANDS` that belong to another command."""
+        command = self.prog.rsplit(" ", 1)[-1]
+        groups = self.groups or {}
+        hidden = [groups[k] for k, owner in GROUP_COMMANDS.items() if k in groups and owner != command]
+        if command not in TRAINER_COMMANDS or not hidden:
+            return super().format_help(formatter)
+        actions = [a for g in hidden for a in g._group_actions]
+        helps = [a.help for a in actions]
+        shown = self._action_groups
+        self._action_groups = [g for g in shown if all(g is not h for h in hidden)]
+        for action in actions:
+            action.help = argparse.SUPPRESS  # out of the usage line too
+        try:
+            return super().format_help(formatter)
+        finally:
+            self._action_groups = shown
+            for action, text in zip(actions, helps, strict=True):
+                action.help = text
 
 
 class _DropNoise(logging.Filter):
@@ -350,7 +377,8 @@ class CnnzooCLI(LightningCLI):
             }
             for sub in self.subcommands()
         }
-        kwargs.setdefault("parser_kwargs", {"exit_on_error": False, **subcommand_kwargs})
+        # prog: `python -m cnnzoo fit --help` showed "usage: __main__.py [options] fit".
+        kwargs.setdefault("parser_kwargs", {"exit_on_error": False, "prog": "cnnzoo", **subcommand_kwargs})
         kwargs.setdefault("parser_class", CnnzooArgumentParser)
         started = time.time()  # the wall clock of file times, to tell this run's files from earlier ones
         try:
