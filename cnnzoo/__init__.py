@@ -66,7 +66,7 @@ if _typing.TYPE_CHECKING:  # what the lazy names below are, for type checkers an
 
 # Everything public is loaded on first use (PEP 562). The Lightning layer: `import cnnzoo` and
 # `cnnzoo.load_pretrained` stay plain PyTorch. The models too: `cnnzoo --help`, `--version` and `recipes` need no
-# torch, which took 1.3 s of their 1.4 s.
+# torch, whose import took most of their time (benchmarks/startup.py).
 _LAZY = {
     **dict.fromkeys(
         (

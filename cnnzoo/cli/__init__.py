@@ -837,10 +837,10 @@ _NOT_ACCEPTED = re.compile(r"^(model|data): ([\w.]+): Option '(\w+)' is not acce
 _NOT_A_CLASS = re.compile(r"^(model|data): Expected a path but (\S+) either not accessible")
 _NO_CALLABLE = re.compile(r"(optimizer|lr_scheduler): Expected a path but (\S+) either not accessible")
 _REQUIRED = re.compile(r"the following arguments are required: (?:\w+\.)?(model|data)\b")
-# Shown when the data module is missing or unknown; a test checks that each is a data module.
 # Options that name one idea under two names in different classes: where the data is (a folder of class folders,
 # or the folder a torchvision dataset is stored in). A recipe moved to the other kind of module carries the other.
 _SAME_IDEA = {"data_dir": "root", "root": "data_dir"}
+# Shown when the data module is missing or unknown; a test checks that each is a data module.
 DATA_EXAMPLES = ("MNISTDataModule", "CIFAR10DataModule", "ImageFolderDataModule")
 
 
