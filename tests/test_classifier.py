@@ -7,6 +7,7 @@ import pytest
 import torch
 from lightning.pytorch import Callback, Trainer, seed_everything
 
+import cnnzoo
 from cnnzoo.data import DigitsDataModule
 from cnnzoo.tasks import ImageClassifier
 
@@ -241,10 +242,9 @@ def test_class_weights_weigh_the_loss_and_travel_with_the_checkpoint(tmp_path: P
         ImageClassifier(model="lenet5", num_classes=3, class_weights=[1.0, 0.0, 2.0])
 
 
-@pytest.mark.parametrize("name", __import__("cnnzoo").list_models())
+@pytest.mark.parametrize("name", cnnzoo.list_models())
 def test_the_task_owns_its_input_size_for_the_transform_summary_and_export(name: str) -> None:
     # The summary, export and the evaluation transform each read the size from Lightning's example input.
-    import cnnzoo
     from cnnzoo.deploy import _task_meta
 
     net = cnnzoo.create_model(name)
