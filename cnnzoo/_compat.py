@@ -44,6 +44,7 @@ __all__ = [
     "live_console",
     "nvml_loads",
     "optimizer_steps",
+    "quiet_lightning_empty_loader_warning",
     "quiet_lightning_pytree_warning",
     "rate_search_steps",
     "runs_apart",
@@ -95,6 +96,20 @@ def quiet_lightning_pytree_warning() -> None:
 
 
 quiet_lightning_pytree_warning()
+
+
+def quiet_lightning_empty_loader_warning() -> None:
+    """Hide Lightning's "Total length of `list` across ranks is zero" once a data module has said it validates nothing.
+
+    Its empty validation loader is what Lightning warns of. Only warnings raised at Lightning's data utilities are
+    hidden.
+    """
+    warnings.filterwarnings(
+        "ignore",
+        message=r"Total length of `\w+` across ranks is zero",
+        module=r"lightning\.pytorch\.utilities\.data",
+    )
+
 
 # The private attribute in which Lightning records the running hook's name on the LightningModule, set before and
 # after every hook call, dozens of times a training step. ClassificationTask stores it without nn.Module's

@@ -731,3 +731,37 @@ def test_a_data_module_says_what_it_serves_when_shown() -> None:
         native_img_size = 8
 
     assert repr(Unfinished()).startswith("Unfinished(no class names, served at 3x8x8")
+
+
+@pytest.mark.parametrize("module", ["folder", "digits"])
+def test_a_fit_without_validation_says_what_is_off_in_one_line(
+    module: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # With val_fraction 0, the best checkpoint and early stopping watch metrics that are never logged; Lightning
+    # said only "Total length of `list` across ranks is zero", with its file's path.
+    import logging
+
+    from lightning.pytorch import Trainer
+
+    from cnnzoo.tasks import ImageClassifier
+
+    def make(fraction: float) -> Any:
+        if module == "digits":
+            return DigitsDataModule(val_fraction=fraction, num_workers=0)
+        root = write_folder(tmp_path / "img", {"a": 6, "b": 6}, size=16)
+        return ImageFolderDataModule(root=str(root), img_size=28, in_chans=1, val_fraction=fraction, num_workers=0)
+
+    for fraction, told in ((0.0, True), (0.2, False)):
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="cnnzoo"), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            task = ImageClassifier(model="lenet5", num_classes=2 if module == "folder" else 10)
+            trainer = Trainer(max_epochs=1, limit_train_batches=2, logger=False, enable_progress_bar=False,
+                              enable_model_summary=False, default_root_dir=tmp_path)  # fmt: skip
+            trainer.fit(task, make(fraction))
+        said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("no validation split")]
+        assert len(said) == told, said
+        if told:
+            assert said[0].endswith("hold images out with --data.init_args.val_fraction")
+            assert "val_acc" not in trainer.callback_metrics
+        assert not [w for w in caught if "across ranks is zero" in str(w.message)]

@@ -22,7 +22,7 @@ from torchvision.transforms import v2
 from typing_extensions import override
 
 from .. import _logging
-from .._compat import accumulation_at, epoch_in_progress, optimizer_steps
+from .._compat import accumulation_at, epoch_in_progress, optimizer_steps, quiet_lightning_empty_loader_warning
 from ..errors import CnnzooDeprecationWarning, ConfigError, listed
 from ..presets import ImageClassificationEval, convert_channels, normalize, resize_batch
 from .sampling import (
@@ -470,6 +470,14 @@ class ClassificationDataModule(LightningDataModule):
         self._note_imbalance(trained)
         if val is not None and len(val):
             self._note_unvalidated(trained, self._class_counts(val))
+        else:
+            # Lightning says only "Total length of `list` across ranks is zero", with its file's path.
+            quiet_lightning_empty_loader_warning()
+            _logging.info(
+                "no validation split: every image trains, so val_loss and val_acc are never measured, and the best "
+                "checkpoint and early stopping that watch them are off (last.ckpt holds the run). To validate, hold "
+                "images out with --data.init_args.val_fraction"
+            )
 
     def _class_counts(self, labels: torch.Tensor) -> list[int]:
         return torch.bincount(torch.as_tensor(labels).long(), minlength=self.num_classes).tolist()
