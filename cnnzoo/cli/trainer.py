@@ -159,11 +159,15 @@ class CnnzooArgumentParser(LightningArgumentParser):
 class _DropNoise(logging.Filter):
     """Drops what Lightning logs on every run that is not news.
 
-    The litlogger advertisement, and that the plain model summary cnnzoo adds without a terminal replaces the rich
-    one.
+    The litlogger advertisement, that the plain model summary cnnzoo adds without a terminal replaces the rich
+    one, and that a schedule sized by the run's steps (OneCycleLR) made Lightning load the training data early.
     """
 
-    NOISE = ("💡 Tip:", "Trainer already configured with model summary callbacks")
+    NOISE = (
+        "💡 Tip:",
+        "Trainer already configured with model summary callbacks",
+        "Loading `train_dataloader` to estimate number of stepping batches",
+    )
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not str(record.getMessage()).startswith(self.NOISE)
