@@ -36,7 +36,7 @@ from .._compat import (
     runs_apart,
 )
 from .._console import plain_help
-from .._files import short_path
+from .._files import short_path, write_text_whole
 from .._provenance import checkpoint_problem, hardware, is_state_dict, run_folder_message, source_commit, versions
 from ..callbacks import (
     AtomicCheckpointIO,
@@ -135,13 +135,16 @@ class CnnzooArgumentParser(LightningArgumentParser):
         super().__init__(*args, formatter_class=formatter_class, **kwargs)
 
     @override
-    def format_help(self, formatter: argparse.HelpFormatter | None = None) -> str:
-        """The help, without the groups of `GROUP_COMMANDS` that belong to another command."""
+    def format_help(self, *args: Any, **kwargs: Any) -> str:
+        """The help, without the groups of `GROUP_COMMANDS` that belong to another command.
+
+        ``*args``: jsonargparse 4.53 passes a formatter, which 4.51 (the floor) does not take.
+        """
         command = self.prog.rsplit(" ", 1)[-1]
         groups = self.groups or {}
         hidden = [groups[k] for k, owner in GROUP_COMMANDS.items() if k in groups and owner != command]
         if command not in TRAINER_COMMANDS or not hidden:
-            return super().format_help(formatter)
+            return super().format_help(*args, **kwargs)
         actions = [a for g in hidden for a in g._group_actions]
         helps = [a.help for a in actions]
         shown = self._action_groups
@@ -149,7 +152,7 @@ class CnnzooArgumentParser(LightningArgumentParser):
         for action in actions:
             action.help = argparse.SUPPRESS  # out of the usage line too
         try:
-            return super().format_help(formatter)
+            return super().format_help(*args, **kwargs)
         finally:
             self._action_groups = shown
             for action, text in zip(actions, helps, strict=True):
@@ -821,8 +824,7 @@ class CnnzooCLI(LightningCLI):
             "versions": versions(lightning=lightning.__version__),
         }
         path = os.path.join(log_dir, "fit_report.json")
-        with open(path, "w") as f:
-            json.dump(report, f, indent=2)
+        write_text_whole(path, json.dumps(report, indent=2))
         epochs, steps = trainer.current_epoch, trainer.global_step
         took = f"{wall:.1f}" if wall < 10 else f"{wall:.0f}"  # a short run is not "0 s"
         summary = f"fit: {epochs} epoch{'s' * (epochs != 1)}, {steps} step{'s' * (steps != 1)} in {took} s"
