@@ -34,6 +34,23 @@ def temp_beside(destination: Path, prefix: str, suffix: str) -> tuple[int, str]:
     raise FileExistsError(f"no free temporary name for {destination} after 100 tries")
 
 
+def write_text_whole(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` whole or not at all: into a `temp_beside` file, renamed into place.
+
+    A report or a weights' JSON cut short by a stop or a full disk would otherwise replace a good file with a
+    broken one, which the next command (``publish --report``, ``load_pretrained``) then fails to read.
+    """
+    destination = Path(path)
+    fd, tmp = temp_beside(destination, f".{destination.name}.", ".tmp")
+    try:
+        with open(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, destination)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def safetensors_beside(destination: Path, prefix: str, tensors: dict[str, Any], metadata: dict[str, str]) -> str:
     """``safetensors.torch.save_file`` into a new `temp_beside` file, with its mode; returns the file's path.
 

@@ -35,7 +35,7 @@ from ._compat import (
     stepping_batches,
     stop_live_display,
 )
-from ._files import disk_full_reason, short_path, temp_beside
+from ._files import disk_full_reason, short_path, temp_beside, write_text_whole
 from ._provenance import hardware, versions
 from .deploy import write_predictions
 
@@ -897,8 +897,7 @@ class EvalReport(Callback):
             "versions": versions(lightning=_lightning_version()),
         }
         path = self.output or os.path.join(log_dir, f"{stage}_report.json")
-        with open(path, "w") as f:
-            json.dump(report, f, indent=2)
+        write_text_whole(path, json.dumps(report, indent=2))
         self.written_to = path
         text = f"{stage} on {count:,} images: {format_metrics(metrics)}\n{stage} report: {path}"
         # A measured checkpoint is one command from a release: name it, as the closing "next:" line of fit does.

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import _logging
-from ._files import temp_beside
+from ._files import temp_beside, write_text_whole
 from ._provenance import checkpoint_problem, versions
 from .errors import first_line
 
@@ -577,7 +577,8 @@ def export(
             f"{meta['source']}: the export is one plain forward; its measured figures used test-time augmentation "
             f"{tta} (the sidecar says so; cnnzoo.tta_logits shows the averaging)"
         )
-    sidecar.write_text(
+    write_text_whole(
+        sidecar,
         json.dumps(
             {
                 "file": path.name,
@@ -616,7 +617,7 @@ def export(
             },
             indent=2,
         )
-        + "\n"
+        + "\n",
     )
     if diff > tolerance:
         raise ExportError(

@@ -22,7 +22,7 @@ import torch
 
 from . import _logging
 from ._console import plain_help
-from ._files import safetensors_beside
+from ._files import safetensors_beside, write_text_whole
 from ._provenance import evaluation_record, run_folder_message, versions
 from .cli._args import ZooArgumentParser
 from .errors import ConfigError, first_line
@@ -294,14 +294,14 @@ def publish(
     )
     entry = out / f"{name}.json"
     replaced = _file_named_by(entry)
-    entry.write_text(json.dumps(weights.to_dict(), indent=2) + "\n")
+    write_text_whole(entry, json.dumps(weights.to_dict(), indent=2) + "\n")
     if replaced is not None and replaced != fname:
         # Publishing the name again (new weights, another dtype) replaces its file; a Hub upload of the folder
         # would otherwise carry the old one too.
         (out / replaced).unlink(missing_ok=True)
     # The card says how to load the weights from where they will be: the Hub, the package, or this folder.
     source = f"hf-hub:{hub_repo}" if hub_repo else name if name in list_pretrained() else out.as_posix()
-    (out / "README.md").write_text(model_card(weights, source))
+    write_text_whole(out / "README.md", model_card(weights, source))
     return weights
 
 

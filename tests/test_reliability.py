@@ -870,3 +870,24 @@ def test_optimizer_arguments_torch_refuses_are_one_line(
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith(f"cnnzoo: error: {message}") and "Fix: change them" in err[-1], err
+
+
+def test_a_report_or_weights_json_cut_short_leaves_the_earlier_file_whole(tmp_path: Path) -> None:
+    # The weights' JSON, the model card, the reports and the export's sidecar were written in place: a stop or a
+    # full disk mid-write left a broken file where a good one had been.
+    from cnnzoo._files import write_text_whole
+
+    path = tmp_path / "lenet5.mine.json"
+    write_text_whole(path, '{"name": "lenet5.mine"}\n')
+    with pytest.raises(UnicodeEncodeError):
+        write_text_whole(path, '{"name": "' + "x" * 10_000 + '\ud800"}')  # fails after part of it is written
+    assert json.loads(path.read_text()) == {"name": "lenet5.mine"}
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]
+    write_text_whole(path, "{}")
+    assert path.read_text() == "{}" and oct(path.stat().st_mode & 0o777) == oct(0o666 & ~_umask())
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from .. import _logging
+from .._files import write_text_whole
 from ..presets import normalisation_note
 
 __all__ = ["ReportError", "find_metrics_csv", "report"]
@@ -446,7 +447,7 @@ def report(task: nn.Module, datamodule: Any, out: str | Path, split: str = "val"
         "checkpoint": ckpt_path,
         "seconds": round(seconds, 1),
     }
-    (out / "report.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_text_whole(out / "report.json", json.dumps(summary, indent=2) + "\n")
     per_class_rows = [
         (c, f"{p:.4f}", f"{r:.4f}", f"{f1:.4f}", f"{n_c:,}") for c, (p, r, f1, n_c) in zip(names, stats, strict=True)
     ]
@@ -480,5 +481,5 @@ def report(task: nn.Module, datamodule: Any, out: str | Path, split: str = "val"
         f"</title><style>{_STYLE}</style></head><body>{''.join(parts)}</body></html>\n"
     )
     path = out / "report.html"
-    path.write_text(page)
+    write_text_whole(path, page)
     return path

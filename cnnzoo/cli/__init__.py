@@ -24,6 +24,7 @@ from types import TracebackType
 from typing import Any, NoReturn, TextIO
 
 from .. import __version__, _logging
+from .._files import write_text_whole
 from ..errors import CheckpointMismatchError, CnnzooWarning, ConfigError, first_line
 from ._args import ZooArgumentParser, non_negative_float, non_negative_int, positive_int
 
@@ -397,8 +398,9 @@ def _cmd_report(argv: list[str]) -> int:
     except (ReportError, ValueError) as err:
         raise ConfigError(first_line(err)) from None
     record = path.parent / "report.json"
-    record.write_text(
-        json.dumps({**json.loads(record.read_text()), "command": "cnnzoo report " + " ".join(argv)}, indent=2) + "\n"
+    write_text_whole(
+        record,
+        json.dumps({**json.loads(record.read_text()), "command": "cnnzoo report " + " ".join(argv)}, indent=2) + "\n",
     )
     print(f"report: {path}")
     return 0
