@@ -41,6 +41,9 @@ def write_text_whole(path: str | Path, text: str) -> None:
     broken one, which the next command (``publish --report``, ``load_pretrained``) then fails to read.
     """
     destination = Path(path)
+    if destination.exists() and not destination.is_file():  # /dev/stdout, a named pipe: nothing to replace
+        destination.write_text(text, encoding="utf-8")
+        return
     fd, tmp = temp_beside(destination, f".{destination.name}.", ".tmp")
     try:
         with open(fd, "w", encoding="utf-8") as f:

@@ -885,6 +885,12 @@ def test_a_report_or_weights_json_cut_short_leaves_the_earlier_file_whole(tmp_pa
     assert [p.name for p in tmp_path.iterdir()] == [path.name]
     write_text_whole(path, "{}")
     assert path.read_text() == "{}" and oct(path.stat().st_mode & 0o777) == oct(0o666 & ~_umask())
+    if hasattr(os, "mkfifo"):
+        pipe = tmp_path / "pipe"  # not a file to replace, as /dev/stdout is not: written to as it is
+        os.mkfifo(pipe)
+        reader = subprocess.Popen(["cat", str(pipe)], stdout=subprocess.PIPE, text=True)
+        write_text_whole(pipe, "{}\n")
+        assert reader.communicate(timeout=30)[0] == "{}\n" and pipe.exists() and not pipe.is_file()
 
 
 def _umask() -> int:
