@@ -42,11 +42,11 @@ def write_text_whole(path: str | Path, text: str) -> None:
     """
     destination = Path(path)
     if destination.exists() and not destination.is_file():  # /dev/stdout, a named pipe: nothing to replace
-        destination.write_text(text, encoding="utf-8")
+        destination.write_text(text, encoding="utf-8", newline="")
         return
     fd, tmp = temp_beside(destination, f".{destination.name}.", ".tmp")
     try:
-        with open(fd, "w", encoding="utf-8") as f:
+        with open(fd, "w", encoding="utf-8", newline="") as f:  # the text's line ends, as given (a CSV's \r\n)
             f.write(text)
         os.replace(tmp, destination)
     except BaseException:

@@ -641,17 +641,12 @@ def write_predictions(path: str | Path, rows: list[tuple[str, int, float]], clas
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     replaced = "; replaced the earlier file" if out.exists() else ""
-    fd, tmp = temp_beside(out, f".{out.name}.", ".tmp")
-    try:
-        with open(fd, "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["file", "pred_index", "pred_class", "prob"])
-            for file, pred, prob in sorted(rows, key=key):
-                writer.writerow([file, pred, class_names[pred] if class_names else str(pred), f"{prob:.6f}"])
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(["file", "pred_index", "pred_class", "prob"])
+    for file, pred, prob in sorted(rows, key=key):
+        writer.writerow([file, pred, class_names[pred] if class_names else str(pred), f"{prob:.6f}"])
+    write_text_whole(out, text.getvalue())
     return replaced
 
 
