@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -301,31 +303,28 @@ def test_conv_output_size_arithmetic() -> None:
         assert nn.MaxPool2d(k, s, min(p, k // 2), d)(x).shape[-1] == conv_output_size(28, k, s, min(p, k // 2), d)
 
 
-def test_the_model_layer_and_summary_never_import_lightning() -> None:
-    import subprocess
-    import sys
-
+def _python(code: str) -> subprocess.CompletedProcess[str]:
+    """A fresh interpreter's run of ``code`` in the repository, which must succeed."""
     from .conftest import REPO
 
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out
+
+
+def test_the_model_layer_and_summary_never_import_lightning() -> None:
     code = (
         "import sys\nimport cnnzoo.models\nimport cnnzoo\nm = cnnzoo.load_pretrained('lenet5.mnist')\n"
         "cnnzoo.create_model('vgg11_bn', num_classes=10)\n"
         "cnnzoo.summary('lenet5')\n"
         "print(sorted(k for k in sys.modules if k.split('.')[0] in ('lightning', 'pytorch_lightning', 'torchmetrics')))"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.strip() == "[]"
+    assert _python(code).stdout.strip() == "[]"
 
 
 def test_the_commands_that_need_no_model_import_no_torch() -> None:
-    # `import cnnzoo` imported torch and the models: `cnnzoo --help`, `--version` and `recipes` took 1.4 s, 1.3 s
-    # of it torch's import.
-    import subprocess
-    import sys
-
-    from .conftest import REPO
-
+    # `import cnnzoo` imported torch and the models: `cnnzoo --help`, `--version` and `recipes` spent almost all
+    # their time in torch's import.
     code = (
         "import sys, contextlib, io\nimport cnnzoo\nfrom cnnzoo.cli import main\n"
         "with contextlib.redirect_stdout(io.StringIO()):\n"
@@ -333,27 +332,19 @@ def test_the_commands_that_need_no_model_import_no_torch() -> None:
         "print(codes, 'torch' in sys.modules)\n"
         "print(cnnzoo.create_model('lenet5').num_classes, cnnzoo.models.ZooModel.__name__, 'torch' in sys.modules)"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.splitlines() == ["[0, 0, 0] False", "10 ZooModel True"]
+    assert _python(code).stdout.splitlines() == ["[0, 0, 0] False", "10 ZooModel True"]
 
 
 @pytest.mark.parametrize(("release", "warned"), [("2.6.0+cpu", True), ("2.14.1", False)])
 def test_a_torch_older_than_the_unpickler_fixes_is_named_on_import(release: str, warned: bool) -> None:
     # Without torch imported, the version is read from torch's metadata (test_reliability checks an imported one).
-    import subprocess
-    import sys
-
-    from .conftest import REPO
-
     code = (
         "import importlib.metadata as m, warnings\nreal = m.version\n"
         f"m.version = lambda name: {release!r} if name == 'torch' else real(name)\n"
         "warnings.simplefilter('always')\nimport cnnzoo"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert ("torch 2.6 predates fixes to the weights-only unpickler (torch 2.10)" in out.stderr) == warned, out.stderr
+    said = _python(code).stderr
+    assert ("torch 2.6 predates fixes to the weights-only unpickler (torch 2.10)" in said) == warned, said
 
 
 def test_lightning_classes_load_lazily_from_the_top_level() -> None:
