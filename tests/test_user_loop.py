@@ -56,6 +56,25 @@ def test_recipes_wrap_under_themselves_in_a_terminal(
     assert all(line.startswith(" " * indent) and line[indent] != " " for line in lines if line.startswith(" "))
 
 
+def test_the_command_list_wraps_under_itself_in_an_80_column_terminal(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `cnnzoo --help`, the first screen a user sees, ran past 80 columns: the terminal broke "--ckpt_p" / "ath last"
+    # and "repor" / "t" at its edge, at the left margin.
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    monkeypatch.setattr(cli.shutil, "get_terminal_size", lambda: os.terminal_size((80, 40)))
+    code, out, _ = run(["--help"], capsys)
+    assert code == 0
+    lines = out.splitlines()
+    assert all(len(line) < 80 for line in lines)
+    lines = lines[next(i for i, line in enumerate(lines) if line.startswith("Trainer commands")) :]
+    rows = [line for line in lines if line.startswith("  ") and line[2] != " "]
+    assert [row.split()[0] for row in rows] == [*cli.TRAINER_COMMANDS, *cli.ZOO_COMMANDS, "--version"]
+    folded = [line for line in lines if line.startswith(" " * 3)]
+    assert folded and all(line.startswith(" " * 16) and line[16] != " " for line in folded)
+    assert "--ckpt_path last" in out and "report" in out.split()
+
+
 def test_recipe_summaries_tell_the_recipes_apart(tmp_path: Path) -> None:
     # The two fast CIFAR recipes had the same line, and a sentence that starts with code (`pretrained: false`)
     # ran on into the summary, so a line held a whole paragraph.

@@ -288,14 +288,7 @@ def _cmd_recipes(argv: list[str]) -> int:
     )
     parser.parse_args(argv)
     recipes = list_recipes()
-    width = max(len(name) for name, _, _ in recipes)
-    # In a terminal each summary wraps under itself; piped, one line per recipe stays easy to grep.
-    columns = shutil.get_terminal_size().columns if sys.stdout.isatty() else 0
-    for name, _, summary in recipes:
-        line = f"{name:<{width}}  {summary}"
-        if columns > width + 40:
-            line = textwrap.fill(line, columns - 1, subsequent_indent=" " * (width + 2), break_on_hyphens=False)
-        print(line)
+    _print_rows([(name, summary) for name, _, summary in recipes], max(len(name) for name, _, _ in recipes))
     print(f"\n{len(recipes)} recipes in {recipes_dir()}; run one with: cnnzoo fit --config NAME")
     return 0
 
@@ -523,16 +516,30 @@ ZOO_COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
 }
 
 
+def _print_rows(rows: list[tuple[str, str]], width: int, margin: str = "") -> None:
+    """Print ``name  text`` rows with the names in a column ``width`` wide.
+
+    In a terminal each text wraps under itself: a line the terminal wrapped went on at the left margin, under the
+    names, broken inside a word. Piped, each row stays one line, which is easy to grep.
+    """
+    columns = shutil.get_terminal_size().columns if sys.stdout.isatty() else 0
+    for name, text in rows:
+        line = f"{margin}{name:<{width}}  {text}"
+        if columns > len(margin) + width + 40:
+            indent = " " * (len(margin) + width + 2)
+            line = textwrap.fill(line, columns - 1, subsequent_indent=indent, break_on_hyphens=False)
+        print(line)
+
+
 def _print_zoo_help() -> None:
     print(f"cnnzoo {__version__}: train, evaluate and load convolutional networks.\n")
-    print("usage: cnnzoo COMMAND [options]        cnnzoo COMMAND --help shows a command's options\n")
+    print("usage: cnnzoo COMMAND [options]\n       cnnzoo COMMAND --help shows a command's options\n")
     print("Trainer commands (LightningCLI; recipes: --config recipes/<name>.yaml):")
-    for name, text in TRAINER_COMMANDS.items():
-        print(f"  {name:<14}{text}")
+    _print_rows(list(TRAINER_COMMANDS.items()), 12, "  ")
     print("\nZoo commands:")
-    for name, (_, text) in ZOO_COMMANDS.items():
-        print(f"  {name:<14}{text}")
-    print("\n  --version     print the version and exit")
+    _print_rows([(name, text) for name, (_, text) in ZOO_COMMANDS.items()], 12, "  ")
+    print()
+    _print_rows([("--version", "print the version and exit")], 12, "  ")
 
 
 def _resolve_recipe(value: str) -> str:
