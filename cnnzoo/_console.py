@@ -74,7 +74,8 @@ class CompactTable:
         title: shown above, on the left.
         columns: (header, ``"left"`` or ``"right"``) per column.
         rows: the cells, as text.
-        fold: the headers of the columns that may break inside a word, the first to break first.
+        fold: the headers of the columns whose names may break across lines (after their marks first, inside a
+            word last), the first to break first.
     """
 
     GAP = 2  # between columns: one space of padding and the blank rule

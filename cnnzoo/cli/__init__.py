@@ -534,12 +534,15 @@ def _print_rows(rows: list[tuple[str, str]], width: int, margin: str = "") -> No
 def _print_zoo_help() -> None:
     print(f"cnnzoo {__version__}: train, evaluate and load convolutional networks.\n")
     print("usage: cnnzoo COMMAND [options]\n       cnnzoo COMMAND --help shows a command's options\n")
+    zoo = [(name, text) for name, (_, text) in ZOO_COMMANDS.items()]
+    version = [("--version", "print the version and exit")]
+    width = max(len(name) for name, _ in [*TRAINER_COMMANDS.items(), *zoo, *version])
     print("Trainer commands (LightningCLI; recipes: --config recipes/<name>.yaml):")
-    _print_rows(list(TRAINER_COMMANDS.items()), 12, "  ")
+    _print_rows(list(TRAINER_COMMANDS.items()), width, "  ")
     print("\nZoo commands:")
-    _print_rows([(name, text) for name, (_, text) in ZOO_COMMANDS.items()], 12, "  ")
+    _print_rows(zoo, width, "  ")
     print()
-    _print_rows([("--version", "print the version and exit")], 12, "  ")
+    _print_rows(version, width, "  ")
 
 
 def _resolve_recipe(value: str) -> str:
