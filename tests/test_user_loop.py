@@ -32,6 +32,17 @@ def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, 
     return code, out, err
 
 
+def lines_in_a_terminal(
+    argv: list[str], columns: int, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> list[str]:
+    """What ``cnnzoo argv`` prints, and must succeed in, in a terminal ``columns`` wide."""
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    monkeypatch.setattr(cli.shutil, "get_terminal_size", lambda: os.terminal_size((columns, 40)))
+    code, out, _ = run(argv, capsys)
+    assert code == 0
+    return out.splitlines()
+
+
 def test_recipes_command_lists_every_shipped_recipe(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(["recipes"], capsys)
     assert code == 0
@@ -44,13 +55,10 @@ def test_recipes_wrap_under_themselves_in_a_terminal(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A summary longer than the terminal wrapped to the left margin, under the names column.
-    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
-    monkeypatch.setattr(cli.shutil, "get_terminal_size", lambda: os.terminal_size((100, 40)))
-    code, out, _ = run(["recipes"], capsys)
-    assert code == 0
+    lines = lines_in_a_terminal(["recipes"], 100, capsys, monkeypatch)
     names = sorted(p.stem for p in RECIPES.glob("*.yaml"))
     indent = max(map(len, names)) + 2
-    lines = out.splitlines()[: out.splitlines().index("")]
+    lines = lines[: lines.index("")]
     assert all(len(line) < 100 for line in lines)
     assert [line.split()[0] for line in lines if not line.startswith(" ")] == names
     assert all(line.startswith(" " * indent) and line[indent] != " " for line in lines if line.startswith(" "))
@@ -61,12 +69,9 @@ def test_the_command_list_wraps_under_itself_in_an_80_column_terminal(
 ) -> None:
     # `cnnzoo --help`, the first screen a user sees, ran past 80 columns: the terminal broke "--ckpt_p" / "ath last"
     # and "repor" / "t" at its edge, at the left margin.
-    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
-    monkeypatch.setattr(cli.shutil, "get_terminal_size", lambda: os.terminal_size((80, 40)))
-    code, out, _ = run(["--help"], capsys)
-    assert code == 0
-    lines = out.splitlines()
+    lines = lines_in_a_terminal(["--help"], 80, capsys, monkeypatch)
     assert all(len(line) < 80 for line in lines)
+    out = "\n".join(lines)
     lines = lines[next(i for i, line in enumerate(lines) if line.startswith("Trainer commands")) :]
     rows = [line for line in lines if line.startswith("  ") and line[2] != " "]
     assert [row.split()[0] for row in rows] == [*cli.TRAINER_COMMANDS, *cli.ZOO_COMMANDS, "--version"]
