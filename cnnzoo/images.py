@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import cast
 
-from PIL import Image, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from .errors import CnnzooWarning
 
@@ -30,6 +30,7 @@ __all__ = [
     "report_ignored",
     "report_unreadable",
     "try_decode",
+    "upright",
 ]
 
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp", ".gif")
@@ -60,11 +61,25 @@ def decode_image(path: str, mode: str | None) -> Image.Image:
     try:
         with Image.open(path) as img:
             img.load()  # a full decode: verify() alone lets truncated JPEGs through
-            img = eight_bit(img)
+            img = eight_bit(upright(img))
             return img.convert(mode) if mode else img
     except DECODE_ERRORS as err:
         reason = failure(err)
         raise CorruptImageError(f"cannot decode image {path}: {reason}", reason) from err
+
+
+def upright(img: Image.Image) -> Image.Image:
+    """``img`` turned the way its EXIF orientation tag says, as a photo viewer shows it; others as they are.
+
+    A phone stores a portrait photo as landscape pixels with a tag to turn them: read without it, the network saw
+    the photo on its side, and `cnnzoo predict` gave a confident wrong class. A new image is returned; ``img`` is
+    left untouched.
+    """
+    try:
+        orientation = img.getexif().get(ExifTags.Base.Orientation, 1)
+    except (*DECODE_ERRORS, SyntaxError):  # a malformed EXIF block: the pixels are still the image
+        return img
+    return img if orientation == 1 else ImageOps.exif_transpose(img)
 
 
 def eight_bit(img: Image.Image) -> Image.Image:

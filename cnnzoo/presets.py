@@ -183,9 +183,11 @@ class ImageClassificationEval(nn.Module):
                 f"expected a PIL image or a uint8 tensor, got {type(img).__name__}. Fix: "
                 + (fix if type(img).__module__ == "numpy" else "open the file with PIL.Image.open")
             )
-        from .images import eight_bit  # 16-bit and float images scaled, where convert() would clip them
+        # As the data modules and `cnnzoo predict` decode a file: photos turned upright, 16-bit and float images
+        # scaled where convert() would clip them.
+        from .images import eight_bit, upright
 
-        return pil_to_tensor(eight_bit(img).convert("L" if self.in_chans == 1 else "RGB"))
+        return pil_to_tensor(eight_bit(upright(img)).convert("L" if self.in_chans == 1 else "RGB"))
 
     @override
     def extra_repr(self) -> str:

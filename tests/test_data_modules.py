@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import csv
 import os
 import warnings
 from pathlib import Path
@@ -626,7 +627,8 @@ def test_16_bit_and_float_images_are_scaled_not_clipped(tmp_path: Path) -> None:
     Image.fromarray(wide).save(tmp_path / "deep.png")
     unit = np.linspace(0, 1, 32 * 32).reshape(32, 32).astype(np.float32)
     Image.fromarray(unit).save(tmp_path / "unit.tif")
-    assert Image.open(tmp_path / "deep.png").mode == "I;16" and Image.open(tmp_path / "unit.tif").mode == "F"
+    # Pillow before 10.4 opens a 16-bit PNG as 32-bit "I".
+    assert Image.open(tmp_path / "deep.png").mode in ("I;16", "I") and Image.open(tmp_path / "unit.tif").mode == "F"
     assert np.array_equal(np.array(decode_image(str(tmp_path / "deep.png"), "L")), expected)
     assert np.array_equal(np.array(decode_image(str(tmp_path / "deep.png"), "RGB"))[..., 1], expected)
     assert np.array_equal(np.array(decode_image(str(tmp_path / "unit.tif"), "L")), np.round(unit * 255))
@@ -648,6 +650,53 @@ def test_16_bit_and_float_images_are_scaled_not_clipped(tmp_path: Path) -> None:
     )  # fmt: skip
     dm.setup("fit")
     assert all(np.array_equal(img[0].numpy(), expected) for img in dm.tensors["train"][0])
+
+
+def test_photos_are_read_upright_as_their_exif_orientation_says(tmp_path: Path) -> None:
+    # A phone stores a portrait photo as landscape pixels and a tag that says to turn them a quarter clockwise.
+    from PIL import ImageDraw
+
+    from cnnzoo.deploy import predict_weights
+    from cnnzoo.images import decode_image
+    from cnnzoo.presets import ImageClassificationEval
+
+    upright = Image.new("L", (28, 28))
+    ImageDraw.Draw(upright).line([(6, 5), (22, 5), (11, 24)], fill=255, width=3)  # a 7
+    stored = upright.transpose(Image.Transpose.ROTATE_90)  # what the camera wrote: the 7 on its side
+    tag = Image.Exif()
+    tag[0x0112] = 6  # Orientation: rotate 90 degrees clockwise to display
+    (tmp_path / "photos").mkdir()
+    upright.save(tmp_path / "photos" / "upright.png")
+    stored.save(tmp_path / "photos" / "tagged.png", exif=tag)
+    stored.save(tmp_path / "photos" / "untagged.png")
+    assert np.array_equal(np.array(decode_image(str(tmp_path / "photos" / "tagged.png"), "L")), np.array(upright))
+    wide = Image.new("RGB", (40, 20), "white")
+    wide.save(tmp_path / "wide.jpg", exif=tag)
+    assert decode_image(str(tmp_path / "wide.jpg"), "RGB").size == (20, 40)
+    # A malformed EXIF block (Pillow raises SyntaxError reading it) leaves the pixels as they are stored.
+    stored.save(tmp_path / "garbled.png", exif=b"Exif\x00\x00garbage")
+    assert np.array_equal(np.array(decode_image(str(tmp_path / "garbled.png"), "L")), np.array(stored))
+    # An image opened by the user is read the same way by the evaluation transform, and left as it was.
+    preset = ImageClassificationEval(28, 1, (0.5,), (0.5,))
+    opened = Image.open(tmp_path / "photos" / "tagged.png")
+    assert torch.equal(preset(opened), preset(upright))
+    assert opened.size == stored.size and opened.getexif()[0x0112] == 6
+    # The prediction of the tagged photo is the upright one's, and not that of the same pixels without the tag.
+    predict_weights("lenet5.mnist", tmp_path / "photos", tmp_path / "p.csv")
+    with open(tmp_path / "p.csv", newline="") as f:
+        rows = {Path(r.pop("file")).name: r for r in csv.DictReader(f)}
+    assert rows["tagged.png"] == rows["upright.png"] and rows["upright.png"]["pred_class"] == "7"
+    assert rows["untagged.png"]["pred_class"] != "7"
+    # The in-memory cache holds the turned pixels too.
+    for name in ("a", "b"):
+        (tmp_path / "folder" / name).mkdir(parents=True)
+        stored.save(tmp_path / "folder" / name / "x.png", exif=tag)
+    dm = ImageFolderDataModule(
+        root=str(tmp_path / "folder"), img_size=28, in_chans=1, val_fraction=0.0, in_memory=True,
+        cache_dir=str(tmp_path / "cache"), num_workers=0,
+    )  # fmt: skip
+    dm.setup("fit")
+    assert all(np.array_equal(img[0].numpy(), np.array(upright)) for img in dm.tensors["train"][0])
 
 
 @pytest.mark.parametrize(

@@ -82,3 +82,41 @@ def test_the_user_loop_from_a_wheel(tmp_path: Path) -> None:
         "--prediction_writer.output", "preds.csv"], work)  # fmt: skip
     rows = {Path(r["file"]).name: r["pred_class"] for r in csv.DictReader((work / "preds.csv").open())}
     assert rows == expected
+
+
+def _imported_distributions() -> dict[str, set[str]]:
+    """The distributions that cnnzoo's own modules import, each with the files that import it."""
+    import ast
+    from importlib.metadata import packages_distributions
+
+    owners = packages_distributions()
+    found: dict[str, set[str]] = {}
+    for path in sorted((REPO / "cnnzoo").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                top = name.partition(".")[0]
+                if top in sys.stdlib_module_names or top == "cnnzoo":
+                    continue
+                for dist in owners.get(top, [top]):
+                    found.setdefault(dist.lower().replace("_", "-"), set()).add(str(path.relative_to(REPO)))
+    return found
+
+
+def test_every_package_cnnzoo_imports_is_declared_in_pyproject() -> None:
+    """An import that only a dependency's dependency provides breaks when that dependency drops it."""
+    import re
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    requirements = project["dependencies"] + [r for extra in project["optional-dependencies"].values() for r in extra]
+    declared = {re.split(r"[\[<>=!~; ]", r, maxsplit=1)[0].lower().replace("_", "-") for r in requirements}
+    # Probed with try/except ImportError only, to add its logger when the user has it.
+    probed = {"tensorboard"}
+    undeclared = {d: files for d, files in _imported_distributions().items() if d not in declared | probed}
+    assert not undeclared, f"imported but not declared in pyproject.toml: {undeclared}"

@@ -29,8 +29,9 @@ from ..images import try_decode
 __all__ = ["cache_key", "decode_images", "load_cache", "save_cache"]
 
 # Part of every cache key: raised whenever decoding changes what a cached image holds (2: 16-bit and float images
-# scaled to 8 bits instead of clipped), so that a cache of the old decoding is rebuilt rather than trained on.
-CACHE_VERSION = "2"
+# scaled to 8 bits instead of clipped; 3: photos turned upright by their EXIF orientation), so that a cache of the
+# old decoding is rebuilt rather than trained on.
+CACHE_VERSION = "3"
 
 
 def cache_key(samples: list[tuple[str, int]], img_size: int, in_chans: int) -> str:
