@@ -77,6 +77,19 @@ def test_metadata_matches_reality(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", ALL_WEIGHTS)
+def test_the_weights_repr_is_one_short_line_with_what_a_user_looks_for(name: str) -> None:
+    # A notebook shows `model.pretrained_cfg` as its repr; the dataclass's printed every field, commands included.
+    w = cnnzoo.get_weights(name)
+    shown = repr(w)
+    assert shown.startswith(f"Weights({name!r}, arch={w.arch!r}, input_size={w.input_size!r}") and "\n" not in shown
+    assert not any(f"{key}=" in shown for key in ("sha256", "evaluations", "command", "versions", "notes")), shown
+    assert f"num_classes={w.num_classes}" in shown and f"file={w.file!r}" in shown
+    measured = [k for k in ("test_acc", "val_acc") if w.metric(k) is not None]
+    assert measured and all(f"{k}={round(w.metric(k) or 0, 4)!r}" in shown for k in measured)
+    assert ("tta=" in shown) == (w.tta != "none")
+
+
+@pytest.mark.parametrize("name", ALL_WEIGHTS)
 def test_golden_logits(name: str) -> None:
     golden = GOLDEN / f"{name}.json"
     w = cnnzoo.get_weights(name)

@@ -78,7 +78,7 @@ STORED_DTYPES: tuple[str, ...] = get_args(StoredDtype)
 _SHA256_FRAGMENT = re.compile(r"sha256=([0-9a-fA-F]{64})")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Weights:
     """Metadata of one published weights file (``arch.tag``), as written by ``cnnzoo publish``.
 
@@ -148,6 +148,20 @@ class Weights:
     @property
     def tag(self) -> str:
         return self.name.split(".", 1)[1]
+
+    def __repr__(self) -> str:
+        # What a notebook or a REPL shows: the dataclass's own repr printed every field on one line, commands and
+        # metrics included. The rest is in `to_dict()`, `evaluations` and the model card.
+        accuracy = {k: v for k in ("test_acc", "val_acc") if (v := self.metric(k)) is not None}
+        shown = {
+            "arch": self.arch,
+            "input_size": self.input_size,
+            "num_classes": self.num_classes,
+            **{k: round(v, 4) for k, v in accuracy.items()},
+            **({"tta": self.tta} if self.tta != "none" else {}),
+            **({"url": self.url} if self.url else {"file": self.file}),
+        }
+        return f"Weights({self.name!r}, " + ", ".join(f"{k}={v!r}" for k, v in shown.items()) + ")"
 
     @property
     def classes(self) -> tuple[str, ...]:
