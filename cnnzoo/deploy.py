@@ -361,10 +361,11 @@ def _ctrl_c_noted() -> Iterator[None]:
     """Note a Ctrl-C while exporting, so that it stops the export.
 
     An exporter can turn it into an error of its own (torch.export's, with the interrupt lost), and the fallback to
-    the next exporter would then run instead. Only the main thread gets signals.
+    the next exporter would then run instead. Only the main thread gets signals; a SIGINT that is ignored (nohup,
+    a background job) stays ignored.
     """
     _interrupted.clear()
-    if threading.current_thread() is not threading.main_thread():
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
         yield
         return
     before = signal.getsignal(signal.SIGINT)
@@ -373,7 +374,7 @@ def _ctrl_c_noted() -> Iterator[None]:
         _interrupted.set()
         if callable(before):
             before(signum, frame)
-        elif before != signal.SIG_IGN:
+        else:
             raise KeyboardInterrupt
 
     signal.signal(signal.SIGINT, note)

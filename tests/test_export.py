@@ -143,6 +143,29 @@ def test_an_export_that_fails_leaves_the_earlier_file_whole_and_no_other(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lenet5.mnist.pt2", "lenet5.mnist.pt2.json"]
 
 
+def test_an_export_where_sigint_is_ignored_leaves_it_ignored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Under nohup or in a background job SIGINT is ignored; the export's handler un-ignored it for its length.
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signal handlers are only installed in the main thread")
+    during: list[object] = []
+    real_export = torch.onnx.export
+
+    def noting_export(*args: object, **kwargs: object) -> object:
+        during.append(signal.getsignal(signal.SIGINT))
+        return real_export(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(torch.onnx, "export", noting_export)
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        export("lenet5.mnist", tmp_path, "onnx")
+    finally:
+        signal.signal(signal.SIGINT, before)
+    assert during and all(handler == signal.SIG_IGN for handler in during)
+
+
 def test_ctrl_c_that_an_exporter_turns_into_its_error_stops_the_export(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -338,7 +338,10 @@ def test_ctrl_c_saves_the_run_and_ends_the_process_by_sigint(tmp_path: Path) -> 
     endless = ["--trainer.max_epochs=100000", "--early_stopping.patience=100000"]
     args = [sys.executable, "-m", "cnnzoo", "fit", "--config", DIGITS, *QUIET, *endless]
     args.append(f"--trainer.default_root_dir={tmp_path}")
-    with subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as run:
+    # A terminal's Ctrl-C, also where the tests themselves run in the background (nohup, &), which ignores SIGINT.
+    terminal = {"preexec_fn": lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)}
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True}
+    with subprocess.Popen(args, cwd=REPO, env=env, **pipes, **terminal) as run:  # type: ignore[call-overload]
         assert run.stdout is not None
         lines = []
         for line in run.stdout:  # the second epoch's line: the run is training, past its sanity check
