@@ -6,6 +6,7 @@ import itertools
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -82,10 +83,13 @@ def test_the_reported_numbers_are_the_validation_run(
 
 
 def test_a_checkpoint_without_logged_metrics_still_renders(run: Path, tmp_path: Path) -> None:
-    lone = tmp_path / "elsewhere" / "checkpoints" / "best.ckpt"
+    lone = tmp_path / "else where" / "checkpoints" / "best.ckpt"
     lone.parent.mkdir(parents=True)
     shutil.copy(run, lone)
-    assert main(["report", "-c", "lenet5_digits", "--ckpt_path", str(lone), "--out", str(tmp_path / "r")]) == 0
+    argv = ["report", "-c", "lenet5_digits", "--ckpt_path", str(lone), "--out", str(tmp_path / "r")]
+    assert main(argv) == 0
+    # The recorded command runs as written, quoted for a shell, with the recipe named as it was typed.
+    assert shlex.split(json.loads((tmp_path / "r" / "report.json").read_text())["command"]) == ["cnnzoo", *argv]
     page = (tmp_path / "r" / "report.html").read_text()
     assert "No learning curves: no logged metrics were found" in page and not (tmp_path / "r" / "curves.png").exists()
 

@@ -6,6 +6,7 @@ import csv
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -383,16 +384,19 @@ def test_the_next_line_names_a_command_the_data_can_run(
     args += ["--data.in_chans=1", "--data.num_workers=0", "--data.batch_size=4"]
     args += [f"--data.test_fraction={test_fraction}"]
     args += ["--model=cnnzoo.tasks.ImageClassifier", "--model.model=lenet5", "--trainer.max_epochs=1"]
-    code, out, err = run(["fit", *args, f"--trainer.default_root_dir={tmp_path}", *QUIET], capsys)
+    # Runs in a folder whose name a shell would split: each printed command is quoted, so it pastes as it is.
+    runs = tmp_path / "my runs (1)"
+    code, out, err = run(["fit", *args, f"--trainer.default_root_dir={runs}", *QUIET], capsys)
     assert code == 0, err
     next_cmd = next(ln for ln in out.splitlines() if ln.startswith("next: cnnzoo "))
     assert next_cmd.startswith(f"next: cnnzoo {stage} --config ")  # an image folder without a test split validates
-    code, out, err = run([*next_cmd.removeprefix("next: cnnzoo ").split(), *QUIET], capsys)
+    assert "'my runs (1)/lightning_logs/version_0/config.yaml'" in next_cmd
+    code, out, err = run([*shlex.split(next_cmd.removeprefix("next: cnnzoo ")), *QUIET], capsys)
     assert code == 0, err
     # The evaluated checkpoint is one command from a release, whose card carries what was just measured.
     publish = next(ln for ln in out.splitlines() if ln.startswith("next: cnnzoo publish "))
     assert " --name lenet5.mine --out published --report " in publish
-    code, out, err = run(publish.removeprefix("next: cnnzoo ").split(), capsys)
+    code, out, err = run(shlex.split(publish.removeprefix("next: cnnzoo ")), capsys)
     assert code == 0, err
     card = (tmp_path / "published" / "README.md").read_text()
     split = "val" if stage == "validate" else "test"

@@ -165,7 +165,8 @@ def _weights_arguments(args: list[str]) -> list[str]:
         source, rest = args[flag].partition("=")[2], args[:flag] + args[flag + 1 :]
     if args[0] not in ("predict", "test", "validate"):
         raise ConfigError(
-            f"--weights goes with predict, test or validate; to fine-tune: fit --model.init_args.pretrained {source}"
+            "--weights goes with predict, test or validate; to fine-tune: fit --model.init_args.pretrained "
+            + shlex.quote(source)
         )
     if any(a in ("--config", "-c") or a.startswith(("--config=", "-c=")) for a in rest):
         return [*rest, "--model.init_args.pretrained", source]
@@ -364,7 +365,7 @@ def _cmd_report(argv: list[str]) -> int:
         raise ConfigError(f"cnnzoo report takes the checkpoint as an option: --ckpt_path {positional}")
     if not rest:
         run_config = _run_config_of(args.ckpt_path) if args.ckpt_path else None
-        fix = f"the checkpoint's run saved its config; add --config {run_config}" if run_config else None
+        fix = f"the checkpoint's run saved its config; add --config {shlex.quote(run_config)}" if run_config else None
         raise ConfigError(
             f"cnnzoo report needs the data: {fix or '--config <recipe> (cnnzoo recipes), and --ckpt_path'}"
         )
@@ -393,7 +394,7 @@ def _cmd_report(argv: list[str]) -> int:
     record = path.parent / "report.json"
     write_text_whole(
         record,
-        json.dumps({**json.loads(record.read_text()), "command": "cnnzoo report " + " ".join(argv)}, indent=2) + "\n",
+        json.dumps({**json.loads(record.read_text()), "command": command_line()}, indent=2) + "\n",
     )
     print(f"report: {path}")
     return 0
@@ -896,7 +897,7 @@ def explain_parse_error(text: str, run_config: str | None = None) -> str:
     recipe = "or start from a recipe: --config recipes/<name>.yaml (cnnzoo recipes lists them)"
     if match := _REQUIRED.search(text):
         if run_config is not None:  # `cnnzoo test --ckpt_path <run>/checkpoints/best.ckpt`: its run knows both
-            return f"no {match[1]} given: the checkpoint's run saved its config; add --config {run_config}"
+            return f"no {match[1]} given: the checkpoint's run saved its config; add --config {shlex.quote(run_config)}"
         if match[1] == "model":
             network = "--model.model <network> (cnnzoo models lists them)"
             return f"no model given: add --model ImageClassifier {network}, {recipe}"

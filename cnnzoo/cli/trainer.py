@@ -10,6 +10,7 @@ import argparse
 import inspect
 import logging
 import os
+import shlex
 import sys
 import time
 import warnings
@@ -797,7 +798,7 @@ class CnnzooCLI(LightningCLI):
             sizes = getattr(self.datamodule, "split_sizes", None) or {}
             stage = "test" if not sizes or sizes.get("test") else "validate" if sizes.get("val") else None
             if stage is not None:
-                print(f"next: cnnzoo {stage} --config {config} --ckpt_path {ckpt}")
+                print("next: " + shlex.join(["cnnzoo", stage, "--config", config, "--ckpt_path", ckpt]))
         self._write_fit_report(best, next((es.stop_reason for es in stops if es.stop_reason), None), log_dir)
 
     def _write_fit_report(self, best: dict[str, Any] | None, stop_reason: str | None, log_dir: str) -> None:
