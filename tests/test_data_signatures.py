@@ -108,3 +108,16 @@ def test_old_names_keep_working_with_a_deprecation_warning(tmp_path: Any) -> Non
             args=["--data=cnnzoo.data.DigitsDataModule", "--data.image_size=32", "--model=ImageClassifier"], run=False
         )
     assert cli.model.hparams.img_size == 32  # the link still carries the size into the model
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("img_size", 0), ("eval_batch_size", 0), ("in_chans", 0), ("in_chans", 2), ("num_workers", -1)],
+)
+@pytest.mark.parametrize("cls", MODULES, ids=lambda c: c.__name__)
+def test_an_option_out_of_range_is_refused_by_name_at_once(cls: type, option: str, value: int) -> None:
+    # img_size 0 and in_chans 0 were read as "not set" and replaced by the defaults without a word; num_workers -1
+    # failed only when Lightning made the first loader, with PyTorch's traceback.
+    required = {n: "unused" for n, p in effective_options(cls).items() if p.default is inspect.Parameter.empty}
+    with pytest.raises(ValueError, match=rf"^{option} must be .*, got {value}$"):
+        cls(**required, **{option: value})

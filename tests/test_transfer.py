@@ -254,6 +254,12 @@ def test_url_without_sha256_is_refused() -> None:
         TimmClassifier("resnet18", pretrained="https://example.invalid/w.pth")
 
 
+def test_img_size_zero_is_refused_not_read_as_unset() -> None:
+    with pytest.raises(ValueError, match=r"^img_size must be >= 1 \(leave it unset for the backbone's own\), got 0$"):
+        TimmClassifier("resnet18", img_size=0)
+    assert TimmClassifier("resnet18", img_size=64).example_input_array.shape == (1, 3, 64, 64)
+
+
 def test_cnnzoo_weights_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, registered: Any) -> None:
     import hashlib
 

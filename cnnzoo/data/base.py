@@ -140,6 +140,14 @@ class ClassificationDataModule(LightningDataModule):
             img_size = image_size
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        # Checked against None, not by truth: img_size 0 was read as "not set" and became 224 without a word.
+        for option, value in (("eval_batch_size", eval_batch_size), ("img_size", img_size)):
+            if value is not None and value < 1:
+                raise ValueError(f"{option} must be >= 1 (leave it unset for the default), got {value}")
+        if in_chans is not None and in_chans not in (1, 3):
+            raise ValueError(f"in_chans must be 1 or 3 (leave it unset for the data's own), got {in_chans}")
+        if num_workers < 0:  # PyTorch's DataLoader refuses it only when the first loader is made, mid-run
+            raise ValueError(f"num_workers must be >= 0 (0 loads in the main process), got {num_workers}")
         check_preset(augment)
         if not 0.0 <= random_erasing <= 1.0:
             raise ValueError(f"random_erasing is a probability in [0, 1], got {random_erasing}")
@@ -149,8 +157,8 @@ class ClassificationDataModule(LightningDataModule):
             raise ValueError("mixup_alpha and cutmix_alpha must be >= 0 (0 turns them off)")
         if data_config is not None:
             timm_cfg = timm_data_config(data_config)
-            img_size = img_size or timm_cfg["input_size"][-1]
-            in_chans = in_chans or timm_cfg["input_size"][0]
+            img_size = img_size if img_size is not None else timm_cfg["input_size"][-1]
+            in_chans = in_chans if in_chans is not None else timm_cfg["input_size"][0]
             crop_pct = crop_pct if crop_pct is not None else timm_cfg["crop_pct"]
             mean = mean if mean is not None else list(timm_cfg["mean"])
             std = std if std is not None else list(timm_cfg["std"])
@@ -158,7 +166,7 @@ class ClassificationDataModule(LightningDataModule):
         if crop_pct is not None and not 0 < crop_pct <= 1:
             raise ValueError(f"crop_pct must be in (0, 1], got {crop_pct}")
         self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size or batch_size
+        self.eval_batch_size = eval_batch_size if eval_batch_size is not None else batch_size
         self.num_workers = num_workers
         self.pin_memory = pin_memory
         self.persistent_workers = persistent_workers
@@ -171,10 +179,10 @@ class ClassificationDataModule(LightningDataModule):
         self.split_sizes: dict[str, int] = {}  # images per split, once set up (log_split_sizes)
         self.mixup_alpha, self.cutmix_alpha = mixup_alpha, cutmix_alpha
         self.crop_pct = crop_pct
-        self.in_chans = in_chans or self.native_in_chans
+        self.in_chans = in_chans if in_chans is not None else self.native_in_chans
         if self.in_chans not in (1, 3):
             raise ValueError(f"in_chans must be 1 or 3, got {self.in_chans}")
-        size = img_size or self.native_img_size
+        size = img_size if img_size is not None else self.native_img_size
         if size is None:
             raise ValueError(
                 f"{type(self).__name__} needs img_size: set the class constant native_img_size (the side of the "

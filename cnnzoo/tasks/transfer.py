@@ -145,6 +145,8 @@ class TimmClassifier(ClassificationTask):
             train_bn=train_bn,
         )
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
+        if img_size is not None and img_size < 1:  # 0 was read as "not set", without a word
+            raise ValueError(f"img_size must be >= 1 (leave it unset for the backbone's own), got {img_size}")
         check_backbone(backbone)
         self.net = create_timm_model(backbone, pretrained is True, num_classes, in_chans, drop_rate)
         timm_cfg = self.net.pretrained_cfg
@@ -162,7 +164,7 @@ class TimmClassifier(ClassificationTask):
             found = load_weights_into(self.net, source, head_prefix=head, new_head=new_head)
             self._started_from = (list(found.mean), list(found.std)) if found is not None else None
             self._started_classes = kept_classifier_classes(found, num_classes, new_head)
-        size = img_size or self.net.pretrained_cfg.get("input_size", (in_chans, 224, 224))[-1]
+        size = img_size if img_size is not None else self.net.pretrained_cfg.get("input_size", (in_chans, 224, 224))[-1]
         self.example_input_array = torch.zeros(1, in_chans, size, size)
 
     @override
