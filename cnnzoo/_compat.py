@@ -154,6 +154,9 @@ def epoch_in_progress(trainer: Trainer) -> int:
     return int(trainer.fit_loop.epoch_progress.current.processed)  # type: ignore[attr-defined]
 
 
+ACCUMULATION_ERROR = "accumulate_grad_batches must be >= 1 (1 steps the optimizer after every batch), got {}"
+
+
 def accumulation_at(trainer: Trainer, epoch: int) -> int:
     """The batches per optimizer step in ``epoch``: a `GradientAccumulationScheduler`'s count, or the Trainer's.
 
@@ -162,7 +165,9 @@ def accumulation_at(trainer: Trainer, epoch: int) -> int:
     """
     schedule = _accumulation_schedule(trainer)
     count = trainer.accumulate_grad_batches if schedule is None else schedule.get_accumulate_grad_batches(epoch)
-    return max(1, int(count))
+    if int(count) < 1:  # Lightning takes 0 or a negative count; it was run as 1 without a word
+        raise ValueError(ACCUMULATION_ERROR.format(count))
+    return int(count)
 
 
 def _accumulation_schedule(trainer: Trainer) -> GradientAccumulationScheduler | None:

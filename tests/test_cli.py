@@ -832,3 +832,23 @@ def test_a_gpu_asked_for_where_torch_finds_none_says_why_in_one_line(
     assert tail.startswith("cnnzoo: error: --trainer.accelerator gpu: torch finds no CUDA GPU here") and fix in tail
     assert "Fix: --trainer.accelerator auto" in tail and len(tail.splitlines()) == 1
     assert not (tmp_path / "lightning_logs").exists()
+
+
+@pytest.mark.parametrize("count", [0, -2])
+def test_accumulating_no_batch_is_refused_at_once(
+    count: int, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # Lightning takes 0 or a negative count, and the run stepped after every batch as if it were 1, without a word.
+    argv = ["fit", "-c", "lenet5_digits", f"--trainer.accumulate_grad_batches={count}"]
+    assert main([*argv, f"--trainer.default_root_dir={tmp_path}"]) == 2
+    err = capsys.readouterr().err
+    tail = err[err.find("cnnzoo: error: ") :].strip()
+    said = "accumulate_grad_batches must be >= 1 (1 steps the optimizer after every batch)"
+    assert tail == f"cnnzoo: error: --trainer.{said}, got {count}"
+    assert not (tmp_path / "lightning_logs").exists()
+    # The Trainer made in Python is refused too, when training starts.
+    from lightning.pytorch import Trainer
+
+    trainer = Trainer(accumulate_grad_batches=count, max_steps=1, logger=False, enable_progress_bar=False)
+    with pytest.raises(ValueError, match=rf"^accumulate_grad_batches must be >= 1 .*, got {count}$"):
+        trainer.fit(ImageClassifier(model="lenet5"), DigitsDataModule())

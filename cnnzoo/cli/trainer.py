@@ -29,6 +29,7 @@ from typing_extensions import override
 from .. import _logging
 from .. import data as _data  # noqa: F401  (imported so --data MNISTDataModule resolves by short name)
 from .._compat import (
+    ACCUMULATION_ERROR,
     cli_callback_keys,
     cli_get,
     cli_instantiate_trainer,
@@ -524,6 +525,9 @@ class CnnzooCLI(LightningCLI):
         missing = _missing_gpu(trainer.get("accelerator"))
         if missing is not None:
             raise ConfigError(missing)
+        accumulate = trainer.get("accumulate_grad_batches")
+        if isinstance(accumulate, int) and accumulate < 1:  # before the data loads, not when training starts
+            raise ConfigError("--trainer." + ACCUMULATION_ERROR.format(accumulate))
         if trainer.get("precision") is None:
             trainer["precision"] = choose_precision(trainer.get("accelerator", "auto"))
             if self.subcommand is not None:  # summary, report, show-augment run no Trainer
