@@ -834,19 +834,31 @@ def test_a_gpu_asked_for_where_torch_finds_none_says_why_in_one_line(
     assert not (tmp_path / "lightning_logs").exists()
 
 
-@pytest.mark.parametrize("count", [0, -2])
-def test_accumulating_no_batch_is_refused_at_once(
-    count: int, capsys: pytest.CaptureFixture[str], tmp_path: Path
+@pytest.mark.parametrize(
+    ("option", "value", "said"),
+    [
+        ("accumulate_grad_batches", "0", "must be >= 1 (1 steps the optimizer after every batch), got 0"),
+        ("accumulate_grad_batches", "-2", "must be >= 1 (1 steps the optimizer after every batch), got -2"),
+        ("check_val_every_n_epoch", "0", "must be >= 1 (1 validates after every epoch), got 0"),
+        ("val_check_interval", "0", "must be a count of training batches (1 or more) or a fraction of an epoch"),
+        ("val_check_interval", "0.0", "must be a count of training batches (1 or more) or a fraction of an epoch"),
+    ],
+)
+def test_a_trainer_count_below_one_is_refused_at_once(
+    option: str, value: str, said: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    # Lightning takes 0 or a negative count, and the run stepped after every batch as if it were 1, without a word.
-    argv = ["fit", "-c", "lenet5_digits", f"--trainer.accumulate_grad_batches={count}"]
+    # Lightning takes these: an accumulation of 0 or -2 ran as 1 without a word, a validation interval of 0.0 ran
+    # validation after every batch, and 0 epochs or batches between validations failed mid-run in a ZeroDivisionError.
+    argv = ["fit", "-c", "lenet5_digits", f"--trainer.{option}={value}"]
     assert main([*argv, f"--trainer.default_root_dir={tmp_path}"]) == 2
     err = capsys.readouterr().err
     tail = err[err.find("cnnzoo: error: ") :].strip()
-    said = "accumulate_grad_batches must be >= 1 (1 steps the optimizer after every batch)"
-    assert tail == f"cnnzoo: error: --trainer.{said}, got {count}"
+    assert tail.startswith(f"cnnzoo: error: --trainer.{option} {said}") and len(tail.splitlines()) == 1, tail
     assert not (tmp_path / "lightning_logs").exists()
-    # The Trainer made in Python is refused too, when training starts.
+
+
+@pytest.mark.parametrize("count", [0, -2])
+def test_a_python_trainer_that_accumulates_no_batch_is_refused_when_training_starts(count: int) -> None:
     from lightning.pytorch import Trainer
 
     trainer = Trainer(accumulate_grad_batches=count, max_steps=1, logger=False, enable_progress_bar=False)

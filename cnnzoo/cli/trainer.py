@@ -278,6 +278,25 @@ def _cpu_without_bf16() -> str | None:
     return capability if capability in ("DEFAULT", "AVX2") else None
 
 
+def _counts_below_one(trainer: dict[str, Any]) -> str | None:
+    """The Trainer's counts that Lightning takes below 1, then divides by (ZeroDivisionError once the run has
+    started) or reads as something else (an accumulation of 0 ran as 1, a validation interval of 0.0 after every
+    batch): the one-line error, said before the data loads. ``None`` when they are fine.
+    """
+    accumulate, every = trainer.get("accumulate_grad_batches"), trainer.get("check_val_every_n_epoch")
+    if isinstance(accumulate, int) and accumulate < 1:
+        return "--trainer." + ACCUMULATION_ERROR.format(accumulate)
+    if isinstance(every, int) and every < 1:
+        return f"--trainer.check_val_every_n_epoch must be >= 1 (1 validates after every epoch), got {every}"
+    interval = trainer.get("val_check_interval")
+    if isinstance(interval, (int, float)) and interval <= 0:
+        return (
+            "--trainer.val_check_interval must be a count of training batches (1 or more) or a fraction of an epoch "
+            f"in (0, 1], got {interval}"
+        )
+    return None
+
+
 def read_checkpoint(path: str | Path, or_last: bool = False) -> dict[str, Any]:
     """The training checkpoint ``--ckpt_path`` names, read with ``weights_only=True``.
 
@@ -525,9 +544,9 @@ class CnnzooCLI(LightningCLI):
         missing = _missing_gpu(trainer.get("accelerator"))
         if missing is not None:
             raise ConfigError(missing)
-        accumulate = trainer.get("accumulate_grad_batches")
-        if isinstance(accumulate, int) and accumulate < 1:  # before the data loads, not when training starts
-            raise ConfigError("--trainer." + ACCUMULATION_ERROR.format(accumulate))
+        problem = _counts_below_one(trainer)
+        if problem is not None:
+            raise ConfigError(problem)
         if trainer.get("precision") is None:
             trainer["precision"] = choose_precision(trainer.get("accelerator", "auto"))
             if self.subcommand is not None:  # summary, report, show-augment run no Trainer
