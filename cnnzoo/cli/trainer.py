@@ -279,9 +279,10 @@ def _cpu_without_bf16() -> str | None:
 
 
 def _counts_below_one(trainer: dict[str, Any]) -> str | None:
-    """The Trainer's counts that Lightning takes below 1, then divides by (ZeroDivisionError once the run has
-    started) or reads as something else (an accumulation of 0 ran as 1, a validation interval of 0.0 after every
-    batch): the one-line error, said before the data loads. ``None`` when they are fine.
+    """The one-line error for a Trainer count below 1, said before the data loads; ``None`` when they are fine.
+
+    Lightning takes such counts, then divides by them (a ZeroDivisionError once the run has started) or reads them
+    as something else: an accumulation of 0 ran as 1, a validation interval of 0.0 validated after every batch.
     """
     accumulate, every = trainer.get("accumulate_grad_batches"), trainer.get("check_val_every_n_epoch")
     if isinstance(accumulate, int) and accumulate < 1:
