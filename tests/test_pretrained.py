@@ -143,6 +143,9 @@ def test_new_num_classes_resets_only_the_classifier_and_says_so() -> None:
     rgb = cnnzoo.load_pretrained("lenet5.mnist", in_chans=3)
     gray = torch.rand(1, 1, 28, 28)
     torch.testing.assert_close(rgb(gray.expand(1, 3, 28, 28)), base(gray), rtol=1e-4, atol=1e-5)
+    # 0 is not "not given": it was, and the weights' one channel was built without a word.
+    with pytest.raises(ValueError, match=r"^in_chans must be >= 1 \(leave it unset for the weights' own\), got 0$"):
+        cnnzoo.load_pretrained("lenet5.mnist", in_chans=0)
 
 
 def test_key_mismatch_is_an_error(tmp_path: Path) -> None:

@@ -862,13 +862,17 @@ def build_model(w: Weights, in_chans: int | None = None, num_classes: int | None
             import timm
         except ImportError:
             raise ImportError(f"{w.name} is a timm {w.arch}: pip install timm") from None
-        return timm.create_model(w.arch, pretrained=False, num_classes=n, in_chans=in_chans or w.in_chans, **kwargs)
+        return timm.create_model(
+            w.arch, pretrained=False, num_classes=n, in_chans=w.in_chans if in_chans is None else in_chans, **kwargs
+        )
     if w.builder != "cnnzoo":
         raise ValueError(f"{w.name}: unknown builder {w.builder!r} (cnnzoo or timm); upgrade cnnzoo")
     differ = {k: v for k, v in kwargs.items() if w.model_kwargs.get(k, v) != v}
     if differ:
         raise ValueError(f"{w.name} was trained with {w.model_kwargs}; it cannot be built with {differ}")
-    return create_model(w.arch, num_classes=n, in_chans=in_chans or w.in_chans, **{**w.model_kwargs, **kwargs})
+    return create_model(
+        w.arch, num_classes=n, in_chans=w.in_chans if in_chans is None else in_chans, **{**w.model_kwargs, **kwargs}
+    )
 
 
 def load_pretrained(
@@ -887,9 +891,11 @@ def load_pretrained(
 
     Every other key must match exactly.
     """
+    if in_chans is not None and in_chans < 1:  # 0 was read as "not given", and the weights' own count was built
+        raise ValueError(f"in_chans must be >= 1 (leave it unset for the weights' own), got {in_chans}")
     w = name if isinstance(name, Weights) else get_weights(str(name))
     state = load_state_dict_file(w.local_path())
-    model = build_model(w, in_chans=in_chans or w.in_chans, **kwargs)
+    model = build_model(w, in_chans=w.in_chans if in_chans is None else in_chans, **kwargs)
     first = getattr(model, "first_conv", None) or (getattr(model, "pretrained_cfg", None) or {}).get("first_conv")
     if in_chans is not None and in_chans != w.in_chans and first is not None:
         _adapt_first_conv(state, f"{first}.weight", model.state_dict(), w.name, stacklevel=3)
