@@ -22,6 +22,7 @@ from typing_extensions import override
 __all__ = [
     "LUMA",
     "ImageClassificationEval",
+    "check_normalisation",
     "convert_channels",
     "normalisation_note",
     "normalize",
@@ -72,6 +73,21 @@ def resize_batch(x: torch.Tensor, img_size: int, crop_pct: float | None) -> torc
         top, left = (h - img_size) // 2, (w - img_size) // 2
         x = x[..., top : top + img_size, left : left + img_size]
     return x
+
+
+def check_normalisation(mean: Sequence[float] | None, std: Sequence[float] | None, in_chans: int) -> None:
+    """Refuse a ``mean`` and ``std`` that cannot normalise ``in_chans`` channels (``None``: the caller's default).
+
+    One value per channel, and a finite mean and a positive std: a std of 0 divided every pixel by zero, and the
+    network saw infinities and NaNs without a word.
+    """
+    if any(values is not None and len(values) != in_chans for values in (mean, std)):
+        channels = "1 channel" if in_chans == 1 else f"{in_chans} channels"
+        raise ValueError(f"mean and std need one value per channel ({channels}); got {mean}, {std}")
+    if mean is not None and not all(math.isfinite(v) for v in mean):
+        raise ValueError(f"mean must be finite, got {list(mean)}")
+    if std is not None and not all(math.isfinite(v) and v > 0 for v in std):
+        raise ValueError(f"std must be > 0 for every channel (each pixel is divided by it), got {list(std)}")
 
 
 @functools.lru_cache(maxsize=32)
@@ -139,8 +155,7 @@ class ImageClassificationEval(nn.Module):
         crop_pct: float | None = None,
     ) -> None:
         super().__init__()
-        if len(mean) != in_chans or len(std) != in_chans:
-            raise ValueError(f"mean and std need {in_chans} values (one per channel); got {mean}, {std}")
+        check_normalisation(mean, std, in_chans)
         self.img_size, self.in_chans, self.crop_pct = img_size, in_chans, crop_pct
         self.mean, self.std = tuple(mean), tuple(std)
 

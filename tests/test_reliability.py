@@ -16,15 +16,19 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from lightning.pytorch.utilities.exceptions import SIGTERMException
+from PIL import Image
 
 from cnnzoo.callbacks import AtomicCheckpointIO, NonFiniteLossError, TrainingDivergedError
 from cnnzoo.cli import CnnzooCLI, main
+from cnnzoo.data import DigitsDataModule
 from cnnzoo.errors import CheckpointMismatchError, ConfigError
 from cnnzoo.models import _pretrained
 from cnnzoo.models._pretrained import UnsafePickleError, download, fetch_url, load_pretrained, load_state_dict_file
+from cnnzoo.presets import ImageClassificationEval
 from cnnzoo.tasks import ImageClassifier
 
 from .conftest import RECIPES, REPO, LocalServer
@@ -596,7 +600,34 @@ def test_adapting_the_first_conv_says_so() -> None:
         load_pretrained("lenet5.mnist", in_chans=3)
     # Fine-tuning said "adapted from 3 to 3" (the count was read after the adaptation).
     with pytest.warns(UserWarning, match=r"first convolution \(features.0\) was adapted from 1 to 3 input channels"):
-        ImageClassifier(model="lenet5", in_chans=3, pretrained="lenet5.mnist")
+        rgb = ImageClassifier(model="lenet5", in_chans=3, pretrained="lenet5.mnist")
+    # Its normalisation follows the adapted channels: the weights' gray mean and std, repeated. It kept the 1-channel
+    # values, and transforms() refused them for the 3-channel network.
+    assert (rgb.mean, rgb.std) == ([0.1307] * 3, [0.3081] * 3)
+    gray = ImageClassifier(model="lenet5", pretrained="lenet5.mnist").eval()
+    digit = Image.fromarray(np.random.default_rng(0).integers(0, 256, (28, 28), dtype=np.uint8))
+    with torch.no_grad():
+        expected = gray(gray.transforms()(digit).unsqueeze(0))
+        torch.testing.assert_close(rgb.eval()(rgb.transforms()(digit.convert("RGB")).unsqueeze(0)), expected)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda mean, std: ImageClassifier(model="lenet5", mean=mean, std=std),
+        lambda mean, std: DigitsDataModule(mean=mean, std=std),
+        lambda mean, std: ImageClassificationEval(28, 1, mean, std),
+    ],
+    ids=["task", "data module", "eval preset"],
+)
+def test_a_normalisation_that_cannot_normalise_is_refused_by_each_owner_alike(make: Any) -> None:
+    # A std of 0 divided every pixel by zero: the network saw infinities and NaNs, and nothing said so.
+    with pytest.raises(ValueError, match=r"^std must be > 0 for every channel \(each pixel is divided by it\)"):
+        make([0.5], [0.0])
+    with pytest.raises(ValueError, match=r"^mean must be finite, got \[nan\]$"):
+        make([float("nan")], [0.5])
+    with pytest.raises(ValueError, match=r"^mean and std need one value per channel \(1 channel\); got"):
+        make([0.5, 0.5], [0.2, 0.2])
 
 
 @pytest.mark.parametrize("load", ["load_pretrained", "ImageClassifier"])

@@ -24,7 +24,7 @@ from typing_extensions import override
 from .. import _logging
 from .._compat import accumulation_at, epoch_in_progress, optimizer_steps, quiet_lightning_empty_loader_warning
 from ..errors import CnnzooDeprecationWarning, ConfigError, listed
-from ..presets import ImageClassificationEval, convert_channels, normalize, resize_batch
+from ..presets import ImageClassificationEval, check_normalisation, convert_channels, normalize, resize_batch
 from .sampling import (
     AlternatingFlipDataset,
     BatchIndexedDataLoader,
@@ -191,8 +191,7 @@ class ClassificationDataModule(LightningDataModule):
         self.img_size: int = size
         self.mean = tuple(mean) if mean is not None else convert_stats(self.native_mean, self.in_chans)
         self.std = tuple(std) if std is not None else convert_stats(self.native_std, self.in_chans)
-        if len(self.mean) != self.in_chans or len(self.std) != self.in_chans:
-            raise ValueError(f"mean and std need {self.in_chans} values (one per channel); got {self.mean}, {self.std}")
+        check_normalisation(self.mean, self.std, self.in_chans)
 
     def __repr__(self) -> str:
         # A notebook cell that ended with a data module showed "<...DigitsDataModule object at 0x7f...>"; this says

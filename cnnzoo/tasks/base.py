@@ -42,7 +42,7 @@ from .._compat import (
 from .._provenance import EVALUATION_KEY, checkpoint_problem, evaluation_record, is_state_dict
 from ..errors import CheckpointMismatchError, CnnzooWarning, ConfigError, first_line, listed
 from ..models.tta import TTA, check_tta, tta_logits
-from ..presets import ImageClassificationEval, normalisation_note
+from ..presets import ImageClassificationEval, check_normalisation, normalisation_note
 
 # Lightning warns on every fit that the task's `on_before_batch_transfer` (the per-step reseeding) is used although a
 # data module was passed. That is intended, and the warning made users think their data module's hooks were skipped.
@@ -300,8 +300,11 @@ class ClassificationTask(LightningModule):
         whiten_bias_lr_scale: float = 1.0,
         head_lr_scale: float = 1.0,
         whiten_bias_epochs: int | None = None,
+        in_chans: int | None = None,
     ) -> None:
         super().__init__()
+        if in_chans is not None:  # the network's channels, which the mean and std normalise
+            check_normalisation(mean, std, in_chans)
         for name, value in (
             ("norm_bias_lr_scale", norm_bias_lr_scale),
             ("whiten_bias_lr_scale", whiten_bias_lr_scale),

@@ -9,6 +9,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 from typing_extensions import override
 
+from ..data.tensor_ops import convert_stats
 from ..models import Weights, ZooModel, create_model, load_weights_into, split_weights_name, weights_source
 from .base import TTA, ClassificationTask, Strategy
 
@@ -104,10 +105,11 @@ class ImageClassifier(ClassificationTask):
         weights = published_weights(model, source, "model") if source else None
         if weights is not None and kept_classifier_classes(weights, num_classes, new_head) is not None:
             # Plain-Python fine-tuning or evaluation without a data module keeps the weights' own metadata; the
-            # CLI links these from the data, which wins.
+            # CLI links these from the data, which wins. Statistics follow the channels the first convolution was
+            # adapted to, as the data modules convert theirs: a gray mean repeated for RGB.
             class_names = class_names if class_names is not None else list(weights.class_names)
-            mean = mean if mean is not None else list(weights.mean)
-            std = std if std is not None else list(weights.std)
+            mean = mean if mean is not None else list(convert_stats(weights.mean, in_chans))
+            std = std if std is not None else list(convert_stats(weights.std, in_chans))
         super().__init__(
             num_classes=num_classes,
             optimizer=optimizer,
@@ -128,6 +130,7 @@ class ImageClassifier(ClassificationTask):
             whiten_bias_lr_scale=whiten_bias_lr_scale,
             head_lr_scale=head_lr_scale,
             whiten_bias_epochs=whiten_bias_epochs,
+            in_chans=in_chans,
         )
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
         kwargs: dict[str, Any] = {} if img_size is None else {"img_size": img_size}

@@ -143,6 +143,7 @@ class TimmClassifier(ClassificationTask):
             unfreeze_top=unfreeze_top,
             backbone_lr_ratio=backbone_lr_ratio,
             train_bn=train_bn,
+            in_chans=in_chans,
         )
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
         if img_size is not None and img_size < 1:  # 0 was read as "not set", without a word
