@@ -90,6 +90,8 @@ def test_label_smoothing_spreads_its_share_over_every_class() -> None:
 def test_bad_arguments_are_clear_errors() -> None:
     with pytest.raises(ValueError, match="class_names has 2 names"):
         ImageClassifier(model="lenet5", num_classes=10, class_names=["a", "b"])
+    with pytest.raises(ValueError, match=r"^class_names names 'cat' more than once; give each class its own$"):
+        ImageClassifier(model="lenet5", num_classes=3, class_names=["cat", "dog", "cat"])
     with pytest.raises(ValueError, match=r"num_classes must be >= 2 for a classifier .*got 1"):
         ImageClassifier(model="lenet5", num_classes=1)
     with pytest.raises(ValueError, match="has no dropout"):

@@ -332,6 +332,10 @@ class ClassificationTask(LightningModule):
             raise ValueError(
                 f"class_names has {len(class_names)} names but num_classes is {num_classes}; give one name per class"
             )
+        repeated = sorted({str(c) for c in class_names or [] if list(class_names or []).count(c) > 1})
+        if repeated:  # a prediction of either class would read the same
+            named = ", ".join(map(repr, repeated))
+            raise ValueError(f"class_names names {named} more than once; give each class its own")
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
         if class_weights is not None and len(class_weights) != num_classes:
