@@ -181,6 +181,11 @@ def publish(
     arch, dot, tag = name.partition(".")
     if not dot or not tag:
         raise ConfigError(f"--name must be 'arch.tag' (like lenet5.mnist), got {name!r}")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", tag):
+        # The tag goes into file names, URLs and command lines, where spaces and marks such as ! or / break.
+        raise ConfigError(
+            f"--name {name!r}: its tag {tag!r} may hold only letters, digits, '_', '-' and '.' (like mnist_v2)"
+        )
     if not Path(ckpt).is_file():
         run = run_folder_message(ckpt, "publish that file, or another .ckpt of the run")
         if run is not None:

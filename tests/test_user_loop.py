@@ -206,6 +206,7 @@ class _NeedsUnpickling:
         (["publish", "{tmp}/none.ckpt", "--name=lenet5.x"], "{tmp}/none.ckpt: no such checkpoint; give a .ckpt"),
         (["publish", "{tmp}/a.png", "--name=lenet5.x"], "{tmp}/a.png: not a PyTorch checkpoint"),
         (["publish", "{ckpt}", "--name=lenet5"], "--name must be 'arch.tag' (like lenet5.mnist), got 'lenet5'"),
+        (["publish", "{ckpt}", "--name=lenet5.my digits!"], "--name 'lenet5.my digits!': its tag 'my digits!' may"),
         (["publish", "{ckpt}", "--name=vgg11.x"], "{tmp}/run.ckpt holds a 'lenet5' model, but --name says 'vgg11'"),
         (["publish", "{ckpt}", "--name=lenet5.x", "--report={tmp}/r.json"], "--report {tmp}/r.json: [Errno 2]"),
         (["publish", "{tmp}/other.ckpt", "--name=lenet5.x"], "{tmp}/other.ckpt does not fit LeNet5: missing ["),
