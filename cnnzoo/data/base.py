@@ -144,8 +144,6 @@ class ClassificationDataModule(LightningDataModule):
         for option, value in (("eval_batch_size", eval_batch_size), ("img_size", img_size)):
             if value is not None and value < 1:
                 raise ValueError(f"{option} must be >= 1 (leave it unset for the default), got {value}")
-        if in_chans is not None and in_chans not in (1, 3):
-            raise ValueError(f"in_chans must be 1 or 3 (leave it unset for the data's own), got {in_chans}")
         if num_workers < 0:  # PyTorch's DataLoader refuses it only when the first loader is made, mid-run
             raise ValueError(f"num_workers must be >= 0 (0 loads in the main process), got {num_workers}")
         check_preset(augment)
