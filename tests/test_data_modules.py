@@ -125,6 +125,15 @@ def test_a_missing_image_folder_is_one_error_that_names_the_fix(tmp_path: Path) 
 
     with pytest.raises(DataNotFoundError, match=r"^image folder .*nope does not exist .* Fix: point --data.root"):
         ImageFolderDataModule(root=str(tmp_path / "nope"))
+    # A file is not said not to exist; an archive, as a dataset is downloaded, is told to be unpacked first.
+    (tmp_path / "labels.csv").write_text("a,b\n")
+    with pytest.raises(DataNotFoundError, match=r"^image folder .*labels\.csv is a file, not a folder \(expected"):
+        ImageFolderDataModule(root=str(tmp_path / "labels.csv"))
+    (tmp_path / "cifar10-train.tar.gz").write_bytes(b"")
+    with pytest.raises(
+        DataNotFoundError, match=r"is an archive, not a folder\. Fix: unpack it \(tar -xf .*\) and point"
+    ):
+        ImageFolderDataModule(root=str(tmp_path / "cifar10-train.tar.gz"))
 
 
 def test_image_folder_hygiene(tmp_path: Path) -> None:
