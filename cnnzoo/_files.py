@@ -1,6 +1,6 @@
 """Files written atomically: a temporary file beside the destination, renamed into place when complete.
 
-And paths as the CLI prints them.
+And paths as the CLI prints them, and the archive given where its unpacked folder belongs.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ import contextlib
 import errno
 import os
 import secrets
+import shlex
 import shutil
 import stat
 from pathlib import Path
@@ -95,3 +96,19 @@ def short_path(path: str) -> str:
     """``path`` as printed commands show it: relative to the current directory below it, else absolute."""
     rel = os.path.relpath(path)
     return path if rel.startswith("..") else rel
+
+
+ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".7z", ".rar")
+
+
+def unpack_first(path: str | Path) -> str | None:
+    """The fix for an archive file given where a dataset's folder belongs, with the command; ``None`` otherwise.
+
+    Datasets are downloaded as archives (the shared CIFAR-10 is a ``.tar.gz``); before they are unpacked, the
+    archive's path is the one a user has at hand.
+    """
+    name = Path(path).name.lower()
+    if not os.path.isfile(path) or not name.endswith(ARCHIVE_SUFFIXES):
+        return None
+    command = ("unzip " if name.endswith(".zip") else "tar -xf ") + shlex.quote(str(path))
+    return f"{path} is an archive, not a folder. Fix: unpack it ({command}) and give the folder it holds"

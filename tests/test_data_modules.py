@@ -131,9 +131,15 @@ def test_a_missing_image_folder_is_one_error_that_names_the_fix(tmp_path: Path) 
         ImageFolderDataModule(root=str(tmp_path / "labels.csv"))
     (tmp_path / "cifar10-train.tar.gz").write_bytes(b"")
     with pytest.raises(
-        DataNotFoundError, match=r"is an archive, not a folder\. Fix: unpack it \(tar -xf .*\) and point"
+        DataNotFoundError,
+        match=r"is an archive, not a folder\. Fix: unpack it \(tar -xf .*\) and give the folder it holds",
     ):
         ImageFolderDataModule(root=str(tmp_path / "cifar10-train.tar.gz"))
+    # The torchvision datasets' data_dir too.
+    (tmp_path / "mnist.zip").write_bytes(b"")
+    archive = r"^MNISTDataModule: data_dir .*mnist\.zip is an archive, not a folder\. Fix: unpack it \(unzip "
+    with pytest.raises(DataNotFoundError, match=archive):
+        MNISTDataModule(data_dir=str(tmp_path / "mnist.zip")).setup("fit")
 
 
 def test_image_folder_hygiene(tmp_path: Path) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shlex
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +13,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from typing_extensions import override
 
+from .._files import unpack_first
 from ..errors import CnnzooWarning, ConfigError, DataNotFoundError, first_line
 from ..images import (
     IMG_EXTENSIONS,
@@ -34,20 +34,17 @@ from .transforms import AugmentName
 __all__ = ["IMG_EXTENSIONS", "CorruptImageError", "ImageFolderDataModule", "scan_class_folders"]
 
 
-ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".7z", ".rar")
-
-
 def list_classes(folder: Path) -> list[str]:
     """Class sub-folders of ``folder``, sorted, ignoring hidden ones (``.git``, ``.ipynb_checkpoints``)."""
     if not folder.is_dir():
-        fix = "point --data.root (or train_dir, val_dir, test_dir) at a folder with one sub-folder of images per class"
-        if folder.name.lower().endswith(ARCHIVE_SUFFIXES):  # a dataset as downloaded, before it is unpacked
-            extract = ("unzip " if folder.name.lower().endswith(".zip") else "tar -xf ") + shlex.quote(str(folder))
-            raise DataNotFoundError(
-                f"image folder {folder} is an archive, not a folder. Fix: unpack it ({extract}) and {fix}"
-            )
+        archive = unpack_first(folder)
+        if archive is not None:
+            raise DataNotFoundError(f"image folder {archive} (one sub-folder of images per class)")
         what = "is a file, not a folder" if folder.exists() else "does not exist"
-        raise DataNotFoundError(f"image folder {folder} {what} (expected {folder}/<class name>/<images>). Fix: {fix}")
+        raise DataNotFoundError(
+            f"image folder {folder} {what} (expected {folder}/<class name>/<images>). Fix: point --data.root (or "
+            "train_dir, val_dir, test_dir) at a folder with one sub-folder of images per class"
+        )
     classes = sorted(e.name for e in os.scandir(folder) if e.is_dir() and not is_hidden(e.name))
     if not classes:
         raise DataNotFoundError(

@@ -10,6 +10,7 @@ import torch
 from torchvision import datasets
 from typing_extensions import override
 
+from .._files import unpack_first
 from ..errors import ConfigError, DataNotFoundError
 from .base import InMemoryDataModule
 from .tensor_ops import Split, resolve_val_size, seeded_split
@@ -87,6 +88,9 @@ class TorchvisionDataModule(InMemoryDataModule):
         except RuntimeError as err:
             if "not found" not in str(err).lower():
                 raise
+            archive = unpack_first(self.data_dir)
+            if archive is not None:
+                raise DataNotFoundError(f"{type(self).__name__}: data_dir {archive}") from None
             where = os.path.abspath(os.path.join(self.data_dir, self.folder))
             if os.path.isdir(where) and os.listdir(where):
                 # torchvision says "not found or corrupted" for both; a folder with files in it is the second.
