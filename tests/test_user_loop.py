@@ -214,6 +214,10 @@ class _NeedsUnpickling:
         (["export", "{tmp}/none.ckpt"], "{tmp}/none.ckpt: no such checkpoint; give the path of a file that cnnzoo"),
         (["export", "lenet5.mnst"], "unknown pretrained weights 'lenet5.mnst'. Did you mean: lenet5.mnist,"),
         (["predict", "--weights=lenet5.mnist", "--data.predict_dir={tmp}/a.png"], "--data.predict_dir {tmp}/a.png is"),
+        (
+            ["predict", "--weights=lenet5.mnist", "--data.predict_dir={tmp}/new.zip"],
+            "--data.predict_dir {tmp}/new.zip is an archive, not a folder. Fix: unpack it (unzip {tmp}/new.zip) and",
+        ),
         (["summary", "--ckpt_path={tmp}/unsafe.ckpt"], "--ckpt_path {tmp}/unsafe.ckpt: refused to load: the file"),
         (["summary", "--ckpt_path={tmp}/bare.ckpt"], "--ckpt_path {tmp}/bare.ckpt holds a bare state dict, not a"),
         (["test", "-c", "lenet5_digits", "--ckpt_path={tmp}/bare.ckpt"], "--ckpt_path {tmp}/bare.ckpt holds a bare"),
@@ -242,6 +246,7 @@ def test_zoo_commands_refuse_bad_input_in_one_line(
     trainer.strategy.connect(task)
     trainer.save_checkpoint(tmp_path / "run.ckpt")
     Image.new("L", (4, 4)).save(tmp_path / "a.png")
+    (tmp_path / "new.zip").write_bytes(b"PK")
     hp = {"model": "lenet5", "class_names": ["a"], "mean": [0.5], "std": [0.25], "in_chans": 1}
     torch.save({"hyper_parameters": hp, "state_dict": {"net.other": torch.zeros(1)}}, tmp_path / "other.ckpt")
     torch.save({"state_dict": {}, "extra": _NeedsUnpickling()}, tmp_path / "unsafe.ckpt")
