@@ -112,3 +112,15 @@ def unpack_first(path: str | Path) -> str | None:
         return None
     command = ("unzip " if name.endswith(".zip") else "tar -xf ") + shlex.quote(str(path))
     return f"{path} is an archive, not a folder. Fix: unpack it ({command}) and give the folder it holds"
+
+
+def not_a_folder(path: str | Path, option: str) -> str | None:
+    """Why ``path`` cannot be the folder of images that ``option`` names, in one line; ``None`` when it can."""
+    if os.path.isdir(path):
+        return None
+    archive = unpack_first(path)
+    if archive is not None:
+        return f"{option} {archive}"
+    if os.path.exists(path):
+        return f"{option} {path} is a file; give the folder that holds the images"
+    return f"{option} {path}: no such folder"

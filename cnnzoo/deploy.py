@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import _logging
-from ._files import temp_beside, unpack_first, write_text_whole
+from ._files import not_a_folder, temp_beside, write_text_whole
 from ._provenance import checkpoint_problem, versions
 from .errors import first_line
 
@@ -687,15 +687,10 @@ class _FolderBatches(torch.utils.data.Dataset):
 
 def predict_dir(folder: str | Path) -> Path:
     """The folder to predict, checked first: before any weights are loaded or exported for it."""
-    root = Path(folder)
-    archive = unpack_first(root)
-    if archive is not None:
-        raise ExportError(f"--data.predict_dir {archive}")
-    if root.is_file():
-        raise ExportError(f"--data.predict_dir {folder} is a file; give the folder that holds the images")
-    if not root.is_dir():
-        raise ExportError(f"--data.predict_dir {root}: no such folder")
-    return root
+    problem = not_a_folder(folder, "--data.predict_dir")
+    if problem is not None:
+        raise ExportError(problem)
+    return Path(folder)
 
 
 def predict_folder(

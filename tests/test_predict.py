@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from cnnzoo.cli import CnnzooCLI
+from cnnzoo.data import ImageFolderDataModule
 from cnnzoo.tasks import ImageClassifier
 
 from .datagen import write_folder
@@ -125,3 +126,29 @@ def test_a_prediction_csv_that_fails_to_write_leaves_the_earlier_one_whole(tmp_p
         write_predictions(out, [("a.png", 0, 0.9), ("b.png", 5, 0.8)], ["cat", "dog"])
     assert out.read_text() == before
     assert [p.name for p in tmp_path.iterdir()] == ["preds.csv"]
+
+
+@pytest.mark.parametrize(
+    ("name", "said"),
+    [
+        ("new.zip", "is an archive, not a folder. Fix: unpack it (unzip "),
+        ("a.png", "is a file; give the folder that holds the images"),
+        ("missing", ": no such folder"),
+    ],
+)
+def test_a_predict_dir_that_is_no_folder_is_refused_alike_by_weights_and_by_a_checkpoint(
+    name: str, said: str, tmp_path: Path
+) -> None:
+    # The folder module said "does not exist" of an archive or a file, where the --weights path named each.
+    from cnnzoo.deploy import ExportError, predict_dir
+    from cnnzoo.errors import DataNotFoundError
+
+    (tmp_path / "new.zip").write_bytes(b"PK")
+    (tmp_path / "a.png").write_bytes(b"")
+    with pytest.raises(ExportError) as by_weights:
+        predict_dir(tmp_path / name)
+    module = ImageFolderDataModule(predict_dir=str(tmp_path / name), class_names=["a", "b"], num_workers=0)
+    with pytest.raises(DataNotFoundError) as by_checkpoint:
+        module.setup("predict")
+    assert str(by_checkpoint.value) == str(by_weights.value)
+    assert str(by_weights.value).startswith(f"--data.predict_dir {tmp_path / name}") and said in str(by_weights.value)

@@ -13,7 +13,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from typing_extensions import override
 
-from .._files import unpack_first
+from .._files import not_a_folder, unpack_first
 from ..errors import CnnzooWarning, ConfigError, DataNotFoundError, first_line
 from ..images import (
     IMG_EXTENSIONS,
@@ -389,8 +389,9 @@ class ImageFolderDataModule(ClassificationDataModule):
     def _predict_samples(self) -> list[tuple[str, int]]:
         if self.predict_dir is None:
             raise ConfigError("predict needs a folder of images: pass --data.predict_dir DIR")
-        if not self.predict_dir.is_dir():
-            raise DataNotFoundError(f"predict_dir {self.predict_dir} does not exist; pass --data.predict_dir DIR")
+        problem = not_a_folder(self.predict_dir, "--data.predict_dir")
+        if problem is not None:
+            raise DataNotFoundError(problem)
         files = list_images(self.predict_dir, recursive=True)
         # With strict, every file is decoded first so that a corrupt one fails before any prediction; otherwise the
         # loader decodes each file once and the prediction writer reports and skips the ones that fail.
