@@ -171,9 +171,12 @@ def report_ignored(ignored: list[str], folder: Path) -> None:
     """One warning that names the files left out for want of an image extension."""
     if ignored:
         listing = ", ".join(ignored[:5]) + (", ..." if len(ignored) > 5 else "")
+        # A phone's photos (iPhones save HEIC by default) are the one kind a user expects to be read.
+        heic = sum(Path(p).suffix.lower() in (".heic", ".heif") for p in ignored)
+        fix = f". Fix for the {heic} HEIC photo(s): convert them to JPEG, which Pillow reads" if heic else ""
         warnings.warn(
             f"ignored {len(ignored)} file(s) without an image extension ({', '.join(IMG_EXTENSIONS)}) under "
-            f"{folder}: {listing}",
+            f"{folder}: {listing}{fix}",
             CnnzooWarning,
             stacklevel=3,
         )

@@ -153,6 +153,7 @@ def test_image_folder_hygiene(tmp_path: Path) -> None:
     buf.write_bytes(buf.read_bytes()[: len(buf.read_bytes()) // 2])
     (root / "dog" / "fake.png").write_bytes(b"this is not a png")
     (root / "dog" / "notes.txt").write_text("not an image")
+    (root / "dog" / "IMG_0001.HEIC").write_bytes(b"")  # an iPhone's photo, which Pillow does not read
 
     dm = ImageFolderDataModule(root=str(root), img_size=16, val_fraction=0.25, num_workers=0, batch_size=4)
     assert dm.class_names == ("cat", "dog") and dm.class_to_idx == {"cat": 0, "dog": 1} and dm.num_classes == 2
@@ -164,6 +165,7 @@ def test_image_folder_hygiene(tmp_path: Path) -> None:
     for bad in ("zero.jpg", "truncated.jpg", "fake.png"):
         assert bad in text
     assert "notes.txt" in text  # reported as ignored, not as an image
+    assert "IMG_0001.HEIC" in text and ". Fix for the 1 HEIC photo(s): convert them to JPEG, which Pillow reads" in text
     assert sum(len(v) for v in dm.samples.values()) == 12
     kept = {str(Path(p).relative_to(root)) for split in dm.samples.values() for p, _ in split}
     assert os.path.join("dog", "000.png") in kept and os.path.join("cat", "000.png") in kept
