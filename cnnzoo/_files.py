@@ -1,6 +1,7 @@
 """Files written atomically: a temporary file beside the destination, renamed into place when complete.
 
-And paths as the CLI prints them, and the archive given where its unpacked folder belongs.
+Also paths as the CLI prints them, and the one-line refusal of a path given for a folder that is none (an archive
+still to be unpacked, a file, nothing).
 """
 
 from __future__ import annotations
