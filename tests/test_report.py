@@ -339,3 +339,19 @@ def test_the_confusion_axis_names_do_not_overlap(names: list[str]) -> None:
         labels = [(label.get_text(), label.get_window_extent(renderer)) for label in ax.get_xticklabels()]
         clashes = [(a, b) for (a, box_a), (b, box_b) in itertools.pairwise(labels) if box_a.overlaps(box_b)]
         assert not clashes, clashes
+
+
+def test_class_names_with_dollar_signs_are_drawn_as_written(tmp_path: Path) -> None:
+    # matplotlib reads text between two "$" as math: "$x^$" stopped the report with a parse error.
+    from cnnzoo.data import ImageFolderDataModule
+    from cnnzoo.tasks import ImageClassifier
+
+    from .datagen import write_folder
+
+    root = write_folder(tmp_path / "money", {"$1 and $2": 6, "$x^$": 6}, size=28, mode="L")
+    dm = ImageFolderDataModule(root=str(root), img_size=28, in_chans=1, val_fraction=0.5, num_workers=0)
+    torch.manual_seed(0)  # an untrained network whose mistakes the mistakes figure draws
+    task = ImageClassifier(model="lenet5", num_classes=2, class_names=list(dm.class_names))
+    path = report(task, dm, tmp_path / "r", max_images=12, progress=False)
+    assert "$x^$" in path.read_text() and (path.parent / "confusion.png").is_file()
+    assert (path.parent / "mistakes.png").is_file() and (path.parent / "grad_cam.png").is_file()

@@ -200,8 +200,18 @@ def curves_figure(metrics_csv: Path) -> Any | None:
     return fig
 
 
+def _drawn(names: list[str]) -> list[str]:
+    """Class names as the figures draw them: as written.
+
+    matplotlib reads text between two ``$`` as math: ``$5 and $10`` came out "5 and " in italics, and ``$x^$``
+    stopped the report with a parse error.
+    """
+    return [name.replace("$", r"\$") for name in names]
+
+
 def confusion_figure(cm: torch.Tensor, names: list[str]) -> Any:
     plt = _plt()
+    names = _drawn(names)
     n = len(names)
     size = max(4.0, 0.45 * n + 2)
     fig, axes = plt.subplots(1, 2, figsize=(2 * size, size))
@@ -237,6 +247,7 @@ def mistakes_figure(ev: Evaluation, names: list[str], k: int) -> tuple[Any | Non
     if len(wrong) == 0:
         return None, 0
     chosen = wrong[conf[wrong].argsort(descending=True)][:k]
+    names = _drawn(names)
     fig, axes = _grid(len(chosen), 8, (1.7, 2.0))
     for ax, i in zip(axes.flat, chosen.tolist(), strict=False):
         _show(ax, ev.images[i])
@@ -311,6 +322,7 @@ def gradcam_figure(model: nn.Module, x: torch.Tensor, images: list[torch.Tensor]
     if layer not in modules:
         raise ReportError(f"--target_layer {layer!r} is not a layer of {type(model).__name__}; see cnnzoo summary")
     plt = _plt()
+    names = _drawn(names)
     fig, axes = plt.subplots(2, len(images), figsize=(1.7 * len(images), 3.6), squeeze=False)
     with GradCAM(model, target_layer=layer) as cam:
         for i, img in enumerate(images):
