@@ -72,8 +72,8 @@ def upright(img: Image.Image) -> Image.Image:
     """``img`` turned the way its EXIF orientation tag says, as a photo viewer shows it; others as they are.
 
     A phone stores a portrait photo as landscape pixels with a tag to turn them: read without it, the network saw
-    the photo on its side, and `cnnzoo predict` gave a confident wrong class. A new image is returned; ``img`` is
-    left untouched.
+    the photo on its side, and `cnnzoo predict` gave a confident wrong class. A turned image is a new one: ``img``
+    itself is never changed.
     """
     try:
         orientation = img.getexif().get(ExifTags.Base.Orientation, 1)
