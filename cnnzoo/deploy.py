@@ -228,8 +228,9 @@ def _batch(meta: dict[str, Any], images: str | None, n: int, baked: bool) -> tor
     if images:
         from .images import IMG_EXTENSIONS, CorruptImageError, decode_image, list_images
 
-        if not Path(images).is_dir():
-            raise ExportError(f"--images {images}: no such folder; give a folder of images, or leave --images out")
+        problem = not_a_folder(images, "--images")
+        if problem is not None:
+            raise ExportError(f"{problem} (or leave --images out)")
         files = list_images(Path(images))[:n]
         if not files:
             raise ExportError(f"--images {images}: no images ({', '.join(IMG_EXTENSIONS)}) to check the export on")

@@ -214,6 +214,10 @@ def test_bad_check_images_are_named_before_anything_is_written(tmp_path: Path) -
     images = tmp_path / "imgs"
     with pytest.raises(ExportError, match=r"--images .*imgs: no such folder"):
         export("lenet5.mnist", tmp_path / "m", "onnx", images=str(images))
+    # The same check as the other folders of images: an archive is told to be unpacked.
+    (tmp_path / "imgs.zip").write_bytes(b"PK")
+    with pytest.raises(ExportError, match=r"--images .*imgs\.zip is an archive, not a folder\. Fix: unpack it"):
+        export("lenet5.mnist", tmp_path / "m", "onnx", images=str(tmp_path / "imgs.zip"))
     images.mkdir()
     (images / "notes.txt").write_text("not an image")
     with pytest.raises(ExportError, match=r"imgs: no images \(\.jpg"):
