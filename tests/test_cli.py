@@ -244,6 +244,51 @@ def test_a_mistyped_option_is_sent_to_the_help_that_lists_it(
     assert lines[1].startswith(f"(cnnzoo {listed_by} --help lists every option"), lines
 
 
+FOCAL = """
+from cnnzoo.tasks import ImageClassifier
+
+
+class FocalClassifier(ImageClassifier):
+    def __init__(self, gamma: float = 2.0, **kwargs):
+        super().__init__(**kwargs)
+        self.gamma = gamma
+"""
+
+
+@pytest.mark.parametrize(
+    ("args", "meant"),
+    [
+        (["--config", QUICKSTART, "--data.augmnt", "none"], "--data.augment"),
+        (["--config", QUICKSTART, "--model.drop_rat", "0.1"], "--model.drop_rate"),
+        (["--model", "focalmod.FocalClassifier", "--model.gama", "1", "--data", "DigitsDataModule"], "--model.gamma"),
+        # inherited through **kwargs
+        (
+            ["--model", "focalmod.FocalClassifier", "--model.drop_rat", "0", "--data", "DigitsDataModule"],
+            "--model.drop_rate",
+        ),
+    ],
+)
+def test_a_mistyped_class_option_names_the_help_that_lists_it(
+    args: list[str],
+    meant: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # A task's and a data module's options are listed by --model.help CLASS and --data.help CLASS, not by --help,
+    # which the error named; a class of the user's own got no "did you mean" at all.
+    (tmp_path / "focalmod.py").write_text(FOCAL)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert main(["fit", *args]) == 2
+    first, second = capsys.readouterr().err.splitlines()[:2]
+    assert first.endswith(f"did you mean {meant}?"), first
+    listed_by = re.fullmatch(r"\((cnnzoo fit --\w+\.help \S+) lists its options; --verbose .*\)", second)
+    assert listed_by, second
+    with pytest.raises(SystemExit):
+        CnnzooCLI(args=listed_by[1].split()[1:])
+    assert f"{meant} " in capsys.readouterr().out
+
+
 def test_fit_help_lists_every_early_stopping_option_and_requires_none(capsys: pytest.CaptureFixture[str]) -> None:
     # Lightning's monitor has no default, so the usage line showed --early_stopping.monitor as required, and its
     # help said "(required, ..., default: val_loss)".

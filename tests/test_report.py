@@ -202,8 +202,9 @@ def test_a_timm_classifier_reports_with_grad_cam_on_its_last_stage(tmp_path: Pat
 
     dm = DigitsDataModule(img_size=32)
     task = TimmClassifier("resnet18", num_classes=10, in_chans=1, img_size=32, class_names=list(dm.class_names))
-    path = report(task, dm, tmp_path / "timm", max_images=16, progress=False)
-    assert json.loads((path.parent / "report.json").read_text())["grad_cam_layer"] == "layer4.1.conv2"
+    path = report(task, dm, tmp_path / "timm", max_images=16, progress=False, command="python make_report.py")
+    record = json.loads((path.parent / "report.json").read_text())
+    assert record["grad_cam_layer"] == "layer4.1.conv2" and record["command"] == "python make_report.py"
 
 
 CHECK = """<script>

@@ -353,7 +353,7 @@ td { text-align: right; } td:first-child { text-align: left; } img { max-width: 
 
 def report(task: nn.Module, datamodule: Any, out: str | Path, split: str = "val", ckpt_path: str | None = None,
                  target_layer: str | None = None, max_images: int = 256, progress: bool = True,
-                 title: str | None = None) -> Path:  # fmt: skip
+                 title: str | None = None, command: str | None = None) -> Path:  # fmt: skip
     """Write ``out/report.html`` with the PNGs beside it, and ``out/report.json`` (the figures' numbers).
 
     Args:
@@ -366,6 +366,7 @@ def report(task: nn.Module, datamodule: Any, out: str | Path, split: str = "val"
         max_images: how many images are kept for the figures (mistakes, Grad-CAM).
         progress: show a rich progress bar.
         title: the page title (default: the network's class name).
+        command: the command that made the report, recorded in ``report.json`` (``cnnzoo report`` gives its own).
 
     Returns:
         The path of ``report.html``.
@@ -458,6 +459,7 @@ def report(task: nn.Module, datamodule: Any, out: str | Path, split: str = "val"
         "grad_cam_layer": layer,
         "checkpoint": ckpt_path,
         "seconds": round(seconds, 1),
+        **({"command": command} if command is not None else {}),
     }
     write_text_whole(out / "report.json", json.dumps(summary, indent=2) + "\n")
     per_class_rows = [

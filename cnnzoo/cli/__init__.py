@@ -24,7 +24,6 @@ from types import TracebackType
 from typing import Any, NoReturn, TextIO
 
 from .. import __version__, _logging
-from .._files import write_text_whole
 from ..errors import CheckpointMismatchError, CnnzooWarning, ConfigError, first_line
 from ._args import ZooArgumentParser, non_negative_float, non_negative_int, positive_int
 
@@ -386,16 +385,12 @@ def _cmd_report(argv: list[str]) -> int:
         )
     try:
         path = report(task, cli.datamodule, Path(args.out), args.split, args.ckpt_path, args.target_layer,
-                      args.max_images, title=Path(args.ckpt_path).name if args.ckpt_path else None)  # fmt: skip
+                      args.max_images, title=Path(args.ckpt_path).name if args.ckpt_path else None,
+                      command=command_line())  # fmt: skip
     except ConfigError:
         raise  # ours already name the fix, on their last line too (a missing dataset's layout)
     except (ReportError, ValueError) as err:
         raise ConfigError(first_line(err)) from None
-    record = path.parent / "report.json"
-    write_text_whole(
-        record,
-        json.dumps({**json.loads(record.read_text()), "command": command_line()}, indent=2) + "\n",
-    )
     print(f"report: {path}")
     return 0
 
@@ -669,11 +664,20 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _help_of(command: str, message: str) -> str:
-    """The command whose ``--help`` lists the options ``message`` names: validate's leaves out fit's early stopping."""
+    """The help that lists the options ``message`` names, as the hint that follows a parse error.
+
+    A task's or data module's own options are in ``--model.help CLASS`` (``--help`` leaves them out); the others in
+    the ``--help`` of the command that has them (validate's leaves out fit's early stopping).
+    """
     from .trainer import GROUP_COMMANDS
 
+    if match := _NOT_ACCEPTED.match(message):
+        key, class_path = match[1], match[2]
+        name = class_path.rpartition(".")[2]
+        shown = name if name in _classes(key) else class_path
+        return f"cnnzoo {command} --{key}.help {shown} lists its options"
     owners = [GROUP_COMMANDS.get(key, command) for key in re.findall(r"--(\w+)\.", message)]
-    return next((owner for owner in owners if owner != command), command)
+    return f"cnnzoo {next((owner for owner in owners if owner != command), command)} --help lists every option"
 
 
 def _leave_as_interrupted() -> NoReturn:
@@ -868,6 +872,22 @@ def _classes(key: str) -> dict[str, type]:
     return {n: c for n, c in found.items() if inspect.isclass(c) and issubclass(c, base) and c is not base}
 
 
+def _user_class(class_path: str, key: str) -> type | None:
+    """A task or data module of the user's own (``mymodule.FocalClassifier``), which jsonargparse has imported."""
+    import importlib
+    import inspect
+
+    from .. import data, tasks
+
+    module, _, name = class_path.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), name) if module else None
+    except (ImportError, AttributeError):
+        return None
+    base = tasks.ClassificationTask if key == "model" else data.ClassificationDataModule
+    return cls if inspect.isclass(cls) and issubclass(cls, base) else None
+
+
 def _options_of(cls: type, skip: tuple[str, ...] = ("lightning", "torch")) -> list[str]:
     """Every option a class takes: its own, and its parents' that it forwards through ``**kwargs``.
 
@@ -912,7 +932,11 @@ def explain_parse_error(text: str, run_config: str | None = None) -> str:
             which = tasks if key == "model" else modules
             return f"--{key}.{option} needs a class first: add --{key} {which}, {recipe}"
         if cls is None:
-            return text
+            cls = _user_class(class_path, key)
+            if cls is None:
+                return text
+            hint = _did_you_mean(f"{key}.{option}", [f"{key}.{name}" for name in _options_of(cls)])
+            return f"{text}: {hint}" if hint else text
         others = [name for name, c in classes.items() if c is not cls and option in _options_of(c)]
         if others:
             takers = " and ".join(others) if len(others) <= 2 else f"{', '.join(others[:2])} and {len(others) - 2} more"
@@ -993,7 +1017,7 @@ def _run_trainer_command(args: list[str]) -> int:
     except ArgumentError as err:
         message = str(err) if verbose else condense_parse_error(str(err), _config_beside_checkpoint(args))
         hint = "" if verbose else "; --verbose shows the full message"
-        print(f"cnnzoo: error: {message}\n(cnnzoo {_help_of(args[0], message)} --help lists every option{hint})",
+        print(f"cnnzoo: error: {message}\n({_help_of(args[0], message)}{hint})",
               file=sys.stderr)  # fmt: skip
         return 2
     # Before the clause below: CheckpointWriteError is an OSError, but not bad input. The run failed (exit 1).
