@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 import io
 import logging
 import os
@@ -287,6 +288,66 @@ def test_a_mistyped_class_option_names_the_help_that_lists_it(
     with pytest.raises(SystemExit):
         CnnzooCLI(args=listed_by[1].split()[1:])
     assert f"{meant} " in capsys.readouterr().out
+
+
+NEEDS_PACKAGES = """
+from lightning.pytorch.loggers import CSVLogger
+from lightning_utilities.core.imports import RequirementCache
+
+
+class NeedsOne(CSVLogger):
+    def __init__(self, save_dir: str = "."):
+        raise ModuleNotFoundError(str(RequirementCache("cnnzoo-no-such-package>=1.0")))
+
+
+class NeedsEither(CSVLogger):  # as TensorBoardLogger without tensorboard or tensorboardX
+    def __init__(self, save_dir: str = "."):
+        reqs = [RequirementCache("cnnzoo-no-such-a"), RequirementCache("cnnzoo-no-such-b")]
+        raise ModuleNotFoundError(f"Neither is available.\\n{reqs[0]}\\n{reqs[1]}")
+"""
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (
+            ["--trainer.logger", "loggermod.NeedsOne"],
+            "NeedsOne needs cnnzoo-no-such-package>=1.0, which is not installed. "
+            "Fix: pip install -U 'cnnzoo-no-such-package>=1.0'",
+        ),
+        (
+            ["--trainer.logger", "loggermod.NeedsEither"],
+            "NeedsEither needs cnnzoo-no-such-a or cnnzoo-no-such-b, and none is installed. "
+            "Fix: pip install -U 'cnnzoo-no-such-b' (any one will do)",
+        ),
+        (
+            ["--trainer.logger", "TensorBoardLogger"],
+            "trainer.logger: lightning.pytorch.loggers.TensorBoardLogger: the following arguments are required: "
+            "save_dir; give --trainer.logger.save_dir",
+        ),
+    ],
+)
+def test_a_logger_that_needs_a_package_or_an_argument_says_which(
+    args: list[str], said: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Lightning's "Requirement 'wandb>=0.12.10' not met. HINT: ..." came out cut to "Problem with given class_path
+    # '...WandbLogger':", and a missing save_dir beside "Expected a <class 'collections.abc.Iterable'> expected bool".
+    (tmp_path / "loggermod.py").write_text(NEEDS_PACKAGES)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    assert main(["fit", "--config", QUICKSTART, *args, "--trainer.max_epochs", "1"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == f"cnnzoo: error: {said}", err
+
+
+def test_a_precision_whose_package_is_missing_says_which(capsys: pytest.CaptureFixture[str]) -> None:
+    # Raised by the Trainer itself, outside jsonargparse: a ModuleNotFoundError's traceback.
+    if importlib.util.find_spec("transformer_engine") is not None:
+        pytest.skip("transformer_engine is installed")
+    assert main(["fit", "--config", QUICKSTART, "--trainer.precision", "transformer-engine"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("cnnzoo: error: this run needs transformer_engine>="), err
+    assert "Fix: pip install -U 'transformer_engine>=" in err[0] and len(err) == 2, err
 
 
 def test_fit_help_lists_every_early_stopping_option_and_requires_none(capsys: pytest.CaptureFixture[str]) -> None:

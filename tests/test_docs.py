@@ -136,7 +136,11 @@ def _stands_in_for_something(words: list[str]) -> str | None:
             and not (ROOT / "recipes" / f"{value}.yaml").is_file()
         ):
             return f"{value}, a run's file"
-        if flag in ("--model", "--data") and "." in value and importlib.util.find_spec(value.split(".")[0]) is None:
+        if (
+            flag in ("--model", "--data", "--model.help", "--data.help")
+            and "." in value
+            and importlib.util.find_spec(value.split(".")[0]) is None
+        ):
             return f"{value}, a class the page writes"
         if flag == "--weights" and value not in cnnzoo.list_pretrained():
             return f"{value}, a file the page makes"

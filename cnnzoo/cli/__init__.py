@@ -488,6 +488,28 @@ def instantiation_cause(err: BaseException) -> BaseException | None:
     return None if cause is err else cause
 
 
+def missing_requirement(err: BaseException) -> str | None:
+    """Lightning's "Requirement 'wandb>=0.12.10' not met" behind ``err``: what needs it, and the install to fix it.
+
+    ``--trainer.logger WandbLogger`` without wandb came out as "Problem with given class_path '...WandbLogger':",
+    the line that names the missing package cut off.
+    """
+    chain: list[BaseException] = []
+    cause: BaseException | None = err
+    while cause is not None and cause not in chain:
+        chain.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    # TensorBoardLogger takes either of two packages, and names both.
+    needed = next((m for e in chain if (m := re.findall(r"Requirement '([^']+)' not met", str(e)))), None)
+    if not needed:
+        return None
+    user = next((c[1] for e in chain if (c := re.search(r"given class_path '([^']+)'", str(e)))), None)
+    who = f"{user.rpartition('.')[2]} needs" if user else "this run needs"
+    if len(needed) == 1:
+        return f"{who} {needed[0]}, which is not installed. Fix: pip install -U '{needed[0]}'"
+    return f"{who} {' or '.join(needed)}, and none is installed. Fix: pip install -U '{needed[-1]}' (any one will do)"
+
+
 def _task_from_checkpoint(path: str, state: dict[str, Any] | None = None) -> Any:
     """The task a checkpoint holds; ``state``: the checkpoint, when the caller has read and checked it already."""
     from .trainer import read_checkpoint  # the one reader of --ckpt_path, as the Trainer commands read it
@@ -726,7 +748,14 @@ def condense_parse_error(message: str, run_config: str | None = None) -> str:
     ``run_config``: the ``config.yaml`` of the run whose checkpoint the command names, the fix when model or data
     is missing.
     """
-    lines = [ln.strip().removeprefix("- ").replace(_UNION, "").strip() for ln in message.strip().splitlines()]
+    raw = message.strip().splitlines()
+    # A class given where a union also takes other types (--trainer.logger TensorBoardLogger): what the class
+    # refused is the error, and the other types' "Expected a <class 'bool'>" beside it are noise.
+    problem = next((ln for ln in raw if ln.lstrip().startswith("- Problem with given class_path")), None)
+    if problem is not None:
+        sibling = problem[: len(problem) - len(problem.lstrip())] + "- Expected a <class"
+        raw = [ln for ln in raw if not ln.startswith(sibling)]
+    lines = [ln.strip().removeprefix("- ").replace(_UNION, "").strip() for ln in raw]
     kept = [ln for ln in lines if ln and not _NOISE.match(ln)]
     text = " ".join(kept)
     text = re.sub(r'Parser key "([^"]+)":', r"\1:", text)
@@ -738,7 +767,13 @@ def condense_parse_error(message: str, run_config: str | None = None) -> str:
     text = re.sub(r"\.? Got value: .*$", "", text)
     text = re.sub(r"Expected a <class '(\w+)'>", r"expected \1", text)
     text = re.sub(r"expected (\w+) expected (\w+)", r"expected \1 or \2", text)
-    text = explain_parse_error(re.sub(r"Problem with given class_path '([^']+)':", r"\1:", text), run_config)
+    text = re.sub(r"Problem with given class_path '([^']+)':", r"\1:", text)
+    text = re.sub(
+        r"^([\w.]+): ([\w.]+): the following arguments are required: ([\w, ]+)$",
+        lambda m: f"{m[0]}; give {' '.join(f'--{m[1]}.{a.strip()}' for a in m[3].split(','))}",
+        text,
+    )
+    text = explain_parse_error(text, run_config)
     if given and (option := re.search(r"(optimizer|lr_scheduler): Option '(\w+)' is not accepted$", text)):
         takes = _arguments_of(given[1])
         close = difflib.get_close_matches(option[2], takes, n=1, cutoff=0.6)
@@ -1024,9 +1059,14 @@ def _run_trainer_command(args: list[str]) -> int:
     except (CheckpointWriteError, NonFiniteLossError, TrainingDivergedError) as err:
         print(f"cnnzoo: error: {err}", file=sys.stderr)
         return 1
-    except (ValueError, TypeError, OSError, MisconfigurationException) as err:
+    except (ValueError, TypeError, OSError, ImportError, MisconfigurationException) as err:
         if verbose and isinstance(err, ConfigError):
             traceback.print_exc()  # main() prints the message itself, last
+        if not verbose and (needed := missing_requirement(err)) is not None:
+            print(f"cnnzoo: error: {needed}\n(--verbose shows the full traceback)", file=sys.stderr)
+            return 2
+        if isinstance(err, ImportError):
+            raise  # not an optional package the user chose: a broken install or a bug, with its traceback
         # jsonargparse wraps an error raised while it builds the model or the data module in "Does not validate
         # against any of the Union subtypes" and a dump of the whole config; the cause is what the user must read.
         # MisconfigurationException is Lightning's word for a Trainer setting it refuses (max_epochs=-3): bad input.
