@@ -176,6 +176,10 @@ class FiniteLossGuard(Callback):
     EarlyStopping's ``check_finite`` only looks at the monitored validation metric, an epoch later, after the
     weights are already NaN. Under ``16-mixed`` the gradient scaler expects overflowing gradients now and then and
     skips those steps itself, so gradients are checked only at the other precisions.
+
+    Under a true half precision (``16-true``, ``bf16-true``) the optimizer's state is half too, and a step from
+    finite gradients can write NaN into a weight (Adam's eps of 1e-8 is 0 in float16); the weights are checked after
+    each step there, and the error names the precision as the cause.
     """
 
     def __init__(self) -> None:
@@ -198,7 +202,7 @@ class FiniteLossGuard(Callback):
     def on_before_optimizer_step(self, trainer: Trainer, pl_module: LightningModule, optimizer: Any) -> None:
         losses, self._losses = self._losses, []
         flags = [torch.isfinite(loss).all() for loss in losses]
-        if not str(trainer.precision).startswith("16"):
+        if trainer.precision != "16-mixed":  # 16-true has no scaler: its gradients are checked as the others
             grads = [p.grad.detach() for p in self._params or pl_module.parameters() if p.grad is not None]
             if grads:
                 # One fused reduction instead of a check per tensor: the norm is non-finite if some element is (or
@@ -220,13 +224,35 @@ class FiniteLossGuard(Callback):
             trainer, f"the gradients are finite but too large for their norm (the largest, in {name}, is {biggest:.3g})"
         )
 
+    @override
+    def on_train_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if trainer.precision not in ("16-true", "bf16-true"):
+            return  # the weights and the optimizer's state are float32: finite gradients make finite weights
+        params = self._params or list(pl_module.parameters())
+        if bool(torch.stack([p.detach().isfinite().all() for p in params]).all()):
+            return
+        name = next(n for n, p in pl_module.named_parameters() if not p.detach().isfinite().all())
+        dtype = next(iter(params)).dtype
+        eps = " (Adam's eps of 1e-8 is 0 in float16)" if dtype == torch.float16 else ""
+        raise NonFiniteLossError(
+            f"the optimizer step at epoch {trainer.current_epoch}, step {trainer.global_step - 1} wrote a non-finite "
+            f"value into {name} from finite gradients: {trainer.precision} keeps the weights and the optimizer's "
+            f"state in {str(dtype).removeprefix('torch.')}, too coarse for its update{eps}. No checkpoint holds these "
+            f"weights (best checkpoint so far: {self._best(trainer)}). Fix: --trainer.precision "
+            f"{'16-mixed' if dtype == torch.float16 else 'bf16-mixed'}, which keeps them in float32."
+        )
+
     @staticmethod
-    def _stop(trainer: Trainer, what: str) -> None:
-        ckpt = trainer.checkpoint_callback
-        saved = getattr(ckpt, "best_model_path", "") or "none yet"
+    def _best(trainer: Trainer) -> str:
+        return getattr(trainer.checkpoint_callback, "best_model_path", "") or "none yet"
+
+    @classmethod
+    def _stop(cls, trainer: Trainer, what: str) -> None:
         raise NonFiniteLossError(
             f"{what} at epoch {trainer.current_epoch}, step {trainer.global_step}; "
-            f"training stopped before this step changed any weight (best checkpoint so far: {saved}). "
+            f"training stopped before this step changed any weight (best checkpoint so far: {cls._best(trainer)}). "
             "Fix: lower the learning rate or add warm-up, check the inputs for NaN/inf, or try precision 32."
         )
 

@@ -546,6 +546,36 @@ def test_loss_guard_checks_every_accumulated_loss_in_one_step() -> None:
         guard.on_before_optimizer_step(trainer, net, None)  # type: ignore[arg-type]
 
 
+def test_a_true_half_precision_step_that_writes_nan_names_the_precision(tmp_path: Path) -> None:
+    # Under 16-true Adam's eps (1e-8) is 0 in float16, and its first step wrote NaN into the weights from finite
+    # gradients. The guard said at the next step "train_loss is nan ... before this step changed any weight; try a
+    # lower learning rate", and under 16-true it did not check the gradients at all (no scaler skips those steps).
+    with pytest.raises(NonFiniteLossError) as err:
+        fit(tmp_path, "--trainer.precision=16-true", "--trainer.max_epochs=1")
+    said = str(err.value)
+    assert said.startswith("the optimizer step at epoch 0, step 0 wrote a non-finite value into net."), said
+    assert "16-true keeps the weights and the optimizer's state in float16" in said, said
+    assert said.endswith("Fix: --trainer.precision 16-mixed, which keeps them in float32."), said
+    assert not list(tmp_path.rglob("*.ckpt"))
+    from types import SimpleNamespace
+
+    from cnnzoo.callbacks import FiniteLossGuard
+
+    net = torch.nn.Linear(3, 2)
+    guard = FiniteLossGuard()
+    net(torch.randn(4, 3)).sum().backward()
+    net.weight.grad[0, 0] = float("inf")  # type: ignore[index]
+    for precision, checked in (("16-true", True), ("16-mixed", False), ("32-true", True)):
+        trainer = SimpleNamespace(precision=precision, checkpoint_callback=None, current_epoch=0, global_step=3)
+        guard.on_train_start(trainer, net)  # type: ignore[arg-type]
+        guard.on_before_backward(trainer, net, torch.tensor(1.0))  # type: ignore[arg-type]
+        if checked:
+            with pytest.raises(NonFiniteLossError, match="gradient of weight is not finite"):
+                guard.on_before_optimizer_step(trainer, net, None)  # type: ignore[arg-type]
+        else:  # the gradient scaler skips such a step itself
+            guard.on_before_optimizer_step(trainer, net, None)  # type: ignore[arg-type]
+
+
 def test_early_stopping_says_why_and_a_diverged_run_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     common = ["--model=tests.helpers.ScriptedValidation", "--trainer.limit_train_batches=2", "--trainer.max_epochs=6"]
     fit(tmp_path / "a", *common, "--model.val_acc=[0.5, 0.5, 0.5]", "--early_stopping.patience=2")
