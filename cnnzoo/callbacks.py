@@ -322,6 +322,13 @@ class ModelCheckpoint(_LightningModelCheckpoint):
         self._and_last(super().on_train_epoch_end, trainer, pl_module, at_train_epoch_end=True)
 
     @override
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        # Lightning 2.6 writes last.ckpt here without its own skip test: under fast_dev_run, which its docs say
+        # disables checkpointing, a smoke test left <cwd>/checkpoints/last.ckpt behind.
+        if not getattr(trainer, "fast_dev_run", False):  # set at run time, where a type checker cannot see it
+            super().on_train_end(trainer, pl_module)
+
+    @override
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._and_last(super().on_validation_end, trainer, pl_module, at_train_epoch_end=False)
 
@@ -903,13 +910,20 @@ class EvalReport(Callback):
         if not trainer.is_global_zero:
             return
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(f"{split}_")}
+        if getattr(trainer, "fast_dev_run", False):  # a smoke test, which Lightning leaves without logs, nor do we
+            _print_below_bar(trainer, f"{stage} on {count:,} images: {format_metrics(metrics)}; fast_dev_run wrote "
+                             "no report")  # fmt: skip
+            return
         dm = _datamodule(trainer)
+        split_size = (getattr(dm, "split_sizes", None) or {}).get(split)
+        partial = isinstance(split_size, int) and count < split_size  # --trainer.limit_test_batches
         ckpt = trainer.ckpt_path
         report = {
             "stage": stage,
             "split": split,
             "dataset": type(dm).__name__ if dm is not None else None,
             "num_examples": count,
+            "split_size": split_size,  # publish takes only a measurement of the whole split
             "metrics": metrics,
             # What `cnnzoo publish` records beside the metrics, so that users reproduce them.
             "tta": getattr(pl_module, "tta", "none"),
@@ -925,10 +939,14 @@ class EvalReport(Callback):
         path = self.output or os.path.join(log_dir, f"{stage}_report.json")
         write_text_whole(path, json.dumps(report, indent=2))
         self.written_to = path
-        text = f"{stage} on {count:,} images: {format_metrics(metrics)}\n{stage} report: {path}"
+        of = f" of {split_size:,} {split}" if partial else ""
+        text = f"{stage} on {count:,}{of} images: {format_metrics(metrics)}\n{stage} report: {path}"
+        if partial:
+            limit = "limit_val_batches" if split == "val" else "limit_test_batches"
+            text += f"\n(part of the split, as --trainer.{limit} chose: publish takes a measurement of all of it)"
         # A measured checkpoint is one command from a release: name it, as the closing "next:" line of fit does.
         arch = pl_module.hparams.get("model") or pl_module.hparams.get("backbone")
-        if ckpt and os.path.isfile(ckpt) and isinstance(arch, str):
+        if ckpt and os.path.isfile(ckpt) and isinstance(arch, str) and not partial:
             words = ["cnnzoo", "publish", short_path(str(ckpt)), "--name", f"{arch}.mine", "--out", "published"]
             text += "\nnext: " + shlex.join([*words, "--report", short_path(str(path))])
         _print_below_bar(trainer, text)

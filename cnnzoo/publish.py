@@ -101,6 +101,13 @@ def _evaluations_from_reports(
         if any(k not in report for k in keys):
             lacking = ", ".join(k for k in keys if k not in report)
             raise ConfigError(f"--report {path} lacks {lacking}; write it again with cnnzoo test")
+        size = report.get("split_size")
+        if isinstance(size, int) and report["num_examples"] < size:
+            raise ConfigError(
+                f"--report {path} measured {report['num_examples']:,} of the {size:,} {report['split']} images "
+                f"(--trainer.limit_{'val' if report['split'] == 'val' else 'test'}_batches): published metrics are "
+                f"of the whole split; run cnnzoo {report.get('stage') or 'test'} again without the limit"
+            )
         out.append(({k: report[k] for k in keys}, report))
     return out
 

@@ -410,6 +410,34 @@ def test_the_next_line_names_a_command_the_data_can_run(
     assert cnnzoo.load_pretrained("published").pretrained_cfg.metric(f"{split}_acc") is not None
 
 
+def test_a_measurement_of_part_of_the_split_is_said_and_never_published(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `cnnzoo test --trainer.limit_test_batches 1` offered "next: cnnzoo publish", and the card then gave a
+    # test_acc of one batch as the checkpoint's; `--trainer.fast_dev_run` put test_report.json in the cwd.
+    monkeypatch.chdir(tmp_path)
+    quick = ["--config", str(RECIPES / "lenet5_digits.yaml"), *QUIET]
+    code, out, err = run(["fit", *quick, "--trainer.max_epochs=1", f"--trainer.default_root_dir={tmp_path}"], capsys)
+    assert code == 0, err
+    ckpt = next(tmp_path.rglob("best-*.ckpt"))
+    evaluate = ["test", *quick, "--ckpt_path", str(ckpt), f"--trainer.default_root_dir={tmp_path / 'eval'}"]
+    code, out, err = run([*evaluate, "--trainer.fast_dev_run=1"], capsys)
+    assert code == 0, err
+    assert "fast_dev_run wrote no report" in out and not list(tmp_path.rglob("test_report.json"))
+    code, out, err = run([*evaluate, "--trainer.limit_test_batches=1"], capsys)
+    assert code == 0, err
+    report = json.loads(next(tmp_path.rglob("test_report.json")).read_text())
+    assert report["num_examples"] < report["split_size"], report
+    assert f"test on {report['num_examples']} of {report['split_size']} test images: " in out, out
+    assert "next: cnnzoo publish" not in out and "--trainer.limit_test_batches chose" in out, out
+    path = next(tmp_path.rglob("test_report.json"))
+    code, _, err = run(
+        ["publish", str(ckpt), "--name", "lenet5.part", "--out", "published", "--report", str(path)], capsys
+    )
+    assert code == 2 and f"measured {report['num_examples']} of the {report['split_size']} test images" in err, err
+    assert not (tmp_path / "published").exists()
+
+
 def test_quick_start_log_is_readable_off_a_terminal(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     code, out, err = run(
         ["fit", "-c", "lenet5_digits", "--trainer.max_epochs=3", f"--trainer.default_root_dir={tmp_path}", *QUIET],
@@ -504,6 +532,10 @@ def test_the_current_directory_is_importable_and_data_modules_have_short_names(t
     assert run_.returncode == 0, run_.stderr[-2000:]
     # A run this short says its tenths of a second, not "in 0 s".
     assert re.search(r"^fit: 1 epoch, 1 step in \d\.\d s", run_.stdout, re.M), run_.stdout[-500:]
+    # fast_dev_run is a smoke test, which Lightning says writes no checkpoint; its 2.6 on_train_end wrote
+    # ./checkpoints/last.ckpt all the same, and fit put its report in the current directory.
+    assert "fast_dev_run wrote no checkpoint or report" in run_.stdout and "last checkpoint" not in run_.stdout
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != "__pycache__") == ["mymod.py"]
 
 
 def test_plain_python_training_records_the_data_metadata(tmp_path: Path) -> None:

@@ -835,6 +835,14 @@ class CnnzooCLI(LightningCLI):
 
         trainer = self.trainer
         wall = time.monotonic() - getattr(self, "_fit_started", time.monotonic())
+        epochs, steps = trainer.current_epoch, trainer.global_step
+        took = f"{wall:.1f}" if wall < 10 else f"{wall:.0f}"  # a short run is not "0 s"
+        summary = f"fit: {epochs} epoch{'s' * (epochs != 1)}, {steps} step{'s' * (steps != 1)} in {took} s"
+        if best is not None and best["score"] is not None:
+            summary += f"; best {best['monitor']} {best['score']:.4f} at epoch {best['epoch']}"
+        if getattr(trainer, "fast_dev_run", False):  # a smoke test: Lightning writes no logs or checkpoints for it
+            print(f"{summary}; fast_dev_run wrote no checkpoint or report")
+            return
         report = {
             "stage": "fit",
             "command": command_line(),
@@ -850,9 +858,4 @@ class CnnzooCLI(LightningCLI):
         }
         path = os.path.join(log_dir, "fit_report.json")
         write_text_whole(path, json.dumps(report, indent=2))
-        epochs, steps = trainer.current_epoch, trainer.global_step
-        took = f"{wall:.1f}" if wall < 10 else f"{wall:.0f}"  # a short run is not "0 s"
-        summary = f"fit: {epochs} epoch{'s' * (epochs != 1)}, {steps} step{'s' * (steps != 1)} in {took} s"
-        if best is not None and best["score"] is not None:
-            summary += f"; best {best['monitor']} {best['score']:.4f} at epoch {best['epoch']}"
         print(f"{summary}; report: {path}")
