@@ -60,7 +60,13 @@ def test_every_wrapper_against_a_real_run(tmp_path: Path) -> None:
     assert _compat.attached_trainer(cli.model) is cli.trainer
     checkpoint = cli.trainer.checkpoint_callback
     assert not _compat.checkpoint_check_due(checkpoint, cli.trainer, at_train_epoch_end=False)  # fast_dev_run
-    assert _compat.checkpoint_saved_at(checkpoint) == cli.trainer.global_step == 1  # last.ckpt, at train end
+    assert _compat.checkpoint_saved_at(checkpoint) == 0  # fast_dev_run writes no checkpoint
+    saving = CnnzooCLI(
+        args=["fit", "--config", str(RECIPES / "lenet5_digits.yaml"), "--trainer.max_steps=1",
+              "--trainer.limit_val_batches=1", f"--trainer.default_root_dir={tmp_path}",
+              "--trainer.enable_progress_bar=false"]
+    )  # fmt: skip
+    assert _compat.checkpoint_saved_at(saving.trainer.checkpoint_callback) == saving.trainer.global_step == 1
     assert _compat.attached_trainer(ImageClassifier()) is None
     trainer = _compat.cli_instantiate_trainer(cli, {"max_epochs": 1, "logger": False}, [])
     assert trainer.max_epochs == 1

@@ -483,6 +483,11 @@ def test_extending_a_one_cycle_run_fails_at_once(capsys: pytest.CaptureFixture[s
     code, out, err = run(["fit", *plain, "--trainer.max_epochs=3", "--ckpt_path=last"], capsys)
     assert code == 0, err
     assert [ln.split()[1] for ln in out.splitlines() if ln.startswith("epoch ")] == ["1", "2"]
+    assert "nothing trained" not in out
+    # Resuming a run that has reached its limit trains nothing; Lightning's "max_epochs=3 reached" read as a run.
+    code, out, err = run(["fit", *plain, "--trainer.max_epochs=3", "--ckpt_path=last"], capsys)
+    assert code == 0 and not [ln for ln in out.splitlines() if ln.startswith("epoch ")], err
+    assert "nothing trained: the checkpoint was saved at this limit already (epoch 3, step 15)" in out, out
 
 
 def test_a_deprecated_option_is_one_warning_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

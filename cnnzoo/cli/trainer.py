@@ -803,6 +803,13 @@ class CnnzooCLI(LightningCLI):
         log_dir = self.trainer.log_dir or self.trainer.default_root_dir
         if not self.trainer.is_global_zero:
             return
+        resumed_at = (self._ckpt_state or {}).get("global_step")
+        if resumed_at is not None and resumed_at == self.trainer.global_step:
+            # Lightning says only "`Trainer.fit` stopped: `max_epochs=2` reached", as after a run that trained.
+            print(
+                f"nothing trained: the checkpoint was saved at this limit already (epoch {self.trainer.current_epoch}, "
+                f"step {resumed_at}); raise --trainer.max_epochs (or max_steps) to train on"
+            )
         cb = self.trainer.checkpoint_callback
         best: dict[str, Any] | None = None
         if isinstance(cb, ModelCheckpoint) and cb.best_model_path:
