@@ -438,6 +438,56 @@ def test_a_measurement_of_part_of_the_split_is_said_and_never_published(
     assert not (tmp_path / "published").exists()
 
 
+def test_evaluating_a_checkpoint_on_another_carve_of_its_data_is_said(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # `cnnzoo test --data.init_args.seed 7` of a run split with seed 42 tested partly on training images, and its
+    # test_acc read high without a word.
+    quick = ["--config", str(RECIPES / "lenet5_digits.yaml"), *QUIET]
+    code, _, err = run(["fit", *quick, "--trainer.max_epochs=1", f"--trainer.default_root_dir={tmp_path}"], capsys)
+    assert code == 0, err
+    ckpt = str(next(tmp_path.rglob("best-*.ckpt")))
+    said = "this checkpoint's run held out another {} split of DigitsDataModule"
+    for stage, split, extra, warned in [
+        ("test", "test", [], False),
+        ("test", "test", ["--data.init_args.img_size=32"], False),  # the same images, served larger
+        ("test", "test", ["--data.init_args.seed=7"], True),
+        ("validate", "val", ["--data.init_args.val_fraction=0.2"], True),
+    ]:
+        code, _, err = run([stage, *quick, "--ckpt_path", ckpt, *extra], capsys)
+        assert code == 0, err
+        assert (said.format(split) in err) == warned, (extra, err)
+
+
+def test_a_folder_split_fingerprint_follows_its_files_not_where_they_lie(tmp_path: Path) -> None:
+    import shutil
+
+    from cnnzoo.data import ImageFolderDataModule
+
+    from .datagen import write_folder
+
+    root = write_folder(tmp_path / "a", {"cat": 6, "dog": 6}, size=16)
+    shutil.copytree(root, tmp_path / "copy")
+
+    def fingerprints(**kwargs: object) -> tuple[str | None, ...]:
+        dm = ImageFolderDataModule(img_size=16, num_workers=0, val_fraction=0.25, test_fraction=0.25, **kwargs)
+        dm.setup("fit")
+        return tuple(dm.split_fingerprint(s) for s in ("train", "val", "test"))
+
+    first = fingerprints(root=str(root))
+    assert None not in first and len(set(first)) == 3
+    assert fingerprints(root=str(tmp_path / "copy")) == first  # a copy of the dataset is the same data
+    assert fingerprints(root=str(root), seed=7)[1:] != first[1:]
+    assert fingerprints(root=str(root), stratify=True)[1:] != first[1:]
+    # A val_dir's files are named under the val_dir: the same folder anywhere is the same split.
+    by_dirs = []
+    for val_dir in (root, tmp_path / "copy"):
+        dm = ImageFolderDataModule(train_dir=str(root), val_dir=str(val_dir), img_size=16, num_workers=0)
+        dm.setup("fit")
+        by_dirs.append((dm.split_fingerprint("val"), dm.split_fingerprint("test")))
+    assert by_dirs[0] == by_dirs[1] and by_dirs[0][0] is not None and by_dirs[0][1] is None
+
+
 def test_quick_start_log_is_readable_off_a_terminal(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     code, out, err = run(
         ["fit", "-c", "lenet5_digits", "--trainer.max_epochs=3", f"--trainer.default_root_dir={tmp_path}", *QUIET],

@@ -7,6 +7,7 @@ batch-level mixing. ``InMemoryDataModule`` adds the fast path for datasets that 
 
 from __future__ import annotations
 
+import hashlib
 import multiprocessing
 import warnings
 from collections.abc import Callable, Iterable
@@ -50,6 +51,11 @@ __all__ = ["ClassificationDataModule", "InMemoryDataModule"]
 
 # The largest training class this many times the smallest: the point from which fit's set-up says so.
 IMBALANCE_RATIO = 3.0
+
+
+def digest(data: bytes) -> str:
+    """A short sha256 digest, for `ClassificationDataModule.split_fingerprint`."""
+    return hashlib.sha256(data).hexdigest()[:16]
 
 
 class NoSplitError(ConfigError):
@@ -203,6 +209,14 @@ class ClassificationDataModule(LightningDataModule):
             f"{type(self).__name__}({classes}, served at {self.in_chans}x{self.img_size}x{self.img_size}, "
             f"batch_size={self.batch_size}, augment={self.augment!r}; {sizes})"
         )
+
+    def split_fingerprint(self, split: str) -> str | None:
+        """A digest of which examples ``split`` holds, in order; ``None`` when it is not set up or has none.
+
+        A checkpoint records its run's, so that evaluating it on another carve of the same images (another
+        ``seed`` or fraction: some of them trained on) is said. A subclass that sets up its splits gives it.
+        """
+        return None
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -617,6 +631,14 @@ class InMemoryDataModule(ClassificationDataModule):
         self.log_split_sizes(
             {k: len(v[1]) for k, v in splits.items()}, {k: v[1] for k, v in splits.items()} if fitting else None
         )
+
+    @override
+    def split_fingerprint(self, split: str) -> str | None:
+        # The labels in the split's order: another seed or fraction gives another sequence, and the digest does not
+        # change with img_size or in_chans, which only change the pixels.
+        if split not in self.splits:
+            return None
+        return digest(self.splits[split][1].to(torch.int64).numpy().tobytes())
 
     @override
     def make_loader(self, split: str, train: bool) -> DataLoader:

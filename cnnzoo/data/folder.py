@@ -25,7 +25,7 @@ from ..images import (
     report_ignored,
     report_unreadable,
 )
-from .base import ClassificationDataModule, NoSplitError
+from .base import ClassificationDataModule, NoSplitError, digest
 from .cache import cache_key, decode_images, load_cache, save_cache
 from .sampling import TensorBatchDataset
 from .tensor_ops import seeded_permutation, seeded_split, seeded_stratified_split
@@ -257,6 +257,7 @@ class ImageFolderDataModule(ClassificationDataModule):
         self.class_to_idx = {c: i for i, c in enumerate(self.class_names)}
         self.num_classes = len(self.class_names)
         self.samples: dict[str, list[tuple[str, int]]] = {}
+        self._fingerprints: dict[str, tuple[list[tuple[str, int]], str]] = {}  # split_fingerprint's, per list
         self._folder_images: list[torch.Tensor] = []  # in_memory: each scanned folder's decoded images
         self._rows: dict[str, tuple[int, int]] = {}  # in_memory: path -> (folder number, row)
         self.unreadable: list[tuple[str, str]] = []  # predict files that did not decode, with the reason
@@ -361,6 +362,22 @@ class ImageFolderDataModule(ClassificationDataModule):
             self.log_split_sizes({k: len(v) for k, v in self.samples.items()}, labels)
         if stage == "predict" and "predict" not in self.samples:
             self.samples["predict"] = self._predict_samples()
+
+    @override
+    def split_fingerprint(self, split: str) -> str | None:
+        # The files by their path under the folder they were found in, with their labels, in the split's order: a
+        # copy of the dataset elsewhere gives the same digest, another seed, fraction or set of files another.
+        samples = self.samples.get(split)
+        if samples is None:
+            return None
+        known = self._fingerprints.get(split)
+        if known is not None and known[0] is samples:  # each checkpoint records them: a list is read once
+            return known[1]
+        base = self.root or (getattr(self, f"{split}_dir", None) if split != "train" else None) or self.train_dir
+        assert base is not None
+        found = digest("\n".join(f"{os.path.relpath(path, base)}\t{label}" for path, label in samples).encode())
+        self._fingerprints[split] = (samples, found)
+        return found
 
     def _split(self, samples: list[tuple[str, int]], fractions: list[float]) -> list[torch.Tensor]:
         """Index sets for ``fractions`` of ``samples`` and the rest: per class with ``stratify``, else of the whole."""

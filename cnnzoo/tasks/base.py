@@ -494,6 +494,9 @@ class ClassificationTask(LightningModule):
         dm = self._attached_datamodule()
         if dm is not None and hasattr(dm, "crop_pct"):
             checkpoint[EVALUATION_KEY] = {"crop_pct": dm.crop_pct}
+            if callable(getattr(dm, "split_fingerprint", None)):  # which images the run held out, for evaluations
+                fingerprints = {s: dm.split_fingerprint(s) for s in ("val", "test")}
+                checkpoint[EVALUATION_KEY]["splits"] = {"data": type(dm).__name__, **fingerprints}
 
     def _attached_datamodule(self) -> Any:
         """The data module of the Trainer this task is attached to, or ``None``."""
@@ -623,6 +626,40 @@ class ClassificationTask(LightningModule):
         note = normalisation_note(theirs, (mean, std), what)
         if note is not None:
             _logging.info(note)
+
+    @override
+    def on_validation_start(self) -> None:
+        trainer = attached_trainer(self)
+        if trainer is not None and trainer.state.fn == "validate" and trainer.is_global_zero:
+            self.say_if_split_differs(self._attached_datamodule(), "val")
+
+    @override
+    def on_test_start(self) -> None:
+        trainer = attached_trainer(self)
+        if trainer is not None and trainer.is_global_zero:
+            self.say_if_split_differs(self._attached_datamodule(), "test")
+
+    def say_if_split_differs(self, datamodule: Any, split: str) -> None:
+        """Warn when a checkpoint is evaluated on another carve of its data than its run held out.
+
+        With another ``seed``, ``val_fraction`` or ``stratify``, the split holds images the checkpoint trained on,
+        and its accuracy reads high; nothing else in the figures shows it. ``validate``, ``test`` and ``cnnzoo
+        report`` call it once the data is set up.
+        """
+        record = (getattr(self, "_evaluation_record", None) or {}).get("splits")
+        dm = datamodule
+        if not isinstance(record, dict) or not callable(getattr(dm, "split_fingerprint", None)):
+            return
+        if record.get("data") != type(dm).__name__ or dm.split_fingerprint(split) == record.get(split):
+            return  # other data (what it holds is the user's choice), or the run's own split
+        held_out = "held out no such split" if record.get(split) is None else f"held out another {split} split"
+        warnings.warn(
+            f"this checkpoint's run {held_out} of {type(dm).__name__}: if these {split} images come from the same "
+            f"data, some of them were trained on, and {split}_acc reads high. Fix: evaluate with the data options "
+            "(seed, fractions, stratify) of the run's config.yaml",
+            CnnzooWarning,
+            stacklevel=1,
+        )
 
     def check_tta_fits(self, datamodule: Any) -> None:
         """Raise `ConfigError` when the data cannot take the task's ``tta`` (digits: a mirrored digit is another)."""
