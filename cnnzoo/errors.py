@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+import warnings
+
 __all__ = [
     "CheckpointMismatchError",
     "CnnzooDeprecationWarning",
@@ -11,6 +14,7 @@ __all__ = [
     "WeightsUnavailableError",
     "first_line",
     "listed",
+    "warn",
 ]
 
 
@@ -50,6 +54,26 @@ class CnnzooDeprecationWarning(CnnzooWarning, FutureWarning):
 
     A ``FutureWarning``, which Python shows by default, and a `CnnzooWarning`, so the CLI prints it in one line.
     """
+
+
+# The packages whose frames lie between a user's call and a warning: cnnzoo itself, and the libraries that run it.
+_LIBRARIES = frozenset(
+    {"cnnzoo", "lightning", "lightning_fabric", "pytorch_lightning", "torch", "torchvision", "timm", "jsonargparse"}
+)
+
+
+def warn(message: str, category: type[Warning] = CnnzooWarning) -> None:
+    """``warnings.warn`` at the user's line: the first caller outside cnnzoo and the libraries that run it.
+
+    A fixed ``stacklevel`` named a cnnzoo file, with its source line, when the same warning came through another
+    path (``create_model(pretrained=...)`` as well as ``load_pretrained``), or a Lightning file when a data module
+    warned during ``Trainer.fit``.
+    """
+    frame = sys._getframe(1)
+    level = 2  # warn's caller
+    while frame.f_back is not None and frame.f_globals.get("__name__", "").partition(".")[0] in _LIBRARIES:
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)
 
 
 def first_line(err: BaseException) -> str:

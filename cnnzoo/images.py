@@ -7,14 +7,13 @@ published weights (`cnnzoo.deploy`), which a deployment runs without the trainin
 from __future__ import annotations
 
 import os
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import cast
 
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
-from .errors import CnnzooWarning
+from .errors import CnnzooWarning, warn
 
 __all__ = [
     "DECODE_ERRORS",
@@ -162,9 +161,7 @@ def report_unreadable(bad: list[tuple[str, str]], folder: Path, strict: bool) ->
                 f"{len(bad)} unreadable image(s) under {folder}:\n{listing}\n"
                 "Fix: delete or replace them, or pass strict=False to skip them with a warning."
             )
-        warnings.warn(
-            f"skipping {len(bad)} unreadable image(s) under {folder}:\n{listing}", CnnzooWarning, stacklevel=4
-        )
+        warn(f"skipping {len(bad)} unreadable image(s) under {folder}:\n{listing}", CnnzooWarning)
 
 
 def report_ignored(ignored: list[str], folder: Path) -> None:
@@ -174,11 +171,10 @@ def report_ignored(ignored: list[str], folder: Path) -> None:
         # A phone's photos (iPhones save HEIC by default) are the one kind a user expects to be read.
         heic = sum(Path(p).suffix.lower() in (".heic", ".heif") for p in ignored)
         fix = f". Fix for the {heic} HEIC photo(s): convert them to JPEG, which Pillow reads" if heic else ""
-        warnings.warn(
+        warn(
             f"ignored {len(ignored)} file(s) without an image extension ({', '.join(IMG_EXTENSIONS)}) under "
             f"{folder}: {listing}{fix}",
             CnnzooWarning,
-            stacklevel=3,
         )
 
 

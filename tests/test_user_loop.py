@@ -730,6 +730,32 @@ def test_cnnzoo_warnings_are_one_line_that_names_no_library_file(
     ]
 
 
+def test_cnnzoo_warnings_in_python_point_at_the_users_line(tmp_path: Path) -> None:
+    # A fixed stacklevel named cnnzoo's own file and source line when a warning came through another path
+    # (create_model(pretrained=...)), and a Lightning file when a data module warned during Trainer.fit.
+    from lightning.pytorch import Trainer
+
+    from cnnzoo.data import ImageFolderDataModule
+    from cnnzoo.errors import CnnzooWarning
+
+    from .datagen import write_folder
+
+    root = write_folder(tmp_path / "shapes", {"circle": 4, "square": 4}, size=28, mode="L")
+    (root / "circle" / "broken.png").write_bytes(b"not a png")
+    dm = ImageFolderDataModule(root=str(root), img_size=28, in_chans=1, num_workers=0, val_fraction=0.25,
+                               test_fraction=0.0, batch_size=4)  # fmt: skip
+    trainer = Trainer(fast_dev_run=1, logger=False, enable_progress_bar=False, enable_model_summary=False)
+    with pytest.warns(CnnzooWarning) as caught:
+        cnnzoo.create_model("lenet5", pretrained="lenet5.mnist", num_classes=5)
+        cnnzoo.load_pretrained("lenet5.mnist", in_chans=3)
+        task = ImageClassifier(model="lenet5", pretrained="lenet5.mnist", num_classes=2)
+        trainer.fit(task, datamodule=dm)
+    ours = [w for w in caught if issubclass(w.category, CnnzooWarning)]
+    said = [(Path(w.filename).name, str(w.message)[:60]) for w in ours]
+    assert {name for name, _ in said} == {Path(__file__).name}, said
+    assert len(ours) >= 4 and any("unreadable image" in str(w.message) for w in ours), said
+
+
 @pytest.mark.parametrize("name", cnnzoo.list_pretrained())
 def test_predicting_with_weights_says_when_their_figures_used_tta(
     name: str, tmp_path: Path, cnnzoo_said: list[str]

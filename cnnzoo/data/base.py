@@ -24,7 +24,7 @@ from typing_extensions import override
 
 from .. import _logging
 from .._compat import accumulation_at, epoch_in_progress, optimizer_steps, quiet_lightning_empty_loader_warning
-from ..errors import CnnzooDeprecationWarning, ConfigError, listed
+from ..errors import CnnzooDeprecationWarning, ConfigError, listed, warn
 from ..presets import ImageClassificationEval, check_normalisation, convert_channels, normalize, resize_batch
 from .sampling import (
     AlternatingFlipDataset,
@@ -137,11 +137,10 @@ class ClassificationDataModule(LightningDataModule):
     ) -> None:
         super().__init__()
         if image_size is not None:
-            warnings.warn(
+            warn(
                 "data option image_size is deprecated and will be removed in cnnzoo 0.3; use img_size "
                 "(--data.img_size), the name models, tasks and weights use",
                 CnnzooDeprecationWarning,
-                stacklevel=2,
             )
             img_size = image_size
         if batch_size < 1:
@@ -221,10 +220,9 @@ class ClassificationDataModule(LightningDataModule):
     @property
     def classes(self) -> tuple[str, ...]:
         """Deprecated name of `class_names` (until cnnzoo 0.3)."""
-        warnings.warn(
+        warn(
             "DataModule.classes is deprecated and will be removed in cnnzoo 0.3; use class_names",
             CnnzooDeprecationWarning,
-            stacklevel=2,
         )
         return self.class_names
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
 from .._files import safetensors_beside
-from ..errors import CnnzooWarning
+from ..errors import CnnzooWarning, warn
 from ..images import try_decode
 
 __all__ = ["cache_key", "decode_images", "load_cache", "save_cache"]
@@ -116,7 +115,5 @@ def load_cache(path: Path) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | 
         if ok:
             return images, labels, keep
         reason = "its contents do not match the sha256 it was written with"
-    warnings.warn(
-        f"image cache {path} is corrupt ({reason}); rebuilding it from the image files", CnnzooWarning, stacklevel=3
-    )
+    warn(f"image cache {path} is corrupt ({reason}); rebuilding it from the image files", CnnzooWarning)
     return None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ from torch.utils.data import DataLoader, Dataset
 from typing_extensions import override
 
 from .._files import not_a_folder, unpack_first
-from ..errors import CnnzooWarning, ConfigError, DataNotFoundError, first_line
+from ..errors import CnnzooWarning, ConfigError, DataNotFoundError, first_line, warn
 from ..images import (
     IMG_EXTENSIONS,
     CorruptImageError,
@@ -297,11 +296,10 @@ class ImageFolderDataModule(ClassificationDataModule):
         if found is not None:
             images, _, keep = found
             if int((~keep).sum()):
-                warnings.warn(
+                warn(
                     f"skipping {int((~keep).sum())} image(s) under {folder} that were unreadable when the cache "
                     f"{path} was built",
                     CnnzooWarning,
-                    stacklevel=3,
                 )
         else:
             images, bad = decode_images(candidates, size, chans)
@@ -314,11 +312,10 @@ class ImageFolderDataModule(ClassificationDataModule):
                 save_cache(path, images, labels, keep)
             except OSError as err:
                 # The cache only saves the next run's decoding; this run has the decoded images.
-                warnings.warn(
+                warn(
                     f"could not write the image cache {path} ({first_line(err)}); this run uses the images it "
                     "decoded, and the next run decodes them again. Fix: free space there, or set --data.cache_dir",
                     CnnzooWarning,
-                    stacklevel=3,
                 )
         samples = [c for c, k in zip(candidates, keep.tolist(), strict=True) if k]
         return samples, images

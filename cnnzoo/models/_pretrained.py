@@ -38,6 +38,7 @@ from ..errors import (
     WeightsUnavailableError,
     first_line,
     listed,
+    warn,
 )
 from ._registry import create_model, unknown_name_error
 from .tta import TTA, check_tta
@@ -166,9 +167,7 @@ class Weights:
     @property
     def classes(self) -> tuple[str, ...]:
         """Deprecated name of `class_names` (until cnnzoo 0.3)."""
-        warnings.warn(
-            "Weights.classes is deprecated (until cnnzoo 0.3); use class_names", CnnzooDeprecationWarning, stacklevel=2
-        )
+        warn("Weights.classes is deprecated (until cnnzoo 0.3); use class_names", CnnzooDeprecationWarning)
         return self.class_names
 
     @property
@@ -289,17 +288,15 @@ class Weights:
         if not isinstance(d, dict) or not {"name", "arch", "file", "sha256"} <= set(d):
             raise ValueError(f"{path} is not a cnnzoo weights entry (the JSON that cnnzoo publish writes)")
         if "classes" in d:  # the key before 0.2; published files may still carry it
-            warnings.warn(
+            warn(
                 f"{path}: the key 'classes' is deprecated (until cnnzoo 0.3); re-publish, or rename it 'class_names'",
                 CnnzooDeprecationWarning,
-                stacklevel=2,
             )
             d["class_names"] = d.pop("classes")
         if "metrics" in d:  # one row per metric before 0.2
-            warnings.warn(
+            warn(
                 f"{path}: the key 'metrics' is deprecated (until cnnzoo 0.3); re-publish to get 'evaluations'",
                 CnnzooDeprecationWarning,
-                stacklevel=2,
             )
             d["evaluations"] = _group_metric_rows(d.pop("metrics") or [])
         for key in ("class_names", "input_size", "mean", "std", "evaluations"):
@@ -364,7 +361,7 @@ def register_pretrained(name: str, default: bool = False) -> Weights | None:
     except (OSError, ValueError, TypeError) as err:
         reason = f"{path} is unreadable or malformed ({type(err).__name__}: {err}); reinstall cnnzoo"
         _broken[name] = reason
-        warnings.warn(f"weights {name!r} left out: {reason}", CnnzooWarning, stacklevel=2)
+        warn(f"weights {name!r} left out: {reason}", CnnzooWarning)
         return None
     if w.name != name:
         raise ValueError(f"{name}.json describes {w.name!r}")
@@ -658,7 +655,7 @@ def download(url: str, dest: Path, sha256: str, num_bytes: int | None = None, pr
             verify_file(dest, sha256, num_bytes)
             return dest
         except IntegrityError as err:
-            warnings.warn(f"cached file failed verification, downloading again: {err}", CnnzooWarning, stacklevel=2)
+            warn(f"cached file failed verification, downloading again: {err}", CnnzooWarning)
             dest.unlink()
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -822,9 +819,7 @@ def adapt_input_conv(weight: torch.Tensor, in_chans: int) -> torch.Tensor:
     return weight.repeat(1, repeat, 1, 1)[:, :in_chans] * (c / in_chans)
 
 
-def _adapt_first_conv(
-    state: dict[str, torch.Tensor], key: str, own: dict[str, torch.Tensor], source: str, stacklevel: int
-) -> None:
+def _adapt_first_conv(state: dict[str, torch.Tensor], key: str, own: dict[str, torch.Tensor], source: str) -> None:
     """Adapt the first convolution's weights in ``state`` to the input channels of ``own`` (the model's), and say so.
 
     Refused when the layer's width also follows the channel count (a whitening stem has 2·C·k² filters): no
@@ -842,11 +837,10 @@ def _adapt_first_conv(
             f"({'RGB' if c == 3 else 'L'!r}))"
         )
     state[key] = adapt_input_conv(weight, n)
-    warnings.warn(
+    warn(
         f"{source}: the first convolution ({key.removesuffix('.weight')}) was adapted from {c} to {n} input channels "
         + ("(filters summed over RGB)" if n == 1 else "(filters repeated and scaled)"),
         CnnzooWarning,
-        stacklevel=stacklevel,
     )
 
 
@@ -898,15 +892,14 @@ def load_pretrained(
     model = build_model(w, in_chans=w.in_chans if in_chans is None else in_chans, **kwargs)
     first = getattr(model, "first_conv", None) or (getattr(model, "pretrained_cfg", None) or {}).get("first_conv")
     if in_chans is not None and in_chans != w.in_chans and first is not None:
-        _adapt_first_conv(state, f"{first}.weight", model.state_dict(), w.name, stacklevel=3)
+        _adapt_first_conv(state, f"{first}.weight", model.state_dict(), w.name)
     load_strict(model, state, w.name)
     if num_classes is not None and num_classes != w.num_classes:
         model.reset_classifier(num_classes)  # type: ignore[operator]
-        warnings.warn(
+        warn(
             f"{w.name}: the weights have {w.num_classes} classes; the classifier was reset to {num_classes} "
             "outputs (randomly initialised). Everything else is pretrained.",
             CnnzooWarning,
-            stacklevel=2,
         )
     model.pretrained_cfg = w  # type: ignore[assignment]
     return model.eval()
@@ -964,7 +957,7 @@ def load_weights_into(
         state = {k[4:]: v for k, v in state.items()}
     own = net.state_dict()
     if first_conv is not None:
-        _adapt_first_conv(state, f"{first_conv}.weight", own, source, stacklevel=4)
+        _adapt_first_conv(state, f"{first_conv}.weight", own, source)
     head_keys = [k for k in own if k.startswith(head_prefix)]
     if new_head:
         state = {**state, **{k: own[k] for k in head_keys}}
@@ -973,11 +966,10 @@ def load_weights_into(
         state = {**state, **{k: own[k] for k in head_keys}}
     load_strict(net, state, source)
     if shape is not None:  # said once the rest has loaded: another network's weights raise instead
-        warnings.warn(
+        warn(
             f"{source}: its classifier has shape {shape}, this model's {tuple(own[head_keys[0]].shape)}; the "
             "classifier starts from a fresh initialisation, everything else is loaded.",
             CnnzooWarning,
-            stacklevel=3,
         )
     return w
 

@@ -40,7 +40,7 @@ from .._compat import (
     stepping_batches,
 )
 from .._provenance import EVALUATION_KEY, checkpoint_problem, evaluation_record, is_state_dict
-from ..errors import CheckpointMismatchError, CnnzooWarning, ConfigError, first_line, listed
+from ..errors import CheckpointMismatchError, CnnzooWarning, ConfigError, first_line, listed, warn
 from ..models.tta import TTA, check_tta, tta_logits
 from ..presets import ImageClassificationEval, check_normalisation, normalisation_note
 
@@ -513,12 +513,11 @@ class ClassificationTask(LightningModule):
         if self.strategy == "finetune" or self.hparams.get("pretrained", True) or loaded or not trainer.is_global_zero:
             return
         name = self.hparams.get("backbone") or self.hparams.get("model") or type(self).__name__
-        warnings.warn(
+        warn(
             f"{name} starts from random weights (pretrained: false), and strategy {self.strategy} freezes them: the "
             "new head learns from random features. For transfer learning, set pretrained (true, a weights name, a "
             "file or a URL); to train from scratch, use strategy: finetune.",
             CnnzooWarning,
-            stacklevel=1,
         )
 
     @override
@@ -653,12 +652,11 @@ class ClassificationTask(LightningModule):
         if record.get("data") != type(dm).__name__ or dm.split_fingerprint(split) == record.get(split):
             return  # other data (what it holds is the user's choice), or the run's own split
         held_out = "held out no such split" if record.get(split) is None else f"held out another {split} split"
-        warnings.warn(
+        warn(
             f"this checkpoint's run {held_out} of {type(dm).__name__}: if these {split} images come from the same "
             f"data, some of them were trained on, and {split}_acc reads high. Fix: evaluate with the data options "
             "(seed, fractions, stratify) of the run's config.yaml",
             CnnzooWarning,
-            stacklevel=1,
         )
 
     def check_tta_fits(self, datamodule: Any) -> None:
