@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import warnings
 from pathlib import Path
 from typing import Any
@@ -120,11 +121,19 @@ def test_fast_and_per_sample_paths_agree_on_evaluation(tmp_path: Path) -> None:
 
 
 # --- image folders ------------------------------------------------------------------------------------------------
-def test_a_missing_image_folder_is_one_error_that_names_the_fix(tmp_path: Path) -> None:
+def test_a_missing_image_folder_is_one_error_that_names_the_fix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from cnnzoo.errors import DataNotFoundError
 
     with pytest.raises(DataNotFoundError, match=r"^image folder .*nope does not exist .* Fix: point --data.root"):
         ImageFolderDataModule(root=str(tmp_path / "nope"))
+    # A recipe's relative path is read from the current directory, which the message names.
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(
+        DataNotFoundError, match=rf"^image folder data/cifar10 \(from {re.escape(str(tmp_path))}\) does"
+    ):
+        ImageFolderDataModule(root="data/cifar10")
     # A file is not said not to exist; an archive, as a dataset is downloaded, is told to be unpacked first.
     (tmp_path / "labels.csv").write_text("a,b\n")
     with pytest.raises(DataNotFoundError, match=r"^image folder .*labels\.csv is a file, not a folder \(expected"):

@@ -641,48 +641,52 @@ def main(argv: list[str] | None = None) -> int:
         sys.path.insert(0, os.getcwd())
     global _typed
     _typed = list(sys.argv[1:] if argv is None else argv)
-    showwarning = warnings.showwarning
-    warnings.showwarning = functools.partial(_show_warning, showwarning)
-    try:
-        _suggest_command(_typed)  # a mistyped command first: its recipe is not the mistake
-        args = _packaged_recipes(_typed)
-        recipe = any(a in ("--config", "-c") or a.startswith(("--config=", "-c=")) for a in args)
-        if args and args[0] == "predict" and not recipe and any(a.startswith("--weights") for a in args):
-            status = _predict_weights(args[1:])
-            if status is not None:
-                return status
-            # The Trainer path: it is the torch backend, so the flag goes.
-            drop = {i for i, a in enumerate(args) if a == "--backend"}
-            args = [a for i, a in enumerate(args) if i not in drop and i - 1 not in drop and a != "--backend=torch"]
-        if args and args[0] in TRAINER_COMMANDS:
-            args = _weights_arguments(args)
-        if args and args[0] in ("-V", "--version"):
-            print(f"cnnzoo {__version__}")
-            return 0
-        if args and args[0] in ZOO_COMMANDS:
-            return ZOO_COMMANDS[args[0]][0](args[1:])
-        if not args or args[0] in ("-h", "--help"):
-            _print_zoo_help()
-            return 0
-        return _run_trainer_command(args)
-    except ConfigError as err:
-        print(f"cnnzoo: error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        _leave_as_interrupted()
-    except SystemExit as err:
-        if isinstance(err.__context__, KeyboardInterrupt):  # Lightning's graceful shutdown after Ctrl-C: exit(1)
+    # Restores the filters and showwarning. Each command shows each of cnnzoo's warnings once, as a process of its
+    # own does, also when main runs several times in one process (a notebook, the tests): a filter change clears
+    # Python's record of the warnings already shown. Appended, it is Python's own default: -W and
+    # PYTHONWARNINGS filters come first and still apply.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("default", category=CnnzooWarning, append=True)
+        warnings.showwarning = functools.partial(_show_warning, warnings.showwarning)
+        try:
+            _suggest_command(_typed)  # a mistyped command first: its recipe is not the mistake
+            args = _packaged_recipes(_typed)
+            recipe = any(a in ("--config", "-c") or a.startswith(("--config=", "-c=")) for a in args)
+            if args and args[0] == "predict" and not recipe and any(a.startswith("--weights") for a in args):
+                status = _predict_weights(args[1:])
+                if status is not None:
+                    return status
+                # The Trainer path: it is the torch backend, so the flag goes.
+                drop = {i for i, a in enumerate(args) if a == "--backend"}
+                args = [a for i, a in enumerate(args) if i not in drop and i - 1 not in drop and a != "--backend=torch"]
+            if args and args[0] in TRAINER_COMMANDS:
+                args = _weights_arguments(args)
+            if args and args[0] in ("-V", "--version"):
+                print(f"cnnzoo {__version__}")
+                return 0
+            if args and args[0] in ZOO_COMMANDS:
+                return ZOO_COMMANDS[args[0]][0](args[1:])
+            if not args or args[0] in ("-h", "--help"):
+                _print_zoo_help()
+                return 0
+            return _run_trainer_command(args)
+        except ConfigError as err:
+            print(f"cnnzoo: error: {err}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
             _leave_as_interrupted()
-        raise
-    except BrokenPipeError:
-        # The reader stopped early (`cnnzoo recipes | head`), which is not an error. Python flushes stdout again at
-        # exit, so it is pointed at /dev/null first, as the Python docs advise.
-        with contextlib.suppress(OSError, ValueError):  # a stdout without a file descriptor (captured output)
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 141  # 128 + SIGPIPE: what a shell reports for `yes | head`
-    finally:
-        warnings.showwarning = showwarning
-        _typed = None
+        except SystemExit as err:
+            if isinstance(err.__context__, KeyboardInterrupt):  # Lightning's graceful shutdown after Ctrl-C: exit(1)
+                _leave_as_interrupted()
+            raise
+        except BrokenPipeError:
+            # The reader stopped early (`cnnzoo recipes | head`), which is not an error. Python flushes stdout again at
+            # exit, so it is pointed at /dev/null first, as the Python docs advise.
+            with contextlib.suppress(OSError, ValueError):  # a stdout without a file descriptor (captured output)
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 141  # 128 + SIGPIPE: what a shell reports for `yes | head`
+        finally:
+            _typed = None
 
 
 def _help_of(command: str, message: str) -> str:

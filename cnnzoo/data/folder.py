@@ -40,9 +40,11 @@ def list_classes(folder: Path) -> list[str]:
         if archive is not None:
             raise DataNotFoundError(f"image folder {archive} (one sub-folder of images per class)")
         what = "is a file, not a folder" if folder.exists() else "does not exist"
+        # A recipe's relative path is read from the current directory, which is not always where the data is.
+        where = f" (from {Path.cwd()})" if not folder.is_absolute() else ""
         raise DataNotFoundError(
-            f"image folder {folder} {what} (expected {folder}/<class name>/<images>). Fix: point --data.root (or "
-            "train_dir, val_dir, test_dir) at a folder with one sub-folder of images per class"
+            f"image folder {folder}{where} {what} (expected {folder}/<class name>/<images>). Fix: point --data.root "
+            "(or train_dir, val_dir, test_dir) at a folder with one sub-folder of images per class"
         )
     classes = sorted(e.name for e in os.scandir(folder) if e.is_dir() and not is_hidden(e.name))
     if not classes:
