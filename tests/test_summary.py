@@ -163,6 +163,10 @@ def test_cli_summary_formats(capsys: pytest.CaptureFixture[str], tmp_path: Path)
     assert json.loads(capsys.readouterr().out)["input_size"] == [1, 28, 28]
     assert main(["summary", "lenet6"]) == 2
     assert "Did you mean: lenet5" in capsys.readouterr().err
+    # The model's own fix names the data modules' --data.img_size, which summary does not take.
+    assert main(["summary", "lenet5", "--input-size", "1", "20", "20"]) == 2
+    err = capsys.readouterr().err
+    assert "got 20 (--input-size 1 20 20). Fix: an --input-size it supports" in err and "--data" not in err, err
 
 
 def test_cli_summary_of_a_checkpoint(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

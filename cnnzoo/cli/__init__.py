@@ -330,6 +330,11 @@ def _cmd_summary(argv: list[str]) -> int:
     try:
         table = summary(target, input_size=size, batch_size=args.batch_size, precision=args.precision)
     except ValueError as err:
+        problem, _, fix = str(err).partition(" Fix: ")
+        if size is not None and "--data.img_size" in fix:  # the model's fix names the data modules' option
+            given = " ".join(map(str, size))
+            raise ConfigError(f"{problem.rstrip('.')} (--input-size {given}). Fix: an --input-size it supports, or "
+                              "none for the model's own") from None  # fmt: skip
         raise ConfigError(str(err)) from None
     if args.format == "json":
         print(table.to_json())
