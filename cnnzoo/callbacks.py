@@ -917,6 +917,7 @@ class EvalReport(Callback):
         dm = _datamodule(trainer)
         split_size = (getattr(dm, "split_sizes", None) or {}).get(split)
         partial = isinstance(split_size, int) and count < split_size  # --trainer.limit_test_batches
+        trained_on = split in getattr(pl_module, "not_held_out", ())  # another carve of the run's data
         ckpt = trainer.ckpt_path
         report = {
             "stage": stage,
@@ -924,6 +925,8 @@ class EvalReport(Callback):
             "dataset": type(dm).__name__ if dm is not None else None,
             "num_examples": count,
             "split_size": split_size,  # publish takes only a measurement of the whole split
+            # False: the checkpoint's run did not hold these images out (another seed or fraction); publish refuses
+            "held_out_by_run": False if trained_on else None,
             "metrics": metrics,
             # What `cnnzoo publish` records beside the metrics, so that users reproduce them.
             "tta": getattr(pl_module, "tta", "none"),
@@ -946,7 +949,7 @@ class EvalReport(Callback):
             text += f"\n(part of the split, as --trainer.{limit} chose: publish takes a measurement of all of it)"
         # A measured checkpoint is one command from a release: name it, as the closing "next:" line of fit does.
         arch = pl_module.hparams.get("model") or pl_module.hparams.get("backbone")
-        if ckpt and os.path.isfile(ckpt) and isinstance(arch, str) and not partial:
+        if ckpt and os.path.isfile(ckpt) and isinstance(arch, str) and not partial and not trained_on:
             words = ["cnnzoo", "publish", short_path(str(ckpt)), "--name", f"{arch}.mine", "--out", "published"]
             text += "\nnext: " + shlex.join([*words, "--report", short_path(str(path))])
         _print_below_bar(trainer, text)

@@ -101,6 +101,12 @@ def _evaluations_from_reports(
         if any(k not in report for k in keys):
             lacking = ", ".join(k for k in keys if k not in report)
             raise ConfigError(f"--report {path} lacks {lacking}; write it again with cnnzoo test")
+        if report.get("held_out_by_run") is False:
+            raise ConfigError(
+                f"--report {path} measured a {report['split']} split that the checkpoint's run did not hold out "
+                "(another seed or fraction): some of its images were trained on. Run cnnzoo "
+                f"{report.get('stage') or 'test'} again with the data options of the run's config.yaml"
+            )
         size = report.get("split_size")
         if isinstance(size, int) and report["num_examples"] < size:
             raise ConfigError(

@@ -442,21 +442,29 @@ def test_evaluating_a_checkpoint_on_another_carve_of_its_data_is_said(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     # `cnnzoo test --data.init_args.seed 7` of a run split with seed 42 tested partly on training images, and its
-    # test_acc read high without a word.
+    # test_acc read high without a word, one `cnnzoo publish` from a model card.
     quick = ["--config", str(RECIPES / "lenet5_digits.yaml"), *QUIET]
     code, _, err = run(["fit", *quick, "--trainer.max_epochs=1", f"--trainer.default_root_dir={tmp_path}"], capsys)
     assert code == 0, err
     ckpt = str(next(tmp_path.rglob("best-*.ckpt")))
     said = "this checkpoint's run held out another {} split of DigitsDataModule"
-    for stage, split, extra, warned in [
-        ("test", "test", [], False),
-        ("test", "test", ["--data.init_args.img_size=32"], False),  # the same images, served larger
-        ("test", "test", ["--data.init_args.seed=7"], True),
-        ("validate", "val", ["--data.init_args.val_fraction=0.2"], True),
-    ]:
-        code, _, err = run([stage, *quick, "--ckpt_path", ckpt, *extra], capsys)
+    for i, (stage, split, extra, warned) in enumerate(
+        [
+            ("test", "test", [], False),
+            ("test", "test", ["--data.init_args.img_size=32"], False),  # the same images, served larger
+            ("test", "test", ["--data.init_args.seed=7"], True),
+            ("validate", "val", ["--data.init_args.val_fraction=0.2"], True),
+        ]
+    ):
+        argv = [stage, *quick, "--ckpt_path", ckpt, *extra, f"--trainer.default_root_dir={tmp_path / str(i)}"]
+        code, out, err = run(argv, capsys)
         assert code == 0, err
+        evaluated = next(ln for ln in out.splitlines() if ln.startswith(f"{stage} report: ")).split(": ", 1)[1]
         assert (said.format(split) in err) == warned, (extra, err)
+        assert ("next: cnnzoo publish" in out) != warned, out
+        code, _, err = run(["publish", ckpt, "--name", f"lenet5.e{i}", "--out", str(tmp_path / f"p{i}"),
+                            "--report", evaluated], capsys)  # fmt: skip
+        assert (code == 2 and f"measured a {split} split that the checkpoint's run did not hold out" in err) == warned
 
 
 def test_a_folder_split_fingerprint_follows_its_files_not_where_they_lie(tmp_path: Path) -> None:

@@ -278,6 +278,9 @@ class ClassificationTask(LightningModule):
 
     net: nn.Module
     class_weights: torch.Tensor | None  # a buffer (see __init__)
+    # The splits evaluated here that the checkpoint's run did not hold out (say_if_split_differs): their reports
+    # say so, and publish refuses them.
+    not_held_out: frozenset[str] = frozenset()
 
     def __init__(
         self,
@@ -652,6 +655,7 @@ class ClassificationTask(LightningModule):
         if record.get("data") != type(dm).__name__ or dm.split_fingerprint(split) == record.get(split):
             return  # other data (what it holds is the user's choice), or the run's own split
         held_out = "held out no such split" if record.get(split) is None else f"held out another {split} split"
+        self.not_held_out = self.not_held_out | {split}
         warn(
             f"this checkpoint's run {held_out} of {type(dm).__name__}: if these {split} images come from the same "
             f"data, some of them were trained on, and {split}_acc reads high. Fix: evaluate with the data options "
