@@ -640,6 +640,30 @@ def test_what_is_said_about_an_epoch_prints_after_its_line(capsys: pytest.Captur
             "torch.optim.lr_scheduler.ReduceLROnPlateau",
         ),
         (["--config", QUICKSTART, "--seed_everything", "abc"], "seed_everything: expected bool or int"),
+        # A class path that does not import, for a Trainer option or a transform: jsonargparse's "Expected a path
+        # but ... either not accessible or invalid", then the import error twice.
+        (
+            ["--config", QUICKSTART, "--trainer.callbacks+=cnnzoo.callbacks.ConfusionMatrixLoger"],
+            "trainer.callbacks: cnnzoo.callbacks.ConfusionMatrixLoger is not a class that imports; did you mean "
+            "cnnzoo.callbacks.ConfusionMatrixLogger?",
+        ),
+        (
+            ["--config", QUICKSTART, "--trainer.logger", "CSVLoger"],
+            "trainer.logger: CSVLoger is not a class that imports; did you mean lightning.pytorch.loggers.CSVLogger?",
+        ),
+        (
+            ["--config", QUICKSTART, "--trainer.logger", "xyz.Foo"],
+            "trainer.logger: xyz.Foo is not a class that imports (there is no module xyz)",
+        ),
+        (
+            ["--config", QUICKSTART, "--data.train_transform", "torchvision.transforms.v2.RandomRotatio"],
+            "train_transform: torchvision.transforms.v2.RandomRotatio is not a class that imports; did you mean "
+            "torchvision.transforms.v2.RandomRotation?",
+        ),
+        (
+            ["--config", QUICKSTART, "--data.train_transform", "RandomRotation"],
+            "train_transform: RandomRotation needs its import path here: torchvision.transforms.v2.RandomRotation",
+        ),
         (
             ["--config", QUICKSTART, "--model.init_args.optimizer.init_args.lrr", "0.1"],
             "Option 'lrr' is not accepted: did you mean --model.init_args.optimizer.init_args.lr?",

@@ -896,6 +896,19 @@ def _explain_unknown_options(text: str) -> str:
 
 _NOT_ACCEPTED = re.compile(r"^(model|data): ([\w.]+): Option '(\w+)' is not accepted")
 _NOT_A_CLASS = re.compile(r"^(model|data): Expected a path but (\S+) either not accessible")
+# A class path that does not import, given to a Trainer option or a data module's transform.
+_NOT_IMPORTABLE = re.compile(
+    r"(?:^|: )(?P<key>[\w.]+): (?:Type .+? expects a function or a callable class: )?(?:Expected a path but "
+    r"(?P<value>[\w.]+) either not accessible|Expected a dot import path string: (?P<short>[\w.]+)$|"
+    r"module '(?P<module>[\w.]+)' has no attribute '(?P<attr>\w+)')"
+)
+# Where a short class name given to these options is looked up.
+_CLASS_MODULES = {
+    "trainer.logger": ("lightning.pytorch.loggers",),
+    "trainer.callbacks": ("lightning.pytorch.callbacks", "cnnzoo.callbacks"),
+    "trainer.profiler": ("lightning.pytorch.profilers",),
+    "train_transform": ("torchvision.transforms.v2",),
+}
 _NO_CALLABLE = re.compile(r"(optimizer|lr_scheduler): Expected a path but (\S+) either not accessible")
 _REQUIRED = re.compile(r"the following arguments are required: (?:\w+\.)?(model|data)\b")
 # Options that name one idea under two names in different classes: where the data is (a folder of class folders,
@@ -1004,6 +1017,8 @@ def explain_parse_error(text: str, run_config: str | None = None) -> str:
                 return f"{where}{key}: more than one class is named {value}; give {module.__name__}.{value}"
             return f"{where}{key}: {value} is not a class to import; did you mean {module.__name__}.{close[0]}?"
         return text
+    if (match := _NOT_IMPORTABLE.search(text)) and not _NOT_A_CLASS.match(text):
+        return _explain_not_importable(text, match)
     if (match := _NOT_A_CLASS.match(text)) and "." not in match[2]:
         key, value = match.groups()
         if key == "model":
@@ -1020,6 +1035,33 @@ def explain_parse_error(text: str, run_config: str | None = None) -> str:
         examples = ", ".join(DATA_EXAMPLES)
         return f"--data {value}: not a data module class; give one such as {examples}, or your own as module.Class"
     return _explain_unknown_options(text)
+
+
+def _explain_not_importable(text: str, match: re.Match[str]) -> str:
+    """``trainer.callbacks: cnnzoo.callbacks.ConfusionMatrixLoger``: the class that does not import, and the one meant.
+
+    jsonargparse said "Expected a path but ... either not accessible or invalid", then the same import error twice,
+    or "Expected a dot import path string" and the other types it tried.
+    """
+    import importlib
+
+    key, value, short, module, attr = match.group("key", "value", "short", "module", "attr")
+    value = value or short or f"{module}.{attr}"
+    where = text[: match.start("key")]  # "data: cnnzoo.data.DigitsDataModule: "
+    owner, _, name = value.rpartition(".")
+    modules = (owner,) if owner else _CLASS_MODULES.get(key, ())
+    found: list[str] = []
+    for path in modules:
+        try:
+            found += [f"{path}.{n}" for n in dir(importlib.import_module(path)) if n[:1].isupper()]
+        except ImportError:
+            return f"{where}{key}: {value} is not a class that imports (there is no module {path})"
+    by_name = {f.rpartition(".")[2]: f for f in found}  # cnnzoo's callbacks after Lightning's of the same name
+    close = difflib.get_close_matches(name, list(by_name), n=1, cutoff=0.6)
+    if close and close[0] == value:  # a short name where jsonargparse takes only an import path
+        return f"{where}{key}: {value} needs its import path here: {by_name[value]}"
+    said = f"{where}{key}: {value} is not a class that imports"
+    return f"{said}; did you mean {by_name[close[0]]}?" if close else f"{said}; give it as module.Class"
 
 
 def _config_beside_checkpoint(args: list[str]) -> str | None:
