@@ -661,6 +661,19 @@ def test_what_is_said_about_an_epoch_prints_after_its_line(capsys: pytest.Captur
             "torchvision.transforms.v2.RandomRotation?",
         ),
         (
+            [
+                "--config",
+                QUICKSTART,
+                "--data.train_transform",
+                "torchvision.transforms.v2.RandomRotation",
+                "--data.train_transform.degrees",
+                "20",
+            ],
+            "train_transform: degrees: 20 was read as a class path, as jsonargparse reads a number for an argument "
+            "whose type is a class (numbers.Number). Fix: give the class with its arguments as one JSON value, "
+            """'{"class_path": "...", "init_args": {"degrees": 20}}', or in YAML""",
+        ),
+        (
             ["--config", QUICKSTART, "--data.train_transform", "RandomRotation"],
             "train_transform: RandomRotation needs its import path here: torchvision.transforms.v2.RandomRotation",
         ),

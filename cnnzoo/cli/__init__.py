@@ -1048,6 +1048,15 @@ def _explain_not_importable(text: str, match: re.Match[str]) -> str:
     key, value, short, module, attr = match.group("key", "value", "short", "module", "attr")
     value = value or short or f"{module}.{attr}"
     where = text[: match.start("key")]  # "data: cnnzoo.data.DigitsDataModule: "
+    where = re.sub(r"Type .+? expects a function or a callable class: ", "", where)
+    if re.fullmatch(r"[-+]?[\d.]+(?:e[-+]?\d+)?", value, re.I):
+        # RandomRotation(degrees: numbers.Number | Sequence): jsonargparse reads numbers.Number as a class.
+        example = f'\'{{"class_path": "...", "init_args": {{"{key}": {value}}}}}\''
+        return (
+            f"{where}{key}: {value} was read as a class path, as jsonargparse reads a number for an argument whose "
+            f"type is a class (numbers.Number). Fix: give the class with its arguments as one JSON value, {example}, "
+            "or in YAML"
+        )
     owner, _, name = value.rpartition(".")
     modules = (owner,) if owner else _CLASS_MODULES.get(key, ())
     found: list[str] = []
