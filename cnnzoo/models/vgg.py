@@ -54,6 +54,10 @@ def make_layers(cfg: list[int | str], in_chans: int, batch_norm: bool = True) ->
 
 def init_weights(module: nn.Module) -> None:
     """Torchvision's VGG initialisation: He-normal convolutions, N(0, 0.01) linear layers, unit BatchNorm."""
+    if any(p.is_meta for p in module.parameters()):
+        # Nothing to fill on the meta device (where `cnnzoo models` counts parameters), and normal_ alone imports
+        # torch._dynamo there, most of a second of that command.
+        return
     for m in module.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
