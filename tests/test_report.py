@@ -94,6 +94,21 @@ def test_a_checkpoint_without_logged_metrics_still_renders(run: Path, tmp_path: 
     assert "No learning curves: no logged metrics were found" in page and not (tmp_path / "r" / "curves.png").exists()
 
 
+def test_a_report_on_another_carve_of_the_data_says_so_on_the_page(
+    run: Path, made: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The terminal warns; the page and its JSON are read without it, and showed the high accuracy alone.
+    assert '<p class="warning">' not in (made / "report.html").read_text()
+    assert "held_out_by_run" not in json.loads((made / "report.json").read_text())
+    config = str(run.parent.parent / "config.yaml")
+    argv = ["report", "-c", config, "--ckpt_path", str(run), "--out", str(tmp_path / "r"), "--max-images", "16"]
+    assert main([*argv, "--data.init_args.seed", "7"]) == 0
+    assert "this checkpoint's run held out another val split" in capsys.readouterr().err
+    page = (tmp_path / "r" / "report.html").read_text()
+    assert """<p class="warning">This val split is not the one that the checkpoint's run held out""" in page
+    assert json.loads((tmp_path / "r" / "report.json").read_text())["held_out_by_run"] is False
+
+
 def test_piped_output_is_the_report_line(run: Path, tmp_path: Path) -> None:
     # Off a terminal, rich's progress bar printed a blank line into stdout before it.
     config, out = str(run.parent.parent / "config.yaml"), tmp_path / "r"

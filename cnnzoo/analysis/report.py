@@ -348,6 +348,7 @@ h1 { font-size: 1.5em; } h2 { font-size: 1.15em; border-bottom: 1px solid #ddd; 
 table { border-collapse: collapse; font-size: .85em; } td, th { padding: .2em .6em; border: 1px solid #ddd; }
 td { text-align: right; } td:first-child { text-align: left; } img { max-width: 100%; }
 .note { color: #666; font-size: .9em; }
+.warning { background: #fff4e5; border-left: 4px solid #e08a00; padding: .5em .8em; }
 """
 
 
@@ -463,6 +464,9 @@ def report(task: nn.Module, datamodule: Any, out: str | Path, split: str = "val"
         "seconds": round(seconds, 1),
         **({"command": command} if command is not None else {}),
     }
+    trained_on = split in getattr(task, "not_held_out", ())  # say_if_split_differs found another carve
+    if trained_on:
+        summary["held_out_by_run"] = False
     write_text_whole(out / "report.json", json.dumps(summary, indent=2) + "\n")
     per_class_rows = [
         (c, f"{p:.4f}", f"{r:.4f}", f"{f1:.4f}", f"{n_c:,}") for c, (p, r, f1, n_c) in zip(names, stats, strict=True)
@@ -483,6 +487,12 @@ def report(task: nn.Module, datamodule: Any, out: str | Path, split: str = "val"
         + f". Checkpoint: {html.escape(str(ckpt_path or '-'))}. "
         f"Made by cnnzoo report in {seconds:.1f} s.</p>",
     ]
+    if trained_on:  # the page is read without the terminal's warning
+        parts.append(
+            f'<p class="warning">This {split} split is not the one that the checkpoint\'s run held out (another '
+            "seed, fraction or stratify): some of its images were trained on, and the accuracy reads high. Make "
+            "the report with the data options of the run's config.yaml.</p>"
+        )
     for key, heading in sections.items():
         parts.append(f'<section id="{key}"><h2>{heading}</h2>')
         if key == "per-class":
