@@ -28,12 +28,13 @@ __all__ = [
     "versions",
 ]
 
-# A checkpoint's record of how its run evaluated (the data module's ``crop_pct``), beside Lightning's own keys.
+# A checkpoint's record of how its run evaluated (the data module's ``crop_pct``, and its ``splits``: which images
+# it held out), beside Lightning's own keys.
 EVALUATION_KEY = "cnnzoo_evaluation"
 
 
 def evaluation_record(checkpoint: dict[str, Any]) -> dict[str, Any] | None:
-    """The checkpoint's ``EVALUATION_KEY`` record (its ``crop_pct``); ``None`` in checkpoints written before it was."""
+    """The checkpoint's ``EVALUATION_KEY`` record (``crop_pct``, ``splits``); ``None`` in checkpoints before it."""
     record = checkpoint.get(EVALUATION_KEY)
     return record if isinstance(record, dict) and "crop_pct" in record else None
 

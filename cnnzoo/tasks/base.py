@@ -651,7 +651,7 @@ class ClassificationTask(LightningModule):
         record = (getattr(self, "_evaluation_record", None) or {}).get("splits")
         dm = datamodule
         if not isinstance(record, dict) or not callable(getattr(dm, "split_fingerprint", None)):
-            return
+            return  # a checkpoint from before the record, or a data module that cannot say what it holds
         if record.get("data") != type(dm).__name__ or dm.split_fingerprint(split) == record.get(split):
             return  # other data (what it holds is the user's choice), or the run's own split
         held_out = "held out no such split" if record.get(split) is None else f"held out another {split} split"
