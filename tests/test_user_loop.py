@@ -487,13 +487,40 @@ def test_a_folder_split_fingerprint_follows_its_files_not_where_they_lie(tmp_pat
     assert fingerprints(root=str(tmp_path / "copy")) == first  # a copy of the dataset is the same data
     assert fingerprints(root=str(root), seed=7)[1:] != first[1:]
     assert fingerprints(root=str(root), stratify=True)[1:] != first[1:]
-    # A val_dir's files are named under the val_dir: the same folder anywhere is the same split.
-    by_dirs = []
-    for val_dir in (root, tmp_path / "copy"):
-        dm = ImageFolderDataModule(train_dir=str(root), val_dir=str(val_dir), img_size=16, num_workers=0)
+    # A val_dir or test_dir is a split as it comes, which no seed or fraction decides: it has no fingerprint. A
+    # val split carved from train_dir has one, named under train_dir.
+    by_dirs = ImageFolderDataModule(
+        train_dir=str(root), val_dir=str(tmp_path / "copy"), test_dir=str(root), img_size=16, num_workers=0
+    )
+    by_dirs.setup("fit")
+    assert by_dirs.split_fingerprint("val") is None and by_dirs.split_fingerprint("test") is None
+    carved = [ImageFolderDataModule(train_dir=str(r), img_size=16, num_workers=0) for r in (root, tmp_path / "copy")]
+    for dm in carved:
         dm.setup("fit")
-        by_dirs.append((dm.split_fingerprint("val"), dm.split_fingerprint("test")))
-    assert by_dirs[0] == by_dirs[1] and by_dirs[0][0] is not None and by_dirs[0][1] is None
+    assert carved[0].split_fingerprint("val") == carved[1].split_fingerprint("val") is not None
+
+
+def test_a_test_folder_of_its_own_is_not_taken_for_another_carve(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # A run that carved its splits from one folder, then tested on a test folder of its own (new images): no seed
+    # or fraction decides what that folder holds, so it is not said to overlap the training images.
+    from .datagen import write_folder
+
+    pool = write_folder(tmp_path / "pool", {"circle": 8, "square": 8}, size=28, mode="L")
+    extra = write_folder(tmp_path / "extra", {"circle": 3, "square": 3}, size=28, mode="L", seed=1)
+    data = ["--data=cnnzoo.data.ImageFolderDataModule", "--data.img_size=28", "--data.in_chans=1",
+            "--data.num_workers=0", "--data.batch_size=4", "--model=cnnzoo.tasks.ImageClassifier",
+            "--model.model=lenet5", *QUIET]  # fmt: skip
+    fit = ["fit", *data, f"--data.root={pool}", "--data.test_fraction=0.25", "--trainer.max_epochs=1"]
+    code, _, err = run([*fit, f"--trainer.default_root_dir={tmp_path / 'runs'}"], capsys)
+    assert code == 0, err
+    ckpt = str(next(tmp_path.rglob("last.ckpt")))
+    common = ["test", *data, "--ckpt_path", ckpt, f"--trainer.default_root_dir={tmp_path / 'eval'}"]
+    code, out, err = run([*common, f"--data.train_dir={pool}", f"--data.test_dir={extra}"], capsys)
+    assert code == 0 and "held out" not in err and "next: cnnzoo publish" in out, err
+    code, out, err = run([*common, f"--data.root={pool}", "--data.test_fraction=0.5"], capsys)
+    assert code == 0 and "this checkpoint's run held out another test split" in err, err
 
 
 def test_quick_start_log_is_readable_off_a_terminal(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

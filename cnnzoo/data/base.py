@@ -210,10 +210,12 @@ class ClassificationDataModule(LightningDataModule):
         )
 
     def split_fingerprint(self, split: str) -> str | None:
-        """A digest of which examples ``split`` holds, in order; ``None`` when it is not set up or has none.
+        """A digest of which examples ``split`` holds, in order, when it is carved from the pool that also trains.
 
-        A checkpoint records its run's, so that evaluating it on another carve of the same images (another
-        ``seed`` or fraction: some of them trained on) is said. A subclass that sets up its splits gives it.
+        ``None`` when the split is not set up, or comes as it is (an official test split, a ``val_dir``), where no
+        seed or fraction decides what it holds. A checkpoint records its run's, so that evaluating it on another
+        carve of the same images (another ``seed`` or fraction: some of them trained on) is said. A subclass that
+        sets up its splits gives it.
         """
         return None
 
@@ -577,13 +579,16 @@ class InMemoryDataModule(ClassificationDataModule):
     PIL and the per-sample torchvision pipeline in the DataLoader workers, the classic path. Both draw
     augmentations from the same distributions (`cnnzoo.data.transforms`).
 
-    Subclasses set the class constants and implement `load_splits`.
+    Subclasses set the class constants and implement `load_splits`. ``uncarved_splits`` names the splits that
+    `load_splits` returns as they come (an official test split), not carved from the training pool with ``seed``.
 
     Args:
         fast: the batched on-device path (``True``) or the per-sample PIL path (``False``).
 
     The other arguments are `ClassificationDataModule`'s.
     """
+
+    uncarved_splits: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, fast: bool = True, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -634,7 +639,7 @@ class InMemoryDataModule(ClassificationDataModule):
     def split_fingerprint(self, split: str) -> str | None:
         # The labels in the split's order: another seed or fraction gives another sequence, and the digest does not
         # change with img_size or in_chans, which only change the pixels.
-        if split not in self.splits:
+        if split not in self.splits or split in self.uncarved_splits:
             return None
         return digest(self.splits[split][1].to(torch.int64).numpy().tobytes())
 

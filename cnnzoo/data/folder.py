@@ -364,15 +364,16 @@ class ImageFolderDataModule(ClassificationDataModule):
 
     @override
     def split_fingerprint(self, split: str) -> str | None:
-        # The files by their path under the folder they were found in, with their labels, in the split's order: a
-        # copy of the dataset elsewhere gives the same digest, another seed, fraction or set of files another.
+        # The files by their path under the folder they were split from, with their labels, in the split's order:
+        # a copy of the dataset elsewhere gives the same digest, another seed, fraction or set of files another. A
+        # val_dir or test_dir is a split as it comes.
         samples = self.samples.get(split)
-        if samples is None:
+        if samples is None or (self.root is None and (split == "test" or (split == "val" and self.val_dir))):
             return None
         known = self._fingerprints.get(split)
         if known is not None and known[0] is samples:  # each checkpoint records them: a list is read once
             return known[1]
-        base = self.root or (getattr(self, f"{split}_dir", None) if split != "train" else None) or self.train_dir
+        base = self.root or self.train_dir
         assert base is not None
         found = digest("\n".join(f"{os.path.relpath(path, base)}\t{label}" for path, label in samples).encode())
         self._fingerprints[split] = (samples, found)

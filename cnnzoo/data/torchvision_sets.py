@@ -51,6 +51,8 @@ class TorchvisionDataModule(InMemoryDataModule):
     The other arguments are `ClassificationDataModule`'s.
     """
 
+    uncarved_splits = frozenset({"test"})  # the official test split, as torchvision gives it
+
     dataset_class: ClassVar[Callable[..., Any]]
     folder: ClassVar[str]
     layout: ClassVar[str]

@@ -652,9 +652,13 @@ class ClassificationTask(LightningModule):
         dm = datamodule
         if not isinstance(record, dict) or not callable(getattr(dm, "split_fingerprint", None)):
             return  # a checkpoint from before the record, or a data module that cannot say what it holds
-        if record.get("data") != type(dm).__name__ or dm.split_fingerprint(split) == record.get(split):
-            return  # other data (what it holds is the user's choice), or the run's own split
-        held_out = "held out no such split" if record.get(split) is None else f"held out another {split} split"
+        now = dm.split_fingerprint(split)
+        if record.get("data") != type(dm).__name__ or now is None or now == record.get(split):
+            # Other data (what it holds is the user's choice), a split that comes as it is (a test_dir, an
+            # official test split: no seed or fraction decides it), or the run's own split.
+            return
+        # None: the run trained on the whole pool (val_fraction 0), or took this split as it came (a val_dir).
+        held_out = f"carved no {split} split" if record.get(split) is None else f"held out another {split} split"
         self.not_held_out = self.not_held_out | {split}
         warn(
             f"this checkpoint's run {held_out} of {type(dm).__name__}: if these {split} images come from the same "
