@@ -793,14 +793,23 @@ def condense_parse_error(message: str, run_config: str | None = None) -> str:
     return text
 
 
-def _arguments_of(class_path: str) -> list[str]:
-    """The arguments a user gives the optimizer or scheduler class at ``class_path`` (not params or optimizer)."""
+def _imported(class_path: str) -> Any | None:
+    """The object at the dotted ``class_path`` (``torch.optim.Adam``), or ``None`` when it does not import."""
     import importlib
 
     module, _, name = class_path.rpartition(".")
     try:
-        takes = _parameters(getattr(importlib.import_module(module), name))
-    except (ImportError, AttributeError, ValueError, TypeError):
+        return getattr(importlib.import_module(module), name) if module else None
+    except (ImportError, AttributeError):
+        return None
+
+
+def _arguments_of(class_path: str) -> list[str]:
+    """The arguments a user gives the optimizer or scheduler class at ``class_path`` (not params or optimizer)."""
+    found = _imported(class_path)
+    try:
+        takes = _parameters(found) if found is not None else []
+    except (ValueError, TypeError):  # no signature to read
         return []
     return [p for p in takes if p not in ("params", "optimizer")]
 
@@ -931,16 +940,11 @@ def _classes(key: str) -> dict[str, type]:
 
 def _user_class(class_path: str, key: str) -> type | None:
     """A task or data module of the user's own (``mymodule.FocalClassifier``), which jsonargparse has imported."""
-    import importlib
     import inspect
 
     from .. import data, tasks
 
-    module, _, name = class_path.rpartition(".")
-    try:
-        cls = getattr(importlib.import_module(module), name) if module else None
-    except (ImportError, AttributeError):
-        return None
+    cls = _imported(class_path)
     base = tasks.ClassificationTask if key == "model" else data.ClassificationDataModule
     return cls if inspect.isclass(cls) and issubclass(cls, base) else None
 

@@ -889,7 +889,7 @@ def load_pretrained(
         raise ValueError(f"in_chans must be >= 1 (leave it unset for the weights' own), got {in_chans}")
     w = name if isinstance(name, Weights) else get_weights(str(name))
     state = load_state_dict_file(w.local_path())
-    model = build_model(w, in_chans=w.in_chans if in_chans is None else in_chans, **kwargs)
+    model = build_model(w, in_chans=in_chans, **kwargs)  # None: the weights' own channels
     first = getattr(model, "first_conv", None) or (getattr(model, "pretrained_cfg", None) or {}).get("first_conv")
     if in_chans is not None and in_chans != w.in_chans and first is not None:
         _adapt_first_conv(state, f"{first}.weight", model.state_dict(), w.name)

@@ -649,11 +649,10 @@ class ClassificationTask(LightningModule):
         report`` call it once the data is set up.
         """
         record = (getattr(self, "_evaluation_record", None) or {}).get("splits")
-        dm = datamodule
-        if not isinstance(record, dict) or not callable(getattr(dm, "split_fingerprint", None)):
+        if not isinstance(record, dict) or not callable(getattr(datamodule, "split_fingerprint", None)):
             return  # a checkpoint from before the record, or a data module that cannot say what it holds
-        now = dm.split_fingerprint(split)
-        if record.get("data") != type(dm).__name__ or now is None or now == record.get(split):
+        now = datamodule.split_fingerprint(split)
+        if record.get("data") != type(datamodule).__name__ or now is None or now == record.get(split):
             # Other data (what it holds is the user's choice), a split that comes as it is (a test_dir, an
             # official test split: no seed or fraction decides it), or the run's own split.
             return
@@ -661,9 +660,9 @@ class ClassificationTask(LightningModule):
         held_out = f"carved no {split} split" if record.get(split) is None else f"held out another {split} split"
         self.not_held_out = self.not_held_out | {split}
         warn(
-            f"this checkpoint's run {held_out} of {type(dm).__name__}: if these {split} images come from the same "
-            f"data, some of them were trained on, and {split}_acc reads high. Fix: evaluate with the data options "
-            "(seed, fractions, stratify) of the run's config.yaml",
+            f"this checkpoint's run {held_out} of {type(datamodule).__name__}: if these {split} images come from the "
+            f"same data, some of them were trained on, and {split}_acc reads high. Fix: evaluate with the data "
+            "options (seed, fractions, stratify) of the run's config.yaml",
             CnnzooWarning,
         )
 
