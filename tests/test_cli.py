@@ -590,6 +590,11 @@ def test_what_is_said_about_an_epoch_prints_after_its_line(capsys: pytest.Captur
         ),
         (["--model", "resnet"], "--model resnet: not a task class; give ImageClassifier"),
         (
+            ["--model", "resnet18"],
+            "--model resnet18: resnet18 is a timm backbone, and --model takes a task class: --model "
+            "TimmClassifier --model.backbone resnet18",
+        ),
+        (
             ["--model", "ImageClassifier", "--model.modle", "lenet5"],
             "Option 'modle' is not accepted: did you mean --model.model?",
         ),

@@ -237,6 +237,18 @@ def test_unknown_name_suggests_close_matches() -> None:
     assert "its module is imported" not in str(err.value)
 
 
+def test_a_timm_name_is_told_the_task_that_trains_it() -> None:
+    # Users coming from timm name its nets; the registry points them at TimmClassifier instead of at a typo.
+    with pytest.raises(ValueError, match=r"unknown model 'resnet18'\. resnet18 is a timm model") as err:
+        create_model("resnet18")
+    assert "cnnzoo.TimmClassifier(backbone='resnet18')" in str(err.value)
+    assert "--model TimmClassifier --model.backbone resnet18" in str(err.value)
+    assert "its module is imported" not in str(err.value)
+    # A timm name close to one of cnnzoo's keeps the near names: the user may have meant either.
+    with pytest.raises(ValueError, match=r"Did you mean: vgg16_bn.*\? Or: vgg16 is a timm model"):
+        create_model("vgg16")
+
+
 @pytest.mark.parametrize("name", ALL_MODELS)
 def test_an_option_the_model_does_not_take_is_named_with_those_it_takes(name: str) -> None:
     # Python's "lenet5() got an unexpected keyword argument 'drop_rate'" named neither the options nor a close one.

@@ -58,6 +58,11 @@ def test_forward_backward_across_timm_families(backbone: str) -> None:
 def test_unknown_backbone_suggests() -> None:
     with pytest.raises(ValueError, match="resnet18"):
         TimmClassifier("resnet_18")
+    # A cnnzoo net named as a backbone is pointed at ImageClassifier, not at timm's nearest names.
+    with pytest.raises(ValueError, match=r"lenet5 is a cnnzoo model, which cnnzoo trains with ImageClassifier") as err:
+        TimmClassifier("lenet5")
+    assert "--model ImageClassifier --model.model lenet5" in str(err.value)
+    assert "Did you mean" not in str(err.value)
 
 
 def test_class_names_must_match_num_classes_and_are_kept() -> None:

@@ -1031,6 +1031,11 @@ def explain_parse_error(text: str, run_config: str | None = None) -> str:
             if is_model(value):
                 fix = f"--model ImageClassifier --model.model {value}"
                 return f"--model {value}: {value} is a network, and --model takes a task class: {fix}"
+            import timm
+
+            if timm.is_model(value):
+                fix = f"--model TimmClassifier --model.backbone {value}"
+                return f"--model {value}: {value} is a timm backbone, and --model takes a task class: {fix}"
             return f"--model {value}: not a task class; give {tasks}, or your own as module.Class"
         short = {name.lower().removesuffix("datamodule"): name for name in _classes(key)}
         close = difflib.get_close_matches(value.lower().removesuffix("datamodule"), list(short), n=1, cutoff=0.6)

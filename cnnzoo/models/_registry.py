@@ -93,6 +93,15 @@ def get_model_entrypoint(name: str) -> Callable[..., nn.Module]:
     try:
         return _model_entrypoints[name]
     except KeyError:
+        if _is_timm_model(name):
+            # Users coming from timm name its nets here; cnnzoo trains those through TimmClassifier.
+            matches = suggest_names(name, list(_model_entrypoints))
+            hint = f" Did you mean: {', '.join(matches)}? Or:" if matches else ""
+            raise ValueError(
+                f"unknown model {name!r}.{hint} {name} is a timm model, which cnnzoo trains with TimmClassifier: "
+                f"cnnzoo.TimmClassifier(backbone={name!r}) in Python, --model TimmClassifier --model.backbone {name} "
+                "on the command line. cnnzoo.list_models() lists cnnzoo's own"
+            ) from None
         err = unknown_name_error("model", name, list(_model_entrypoints), "cnnzoo.list_models()")
         if suggest_names(name, list(_model_entrypoints)):
             raise err from None
@@ -101,6 +110,15 @@ def get_model_entrypoint(name: str) -> Callable[..., nn.Module]:
             f"{err} A model of your own is registered when its module is imported: import it before naming the "
             "model, or on the command line put it in the module of your --model or --data class_path"
         ) from None
+
+
+def _is_timm_model(name: str) -> bool:
+    """Whether timm builds a model of that name; timm is imported only here, on the way to an error."""
+    try:
+        import timm
+    except ImportError:  # pragma: no cover - timm is a dependency, but the registry does not need it
+        return False
+    return bool(timm.is_model(name))
 
 
 def model_options(name: str) -> list[str] | None:

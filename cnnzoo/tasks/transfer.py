@@ -25,8 +25,14 @@ def check_backbone(name: str) -> None:
     timm = _timm()
     if name in timm.list_models():
         return
-    from ..models import unknown_name_error
+    from ..models import is_model, unknown_name_error
 
+    if is_model(name):  # one of cnnzoo's own nets, which ImageClassifier trains; timm's near names would mislead
+        raise ValueError(
+            f"unknown timm backbone {name!r}. {name} is a cnnzoo model, which cnnzoo trains with ImageClassifier: "
+            f"cnnzoo.ImageClassifier(model={name!r}) in Python, --model ImageClassifier --model.model {name} on the "
+            "command line"
+        )
     raise unknown_name_error("timm backbone", name, timm.list_models(), "timm.list_models()")
 
 
