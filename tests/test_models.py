@@ -3,6 +3,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -235,6 +236,28 @@ def test_unknown_name_suggests_close_matches() -> None:
     with pytest.raises(ValueError) as err:
         create_model("lenet")
     assert "its module is imported" not in str(err.value)
+
+
+def test_a_model_named_by_its_module_path_is_told_to_name_it_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # LightningCLI users write class paths, so `mynets.tiny_net` is their first try; it reads as weights arch.tag.
+    (tmp_path / "mynets.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    said = (
+        r"mynets is a Python module, not an architecture: name the model alone \(tiny_net\), after mynets is imported"
+    )
+    with pytest.raises(ValueError, match=r"unknown model 'mynets\.tiny_net'\. " + said):
+        create_model("mynets.tiny_net")
+    with pytest.raises(ValueError, match=r"unknown pretrained weights 'mynets\.tiny_net'\. See .*" + said):
+        cnnzoo.get_weights("mynets.tiny_net")
+    with pytest.raises(ValueError, match=said):
+        cnnzoo.summary("mynets.tiny_net")
+    assert "mynets" not in sys.modules, "the module is looked up, never run"
+    # A name whose first part is no module keeps its own error.
+    with pytest.raises(ValueError) as err:
+        cnnzoo.get_weights("lenet5.mnst")
+    assert "Python module" not in str(err.value)
 
 
 def test_a_timm_name_is_told_the_task_that_trains_it() -> None:

@@ -226,6 +226,7 @@ def _resolve(
         list_pretrained,
         unknown_name_error,
     )
+    from ..models._registry import module_path_hint
 
     if is_model(model_or_name):
         if input_size is not None and build and input_size[1] == input_size[2]:
@@ -242,9 +243,10 @@ def _resolve(
         if model_or_name in timm.list_models():
             return timm.create_model(model_or_name, pretrained=False, **build), model_or_name, None
     names = [*list_models(), *list_pretrained()]
-    raise unknown_name_error(
+    err = unknown_name_error(
         "model", model_or_name, names, "cnnzoo.list_models(), cnnzoo.list_pretrained() or timm.list_models()"
     )
+    raise ValueError(f"{err}{module_path_hint(model_or_name)}")
 
 
 def _default_input(model: nn.Module) -> tuple[int, ...]:

@@ -40,7 +40,7 @@ from ..errors import (
     listed,
     warn,
 )
-from ._registry import create_model, unknown_name_error
+from ._registry import create_model, module_path_hint, unknown_name_error
 from .tta import TTA, check_tta
 
 __all__ = [
@@ -411,7 +411,8 @@ def get_weights(name: str) -> Weights:
         raise ValueError(f"weights {name!r} are unavailable: {_broken[name]}")
     if is_weights_source(name):
         return weights_from_source(name)
-    raise unknown_name_error("pretrained weights", name, list(_registry), "cnnzoo.list_pretrained()")
+    err = unknown_name_error("pretrained weights", name, list(_registry), "cnnzoo.list_pretrained()")
+    raise ValueError(f"{err}{module_path_hint(name)}")
 
 
 SOURCES_HELP = (

@@ -112,6 +112,29 @@ def get_model_entrypoint(name: str) -> Callable[..., nn.Module]:
         ) from None
 
 
+def module_path_hint(name: str) -> str:
+    """For ``module.model``: the registry names a model alone, and its module must be imported first.
+
+    Users of LightningCLI write class paths, so a model of their own is often named ``mynets.tiny_net``, which reads
+    as published weights ``arch.tag``. ``find_spec`` of a top-level name looks the module up without running it.
+    """
+    module, dot, model = name.partition(".")
+    if not dot or not model or module in _model_entrypoints or not module.isidentifier():
+        return ""
+    import importlib.util
+
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        return ""
+    return (
+        f" {module} is a Python module, not an architecture: name the model alone ({model}), after {module} is "
+        f"imported (on the command line, by a --model or --data class_path in {module})"
+    )
+
+
 def _is_timm_model(name: str) -> bool:
     """Whether timm builds a model of that name; timm is imported only here, on the way to an error."""
     try:
@@ -214,6 +237,8 @@ def create_model(
         pretrained = get_weights(name)
         name = pretrained.arch
     elif "." in name:
+        if hint := module_path_hint(name):
+            raise ValueError(f"unknown model {name!r}.{hint}")
         name, pretrained = split_weights_name(name, pretrained)
     if pretrained:
         from ._pretrained import Weights, get_weights, load_pretrained, weights_source
