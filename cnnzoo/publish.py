@@ -151,6 +151,45 @@ def recorded_crop_pct(checkpoint: dict[str, Any], fit: dict[str, Any] | None) ->
     return fit.get("crop_pct") if fit is not None else None
 
 
+def _register_own_model(arch: str, class_path: object, ckpt: str | Path) -> None:
+    """Import the module of the run's task class, which registers a model of the user's own.
+
+    It is what `cnnzoo test --config` and `cnnzoo export` of the checkpoint import too, so publish reads the same run.
+    """
+    from .models import is_model
+
+    if is_model(arch):
+        return
+    module = class_path.rpartition(".")[0] if isinstance(class_path, str) else ""
+    if module and not module.startswith("cnnzoo."):
+        import importlib
+
+        try:
+            importlib.import_module(module)
+        except ImportError as err:
+            raise ConfigError(
+                f"{ckpt} holds the model {arch!r}, which its run's task {class_path} registered, and {module} does "
+                f"not import from here ({first_line(err)}). Fix: run cnnzoo publish in the folder you trained "
+                "in, or put that folder on PYTHONPATH"
+            ) from None
+        if is_model(arch):
+            return
+    raise ConfigError(
+        f"{ckpt} holds the model {arch!r}, which no module imported here registers (the run's task is "
+        f"{class_path}). Fix: register {arch} in the module of a task class of your own, which publish imports, or "
+        "publish in Python after importing the module that registers it (cnnzoo.publish.publish)"
+    )
+
+
+def _arch_module(arch: str) -> str | None:
+    """The module that registers ``arch``, when it is a model of the user's own that loading must import first."""
+    from .models import get_model_entrypoint
+
+    module = get_model_entrypoint(arch).__module__
+    # A script run as __main__ cannot be imported by that name, so naming it would mislead.
+    return None if module.split(".")[0] in ("cnnzoo", "__main__") else module
+
+
 def publish(
     ckpt: Path,
     name: str,
@@ -212,6 +251,8 @@ def publish(
     builder, held = ("timm", hp.get("backbone")) if "backbone" in hp else ("cnnzoo", hp.get("model"))
     if held != arch:
         raise ConfigError(f"{ckpt} holds a {held!r} model, but --name says {arch!r}; use --name {held}.{tag}")
+    if builder == "cnnzoo":
+        _register_own_model(arch, hp.get("_class_path"), ckpt)
     missing = [k for k in ("class_names", "mean", "std") if not hp.get(k)]
     if missing:
         raise ConfigError(
@@ -309,6 +350,7 @@ def publish(
         license=license,
         notes=notes,
         builder=builder,
+        arch_module=_arch_module(arch) if builder == "cnnzoo" else None,
     )
     entry = out / f"{name}.json"
     replaced = _file_named_by(entry)
@@ -457,6 +499,7 @@ Evaluation commands{tta_note}:
     stored = f", stored as {w.dtype}: loading casts it to float32" if w.dtype != "float32" else ""
     commit = f" at commit `{w.versions['cnnzoo_commit']}`" if "cnnzoo_commit" in w.versions else ""
     front = yaml.safe_dump(card_metadata(w), sort_keys=False)
+    registers = f"import {w.arch_module}  # registers {w.arch}\n" if w.arch_module else ""
     return f"""---
 {front}---
 
@@ -470,7 +513,7 @@ Evaluation commands{tta_note}:
 
 ```python
 import cnnzoo
-model = cnnzoo.load_pretrained("{source or w.name}")  # eval mode, verified sha256
+{registers}model = cnnzoo.load_pretrained("{source or w.name}")  # eval mode, verified sha256
 preprocess = model.pretrained_cfg.transforms()  # resize, center-crop, normalise
 probs = model(preprocess(image).unsqueeze(0)).softmax(1)
 label = model.pretrained_cfg.class_names[int(probs.argmax())]

@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -692,6 +693,83 @@ def registered_model() -> object:
     yield plain_mlp
     _registry._model_entrypoints.pop("plain_mlp")
     _registry._model_to_module.pop("plain_mlp")
+
+
+@pytest.fixture
+def own_model_modules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A folder with a model of the user's own (mynets.tiny_net) and a task class that imports it (mytask)."""
+    from cnnzoo.models import _registry
+
+    (tmp_path / "mynets.py").write_text(
+        "from torch import nn\n\nfrom cnnzoo.models import ZooModel, register_model\n\n\n"
+        "class TinyNet(ZooModel):\n"
+        "    def __init__(self, num_classes: int = 10, in_chans: int = 1, img_size: int = 28) -> None:\n"
+        "        super().__init__(num_classes=num_classes, in_chans=in_chans, img_size=img_size)\n"
+        "        conv = nn.Conv2d(in_chans, 4, 3, padding=1)\n"
+        "        self.features = nn.Sequential(conv, nn.ReLU(), nn.AdaptiveAvgPool2d(1))\n"
+        "        self.head = nn.Flatten()\n"
+        "        self._make_classifier(4, num_classes)\n\n\n"
+        "@register_model\ndef tiny_net(**kwargs) -> TinyNet:\n    return TinyNet(**kwargs)\n"
+    )
+    (tmp_path / "mytask.py").write_text(
+        "import mynets  # noqa: F401\nfrom cnnzoo.tasks import ImageClassifier\n\n\n"
+        "class MyClassifier(ImageClassifier):\n    pass\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the CLI puts the current directory on it
+    yield tmp_path
+    for name in ("mynets", "mytask"):
+        sys.modules.pop(name, None)
+    _registry._model_entrypoints.pop("tiny_net", None)
+    _registry._model_to_module.pop("tiny_net", None)
+
+
+def test_a_model_of_your_own_publishes_and_loads_back_with_its_module(
+    own_model_modules: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cnnzoo.models import _registry
+
+    root = own_model_modules
+    fit = ["fit", "--model", "mytask.MyClassifier", "--model.model", "tiny_net", "--data", "DigitsDataModule",
+           "--trainer.max_steps=2", "--trainer.limit_val_batches=1", "--trainer.default_root_dir=run",
+           *QUIET]  # fmt: skip
+    code, _, err = run(fit, capsys)
+    assert code == 0, err
+    ckpt = next((root / "run").glob("**/last.ckpt"))
+    # publish built the model without importing the run's task module, which registers it: a traceback.
+    _registry._model_entrypoints.pop("tiny_net")  # as in a new process, before anything imports mynets
+    for name in ("mynets", "mytask"):
+        sys.modules.pop(name)
+    code, _, err = run(["publish", str(ckpt), "--name", "tiny_net.mine", "--out", "out"], capsys)
+    assert code == 0, err
+    w = cnnzoo.models.Weights.from_json(root / "out" / "tiny_net.mine.json")
+    assert w.arch_module == "mynets", "the module that registers the model, for those who load it"
+    assert (
+        "import mynets  # registers tiny_net\nmodel = cnnzoo.load_pretrained"
+        in (root / "out" / "README.md").read_text()
+    )
+    # Loading back in a process that has not imported mynets says which module to import, and never imports it.
+    _registry._model_entrypoints.pop("tiny_net")
+    sys.modules.pop("mynets")
+    sys.modules.pop("mytask")
+    with pytest.raises(ValueError, match=r"tiny_net\.mine is a tiny_net, which the module mynets registers, and it is "
+                       r"not imported: import mynets first"):  # fmt: skip
+        cnnzoo.load_pretrained(root / "out")
+    assert "mynets" not in sys.modules
+    import mynets  # noqa: F401
+
+    model = cnnzoo.load_pretrained(root / "out")
+    assert type(model).__name__ == "TinyNet" and model.pretrained_cfg.name == "tiny_net.mine"
+    # From elsewhere, the task's module does not import: one line that says where to run it.
+    _registry._model_entrypoints.pop("tiny_net")
+    for name in ("mynets", "mytask"):
+        sys.modules.pop(name, None)
+    monkeypatch.chdir(root.parent)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(root))])
+    code, _, err = run(["publish", str(ckpt), "--name", "tiny_net.two", "--out", str(root / "two")], capsys)
+    assert code == 2
+    assert "which its run's task mytask.MyClassifier registered, and mytask does not import from here" in err
+    assert not (root / "two").exists()
 
 
 def test_offline_timm_pretrained_is_one_clear_line(

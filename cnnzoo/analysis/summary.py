@@ -224,9 +224,9 @@ def _resolve(
         is_model,
         list_models,
         list_pretrained,
+        module_path_hint,
         unknown_name_error,
     )
-    from ..models._registry import module_path_hint
 
     if is_model(model_or_name):
         if input_size is not None and build and input_size[1] == input_size[2]:

@@ -40,7 +40,7 @@ from ..errors import (
     listed,
     warn,
 )
-from ._registry import create_model, module_path_hint, unknown_name_error
+from ._registry import create_model, is_model, module_path_hint, unknown_name_error
 from .tta import TTA, check_tta
 
 __all__ = [
@@ -108,6 +108,8 @@ class Weights:
         license: the weights' license.
         notes: free text from the publisher (what the figures mean, where the data came from).
         builder: ``"cnnzoo"`` (the registry) or ``"timm"`` (a published `TimmClassifier`).
+        arch_module: the module that registers ``arch`` when it is a model of the publisher's own (``None`` for
+            cnnzoo's and timm's). Import it before loading; cnnzoo never runs code that a file names.
         default: whether ``arch`` alone names these weights.
         root: the folder the file is read from when the weights were loaded from a folder, a JSON file or the Hub.
     """
@@ -142,6 +144,8 @@ class Weights:
     notes: str = ""
     # Which library builds `arch`: cnnzoo's registry, or timm for a published TimmClassifier.
     builder: str = "cnnzoo"
+    # The module that registers a model of the publisher's own: named in the errors and the card, never imported.
+    arch_module: str | None = None
     default: bool = False
     # Where the file of weights loaded from a folder, a JSON file or the Hub lives; not part of the metadata.
     root: str | None = field(default=None, compare=False, repr=False)
@@ -274,7 +278,7 @@ class Weights:
         d = asdict(self)
         d.pop("default")
         d.pop("root")
-        for key, default in (("tta", "none"), ("dtype", "float32")):
+        for key, default in (("tta", "none"), ("dtype", "float32"), ("arch_module", None)):
             if d[key] == default:  # files written before the key existed stay byte-identical
                 d.pop(key)
         return d
@@ -862,6 +866,11 @@ def build_model(w: Weights, in_chans: int | None = None, num_classes: int | None
         )
     if w.builder != "cnnzoo":
         raise ValueError(f"{w.name}: unknown builder {w.builder!r} (cnnzoo or timm); upgrade cnnzoo")
+    if w.arch_module and not is_model(w.arch):
+        raise ValueError(
+            f"{w.name} is a {w.arch}, which the module {w.arch_module} registers, and it is not imported: import "
+            f"{w.arch_module} first (on the command line, through a --model task class whose module imports it)"
+        )
     differ = {k: v for k, v in kwargs.items() if w.model_kwargs.get(k, v) != v}
     if differ:
         raise ValueError(f"{w.name} was trained with {w.model_kwargs}; it cannot be built with {differ}")
