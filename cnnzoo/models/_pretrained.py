@@ -869,7 +869,8 @@ def build_model(w: Weights, in_chans: int | None = None, num_classes: int | None
     if w.arch_module and not is_model(w.arch):
         raise ValueError(
             f"{w.name} is a {w.arch}, which the module {w.arch_module} registers, and it is not imported: import "
-            f"{w.arch_module} first (on the command line, through a --model task class whose module imports it)"
+            f"{w.arch_module} first (on the command line, through a task class whose module imports it: --model, or "
+            "the run's --config or checkpoint)"
         )
     differ = {k: v for k, v in kwargs.items() if w.model_kwargs.get(k, v) != v}
     if differ:
