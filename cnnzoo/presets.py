@@ -136,7 +136,8 @@ class ImageClassificationEval(nn.Module):
     """Evaluation preprocessing for images and batches.
 
     Evaluation preprocessing: a PIL image, a uint8 (C, H, W) or (H, W) image or a uint8 (B, C, H, W) batch in, a
-    normalised float tensor out: (C, H, W) for an image, (B, C, H, W) for a batch.
+    normalised float tensor out: (C, H, W) for an image, (B, C, H, W) for a batch. Float tensors in [0, 1] (from
+    torchvision's ``ToTensor``) are taken too, rounded to 8 bits as an image file holds them.
 
     Args:
         img_size: side of the square the network sees.
@@ -186,9 +187,25 @@ class ImageClassificationEval(nn.Module):
 
     def _to_uint8(self, img: Any) -> torch.Tensor:
         if isinstance(img, torch.Tensor):
-            if img.dtype != torch.uint8:
-                raise TypeError(f"expected uint8 image tensors (0-255), got {img.dtype}; convert with (x * 255).byte()")
-            return img
+            if img.dtype == torch.uint8:
+                return img
+            if not img.is_floating_point():
+                raise TypeError(f"expected uint8 image tensors (0-255), got {img.dtype}; convert with x.byte()")
+            # Floats in [0, 1], as torchvision's ToTensor and ToDtype(scale=True) give them, which torchvision's
+            # weights transforms take too. Rounded to 8 bits as an image file holds them, so that they give the
+            # same tensor as the PIL image they came from.
+            low, high = (float(v) for v in img.aminmax()) if img.numel() else (0.0, 0.0)
+            if low < 0 or high > 1 or img.isnan().any():
+                said, fix = f"values from {low:g} to {high:g}", "x.round().byte() for pixels in 0-255"
+                if img.isnan().any():
+                    said, fix = "NaN values", "find where they came from; no image file holds them"
+                elif low < 0:
+                    fix = "give the image before its normalisation, which this transform does"
+                raise TypeError(
+                    f"expected float images in [0, 1] (as torchvision's ToTensor gives them) or uint8 (0-255); got "
+                    f"{img.dtype} {said}. Fix: {fix}"
+                )
+            return img.mul(255).round_().to(torch.uint8)
         from PIL import Image
         from torchvision.transforms.functional import pil_to_tensor
 

@@ -330,6 +330,28 @@ def test_the_eval_transform_names_the_fix_for_arrays_and_channels_last_tensors(i
         assert torch.equal(t(fixed).reshape(expected.shape), expected)
 
 
+def test_the_eval_transform_takes_torchvision_float_images_and_refuses_other_floats() -> None:
+    # torchvision's weights transforms take ToTensor's floats in [0, 1]; ours refused them.
+    from torchvision.transforms import v2
+
+    from cnnzoo.presets import ImageClassificationEval
+
+    t = ImageClassificationEval(24, 3, [0.5] * 3, [0.25] * 3, crop_pct=0.875)
+    pixels = np.random.default_rng(0).integers(0, 256, (40, 30, 3), dtype=np.uint8)
+    image = Image.fromarray(pixels)
+    floats = v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, scale=True)])(image)
+    assert torch.equal(t(floats), t(image)) and torch.equal(t(floats[None].double())[0], t(image))
+    with pytest.raises(TypeError, match=r"got torch\.float32 values from 0 to 255\. Fix: x\.round\(\)\.byte\(\)"):
+        t(floats * 255)
+    normalised = v2.Normalize([0.5] * 3, [0.25] * 3)(floats)
+    with pytest.raises(TypeError, match=r"values from -2 to 2\. Fix: give the image before its normalisation"):
+        t(normalised)
+    with pytest.raises(TypeError, match=r"NaN values"):
+        t(torch.full((3, 8, 8), float("nan")))
+    with pytest.raises(TypeError, match=r"expected uint8 image tensors \(0-255\), got torch\.int64"):
+        t(torch.from_numpy(pixels).permute(2, 0, 1).long())
+
+
 def test_try_decode_returns_the_image_or_the_reason(tmp_path: Path) -> None:
     from cnnzoo.images import try_decode
 
