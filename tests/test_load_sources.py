@@ -90,6 +90,19 @@ def test_cnnzoo_weights_shows_a_published_folder_as_it_shows_the_registry(
     )
 
 
+def test_cnnzoo_summary_reads_a_published_folder_as_it_reads_the_registry(
+    published: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `cnnzoo summary published` was "unknown model 'published'", where `cnnzoo weights published` shows its row.
+    from cnnzoo.cli import main
+
+    assert main(["summary", NAME, "--format", "json"]) == 0
+    registry = capsys.readouterr().out
+    for source in (published, published / f"{NAME}.json"):
+        assert main(["summary", str(source), "--format", "json"]) == 0
+        assert capsys.readouterr().out == registry, "the same architecture, at the input it was trained at"
+
+
 def test_sources_without_metadata_say_what_is_missing(published: Path, tmp_path: Path) -> None:
     w = cnnzoo.get_weights(NAME)
     (published / f"{NAME}.json").unlink()

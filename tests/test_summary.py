@@ -223,6 +223,14 @@ def test_published_weights_summarise_as_they_were_trained(name: str, capsys: pyt
     assert json.loads(capsys.readouterr().out)["total_params"] == w.num_params
 
 
+def test_a_name_like_none_here_is_told_how_a_model_of_your_own_gets_registered() -> None:
+    with pytest.raises(ValueError, match=r"unknown model 'tiny_net'\. .* A model of your own is registered when its "):
+        summary("tiny_net")
+    with pytest.raises(ValueError) as err:
+        summary("lenet")  # near names: a typo, most likely
+    assert "Did you mean: lenet5" in str(err.value) and "of your own" not in str(err.value)
+
+
 def test_a_named_model_is_built_for_the_input_size_asked() -> None:
     # `summary("lenet5", input_size=(1, 32, 32))` refused ("built for 28x28"), where LeNet-5's own 1998 size is 32:
     # a registry model is built for the channels and square side asked, a timm model for the channels.

@@ -222,9 +222,11 @@ def _resolve(
         create_model,
         get_weights,
         is_model,
+        is_weights_source,
         list_models,
         list_pretrained,
         module_path_hint,
+        suggest_names,
         unknown_name_error,
     )
 
@@ -232,9 +234,11 @@ def _resolve(
         if input_size is not None and build and input_size[1] == input_size[2]:
             build["img_size"] = int(input_size[1])
         return create_model(model_or_name, **build), model_or_name, None
-    if model_or_name in list_pretrained():  # published weights: their architecture as they were trained
+    if model_or_name in list_pretrained() or is_weights_source(model_or_name):
+        # Published weights, registered or a folder, JSON, URL or hf-hub: repo as `cnnzoo publish` wrote them: their
+        # architecture as they were trained. Only the metadata is read; the weights file is not needed.
         w = get_weights(model_or_name)
-        return build_model(w), model_or_name, tuple(w.input_size)
+        return build_model(w), w.name, tuple(w.input_size)
     import importlib.util
 
     if importlib.util.find_spec("timm") is not None:
@@ -246,7 +250,13 @@ def _resolve(
     err = unknown_name_error(
         "model", model_or_name, names, "cnnzoo.list_models(), cnnzoo.list_pretrained() or timm.list_models()"
     )
-    raise ValueError(f"{err}{module_path_hint(model_or_name)}")
+    hint = module_path_hint(model_or_name)
+    if not hint and not suggest_names(model_or_name, names):  # like no name here: often the user's own model
+        hint = (
+            " A model of your own is registered when its module is imported: import it first (on the command line, "
+            "give the --config of a run or recipe whose task class imports it)"
+        )
+    raise ValueError(f"{err}{hint}")
 
 
 def _default_input(model: nn.Module) -> tuple[int, ...]:

@@ -305,7 +305,10 @@ def _cmd_summary(argv: list[str]) -> int:
     with_config = any(a in ("-c", "--config") or a.startswith(("-c=", "--config=")) for a in argv)
     if not with_config:  # with a recipe, every other argument is a `cnnzoo fit` option
         parser.add_argument(
-            "model", nargs="?", help="a model (cnnzoo models), published weights (cnnzoo weights) or a timm name"
+            "model",
+            nargs="?",
+            help="a model (cnnzoo models), published weights (cnnzoo weights, or a folder or JSON that cnnzoo "
+            "publish wrote) or a timm name",
         )
     parser.add_argument("--ckpt_path", "--ckpt-path", help="a checkpoint that cnnzoo fit wrote")
     parser.add_argument(

@@ -15,6 +15,7 @@ from ._pretrained import (
     fetch_url,
     get_weights,
     is_weights_entry,
+    is_weights_source,
     list_pretrained,
     load_pretrained,
     load_state_dict_file,
@@ -37,6 +38,7 @@ from ._registry import (
     module_path_hint,
     register_model,
     split_weights_name,
+    suggest_names,
     unknown_name_error,
 )
 
@@ -76,6 +78,7 @@ __all__ = [
     "get_weights",
     "is_model",
     "is_weights_entry",
+    "is_weights_source",
     "lenet5",
     "lenet5_classic",
     "list_models",
@@ -91,6 +94,7 @@ __all__ = [
     "sha256_file",
     "simple_cnn",
     "split_weights_name",
+    "suggest_names",
     "torch_load_weights_only",
     "tta_logits",
     "unknown_name_error",
