@@ -143,6 +143,8 @@ def test_bad_input_gets_one_line(
     assert "--target_layer 'nope' is not a layer of LeNet5" in capsys.readouterr().err
     assert main(["report", "-c", "lenet5_digits", "--out", str(tmp_path / "r")]) == 2
     assert "needs trained weights" in capsys.readouterr().err
+    assert main(["report", "--weights", "lenet5.mnist"]) == 2
+    assert "cnnzoo report --weights also needs the data: add --config <recipe>" in capsys.readouterr().err
     # The command line's evaluation settings reach a checkpoint's task, as with `cnnzoo validate`, and are checked.
     assert main([*argv, "--model.init_args.tta=mirror"]) == 2
     assert "tta=mirror mirrors the images, and DigitsDataModule holds digits" in capsys.readouterr().err
@@ -177,9 +179,9 @@ def test_a_classifier_kept_from_other_classes_is_refused_as_validate_refuses_it(
     # letter folders, got a page of the digits scored against the letters without a word.
     from .datagen import write_folder
 
-    def report_on(root: Path, *extra: str) -> int:
+    def report_on(root: Path, *extra: str, flag: str = "--model.init_args.pretrained") -> int:
         data = ["--data", "ImageFolderDataModule", f"--data.root={root}", "--data.img_size=28", "--data.in_chans=1"]
-        weights = ["--model.init_args.pretrained=lenet5.mnist", *extra]
+        weights = [f"{flag}=lenet5.mnist", *extra]
         return main(
             ["report", "-c", "lenet5_mnist", *data, *weights, f"--out={tmp_path / 'out' / root.name}", "--max-images=4"]
         )
@@ -191,7 +193,8 @@ def test_a_classifier_kept_from_other_classes_is_refused_as_validate_refuses_it(
     assert "lenet5.mnist's classifier was trained on classes ['0', '1', '2'" in err
     assert "the figures would score one label set against the other" in err
     digits = write_folder(tmp_path / "digits", {str(i): 2 for i in range(10)}, size=28, mode="L")
-    assert report_on(digits) == 0 and (tmp_path / "out" / "digits" / "report.html").is_file()
+    # --weights, as test and validate take it; it was read as an abbreviation of --weights_only ("expected bool").
+    assert report_on(digits, flag="--weights") == 0 and (tmp_path / "out" / "digits" / "report.html").is_file()
 
 
 def test_the_report_scores_what_the_tasks_test_time_augmentation_predicts() -> None:

@@ -147,7 +147,7 @@ def _cmd_publish(argv: list[str]) -> int:
 
 
 def _weights_arguments(args: list[str]) -> list[str]:
-    """``--weights SOURCE`` (``predict``, ``test``, ``validate``) as the model and data options it stands for.
+    """``--weights SOURCE`` (``predict``, ``test``, ``validate``, ``report``) as the options it stands for.
 
     With a recipe (``--config``), it is ``--model.init_args.pretrained SOURCE``. Without one, ``predict`` needs no
     training data at all: the model is the weights' architecture, and an image-folder data module that only
@@ -162,9 +162,9 @@ def _weights_arguments(args: list[str]) -> list[str]:
         source, rest = args[flag + 1], args[:flag] + args[flag + 2 :]
     else:
         source, rest = args[flag].partition("=")[2], args[:flag] + args[flag + 1 :]
-    if args[0] not in ("predict", "test", "validate"):
+    if args[0] not in ("predict", "test", "validate", "report"):
         raise ConfigError(
-            "--weights goes with predict, test or validate; to fine-tune: fit --model.init_args.pretrained "
+            "--weights goes with predict, test, validate or report; to fine-tune: fit --model.init_args.pretrained "
             + shlex.quote(source)
         )
     if any(a in ("--config", "-c") or a.startswith(("--config=", "-c=")) for a in rest):
@@ -356,7 +356,7 @@ def _cmd_report(argv: list[str]) -> int:
         description="One self-contained HTML page (and its PNGs) on what a trained model gets right and wrong: "
         "learning curves, confusion matrix, per-class P/R/F1, confident mistakes, first-layer filters, feature "
         "maps and Grad-CAM. Give --config RECIPE (any 'cnnzoo fit' option goes with it) and --ckpt_path, or "
-        "published weights with --model.init_args.pretrained NAME.",
+        "published weights with --weights NAME (a name, a folder that cnnzoo publish wrote, a URL or hf-hub:).",
     )
     parser.add_argument("--ckpt_path", "--ckpt-path", help="a checkpoint that cnnzoo fit wrote")
     parser.add_argument("--split", choices=["val", "test"], default="val")
@@ -364,6 +364,7 @@ def _cmd_report(argv: list[str]) -> int:
     parser.add_argument("--target_layer", "--target-layer", help="Grad-CAM layer; default: the last convolution")
     parser.add_argument("--max-images", type=positive_int, default=256, help="images kept for the figures")
     args, rest = parser.parse_known_args(argv)
+    rest = _weights_arguments(["report", *rest])[1:]  # --weights, as test and validate take it
     from ..models import CHECKPOINT_SUFFIXES
 
     # `cnnzoo report best.ckpt`, as `cnnzoo export best.ckpt` takes it, stopped at "unrecognized arguments".
@@ -389,7 +390,7 @@ def _cmd_report(argv: list[str]) -> int:
         task = cli.model
     else:
         raise ConfigError(
-            "cnnzoo report needs trained weights: --ckpt_path <checkpoint>, or --model.init_args.pretrained <weights>"
+            "cnnzoo report needs trained weights: --ckpt_path <checkpoint>, or --weights <published weights>"
         )
     try:
         path = report(task, cli.datamodule, Path(args.out), args.split, args.ckpt_path, args.target_layer,
