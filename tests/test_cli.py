@@ -633,16 +633,20 @@ def test_what_is_said_about_an_epoch_prints_after_its_line(capsys: pytest.Captur
         (["--data", "DigitsDataModule"], "no model given: add --model ImageClassifier --model.model <network>"),
         (
             ["--config", QUICKSTART, "--model.init_args.optimizer", "Adamm"],
-            "optimizer: Adamm is not a class to import; did you mean torch.optim.Adam?",
+            "optimizer: Adamm is not a class that imports; did you mean torch.optim.Adam?",
         ),
         (
             ["--config", QUICKSTART, "--model.init_args.lr_scheduler", "torch.optim.lr_scheduler.OneCycle"],
-            "is not a class to import; did you mean torch.optim.lr_scheduler.OneCycleLR?",
+            "is not a class that imports; did you mean torch.optim.lr_scheduler.OneCycleLR?",
         ),
         (
             ["--config", QUICKSTART, "--model.init_args.lr_scheduler", "ReduceLROnPlateau"],
             "lr_scheduler: more than one class is named ReduceLROnPlateau; give "
             "torch.optim.lr_scheduler.ReduceLROnPlateau",
+        ),
+        (
+            ["--config", QUICKSTART, "--model.init_args.optimizer", "xyz.Foo"],
+            "optimizer: xyz.Foo is not a class that imports (there is no module xyz)",
         ),
         (["--config", QUICKSTART, "--seed_everything", "abc"], "seed_everything: expected bool or int"),
         # A class path that does not import, for a Trainer option or a transform: jsonargparse's "Expected a path

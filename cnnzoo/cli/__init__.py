@@ -921,8 +921,9 @@ _CLASS_MODULES = {
     "trainer.callbacks": ("lightning.pytorch.callbacks", "cnnzoo.callbacks"),
     "trainer.profiler": ("lightning.pytorch.profilers",),
     "train_transform": ("torchvision.transforms.v2",),
+    "optimizer": ("torch.optim",),
+    "lr_scheduler": ("torch.optim.lr_scheduler",),
 }
-_NO_CALLABLE = re.compile(r"(optimizer|lr_scheduler): Expected a path but (\S+) either not accessible")
 _REQUIRED = re.compile(r"the following arguments are required: (?:\w+\.)?(model|data)\b")
 # Options that name one idea under two names in different classes: where the data is (a folder of class folders,
 # or the folder a torchvision dataset is stored in). A recipe moved to the other kind of module carries the other.
@@ -1012,19 +1013,6 @@ def explain_parse_error(text: str, run_config: str | None = None) -> str:
         belongs = [k for k in known_options() if k.startswith(("model.optimizer.", "model.lr_scheduler."))]
         hint = _did_you_mean(f"{key}.{option}", own + (belongs if key == "model" else []))
         return f"{text}: {hint}" if hint else text
-    if match := _NO_CALLABLE.search(text):
-        key, value = match.groups()
-        import torch.optim
-
-        module = torch.optim if key == "optimizer" else torch.optim.lr_scheduler
-        names = [n for n in dir(module) if n[:1].isupper()]
-        close = difflib.get_close_matches(value.rsplit(".", 1)[-1], names, n=1)
-        if close:
-            where = text[: match.start()]  # "model: cnnzoo.tasks.ImageClassifier: "
-            if close[0] == value:  # torch's and Lightning's CLI both have a ReduceLROnPlateau
-                return f"{where}{key}: more than one class is named {value}; give {module.__name__}.{value}"
-            return f"{where}{key}: {value} is not a class to import; did you mean {module.__name__}.{close[0]}?"
-        return text
     if (match := _NOT_IMPORTABLE.search(text)) and not _NOT_A_CLASS.match(text):
         return _explain_not_importable(text, match)
     if (match := _NOT_A_CLASS.match(text)) and "." not in match[2]:
@@ -1053,6 +1041,9 @@ def explain_parse_error(text: str, run_config: str | None = None) -> str:
 def _explain_not_importable(text: str, match: re.Match[str]) -> str:
     """``trainer.callbacks: cnnzoo.callbacks.ConfusionMatrixLoger``: the class that does not import, and the one meant.
 
+    The one reading of such errors, for the Trainer's options, a data module's transform and the task's optimizer
+    and scheduler.
+
     jsonargparse said "Expected a path but ... either not accessible or invalid", then the same import error twice,
     or "Expected a dot import path string" and the other types it tried.
     """
@@ -1080,6 +1071,9 @@ def _explain_not_importable(text: str, match: re.Match[str]) -> str:
             return f"{where}{key}: {value} is not a class that imports (there is no module {path})"
     by_name = {f.rpartition(".")[2]: f for f in found}  # cnnzoo's callbacks after Lightning's of the same name
     close = difflib.get_close_matches(name, list(by_name), n=1, cutoff=0.6)
+    if close and close[0] == value and key in ("optimizer", "lr_scheduler"):
+        # jsonargparse takes torch's short names here, but torch's and Lightning's CLI both have a ReduceLROnPlateau.
+        return f"{where}{key}: more than one class is named {value}; give {by_name[value]}"
     if close and close[0] == value:  # a short name where jsonargparse takes only an import path
         return f"{where}{key}: {value} needs its import path here: {by_name[value]}"
     said = f"{where}{key}: {value} is not a class that imports"
