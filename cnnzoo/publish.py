@@ -152,32 +152,46 @@ def recorded_crop_pct(checkpoint: dict[str, Any], fit: dict[str, Any] | None) ->
 
 
 def _register_own_model(arch: str, class_path: object, ckpt: str | Path) -> None:
-    """Import the module of the run's task class, which registers a model of the user's own.
+    """Import the modules of the run's task and data classes, one of which registers a model of the user's own.
 
-    It is what `cnnzoo test --config` and `cnnzoo export` of the checkpoint import too, so publish reads the same run.
+    They are what `cnnzoo test --config` of the run imports too (and `cnnzoo export` of the checkpoint, the task's),
+    so publish reads the same run. The data class comes from the run's ``config.yaml``, when it is beside the run.
     """
     from .models import is_model
 
     if is_model(arch):
         return
-    module = class_path.rpartition(".")[0] if isinstance(class_path, str) else ""
-    if module and not module.startswith("cnnzoo."):
-        import importlib
+    import importlib
 
+    paths = [class_path] if isinstance(class_path, str) else []
+    config = Path(ckpt).parent.parent / "config.yaml"
+    if config.is_file():
+        import yaml
+
+        try:
+            data = (yaml.safe_load(config.read_text()) or {}).get("data") or {}
+        except (OSError, yaml.YAMLError, AttributeError):
+            data = {}
+        paths += [data["class_path"]] if isinstance(data, dict) and isinstance(data.get("class_path"), str) else []
+    for path in paths:
+        module = path.rpartition(".")[0]
+        if not module or module.split(".")[0] == "cnnzoo":
+            continue
         try:
             importlib.import_module(module)
         except ImportError as err:
             raise ConfigError(
-                f"{ckpt} holds the model {arch!r}, which its run's task {class_path} registered, and {module} does "
-                f"not import from here ({first_line(err)}). Fix: run cnnzoo publish in the folder you trained "
-                "in, or put that folder on PYTHONPATH"
+                f"{ckpt} holds the model {arch!r}, which its run's {path} registers, and {module} does not import "
+                f"from here ({first_line(err)}). Fix: run cnnzoo publish in the folder you trained in, or put that "
+                "folder on PYTHONPATH"
             ) from None
         if is_model(arch):
             return
     raise ConfigError(
-        f"{ckpt} holds the model {arch!r}, which no module imported here registers (the run's task is "
-        f"{class_path}). Fix: register {arch} in the module of a task class of your own, which publish imports, or "
-        "publish in Python after importing the module that registers it (cnnzoo.publish.publish)"
+        f"{ckpt} holds the model {arch!r}, which no module imported here registers (the run's classes: "
+        f"{', '.join(paths) or 'not recorded'}). Fix: register {arch} in the module of a task or data class of your "
+        "own, which publish imports, or publish in Python after importing the module that registers it "
+        "(cnnzoo.publish.publish)"
     )
 
 

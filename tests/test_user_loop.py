@@ -715,10 +715,14 @@ def own_model_modules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
         "import mynets  # noqa: F401\nfrom cnnzoo.tasks import ImageClassifier\n\n\n"
         "class MyClassifier(ImageClassifier):\n    pass\n"
     )
+    (tmp_path / "mydata.py").write_text(
+        "import mynets  # noqa: F401\nfrom cnnzoo.data import DigitsDataModule\n\n\n"
+        "class MyDigits(DigitsDataModule):\n    pass\n"
+    )
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "path", list(sys.path))  # the CLI puts the current directory on it
     yield tmp_path
-    for name in ("mynets", "mytask"):
+    for name in ("mynets", "mytask", "mydata"):
         sys.modules.pop(name, None)
     _registry._model_entrypoints.pop("tiny_net", None)
     _registry._model_to_module.pop("tiny_net", None)
@@ -768,8 +772,28 @@ def test_a_model_of_your_own_publishes_and_loads_back_with_its_module(
     monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(root))])
     code, _, err = run(["publish", str(ckpt), "--name", "tiny_net.two", "--out", str(root / "two")], capsys)
     assert code == 2
-    assert "which its run's task mytask.MyClassifier registered, and mytask does not import from here" in err
+    assert "which its run's mytask.MyClassifier registers, and mytask does not import from here" in err
     assert not (root / "two").exists()
+
+
+def test_a_model_of_your_own_registered_by_your_data_module_publishes(
+    own_model_modules: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The registry's error offers a --data class_path as the way to import a model; publish read only the task's.
+    from cnnzoo.models import _registry
+
+    fit = ["fit", "--model", "ImageClassifier", "--model.model", "tiny_net", "--data", "mydata.MyDigits",
+           "--trainer.max_steps=2", "--trainer.limit_val_batches=1", "--trainer.default_root_dir=run",
+           *QUIET]  # fmt: skip
+    code, _, err = run(fit, capsys)
+    assert code == 0, err
+    ckpt = next((own_model_modules / "run").glob("**/last.ckpt"))
+    _registry._model_entrypoints.pop("tiny_net")  # as in a new process
+    for name in ("mynets", "mydata"):
+        sys.modules.pop(name)
+    code, _, err = run(["publish", str(ckpt), "--name", "tiny_net.data", "--out", "out"], capsys)
+    assert code == 0, err
+    assert cnnzoo.models.Weights.from_json(own_model_modules / "out" / "tiny_net.data.json").arch_module == "mynets"
 
 
 def test_offline_timm_pretrained_is_one_clear_line(
