@@ -515,6 +515,25 @@ def test_a_reader_that_stops_early_is_not_an_error() -> None:
 @pytest.mark.parametrize(
     ("args", "said"),
     [
+        (["summary", "--weights", "lenet5.digits"], "cnnzoo summary takes published weights as its argument: cnnzoo "
+         "summary lenet5.digits"),
+        (["show-augment", "--config", QUICKSTART, "--weights", "lenet5.digits"], "--weights goes with predict, test, "
+         "validate or report"),
+        (["fit", "--config", QUICKSTART, "--weights", "lenet5.digits"], "--weights goes with predict, test, "
+         "validate or report; to fine-tune: fit --model.init_args.pretrained lenet5.digits"),
+    ],
+)  # fmt: skip
+def test_weights_given_where_none_are_taken_is_told_where_they_go(
+    args: list[str], said: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # With argparse's abbreviations, `--weights` read as the Trainer commands' --weights_only: "expected bool".
+    assert main(args) == 2
+    assert capsys.readouterr().err.startswith(f"cnnzoo: error: {said}")
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
         (["summary", "lenet5", "--batch-size", "0"], "argument --batch-size: must be 1 or more, got 0"),
         (["summary", "lenet5", "--input-size", "1", "-2", "28"], "argument --input-size: must be 1 or more, got -2"),
         (["summary", "lenet5", "--batch-size", "two"], "argument --batch-size: expected a whole number, got 'two'"),
@@ -712,7 +731,13 @@ def test_what_is_said_about_an_epoch_prints_after_its_line(capsys: pytest.Captur
         (["--config", QUICKSTART, "--epochs", "3"], "did you mean --trainer.max_epochs or --trainer.min_epochs?"),
         (["--config", QUICKSTART, "--batch_size", "8"], "did you mean --data.batch_size?"),
         (["--config", QUICKSTART, "--patience", "3"], "did you mean --early_stopping.patience?"),
-        (["--config", QUICKSTART, "--lr", "0.1"], "ambiguous option: --lr could match --lr_monitor"),
+        # argparse read a prefix as the option it begins: `--weights x` as --weights_only ("expected bool").
+        (
+            ["--config", QUICKSTART, "--trainer.max_epoch", "1"],
+            "unrecognized arguments: --trainer.max_epoch 1: did you mean --trainer.max_epochs?",
+        ),
+        (["--config", QUICKSTART, "--weight", "x"], "unrecognized arguments: --weight x"),
+        (["--config", QUICKSTART, "--ckpt", "last"], "unrecognized arguments: --ckpt last: did you mean --ckpt_path?"),
         (["--config", QUICKSTART, "--lr", "0.1"], "did you mean --model.optimizer.lr?"),
         (
             ["--config", QUICKSTART, "--max_epochs", "3", "--xyz", "1", "--batchsize", "8"],

@@ -115,7 +115,7 @@ def _cmd_show_augment(argv: list[str]) -> int:
         help=f"pixels per image pixel (default: enough for tiles of {MIN_TILE} px, so 28x28 digits are visible)",
     )
     args, rest = parser.parse_known_args(argv)
-    dm = _configured_cli(rest).datamodule
+    dm = _configured_cli(_weights_arguments(["show-augment", *rest])[1:]).datamodule  # --weights: where it goes
     if not isinstance(dm, ClassificationDataModule):
         raise SystemExit(f"show-augment needs a cnnzoo data module, got {type(dm).__name__}")
     scale = args.scale or -(-MIN_TILE // dm.img_size)
@@ -303,6 +303,10 @@ def _cmd_summary(argv: list[str]) -> int:
         "--config RECIPE (and any 'cnnzoo fit' option), or --ckpt_path CHECKPOINT.",
     )
     with_config = any(a in ("-c", "--config") or a.startswith(("-c=", "--config=")) for a in argv)
+    weights = next((i for i, a in enumerate(argv) if a == "--weights" or a.startswith("--weights=")), None)
+    if weights is not None:  # as test and report take it; summary takes the weights' name as its argument
+        source = argv[weights].partition("=")[2] or (argv[weights + 1] if weights + 1 < len(argv) else "NAME")
+        raise ConfigError(f"cnnzoo summary takes published weights as its argument: cnnzoo summary {source}")
     if not with_config:  # with a recipe, every other argument is a `cnnzoo fit` option
         parser.add_argument(
             "model",
@@ -844,7 +848,7 @@ def known_options() -> list[str]:
 
     from .trainer import CALLBACK_ARGS
 
-    keys = [f"trainer.{name}" for name in _parameters(Trainer)]
+    keys = [f"trainer.{name}" for name in _parameters(Trainer)] + ["ckpt_path", "seed_everything"]
     # cnnzoo's EarlyStopping forwards Lightning's own arguments through **kwargs.
     keys += [f"{key}.{name}" for key, callback in CALLBACK_ARGS.items() for name in _options_of(callback, skip=())]
     keys += [

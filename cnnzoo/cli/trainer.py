@@ -398,16 +398,21 @@ class CnnzooCLI(LightningCLI):
         # Parse errors are raised, not printed after a full usage dump, so `cnnzoo` can show them first, in one line.
         # Each subcommand gets its own dict: Lightning fills in its description there, and a shared dict gave
         # every subcommand fit's ("Runs the full optimization routine.").
+        # allow_abbrev: argparse read `--weights x` as an abbreviation of `--weights_only` ("expected bool"), and
+        # would read any prefix of an option as that option.
         subcommand_kwargs = {
             sub: {
                 "exit_on_error": False,
+                "allow_abbrev": False,
                 "description": f"{TRAINER_COMMANDS[sub][0].upper()}{TRAINER_COMMANDS[sub][1:]}."
                 + (f" {TRAINER_SHORTCUTS[sub]}" if sub in TRAINER_SHORTCUTS else ""),
             }
             for sub in self.subcommands()
         }
         # prog: `python -m cnnzoo fit --help` showed "usage: __main__.py [options] fit".
-        kwargs.setdefault("parser_kwargs", {"exit_on_error": False, "prog": "cnnzoo", **subcommand_kwargs})
+        kwargs.setdefault(
+            "parser_kwargs", {"exit_on_error": False, "allow_abbrev": False, "prog": "cnnzoo", **subcommand_kwargs}
+        )
         kwargs.setdefault("parser_class", CnnzooArgumentParser)
         started = time.time()  # the wall clock of file times, to tell this run's files from earlier ones
         try:
