@@ -780,6 +780,8 @@ def test_the_hints_name_options_that_the_parser_takes(capsys: pytest.CaptureFixt
         "lr_monitor",
         "prediction_writer",
         "speed",
+        "ckpt_path",
+        "seed_everything",
     }
     assert set(keys) <= listed, set(keys) - listed
 
