@@ -254,10 +254,12 @@ def test_a_model_named_by_its_module_path_is_told_to_name_it_alone(
     with pytest.raises(ValueError, match=said):
         cnnzoo.summary("mynets.tiny_net")
     assert "mynets" not in sys.modules, "the module is looked up, never run"
-    # A name whose first part is no module keeps its own error.
-    with pytest.raises(ValueError) as err:
-        cnnzoo.get_weights("lenet5.mnst")
-    assert "Python module" not in str(err.value)
+    # A name whose first part is no module keeps its own error; nor is a folder of images one.
+    (tmp_path / "imgs").mkdir()
+    for name in ("lenet5.mnst", "imgs.tiny_net"):
+        with pytest.raises(ValueError) as err:
+            cnnzoo.get_weights(name)
+        assert "Python module" not in str(err.value)
 
 
 def test_a_timm_name_is_told_the_task_that_trains_it() -> None:

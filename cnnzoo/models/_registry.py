@@ -124,10 +124,10 @@ def module_path_hint(name: str) -> str:
     import importlib.util
 
     try:
-        found = importlib.util.find_spec(module) is not None
+        spec = importlib.util.find_spec(module)
     except (ImportError, ValueError):
-        found = False
-    if not found:
+        spec = None
+    if spec is None or spec.origin is None:  # a plain folder in the current directory is a namespace package
         return ""
     return (
         f" {module} is a Python module, not an architecture: name the model alone ({model}), after {module} is "
