@@ -340,6 +340,26 @@ def test_conv_output_size_arithmetic() -> None:
         assert nn.MaxPool2d(k, s, min(p, k // 2), d)(x).shape[-1] == conv_output_size(28, k, s, min(p, k // 2), d)
 
 
+def test_conv_output_size_refuses_what_no_layer_can_do() -> None:
+    # It gave -1 for a 5x5 kernel on 3 pixels, 26.0 for a size of 28.5, and a ZeroDivisionError for stride 0: the
+    # first two are silent wrong sizes for a head built from them.
+    with pytest.raises(RuntimeError):
+        nn.Conv2d(1, 1, 5)(torch.randn(1, 1, 3, 3))  # what PyTorch's own layer says to the same input
+    with pytest.raises(ValueError, match=r"a window of 5 pixels does not fit a 3-pixel input .* would be -1\)"):
+        conv_output_size(3, 5)
+    with pytest.raises(ValueError, match=r"a window of 2 pixels does not fit a 1-pixel input .* would be 0\)"):
+        conv_output_size(1, 2, stride=2)
+    for bad, said in [
+        ({"size": 28.5}, "size must be a whole number, 1 or more; got 28.5"),
+        ({"stride": 0}, "stride must be a whole number, 1 or more; got 0"),
+        ({"padding": -1}, "padding must be a whole number, 0 or more; got -1"),
+        ({"size": True}, "size must be a whole number, 1 or more; got True"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(said)):
+            conv_output_size(**{"size": 28, "kernel": 3, **bad})
+    assert conv_output_size(np.int64(28), torch.tensor(5), padding=2) == 28  # numpy's and torch's integers count
+
+
 def _python(code: str) -> subprocess.CompletedProcess[str]:
     """A fresh interpreter's run of ``code`` in the repository, which must succeed."""
     from .conftest import REPO

@@ -6,6 +6,7 @@ The interface mirrors timm (``forward_features``, ``forward_head``, ``get_classi
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 
 import torch
@@ -17,9 +18,28 @@ __all__ = ["ZooModel", "conv_output_size"]
 def conv_output_size(size: int, kernel: int, stride: int = 1, padding: int = 0, dilation: int = 1) -> int:
     """Spatial output size of a convolution or pooling layer: ``floor((n + 2p - d(k-1) - 1) / s) + 1``.
 
-    This is the arithmetic every head size in cnnzoo is computed from, rather than typed in.
+    This is the arithmetic every head size in cnnzoo is computed from, rather than typed in. A layer that leaves no
+    output (a window larger than the padded input) is an error, as PyTorch's layers make it, not a size of 0 or less.
     """
-    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+    given = {"size": size, "kernel": kernel, "stride": stride, "padding": padding, "dilation": dilation}
+    for name, value in given.items():
+        least = 0 if name == "padding" else 1
+        try:  # ints, numpy's and torch's included; a float size (28.5) would give a float, which no layer outputs
+            whole = operator.index(value) if not isinstance(value, bool) else None
+        except TypeError:
+            whole = None
+        if whole is None or whole < least:
+            raise ValueError(f"conv_output_size: {name} must be a whole number, {least} or more; got {value!r}")
+        given[name] = whole
+    size, kernel, stride, padding, dilation = given.values()
+    out = (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+    if out < 1:
+        span = dilation * (kernel - 1) + 1
+        raise ValueError(
+            f"conv_output_size: a window of {span} pixels does not fit a {size}-pixel input padded by {padding} on "
+            f"each side (the output would be {out}). Fix: a larger input, more padding, or a smaller kernel"
+        )
+    return out
 
 
 class ZooModel(nn.Module):
