@@ -1036,6 +1036,26 @@ def test_a_trainer_count_below_one_is_refused_at_once(
     assert not (tmp_path / "lightning_logs").exists()
 
 
+@pytest.mark.parametrize(("command", "split"), [("validate", "val"), ("test", "test"), ("predict", "predict")])
+def test_an_evaluation_limited_to_no_batch_is_refused(
+    command: str, split: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # Lightning ran it on nothing and exited 0 without a word: no figures, no report, no predictions.
+    argv = [
+        command,
+        "-c",
+        "lenet5_digits",
+        "--model.init_args.pretrained=lenet5.digits",
+        f"--trainer.limit_{split}_batches=0",
+    ]
+    assert main([*argv, f"--trainer.default_root_dir={tmp_path}"]) == 2
+    err = capsys.readouterr().err
+    tail = err[err.find("cnnzoo: error: ") :].strip()
+    said = f"cnnzoo: error: cnnzoo {command} --trainer.limit_{split}_batches 0 runs on no image; drop it"
+    assert tail.startswith(said) and len(tail.splitlines()) == 1, tail
+    assert not (tmp_path / "lightning_logs").exists()
+
+
 @pytest.mark.parametrize("count", [0, -2])
 def test_a_python_trainer_that_accumulates_no_batch_is_refused_when_training_starts(count: int) -> None:
     from lightning.pytorch import Trainer

@@ -278,6 +278,22 @@ def _cpu_without_bf16() -> str | None:
     return capability if capability in ("DEFAULT", "AVX2") else None
 
 
+def _evaluates_nothing(subcommand: str | None, trainer: dict[str, Any]) -> str | None:
+    """The one-line error for ``validate``, ``test`` or ``predict`` limited to no batch at all.
+
+    Lightning runs such a command on nothing and exits 0 without a word: no figures, no report, no predictions.
+    """
+    split = {"validate": "val", "test": "test", "predict": "predict"}.get(subcommand or "")
+    key = f"limit_{split}_batches"
+    value = trainer.get(key)
+    if split is None or isinstance(value, bool) or not isinstance(value, (int, float)) or value != 0:
+        return None
+    return (
+        f"cnnzoo {subcommand} --trainer.{key} {value} runs on no image; drop it, or give a count of batches (1 or "
+        "more) or a fraction above 0"
+    )
+
+
 def _counts_below_one(trainer: dict[str, Any]) -> str | None:
     """The one-line error for a Trainer count below 1, said before the data loads; ``None`` when they are fine.
 
@@ -550,7 +566,7 @@ class CnnzooCLI(LightningCLI):
         missing = _missing_gpu(trainer.get("accelerator"))
         if missing is not None:
             raise ConfigError(missing)
-        problem = _counts_below_one(trainer)
+        problem = _counts_below_one(trainer) or _evaluates_nothing(self.subcommand, trainer)
         if problem is not None:
             raise ConfigError(problem)
         if trainer.get("precision") is None:
