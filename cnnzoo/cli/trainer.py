@@ -279,11 +279,11 @@ def _cpu_without_bf16() -> str | None:
 
 
 def _evaluates_nothing(subcommand: str | None, trainer: dict[str, Any]) -> str | None:
-    """The one-line error for ``validate``, ``test`` or ``predict`` limited to no batch at all.
+    """The one-line error for ``fit``, ``validate``, ``test`` or ``predict`` limited to no batch at all.
 
-    Lightning runs such a command on nothing and exits 0 without a word: no figures, no report, no predictions.
+    Lightning runs such a command on nothing and exits 0 without a word: no training, figures, report or predictions.
     """
-    split = {"validate": "val", "test": "test", "predict": "predict"}.get(subcommand or "")
+    split = {"fit": "train", "validate": "val", "test": "test", "predict": "predict"}.get(subcommand or "")
     key = f"limit_{split}_batches"
     value = trainer.get(key)
     if split is None or isinstance(value, bool) or not isinstance(value, (int, float)) or value != 0:
