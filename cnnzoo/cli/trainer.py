@@ -281,12 +281,14 @@ def _cpu_without_bf16() -> str | None:
 def _evaluates_nothing(subcommand: str | None, trainer: dict[str, Any]) -> str | None:
     """The one-line error for ``fit``, ``validate``, ``test`` or ``predict`` limited to no batch at all.
 
-    Lightning runs such a command on nothing and exits 0 without a word: no training, figures, report or predictions.
+    Lightning runs such a command on nothing and exits 0: a fit of 0 steps, or no figures, report or predictions.
     """
     split = {"fit": "train", "validate": "val", "test": "test", "predict": "predict"}.get(subcommand or "")
+    if split is None:
+        return None
     key = f"limit_{split}_batches"
     value = trainer.get(key)
-    if split is None or isinstance(value, bool) or not isinstance(value, (int, float)) or value != 0:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != 0:
         return None
     return (
         f"cnnzoo {subcommand} --trainer.{key} {value} runs on no image; drop it, or give a count of batches (1 or "
