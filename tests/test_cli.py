@@ -1039,10 +1039,10 @@ def test_a_trainer_count_below_one_is_refused_at_once(
 @pytest.mark.parametrize(
     ("command", "split"), [("fit", "train"), ("validate", "val"), ("test", "test"), ("predict", "predict")]
 )
-def test_an_evaluation_limited_to_no_batch_is_refused(
+def test_a_command_limited_to_no_batch_is_refused(
     command: str, split: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    # Lightning ran it on nothing and exited 0 without a word: "fit: 0 epochs, 0 steps", no figures, no predictions.
+    # Lightning ran it on nothing and exited 0: "fit: 0 epochs, 0 steps", or no figures, report or predictions.
     argv = [
         command,
         "-c",
