@@ -375,6 +375,15 @@ def test_ckpt_path_last_never_resumes_another_experiment(tmp_path: Path) -> None
     assert cli.trainer.global_step == 4
 
 
+def test_ckpt_path_last_of_an_evaluation_says_it_evaluates_not_resumes(tmp_path: Path, cnnzoo_said: list[str]) -> None:
+    # `cnnzoo test --ckpt_path last` said "resuming from .../last.ckpt", where nothing resumes.
+    fit(tmp_path, "--trainer.max_epochs=1", "--trainer.limit_train_batches=2")
+    cnnzoo_said.clear()
+    CnnzooCLI(args=["test", "--config", DIGITS, f"--trainer.default_root_dir={tmp_path}", *QUIET, "--ckpt_path=last"])
+    said = f"testing {last_ckpt(tmp_path)} (ImageClassifier lenet5, epoch 0, step 2)"
+    assert said in cnnzoo_said and not any("resuming" in line for line in cnnzoo_said), cnnzoo_said
+
+
 # --- 8. unreadable files in predict_dir -----------------------------------------------------------------------------
 def test_corrupt_and_non_image_files_in_predict_dir_are_reported_not_fatal(shapes_ckpt: Path, tmp_path: Path) -> None:
     root = write_folder(tmp_path / "shapes", {"circle": 6, "square": 6, "star": 6}, size=28)

@@ -683,8 +683,12 @@ class CnnzooCLI(LightningCLI):
                 self.trainer.checkpoint_callback.dirpath = _saved_checkpoint_dirpath(state, path)
                 # Going on in the folder it resumed from is the point; Lightning warns that it is not empty.
                 warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+            # Only fit resumes; the other commands evaluate the checkpoint.
+            doing = {"fit": "resuming from", "validate": "validating", "test": "testing"}.get(
+                str(self.subcommand), "predicting with"
+            )
             _logging.info(
-                f"resuming from {path} ({want_class.rsplit('.', 1)[-1]} {found[1] or ''}, epoch {state.get('epoch')}, "
+                f"{doing} {path} ({want_class.rsplit('.', 1)[-1]} {found[1] or ''}, epoch {state.get('epoch')}, "
                 f"step {state.get('global_step')})"
             )
             return
