@@ -146,6 +146,18 @@ def _cmd_publish(argv: list[str]) -> int:
     return publish_main(argv)
 
 
+def _take_weights(args: list[str]) -> tuple[str, list[str]] | None:
+    """``--weights SOURCE`` (or ``--weights=SOURCE``) taken out of ``args``: the source and the other arguments."""
+    flag = next((i for i, a in enumerate(args) if a == "--weights" or a.startswith("--weights=")), None)
+    if flag is None:
+        return None
+    if args[flag] != "--weights":
+        return args[flag].partition("=")[2], args[:flag] + args[flag + 1 :]
+    if flag + 1 >= len(args):
+        raise ConfigError("--weights needs a value: a weights name, a published folder, a URL or hf-hub:org/repo")
+    return args[flag + 1], args[:flag] + args[flag + 2 :]
+
+
 def _weights_arguments(args: list[str]) -> list[str]:
     """``--weights SOURCE`` (``predict``, ``test``, ``validate``, ``report``) as the options it stands for.
 
@@ -153,15 +165,10 @@ def _weights_arguments(args: list[str]) -> list[str]:
     training data at all: the model is the weights' architecture, and an image-folder data module that only
     predicts gets its classes, input size and normalisation from the weights' metadata.
     """
-    flag = next((i for i, a in enumerate(args) if a == "--weights" or a.startswith("--weights=")), None)
-    if flag is None:
+    taken = _take_weights(args)
+    if taken is None:
         return args
-    if args[flag] == "--weights":
-        if flag + 1 >= len(args):
-            raise ConfigError("--weights needs a value: a weights name, a published folder, a URL or hf-hub:org/repo")
-        source, rest = args[flag + 1], args[:flag] + args[flag + 2 :]
-    else:
-        source, rest = args[flag].partition("=")[2], args[:flag] + args[flag + 1 :]
+    source, rest = taken
     if args[0] not in ("predict", "test", "validate", "report"):
         raise ConfigError(
             "--weights goes with predict, test, validate or report; to fine-tune: fit --model.init_args.pretrained "
@@ -303,10 +310,9 @@ def _cmd_summary(argv: list[str]) -> int:
         "--config RECIPE (and any 'cnnzoo fit' option), or --ckpt_path CHECKPOINT.",
     )
     with_config = any(a in ("-c", "--config") or a.startswith(("-c=", "--config=")) for a in argv)
-    weights = next((i for i, a in enumerate(argv) if a == "--weights" or a.startswith("--weights=")), None)
+    weights = _take_weights(argv)
     if weights is not None:  # as test and report take it; summary takes the weights' name as its argument
-        source = argv[weights].partition("=")[2] or (argv[weights + 1] if weights + 1 < len(argv) else "NAME")
-        raise ConfigError(f"cnnzoo summary takes published weights as its argument: cnnzoo summary {source}")
+        raise ConfigError(f"cnnzoo summary takes published weights as its argument: cnnzoo summary {weights[0]}")
     if not with_config:  # with a recipe, every other argument is a `cnnzoo fit` option
         parser.add_argument(
             "model",
