@@ -402,8 +402,9 @@ def report(task: nn.Module, datamodule: Any, out: str | Path, split: str = "val"
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     ev = evaluate(task, datamodule, split, max_images, progress)
-    if callable(check_tta_fits):  # once the data is set up: which images this split holds
-        cast(Any, task).say_if_split_differs(datamodule, split)
+    say_if_split_differs = getattr(task, "say_if_split_differs", None)
+    if callable(say_if_split_differs):  # once the data is set up: which images this split holds
+        say_if_split_differs(datamodule, split)
     n = len(names)
     cm = confusion(ev.probs, ev.labels, n)
     stats = per_class(cm)

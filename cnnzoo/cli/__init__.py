@@ -919,7 +919,8 @@ def _explain_unknown_options(text: str) -> str:
 
 _NOT_ACCEPTED = re.compile(r"^(model|data): ([\w.]+): Option '(\w+)' is not accepted")
 _NOT_A_CLASS = re.compile(r"^(model|data): Expected a path but (\S+) either not accessible")
-# A class path that does not import, given to a Trainer option or a data module's transform.
+# A class path that does not import, given to a Trainer option, a data module's transform, or the task's optimizer
+# or scheduler.
 _NOT_IMPORTABLE = re.compile(
     r"(?:^|: )(?P<key>[\w.]+): (?:Type .+? expects a function or a callable class: )?(?:Expected a path but "
     r"(?P<value>[\w.]+) either not accessible|Expected a dot import path string: (?P<short>[\w.]+)$|"
@@ -1028,14 +1029,12 @@ def explain_parse_error(text: str, run_config: str | None = None) -> str:
     if (match := _NOT_A_CLASS.match(text)) and "." not in match[2]:
         key, value = match.groups()
         if key == "model":
-            from ..models import is_model
+            from ..models import is_model, is_timm_model
 
             if is_model(value):
                 fix = f"--model ImageClassifier --model.model {value}"
                 return f"--model {value}: {value} is a network, and --model takes a task class: {fix}"
-            import timm
-
-            if timm.is_model(value):
+            if is_timm_model(value):
                 fix = f"--model TimmClassifier --model.backbone {value}"
                 return f"--model {value}: {value} is a timm backbone, and --model takes a task class: {fix}"
             return f"--model {value}: not a task class; give {tasks}, or your own as module.Class"

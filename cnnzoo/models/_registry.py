@@ -93,7 +93,7 @@ def get_model_entrypoint(name: str) -> Callable[..., nn.Module]:
     try:
         return _model_entrypoints[name]
     except KeyError:
-        if _is_timm_model(name):
+        if is_timm_model(name):
             # Users coming from timm name its nets here; cnnzoo trains those through TimmClassifier.
             matches = suggest_names(name, list(_model_entrypoints))
             hint = f" Did you mean: {', '.join(matches)}? Or:" if matches else ""
@@ -135,7 +135,7 @@ def module_path_hint(name: str) -> str:
     )
 
 
-def _is_timm_model(name: str) -> bool:
+def is_timm_model(name: str) -> bool:
     """Whether timm builds a model of that name; timm is imported only here, on the way to an error."""
     try:
         import timm
