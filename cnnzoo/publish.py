@@ -163,13 +163,15 @@ def _register_own_model(arch: str, class_path: object, ckpt: str | Path) -> None
         return
     import importlib
 
+    from .cli import _run_config_of  # the one place that finds a checkpoint's run config
+
     paths = [class_path] if isinstance(class_path, str) else []
-    config = Path(ckpt).parent.parent / "config.yaml"
-    if config.is_file():
+    config = _run_config_of(str(ckpt))
+    if config is not None:
         import yaml
 
         try:
-            data = (yaml.safe_load(config.read_text()) or {}).get("data") or {}
+            data = (yaml.safe_load(Path(config).read_text()) or {}).get("data") or {}
         except (OSError, yaml.YAMLError, AttributeError):
             data = {}
         paths += [data["class_path"]] if isinstance(data, dict) and isinstance(data.get("class_path"), str) else []
