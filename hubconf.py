@@ -21,7 +21,11 @@ dependencies = ["torch", "torchvision", "safetensors"]  # what loading a registe
 
 
 def _entry_point(arch: str) -> Callable[..., nn.Module]:
-    def entry(weights: bool | str | None = None, **kwargs: Any) -> nn.Module:
+    def entry(weights: bool | str | None = None, pretrained: bool | str | None = None, **kwargs: Any) -> nn.Module:
+        # pretrained= is timm's and the older torchvision's keyword: it gave the weights in training mode.
+        if weights and pretrained:
+            raise ValueError(f"weights={weights!r} and pretrained={pretrained!r}: give one of them")
+        weights = weights or pretrained
         if not weights:
             return create_model(arch, **kwargs)
         return create_model(arch, pretrained=weights, **kwargs).eval()
@@ -31,7 +35,8 @@ def _entry_point(arch: str) -> Callable[..., nn.Module]:
     entry.__doc__ = (
         f"{arch}: {summary}\n\n"
         "weights: True for its default published weights, a weights name (cnnzoo.list_pretrained()) or its tag, "
-        "or None for a random initialisation. Other keywords go to cnnzoo.create_model (num_classes, in_chans)."
+        "or None for a random initialisation; pretrained= is the same. Other keywords go to cnnzoo.create_model "
+        "(num_classes, in_chans)."
     )
     return entry
 

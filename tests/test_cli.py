@@ -834,6 +834,18 @@ def test_a_run_that_fails_before_writing_leaves_no_empty_version_folder(tmp_path
     assert not (tmp_path / "lightning_logs").exists()
 
 
+def test_runs_started_together_get_a_folder_each(tmp_path: Path) -> None:
+    # A sweep started in the background: Lightning counted version_N when a run began and made the folder at its
+    # first log, so two runs started together wrote into one folder, and one crashed on the other's checkpoints.
+    from cnnzoo.cli.trainer import default_loggers
+
+    first, second = default_loggers(str(tmp_path)), default_loggers(str(tmp_path))
+    folders = [Path(loggers[0].log_dir) for loggers in (first, second)]
+    assert [f.name for f in folders] == ["version_0", "version_1"] and all(f.is_dir() for f in folders)
+    for folder, loggers in zip(folders, (first, second), strict=True):
+        assert {Path(logger.log_dir) for logger in loggers} == {folder}  # CSV and TensorBoard share it
+
+
 def test_a_run_folder_holding_only_tensorboard_event_files_counts_as_unwritten(tmp_path: Path) -> None:
     import time
 

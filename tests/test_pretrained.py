@@ -598,6 +598,8 @@ def test_torch_hub_loads_every_published_weights(name: str) -> None:
     w = cnnzoo.get_weights(name)
     hub = torch.hub.load(str(REPO), w.arch, source="local", weights=name, verbose=False)
     assert hub.pretrained_cfg.name == name and not hub.training
+    alias = torch.hub.load(str(REPO), w.arch, source="local", pretrained=name, verbose=False)  # timm's keyword
+    assert alias.pretrained_cfg.name == name and not alias.training
     tag = name.partition(".")[2]  # the tag alone, as create_model(arch, pretrained=tag) takes it
     assert torch.hub.load(str(REPO), w.arch, source="local", weights=tag, verbose=False).pretrained_cfg.name == name
     expected = cnnzoo.load_pretrained(name).state_dict()

@@ -24,6 +24,7 @@ from lightning.pytorch import LightningDataModule, Trainer
 from lightning.pytorch.accelerators import CPUAccelerator
 from lightning.pytorch.callbacks import BatchSizeFinder, LearningRateFinder, LearningRateMonitor, RichProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.utilities import rank_zero_only
 from typing_extensions import override
 
 from .. import _logging
@@ -213,6 +214,25 @@ def _remove_if_unwritten(folder: Path, since: float) -> bool:
     return True
 
 
+def _claim_version(folder: Path) -> int:
+    """The next ``version_N`` under ``folder``, created now so that no other run can take it.
+
+    Lightning creates the folder it counted from only when the run first logs. Two runs started together (a sweep
+    in the background) counted the same N: they wrote into one folder, and one crashed on the other's checkpoints.
+    ``mkdir`` fails for the second of two runs that try one name, so each run gets a folder of its own.
+    """
+    from lightning.pytorch.loggers import CSVLogger
+
+    version = CSVLogger(str(folder.parent), name=folder.name).version
+    assert isinstance(version, int)
+    while True:
+        try:
+            (folder / f"version_{version}").mkdir(parents=True)
+            return version
+        except FileExistsError:
+            version += 1
+
+
 def default_loggers(root: str) -> list[Any]:
     """CSV always, TensorBoard too when it is installed, in one ``lightning_logs/version_N`` folder.
 
@@ -220,10 +240,10 @@ def default_loggers(root: str) -> list[Any]:
     """
     from lightning.pytorch.loggers import CSVLogger
 
-    csv = CSVLogger(root, name="lightning_logs")
     # The version is fixed here, in the launching process: left lazy, ddp_spawn's workers logged into version_N
     # while the launcher, asking after them, found version_N+1 and wrote its report into a folder that did not exist.
-    version = csv.version
+    version = _claim_version(Path(root) / "lightning_logs") if rank_zero_only.rank == 0 else None
+    csv = CSVLogger(root, name="lightning_logs", version=version)
     loggers: list[Any] = [csv]
     try:
         import tensorboard  # noqa: F401
@@ -402,6 +422,7 @@ class CnnzooCLI(LightningCLI):
     """
 
     _ckpt_state: dict[str, Any] | None = None  # the --ckpt_path checkpoint, read once with weights_only=True
+    _run_folder: Path | None = None  # the lightning_logs/version_N folder claimed for this run's default loggers
 
     def __init__(self, args: Any = None, run: bool = True, **kwargs: Any) -> None:
         # Lightning's model summary calls its 32-bit size "not accurate" under 16-mixed and bf16-mixed, where the
@@ -450,6 +471,11 @@ class CnnzooCLI(LightningCLI):
             # needed once, when a run fails.
             _drop_empty_run_folder(getattr(self, "trainer", None), started)
             raise
+        finally:
+            # The folder claimed for the run, left empty by a run that failed before its Trainer was made or by a
+            # smoke test (fast_dev_run logs nothing). Without run, the user's own fit is yet to write into it.
+            if run and self._run_folder is not None:
+                _remove_if_unwritten(self._run_folder, started)
 
     @override
     def setup_parser(
@@ -770,7 +796,10 @@ class CnnzooCLI(LightningCLI):
         if trainer_config.get("profiler") is None and not barebones:
             trainer_config["profiler"] = NoProfiler()
         if trainer_config.get("logger") in (None, True):
-            trainer_config["logger"] = default_loggers(trainer_config.get("default_root_dir") or os.getcwd())
+            loggers = default_loggers(trainer_config.get("default_root_dir") or os.getcwd())
+            trainer_config["logger"] = loggers
+            if rank_zero_only.rank == 0:  # the process that claimed the run's folder
+                self._run_folder = Path(loggers[0].log_dir)
         plugins = trainer_config.get("plugins")
         plugins = list(plugins) if isinstance(plugins, (list, tuple)) else ([plugins] if plugins else [])
         if not any(isinstance(p, CheckpointIO) for p in plugins):
