@@ -233,6 +233,11 @@ def _claim_version(folder: Path) -> int:
             version += 1
 
 
+def _launching_rank() -> bool:
+    """Whether this process is global rank 0: DDP's other processes run the same command, and claim no folder."""
+    return getattr(rank_zero_only, "rank", 0) == 0  # set from RANK / LOCAL_RANK before the Trainer exists
+
+
 def default_loggers(root: str) -> list[Any]:
     """CSV always, TensorBoard too when it is installed, in one ``lightning_logs/version_N`` folder.
 
@@ -242,7 +247,7 @@ def default_loggers(root: str) -> list[Any]:
 
     # The version is fixed here, in the launching process: left lazy, ddp_spawn's workers logged into version_N
     # while the launcher, asking after them, found version_N+1 and wrote its report into a folder that did not exist.
-    version = _claim_version(Path(root) / "lightning_logs") if rank_zero_only.rank == 0 else None
+    version = _claim_version(Path(root) / "lightning_logs") if _launching_rank() else None
     csv = CSVLogger(root, name="lightning_logs", version=version)
     loggers: list[Any] = [csv]
     try:
@@ -798,7 +803,7 @@ class CnnzooCLI(LightningCLI):
         if trainer_config.get("logger") in (None, True):
             loggers = default_loggers(trainer_config.get("default_root_dir") or os.getcwd())
             trainer_config["logger"] = loggers
-            if rank_zero_only.rank == 0:  # the process that claimed the run's folder
+            if _launching_rank():  # the process that claimed the run's folder
                 self._run_folder = Path(loggers[0].log_dir)
         plugins = trainer_config.get("plugins")
         plugins = list(plugins) if isinstance(plugins, (list, tuple)) else ([plugins] if plugins else [])
