@@ -22,7 +22,7 @@ import torch
 
 from . import _logging
 from ._console import plain_help
-from ._files import safetensors_beside, write_text_whole
+from ._files import safetensors_beside, short_path, write_text_whole
 from ._provenance import evaluation_record, run_folder_message, versions
 from .cli._args import ZooArgumentParser
 from .errors import ConfigError, first_line
@@ -310,6 +310,12 @@ def publish(
             f"{out} already holds the release {others[0]}; a folder holds one release (its README.md is that "
             f"release's model card). Publish {name} into another --out"
         )
+    card = out / "README.md"
+    if card.exists() and not _is_model_card(card):
+        raise ConfigError(
+            f"{card} is not a model card that cnnzoo publish wrote, and publish writes the release's card there: "
+            f"give {name} a folder of its own with --out"
+        )
     # Every check comes before the first file is written, so a refused publish leaves nothing behind.
     # The file's sha256 costs one more serialisation of the weights: only a report can need it.
     file_sha256 = _file_sha256(stored) if reports else ""
@@ -375,6 +381,7 @@ def publish(
         # Publishing the name again (new weights, another dtype) replaces its file; a Hub upload of the folder
         # would otherwise carry the old one too.
         (out / replaced).unlink(missing_ok=True)
+        _logging.info(f"{short_path(str(out / replaced))}, the earlier file of {name}, is replaced")
     # The card says how to load the weights from where they will be: the Hub, the package, or this folder.
     source = f"hf-hub:{hub_repo}" if hub_repo else name if name in list_pretrained() else out.as_posix()
     write_text_whole(out / "README.md", model_card(weights, source))
@@ -391,6 +398,18 @@ def _file_sha256(tensors: dict[str, torch.Tensor]) -> str:
     from safetensors.torch import save
 
     return hashlib.sha256(save(tensors, metadata=SAFETENSORS_METADATA)).hexdigest()
+
+
+def _is_model_card(path: Path) -> bool:
+    """Whether ``path`` is a README that `model_card` wrote: its front matter names cnnzoo as the library."""
+    import yaml
+
+    try:
+        text = path.read_text(encoding="utf-8")
+        front = yaml.safe_load(text.split("---\n", 2)[1]) if text.startswith("---\n") else None
+    except (OSError, UnicodeDecodeError, IndexError, yaml.YAMLError):
+        return False
+    return isinstance(front, dict) and front.get("library_name") == "cnnzoo"
 
 
 def _file_named_by(entry: Path) -> str | None:
@@ -590,7 +609,11 @@ def main(argv: list[str] | None = None) -> int:
         default="float32",
         help="store the weights as float16 to halve the file (--report then measured on the published file)",
     )
-    parser.add_argument("--push-to-hub", metavar="REPO", help="upload the folder to this Hugging Face Hub repo")
+    parser.add_argument(
+        "--push-to-hub",
+        metavar="REPO",
+        help="upload the release (weights, JSON, model card) to this Hugging Face Hub repo",
+    )
     args = parser.parse_args(argv)
     w = publish(
         args.ckpt,
@@ -620,6 +643,13 @@ def main(argv: list[str] | None = None) -> int:
             from huggingface_hub import HfApi
         except ImportError as err:
             raise SystemExit("--push-to-hub needs huggingface_hub: pip install 'cnnzoo[hub]'") from err
-        HfApi().upload_folder(folder_path=str(args.out), repo_id=args.push_to_hub, repo_type="model")
+        # The release's three files only, whatever else the folder holds; an earlier file of the name goes, as here.
+        HfApi().upload_folder(
+            folder_path=str(args.out),
+            repo_id=args.push_to_hub,
+            repo_type="model",
+            allow_patterns=[w.file, f"{w.name}.json", "README.md"],
+            delete_patterns=[f"{w.name}-*.safetensors"],
+        )
         print(f"uploaded to https://huggingface.co/{args.push_to_hub}")
     return 0

@@ -1168,6 +1168,8 @@ def pretrained_page() -> str:
         "file's sha256 and never unpickles. `TimmClassifier` checkpoints publish too (`builder: timm`).",
         "The folder's `README.md` is its model card. Its YAML header is the Hugging Face Hub's metadata: the",
         "license, the task, and `model-index` with each measured metric, which the Hub shows as the model's results.",
+        "A folder holds one release: `publish` refuses a folder with another release or a `README.md` of its own,",
+        "and `--push-to-hub` uploads the release's three files, whatever else the folder holds.",
         "`cnnzoo test` (and `validate`) of a checkpoint prints this `publish` command, with its report, as its",
         "`next:` line, unless `--trainer.limit_test_batches` measured only part of the split: `publish` takes",
         "reports of a whole split. Published without `--report`, the model card says its metrics were not measured,",

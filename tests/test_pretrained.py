@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import ast
+import fnmatch
 import hashlib
 import json
 import os
@@ -340,7 +341,7 @@ def test_publish_round_trip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reg
 
 
 def test_publish_float16_halves_the_file_and_takes_figures_of_that_file(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cnnzoo_said: list[str]
 ) -> None:
     from cnnzoo.cli import main
     from cnnzoo.publish import publish
@@ -386,11 +387,19 @@ def test_publish_float16_halves_the_file_and_takes_figures_of_that_file(
     # Publishing a name again replaces its file: the folder (a Hub upload) held both before.
     again = publish(ckpt, "lenet5.full", tmp_path / "full", dtype="float16")
     assert [p.name for p in (tmp_path / "full").glob("*.safetensors")] == [again.file] != [full.file]
+    assert f"full/{full.file}, the earlier file of lenet5.full, is replaced" in "\n".join(cnnzoo_said)
     # Another name into that folder would overwrite the card of the release there and leave two for load_pretrained.
     card = (tmp_path / "full" / "README.md").read_text()
     with pytest.raises(ValueError, match=r"full already holds the release lenet5\.full; a folder holds one release"):
         publish(ckpt, "lenet5.other", tmp_path / "full")
     assert (tmp_path / "full" / "README.md").read_text() == card and not list((tmp_path / "full").glob("*other*"))
+    # A folder's own README.md (--out . in a project) was replaced by the card without a word.
+    (tmp_path / "project").mkdir()
+    (tmp_path / "project" / "README.md").write_text("# My project\n")
+    with pytest.raises(ValueError, match=r"project/README\.md is not a model card that cnnzoo publish wrote"):
+        publish(ckpt, "lenet5.mine", tmp_path / "project")
+    assert [p.name for p in (tmp_path / "project").iterdir()] == ["README.md"]
+    assert (tmp_path / "project" / "README.md").read_text() == "# My project\n"
 
 
 def test_a_run_records_the_commit_it_started_from_not_the_tree_at_its_end(
@@ -526,7 +535,7 @@ def test_cifar_weights_on_real_cifar_images(name: str, cifar10_train: Path) -> N
     assert acc == pytest.approx(published, abs=0.08)  # 300 of the 5,000 images: within sampling error
 
 
-def test_publish_push_to_hub_uploads_the_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_publish_push_to_hub_uploads_the_release_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
     import types
 
@@ -546,14 +555,26 @@ def test_publish_push_to_hub_uploads_the_folder(tmp_path: Path, monkeypatch: pyt
     trainer.strategy.connect(task)
     trainer.save_checkpoint(tmp_path / "m.ckpt")
     out = tmp_path / "release"
+    out.mkdir()
+    (out / ".env").write_text("HF_TOKEN=secret\n")  # the whole folder went up, whatever else it held
+    (out / "notes.txt").write_text("draft\n")
     assert (
         publish_main(
             [str(tmp_path / "m.ckpt"), "--name", "lenet5.hub", "--out", str(out), "--push-to-hub", "me/lenet5-hub"]
         )
         == 0
     )
-    assert calls == [{"folder_path": str(out), "repo_id": "me/lenet5-hub", "repo_type": "model"}]
-    assert {p.suffix for p in out.iterdir()} == {".safetensors", ".json", ".md"}
+    (call,) = calls
+    assert {k: call[k] for k in ("folder_path", "repo_id", "repo_type")} == {
+        "folder_path": str(out), "repo_id": "me/lenet5-hub", "repo_type": "model"
+    }  # fmt: skip
+    uploaded = {p.name for p in out.iterdir() if any(fnmatch.fnmatch(p.name, pat) for pat in call["allow_patterns"])}
+    w = cnnzoo.load_pretrained(str(out)).pretrained_cfg
+    assert uploaded == {w.file, "lenet5.hub.json", "README.md"}
+    # An earlier file of the name goes from the repository too (its history keeps it), as from the folder.
+    assert [fnmatch.fnmatch(f, *call["delete_patterns"]) for f in ("lenet5.hub-0123abcd.safetensors", "x.json")] == [
+        True, False
+    ]  # fmt: skip
 
 
 def test_versions_name_the_commit_of_a_checkout_only(tmp_path: Path) -> None:
