@@ -786,6 +786,37 @@ def test_the_hints_name_options_that_the_parser_takes(capsys: pytest.CaptureFixt
     assert set(keys) <= listed, set(keys) - listed
 
 
+@pytest.mark.parametrize(
+    ("typed", "meant"),
+    [
+        ("--data.grayscale", "did you mean --data.in_chans? (1 reads the images as grayscale)"),
+        ("--data.validation_split", "did you mean --data.val_fraction?"),  # Keras
+        ("--data.input_size", "did you mean --data.img_size?"),  # timm
+        ("--model.learning_rate", "did you mean --model.optimizer.lr?"),
+        ("--model.dropout", "did you mean --model.drop_rate?"),
+        ("--data.shuffle", "the training batches are shuffled already, in an order that --data.seed sets"),
+    ],
+)
+def test_names_from_other_libraries_are_told_the_option_meant(
+    typed: str, meant: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Too far from ours for a near-name match, so the error named no option at all.
+    args = ["fit", "--model", "ImageClassifier", "--data", "DigitsDataModule", typed, "1"]
+    assert main([*args, "--trainer.fast_dev_run=1"]) == 2
+    line = capsys.readouterr().err.splitlines()[0]
+    assert line.startswith("cnnzoo: error: ") and meant in line, line
+
+
+def test_every_name_from_other_libraries_points_at_an_option_that_exists() -> None:
+    from cnnzoo.cli import _OTHER_NAMES, _classes, _options_of
+
+    taken = {f"{key}.{o}" for key in ("model", "data") for c in _classes(key).values() for o in _options_of(c)}
+    taken |= {k for k in known_options() if k.startswith("model.optimizer.")}
+    for name, (meant, _) in _OTHER_NAMES.items():
+        assert {f"model.{meant}", f"data.{meant}"} & taken, f"{name} -> {meant}, which no class takes"
+        assert not {f"model.{name}", f"data.{name}"} & taken, f"{name} is an option of ours: no hint is due"
+
+
 def test_an_option_that_several_other_classes_take_names_two_and_counts_the_rest(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

@@ -939,6 +939,25 @@ _REQUIRED = re.compile(r"the following arguments are required: (?:\w+\.)?(model|
 # Options that name one idea under two names in different classes: where the data is (a folder of class folders,
 # or the folder a torchvision dataset is stored in). A recipe moved to the other kind of module carries the other.
 _SAME_IDEA = {"data_dir": "root", "root": "data_dir"}
+# The names other libraries give an option of ours (Keras, torchvision, timm), too far from it for a near-name
+# match: the option meant, and how it says the same. Each is offered only where the class takes that option.
+_OTHER_NAMES: dict[str, tuple[str, str]] = {
+    "grayscale": ("in_chans", "1 reads the images as grayscale"),
+    "color_mode": ("in_chans", "1 for grayscale, 3 for RGB"),
+    "channels": ("in_chans", "the channels the images are read with"),
+    "num_channels": ("in_chans", "the channels the images are read with"),
+    "validation_split": ("val_fraction", "the fraction of the training images held out for validation"),
+    "val_split": ("val_fraction", "the fraction of the training images held out for validation"),
+    "test_split": ("test_fraction", "the fraction of the images held out for the test"),
+    "input_size": ("img_size", "the side the images are resized to"),
+    "resize": ("img_size", "the side the images are resized to"),
+    "size": ("img_size", "the side the images are resized to"),
+    "augmentation": ("augment", "a named preset"),
+    "learning_rate": ("optimizer.lr", "the optimizer's learning rate"),
+    "dropout": ("drop_rate", "the dropout before the classifier, timm's name"),
+    "smoothing": ("label_smoothing", "the loss's label smoothing"),
+    "weights": ("pretrained", "published weights, a folder or a checkpoint to start from"),
+}
 # Shown when the data module is missing or unknown; a test checks that each is a data module.
 DATA_EXAMPLES = ("MNISTDataModule", "CIFAR10DataModule", "ImageFolderDataModule")
 
@@ -1022,6 +1041,11 @@ def explain_parse_error(text: str, run_config: str | None = None) -> str:
             return f"{said}; did you mean --{key}.{same}?" if same in _options_of(cls) else said
         own = [f"{key}.{name}" for name in _options_of(cls)]
         belongs = [k for k in known_options() if k.startswith(("model.optimizer.", "model.lr_scheduler."))]
+        meant, says = _OTHER_NAMES.get(option, ("", ""))
+        if f"{key}.{meant}" in own + belongs:
+            return f"{text}: did you mean --{key}.{meant}? ({says})"
+        if option == "shuffle" and key == "data":
+            return f"{text}: the training batches are shuffled already, in an order that --data.seed sets"
         hint = _did_you_mean(f"{key}.{option}", own + (belongs if key == "model" else []))
         return f"{text}: {hint}" if hint else text
     if (match := _NOT_IMPORTABLE.search(text)) and not _NOT_A_CLASS.match(text):
