@@ -877,6 +877,19 @@ def test_runs_started_together_get_a_folder_each(tmp_path: Path) -> None:
         assert {Path(logger.log_dir) for logger in loggers} == {folder}  # CSV and TensorBoard share it
 
 
+def test_a_root_dir_that_is_not_a_folder_is_told_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "notes.txt").write_text("mine\n")
+    args = ["fit", "--config", str(RECIPES / "lenet5_digits.yaml"), "--trainer.fast_dev_run=1"]
+    assert main([*args, "--trainer.default_root_dir", str(tmp_path / "notes.txt")]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"cnnzoo: error: cannot create the run's folder {tmp_path}/notes.txt/lightning_logs/version_0 "
+        "(Not a directory): give --trainer.default_root_dir a folder you can write to"
+    )
+    assert (tmp_path / "notes.txt").read_text() == "mine\n"
+
+
 def test_a_run_folder_holding_only_tensorboard_event_files_counts_as_unwritten(tmp_path: Path) -> None:
     import time
 

@@ -231,6 +231,11 @@ def _claim_version(folder: Path) -> int:
             return version
         except FileExistsError:
             version += 1
+        except OSError as err:
+            raise ConfigError(
+                f"cannot create the run's folder {folder / f'version_{version}'} ({err.strerror or err}): give "
+                "--trainer.default_root_dir a folder you can write to"
+            ) from None
 
 
 def _launching_rank() -> bool:
