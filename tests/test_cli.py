@@ -875,6 +875,10 @@ def test_runs_started_together_get_a_folder_each(tmp_path: Path) -> None:
     assert [f.name for f in folders] == ["version_0", "version_1"] and all(f.is_dir() for f in folders)
     for folder, loggers in zip(folders, (first, second), strict=True):
         assert {Path(logger.log_dir) for logger in loggers} == {folder}  # CSV and TensorBoard share it
+    # A CLI that leaves the fit to its user claims nothing: that fit may never come.
+    CnnzooCLI(args=["--config", str(RECIPES / "lenet5_digits.yaml"), f"--trainer.default_root_dir={tmp_path / 'py'}"],
+              run=False)  # fmt: skip
+    assert not (tmp_path / "py").exists()
 
 
 def test_a_root_dir_that_is_not_a_folder_is_told_in_one_line(

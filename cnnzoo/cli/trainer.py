@@ -243,17 +243,19 @@ def _launching_rank() -> bool:
     return getattr(rank_zero_only, "rank", 0) == 0  # set from RANK / LOCAL_RANK before the Trainer exists
 
 
-def default_loggers(root: str) -> list[Any]:
+def default_loggers(root: str, claim: bool = True) -> list[Any]:
     """CSV always, TensorBoard too when it is installed, in one ``lightning_logs/version_N`` folder.
 
     Explicit loggers keep Lightning's paragraph about the removed tensorboardX dependency out of every run.
+    ``claim``: create the folder now (`_claim_version`), in the launching process.
     """
     from lightning.pytorch.loggers import CSVLogger
 
     # The version is fixed here, in the launching process: left lazy, ddp_spawn's workers logged into version_N
     # while the launcher, asking after them, found version_N+1 and wrote its report into a folder that did not exist.
-    version = _claim_version(Path(root) / "lightning_logs") if _launching_rank() else None
-    csv = CSVLogger(root, name="lightning_logs", version=version)
+    folder = Path(root) / "lightning_logs"
+    version = _claim_version(folder) if claim and _launching_rank() else CSVLogger(root, folder.name).version
+    csv = CSVLogger(root, name=folder.name, version=version)
     loggers: list[Any] = [csv]
     try:
         import tensorboard  # noqa: F401
@@ -433,6 +435,7 @@ class CnnzooCLI(LightningCLI):
 
     _ckpt_state: dict[str, Any] | None = None  # the --ckpt_path checkpoint, read once with weights_only=True
     _run_folder: Path | None = None  # the lightning_logs/version_N folder claimed for this run's default loggers
+    _runs = True  # whether the CLI runs the subcommand itself (run=True)
 
     def __init__(self, args: Any = None, run: bool = True, **kwargs: Any) -> None:
         # Lightning's model summary calls its 32-bit size "not accurate" under 16-mixed and bf16-mixed, where the
@@ -443,6 +446,7 @@ class CnnzooCLI(LightningCLI):
             if not any(isinstance(f, _DropNoise) for f in log.filters):
                 log.addFilter(_DropNoise())
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
+        self._runs = run
         int_before_float_in_trainer_options()  # "--trainer.limit_train_batches 1" is one batch on every stack
         # Parse errors are raised, not printed after a full usage dump, so `cnnzoo` can show them first, in one line.
         # Each subcommand gets its own dict: Lightning fills in its description there, and a shared dict gave
@@ -483,8 +487,8 @@ class CnnzooCLI(LightningCLI):
             raise
         finally:
             # The folder claimed for the run, left empty by a run that failed before its Trainer was made or by a
-            # smoke test (fast_dev_run logs nothing). Without run, the user's own fit is yet to write into it.
-            if run and self._run_folder is not None:
+            # smoke test (fast_dev_run logs nothing).
+            if self._run_folder is not None:
                 _remove_if_unwritten(self._run_folder, started)
 
     @override
@@ -806,9 +810,11 @@ class CnnzooCLI(LightningCLI):
         if trainer_config.get("profiler") is None and not barebones:
             trainer_config["profiler"] = NoProfiler()
         if trainer_config.get("logger") in (None, True):
-            loggers = default_loggers(trainer_config.get("default_root_dir") or os.getcwd())
+            # Without run (CnnzooCLI(run=False)), the user's own fit may never come: no empty folder is left for it.
+            claim = self._runs
+            loggers = default_loggers(trainer_config.get("default_root_dir") or os.getcwd(), claim=claim)
             trainer_config["logger"] = loggers
-            if _launching_rank():  # the process that claimed the run's folder
+            if claim and _launching_rank():  # the process that claimed the run's folder
                 self._run_folder = Path(loggers[0].log_dir)
         plugins = trainer_config.get("plugins")
         plugins = list(plugins) if isinstance(plugins, (list, tuple)) else ([plugins] if plugins else [])
