@@ -275,6 +275,33 @@ def test_the_page_in_a_real_browser(made: Path, tmp_path: Path) -> None:
     assert attrs["broken"] == "1" and any("boom" in line for line in console)
 
 
+def test_the_curves_of_a_resumed_fit_take_in_every_run_of_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cnnzoo.analysis.report import curves_figure, run_metrics_csvs
+
+    # A resumed fit logs in a version folder of its own: the report of its checkpoint drew the first run's epochs.
+    monkeypatch.chdir(tmp_path)
+    fit = ["fit", "-c", "lenet5_digits", "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=2", *QUIET]
+    logs = tmp_path / "lightning_logs"
+    assert main([*fit, "--trainer.max_epochs=2"]) == 0
+    assert main([*fit, "--trainer.max_epochs=3", "--ckpt_path=last"]) == 0  # version_1, checkpoints in version_0's
+    last = logs / "version_0" / "checkpoints" / "last.ckpt"
+    assert main(["test", "-c", str(logs / "version_0" / "config.yaml"), f"--ckpt_path={last}", *QUIET]) == 0
+    # From a checkpoint path, relative as typed: its checkpoints go to the new run's folder, version_3.
+    assert main([*fit, "--trainer.max_epochs=4", "--ckpt_path=lightning_logs/version_0/checkpoints/last.ckpt"]) == 0
+    assert main(["fit", "-c", "lenet5_digits", "--trainer.max_epochs=1", *QUIET]) == 0  # another fit: not this one
+
+    def epochs(ckpt: Path) -> list[float]:
+        fig = curves_figure(run_metrics_csvs(str(ckpt)))
+        return list(next(ax for ax in fig.axes if ax.get_title() == "accuracy").get_lines()[0].get_xdata())
+
+    assert [p.parent.name for p in run_metrics_csvs(str(last))] == ["version_0", "version_1", "version_3"]
+    assert epochs(last) == [0, 1, 2, 3]  # the test run (version_2) logged no training: not a part
+    assert epochs(logs / "version_3" / "checkpoints" / "last.ckpt") == [0, 1, 2, 3]
+    assert [p.parent.name for p in run_metrics_csvs(str(logs / "version_4" / "checkpoints" / "last.ckpt"))] == [
+        "version_4"
+    ]
+
+
 @pytest.mark.parametrize(("scales", "axis"), [((1.0,), "linear"), ((64.0, 1.0), "log")])
 def test_learning_rates_of_scaled_groups_share_a_log_axis(tmp_path: Path, scales: tuple[float, ...], axis: str) -> None:
     from cnnzoo.analysis.report import curves_figure

@@ -29,7 +29,7 @@ from .. import _logging
 from .._files import write_text_whole
 from ..presets import normalisation_note
 
-__all__ = ["ReportError", "find_metrics_csv", "report"]
+__all__ = ["ReportError", "find_metrics_csv", "report", "run_metrics_csvs"]
 
 SECTIONS = ("curves", "confusion", "per-class", "mistakes", "filters", "feature-maps", "grad-cam")
 
@@ -65,6 +65,58 @@ def find_metrics_csv(ckpt_path: str | None) -> Path | None:
     run = Path(ckpt_path).resolve().parent.parent
     path = run / "metrics.csv"
     return path if path.is_file() else None
+
+
+def run_metrics_csvs(ckpt_path: str | None) -> list[Path]:
+    """The training ``metrics.csv`` files of the fit that wrote a checkpoint, oldest first.
+
+    A fit resumed with ``--ckpt_path`` logs in a version folder of its own, whose ``config.yaml`` names the checkpoint
+    it started from: the runs it resumed from and those that resumed it are one fit. Without them, the curves of a
+    resumed fit stopped where its first run stopped.
+    """
+    if not ckpt_path:
+        return []
+    run = Path(ckpt_path).resolve().parent.parent
+    links = {
+        config.parent: start.parent.parent
+        for config in run.parent.glob("*/config.yaml")
+        if (start := _resumed_from(config))
+    }
+    fit, grown = {run}, True
+    while grown:
+        more = {a for a, b in links.items() if b in fit} | {b for a, b in links.items() if a in fit}
+        grown, fit = not more <= fit, fit | more
+    # Only folders that trained: `cnnzoo test` of a checkpoint names it too, and logs test metrics alone.
+    files = [folder / "metrics.csv" for folder in fit if _logged_training(folder / "metrics.csv")]
+    return sorted(files, key=lambda f: f.stat().st_mtime)
+
+
+def _resumed_from(config: Path) -> Path | None:
+    """The checkpoint a run's saved ``config.yaml`` started from, resolved; ``None`` for a run from scratch."""
+    import yaml
+
+    try:
+        text = config.read_text(encoding="utf-8")
+        if "\nckpt_path: " not in text or "\nckpt_path: null\n" in text:
+            return None
+        value = yaml.safe_load(text).get("ckpt_path")
+    except (OSError, UnicodeDecodeError, AttributeError, yaml.YAMLError):
+        return None
+    if not isinstance(value, str):
+        return None
+    # A relative path was taken from the current directory of that run: the root the run folder is in, as a rule.
+    for base in (Path.cwd(), config.parent.parent.parent):
+        if (path := base / value).is_file():
+            return path.resolve()
+    return None
+
+
+def _logged_training(metrics_csv: Path) -> bool:
+    try:
+        with metrics_csv.open() as f:
+            return any(name.startswith("train_") for name in next(csv.reader(f), []))
+    except OSError:
+        return False
 
 
 def evaluate(task: nn.Module, datamodule: Any, split: str, max_images: int, progress: bool = True) -> Evaluation:
@@ -144,10 +196,15 @@ def _show(ax: Any, img: torch.Tensor) -> None:
     ax.axis("off")
 
 
-def curves_figure(metrics_csv: Path) -> Any | None:
-    """Loss, accuracy and learning rate per epoch from a Lightning CSVLogger file; ``None`` if it has none."""
-    with metrics_csv.open() as f:
-        rows = list(csv.DictReader(f))
+def curves_figure(metrics_csv: Path | Iterable[Path]) -> Any | None:
+    """Loss, accuracy and learning rate per epoch from Lightning CSVLogger files; ``None`` if they have none.
+
+    Several files are a resumed fit's, oldest first: each epoch is as the last of them logged it.
+    """
+    rows: list[dict[str, str]] = []
+    for path in [metrics_csv] if isinstance(metrics_csv, Path) else metrics_csv:
+        with path.open() as f:
+            rows += list(csv.DictReader(f))
     # LearningRateMonitor logs by step with no epoch; such rows take the epoch of the next row that has both.
     known = sorted((int(r["step"]), int(float(r["epoch"]))) for r in rows if r.get("epoch") and r.get("step"))
     series: dict[str, dict[int, float]] = {}
@@ -413,8 +470,8 @@ def report(task: nn.Module, datamodule: Any, out: str | Path, split: str = "val"
     figures: dict[str, str] = {}
     notes: dict[str, str] = {}
 
-    metrics_csv = find_metrics_csv(ckpt_path)
-    curves = curves_figure(metrics_csv) if metrics_csv else None
+    metrics_csvs = run_metrics_csvs(ckpt_path)
+    curves = curves_figure(metrics_csvs) if metrics_csvs else None
     if curves is not None:
         figures["curves"] = _png(curves, out / "curves.png")
     else:
