@@ -5,6 +5,7 @@ Without Lightning: the deployment path (`cnnzoo.deploy`) records versions too, a
 
 from __future__ import annotations
 
+import csv
 import functools
 import json
 import os
@@ -147,6 +148,38 @@ def run_folder_message(path: str | Path, use: str) -> str | None:
     if found is None:
         return f"{here}; the newest, {newest.name}, holds no checkpoint yet"
     return f"{here}; in the newest, {newest.name}, {found}: {use}"
+
+
+def checkpoint_named_by(config: Path) -> Path | None:
+    """The checkpoint a run's saved ``config.yaml`` names, resolved: the one a fit resumed from, or a test evaluated.
+
+    ``None`` for a fit from scratch, and for a checkpoint that is no longer there.
+    """
+    import yaml
+
+    try:
+        text = config.read_text(encoding="utf-8")
+        if "\nckpt_path: " not in text or "\nckpt_path: null\n" in text:
+            return None
+        value = yaml.safe_load(text).get("ckpt_path")
+    except (OSError, UnicodeDecodeError, AttributeError, yaml.YAMLError):
+        return None
+    if not isinstance(value, str):
+        return None
+    # A relative path was taken from the current directory of that run: the root the run folder is in, as a rule.
+    for base in (Path.cwd(), config.parent.parent.parent):
+        if (path := base / value).is_file():
+            return path.resolve()
+    return None
+
+
+def logged_training(run: Path) -> bool:
+    """Whether a run folder's ``metrics.csv`` holds training metrics: a fit's, where a test's holds test metrics."""
+    try:
+        with (run / "metrics.csv").open() as f:
+            return any(name.startswith("train_") for name in next(csv.reader(f), []))
+    except OSError:
+        return False
 
 
 def _is_run(folder: Path) -> bool:

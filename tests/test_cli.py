@@ -894,6 +894,30 @@ def test_a_root_dir_that_is_not_a_folder_is_told_in_one_line(
     assert (tmp_path / "notes.txt").read_text() == "mine\n"
 
 
+def test_the_config_of_a_resumed_fit_does_not_evaluate_where_the_fit_started(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Its config.yaml names the checkpoint it resumed from: `cnnzoo test --config` of it evaluated that starting
+    # point, and offered to publish it, as the fit's result.
+    monkeypatch.chdir(tmp_path)
+    fit = ["fit", "-c", "lenet5_digits", "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=2"]
+    fit += ["--trainer.enable_model_summary=false"]
+    assert main([*fit, "--trainer.max_epochs=1"]) == 0
+    start = "lightning_logs/version_0/checkpoints/last.ckpt"
+    assert main([*fit, "--trainer.max_epochs=2", f"--ckpt_path={start}"]) == 0
+    capsys.readouterr()
+    resumed = "lightning_logs/version_1/config.yaml"
+    assert main(["test", "--config", resumed]) == 2
+    err = capsys.readouterr().err.splitlines()[0]
+    assert err.startswith(f"cnnzoo: error: {resumed} is the config of a fit that resumed from {start}: "), err
+    best = str(tmp_path / "lightning_logs/version_1/checkpoints/best-001-")
+    assert re.search(rf"; its best checkpoint \(val_acc\) is {re.escape(best)}[0-9.]+ckpt$", err), err
+    assert not list(tmp_path.glob("lightning_logs/*/test_report.json"))
+    # Named on the command line, it is the user's choice; a test run's own config names what it tested.
+    assert main(["test", "--config", resumed, f"--ckpt_path={start}"]) == 0
+    assert main(["test", "--config", "lightning_logs/version_2/config.yaml"]) == 0
+
+
 def test_a_run_folder_holding_only_tensorboard_event_files_counts_as_unwritten(tmp_path: Path) -> None:
     import time
 

@@ -27,6 +27,7 @@ from torch import nn
 
 from .. import _logging
 from .._files import write_text_whole
+from .._provenance import checkpoint_named_by, logged_training
 from ..presets import normalisation_note
 
 __all__ = ["ReportError", "find_metrics_csv", "report", "run_metrics_csvs"]
@@ -80,43 +81,15 @@ def run_metrics_csvs(ckpt_path: str | None) -> list[Path]:
     links = {
         config.parent: start.parent.parent
         for config in run.parent.glob("*/config.yaml")
-        if (start := _resumed_from(config))
+        if (start := checkpoint_named_by(config))
     }
     fit, grown = {run}, True
     while grown:
         more = {a for a, b in links.items() if b in fit} | {b for a, b in links.items() if a in fit}
         grown, fit = not more <= fit, fit | more
     # Only folders that trained: `cnnzoo test` of a checkpoint names it too, and logs test metrics alone.
-    files = [folder / "metrics.csv" for folder in fit if _logged_training(folder / "metrics.csv")]
+    files = [folder / "metrics.csv" for folder in fit if logged_training(folder)]
     return sorted(files, key=lambda f: f.stat().st_mtime)
-
-
-def _resumed_from(config: Path) -> Path | None:
-    """The checkpoint a run's saved ``config.yaml`` started from, resolved; ``None`` for a run from scratch."""
-    import yaml
-
-    try:
-        text = config.read_text(encoding="utf-8")
-        if "\nckpt_path: " not in text or "\nckpt_path: null\n" in text:
-            return None
-        value = yaml.safe_load(text).get("ckpt_path")
-    except (OSError, UnicodeDecodeError, AttributeError, yaml.YAMLError):
-        return None
-    if not isinstance(value, str):
-        return None
-    # A relative path was taken from the current directory of that run: the root the run folder is in, as a rule.
-    for base in (Path.cwd(), config.parent.parent.parent):
-        if (path := base / value).is_file():
-            return path.resolve()
-    return None
-
-
-def _logged_training(metrics_csv: Path) -> bool:
-    try:
-        with metrics_csv.open() as f:
-            return any(name.startswith("train_") for name in next(csv.reader(f), []))
-    except OSError:
-        return False
 
 
 def evaluate(task: nn.Module, datamodule: Any, split: str, max_images: int, progress: bool = True) -> Evaluation:

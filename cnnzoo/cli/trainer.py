@@ -40,7 +40,18 @@ from .._compat import (
 )
 from .._console import plain_help
 from .._files import short_path, write_text_whole
-from .._provenance import checkpoint_problem, hardware, is_state_dict, run_folder_message, source_commit, versions
+from .._provenance import (
+    _is_run,
+    _run_checkpoint,
+    checkpoint_named_by,
+    checkpoint_problem,
+    hardware,
+    is_state_dict,
+    logged_training,
+    run_folder_message,
+    source_commit,
+    versions,
+)
 from ..callbacks import (
     AtomicCheckpointIO,
     EarlyStopping,
@@ -547,6 +558,8 @@ class CnnzooCLI(LightningCLI):
                 f"cnnzoo {sub} needs trained weights: add --ckpt_path <checkpoint> (for example the best-*.ckpt "
                 "that cnnzoo fit printed); without one it would evaluate a randomly initialised model"
             )
+        if sub in ("validate", "test", "predict") and ckpt_path and not self._typed("--ckpt_path"):
+            self._refuse_a_fits_starting_point(cfg, sub)
         if not ckpt_path or ckpt_path == "last":
             return
         self._ckpt_state = read_checkpoint(ckpt_path, or_last=True)
@@ -573,6 +586,37 @@ class CnnzooCLI(LightningCLI):
             return
         update = {sub: {"model": {"class_path": saved or configured, "dict_kwargs": hparams}}}
         self.config = self.parser.parse_object(update, self.config)
+
+    @override
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        self._given = list(args) if isinstance(args, (list, tuple)) else sys.argv[1:] if args is None else []
+        super().parse_arguments(parser, args)
+
+    def _typed(self, option: str) -> bool:
+        """Whether the command line (not a config file) gave ``option``."""
+        return any(arg == option or str(arg).startswith(f"{option}=") for arg in getattr(self, "_given", []))
+
+    @staticmethod
+    def _refuse_a_fits_starting_point(cfg: Any, sub: str) -> None:
+        """Refuse the ``ckpt_path`` of a resumed fit's saved config: the checkpoint the fit started from.
+
+        ``cnnzoo test --config <run>/config.yaml`` of a fit resumed with ``--ckpt_path`` evaluated that starting
+        point, not what the fit trained, and its ``next:`` line offered to publish it.
+        """
+        for given in cfg.get("config") or []:
+            config = Path(str(given))
+            run = config.parent
+            if config.name != "config.yaml" or not (_is_run(run) or logged_training(run)):
+                continue
+            started = checkpoint_named_by(config)
+            if started is None:
+                continue
+            best = _run_checkpoint(run)
+            raise ConfigError(
+                f"{short_path(str(config))} is the config of a fit that resumed from {short_path(str(started))}: "
+                f"where the fit started, not what it trained. Give cnnzoo {sub} the --ckpt_path to evaluate"
+                + (f"; {best}" if best else "")
+            )
 
     def _check_linked_arguments(self, cfg: Any) -> None:
         model_cfg = cfg.get("model")
