@@ -634,6 +634,26 @@ def test_torch_hub_loads_every_published_weights(name: str) -> None:
         torch.hub.load(str(REPO), other, source="local", weights=name, verbose=False)
 
 
+@pytest.mark.parametrize("name", ALL_WEIGHTS)
+def test_a_builder_imported_by_name_takes_pretrained_and_weights(name: str) -> None:
+    # `from timm.models import resnet18; resnet18(pretrained=True)`, torchvision's `resnet18(weights=...)`: here
+    # both were "got an unexpected keyword argument".
+    import importlib
+
+    w = cnnzoo.get_weights(name)
+    module = importlib.import_module(cnnzoo.models._registry._model_to_module[w.arch])
+    builder = getattr(module, w.arch)
+    expected = cnnzoo.load_pretrained(name).state_dict()
+    for model in (builder(pretrained=name), builder(weights=name), builder(pretrained=name.partition(".")[2])):
+        assert model.pretrained_cfg.name == name and model.training  # as create_model gives it
+        assert all(torch.equal(t, expected[k]) for k, t in model.state_dict().items())
+    if w.default:
+        assert builder(pretrained=True).pretrained_cfg.name == name
+    assert type(builder()) is type(builder(pretrained=False)) is type(cnnzoo.create_model(w.arch))
+    with pytest.raises(ValueError, match="give one of them"):
+        builder(pretrained=True, weights=name)
+
+
 def test_torch_hub_needs_only_the_dependencies_it_names() -> None:
     # hubconf.py's `dependencies` is what torch.hub checks before it imports the repository; everything else that
     # loading a model imports must be the standard library, those packages (and what they import), or cnnzoo's own

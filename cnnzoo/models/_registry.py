@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import functools
 import inspect
 import re
 import typing
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from torch import nn
 
@@ -28,7 +29,12 @@ F = TypeVar("F", bound=Callable[..., nn.Module])
 
 
 def register_model(fn: F) -> F:
-    """Register a model builder under its function name. Registering a name twice is an error."""
+    """Register a model builder under its function name. Registering a name twice is an error.
+
+    The registry keeps the builder. The function returned in its place also takes timm's ``pretrained=`` and
+    torchvision's ``weights=`` (``lenet5(pretrained=True)``, ``lenet5(weights="lenet5.digits")``) and hands them to
+    `create_model`, as a builder imported from timm or torchvision takes them.
+    """
     name = fn.__name__
     if name in _model_entrypoints:
         other = _model_to_module[name]
@@ -37,7 +43,25 @@ def register_model(fn: F) -> F:
         )
     _model_entrypoints[name] = fn
     _model_to_module[name] = fn.__module__
-    return fn
+
+    @functools.wraps(fn)
+    def builder(*args: Any, pretrained: Any = None, weights: Any = None, **kwargs: Any) -> nn.Module:
+        if pretrained is not None and weights is not None:
+            raise ValueError(f"{name}(pretrained={pretrained!r}, weights={weights!r}): give one of them")
+        chosen = pretrained if weights is None else weights
+        if chosen is None or chosen is False:
+            return fn(*args, **kwargs)
+        if args:
+            raise TypeError(f"{name}(): with weights, give its other options by name ({name}(pretrained=..., ...))")
+        return create_model(name, pretrained=chosen, **kwargs)
+
+    own = inspect.signature(fn)
+    added = [inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=None) for k in ("pretrained", "weights")]
+    params = list(own.parameters.values())
+    keywords = [i for i, p in enumerate(params) if p.kind is inspect.Parameter.VAR_KEYWORD]
+    at = keywords[0] if keywords else len(params)
+    builder.__signature__ = own.replace(parameters=[*params[:at], *added, *params[at:]])  # type: ignore[attr-defined]
+    return cast(F, builder)
 
 
 def list_models(
