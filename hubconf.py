@@ -15,20 +15,18 @@ from typing import Any
 
 from torch import nn
 
-from cnnzoo.models import create_model, get_model_entrypoint, list_models
+from cnnzoo import models
+from cnnzoo.models import get_model_entrypoint, list_models
 
 dependencies = ["torch", "torchvision", "safetensors"]  # what loading a registered model imports
 
 
 def _entry_point(arch: str) -> Callable[..., nn.Module]:
+    builder = getattr(models, arch)  # takes weights= and pretrained= (timm's keyword) alike
+
     def entry(weights: bool | str | None = None, pretrained: bool | str | None = None, **kwargs: Any) -> nn.Module:
-        # pretrained= is timm's and the older torchvision's keyword: it gave the weights in training mode.
-        if weights and pretrained:
-            raise ValueError(f"weights={weights!r} and pretrained={pretrained!r}: give one of them")
-        weights = weights or pretrained
-        if not weights:
-            return create_model(arch, **kwargs)
-        return create_model(arch, pretrained=weights, **kwargs).eval()
+        model = builder(weights=weights, pretrained=pretrained, **kwargs)
+        return model.eval() if weights or pretrained else model
 
     summary = ((get_model_entrypoint(arch).__doc__ or "").strip().splitlines() or [""])[0]
     entry.__name__ = entry.__qualname__ = arch

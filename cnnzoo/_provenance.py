@@ -132,15 +132,15 @@ def run_folder_message(path: str | Path, use: str) -> str | None:
     run = folder.parent if folder.name == "checkpoints" else folder
     if not folder.is_dir():
         return None
-    if _is_run(run):
-        found = _run_checkpoint(run)
+    if is_run_folder(run):
+        found = run_checkpoint_note(run)
         here = f"{path} is a training run's folder"
         return f"{here}; {found}: {use}" if found else f"{here}, which holds no checkpoint yet"
-    runs = [d for d in folder.iterdir() if d.is_dir() and _is_run(d)]
+    runs = [d for d in folder.iterdir() if d.is_dir() and is_run_folder(d)]
     if not runs:
         return None
     newest = max(runs, key=lambda d: d.stat().st_mtime)  # a folder's mtime moves when a file is written in it
-    found = _run_checkpoint(newest)
+    found = run_checkpoint_note(newest)
     if len(runs) == 1:
         here = f"{path} holds one training run's folder, {newest.name}"
         return f"{here}; {found}: {use}" if found else f"{here}, which holds no checkpoint yet"
@@ -182,11 +182,11 @@ def logged_training(run: Path) -> bool:
         return False
 
 
-def _is_run(folder: Path) -> bool:
+def is_run_folder(folder: Path) -> bool:
     return (folder / "fit_report.json").is_file() or (folder / "checkpoints").is_dir()
 
 
-def _run_checkpoint(run: Path) -> str | None:
+def run_checkpoint_note(run: Path) -> str | None:
     """Which checkpoint of a run the user most likely meant, as "its best checkpoint (val_acc) is <path>"."""
     try:
         best = json.loads((run / "fit_report.json").read_text())["best"]

@@ -905,12 +905,15 @@ def test_the_config_of_a_resumed_fit_does_not_evaluate_where_the_fit_started(
     assert main([*fit, "--trainer.max_epochs=1"]) == 0
     start = "lightning_logs/version_0/checkpoints/last.ckpt"
     assert main([*fit, "--trainer.max_epochs=2", f"--ckpt_path={start}"]) == 0
+    # A run's last.ckpt by its path is `--ckpt_path last`: its checkpoints go on beside it, where ModelCheckpoint
+    # keeps the run's best (in a new folder, Lightning forgot it, and the first epoch after the resume became it).
+    assert not (tmp_path / "lightning_logs/version_1/checkpoints").exists()
     capsys.readouterr()
     resumed = "lightning_logs/version_1/config.yaml"
     assert main(["test", "--config", resumed]) == 2
     err = capsys.readouterr().err.splitlines()[0]
     assert err.startswith(f"cnnzoo: error: {resumed} is the config of a fit that resumed from {start}: "), err
-    best = str(tmp_path / "lightning_logs/version_1/checkpoints/best-001-")
+    best = str(tmp_path / "lightning_logs/version_0/checkpoints/best-001-")
     assert re.search(rf"; its best checkpoint \(val_acc\) is {re.escape(best)}[0-9.]+ckpt$", err), err
     assert not list(tmp_path.glob("lightning_logs/*/test_report.json"))
     # Named on the command line, it is the user's choice; a test run's own config names what it tested.

@@ -286,8 +286,9 @@ def test_the_curves_of_a_resumed_fit_take_in_every_run_of_it(tmp_path: Path, mon
     assert main([*fit, "--trainer.max_epochs=3", "--ckpt_path=last"]) == 0  # version_1, checkpoints in version_0's
     last = logs / "version_0" / "checkpoints" / "last.ckpt"
     assert main(["test", "-c", str(logs / "version_0" / "config.yaml"), f"--ckpt_path={last}", *QUIET]) == 0
-    # From a checkpoint path, relative as typed: its checkpoints go to the new run's folder, version_3.
-    assert main([*fit, "--trainer.max_epochs=4", "--ckpt_path=lightning_logs/version_0/checkpoints/last.ckpt"]) == 0
+    # From a best checkpoint's path, relative as typed: a new branch, whose checkpoints go to version_3's folder.
+    best = next(logs.glob("version_0/checkpoints/best-*.ckpt")).relative_to(tmp_path)
+    assert main([*fit, "--trainer.max_epochs=4", f"--ckpt_path={best}"]) == 0
     assert main(["fit", "-c", "lenet5_digits", "--trainer.max_epochs=1", *QUIET]) == 0  # another fit: not this one
 
     def epochs(ckpt: Path) -> list[float]:

@@ -41,13 +41,13 @@ from .._compat import (
 from .._console import plain_help
 from .._files import short_path, write_text_whole
 from .._provenance import (
-    _is_run,
-    _run_checkpoint,
     checkpoint_named_by,
     checkpoint_problem,
     hardware,
+    is_run_folder,
     is_state_dict,
     logged_training,
+    run_checkpoint_note,
     run_folder_message,
     source_commit,
     versions,
@@ -404,6 +404,11 @@ def _saved_checkpoint_dirpath(state: dict[str, Any], ckpt: Path) -> str:
     return str(ckpt.parent)
 
 
+def _is_a_runs_last(ckpt: Path) -> bool:
+    """Whether ``ckpt`` is the ``last.ckpt`` (or ``last-vN.ckpt``) in a run's ``checkpoints/`` folder."""
+    return ckpt.parent.name == "checkpoints" and ckpt.name.startswith("last") and ckpt.suffix == ".ckpt"
+
+
 def _arch_of(hparams: dict[str, Any]) -> str | None:
     """The architecture a task's hyperparameters name: ``model`` (ImageClassifier) or ``backbone`` (timm)."""
     for key in ("model", "backbone"):
@@ -447,6 +452,7 @@ class CnnzooCLI(LightningCLI):
     _ckpt_state: dict[str, Any] | None = None  # the --ckpt_path checkpoint, read once with weights_only=True
     _run_folder: Path | None = None  # the lightning_logs/version_N folder claimed for this run's default loggers
     _runs = True  # whether the CLI runs the subcommand itself (run=True)
+    _given: list[str] = []  # the command line's arguments, as parse_arguments got them (never mutated)
 
     def __init__(self, args: Any = None, run: bool = True, **kwargs: Any) -> None:
         # Lightning's model summary calls its 32-bit size "not accurate" under 16-mixed and bf16-mixed, where the
@@ -594,7 +600,7 @@ class CnnzooCLI(LightningCLI):
 
     def _typed(self, option: str) -> bool:
         """Whether the command line (not a config file) gave ``option``."""
-        return any(arg == option or str(arg).startswith(f"{option}=") for arg in getattr(self, "_given", []))
+        return any(arg == option or str(arg).startswith(f"{option}=") for arg in self._given)
 
     @staticmethod
     def _refuse_a_fits_starting_point(cfg: Any, sub: str) -> None:
@@ -606,12 +612,12 @@ class CnnzooCLI(LightningCLI):
         for given in cfg.get("config") or []:
             config = Path(str(given))
             run = config.parent
-            if config.name != "config.yaml" or not (_is_run(run) or logged_training(run)):
+            if config.name != "config.yaml" or not (is_run_folder(run) or logged_training(run)):
                 continue
             started = checkpoint_named_by(config)
             if started is None:
                 continue
-            best = _run_checkpoint(run)
+            best = run_checkpoint_note(run)
             raise ConfigError(
                 f"{short_path(str(config))} is the config of a fit that resumed from {short_path(str(started))}: "
                 f"where the fit started, not what it trained. Give cnnzoo {sub} the --ckpt_path to evaluate"
@@ -671,6 +677,15 @@ class CnnzooCLI(LightningCLI):
         self._hint_slow_cpu_precision()
         if cfg.get("ckpt_path") == "last":
             self._resolve_last_checkpoint(cfg)
+        elif (
+            self.subcommand == "fit"
+            and self._ckpt_state is not None
+            and not cfg.get("checkpoint", {}).get("dirpath")
+            and _is_a_runs_last(Path(str(cfg.get("ckpt_path"))))
+        ):
+            # A run's last.ckpt named by its path is `--ckpt_path last` spelt out: the same resume. In a new folder,
+            # ModelCheckpoint forgot the run's best (Lightning: "won't be reloaded"), and a worse epoch became it.
+            self._go_on_in_its_folder(self._ckpt_state, Path(str(cfg.get("ckpt_path"))))
         if self._ckpt_state is not None:
             self._check_checkpoint_classes(str(cfg.get("ckpt_path")))
 
@@ -718,6 +733,13 @@ class CnnzooCLI(LightningCLI):
                 "give data with the checkpoint's classes in the same order, or a checkpoint trained on this data"
             )
 
+    def _go_on_in_its_folder(self, state: dict[str, Any], path: Path) -> None:
+        """Write the resumed fit's checkpoints beside the one it resumed, so ModelCheckpoint restores its best-k."""
+        if isinstance(self.trainer.checkpoint_callback, ModelCheckpoint):
+            self.trainer.checkpoint_callback.dirpath = _saved_checkpoint_dirpath(state, path)
+            # Going on in the folder it resumed from is the point; Lightning warns that it is not empty.
+            warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+
     def _resolve_last_checkpoint(self, cfg: Any) -> None:
         """Resolve ``--ckpt_path last`` to this experiment's newest ``last.ckpt``.
 
@@ -759,14 +781,8 @@ class CnnzooCLI(LightningCLI):
                 continue
             self._ckpt_state = state
             cfg["ckpt_path"] = str(path)
-            if (
-                self.subcommand == "fit"
-                and not dirpath
-                and isinstance(self.trainer.checkpoint_callback, ModelCheckpoint)
-            ):
-                self.trainer.checkpoint_callback.dirpath = _saved_checkpoint_dirpath(state, path)
-                # Going on in the folder it resumed from is the point; Lightning warns that it is not empty.
-                warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+            if self.subcommand == "fit" and not dirpath:
+                self._go_on_in_its_folder(state, path)
             # Only fit resumes; the other commands evaluate the checkpoint.
             doing = {"fit": "resuming from", "validate": "validating", "test": "testing"}.get(
                 str(self.subcommand), "predicting with"
