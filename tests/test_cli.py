@@ -3,6 +3,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 import io
+import json
 import logging
 import os
 import pickle
@@ -919,6 +920,13 @@ def test_the_config_of_a_resumed_fit_does_not_evaluate_where_the_fit_started(
     # Named on the command line, it is the user's choice; a test run's own config names what it tested.
     assert main(["test", "--config", resumed, f"--ckpt_path={start}"]) == 0
     assert main(["test", "--config", "lightning_logs/version_2/config.yaml"]) == 0
+    # --weights is what is evaluated: the config's checkpoint had replaced the weights without a word.
+    capsys.readouterr()
+    assert main(["test", "--config", resumed, "--weights", "lenet5.digits"]) == 0
+    report = json.loads(next(tmp_path.glob("lightning_logs/version_4/test_report.json")).read_text())
+    assert report["weights"]["name"] == "lenet5.digits", report.get("weights")
+    assert main(["test", "--config", resumed, "--weights", "lenet5.digits", f"--ckpt_path={start}"]) == 2
+    assert "--weights and --ckpt_path both name what cnnzoo test evaluates" in capsys.readouterr().err
 
 
 def test_a_run_folder_holding_only_tensorboard_event_files_counts_as_unwritten(tmp_path: Path) -> None:
