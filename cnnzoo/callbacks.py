@@ -81,7 +81,7 @@ class PredictionWriter(BasePredictionWriter):
         warnings.filterwarnings(
             "ignore", message=r"Couldn't infer the batch indices fetched from your dataloader: `BatchIndexedDataLoader`"
         )
-        self.output = output
+        self.output = os.path.expanduser(output) if output else output  # a config's ~ reaches no shell
         self._rows: list[tuple[str, int, float]] = []
         self._unreadable: list[tuple[str, str]] = []  # files the loader could not decode, with the reason
         self.written_to: str | None = None
@@ -868,7 +868,7 @@ class EvalReport(Callback):
     """
 
     def __init__(self, output: str | None = None) -> None:
-        self.output = output
+        self.output = os.path.expanduser(output) if output else output  # a config's ~ reaches no shell
         self._count = 0
         self.written_to: str | None = None
 

@@ -24,7 +24,7 @@ from . import _logging
 from ._console import plain_help
 from ._files import safetensors_beside, short_path, write_text_whole
 from ._provenance import evaluation_record, run_folder_message, versions
-from .cli._args import ZooArgumentParser
+from .cli._args import ZooArgumentParser, user_path
 from .errors import ConfigError, first_line
 from .models import (
     STORED_DTYPES,
@@ -585,7 +585,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("ckpt", type=Path, help="training checkpoint (.ckpt), loaded with weights_only=True")
     parser.add_argument("--name", required=True, help="arch.tag, e.g. lenet5.mnist")
-    parser.add_argument("--out", required=True, type=Path, help="output directory")
+    parser.add_argument("--out", required=True, type=lambda text: Path(user_path(text)), help="output directory")
     parser.add_argument(
         "--report",
         action="append",

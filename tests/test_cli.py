@@ -882,6 +882,29 @@ def test_runs_started_together_get_a_folder_each(tmp_path: Path) -> None:
     assert not (tmp_path / "py").exists()
 
 
+def test_a_home_folder_in_an_option_is_the_users_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # `--opt=~/x` reaches no shell that would expand it: runs, predictions and exports went into a folder named "~"
+    # in the current directory (which a later `rm -rf ~` would not be kind to).
+    from PIL import Image
+
+    home, work = tmp_path / "home", tmp_path / "work"
+    (work / "pngs").mkdir(parents=True)
+    Image.new("L", (28, 28)).save(work / "pngs" / "a.png")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    fit = ["fit", "-c", "lenet5_digits", "--trainer.max_epochs=1", "--trainer.limit_train_batches=1"]
+    assert main([*fit, "--trainer.limit_val_batches=1", "--trainer.default_root_dir=~/runs"]) == 0
+    assert (home / "runs" / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt").is_file()
+    predict = ["predict", "--weights", "lenet5.mnist", "--data.predict_dir=pngs"]
+    assert main([*predict, "--prediction_writer.output=~/fast.csv"]) == 0  # the path without a Trainer
+    assert main([*predict, "--prediction_writer.output=~/trainer.csv", "--trainer.precision=32-true"]) == 0
+    assert main(["export", "lenet5.mnist", "--format=torchscript", "--out=~/exported/"]) == 0
+    assert sorted(p.name for p in home.iterdir() if not p.name.startswith(".")) == [
+        "exported", "fast.csv", "runs", "trainer.csv"
+    ]  # fmt: skip
+    assert sorted(p.name for p in work.iterdir()) == ["pngs"]
+
+
 def test_a_root_dir_that_is_not_a_folder_is_told_in_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -25,7 +25,7 @@ from typing import Any, NoReturn, TextIO
 
 from .. import __version__, _logging
 from ..errors import CheckpointMismatchError, CnnzooWarning, ConfigError, first_line
-from ._args import ZooArgumentParser, non_negative_float, non_negative_int, positive_int
+from ._args import ZooArgumentParser, non_negative_float, non_negative_int, positive_int, user_path
 
 __all__ = ["CheckpointMismatchError", "CnnzooCLI", "ConfigError", "choose_precision", "main"]
 
@@ -103,7 +103,7 @@ def _cmd_show_augment(argv: list[str]) -> int:
         description="Save a grid of augmented training samples: one row per image, the evaluation view first. "
         "Other options (--config, --data.augment, ...) are those of 'cnnzoo fit'.",
     )
-    parser.add_argument("--out", default="augment_grid.png", help="PNG file to write")
+    parser.add_argument("--out", type=user_path, default="augment_grid.png", help="PNG file to write")
     parser.add_argument("--images", type=positive_int, default=8, help="training images (rows)")
     parser.add_argument(
         "--draws", type=non_negative_int, default=7, help="augmented draws per image (columns after the first)"
@@ -229,8 +229,8 @@ def _predict_weights(argv: list[str]) -> int | None:
     parser.add_argument("--weights", required=True)
     options = [
         parser.add_argument("--backend", choices=["torch", "onnxruntime"]),
-        parser.add_argument("--data.predict_dir", dest="predict_dir"),
-        parser.add_argument("--prediction_writer.output", dest="output"),
+        parser.add_argument("--data.predict_dir", dest="predict_dir", type=user_path),
+        parser.add_argument("--prediction_writer.output", dest="output", type=user_path),
         parser.add_argument(
             "--data.batch_size", "--batch-size", dest="batch_size", type=positive_int, default=PREDICT_BATCH_SIZE
         ),
@@ -240,7 +240,7 @@ def _predict_weights(argv: list[str]) -> int | None:
         ),
         # Without strict, unreadable files are skipped either way: check_images only decides when they are found.
         parser.add_argument("--data.check_images", dest="check_images", type=_flag),
-        parser.add_argument("--trainer.default_root_dir", dest="root", default="."),
+        parser.add_argument("--trainer.default_root_dir", dest="root", type=user_path, default="."),
         parser.add_argument("--trainer.enable_progress_bar", dest="progress_bar", type=_flag),
     ]
     args, rest = parser.parse_known_args(argv)
@@ -378,7 +378,9 @@ def _cmd_report(argv: list[str]) -> int:
     )
     parser.add_argument("--ckpt_path", "--ckpt-path", help="a checkpoint that cnnzoo fit wrote")
     parser.add_argument("--split", choices=["val", "test"], default="val")
-    parser.add_argument("--out", default="report", help="output folder (report.html, PNGs, report.json)")
+    parser.add_argument(
+        "--out", type=user_path, default="report", help="output folder (report.html, PNGs, report.json)"
+    )
     parser.add_argument("--target_layer", "--target-layer", help="Grad-CAM layer; default: the last convolution")
     parser.add_argument("--max-images", type=positive_int, default=256, help="images kept for the figures")
     args, rest = parser.parse_known_args(argv)
@@ -436,6 +438,7 @@ def _cmd_export(argv: list[str]) -> int:
     parser.add_argument("--format", choices=list(SUFFIX), default="onnx")
     parser.add_argument(
         "--out",
+        type=user_path,
         help="output file, or a folder to put it in (default: the current directory); in a folder the file is named "
         "after the weights (arch.tag), the checkpoint or the model",
     )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 from typing import NoReturn
 
 __all__ = ["ZooArgumentParser", "non_negative_float", "non_negative_int", "positive_int"]
@@ -49,3 +50,8 @@ def non_negative_int(text: str) -> int:
 def non_negative_float(text: str) -> float:
     """A finite tolerance or threshold, 0 or more."""
     return float(_number(text, float, 0))
+
+
+def user_path(text: str) -> str:
+    """A path to write to, ``~`` expanded: ``--out=~/x`` reaches no shell that would, and made a folder named ``~``."""
+    return os.path.expanduser(text)

@@ -654,7 +654,10 @@ class CnnzooCLI(LightningCLI):
         trainer = cfg["trainer"]
         # An absolute, symlink-free root makes every checkpoint record its directory the way ModelCheckpoint
         # normalises an explicit dirpath (realpath), so a resumed run is recognised as the same directory.
-        trainer["default_root_dir"] = os.path.realpath(trainer.get("default_root_dir") or os.getcwd())
+        # ~ expanded as Lightning expands it for ModelCheckpoint: --trainer.default_root_dir=~/runs made a folder "~".
+        trainer["default_root_dir"] = os.path.realpath(
+            os.path.expanduser(trainer.get("default_root_dir") or os.getcwd())
+        )
         missing = _missing_gpu(trainer.get("accelerator"))
         if missing is not None:
             raise ConfigError(missing)
