@@ -895,6 +895,9 @@ def test_a_home_folder_in_an_option_is_the_users_home(tmp_path: Path, monkeypatc
     fit = ["fit", "-c", "lenet5_digits", "--trainer.max_epochs=1", "--trainer.limit_train_batches=1"]
     assert main([*fit, "--trainer.limit_val_batches=1", "--trainer.default_root_dir=~/runs"]) == 0
     assert (home / "runs" / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt").is_file()
+    run = "~/runs/lightning_logs/version_0"
+    test = ["test", f"--config={run}/config.yaml", f"--ckpt_path={run}/checkpoints/last.ckpt"]
+    assert main([*test, "--trainer.limit_test_batches=1"]) == 0  # paths to read, too
     predict = ["predict", "--weights", "lenet5.mnist", "--data.predict_dir=pngs"]
     assert main([*predict, "--prediction_writer.output=~/fast.csv"]) == 0  # the path without a Trainer
     assert main([*predict, "--prediction_writer.output=~/trainer.csv", "--trainer.precision=32-true"]) == 0

@@ -602,6 +602,8 @@ def _resolve_recipe(value: str) -> str:
     """
     if Path(value).exists():
         return value
+    if value.startswith("~") and Path(value).expanduser().exists():  # --config=~/x.yaml reaches no shell
+        return str(Path(value).expanduser())
     stem = Path(value).name.removesuffix(".yaml").removesuffix(".yml")
     shipped = recipes_dir() / f"{stem}.yaml"
     if shipped.is_file():

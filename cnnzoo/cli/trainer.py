@@ -559,6 +559,8 @@ class CnnzooCLI(LightningCLI):
         cfg = self.config[sub]
         self._check_linked_arguments(cfg)
         ckpt_path = cfg.get("ckpt_path")
+        if isinstance(ckpt_path, str) and ckpt_path.startswith("~"):  # --ckpt_path=~/x.ckpt reaches no shell
+            cfg["ckpt_path"] = ckpt_path = os.path.expanduser(ckpt_path)
         if sub in ("validate", "test", "predict") and not ckpt_path and not self._model_has_weights(cfg):
             raise ConfigError(
                 f"cnnzoo {sub} needs trained weights: add --ckpt_path <checkpoint> (for example the best-*.ckpt "
