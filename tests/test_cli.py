@@ -922,7 +922,7 @@ def test_a_root_dir_that_is_not_a_folder_is_told_in_one_line(
 
 
 def test_the_config_of_a_resumed_fit_does_not_evaluate_where_the_fit_started(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], cnnzoo_said: list[str]
 ) -> None:
     # Its config.yaml names the checkpoint it resumed from: `cnnzoo test --config` of it evaluated that starting
     # point, and offered to publish it, as the fit's result.
@@ -935,6 +935,7 @@ def test_the_config_of_a_resumed_fit_does_not_evaluate_where_the_fit_started(
     # A run's last.ckpt by its path is `--ckpt_path last`: its checkpoints go on beside it, where ModelCheckpoint
     # keeps the run's best (in a new folder, Lightning forgot it, and the first epoch after the resume became it).
     assert not (tmp_path / "lightning_logs/version_1/checkpoints").exists()
+    assert f"resuming from {start} (epoch 0, step 2); its checkpoints go on beside it" in cnnzoo_said
     capsys.readouterr()
     resumed = "lightning_logs/version_1/config.yaml"
     assert main(["test", "--config", resumed]) == 2

@@ -275,7 +275,9 @@ def test_the_page_in_a_real_browser(made: Path, tmp_path: Path) -> None:
     assert attrs["broken"] == "1" and any("boom" in line for line in console)
 
 
-def test_the_curves_of_a_resumed_fit_take_in_every_run_of_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_curves_of_a_resumed_fit_take_in_every_run_of_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cnnzoo_said: list[str]
+) -> None:
     from cnnzoo.analysis.report import curves_figure, run_metrics_csvs
 
     # A resumed fit logs in a version folder of its own: the report of its checkpoint drew the first run's epochs.
@@ -289,6 +291,8 @@ def test_the_curves_of_a_resumed_fit_take_in_every_run_of_it(tmp_path: Path, mon
     # From a best checkpoint's path, relative as typed: a new branch, whose checkpoints go to version_3's folder.
     best = next(logs.glob("version_0/checkpoints/best-*.ckpt")).relative_to(tmp_path)
     assert main([*fit, "--trainer.max_epochs=4", f"--ckpt_path={best}"]) == 0
+    assert any(line.startswith(f"resuming from {best} (epoch ") for line in cnnzoo_said)
+    assert any(line.endswith("): a new branch, whose checkpoints start afresh") for line in cnnzoo_said)
     assert main(["fit", "-c", "lenet5_digits", "--trainer.max_epochs=1", *QUIET]) == 0  # another fit: not this one
 
     def epochs(ckpt: Path) -> list[float]:

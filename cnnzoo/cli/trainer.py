@@ -682,15 +682,21 @@ class CnnzooCLI(LightningCLI):
         self._hint_slow_cpu_precision()
         if cfg.get("ckpt_path") == "last":
             self._resolve_last_checkpoint(cfg)
-        elif (
-            self.subcommand == "fit"
-            and self._ckpt_state is not None
-            and not cfg.get("checkpoint", {}).get("dirpath")
-            and _is_a_runs_last(Path(str(cfg.get("ckpt_path"))))
-        ):
-            # A run's last.ckpt named by its path is `--ckpt_path last` spelt out: the same resume. In a new folder,
-            # ModelCheckpoint forgot the run's best (Lightning: "won't be reloaded"), and a worse epoch became it.
-            self._go_on_in_its_folder(self._ckpt_state, Path(str(cfg.get("ckpt_path"))))
+        elif self.subcommand == "fit" and self._ckpt_state is not None:
+            path, state = Path(str(cfg.get("ckpt_path"))), self._ckpt_state
+            at = f"epoch {state.get('epoch')}, step {state.get('global_step')}"
+            if cfg.get("checkpoint", {}).get("dirpath"):  # where the checkpoints go is the user's choice
+                _logging.info(f"resuming from {path} ({at})")
+            elif _is_a_runs_last(path):
+                # A run's last.ckpt named by its path is `--ckpt_path last` spelt out: the same resume. In a new
+                # folder, ModelCheckpoint forgot the run's best (Lightning: "won't be reloaded"), and a worse epoch
+                # became it.
+                self._go_on_in_its_folder(state, path)
+                _logging.info(f"resuming from {path} ({at}); its checkpoints go on beside it")
+            else:
+                # Lightning's warning about it named its own file; a branch starts its best-k afresh by design.
+                warnings.filterwarnings("ignore", message=r"The dirpath has changed from")
+                _logging.info(f"resuming from {path} ({at}): a new branch, whose checkpoints start afresh")
         if self._ckpt_state is not None:
             self._check_checkpoint_classes(str(cfg.get("ckpt_path")))
 
