@@ -166,8 +166,9 @@ def checkpoint_named_by(config: Path) -> Path | None:
         return None
     if not isinstance(value, str):
         return None
-    # A relative path was taken from the current directory of that run: the root the run folder is in, as a rule.
-    for base in (Path.cwd(), config.parent.parent.parent):
+    # A relative path was taken from the current directory of that run: as a rule the root the run folder is in,
+    # before the current directory of this process, which may hold another run at the same relative path.
+    for base in (config.parent.parent.parent, Path.cwd()):
         if (path := base / value).is_file():
             return path.resolve()
     return None
