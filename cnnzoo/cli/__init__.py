@@ -175,7 +175,6 @@ def _weights_arguments(args: list[str]) -> list[str]:
             + shlex.quote(source)
         )
     if any(a in ("--config", "-c") or a.startswith(("--config=", "-c=")) for a in rest):
-        # The weights are what is evaluated: a ckpt_path in the config (a resumed fit's saved one) would replace them.
         if args[0] == "report":
             return [*rest, "--model.init_args.pretrained", source]
         if any(a == "--ckpt_path" or a.startswith("--ckpt_path=") for a in rest):
@@ -183,6 +182,7 @@ def _weights_arguments(args: list[str]) -> list[str]:
                 f"--weights and --ckpt_path both name what cnnzoo {args[0]} evaluates, and the checkpoint replaced "
                 "the weights: give one of them"
             )
+        # The weights are what is evaluated: a ckpt_path in the config (a resumed fit's saved one) would replace them.
         return [*rest, "--model.init_args.pretrained", source, "--ckpt_path", "null"]
     if args[0] != "predict":
         raise ConfigError(f"cnnzoo {args[0]} --weights also needs the data: add --config <recipe> (cnnzoo recipes)")

@@ -10,7 +10,7 @@ import math
 import os
 from typing import NoReturn
 
-__all__ = ["ZooArgumentParser", "non_negative_float", "non_negative_int", "positive_int"]
+__all__ = ["ZooArgumentParser", "non_negative_float", "non_negative_int", "positive_int", "user_path"]
 
 
 class ZooArgumentParser(argparse.ArgumentParser):
@@ -53,5 +53,5 @@ def non_negative_float(text: str) -> float:
 
 
 def user_path(text: str) -> str:
-    """A path to write to, ``~`` expanded: ``--out=~/x`` reaches no shell that would, and made a folder named ``~``."""
+    """A path option's value, ``~`` expanded: ``--out=~/x`` reaches no shell that would, and made a folder ``~``."""
     return os.path.expanduser(text)
