@@ -318,6 +318,9 @@ def hub(published: Path) -> Iterator[HubStandIn]:
 
 
 def test_load_pretrained_from_the_hub_uses_its_download_and_cache(hub: HubStandIn, tmp_path: Path) -> None:
+    # An earlier release's file that an older cnnzoo pushed too: as large as the weights, and never needed.
+    released = set(hub.files)
+    hub.files["lenet5.digits-00000000.safetensors"] = b"an earlier release" * 1000
     # huggingface_hub reads its endpoint when it is imported, so the loads run in a fresh interpreter.
     env = {**os.environ, "HF_ENDPOINT": hub.endpoint, "HF_HUB_CACHE": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "0"}
     code = (
@@ -335,7 +338,15 @@ def test_load_pretrained_from_the_hub_uses_its_download_and_cache(hub: HubStandI
     run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0 and "ok" in run.stdout, run.stderr[-2000:]
     downloads = [r for r in hub.requests if r.startswith("GET") and "/resolve/" in r]
-    assert sorted(downloads) == sorted(f"GET /org/lenet5-digits/resolve/{hub.commit}/{f}" for f in hub.files)
+    assert sorted(downloads) == sorted(f"GET /org/lenet5-digits/resolve/{hub.commit}/{f}" for f in released)
+    # Offline, from the cache alone: both steps (the JSON, then the file it names) find their copies there.
+    asked = len(hub.requests)
+    offline = "import cnnzoo; print(cnnzoo.load_pretrained('hf-hub:org/lenet5-digits').pretrained_cfg.name)"
+    run = subprocess.run(
+        [sys.executable, "-c", offline], env={**env, "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 0 and run.stdout.strip() == NAME, run.stderr[-2000:]
+    assert len(hub.requests) == asked
 
 
 def test_an_unreachable_hub_is_one_line_that_names_the_repository(tmp_path: Path) -> None:

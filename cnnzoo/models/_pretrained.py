@@ -553,17 +553,23 @@ def _weights_from_url(source: str) -> Weights:
 
 
 def _hf_hub_folder(spec: str) -> Path:
-    """Download (or reuse from huggingface_hub's cache) the JSON and safetensors files of a Hub repository."""
+    """Download (or reuse from huggingface_hub's cache) a Hub repository's weights JSON and the file it names.
+
+    The JSON first, then only the weights file it names, at the same commit: a repository may hold other
+    ``.safetensors`` (an earlier release's, pushed before ``publish`` removed them), each as large as the weights.
+    """
     repo, _, revision = spec.partition("@")
     try:
         from huggingface_hub import snapshot_download
         from huggingface_hub.errors import LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
     except ImportError:
         raise ImportError("hf-hub: weights need huggingface_hub: pip install 'cnnzoo[hub]'") from None
+    metadata = ["*.json", "README.md"]
     try:
-        return Path(
-            snapshot_download(repo, revision=revision or None, allow_patterns=["*.json", "*.safetensors", "README.md"])
-        )
+        folder = Path(snapshot_download(repo, revision=revision or None, allow_patterns=metadata))
+        named = sorted({str(json.loads(p.read_text()).get("file")) for p in weights_entries(folder)})
+        # The snapshot folder is named by its commit: pinning it keeps a push in between from mixing two releases.
+        return Path(snapshot_download(repo, revision=folder.name, allow_patterns=[*metadata, *named]))
     except RepositoryNotFoundError as err:
         why = "no such repository on the Hub (a private one needs `hf auth login`)"
         raise WeightsUnavailableError(f"hf-hub:{spec}: {why}") from err
