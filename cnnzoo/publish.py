@@ -641,15 +641,26 @@ def main(argv: list[str] | None = None) -> int:
     if args.push_to_hub:
         try:
             from huggingface_hub import HfApi
+            from huggingface_hub.errors import HfHubHTTPError
         except ImportError as err:
             raise SystemExit("--push-to-hub needs huggingface_hub: pip install 'cnnzoo[hub]'") from err
-        # The release's three files only, whatever else the folder holds; an earlier file of the name goes, as here.
-        HfApi().upload_folder(
-            folder_path=str(args.out),
-            repo_id=args.push_to_hub,
-            repo_type="model",
-            allow_patterns=[w.file, f"{w.name}.json", "README.md"],
-            delete_patterns=[f"{w.name}-*.safetensors"],
-        )
+        api = HfApi()
+        try:
+            # A new repository is made first, as timm's push_to_hub does: upload_folder needs one that exists.
+            api.create_repo(args.push_to_hub, repo_type="model", exist_ok=True)
+            # The release's three files only, whatever else the folder holds; an earlier file of the name goes, as
+            # here.
+            api.upload_folder(
+                folder_path=str(args.out),
+                repo_id=args.push_to_hub,
+                repo_type="model",
+                allow_patterns=[w.file, f"{w.name}.json", "README.md"],
+                delete_patterns=[f"{w.name}-*.safetensors"],
+            )
+        except (HfHubHTTPError, OSError) as err:
+            raise ConfigError(
+                f"--push-to-hub {args.push_to_hub}: {first_line(err)}. The release is written in {args.out}: log in "
+                "to the Hub (hf auth login, or set HF_TOKEN) and run the same command again"
+            ) from None
         print(f"uploaded to https://huggingface.co/{args.push_to_hub}")
     return 0

@@ -544,12 +544,17 @@ def test_publish_push_to_hub_uploads_the_release_alone(tmp_path: Path, monkeypat
     from cnnzoo.publish import main as publish_main
 
     calls: list[dict[str, str]] = []
+    made: list[tuple[str, dict[str, Any]]] = []
 
     class FakeApi:
+        def create_repo(self, repo_id: str, **kw: Any) -> None:
+            made.append((repo_id, kw))
+
         def upload_folder(self, **kw: str) -> None:
             calls.append(kw)
 
     monkeypatch.setitem(sys.modules, "huggingface_hub", types.SimpleNamespace(HfApi=FakeApi))
+    monkeypatch.setitem(sys.modules, "huggingface_hub.errors", types.SimpleNamespace(HfHubHTTPError=RuntimeError))
     task = ImageClassifier.from_pretrained("lenet5.digits")
     trainer = Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
     trainer.strategy.connect(task)
@@ -565,6 +570,8 @@ def test_publish_push_to_hub_uploads_the_release_alone(tmp_path: Path, monkeypat
         == 0
     )
     (call,) = calls
+    # A repository that does not exist yet is made first: upload_folder alone answered 404.
+    assert made == [("me/lenet5-hub", {"repo_type": "model", "exist_ok": True})]
     assert {k: call[k] for k in ("folder_path", "repo_id", "repo_type")} == {
         "folder_path": str(out), "repo_id": "me/lenet5-hub", "repo_type": "model"
     }  # fmt: skip
@@ -575,6 +582,16 @@ def test_publish_push_to_hub_uploads_the_release_alone(tmp_path: Path, monkeypat
     assert [fnmatch.fnmatch(f, *call["delete_patterns"]) for f in ("lenet5.hub-0123abcd.safetensors", "x.json")] == [
         True, False
     ]  # fmt: skip
+
+    def offline(self: FakeApi, **kw: str) -> None:
+        raise OSError("Connection refused")
+
+    monkeypatch.setattr(FakeApi, "upload_folder", offline)  # no network, or no login: one line, and the release stays
+    with pytest.raises(ValueError, match=r"^--push-to-hub me/lenet5-hub: Connection refused\. The release is written"):
+        publish_main(
+            [str(tmp_path / "m.ckpt"), "--name", "lenet5.hub", "--out", str(out), "--push-to-hub", "me/lenet5-hub"]
+        )
+    assert cnnzoo.load_pretrained(str(out)).pretrained_cfg.name == "lenet5.hub"
 
 
 def test_versions_name_the_commit_of_a_checkout_only(tmp_path: Path) -> None:
