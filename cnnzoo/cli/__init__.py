@@ -25,7 +25,7 @@ from typing import Any, NoReturn, TextIO
 
 from .. import __version__, _logging
 from ..errors import CheckpointMismatchError, CnnzooWarning, ConfigError, first_line
-from ._args import ZooArgumentParser, non_negative_float, non_negative_int, positive_int, user_path
+from ._args import ZooArgumentParser, gives, non_negative_float, non_negative_int, positive_int, user_path
 
 __all__ = ["CheckpointMismatchError", "CnnzooCLI", "ConfigError", "choose_precision", "main"]
 
@@ -174,10 +174,10 @@ def _weights_arguments(args: list[str]) -> list[str]:
             "--weights goes with predict, test, validate or report; to fine-tune: fit --model.init_args.pretrained "
             + shlex.quote(source)
         )
-    if any(a in ("--config", "-c") or a.startswith(("--config=", "-c=")) for a in rest):
+    if gives(rest, "--config", "-c"):
         if args[0] == "report":
             return [*rest, "--model.init_args.pretrained", source]
-        if any(a == "--ckpt_path" or a.startswith("--ckpt_path=") for a in rest):
+        if gives(rest, "--ckpt_path"):
             raise ConfigError(
                 f"--weights and --ckpt_path both name what cnnzoo {args[0]} evaluates, and the checkpoint replaced "
                 "the weights: give one of them"
@@ -317,7 +317,7 @@ def _cmd_summary(argv: list[str]) -> int:
         "each output's receptive field, jump and start. Give a model name (cnnzoo or timm) or weights name, "
         "--config RECIPE (and any 'cnnzoo fit' option), or --ckpt_path CHECKPOINT.",
     )
-    with_config = any(a in ("-c", "--config") or a.startswith(("-c=", "--config=")) for a in argv)
+    with_config = gives(argv, "--config", "-c")
     weights = _take_weights(argv)
     if weights is not None:  # as test and report take it; summary takes the weights' name as its argument
         raise ConfigError(f"cnnzoo summary takes published weights as its argument: cnnzoo summary {weights[0]}")
@@ -683,7 +683,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             _suggest_command(_typed)  # a mistyped command first: its recipe is not the mistake
             args = _packaged_recipes(_typed)
-            recipe = any(a in ("--config", "-c") or a.startswith(("--config=", "-c=")) for a in args)
+            recipe = gives(args, "--config", "-c")
             if args and args[0] == "predict" and not recipe and any(a.startswith("--weights") for a in args):
                 status = _predict_weights(args[1:])
                 if status is not None:

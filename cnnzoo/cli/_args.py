@@ -10,7 +10,7 @@ import math
 import os
 from typing import NoReturn
 
-__all__ = ["ZooArgumentParser", "non_negative_float", "non_negative_int", "positive_int", "user_path"]
+__all__ = ["ZooArgumentParser", "gives", "non_negative_float", "non_negative_int", "positive_int", "user_path"]
 
 
 class ZooArgumentParser(argparse.ArgumentParser):
@@ -55,3 +55,8 @@ def non_negative_float(text: str) -> float:
 def user_path(text: str) -> str:
     """A path option's value, ``~`` expanded: ``--out=~/x`` reaches no shell that would, and made a folder ``~``."""
     return os.path.expanduser(text)
+
+
+def gives(args: list[str], *flags: str) -> bool:
+    """Whether a command line gives one of ``flags`` (``--config``, ``-c``), as ``--flag value`` or ``--flag=value``."""
+    return any(arg in flags or arg.startswith(tuple(f"{flag}=" for flag in flags)) for arg in args)

@@ -72,6 +72,7 @@ from ..errors import CheckpointMismatchError, ConfigError, first_line
 from ..models import torch_load_weights_only
 from ..tasks import ClassificationTask
 from . import TRAINER_COMMANDS, TRAINER_SHORTCUTS
+from ._args import gives
 
 __all__ = ["CnnzooCLI", "choose_precision"]
 
@@ -566,7 +567,7 @@ class CnnzooCLI(LightningCLI):
                 f"cnnzoo {sub} needs trained weights: add --ckpt_path <checkpoint> (for example the best-*.ckpt "
                 "that cnnzoo fit printed); without one it would evaluate a randomly initialised model"
             )
-        if sub in ("validate", "test", "predict") and ckpt_path and not self._typed("--ckpt_path"):
+        if sub in ("validate", "test", "predict") and ckpt_path and not gives(self._given, "--ckpt_path"):
             self._refuse_a_fits_starting_point(cfg, sub)
         if not ckpt_path or ckpt_path == "last":
             return
@@ -597,12 +598,10 @@ class CnnzooCLI(LightningCLI):
 
     @override
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
-        self._given = list(args) if isinstance(args, (list, tuple)) else sys.argv[1:] if args is None else []
+        # The command line, not a config file: an option given there is the user's explicit choice.
+        typed = sys.argv[1:] if args is None else args if isinstance(args, (list, tuple)) else []
+        self._given = [str(arg) for arg in typed]
         super().parse_arguments(parser, args)
-
-    def _typed(self, option: str) -> bool:
-        """Whether the command line (not a config file) gave ``option``."""
-        return any(arg == option or str(arg).startswith(f"{option}=") for arg in self._given)
 
     @staticmethod
     def _refuse_a_fits_starting_point(cfg: Any, sub: str) -> None:
