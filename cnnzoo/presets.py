@@ -195,9 +195,10 @@ class ImageClassificationEval(nn.Module):
             # weights transforms take too. Rounded to 8 bits as an image file holds them, so that they give the
             # same tensor as the PIL image they came from.
             low, high = (float(v) for v in img.aminmax()) if img.numel() else (0.0, 0.0)
-            if low < 0 or high > 1 or img.isnan().any():
+            nan = math.isnan(low)  # aminmax propagates NaN: one pass over the image tells both
+            if low < 0 or high > 1 or nan:
                 said, fix = f"values from {low:g} to {high:g}", "x.round().byte() for pixels in 0-255"
-                if img.isnan().any():
+                if nan:
                     said, fix = "NaN values", "find where they came from; no image file holds them"
                 elif low < 0:
                     fix = "give the image before its normalisation, which this transform does"
